@@ -1,1 +1,10 @@
-//! strackt
+//! strackt: keeps a Linux server *defined* instead of assembled.
+//!
+//! The pipeline (../DESIGN.md): load → build → observe → plan → switch → verify → record.
+//! `definition` turns text into a validated definition, `generation` builds and flips
+//! generations on disk, `plan` diffs desired against observed (pure), `apply` runs a plan
+//! through `host`, `state` records everything in SQLite, `daemon` drives the loop and `api`
+//! exposes it.
+
+pub mod definition;
+pub mod host;

@@ -1,0 +1,303 @@
+//! definition/ — the server definition: YAML text → a typed, validated [`ValidatedDefinition`].
+//!
+//! Owns the published format (`definitions/schema.json` is generated from these types by
+//! `strackt schema`), parsing with every problem reported at once as `FILE:LINE:COL: path:
+//! message`, and the rules of what strackt may manage. It is the only place that names the YAML
+//! crate (in `parse.rs`), and it never touches the filesystem or the host: callers hand it text.
+
+mod locate;
+mod parse;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use parse::parse;
+
+/// The whole server, as the user wrote it. Every section is optional except `version`; new
+/// resource kinds are new sections (packages, users, firewall, … slot in beside `files`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "strackt server definition")]
+pub struct Definition {
+    /// Format version; must be `1`.
+    pub version: u32,
+    /// Settings of the strackt daemon itself.
+    #[serde(default)]
+    pub strackt: DaemonSettings,
+    /// Managed files, keyed by absolute path.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileSpec>,
+    /// Managed systemd services, keyed by name (`hello` → `hello.service`).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+/// How the daemon runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Period of the reconcile timer that repairs drift, e.g. `30s`, `5m`, `1h`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Address of the read-only HTTP status endpoint (read when the daemon starts).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How many successful generations to keep for rollback (the current and the previous
+    /// one are always kept).
+    #[serde(default = "default_keep")]
+    pub keep_generations: u32,
+    /// How long a started or restarted unit must stay active before it counts as healthy.
+    #[serde(default = "default_settle")]
+    pub settle: String,
+}
+
+fn default_interval() -> String {
+    "5m".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:7477".into()
+}
+fn default_keep() -> u32 {
+    10
+}
+fn default_settle() -> String {
+    "1s".into()
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            interval: default_interval(),
+            listen: default_listen(),
+            keep_generations: default_keep(),
+            settle: default_settle(),
+        }
+    }
+}
+
+/// A file strackt writes and keeps as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// The exact content.
+    pub content: String,
+    /// Permission bits as a quoted octal string, e.g. `"0640"` (default `"0644"`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Owner user name (default `root`).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Owner group name (default `root`).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// A systemd service: either one strackt writes (`exec:`) or one a package provides (`unit:`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// An existing unit (from a package) that strackt keeps enabled and running,
+    /// e.g. `cron.service`. Excludes `exec` and the other unit-writing keys.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Command line of the service (absolute path first); strackt writes `<name>.service`.
+    #[serde(default)]
+    pub exec: Option<String>,
+    /// `Description=` of the unit.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// User to run as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Group to run as.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Working directory (absolute).
+    #[serde(default)]
+    pub working_directory: Option<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Command that reloads the service (`ExecReload=`); a change to only this reloads
+    /// instead of restarting.
+    #[serde(default)]
+    pub exec_reload: Option<String>,
+    /// systemd `Restart=` policy (default `on-failure`).
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
+    /// Units this one starts after (`After=` and `Wants=`).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Enabled at boot (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Restart when the unit changes (default true); false leaves the running process alone.
+    #[serde(default = "yes")]
+    pub restart_on_change: bool,
+    /// Managed files whose change restarts this service, e.g. its config file.
+    #[serde(default)]
+    pub restart_on: Vec<String>,
+    /// How to tell the service works, checked after every switch that touched it.
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// systemd's `Restart=` values strackt accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// `Restart=no`.
+    No,
+    /// `Restart=on-failure`.
+    OnFailure,
+    /// `Restart=always`.
+    Always,
+}
+
+impl RestartPolicy {
+    /// The value written into the unit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// One health probe; exactly one of `command`, `http`, `tcp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// A command that exits 0 when healthy (run as root, no shell).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// A URL that answers 2xx when healthy.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// `HOST:PORT` that accepts a TCP connection when healthy.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// How long to keep trying before the check fails (default `10s`).
+    #[serde(default)]
+    pub within: Option<String>,
+}
+
+/// A definition that passed every check. Only `parse` constructs one, so code downstream never
+/// sees an unchecked definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedDefinition {
+    definition: Definition,
+    source: String,
+}
+
+impl ValidatedDefinition {
+    /// The typed definition.
+    pub fn definition(&self) -> &Definition {
+        &self.definition
+    }
+    /// The exact text it was parsed from (kept in each generation).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The reconcile interval.
+    pub fn interval(&self) -> std::time::Duration {
+        duration_or(&self.definition.strackt.interval, 300)
+    }
+    /// How long started units must stay active.
+    pub fn settle(&self) -> std::time::Duration {
+        duration_or(&self.definition.strackt.settle, 1)
+    }
+}
+
+/// Parse a duration that validation already accepted.
+pub fn duration_or(text: &str, default_secs: u64) -> std::time::Duration {
+    humantime::parse_duration(text).unwrap_or(std::time::Duration::from_secs(default_secs))
+}
+
+/// One problem in a definition, located in the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted field path, e.g. `services.hello.exec` (keys with `/` or `.` quoted).
+    pub path: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+/// Every problem found in a definition file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefinitionError {
+    /// The file the text came from.
+    pub file: PathBuf,
+    /// All problems, in source order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let path = if p.path.is_empty() { "(document)" } else { &p.path };
+            write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DefinitionError {}
+
+/// A segment of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Render a field path the way messages show it.
+pub(crate) fn render_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                if k.contains(['.', '/', ' ', '"']) || k.is_empty() {
+                    out.push_str(&format!("{k:?}"));
+                } else {
+                    out.push_str(k);
+                }
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The unit file name strackt writes for a managed service, or the unit a provided one names.
+pub fn unit_name(name: &str, spec: &ServiceSpec) -> String {
+    match &spec.unit {
+        Some(unit) => unit.clone(),
+        None => format!("{name}.service"),
+    }
+}
+
+/// The path where a file's content lives inside a generation (`files/etc/motd`).
+pub fn generation_relative(path: &str) -> PathBuf {
+    Path::new("files").join(path.trim_start_matches('/'))
+}

@@ -1,0 +1,171 @@
+//! host/ — the seams between strackt and the machine it manages.
+//!
+//! One trait per host subsystem, each with a real implementation (the machine: systemd over
+//! D-Bus, the filesystem, health probes) and a stateful in-memory fake (`fake`) that models the
+//! subsystem closely enough for the apply layer's component tests.
+//!
+//! This layer *does* things and *reports* what happened; it never decides what should happen.
+//! Deciding is `plan/`'s job, sequencing is `apply/`'s.
+
+pub mod fake;
+pub mod files;
+pub mod health;
+pub mod systemd;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A failure of a host operation, with enough context to tell an operator what broke.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A filesystem operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("write", "read", "remove", …).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// systemd refused a call or a job ended with a result other than `done`.
+    #[error("systemd {op} {unit}: {message}")]
+    Systemd {
+        /// The D-Bus method or job kind ("start", "daemon-reload", …).
+        op: &'static str,
+        /// The unit concerned (empty for manager-wide calls).
+        unit: String,
+        /// What systemd said.
+        message: String,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out after {secs}s waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long we waited.
+        secs: u64,
+    },
+    /// A name could not be resolved (user, group).
+    #[error("{kind} {name:?} does not exist on this host")]
+    UnknownName {
+        /// "user" or "group".
+        kind: &'static str,
+        /// The name that was looked up.
+        name: String,
+    },
+}
+
+/// What systemd says about one unit (the `org.freedesktop.systemd1.Unit` properties we use).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnitState {
+    /// `LoadState`: loaded, not-found, masked, error, …
+    pub load_state: String,
+    /// `ActiveState`: active, inactive, failed, activating, deactivating, reloading.
+    pub active_state: String,
+    /// `SubState`: running, dead, exited, …
+    pub sub_state: String,
+    /// `UnitFileState`: enabled, disabled, static, linked, masked, "" when no unit file.
+    pub unit_file_state: String,
+    /// `FragmentPath`: the unit file systemd loaded this unit from.
+    pub fragment_path: String,
+    /// `MainPID` of a service (0 when not running or not a service).
+    pub main_pid: u32,
+}
+
+impl UnitState {
+    /// True when the unit is running (or, for oneshot units with RemainAfterExit, has run).
+    pub fn is_active(&self) -> bool {
+        self.active_state == "active" || self.active_state == "reloading"
+    }
+    /// True when the unit is enabled to start at boot.
+    pub fn is_enabled(&self) -> bool {
+        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "alias" | "static" | "generated" | "indirect")
+    }
+}
+
+/// A job strackt asks systemd to run for a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// `StartUnit(name, "replace")`.
+    Start,
+    /// `StopUnit(name, "replace")`.
+    Stop,
+    /// `RestartUnit(name, "replace")`.
+    Restart,
+    /// `ReloadUnit(name, "replace")`.
+    Reload,
+}
+
+impl JobKind {
+    /// The lower-case verb, for messages.
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+            JobKind::Restart => "restart",
+            JobKind::Reload => "reload",
+        }
+    }
+}
+
+/// The service manager. Real implementation: [`systemd::DbusSystemd`] (zbus, system bus).
+///
+/// # Errors
+/// Every method returns [`HostError::Systemd`] when systemd refuses the call and
+/// [`HostError::Timeout`] when a bounded wait runs out.
+///
+/// # Cancellation
+/// Dropping a future abandons the *wait*; a job already queued in systemd keeps running.
+pub trait Systemd: Send + Sync {
+    /// Load (never start) `unit` and read its state. A unit without a unit file reports
+    /// `load_state == "not-found"`; that is not an error.
+    fn unit_state(&self, unit: &str) -> impl Future<Output = Result<UnitState, HostError>> + Send;
+    /// `Reload()` (daemon-reload) and wait for `Reloading(false)`.
+    fn daemon_reload(&self) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Queue a job for `unit` and wait for its `JobRemoved` signal. `Ok` only when the result is
+    /// `done`; any other result (`failed`, `timeout`, `dependency`, `canceled`, `skipped`) is an
+    /// error naming it.
+    fn run_job(&self, kind: JobKind, unit: &str) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Enable units (`EnableUnitFiles(runtime=false, force=true)`), then daemon-reload.
+    fn enable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Disable units (`DisableUnitFiles(runtime=false)`), then daemon-reload.
+    fn disable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
+}
+
+/// What strackt observes about one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileState {
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+}
+
+/// The filesystem, as far as strackt touches it. Real implementation: [`files::RealFiles`].
+pub trait Files: Send + Sync {
+    /// Observe a regular file; `Ok(None)` when nothing (or something that is not a regular
+    /// file) is there.
+    fn stat(&self, path: &std::path::Path) -> Result<Option<FileState>, HostError>;
+    /// Read a whole file; `Ok(None)` when it does not exist.
+    fn read(&self, path: &std::path::Path) -> Result<Option<Vec<u8>>, HostError>;
+    /// Replace `path` atomically (temp file, fchmod/fchown, fsync, rename, fsync dir), creating
+    /// missing parent directories (mode 0755, root).
+    fn write(&self, path: &std::path::Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError>;
+    /// Remove a file; absent is fine.
+    fn remove(&self, path: &std::path::Path) -> Result<(), HostError>;
+    /// Move `from` to `to` (same filesystem or copy+remove), creating `to`'s parents.
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> Result<(), HostError>;
+    /// Resolve a user name (or a decimal uid) to a uid.
+    fn uid(&self, user: &str) -> Result<u32, HostError>;
+    /// Resolve a group name (or a decimal gid) to a gid.
+    fn gid(&self, group: &str) -> Result<u32, HostError>;
+}
