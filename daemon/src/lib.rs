@@ -8,3 +8,6 @@
 
 pub mod definition;
 pub mod host;
+pub mod apply;
+pub mod generation;
+pub mod plan;

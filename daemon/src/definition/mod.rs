@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use parse::parse;
+pub use validate::parse_mode;
 
 /// The whole server, as the user wrote it. Every section is optional except `version`; new
 /// resource kinds are new sections (packages, users, firewall, … slot in beside `files`).

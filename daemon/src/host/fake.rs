@@ -1,0 +1,203 @@
+//! In-memory host: a stateful model of files, accounts, systemd and health probes, for the
+//! apply layer's component tests. It follows the real semantics that matter to strackt: a unit
+//! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
+//! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
+//! restarting gives a new MainPID.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::files::sha256_hex;
+use super::health::Health;
+use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
+use crate::definition::HealthSpec;
+use crate::plan::UNIT_DIR;
+
+#[derive(Debug, Clone, Default)]
+struct Unit {
+    loaded: Option<String>,
+    active: bool,
+    enabled: bool,
+    pid: u32,
+}
+
+/// Everything the fake host holds; public so tests can arrange and inspect it.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    /// Files: path → (content, mode, uid, gid).
+    pub files: BTreeMap<PathBuf, (Vec<u8>, u32, u32, u32)>,
+    /// Units provided by packages (loaded without a file under /etc/systemd/system).
+    pub vendor_units: BTreeSet<String>,
+    /// Units whose start always fails.
+    pub failing: BTreeSet<String>,
+    /// Health commands that fail.
+    pub unhealthy: BTreeSet<String>,
+    /// Every job run, in order (`start a.service`, `daemon-reload`, …).
+    pub journal: Vec<String>,
+    units: BTreeMap<String, Unit>,
+    next_pid: u32,
+}
+
+/// The fake host.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    state: Mutex<FakeState>,
+}
+
+impl FakeHost {
+    /// Lock the state for arranging or asserting.
+    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `unit` is running, and its MainPID.
+    pub fn running(&self, unit: &str) -> Option<u32> {
+        self.state().units.get(unit).filter(|u| u.active).map(|u| u.pid)
+    }
+
+    /// Simulate an operator's `systemctl stop`.
+    pub fn stop_by_hand(&self, unit: &str) {
+        if let Some(u) = self.state().units.get_mut(unit) {
+            u.active = false;
+        }
+    }
+
+    /// Simulate an operator's `systemctl disable`.
+    pub fn disable_by_hand(&self, unit: &str) {
+        if let Some(u) = self.state().units.get_mut(unit) {
+            u.enabled = false;
+        }
+    }
+}
+
+impl FakeState {
+    fn unit_file(&self, unit: &str) -> Option<String> {
+        self.files.get(&Path::new(UNIT_DIR).join(unit)).map(|f| String::from_utf8_lossy(&f.0).into_owned())
+    }
+}
+
+impl Systemd for FakeHost {
+    async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
+        let s = self.state();
+        let u = s.units.get(unit).cloned().unwrap_or_default();
+        let known = u.loaded.is_some() || s.vendor_units.contains(unit);
+        Ok(UnitState {
+            load_state: if known { "loaded" } else { "not-found" }.into(),
+            active_state: if u.active { "active" } else { "inactive" }.into(),
+            sub_state: if u.active { "running" } else { "dead" }.into(),
+            unit_file_state: if !known { String::new() } else if u.enabled { "enabled".into() } else { "disabled".into() },
+            fragment_path: String::new(),
+            main_pid: if u.active { u.pid } else { 0 },
+        })
+    }
+
+    async fn daemon_reload(&self) -> Result<(), HostError> {
+        let mut s = self.state();
+        s.journal.push("daemon-reload".into());
+        let names: BTreeSet<String> = s.units.keys().cloned().collect();
+        let on_disk: BTreeSet<String> = s.files.keys().filter(|p| p.parent() == Some(Path::new(UNIT_DIR))).filter_map(|p| Some(p.file_name()?.to_str()?.to_string())).collect();
+        for name in names.union(&on_disk) {
+            let text = s.unit_file(name);
+            s.units.entry(name.clone()).or_default().loaded = text;
+        }
+        Ok(())
+    }
+
+    async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
+        let mut s = self.state();
+        s.journal.push(format!("{} {unit}", kind.verb()));
+        let known = s.units.get(unit).is_some_and(|u| u.loaded.is_some()) || s.vendor_units.contains(unit);
+        let fails = s.failing.contains(unit) || s.units.get(unit).and_then(|u| u.loaded.as_deref()).is_some_and(|t| t.contains("ExecStart=/bin/false"));
+        s.next_pid += 1;
+        let pid = 100 + s.next_pid;
+        let u = s.units.entry(unit.to_string()).or_default();
+        let err = |message: &str| Err(HostError::Systemd { op: kind.verb(), unit: unit.to_string(), message: message.into() });
+        match kind {
+            JobKind::Stop => {
+                u.active = false;
+                Ok(())
+            }
+            _ if !known => err("Unit not found."),
+            JobKind::Reload if !u.active => err("job result: failed"),
+            JobKind::Reload => Ok(()),
+            JobKind::Start if u.active => Ok(()),
+            JobKind::Start | JobKind::Restart => {
+                if fails {
+                    u.active = false;
+                    return err("job result: failed");
+                }
+                u.active = true;
+                u.pid = pid;
+                Ok(())
+            }
+        }
+    }
+
+    async fn enable(&self, units: &[String]) -> Result<(), HostError> {
+        let mut s = self.state();
+        for unit in units {
+            s.journal.push(format!("enable {unit}"));
+            s.units.entry(unit.clone()).or_default().enabled = true;
+        }
+        Ok(())
+    }
+
+    async fn disable(&self, units: &[String]) -> Result<(), HostError> {
+        let mut s = self.state();
+        for unit in units {
+            s.journal.push(format!("disable {unit}"));
+            s.units.entry(unit.clone()).or_default().enabled = false;
+        }
+        Ok(())
+    }
+}
+
+impl Files for FakeHost {
+    fn stat(&self, path: &Path) -> Result<Option<FileState>, HostError> {
+        Ok(self.state().files.get(path).map(|(c, mode, uid, gid)| FileState { sha256: sha256_hex(c), mode: *mode, uid: *uid, gid: *gid }))
+    }
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self.state().files.get(path).map(|f| f.0.clone()))
+    }
+    fn write(&self, path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError> {
+        self.state().files.insert(path.to_path_buf(), (content.to_vec(), mode, uid, gid));
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> Result<(), HostError> {
+        self.state().files.remove(path);
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
+        let mut s = self.state();
+        if let Some(f) = s.files.remove(from) {
+            s.files.insert(to.to_path_buf(), f);
+        }
+        Ok(())
+    }
+    fn uid(&self, user: &str) -> Result<u32, HostError> {
+        match user {
+            "root" => Ok(0),
+            "nobody" => Ok(65534),
+            n => n.parse().map_err(|_| HostError::UnknownName { kind: "user", name: n.into() }),
+        }
+    }
+    fn gid(&self, group: &str) -> Result<u32, HostError> {
+        match group {
+            "root" => Ok(0),
+            "adm" => Ok(4),
+            "nogroup" => Ok(65534),
+            n => n.parse().map_err(|_| HostError::UnknownName { kind: "group", name: n.into() }),
+        }
+    }
+}
+
+impl Health for FakeHost {
+    async fn check(&self, spec: &HealthSpec, _within: Duration) -> Result<(), String> {
+        match &spec.command {
+            Some(c) if c.starts_with("/bin/false") || self.state().unhealthy.contains(c) => Err(format!("health command {c:?} exited with exit status: 1")),
+            _ => Ok(()),
+        }
+    }
+}

@@ -59,6 +59,11 @@ pub enum HostError {
     },
 }
 
+/// Build a closure that wraps an `io::Error` with the operation and path (for `map_err`).
+pub(crate) fn io_err<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> HostError + 'a {
+    move |source| HostError::Io { op, path: path.to_path_buf(), source }
+}
+
 /// What systemd says about one unit (the `org.freedesktop.systemd1.Unit` properties we use).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UnitState {

@@ -1,0 +1,176 @@
+//! systemd over D-Bus (zbus): the real [`Systemd`].
+//!
+//! Job discipline (after switch-to-configuration-ng): `Subscribe()` once per connection; open
+//! the `JobRemoved` stream *before* queueing a job so its end cannot be missed; wait for that
+//! job's path and read its result string; after `Reload()` wait for `Reloading(false)`. Every
+//! wait is bounded.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::timeout;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::Connection;
+
+use super::{HostError, JobKind, Systemd, UnitState};
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn subscribe(&self) -> zbus::Result<()>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn enable_unit_files(&self, files: &[&str], runtime: bool, force: bool) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    fn disable_unit_files(&self, files: &[&str], runtime: bool) -> zbus::Result<Vec<(String, String, String)>>;
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn reloading(&self, active: bool) -> zbus::Result<()>;
+}
+
+/// systemd's own default for D-Bus method calls (sd-bus `BUS_DEFAULT_TIMEOUT`, 25 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(25);
+/// Longest wait for one job: above systemd's default `TimeoutStartSec` (90 s) so systemd's
+/// own timeout, with its clearer result, fires first.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The system manager on the system bus.
+#[derive(Debug, Clone)]
+pub struct DbusSystemd {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+fn sd_err<'a>(op: &'static str, unit: &'a str) -> impl FnOnce(zbus::Error) -> HostError + 'a {
+    move |e| HostError::Systemd { op, unit: unit.to_string(), message: e.to_string() }
+}
+
+async fn bounded<T>(what: &str, limit: Duration, fut: impl std::future::Future<Output = Result<T, HostError>>) -> Result<T, HostError> {
+    timeout(limit, fut).await.unwrap_or_else(|_| Err(HostError::Timeout { what: what.to_string(), secs: limit.as_secs() }))
+}
+
+impl DbusSystemd {
+    /// Connect to the system bus and subscribe to manager signals.
+    ///
+    /// # Errors
+    /// When the bus or systemd cannot be reached.
+    pub async fn connect() -> Result<DbusSystemd, HostError> {
+        let conn = Connection::system().await.map_err(sd_err("connect", ""))?;
+        let manager = ManagerProxy::new(&conn).await.map_err(sd_err("connect", ""))?;
+        bounded("Subscribe", CALL_TIMEOUT, async { manager.subscribe().await.map_err(sd_err("subscribe", "")) }).await?;
+        Ok(DbusSystemd { conn, manager })
+    }
+
+    async fn get_all(&self, path: &OwnedObjectPath, interface: &'static str, unit: &str) -> Result<HashMap<String, OwnedValue>, HostError> {
+        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination("org.freedesktop.systemd1")
+            .and_then(|b| b.path(path.as_ref()))
+            .map_err(sd_err("properties", unit))?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(sd_err("properties", unit))?;
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(interface);
+        props.get_all(iface).await.map_err(|e| HostError::Systemd { op: "properties", unit: unit.into(), message: e.to_string() })
+    }
+}
+
+fn text(map: &HashMap<String, OwnedValue>, key: &str) -> String {
+    map.get(key).and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default()
+}
+
+impl Systemd for DbusSystemd {
+    async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
+        bounded(&format!("state of {unit}"), CALL_TIMEOUT, async {
+            let path = self.manager.load_unit(unit).await.map_err(sd_err("load", unit))?;
+            let props = self.get_all(&path, "org.freedesktop.systemd1.Unit", unit).await?;
+            let mut state = UnitState {
+                load_state: text(&props, "LoadState"),
+                active_state: text(&props, "ActiveState"),
+                sub_state: text(&props, "SubState"),
+                unit_file_state: text(&props, "UnitFileState"),
+                fragment_path: text(&props, "FragmentPath"),
+                main_pid: 0,
+            };
+            if unit.ends_with(".service") && state.load_state == "loaded" {
+                let svc = self.get_all(&path, "org.freedesktop.systemd1.Service", unit).await?;
+                state.main_pid = svc.get("MainPID").and_then(|v| u32::try_from(v.clone()).ok()).unwrap_or(0);
+            }
+            Ok(state)
+        })
+        .await
+    }
+
+    async fn daemon_reload(&self) -> Result<(), HostError> {
+        let mut reloading = self.manager.receive_reloading().await.map_err(sd_err("daemon-reload", ""))?;
+        bounded("daemon-reload", CALL_TIMEOUT, async { self.manager.reload().await.map_err(sd_err("daemon-reload", "")) }).await?;
+        // systemd replies to Reload() once it is done, but the Reloading(false) signal is the
+        // documented end; wait for it briefly so a unit loaded next sees the new files.
+        let wait = async {
+            while let Some(signal) = reloading.next().await {
+                if let Ok(args) = signal.args() {
+                    if !args.active {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(HostError::Systemd { op: "daemon-reload", unit: String::new(), message: "signal stream ended".into() })
+        };
+        match timeout(Duration::from_millis(500), wait).await {
+            Ok(r) => r,
+            // The reply already arrived after the reload finished; a signal we missed is fine.
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
+        let op = kind.verb();
+        let mut removed = self.manager.receive_job_removed().await.map_err(sd_err(op, unit))?;
+        let job = bounded(&format!("{op} {unit}"), CALL_TIMEOUT, async {
+            let r = match kind {
+                JobKind::Start => self.manager.start_unit(unit, "replace").await,
+                JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
+                JobKind::Restart => self.manager.restart_unit(unit, "replace").await,
+                JobKind::Reload => self.manager.reload_unit(unit, "replace").await,
+            };
+            r.map_err(sd_err(op, unit))
+        })
+        .await?;
+        bounded(&format!("{op} job of {unit}"), JOB_TIMEOUT, async {
+            while let Some(signal) = removed.next().await {
+                let Ok(args) = signal.args() else { continue };
+                if args.job != job {
+                    continue;
+                }
+                return match args.result.as_str() {
+                    "done" => Ok(()),
+                    other => Err(HostError::Systemd { op, unit: unit.to_string(), message: format!("job result: {other}") }),
+                };
+            }
+            Err(HostError::Systemd { op, unit: unit.to_string(), message: "JobRemoved stream ended".into() })
+        })
+        .await
+    }
+
+    async fn enable(&self, units: &[String]) -> Result<(), HostError> {
+        let names: Vec<&str> = units.iter().map(String::as_str).collect();
+        let joined = units.join(" ");
+        bounded("enable", CALL_TIMEOUT, async { self.manager.enable_unit_files(&names, false, true).await.map_err(sd_err("enable", &joined)) }).await?;
+        self.daemon_reload().await
+    }
+
+    async fn disable(&self, units: &[String]) -> Result<(), HostError> {
+        let names: Vec<&str> = units.iter().map(String::as_str).collect();
+        let joined = units.join(" ");
+        bounded("disable", CALL_TIMEOUT, async { self.manager.disable_unit_files(&names, false).await.map_err(sd_err("disable", &joined)) }).await?;
+        self.daemon_reload().await
+    }
+}

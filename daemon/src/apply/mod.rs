@@ -1,0 +1,222 @@
+//! apply/ — observe the host, run a [`Plan`] through `host/`, verify, and switch generations.
+//!
+//! Nothing here decides *what* to change (that is `plan::plan`); this layer sequences I/O and
+//! always returns a report of what it did, even when a step fails halfway, so the operations
+//! log records what actually happened.
+
+mod ownership;
+pub mod switch;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use ownership::Ownership;
+
+use crate::generation::{Generation, Store};
+use crate::host::health::Health;
+use crate::host::{Files, HostError, JobKind, Systemd};
+use crate::plan::{Action, HostSnapshot, Plan, UNIT_DIR};
+
+/// The host subsystems a pass works through.
+#[derive(Debug)]
+pub struct Machine<'a, S, F, H> {
+    /// The service manager.
+    pub systemd: &'a S,
+    /// The filesystem.
+    pub files: &'a F,
+    /// Health probes.
+    pub health: &'a H,
+}
+
+impl<S, F, H> Clone for Machine<'_, S, F, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S, F, H> Copy for Machine<'_, S, F, H> {}
+
+/// One executed (or skipped) step, as the operations log stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    /// Verb: write-file, start, flip, verify, health, …
+    pub action: String,
+    /// What it acted on.
+    pub target: String,
+    /// ok, failed or skipped.
+    pub outcome: String,
+    /// Why it ran, or how it failed.
+    pub detail: String,
+    /// Whether it repaired drift.
+    pub drift: bool,
+}
+
+impl StepRecord {
+    /// A record with the given fields.
+    pub fn new(action: &str, target: &str, outcome: &str, detail: impl Into<String>, drift: bool) -> StepRecord {
+        StepRecord { action: action.into(), target: target.into(), outcome: outcome.into(), detail: detail.into(), drift }
+    }
+}
+
+/// Where a pre-strackt original of `path` is kept.
+pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
+    root.join("backups").join(path.trim_start_matches('/'))
+}
+
+/// Read everything the planner needs about the host, without changing anything.
+///
+/// # Errors
+/// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
+pub async fn observe<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, desired: &Generation, owned: &Ownership, root: &Path) -> Result<HostSnapshot, HostError> {
+    let mut snap = HostSnapshot { owned_files: owned.files.clone(), owned_units: owned.units.clone(), ..HostSnapshot::default() };
+    let paths: BTreeSet<&String> = desired.manifest.files.keys().chain(owned.files.iter()).collect();
+    for path in paths {
+        snap.files.insert(path.clone(), m.files.stat(Path::new(path))?);
+        if m.files.stat(&backup_path(root, path))?.is_some() {
+            snap.backed_up.insert(path.clone());
+        }
+    }
+    for spec in desired.manifest.files.values() {
+        snap.ids.insert(format!("user:{}", spec.owner), m.files.uid(&spec.owner)?);
+        snap.ids.insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
+    }
+    let units: BTreeSet<&String> = desired.manifest.units.keys().chain(owned.units.iter()).collect();
+    for unit in units {
+        snap.units.insert(unit.clone(), m.systemd.unit_state(unit).await?);
+        if desired.unit_texts.contains_key(unit) || owned.units.contains(unit) {
+            let text = m.files.read(&Path::new(UNIT_DIR).join(unit))?.map(|b| String::from_utf8_lossy(&b).into_owned());
+            snap.unit_files.insert(unit.clone(), text);
+        }
+    }
+    Ok(snap)
+}
+
+/// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
+/// failing step; the rest are recorded as skipped. Returns the records and the failure.
+pub async fn run<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, plan: &Plan, store: &Store, source: Option<&Generation>, owned: &mut Ownership) -> (Vec<StepRecord>, Option<String>) {
+    let mut records = Vec::new();
+    let mut failure: Option<String> = None;
+    let mut i = 0;
+    while i < plan.steps.len() {
+        let step = &plan.steps[i];
+        if failure.is_some() {
+            records.push(StepRecord::new(step.action.name(), &step.action.target(), "skipped", "an earlier step failed", step.drift));
+            i += 1;
+            continue;
+        }
+        // Consecutive enables go to systemd as one call (one daemon-reload instead of many).
+        if let Action::Enable { .. } = step.action {
+            let batch: Vec<String> = plan.steps[i..].iter().map_while(|s| if let Action::Enable { unit } = &s.action { Some(unit.clone()) } else { None }).collect();
+            let result = m.systemd.enable(&batch).await;
+            for s in &plan.steps[i..i + batch.len()] {
+                records.push(record(s, &result));
+            }
+            if let Err(e) = result {
+                failure = Some(format!("enable {}: {e}", batch.join(" ")));
+            }
+            i += batch.len();
+            continue;
+        }
+        let result = run_one(m, &step.action, store, source, owned).await;
+        records.push(record(step, &result));
+        if let Err(e) = result {
+            failure = Some(format!("{} {}: {e}", step.action.name(), step.action.target()));
+        }
+        i += 1;
+    }
+    (records, failure)
+}
+
+fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecord {
+    match result {
+        Ok(()) => StepRecord::new(step.action.name(), &step.action.target(), "ok", &step.why, step.drift),
+        Err(e) => StepRecord::new(step.action.name(), &step.action.target(), "failed", e.to_string(), step.drift),
+    }
+}
+
+async fn run_one<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, action: &Action, store: &Store, source: Option<&Generation>, owned: &mut Ownership) -> Result<(), HostError> {
+    let unit_path = |unit: &str| Path::new(UNIT_DIR).join(unit);
+    let gen_id = source.map_or(0, |g| g.manifest.id);
+    match action {
+        Action::Stop { unit } => m.systemd.run_job(JobKind::Stop, unit).await,
+        Action::Start { unit } => m.systemd.run_job(JobKind::Start, unit).await,
+        Action::Restart { unit } => m.systemd.run_job(JobKind::Restart, unit).await,
+        Action::Reload { unit } => m.systemd.run_job(JobKind::Reload, unit).await,
+        Action::Disable { unit } => m.systemd.disable(std::slice::from_ref(unit)).await,
+        Action::Enable { unit } => m.systemd.enable(std::slice::from_ref(unit)).await,
+        Action::DaemonReload => m.systemd.daemon_reload().await,
+        Action::RemoveUnit { unit } => {
+            m.files.remove(&unit_path(unit))?;
+            owned.forget_unit(unit)
+        }
+        Action::RemoveFile { path, restore_backup } => {
+            m.files.remove(Path::new(path))?;
+            if *restore_backup {
+                m.files.rename(&backup_path(store.root(), path), Path::new(path))?;
+            }
+            owned.forget_file(path)
+        }
+        Action::BackupFile { path } => {
+            let (Some(content), Some(st)) = (m.files.read(Path::new(path))?, m.files.stat(Path::new(path))?) else { return Ok(()) };
+            m.files.write(&backup_path(store.root(), path), &content, st.mode, st.uid, st.gid)
+        }
+        Action::WriteFile { path, mode, uid, gid } => {
+            // Record ownership before writing: a crash in between must not leave a file
+            // strackt wrote but does not know it owns.
+            owned.own_file(path)?;
+            let content = store.file_content(gen_id, path)?;
+            m.files.write(Path::new(path), &content, *mode, *uid, *gid)
+        }
+        Action::WriteUnit { unit } => {
+            owned.own_unit(unit)?;
+            let text = source.and_then(|g| g.unit_texts.get(unit)).cloned().unwrap_or_default();
+            m.files.write(&unit_path(unit), text.as_bytes(), 0o644, 0, 0)
+        }
+    }
+}
+
+/// Check that every unit of `desired` is active and every health probe passes. Waits
+/// `settle` first when the plan started anything, so a unit that dies right after starting is
+/// caught. Returns the records and the first failure.
+pub async fn verify<S: Systemd, F, H: Health>(m: Machine<'_, S, F, H>, desired: &Generation, plan: &Plan, settle: Duration) -> (Vec<StepRecord>, Option<String>) {
+    let mut records = Vec::new();
+    let mut failure = None;
+    if !plan.started_units().is_empty() {
+        tokio::time::sleep(settle).await;
+    }
+    for unit in desired.manifest.units.keys() {
+        match m.systemd.unit_state(unit).await {
+            Ok(s) if s.is_active() => records.push(StepRecord::new("verify", unit, "ok", format!("{} ({})", s.active_state, s.sub_state), false)),
+            Ok(s) => {
+                let msg = format!("{unit} is {} ({}) after the switch", s.active_state, s.sub_state);
+                records.push(StepRecord::new("verify", unit, "failed", &msg, false));
+                failure.get_or_insert(msg);
+            }
+            Err(e) => {
+                records.push(StepRecord::new("verify", unit, "failed", e.to_string(), false));
+                failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    if failure.is_some() {
+        return (records, failure);
+    }
+    for (unit, spec) in &desired.manifest.units {
+        let Some(health) = &spec.health else { continue };
+        let within = crate::definition::duration_or(health.within.as_deref().unwrap_or("10s"), 10);
+        match m.health.check(health, within).await {
+            Ok(()) => records.push(StepRecord::new("health", unit, "ok", "healthy", false)),
+            Err(e) => {
+                let msg = format!("health check of {unit} failed: {e}");
+                records.push(StepRecord::new("health", unit, "failed", &msg, false));
+                failure.get_or_insert(msg);
+            }
+        }
+    }
+    (records, failure)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Switching generations: observe → plan → flip → run → verify, and on failure the same path
+//! back to where the host was. A drift pass is a switch from a generation to itself.
+
+use std::time::Duration;
+
+use super::{observe, run, verify, Machine, Ownership, StepRecord};
+use crate::generation::{Generation, Store};
+use crate::host::health::Health;
+use crate::host::{Files, Systemd};
+use crate::plan::plan;
+
+/// What a switch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchReport {
+    /// Every step, including those of a rollback.
+    pub steps: Vec<StepRecord>,
+    /// Why the switch failed (`None`: the host is on the target).
+    pub failure: Option<String>,
+    /// Whether the host was switched back to where it was.
+    pub rolled_back: bool,
+    /// Why switching back failed too, if it did.
+    pub rollback_failure: Option<String>,
+    /// Drift that was repaired, described.
+    pub drift: Vec<String>,
+}
+
+struct Converged {
+    steps: Vec<StepRecord>,
+    failure: Option<String>,
+    drift: Vec<String>,
+}
+
+fn id_of(g: Option<&Generation>) -> Option<u64> {
+    g.map(|g| g.manifest.id)
+}
+
+/// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
+async fn converge<S: Systemd, F: Files, H: Health>(
+    m: Machine<'_, S, F, H>,
+    store: &Store,
+    owned: &mut Ownership,
+    target: Option<&Generation>,
+    previous: Option<&Generation>,
+    settle: Duration,
+) -> Converged {
+    let empty = Generation::default();
+    let desired = target.unwrap_or(&empty);
+    let mut steps = Vec::new();
+    let snapshot = match observe(m, desired, owned, store.root()).await {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("observing the host: {e}");
+            steps.push(StepRecord::new("observe", "", "failed", &msg, false));
+            return Converged { steps, failure: Some(msg), drift: vec![] };
+        }
+    };
+    let plan = plan(desired, previous, &snapshot);
+    let drift = plan.drift();
+    match store.current() {
+        Ok(cur) if cur == id_of(target) => {}
+        _ => {
+            let label = id_of(target).map_or("none".to_string(), |i| format!("generation {i}"));
+            if let Err(e) = store.flip(id_of(target)) {
+                let msg = format!("flipping current to {label}: {e}");
+                steps.push(StepRecord::new("flip", &label, "failed", &msg, false));
+                return Converged { steps, failure: Some(msg), drift };
+            }
+            steps.push(StepRecord::new("flip", &label, "ok", "current points here", false));
+        }
+    }
+    let (records, failure) = run(m, &plan, store, target, owned).await;
+    steps.extend(records);
+    if failure.is_some() {
+        return Converged { steps, failure, drift };
+    }
+    // A new generation is always verified (its health probes may be all that changed); a
+    // drift pass that changed nothing has nothing to prove.
+    if plan.is_empty() && id_of(target) == id_of(previous) {
+        return Converged { steps, failure: None, drift };
+    }
+    let (records, failure) = verify(m, desired, &plan, settle).await;
+    steps.extend(records);
+    Converged { steps, failure, drift }
+}
+
+/// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
+pub async fn switch<S: Systemd, F: Files, H: Health>(
+    m: Machine<'_, S, F, H>,
+    store: &Store,
+    owned: &mut Ownership,
+    to: Option<&Generation>,
+    from: Option<&Generation>,
+    settle: Duration,
+) -> SwitchReport {
+    let forward = converge(m, store, owned, to, from, settle).await;
+    let mut report = SwitchReport { steps: forward.steps, failure: forward.failure, drift: forward.drift, ..SwitchReport::default() };
+    if report.failure.is_none() || id_of(to) == id_of(from) {
+        return report;
+    }
+    let back = converge(m, store, owned, from, to, settle).await;
+    report.steps.extend(back.steps);
+    report.rolled_back = true;
+    report.rollback_failure = back.failure;
+    report
+}

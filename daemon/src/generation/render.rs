@@ -1,0 +1,167 @@
+//! Definition → the content of a generation (pure): the manifest, file contents, unit texts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::definition::{unit_name, HealthSpec, ServiceSpec, ValidatedDefinition};
+use crate::host::files::sha256_hex;
+
+/// The description of one generation, stored as `manifest.json` inside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Generation id (0 until the generation is built).
+    pub id: u64,
+    /// When it was built (RFC 3339).
+    pub created: String,
+    /// SHA-256 of the definition text it was built from.
+    pub definition_sha256: String,
+    /// Managed files by absolute path.
+    pub files: BTreeMap<String, ManagedFile>,
+    /// Managed units by unit name.
+    pub units: BTreeMap<String, ManagedUnit>,
+}
+
+/// A file as a generation wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedFile {
+    /// Hex SHA-256 of the content (stored at `files/<path>`).
+    pub sha256: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user name.
+    pub owner: String,
+    /// Owner group name.
+    pub group: String,
+}
+
+/// A unit as a generation wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedUnit {
+    /// SHA-256 of the unit file strackt writes (stored at `units/<unit>`); `None` for a unit a
+    /// package provides, which strackt only keeps enabled and running.
+    pub sha256: Option<String>,
+    /// Enabled at boot.
+    pub enabled: bool,
+    /// Restart when the unit file changes.
+    pub restart_on_change: bool,
+    /// Managed files whose change restarts the unit.
+    pub restart_on: Vec<String>,
+    /// Health probe checked after a switch.
+    pub health: Option<HealthSpec>,
+}
+
+/// Everything a generation holds, in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The manifest (id and created filled in by the build).
+    pub manifest: Manifest,
+    /// The definition text.
+    pub definition: String,
+    /// File contents by absolute path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Unit file texts by unit name (only units strackt writes).
+    pub units: BTreeMap<String, String>,
+}
+
+/// Render a validated definition into generation content. Pure and deterministic: the same
+/// definition always renders the same bytes, so an unchanged unit keeps its hash.
+pub fn render(def: &ValidatedDefinition) -> Rendered {
+    let d = def.definition();
+    let mut manifest = Manifest { definition_sha256: sha256_hex(def.source().as_bytes()), ..Manifest::default() };
+    let mut files = BTreeMap::new();
+    for (path, spec) in &d.files {
+        let mode = spec.mode.as_deref().and_then(crate::definition::parse_mode).unwrap_or(0o644);
+        let content = spec.content.as_bytes().to_vec();
+        manifest.files.insert(
+            path.clone(),
+            ManagedFile {
+                sha256: sha256_hex(&content),
+                mode,
+                owner: spec.owner.clone().unwrap_or_else(|| "root".into()),
+                group: spec.group.clone().unwrap_or_else(|| "root".into()),
+            },
+        );
+        files.insert(path.clone(), content);
+    }
+    let mut units = BTreeMap::new();
+    for (name, spec) in &d.services {
+        let unit = unit_name(name, spec);
+        let text = spec.exec.as_ref().map(|exec| unit_text(name, exec, spec));
+        manifest.units.insert(
+            unit.clone(),
+            ManagedUnit {
+                sha256: text.as_deref().map(|t| sha256_hex(t.as_bytes())),
+                enabled: spec.enabled,
+                restart_on_change: spec.restart_on_change,
+                restart_on: spec.restart_on.clone(),
+                health: spec.health.clone(),
+            },
+        );
+        if let Some(text) = text {
+            units.insert(unit, text);
+        }
+    }
+    Rendered { manifest, definition: def.source().to_string(), files, units }
+}
+
+/// Quote a value for `Environment="…"`: systemd unquotes C-style, and `%` starts a specifier.
+fn env_quote(key: &str, value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+    format!("\"{key}={escaped}\"")
+}
+
+/// The unit file strackt writes for a service with `exec:`.
+fn unit_text(name: &str, exec: &str, spec: &ServiceSpec) -> String {
+    let mut u = String::from("# Written by strackt from /etc/strackt/server.yaml; edits are put back.\n[Unit]\n");
+    let description = spec.description.clone().unwrap_or_else(|| format!("{name} (managed by strackt)"));
+    u.push_str(&format!("Description={description}\n"));
+    if !spec.after.is_empty() {
+        let after = spec.after.join(" ");
+        u.push_str(&format!("After={after}\nWants={after}\n"));
+    }
+    u.push_str("\n[Service]\n");
+    u.push_str(&format!("ExecStart={exec}\n"));
+    if let Some(reload) = &spec.exec_reload {
+        u.push_str(&format!("ExecReload={reload}\n"));
+    }
+    if let Some(user) = &spec.user {
+        u.push_str(&format!("User={user}\n"));
+    }
+    if let Some(group) = &spec.group {
+        u.push_str(&format!("Group={group}\n"));
+    }
+    if let Some(dir) = &spec.working_directory {
+        u.push_str(&format!("WorkingDirectory={dir}\n"));
+    }
+    for (k, v) in &spec.environment {
+        u.push_str(&format!("Environment={}\n", env_quote(k, v)));
+    }
+    let restart = spec.restart.unwrap_or(crate::definition::RestartPolicy::OnFailure);
+    u.push_str(&format!("Restart={}\nRestartSec=1s\n", restart.as_str()));
+    u.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::parse;
+    use std::path::Path;
+
+    #[test]
+    fn renders_units_and_files_deterministically() {
+        let src = "version: 1\nfiles:\n  /etc/motd: { content: \"hi\\n\", mode: \"0600\" }\nservices:\n  hello:\n    exec: /usr/bin/sleep infinity\n    user: nobody\n    environment: { GREETING: \"say \\\"hi\\\" 100%\" }\n  cron: { unit: cron.service }\n";
+        let def = parse(src, Path::new("t.yaml")).expect("valid");
+        let a = render(&def);
+        assert_eq!(a, render(&def));
+        assert_eq!(a.manifest.files["/etc/motd"].mode, 0o600);
+        assert_eq!(a.manifest.files["/etc/motd"].owner, "root");
+        let unit = &a.units["hello.service"];
+        assert!(unit.contains("ExecStart=/usr/bin/sleep infinity\n"), "{unit}");
+        assert!(unit.contains("User=nobody\n"));
+        assert!(unit.contains("Environment=\"GREETING=say \\\"hi\\\" 100%%\"\n"), "{unit}");
+        assert!(a.manifest.units["cron.service"].sha256.is_none());
+        assert!(!a.units.contains_key("cron.service"));
+    }
+}

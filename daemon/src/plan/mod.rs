@@ -1,0 +1,324 @@
+//! plan/ — desired (a generation) against observed (a [`HostSnapshot`]) → an ordered [`Plan`].
+//!
+//! Pure: no I/O, no clock, no async. `strackt plan` prints exactly what `apply` would run,
+//! because both call [`plan`]. Step order follows the switch phases: stop and remove what left
+//! the definition, write files, write unit files, daemon-reload, enable, reload, restart,
+//! start. Verification (units active, health) is the apply layer's job after the plan ran.
+
+mod units;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+pub use units::{classify, UnitChange};
+
+use crate::generation::Generation;
+use crate::host::{FileState, UnitState};
+
+/// Directory where strackt writes the units it owns.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Everything observed on the host that the plan depends on (read-only, gathered by `observe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostSnapshot {
+    /// State of every desired or owned file (`None`: absent).
+    pub files: BTreeMap<String, Option<FileState>>,
+    /// Text of every desired-or-owned unit file strackt writes (`None`: absent).
+    pub unit_files: BTreeMap<String, Option<String>>,
+    /// systemd's view of every desired or owned unit.
+    pub units: BTreeMap<String, UnitState>,
+    /// Files strackt manages or managed (its ownership record).
+    pub owned_files: BTreeSet<String>,
+    /// Unit files strackt wrote (its ownership record).
+    pub owned_units: BTreeSet<String>,
+    /// Files whose pre-strackt original is already backed up.
+    pub backed_up: BTreeSet<String>,
+    /// Resolved ids: `user:NAME` / `group:NAME` → id.
+    pub ids: BTreeMap<String, u32>,
+}
+
+/// One action on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Stop a unit.
+    Stop {
+        /// Unit name.
+        unit: String,
+    },
+    /// Disable a unit.
+    Disable {
+        /// Unit name.
+        unit: String,
+    },
+    /// Delete a unit file strackt wrote.
+    RemoveUnit {
+        /// Unit name.
+        unit: String,
+    },
+    /// Delete a file that left the definition, putting back the pre-strackt original if any.
+    RemoveFile {
+        /// Absolute path.
+        path: String,
+        /// Whether a backup of the original exists to restore.
+        restore_backup: bool,
+    },
+    /// Keep the pre-strackt original of a file before first overwriting it.
+    BackupFile {
+        /// Absolute path.
+        path: String,
+    },
+    /// Write a managed file from the generation.
+    WriteFile {
+        /// Absolute path.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Group gid.
+        gid: u32,
+    },
+    /// Write a unit file from the generation.
+    WriteUnit {
+        /// Unit name.
+        unit: String,
+    },
+    /// `systemctl daemon-reload`.
+    DaemonReload,
+    /// Enable a unit.
+    Enable {
+        /// Unit name.
+        unit: String,
+    },
+    /// Reload a unit.
+    Reload {
+        /// Unit name.
+        unit: String,
+    },
+    /// Restart a unit.
+    Restart {
+        /// Unit name.
+        unit: String,
+    },
+    /// Start a unit.
+    Start {
+        /// Unit name.
+        unit: String,
+    },
+}
+
+impl Action {
+    /// The step's verb, as history shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Stop { .. } => "stop",
+            Action::Disable { .. } => "disable",
+            Action::RemoveUnit { .. } => "remove-unit",
+            Action::RemoveFile { .. } => "remove-file",
+            Action::BackupFile { .. } => "backup-file",
+            Action::WriteFile { .. } => "write-file",
+            Action::WriteUnit { .. } => "write-unit",
+            Action::DaemonReload => "daemon-reload",
+            Action::Enable { .. } => "enable",
+            Action::Reload { .. } => "reload",
+            Action::Restart { .. } => "restart",
+            Action::Start { .. } => "start",
+        }
+    }
+
+    /// What the step acts on.
+    pub fn target(&self) -> String {
+        match self {
+            Action::Stop { unit } | Action::Disable { unit } | Action::RemoveUnit { unit } | Action::WriteUnit { unit } => unit.clone(),
+            Action::Enable { unit } | Action::Reload { unit } | Action::Restart { unit } | Action::Start { unit } => unit.clone(),
+            Action::RemoveFile { path, .. } | Action::BackupFile { path } | Action::WriteFile { path, .. } => path.clone(),
+            Action::DaemonReload => String::new(),
+        }
+    }
+}
+
+/// An action with why it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why, in words.
+    pub why: String,
+    /// True when this repairs drift: the host differs from what the running generation
+    /// already wanted (rather than the definition having changed).
+    pub drift: bool,
+}
+
+/// The ordered steps that take the host to a generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+    /// The drift-repairing steps, described.
+    pub fn drift(&self) -> Vec<String> {
+        self.steps.iter().filter(|s| s.drift && s.action != Action::DaemonReload).map(|s| format!("{} {}: {}", s.action.name(), s.action.target(), s.why)).collect()
+    }
+    /// Units the plan starts or restarts (they must prove they stay up).
+    pub fn started_units(&self) -> BTreeSet<String> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Start { unit } | Action::Restart { unit } | Action::Reload { unit } => Some(unit.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            return writeln!(f, "nothing to do: the host matches the definition");
+        }
+        for s in &self.steps {
+            let target = s.action.target();
+            let sep = if target.is_empty() { "" } else { " " };
+            writeln!(f, "would {}{sep}{target}  ({}{})", s.action.name(), s.why, if s.drift { ", drift" } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+/// Compute the steps that take the host from `observed` to `desired`.
+///
+/// `previous` is the generation the host is supposed to be on now (`None` before the first
+/// switch); a difference that `previous` already did not want is marked as drift.
+pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &HostSnapshot) -> Plan {
+    let want = &desired.manifest;
+    let mut steps: Vec<Step> = Vec::new();
+    macro_rules! push {
+        ($action:expr, $why:expr, $drift:expr) => {
+            steps.push(Step { action: $action, why: $why, drift: $drift })
+        };
+    }
+    let was = |f: &dyn Fn(&Generation) -> bool| previous.is_some_and(f);
+
+    // Phase 1: units that left the definition (only those strackt wrote are stopped/removed).
+    for unit in &observed.owned_units {
+        if want.units.get(unit).is_some_and(|u| u.sha256.is_some()) {
+            continue;
+        }
+        let state = observed.units.get(unit);
+        if state.is_some_and(UnitState::is_active) {
+            push!(Action::Stop { unit: unit.clone() }, "no longer in the definition".into(), false);
+        }
+        if state.is_some_and(|s| s.unit_file_state == "enabled") {
+            push!(Action::Disable { unit: unit.clone() }, "no longer in the definition".into(), false);
+        }
+        push!(Action::RemoveUnit { unit: unit.clone() }, "no longer in the definition".into(), false);
+    }
+    // Phase 2: files that left the definition.
+    for path in &observed.owned_files {
+        if !want.files.contains_key(path) {
+            let restore = observed.backed_up.contains(path);
+            let why = if restore { "no longer in the definition; original restored" } else { "no longer in the definition" };
+            push!(Action::RemoveFile { path: path.clone(), restore_backup: restore }, why.into(), false);
+        }
+    }
+    // Phase 3: managed files.
+    let mut changed_files = BTreeSet::new();
+    for (path, spec) in &want.files {
+        let uid = observed.ids.get(&format!("user:{}", spec.owner)).copied().unwrap_or(0);
+        let gid = observed.ids.get(&format!("group:{}", spec.group)).copied().unwrap_or(0);
+        let have = observed.files.get(path).cloned().flatten();
+        let why = match &have {
+            None => "missing".to_string(),
+            Some(h) if h.sha256 != spec.sha256 => "content differs".into(),
+            Some(h) if h.mode != spec.mode => format!("mode {:04o}, want {:04o}", h.mode, spec.mode),
+            Some(h) if h.uid != uid || h.gid != gid => format!("owner {}:{}, want {}:{}", h.uid, h.gid, uid, gid),
+            Some(_) => continue,
+        };
+        let drift = was(&|g| g.manifest.files.get(path) == Some(spec));
+        if have.is_some() && !observed.owned_files.contains(path) && !observed.backed_up.contains(path) {
+            push!(Action::BackupFile { path: path.clone() }, "existed before strackt managed it".into(), false);
+        }
+        if have.as_ref().is_none_or(|h| h.sha256 != spec.sha256) {
+            changed_files.insert(path.clone());
+        }
+        push!(Action::WriteFile { path: path.clone(), mode: spec.mode, uid, gid }, why, drift);
+    }
+    // Phase 4: unit files strackt writes, and what their change means.
+    let mut reload_units = BTreeSet::new();
+    let mut restart_units = BTreeSet::new();
+    let mut unit_files_changed = steps.iter().any(|s| matches!(s.action, Action::RemoveUnit { .. }));
+    for (unit, spec) in &want.units {
+        let Some(text) = desired.unit_texts.get(unit) else { continue };
+        let have = observed.unit_files.get(unit).cloned().flatten();
+        if have.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let drift = was(&|g| g.unit_texts.get(unit) == Some(text));
+        let active = observed.units.get(unit).is_some_and(UnitState::is_active);
+        let (why, change) = match &have {
+            None => ("unit file missing".to_string(), UnitChange::Equal),
+            Some(old) => ("unit file differs".to_string(), classify(old, text)),
+        };
+        push!(Action::WriteUnit { unit: unit.clone() }, why, drift);
+        unit_files_changed = true;
+        if active && spec.restart_on_change {
+            match change {
+                UnitChange::Restart => {
+                    restart_units.insert(unit.clone());
+                }
+                UnitChange::Reload => {
+                    reload_units.insert(unit.clone());
+                }
+                UnitChange::Equal | UnitChange::Cosmetic => {}
+            }
+        }
+    }
+    if unit_files_changed {
+        push!(Action::DaemonReload, "unit files changed".into(), false);
+    }
+    // Phase 5: enablement.
+    for (unit, spec) in &want.units {
+        let state = observed.units.get(unit);
+        if spec.enabled && !state.is_some_and(UnitState::is_enabled) {
+            let drift = was(&|g| g.manifest.units.get(unit).is_some_and(|u| u.enabled));
+            push!(Action::Enable { unit: unit.clone() }, "not enabled".into(), drift);
+        }
+        if !spec.enabled && state.is_some_and(|s| s.unit_file_state == "enabled") {
+            push!(Action::Disable { unit: unit.clone() }, "enabled, want disabled".into(), false);
+        }
+    }
+    // Phase 6: reload, restart, start.
+    for (unit, spec) in &want.units {
+        if spec.restart_on_change && spec.restart_on.iter().any(|f| changed_files.contains(f)) && observed.units.get(unit).is_some_and(UnitState::is_active) {
+            restart_units.insert(unit.clone());
+        }
+    }
+    for unit in reload_units.difference(&restart_units) {
+        push!(Action::Reload { unit: unit.clone() }, "only ExecReload changed".into(), false);
+    }
+    for unit in &restart_units {
+        push!(Action::Restart { unit: unit.clone() }, "its unit or a file it depends on changed".into(), false);
+    }
+    for unit in want.units.keys() {
+        let active = observed.units.get(unit).is_some_and(UnitState::is_active);
+        if !active && !restart_units.contains(unit) {
+            let drift = was(&|g| g.manifest.units.contains_key(unit));
+            let state = observed.units.get(unit).map_or("absent", |s| s.active_state.as_str());
+            push!(Action::Start { unit: unit.clone() }, format!("{state}, want active"), drift);
+        }
+    }
+    Plan { steps }
+}
+
+#[cfg(test)]
+mod tests;
