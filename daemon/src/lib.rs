@@ -11,3 +11,7 @@ pub mod host;
 pub mod apply;
 pub mod generation;
 pub mod plan;
+pub mod state;
+pub mod daemon;
+pub mod api;
+pub mod cli;

@@ -1,0 +1,81 @@
+//! The control socket: one JSON request line in, one JSON response line out.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{ControlRequest, ControlResponse};
+use crate::daemon::{Request, Status};
+use crate::state::StateHandle;
+
+/// Bind the socket (root-only, mode 0600) and serve it forever.
+///
+/// # Errors
+/// When the socket cannot be bound.
+pub fn serve(path: &Path, requests: mpsc::Sender<Request>, status: watch::Receiver<Status>, state: StateHandle) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (requests, status, state) = (requests.clone(), status.clone(), state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, requests, status, state).await {
+                    tracing::debug!("control connection: {e}");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn handle(stream: UnixStream, requests: mpsc::Sender<Request>, status: watch::Receiver<Status>, state: StateHandle) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let response = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(req) => answer(req, &requests, &status, &state).await,
+        Err(e) => Err(format!("bad request: {e}")),
+    };
+    let response = match response {
+        Ok(data) => ControlResponse { ok: true, data, error: None },
+        Err(e) => ControlResponse { ok: false, data: serde_json::Value::Null, error: Some(e) },
+    };
+    let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+async fn answer(req: ControlRequest, requests: &mpsc::Sender<Request>, status: &watch::Receiver<Status>, state: &StateHandle) -> Result<serde_json::Value, String> {
+    let gone = |_| "the daemon is shutting down".to_string();
+    match req {
+        ControlRequest::Apply => {
+            let (tx, rx) = oneshot::channel();
+            requests.send(Request::Apply(tx)).await.map_err(|_| "the daemon is shutting down")?;
+            json(rx.await.map_err(gone)??)
+        }
+        ControlRequest::Rollback { id } => {
+            let (tx, rx) = oneshot::channel();
+            requests.send(Request::Rollback(id, tx)).await.map_err(|_| "the daemon is shutting down")?;
+            json(rx.await.map_err(gone)??)
+        }
+        ControlRequest::Plan => {
+            let (tx, rx) = oneshot::channel();
+            requests.send(Request::Plan(tx)).await.map_err(|_| "the daemon is shutting down")?;
+            json(rx.await.map_err(gone)??)
+        }
+        ControlRequest::Status => json(status.borrow().clone()),
+        ControlRequest::Generations => json(state.call(|s| s.generations()).await.map_err(|e| e.to_string())?.into_iter().filter(|g| g.state != "deleted").collect::<Vec<_>>()),
+        ControlRequest::History { operation } => json(state.call(move |s| s.operations(100, operation)).await.map_err(|e| e.to_string())?),
+    }
+}

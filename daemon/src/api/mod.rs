@@ -1,0 +1,44 @@
+//! api/ — how users reach the daemon: a root-only Unix socket with full control (the CLI), and
+//! read-only HTTP JSON on loopback. Nothing mutates over TCP.
+
+pub mod control;
+pub mod http;
+
+use serde::{Deserialize, Serialize};
+
+/// A request on the control socket (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum ControlRequest {
+    /// Run a pass now and wait for it.
+    Apply,
+    /// Show what the next pass would do.
+    Plan,
+    /// Switch to an earlier generation.
+    Rollback {
+        /// Target generation (default: the previous).
+        id: Option<u64>,
+    },
+    /// The daemon's status.
+    Status,
+    /// The generations.
+    Generations,
+    /// The operations log.
+    History {
+        /// Only this operation.
+        operation: Option<i64>,
+    },
+}
+
+/// The answer (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlResponse {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}

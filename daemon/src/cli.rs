@@ -1,0 +1,282 @@
+//! The `strackt` command line: a thin client of the control socket, plus `check`, `schema` and
+//! `daemon` which run locally.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::api::{ControlRequest, ControlResponse};
+use crate::daemon::{self, Daemon, Metrics, Paths, Status, Trigger, Wake};
+use crate::generation::Store;
+use crate::host::systemd::DbusSystemd;
+use crate::state::{GenerationRow, Operation, State, StateHandle};
+
+/// strackt keeps this server defined: one definition, generations, rollback.
+#[derive(Debug, Parser)]
+#[command(name = "strackt", version)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (what strackt.service starts).
+    Daemon,
+    /// Validate a definition; every problem at once as FILE:LINE:COL: path: message.
+    Check {
+        /// The definition (default: /etc/strackt/server.yaml).
+        file: Option<PathBuf>,
+    },
+    /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
+    Plan,
+    /// Run a pass now and wait (exit 0: on the new or unchanged generation).
+    Apply,
+    /// List generations.
+    Generations,
+    /// Switch to an earlier generation (default: the previous), without rebuilding.
+    Rollback {
+        /// Generation id.
+        id: Option<u64>,
+    },
+    /// The operations log.
+    History {
+        /// Show one operation.
+        #[arg(long)]
+        operation: Option<i64>,
+    },
+    /// Current generation, last and next pass, health, drift.
+    Status,
+    /// Print the JSON Schema of the definition format.
+    Schema,
+}
+
+/// Run the command line; returns the process exit code.
+///
+/// # Errors
+/// Failures the user should see (printed by `main` with their context chain).
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let paths = Paths::from_env();
+    match cli.command {
+        Command::Daemon => run_daemon(paths),
+        Command::Check { file } => check(file.unwrap_or(paths.definition), cli.json),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(crate::definition::Definition))?);
+            Ok(0)
+        }
+        Command::Plan => {
+            let resp = request(&paths, &ControlRequest::Plan)?;
+            let view: daemon::PlanView = match resp {
+                Ok(v) => serde_json::from_value(v)?,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(1);
+                }
+            };
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", view.text);
+            }
+            Ok(if view.steps.is_empty() { 0 } else { 2 })
+        }
+        Command::Apply => operation_command(&paths, &ControlRequest::Apply, cli.json),
+        Command::Rollback { id } => operation_command(&paths, &ControlRequest::Rollback { id }, cli.json),
+        Command::Generations => {
+            let rows: Vec<GenerationRow> = data(request(&paths, &ControlRequest::Generations)?)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:>4}  {:<24}  {:<11}  {:<11}  summary", "id", "created", "state", "trigger");
+                for g in rows {
+                    let extra = g.reason.map(|r| format!(" — {r}")).unwrap_or_default();
+                    println!("{:>4}  {:<24}  {:<11}  {:<11}  {}{extra}", g.id, g.created, g.state, g.trigger, g.summary);
+                }
+            }
+            Ok(0)
+        }
+        Command::History { operation } => {
+            let ops: Vec<Operation> = data(request(&paths, &ControlRequest::History { operation })?)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&ops)?);
+            } else {
+                for op in &ops {
+                    print_operation(op, operation.is_some());
+                }
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let status: serde_json::Value = data(request(&paths, &ControlRequest::Status)?)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let s = |k: &str| status.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+                println!("current generation: {}", s("current_generation"));
+                if let Some(last) = status.get("last_pass").filter(|v| !v.is_null()) {
+                    let f = |k: &str| last.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+                    println!("last pass:          {} {} ({}, {} ms): {}", f("kind"), f("outcome"), f("trigger"), f("duration_ms"), f("summary"));
+                }
+                println!("next pass:          {}", s("next_pass"));
+                println!("health:             {}", s("health"));
+                println!("drift:              {}", status.get("drift").map(|d| d.to_string()).unwrap_or_default());
+                if let Some(p) = status.get("definition_problem").and_then(|v| v.as_str()) {
+                    println!("definition:         NOT APPLIED: {p}");
+                }
+                println!("digest:             {}", s("digest"));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn check(file: PathBuf, json: bool) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    match crate::definition::parse(&text, &file) {
+        Ok(_) => {
+            if json {
+                println!("{{\"valid\":true,\"problems\":[]}}");
+            } else {
+                println!("{}: ok", file.display());
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "valid": false, "problems": e.problems }));
+            } else {
+                eprintln!("{e}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow::Result<i32> {
+    let op: Operation = match request(paths, req)? {
+        Ok(v) => serde_json::from_value(v)?,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&op)?);
+    } else {
+        print_operation(&op, true);
+    }
+    Ok(if op.outcome == "success" { 0 } else { 1 })
+}
+
+fn print_operation(op: &Operation, steps: bool) {
+    let gen = op.generation.map(|g| format!(" generation {g}")).unwrap_or_default();
+    println!("#{} {} ({}){gen}: {} in {} ms — {}", op.id, op.kind, op.trigger, op.outcome, op.duration_ms.unwrap_or(0), op.summary);
+    if let Some(r) = &op.reason {
+        println!("    reason: {r}");
+    }
+    if steps {
+        for s in &op.steps {
+            let drift = if s.drift { " [drift]" } else { "" };
+            println!("    {:<8} {:<14} {}{drift}  {}", s.outcome, s.action, s.target, s.detail);
+        }
+    }
+}
+
+fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) -> anyhow::Result<T> {
+    match r {
+        Ok(v) => Ok(serde_json::from_value(v)?),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// Send one request to the daemon; `Ok(Err(..))` is the daemon's refusal.
+fn request(paths: &Paths, req: &ControlRequest) -> anyhow::Result<Result<serde_json::Value, String>> {
+    let mut stream = UnixStream::connect(&paths.socket).with_context(|| format!("connecting to the strackt daemon at {} (is strackt.service running? are you root?)", paths.socket.display()))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    stream.write_all(&line).context("sending the request")?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).context("reading the daemon's answer")?;
+    let resp: ControlResponse = serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
+    Ok(if resp.ok { Ok(resp.data) } else { Err(resp.error.unwrap_or_else(|| "unknown error".into())) })
+}
+
+fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
+    // One thread is plenty: the daemon waits on systemd and the disk; CPU work is tiny, and
+    // SQLite calls already go to spawn_blocking.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let store = Store::open(&paths.root).context("opening the state directory")?;
+        let state = StateHandle::new(State::open(&paths.root.join("state.db")).context("opening the state database")?);
+        let systemd = DbusSystemd::connect().await.context("connecting to systemd over D-Bus")?;
+        let (status_tx, status_rx) = tokio::sync::watch::channel(Status { health: "unknown".into(), ..Status::default() });
+        let metrics = Arc::new(Metrics::default());
+        let listen = std::fs::read_to_string(&paths.definition)
+            .ok()
+            .and_then(|t| crate::definition::parse(&t, &paths.definition).ok())
+            .map(|d| d.definition().strackt.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:7477".into());
+        let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
+        crate::api::control::serve(&paths.socket, req_tx, status_rx.clone(), state.clone()).context("binding the control socket")?;
+        match listen.parse() {
+            Ok(addr) => {
+                if let Err(e) = crate::api::http::serve(addr, status_rx.clone(), state.clone(), metrics.clone()).await {
+                    tracing::error!("HTTP endpoint on {listen} not available: {e}");
+                }
+            }
+            Err(e) => tracing::error!("HTTP endpoint: bad address {listen}: {e}"),
+        }
+        let wake = Arc::new(Wake::default());
+        let _watcher = daemon::spawn_watcher(&paths.definition, wake.clone()).context("watching the definition directory")?;
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        spawn_signals(wake.clone(), shutdown.clone())?;
+        daemon::spawn_watchdog();
+        let mut d = Daemon::new(paths, store, state, systemd, status_tx, metrics);
+        d.startup().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        tracing::info!("strackt ready");
+        daemon::run_loop(&mut d, wake, req_rx, shutdown).await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        Ok(0)
+    })
+}
+
+fn spawn_signals(wake: Arc<Wake>, shutdown: Arc<tokio::sync::Notify>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            wake.wake(Trigger::Signal);
+        }
+    });
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        // notify_one keeps a permit: the loop sees it after the pass in progress finishes.
+        shutdown.notify_one();
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_opts() {
+        let c = Cli::try_parse_from(["strackt", "rollback", "3", "--json"]).expect("parses");
+        assert!(c.json);
+        assert!(matches!(c.command, Command::Rollback { id: Some(3) }));
+        assert!(matches!(Cli::try_parse_from(["strackt", "check"]).expect("parses").command, Command::Check { file: None }));
+        assert!(matches!(Cli::try_parse_from(["strackt", "history", "--operation", "7"]).expect("parses").command, Command::History { operation: Some(7) }));
+        assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! daemon/ — the single reconcile loop and the pass it runs.
+//!
+//! One task owns the host: it selects on shutdown, the timer, wake-ups (definition file
+//! changed, SIGHUP) and requests from the control socket, and runs one pass at a time. Bursts
+//! of wake-ups coalesce into one extra pass (`Notify` keeps one permit). A pass takes no
+//! input beyond its trigger: it re-reads the definition and the host every time, and it never
+//! retries inside itself; the next activation does. Shutdown is checked between passes only,
+//! so a switch is never cut in half by `systemctl stop strackt`.
+
+mod pass;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub use pass::{Daemon, PlanView};
+
+use crate::state::Operation;
+
+/// Where strackt's files are; overridable by environment for tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The definition (`/etc/strackt/server.yaml`, `STRACKT_DEFINITION`).
+    pub definition: PathBuf,
+    /// State root (`/var/lib/strackt`, `STRACKT_ROOT`).
+    pub root: PathBuf,
+    /// Control socket (`/run/strackt/control.sock`, `STRACKT_SOCKET`).
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// Defaults, with environment overrides.
+    pub fn from_env() -> Paths {
+        let var = |k: &str, d: &str| PathBuf::from(std::env::var_os(k).unwrap_or_else(|| d.into()));
+        Paths {
+            definition: var("STRACKT_DEFINITION", "/etc/strackt/server.yaml"),
+            root: var("STRACKT_ROOT", "/var/lib/strackt"),
+            socket: var("STRACKT_SOCKET", "/run/strackt/control.sock"),
+        }
+    }
+}
+
+/// What started a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The daemon started.
+    Startup,
+    /// The reconcile timer.
+    Timer,
+    /// The definition file changed.
+    FileChange,
+    /// SIGHUP / `systemctl reload strackt`.
+    Signal,
+    /// `strackt apply` / `strackt rollback`.
+    Cli,
+}
+
+impl Trigger {
+    /// As stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Timer => "timer",
+            Trigger::FileChange => "file-change",
+            Trigger::Signal => "signal",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// What `/status` and `strackt status` show.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// The generation `current` points at.
+    pub current_generation: Option<u64>,
+    /// The last pass (recorded or not).
+    pub last_pass: Option<Operation>,
+    /// When the timer fires next (RFC 3339).
+    pub next_pass: Option<String>,
+    /// ok, failed or unknown: the last verification.
+    pub health: String,
+    /// Drift repaired by the last pass.
+    pub drift: Vec<String>,
+    /// Why the definition on disk is not applied, if it is not.
+    pub definition_problem: Option<String>,
+    /// Digest over what the current generation manages.
+    pub digest: Option<String>,
+}
+
+/// Prometheus counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Passes run.
+    pub passes: AtomicU64,
+    /// Passes that failed.
+    pub failures: AtomicU64,
+    /// Automatic and requested rollbacks.
+    pub rollbacks: AtomicU64,
+    /// Drift repairs (steps).
+    pub drift_repairs: AtomicU64,
+    /// Sum of pass durations, microseconds.
+    pub duration_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# HELP strackt_passes_total Reconcile passes run.\n# TYPE strackt_passes_total counter\nstrackt_passes_total {}\n\
+             # HELP strackt_pass_failures_total Passes that failed.\n# TYPE strackt_pass_failures_total counter\nstrackt_pass_failures_total {}\n\
+             # HELP strackt_rollbacks_total Switches back to an earlier generation.\n# TYPE strackt_rollbacks_total counter\nstrackt_rollbacks_total {}\n\
+             # HELP strackt_drift_repairs_total Drifted resources put back.\n# TYPE strackt_drift_repairs_total counter\nstrackt_drift_repairs_total {}\n\
+             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n",
+            g(&self.passes),
+            g(&self.failures),
+            g(&self.rollbacks),
+            g(&self.drift_repairs),
+            g(&self.duration_us) as f64 / 1e6,
+            g(&self.passes),
+        )
+    }
+}
+
+/// A request from the control socket to the loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Run a pass now (retrying a definition that failed before).
+    Apply(oneshot::Sender<Result<Operation, String>>),
+    /// Switch to an earlier generation.
+    Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
+    /// Compute what the next pass would do.
+    Plan(oneshot::Sender<Result<PlanView, String>>),
+}
+
+/// Wake-ups from the watcher and signals, coalesced.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    reason: std::sync::Mutex<Option<Trigger>>,
+}
+
+impl Wake {
+    /// Ask for a pass.
+    pub fn wake(&self, why: Trigger) {
+        *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        self.notify.notify_one();
+    }
+    async fn wait(&self) -> Trigger {
+        self.notify.notified().await;
+        self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().unwrap_or(Trigger::Signal)
+    }
+}
+
+/// Run the loop until `shutdown` fires.
+pub async fn run_loop(daemon: &mut Daemon, wake: Arc<Wake>, mut requests: mpsc::Receiver<Request>, shutdown: Arc<Notify>) {
+    let mut interval = daemon.interval();
+    let mut next = tokio::time::Instant::now() + interval;
+    daemon.set_next_pass(interval);
+    loop {
+        let trigger = tokio::select! {
+            biased;
+            _ = shutdown.notified() => break,
+            Some(req) = requests.recv() => {
+                match req {
+                    Request::Apply(reply) => { let _ = reply.send(Ok(daemon.pass(Trigger::Cli, true).await)); }
+                    Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
+                    Request::Plan(reply) => { let _ = reply.send(daemon.plan().await); }
+                }
+                continue;
+            }
+            why = wake.wait() => why,
+            _ = tokio::time::sleep_until(next) => Trigger::Timer,
+        };
+        daemon.pass(trigger, false).await;
+        interval = daemon.interval();
+        next = tokio::time::Instant::now() + interval;
+        daemon.set_next_pass(interval);
+    }
+}
+
+/// Ping the systemd watchdog at half its period, for as long as the runtime lives.
+pub fn spawn_watchdog() {
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        let period = timeout / 2;
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(period).await;
+            }
+        });
+    }
+}
+
+pub use watch::spawn_watcher;

@@ -1,0 +1,42 @@
+//! Watching the definition: the parent directory is watched, because editors and
+//! configuration tools replace files (write a temp file, rename over) rather than modify them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use super::{Trigger, Wake};
+
+/// Quiet time after the last event before a pass, so a save that is several events (truncate,
+/// write, rename) triggers one pass on the complete file.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Start watching `definition`'s directory; events for the file wake the loop. The returned
+/// watcher must be kept alive.
+///
+/// # Errors
+/// When the directory cannot be watched.
+pub fn spawn_watcher(definition: &Path, wake: Arc<Wake>) -> notify::Result<notify::RecommendedWatcher> {
+    let dir = definition.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = definition.file_name().map(|n| n.to_os_string());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Swallow the rest of the burst.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+            wake.wake(Trigger::FileChange);
+        }
+    });
+    Ok(watcher)
+}

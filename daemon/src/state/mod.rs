@@ -1,0 +1,407 @@
+//! state/ — SQLite (WAL): generations, operations and their steps, and a few settings.
+//!
+//! Synchronous by design (rusqlite); async callers go through [`StateHandle`], which moves each
+//! call onto a blocking thread. Schema changes are migrations keyed by `PRAGMA user_version`,
+//! applied in one transaction; a database from a newer strackt is refused, not guessed at.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::StepRecord;
+
+/// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,
+    state TEXT NOT NULL,          -- building, switching, active, superseded, failed, rolled-back
+    trigger TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    definition_sha256 TEXT NOT NULL,
+    reason TEXT,
+    activated TEXT                -- when it last became active
+);
+CREATE TABLE operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,           -- apply, drift, rollback, startup
+    trigger TEXT NOT NULL,
+    generation INTEGER,
+    outcome TEXT NOT NULL,        -- running, success, failed, rolled-back, interrupted
+    reason TEXT,
+    summary TEXT NOT NULL DEFAULT '',
+    started TEXT NOT NULL,
+    finished TEXT,
+    duration_ms INTEGER
+);
+CREATE TABLE steps (
+    operation INTEGER NOT NULL REFERENCES operations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    drift INTEGER NOT NULL,
+    PRIMARY KEY (operation, seq)
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"];
+
+/// A state-store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite said no.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer strackt.
+    #[error("state database has schema version {found}, newer than this strackt understands ({known})")]
+    TooNew {
+        /// Version on disk.
+        found: i64,
+        /// Newest version known here.
+        known: i64,
+    },
+    /// The blocking task died.
+    #[error("state database task failed: {0}")]
+    Task(String),
+}
+
+/// A generation as listed to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRow {
+    /// Id.
+    pub id: u64,
+    /// Build time (RFC 3339).
+    pub created: String,
+    /// active, superseded, failed, rolled-back (building/switching only mid-operation).
+    pub state: String,
+    /// What caused it.
+    pub trigger: String,
+    /// One line of what it changed.
+    pub summary: String,
+    /// Why it failed or was rolled back.
+    pub reason: Option<String>,
+    /// SHA-256 of its definition.
+    pub definition_sha256: String,
+}
+
+/// An operation with its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Id.
+    pub id: i64,
+    /// apply, drift, rollback, startup.
+    pub kind: String,
+    /// file-change, timer, cli, signal, startup.
+    pub trigger: String,
+    /// The generation it targeted.
+    pub generation: Option<u64>,
+    /// running, success, failed, rolled-back, interrupted.
+    pub outcome: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// One line of what happened (e.g. "drift repaired: …").
+    pub summary: String,
+    /// Start (RFC 3339).
+    pub started: String,
+    /// End (RFC 3339).
+    pub finished: Option<String>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct State {
+    conn: Connection,
+}
+
+impl State {
+    /// Open (creating and migrating) the database at `path`; `:memory:` for tests.
+    ///
+    /// # Errors
+    /// SQLite failures, or a schema newer than this binary.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        let mut conn = Connection::open(path)?;
+        // WAL and synchronous=NORMAL: a commit is one append, durable at the next checkpoint;
+        // the flip of `current` (fsynced) is the source of truth after a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew { found: version, known });
+        }
+        if version < known {
+            let tx = conn.transaction()?;
+            for m in &MIGRATIONS[version as usize..] {
+                tx.execute_batch(m)?;
+            }
+            tx.pragma_update(None, "user_version", known)?;
+            tx.commit()?;
+        }
+        Ok(State { conn })
+    }
+
+    /// The next free generation id (never reuses one, even of a deleted generation).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn next_generation_id(&self, on_disk_max: u64) -> Result<u64, StateError> {
+        let max: Option<i64> = self.conn.query_row("SELECT MAX(id) FROM generations", [], |r| r.get(0))?;
+        Ok(max.map_or(0, |m| m as u64).max(on_disk_max) + 1)
+    }
+
+    /// Record a new generation.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn insert_generation(&self, g: &GenerationRow) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO generations (id, created, state, trigger, summary, definition_sha256, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![g.id as i64, g.created, g.state, g.trigger, g.summary, g.definition_sha256, g.reason],
+        )?;
+        Ok(())
+    }
+
+    /// Set a generation's state (and reason). Making one `active` supersedes any other active.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn set_generation_state(&self, id: u64, state: &str, reason: Option<&str>, now: &str) -> Result<(), StateError> {
+        if state == "active" {
+            self.conn.execute("UPDATE generations SET state = 'superseded' WHERE state = 'active' AND id != ?1", params![id as i64])?;
+            self.conn.execute("UPDATE generations SET state = 'active', reason = NULL, activated = ?2 WHERE id = ?1", params![id as i64, now])?;
+        } else {
+            self.conn.execute("UPDATE generations SET state = ?2, reason = COALESCE(?3, reason) WHERE id = ?1", params![id as i64, state, reason])?;
+        }
+        Ok(())
+    }
+
+    /// All generations, newest first.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn generations(&self) -> Result<Vec<GenerationRow>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT id, created, state, trigger, summary, reason, definition_sha256 FROM generations ORDER BY id DESC")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(GenerationRow {
+                id: r.get::<_, i64>(0)? as u64,
+                created: r.get(1)?,
+                state: r.get(2)?,
+                trigger: r.get(3)?,
+                summary: r.get(4)?,
+                reason: r.get(5)?,
+                definition_sha256: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The generation that was active most recently before `current` (the rollback target).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn previous_generation(&self, current: Option<u64>) -> Result<Option<u64>, StateError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM generations WHERE state = 'superseded' AND id != ?1 ORDER BY activated DESC, id DESC LIMIT 1",
+                params![current.map_or(-1, |c| c as i64)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(id.map(|i| i as u64))
+    }
+
+    /// Start an operation; returns its id.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn start_operation(&self, kind: &str, trigger: &str, generation: Option<u64>, now: &str) -> Result<i64, StateError> {
+        self.conn.execute(
+            "INSERT INTO operations (kind, trigger, generation, outcome, started) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![kind, trigger, generation.map(|g| g as i64), now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Finish an operation with its outcome and steps, in one transaction.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn finish_operation(&mut self, op: &Operation) -> Result<(), StateError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE operations SET outcome = ?2, reason = ?3, summary = ?4, finished = ?5, duration_ms = ?6, generation = ?7 WHERE id = ?1",
+            params![op.id, op.outcome, op.reason, op.summary, op.finished, op.duration_ms, op.generation.map(|g| g as i64)],
+        )?;
+        tx.execute("DELETE FROM steps WHERE operation = ?1", params![op.id])?;
+        for (i, s) in op.steps.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO steps (operation, seq, action, target, outcome, detail, drift) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![op.id, i as i64, s.action, s.target, s.outcome, s.detail, s.drift],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Mark operations left `running` by a crash as interrupted; returns how many.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn interrupt_running(&self, now: &str) -> Result<usize, StateError> {
+        Ok(self.conn.execute(
+            "UPDATE operations SET outcome = 'interrupted', reason = 'strackt stopped during this operation', finished = ?1 WHERE outcome = 'running'",
+            params![now],
+        )?)
+    }
+
+    /// Recent operations with their steps, newest first.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn operations(&self, limit: usize, only: Option<i64>) -> Result<Vec<Operation>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, trigger, generation, outcome, reason, summary, started, finished, duration_ms FROM operations
+             WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let mut ops: Vec<Operation> = stmt
+            .query_map(params![only, limit as i64], |r| {
+                Ok(Operation {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    trigger: r.get(2)?,
+                    generation: r.get::<_, Option<i64>>(3)?.map(|g| g as u64),
+                    outcome: r.get(4)?,
+                    reason: r.get(5)?,
+                    summary: r.get(6)?,
+                    started: r.get(7)?,
+                    finished: r.get(8)?,
+                    duration_ms: r.get(9)?,
+                    steps: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift FROM steps WHERE operation = ?1 ORDER BY seq")?;
+        for op in &mut ops {
+            op.steps = steps
+                .query_map(params![op.id], |r| Ok(StepRecord { action: r.get(0)?, target: r.get(1)?, outcome: r.get(2)?, detail: r.get(3)?, drift: r.get(4)? }))?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(ops)
+    }
+
+    /// A setting.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    /// Set (or clear, with `None`) a setting.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        match value {
+            Some(v) => self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, v])?,
+            None => self.conn.execute("DELETE FROM meta WHERE key = ?1", params![key])?,
+        };
+        Ok(())
+    }
+}
+
+/// Shared handle for async code: every call runs on a blocking thread.
+#[derive(Debug, Clone)]
+pub struct StateHandle(Arc<Mutex<State>>);
+
+impl StateHandle {
+    /// Wrap an open state.
+    pub fn new(state: State) -> StateHandle {
+        StateHandle(Arc::new(Mutex::new(state)))
+    }
+
+    /// Run `f` with the database on a blocking thread.
+    ///
+    /// # Errors
+    /// `f`'s error, or the blocking task failing.
+    pub async fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut State) -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StateError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, state: &str) -> GenerationRow {
+        GenerationRow { id, created: "t".into(), state: state.into(), trigger: "cli".into(), summary: "s".into(), reason: None, definition_sha256: "x".into() }
+    }
+
+    #[test]
+    fn generations_supersede_and_previous_is_the_last_active() {
+        let s = State::open(Path::new(":memory:")).expect("open");
+        assert_eq!(s.next_generation_id(0).expect("id"), 1);
+        for id in 1..=3 {
+            s.insert_generation(&row(id, "switching")).expect("insert");
+            s.set_generation_state(id, "active", None, &format!("2026-01-0{id}")).expect("activate");
+        }
+        let states: Vec<String> = s.generations().expect("list").into_iter().map(|g| g.state).collect();
+        assert_eq!(states, ["active", "superseded", "superseded"]);
+        assert_eq!(s.previous_generation(Some(3)).expect("prev"), Some(2));
+        // Roll back to 1: now the previous is 3, the one just left.
+        s.set_generation_state(1, "active", None, "2026-01-04").expect("rollback");
+        assert_eq!(s.previous_generation(Some(1)).expect("prev"), Some(3));
+        assert_eq!(s.next_generation_id(7).expect("id"), 8);
+    }
+
+    #[test]
+    fn operations_keep_their_steps_and_crashes_are_marked() {
+        let mut s = State::open(Path::new(":memory:")).expect("open");
+        let id = s.start_operation("apply", "cli", Some(1), "t0").expect("start");
+        let dangling = s.start_operation("drift", "timer", Some(1), "t1").expect("start");
+        let op = Operation {
+            id,
+            kind: "apply".into(),
+            trigger: "cli".into(),
+            generation: Some(1),
+            outcome: "success".into(),
+            reason: None,
+            summary: "1 change".into(),
+            started: "t0".into(),
+            finished: Some("t2".into()),
+            duration_ms: Some(5),
+            steps: vec![StepRecord::new("write-file", "/etc/motd", "ok", "missing", false)],
+        };
+        s.finish_operation(&op).expect("finish");
+        assert_eq!(s.interrupt_running("t3").expect("interrupt"), 1);
+        let ops = s.operations(10, None).expect("ops");
+        assert_eq!(ops[0].id, dangling);
+        assert_eq!(ops[0].outcome, "interrupted");
+        assert_eq!(s.operations(10, Some(id)).expect("one")[0], op);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        State::open(&path).expect("create");
+        Connection::open(&path).expect("raw").pragma_update(None, "user_version", 99).expect("bump");
+        assert!(matches!(State::open(&path), Err(StateError::TooNew { found: 99, .. })));
+    }
+}
