@@ -275,8 +275,8 @@ impl Daemon {
             s.digest = Some(digest(&cur));
             s.drift = report.drift.clone();
         });
-        // Quiet timer passes that found nothing are not worth a row in the log.
-        let record = changed || op.outcome != "success" || trigger != Trigger::Timer;
+        // Passes that found nothing are not worth a row in the log unless a user asked.
+        let record = changed || op.outcome != "success" || matches!(trigger, Trigger::Cli | Trigger::Startup);
         if record {
             op.id = self.start_op("drift", trigger, Some(id)).await.unwrap_or(0);
         }

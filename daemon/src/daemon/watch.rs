@@ -24,7 +24,10 @@ pub fn spawn_watcher(definition: &Path, wake: Arc<Wake>) -> notify::Result<notif
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            if ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name) {
+            // Reads (ours included: every pass opens the file) are access events; only
+            // changes count, or each pass would trigger the next.
+            let is_change = matches!(ev.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_) | notify::EventKind::Remove(_));
+            if is_change && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name) {
                 let _ = tx.send(());
             }
         }
