@@ -68,7 +68,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Daemon => run_daemon(paths),
         Command::Check { file } => check(file.unwrap_or(paths.definition), cli.json),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(crate::definition::Definition))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schemars::schema_for!(
+                    crate::definition::Definition
+                ))?
+            );
             Ok(0)
         }
         Command::Plan => {
@@ -88,22 +93,31 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if view.steps.is_empty() { 0 } else { 2 })
         }
         Command::Apply => operation_command(&paths, &ControlRequest::Apply, cli.json),
-        Command::Rollback { id } => operation_command(&paths, &ControlRequest::Rollback { id }, cli.json),
+        Command::Rollback { id } => {
+            operation_command(&paths, &ControlRequest::Rollback { id }, cli.json)
+        }
         Command::Generations => {
             let rows: Vec<GenerationRow> = data(request(&paths, &ControlRequest::Generations)?)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:>4}  {:<24}  {:<11}  {:<11}  summary", "id", "created", "state", "trigger");
+                println!(
+                    "{:>4}  {:<24}  {:<11}  {:<11}  summary",
+                    "id", "created", "state", "trigger"
+                );
                 for g in rows {
                     let extra = g.reason.map(|r| format!(" — {r}")).unwrap_or_default();
-                    println!("{:>4}  {:<24}  {:<11}  {:<11}  {}{extra}", g.id, g.created, g.state, g.trigger, g.summary);
+                    println!(
+                        "{:>4}  {:<24}  {:<11}  {:<11}  {}{extra}",
+                        g.id, g.created, g.state, g.trigger, g.summary
+                    );
                 }
             }
             Ok(0)
         }
         Command::History { operation } => {
-            let ops: Vec<Operation> = data(request(&paths, &ControlRequest::History { operation })?)?;
+            let ops: Vec<Operation> =
+                data(request(&paths, &ControlRequest::History { operation })?)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&ops)?);
             } else {
@@ -118,15 +132,37 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                let s = |k: &str| status.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+                let s = |k: &str| {
+                    status
+                        .get(k)
+                        .map(|v| v.to_string().trim_matches('"').to_string())
+                        .unwrap_or_default()
+                };
                 println!("current generation: {}", s("current_generation"));
                 if let Some(last) = status.get("last_pass").filter(|v| !v.is_null()) {
-                    let f = |k: &str| last.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
-                    println!("last pass:          {} {} ({}, {} ms): {}", f("kind"), f("outcome"), f("trigger"), f("duration_ms"), f("summary"));
+                    let f = |k: &str| {
+                        last.get(k)
+                            .map(|v| v.to_string().trim_matches('"').to_string())
+                            .unwrap_or_default()
+                    };
+                    println!(
+                        "last pass:          {} {} ({}, {} ms): {}",
+                        f("kind"),
+                        f("outcome"),
+                        f("trigger"),
+                        f("duration_ms"),
+                        f("summary")
+                    );
                 }
                 println!("next pass:          {}", s("next_pass"));
                 println!("health:             {}", s("health"));
-                println!("drift:              {}", status.get("drift").map(|d| d.to_string()).unwrap_or_default());
+                println!(
+                    "drift:              {}",
+                    status
+                        .get("drift")
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                );
                 if let Some(p) = status.get("definition_problem").and_then(|v| v.as_str()) {
                     println!("definition:         NOT APPLIED: {p}");
                 }
@@ -138,7 +174,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn check(file: PathBuf, json: bool) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     match crate::definition::parse(&text, &file) {
         Ok(_) => {
             if json {
@@ -150,7 +187,10 @@ fn check(file: PathBuf, json: bool) -> anyhow::Result<i32> {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "valid": false, "problems": e.problems }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "problems": e.problems })
+                );
             } else {
                 eprintln!("{e}");
             }
@@ -176,15 +216,29 @@ fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow:
 }
 
 fn print_operation(op: &Operation, steps: bool) {
-    let gen = op.generation.map(|g| format!(" generation {g}")).unwrap_or_default();
-    println!("#{} {} ({}){gen}: {} in {} ms — {}", op.id, op.kind, op.trigger, op.outcome, op.duration_ms.unwrap_or(0), op.summary);
+    let gen = op
+        .generation
+        .map(|g| format!(" generation {g}"))
+        .unwrap_or_default();
+    println!(
+        "#{} {} ({}){gen}: {} in {} ms — {}",
+        op.id,
+        op.kind,
+        op.trigger,
+        op.outcome,
+        op.duration_ms.unwrap_or(0),
+        op.summary
+    );
     if let Some(r) = &op.reason {
         println!("    reason: {r}");
     }
     if steps {
         for s in &op.steps {
             let drift = if s.drift { " [drift]" } else { "" };
-            println!("    {:<8} {:<14} {}{drift}  {}", s.outcome, s.action, s.target, s.detail);
+            println!(
+                "    {:<8} {:<14} {}{drift}  {}",
+                s.outcome, s.action, s.target, s.detail
+            );
         }
     }
 }
@@ -197,26 +251,51 @@ fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) ->
 }
 
 /// Send one request to the daemon; `Ok(Err(..))` is the daemon's refusal.
-fn request(paths: &Paths, req: &ControlRequest) -> anyhow::Result<Result<serde_json::Value, String>> {
-    let mut stream = UnixStream::connect(&paths.socket).with_context(|| format!("connecting to the strackt daemon at {} (is strackt.service running? are you root?)", paths.socket.display()))?;
+fn request(
+    paths: &Paths,
+    req: &ControlRequest,
+) -> anyhow::Result<Result<serde_json::Value, String>> {
+    let mut stream = UnixStream::connect(&paths.socket).with_context(|| {
+        format!(
+            "connecting to the strackt daemon at {} (is strackt.service running? are you root?)",
+            paths.socket.display()
+        )
+    })?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     stream.write_all(&line).context("sending the request")?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).context("reading the daemon's answer")?;
-    let resp: ControlResponse = serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
-    Ok(if resp.ok { Ok(resp.data) } else { Err(resp.error.unwrap_or_else(|| "unknown error".into())) })
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .context("reading the daemon's answer")?;
+    let resp: ControlResponse =
+        serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
+    Ok(if resp.ok {
+        Ok(resp.data)
+    } else {
+        Err(resp.error.unwrap_or_else(|| "unknown error".into()))
+    })
 }
 
 fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
     // One thread is plenty: the daemon waits on systemd and the disk; CPU work is tiny, and
     // SQLite calls already go to spawn_blocking.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let store = Store::open(&paths.root).context("opening the state directory")?;
-        let state = StateHandle::new(State::open(&paths.root.join("state.db")).context("opening the state database")?);
-        let systemd = DbusSystemd::connect().await.context("connecting to systemd over D-Bus")?;
-        let (status_tx, status_rx) = tokio::sync::watch::channel(Status { health: "unknown".into(), ..Status::default() });
+        let state = StateHandle::new(
+            State::open(&paths.root.join("state.db")).context("opening the state database")?,
+        );
+        let systemd = DbusSystemd::connect()
+            .await
+            .context("connecting to systemd over D-Bus")?;
+        let (status_tx, status_rx) = tokio::sync::watch::channel(Status {
+            health: "unknown".into(),
+            ..Status::default()
+        });
         let metrics = Arc::new(Metrics::default());
         let listen = std::fs::read_to_string(&paths.definition)
             .ok()
@@ -224,17 +303,22 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             .map(|d| d.definition().strackt.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:7477".into());
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
-        crate::api::control::serve(&paths.socket, req_tx, status_rx.clone(), state.clone()).context("binding the control socket")?;
+        crate::api::control::serve(&paths.socket, req_tx, status_rx.clone(), state.clone())
+            .context("binding the control socket")?;
         match listen.parse() {
             Ok(addr) => {
-                if let Err(e) = crate::api::http::serve(addr, status_rx.clone(), state.clone(), metrics.clone()).await {
+                if let Err(e) =
+                    crate::api::http::serve(addr, status_rx.clone(), state.clone(), metrics.clone())
+                        .await
+                {
                     tracing::error!("HTTP endpoint on {listen} not available: {e}");
                 }
             }
             Err(e) => tracing::error!("HTTP endpoint: bad address {listen}: {e}"),
         }
         let wake = Arc::new(Wake::default());
-        let _watcher = daemon::spawn_watcher(&paths.definition, wake.clone()).context("watching the definition directory")?;
+        let _watcher = daemon::spawn_watcher(&paths.definition, wake.clone())
+            .context("watching the definition directory")?;
         let shutdown = Arc::new(tokio::sync::Notify::new());
         spawn_signals(wake.clone(), shutdown.clone())?;
         daemon::spawn_watchdog();
@@ -275,8 +359,18 @@ mod tests {
         let c = Cli::try_parse_from(["strackt", "rollback", "3", "--json"]).expect("parses");
         assert!(c.json);
         assert!(matches!(c.command, Command::Rollback { id: Some(3) }));
-        assert!(matches!(Cli::try_parse_from(["strackt", "check"]).expect("parses").command, Command::Check { file: None }));
-        assert!(matches!(Cli::try_parse_from(["strackt", "history", "--operation", "7"]).expect("parses").command, Command::History { operation: Some(7) }));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "check"])
+                .expect("parses")
+                .command,
+            Command::Check { file: None }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "history", "--operation", "7"])
+                .expect("parses")
+                .command,
+            Command::History { operation: Some(7) }
+        ));
         assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
     }
 }

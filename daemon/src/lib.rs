@@ -6,12 +6,12 @@
 //! through `host`, `state` records everything in SQLite, `daemon` drives the loop and `api`
 //! exposes it.
 
-pub mod definition;
-pub mod host;
+pub mod api;
 pub mod apply;
+pub mod cli;
+pub mod daemon;
+pub mod definition;
 pub mod generation;
+pub mod host;
 pub mod plan;
 pub mod state;
-pub mod daemon;
-pub mod api;
-pub mod cli;

@@ -8,7 +8,10 @@ fn main() {
         .without_time()
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRACKT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRACKT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = strackt::cli::Cli::parse();
     match strackt::cli::run(cli) {

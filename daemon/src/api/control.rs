@@ -15,7 +15,12 @@ use crate::state::StateHandle;
 ///
 /// # Errors
 /// When the socket cannot be bound.
-pub fn serve(path: &Path, requests: mpsc::Sender<Request>, status: watch::Receiver<Status>, state: StateHandle) -> std::io::Result<()> {
+pub fn serve(
+    path: &Path,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<Status>,
+    state: StateHandle,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -35,7 +40,12 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Request>, status: watch::Receiv
     Ok(())
 }
 
-async fn handle(stream: UnixStream, requests: mpsc::Sender<Request>, status: watch::Receiver<Status>, state: StateHandle) -> std::io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<Status>,
+    state: StateHandle,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -44,8 +54,16 @@ async fn handle(stream: UnixStream, requests: mpsc::Sender<Request>, status: wat
         Err(e) => Err(format!("bad request: {e}")),
     };
     let response = match response {
-        Ok(data) => ControlResponse { ok: true, data, error: None },
-        Err(e) => ControlResponse { ok: false, data: serde_json::Value::Null, error: Some(e) },
+        Ok(data) => ControlResponse {
+            ok: true,
+            data,
+            error: None,
+        },
+        Err(e) => ControlResponse {
+            ok: false,
+            data: serde_json::Value::Null,
+            error: Some(e),
+        },
     };
     let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
     bytes.push(b'\n');
@@ -56,26 +74,53 @@ fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
     serde_json::to_value(v).map_err(|e| e.to_string())
 }
 
-async fn answer(req: ControlRequest, requests: &mpsc::Sender<Request>, status: &watch::Receiver<Status>, state: &StateHandle) -> Result<serde_json::Value, String> {
+async fn answer(
+    req: ControlRequest,
+    requests: &mpsc::Sender<Request>,
+    status: &watch::Receiver<Status>,
+    state: &StateHandle,
+) -> Result<serde_json::Value, String> {
     let gone = |_| "the daemon is shutting down".to_string();
     match req {
         ControlRequest::Apply => {
             let (tx, rx) = oneshot::channel();
-            requests.send(Request::Apply(tx)).await.map_err(|_| "the daemon is shutting down")?;
+            requests
+                .send(Request::Apply(tx))
+                .await
+                .map_err(|_| "the daemon is shutting down")?;
             json(rx.await.map_err(gone)??)
         }
         ControlRequest::Rollback { id } => {
             let (tx, rx) = oneshot::channel();
-            requests.send(Request::Rollback(id, tx)).await.map_err(|_| "the daemon is shutting down")?;
+            requests
+                .send(Request::Rollback(id, tx))
+                .await
+                .map_err(|_| "the daemon is shutting down")?;
             json(rx.await.map_err(gone)??)
         }
         ControlRequest::Plan => {
             let (tx, rx) = oneshot::channel();
-            requests.send(Request::Plan(tx)).await.map_err(|_| "the daemon is shutting down")?;
+            requests
+                .send(Request::Plan(tx))
+                .await
+                .map_err(|_| "the daemon is shutting down")?;
             json(rx.await.map_err(gone)??)
         }
         ControlRequest::Status => json(status.borrow().clone()),
-        ControlRequest::Generations => json(state.call(|s| s.generations()).await.map_err(|e| e.to_string())?.into_iter().filter(|g| g.state != "deleted").collect::<Vec<_>>()),
-        ControlRequest::History { operation } => json(state.call(move |s| s.operations(100, operation)).await.map_err(|e| e.to_string())?),
+        ControlRequest::Generations => json(
+            state
+                .call(|s| s.generations())
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|g| g.state != "deleted")
+                .collect::<Vec<_>>(),
+        ),
+        ControlRequest::History { operation } => json(
+            state
+                .call(move |s| s.operations(100, operation))
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
     }
 }

@@ -42,14 +42,34 @@ impl IntoResponse for ApiError {
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve(addr: SocketAddr, status: watch::Receiver<Status>, state: StateHandle, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let ctx = Ctx { status, state, metrics };
+pub async fn serve(
+    addr: SocketAddr,
+    status: watch::Receiver<Status>,
+    state: StateHandle,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    let ctx = Ctx {
+        status,
+        state,
+        metrics,
+    };
     let app = Router::new()
-        .route("/status", get(|State(c): State<Ctx>| async move { Json(c.status.borrow().clone()) }))
+        .route(
+            "/status",
+            get(|State(c): State<Ctx>| async move { Json(c.status.borrow().clone()) }),
+        )
         .route("/generations", get(generations))
         .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
-        .route("/metrics", get(|State(c): State<Ctx>| async move { ([("content-type", "text/plain; version=0.0.4")], c.metrics.render()) }))
+        .route(
+            "/metrics",
+            get(|State(c): State<Ctx>| async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    c.metrics.render(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(ctx);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -62,15 +82,37 @@ pub async fn serve(addr: SocketAddr, status: watch::Receiver<Status>, state: Sta
 }
 
 async fn generations(State(c): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
-    let rows = c.state.call(|s| s.generations()).await.map_err(ApiError::State)?;
-    Ok(Json(rows.into_iter().filter(|g| g.state != "deleted").collect::<Vec<_>>()))
+    let rows = c
+        .state
+        .call(|s| s.generations())
+        .await
+        .map_err(ApiError::State)?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|g| g.state != "deleted")
+            .collect::<Vec<_>>(),
+    ))
 }
 
 async fn operations(State(c): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(c.state.call(|s| s.operations(100, None)).await.map_err(ApiError::State)?))
+    Ok(Json(
+        c.state
+            .call(|s| s.operations(100, None))
+            .await
+            .map_err(ApiError::State)?,
+    ))
 }
 
-async fn operation(State(c): State<Ctx>, Path(id): Path<i64>) -> Result<impl IntoResponse, ApiError> {
-    let mut ops = c.state.call(move |s| s.operations(1, Some(id))).await.map_err(ApiError::State)?;
-    ops.pop().map(Json).ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))
+async fn operation(
+    State(c): State<Ctx>,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut ops = c
+        .state
+        .call(move |s| s.operations(1, Some(id)))
+        .await
+        .map_err(ApiError::State)?;
+    ops.pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))
 }

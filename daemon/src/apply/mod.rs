@@ -55,8 +55,20 @@ pub struct StepRecord {
 
 impl StepRecord {
     /// A record with the given fields.
-    pub fn new(action: &str, target: &str, outcome: &str, detail: impl Into<String>, drift: bool) -> StepRecord {
-        StepRecord { action: action.into(), target: target.into(), outcome: outcome.into(), detail: detail.into(), drift }
+    pub fn new(
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: impl Into<String>,
+        drift: bool,
+    ) -> StepRecord {
+        StepRecord {
+            action: action.into(),
+            target: target.into(),
+            outcome: outcome.into(),
+            detail: detail.into(),
+            drift,
+        }
     }
 }
 
@@ -69,24 +81,50 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, desired: &Generation, owned: &Ownership, root: &Path) -> Result<HostSnapshot, HostError> {
-    let mut snap = HostSnapshot { owned_files: owned.files.clone(), owned_units: owned.units.clone(), ..HostSnapshot::default() };
-    let paths: BTreeSet<&String> = desired.manifest.files.keys().chain(owned.files.iter()).collect();
+pub async fn observe<S: Systemd, F: Files, H>(
+    m: Machine<'_, S, F, H>,
+    desired: &Generation,
+    owned: &Ownership,
+    root: &Path,
+) -> Result<HostSnapshot, HostError> {
+    let mut snap = HostSnapshot {
+        owned_files: owned.files.clone(),
+        owned_units: owned.units.clone(),
+        ..HostSnapshot::default()
+    };
+    let paths: BTreeSet<&String> = desired
+        .manifest
+        .files
+        .keys()
+        .chain(owned.files.iter())
+        .collect();
     for path in paths {
-        snap.files.insert(path.clone(), m.files.stat(Path::new(path))?);
+        snap.files
+            .insert(path.clone(), m.files.stat(Path::new(path))?);
         if m.files.stat(&backup_path(root, path))?.is_some() {
             snap.backed_up.insert(path.clone());
         }
     }
     for spec in desired.manifest.files.values() {
-        snap.ids.insert(format!("user:{}", spec.owner), m.files.uid(&spec.owner)?);
-        snap.ids.insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
+        snap.ids
+            .insert(format!("user:{}", spec.owner), m.files.uid(&spec.owner)?);
+        snap.ids
+            .insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
     }
-    let units: BTreeSet<&String> = desired.manifest.units.keys().chain(owned.units.iter()).collect();
+    let units: BTreeSet<&String> = desired
+        .manifest
+        .units
+        .keys()
+        .chain(owned.units.iter())
+        .collect();
     for unit in units {
-        snap.units.insert(unit.clone(), m.systemd.unit_state(unit).await?);
+        snap.units
+            .insert(unit.clone(), m.systemd.unit_state(unit).await?);
         if desired.unit_texts.contains_key(unit) || owned.units.contains(unit) {
-            let text = m.files.read(&Path::new(UNIT_DIR).join(unit))?.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let text = m
+                .files
+                .read(&Path::new(UNIT_DIR).join(unit))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
             snap.unit_files.insert(unit.clone(), text);
         }
     }
@@ -95,20 +133,41 @@ pub async fn observe<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, desired: 
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, plan: &Plan, store: &Store, source: Option<&Generation>, owned: &mut Ownership) -> (Vec<StepRecord>, Option<String>) {
+pub async fn run<S: Systemd, F: Files, H>(
+    m: Machine<'_, S, F, H>,
+    plan: &Plan,
+    store: &Store,
+    source: Option<&Generation>,
+    owned: &mut Ownership,
+) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure: Option<String> = None;
     let mut i = 0;
     while i < plan.steps.len() {
         let step = &plan.steps[i];
         if failure.is_some() {
-            records.push(StepRecord::new(step.action.name(), &step.action.target(), "skipped", "an earlier step failed", step.drift));
+            records.push(StepRecord::new(
+                step.action.name(),
+                &step.action.target(),
+                "skipped",
+                "an earlier step failed",
+                step.drift,
+            ));
             i += 1;
             continue;
         }
         // Consecutive enables go to systemd as one call (one daemon-reload instead of many).
         if let Action::Enable { .. } = step.action {
-            let batch: Vec<String> = plan.steps[i..].iter().map_while(|s| if let Action::Enable { unit } = &s.action { Some(unit.clone()) } else { None }).collect();
+            let batch: Vec<String> = plan.steps[i..]
+                .iter()
+                .map_while(|s| {
+                    if let Action::Enable { unit } = &s.action {
+                        Some(unit.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let result = m.systemd.enable(&batch).await;
             for s in &plan.steps[i..i + batch.len()] {
                 records.push(record(s, &result));
@@ -122,7 +181,11 @@ pub async fn run<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, plan: &Plan, 
         let result = run_one(m, &step.action, store, source, owned).await;
         records.push(record(step, &result));
         if let Err(e) = result {
-            failure = Some(format!("{} {}: {e}", step.action.name(), step.action.target()));
+            failure = Some(format!(
+                "{} {}: {e}",
+                step.action.name(),
+                step.action.target()
+            ));
         }
         i += 1;
     }
@@ -131,12 +194,30 @@ pub async fn run<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, plan: &Plan, 
 
 fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecord {
     match result {
-        Ok(()) => StepRecord::new(step.action.name(), &step.action.target(), "ok", &step.why, step.drift),
-        Err(e) => StepRecord::new(step.action.name(), &step.action.target(), "failed", e.to_string(), step.drift),
+        Ok(()) => StepRecord::new(
+            step.action.name(),
+            &step.action.target(),
+            "ok",
+            &step.why,
+            step.drift,
+        ),
+        Err(e) => StepRecord::new(
+            step.action.name(),
+            &step.action.target(),
+            "failed",
+            e.to_string(),
+            step.drift,
+        ),
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, action: &Action, store: &Store, source: Option<&Generation>, owned: &mut Ownership) -> Result<(), HostError> {
+async fn run_one<S: Systemd, F: Files, H>(
+    m: Machine<'_, S, F, H>,
+    action: &Action,
+    store: &Store,
+    source: Option<&Generation>,
+    owned: &mut Ownership,
+) -> Result<(), HostError> {
     let unit_path = |unit: &str| Path::new(UNIT_DIR).join(unit);
     let gen_id = source.map_or(0, |g| g.manifest.id);
     match action {
@@ -151,18 +232,38 @@ async fn run_one<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, action: &Acti
             m.files.remove(&unit_path(unit))?;
             owned.forget_unit(unit)
         }
-        Action::RemoveFile { path, restore_backup } => {
+        Action::RemoveFile {
+            path,
+            restore_backup,
+        } => {
             m.files.remove(Path::new(path))?;
             if *restore_backup {
-                m.files.rename(&backup_path(store.root(), path), Path::new(path))?;
+                m.files
+                    .rename(&backup_path(store.root(), path), Path::new(path))?;
             }
             owned.forget_file(path)
         }
         Action::BackupFile { path } => {
-            let (Some(content), Some(st)) = (m.files.read(Path::new(path))?, m.files.stat(Path::new(path))?) else { return Ok(()) };
-            m.files.write(&backup_path(store.root(), path), &content, st.mode, st.uid, st.gid)
+            let (Some(content), Some(st)) = (
+                m.files.read(Path::new(path))?,
+                m.files.stat(Path::new(path))?,
+            ) else {
+                return Ok(());
+            };
+            m.files.write(
+                &backup_path(store.root(), path),
+                &content,
+                st.mode,
+                st.uid,
+                st.gid,
+            )
         }
-        Action::WriteFile { path, mode, uid, gid } => {
+        Action::WriteFile {
+            path,
+            mode,
+            uid,
+            gid,
+        } => {
             // Record ownership before writing: a crash in between must not leave a file
             // strackt wrote but does not know it owns.
             owned.own_file(path)?;
@@ -171,8 +272,12 @@ async fn run_one<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, action: &Acti
         }
         Action::WriteUnit { unit } => {
             owned.own_unit(unit)?;
-            let text = source.and_then(|g| g.unit_texts.get(unit)).cloned().unwrap_or_default();
-            m.files.write(&unit_path(unit), text.as_bytes(), 0o644, 0, 0)
+            let text = source
+                .and_then(|g| g.unit_texts.get(unit))
+                .cloned()
+                .unwrap_or_default();
+            m.files
+                .write(&unit_path(unit), text.as_bytes(), 0o644, 0, 0)
         }
     }
 }
@@ -180,7 +285,12 @@ async fn run_one<S: Systemd, F: Files, H>(m: Machine<'_, S, F, H>, action: &Acti
 /// Check that every unit of `desired` is active and every health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health>(m: Machine<'_, S, F, H>, desired: &Generation, plan: &Plan, settle: Duration) -> (Vec<StepRecord>, Option<String>) {
+pub async fn verify<S: Systemd, F, H: Health>(
+    m: Machine<'_, S, F, H>,
+    desired: &Generation,
+    plan: &Plan,
+    settle: Duration,
+) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure = None;
     if !plan.started_units().is_empty() {
@@ -188,14 +298,29 @@ pub async fn verify<S: Systemd, F, H: Health>(m: Machine<'_, S, F, H>, desired: 
     }
     for unit in desired.manifest.units.keys() {
         match m.systemd.unit_state(unit).await {
-            Ok(s) if s.is_active() => records.push(StepRecord::new("verify", unit, "ok", format!("{} ({})", s.active_state, s.sub_state), false)),
+            Ok(s) if s.is_active() => records.push(StepRecord::new(
+                "verify",
+                unit,
+                "ok",
+                format!("{} ({})", s.active_state, s.sub_state),
+                false,
+            )),
             Ok(s) => {
-                let msg = format!("{unit} is {} ({}) after the switch", s.active_state, s.sub_state);
+                let msg = format!(
+                    "{unit} is {} ({}) after the switch",
+                    s.active_state, s.sub_state
+                );
                 records.push(StepRecord::new("verify", unit, "failed", &msg, false));
                 failure.get_or_insert(msg);
             }
             Err(e) => {
-                records.push(StepRecord::new("verify", unit, "failed", e.to_string(), false));
+                records.push(StepRecord::new(
+                    "verify",
+                    unit,
+                    "failed",
+                    e.to_string(),
+                    false,
+                ));
                 failure.get_or_insert(e.to_string());
             }
         }

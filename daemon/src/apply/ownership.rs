@@ -27,33 +27,67 @@ impl Ownership {
     /// # Errors
     /// When the file exists but cannot be read or parsed.
     pub fn load(root: Option<&Path>) -> Result<Ownership, HostError> {
-        let Some(root) = root else { return Ok(Ownership::default()) };
+        let Some(root) = root else {
+            return Ok(Ownership::default());
+        };
         let path = root.join("owned.json");
         let mut o: Ownership = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| HostError::Io { op: "parse", path: path.clone(), source: e.into() })?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| HostError::Io {
+                op: "parse",
+                path: path.clone(),
+                source: e.into(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ownership::default(),
-            Err(source) => return Err(HostError::Io { op: "read", path, source }),
+            Err(source) => {
+                return Err(HostError::Io {
+                    op: "read",
+                    path,
+                    source,
+                })
+            }
         };
         o.path = Some(path);
         Ok(o)
     }
 
     fn save(&self) -> Result<(), HostError> {
-        let Some(path) = &self.path else { return Ok(()) };
-        let json = serde_json::to_vec_pretty(self).map_err(|e| HostError::Io { op: "serialize", path: path.clone(), source: e.into() })?;
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| HostError::Io {
+            op: "serialize",
+            path: path.clone(),
+            source: e.into(),
+        })?;
         atomic_write(path, &json, 0o600, 0, 0)
     }
 
     pub(crate) fn own_file(&mut self, path: &str) -> Result<(), HostError> {
-        if self.files.insert(path.to_string()) { self.save() } else { Ok(()) }
+        if self.files.insert(path.to_string()) {
+            self.save()
+        } else {
+            Ok(())
+        }
     }
     pub(crate) fn forget_file(&mut self, path: &str) -> Result<(), HostError> {
-        if self.files.remove(path) { self.save() } else { Ok(()) }
+        if self.files.remove(path) {
+            self.save()
+        } else {
+            Ok(())
+        }
     }
     pub(crate) fn own_unit(&mut self, unit: &str) -> Result<(), HostError> {
-        if self.units.insert(unit.to_string()) { self.save() } else { Ok(()) }
+        if self.units.insert(unit.to_string()) {
+            self.save()
+        } else {
+            Ok(())
+        }
     }
     pub(crate) fn forget_unit(&mut self, unit: &str) -> Result<(), HostError> {
-        if self.units.remove(unit) { self.save() } else { Ok(()) }
+        if self.units.remove(unit) {
+            self.save()
+        } else {
+            Ok(())
+        }
     }
 }

@@ -51,7 +51,11 @@ async fn converge<S: Systemd, F: Files, H: Health>(
         Err(e) => {
             let msg = format!("observing the host: {e}");
             steps.push(StepRecord::new("observe", "", "failed", &msg, false));
-            return Converged { steps, failure: Some(msg), drift: vec![] };
+            return Converged {
+                steps,
+                failure: Some(msg),
+                drift: vec![],
+            };
         }
     };
     let plan = plan(desired, previous, &snapshot);
@@ -63,24 +67,46 @@ async fn converge<S: Systemd, F: Files, H: Health>(
             if let Err(e) = store.flip(id_of(target)) {
                 let msg = format!("flipping current to {label}: {e}");
                 steps.push(StepRecord::new("flip", &label, "failed", &msg, false));
-                return Converged { steps, failure: Some(msg), drift };
+                return Converged {
+                    steps,
+                    failure: Some(msg),
+                    drift,
+                };
             }
-            steps.push(StepRecord::new("flip", &label, "ok", "current points here", false));
+            steps.push(StepRecord::new(
+                "flip",
+                &label,
+                "ok",
+                "current points here",
+                false,
+            ));
         }
     }
     let (records, failure) = run(m, &plan, store, target, owned).await;
     steps.extend(records);
     if failure.is_some() {
-        return Converged { steps, failure, drift };
+        return Converged {
+            steps,
+            failure,
+            drift,
+        };
     }
     // A new generation is always verified (its health probes may be all that changed); a
     // drift pass that changed nothing has nothing to prove.
     if plan.is_empty() && id_of(target) == id_of(previous) {
-        return Converged { steps, failure: None, drift };
+        return Converged {
+            steps,
+            failure: None,
+            drift,
+        };
     }
     let (records, failure) = verify(m, desired, &plan, settle).await;
     steps.extend(records);
-    Converged { steps, failure, drift }
+    Converged {
+        steps,
+        failure,
+        drift,
+    }
 }
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
@@ -93,7 +119,12 @@ pub async fn switch<S: Systemd, F: Files, H: Health>(
     settle: Duration,
 ) -> SwitchReport {
     let forward = converge(m, store, owned, to, from, settle).await;
-    let mut report = SwitchReport { steps: forward.steps, failure: forward.failure, drift: forward.drift, ..SwitchReport::default() };
+    let mut report = SwitchReport {
+        steps: forward.steps,
+        failure: forward.failure,
+        drift: forward.drift,
+        ..SwitchReport::default()
+    };
     if report.failure.is_none() || id_of(to) == id_of(from) {
         return report;
     }

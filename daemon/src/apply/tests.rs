@@ -13,7 +13,11 @@ use crate::host::fake::FakeHost;
 use crate::plan::plan;
 
 fn machine(h: &FakeHost) -> Machine<'_, FakeHost, FakeHost, FakeHost> {
-    Machine { systemd: h, files: h, health: h }
+    Machine {
+        systemd: h,
+        files: h,
+        health: h,
+    }
 }
 
 struct World {
@@ -30,16 +34,26 @@ impl World {
         let store = Store::open(dir.path()).expect("store");
         let host = FakeHost::default();
         host.state().vendor_units.insert("cron.service".into());
-        World { _dir: dir, store, host, owned: Ownership::default(), next: 1 }
+        World {
+            _dir: dir,
+            store,
+            host,
+            owned: Ownership::default(),
+            next: 1,
+        }
     }
     fn build(&mut self, src: &str) -> Generation {
         let def = parse(src, Path::new("t.yaml")).expect("valid definition");
-        self.store.build(self.next, &render(&def), "now").expect("build");
+        self.store
+            .build(self.next, &render(&def), "now")
+            .expect("build");
         self.next += 1;
         self.store.load(self.next - 1).expect("load")
     }
     async fn plan_for(&self, g: &Generation) -> crate::plan::Plan {
-        let snap = observe(machine(&self.host), g, &self.owned, self.store.root()).await.expect("observe");
+        let snap = observe(machine(&self.host), g, &self.owned, self.store.root())
+            .await
+            .expect("observe");
         plan(g, Some(g), &snap)
     }
 }
@@ -50,14 +64,34 @@ const V1: &str = "version: 1\nfiles:\n  /etc/motd: { content: \"one\\n\" }\n  /e
 async fn first_switch_converges_and_replanning_is_empty() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(r.failure, None, "{:#?}", r.steps);
     assert_eq!(w.store.current().expect("current"), Some(1));
     assert!(w.host.running("hello.service").is_some());
     assert!(w.host.running("cron.service").is_some());
-    let motd = w.host.state().files.get(Path::new("/etc/motd")).cloned().expect("motd written");
+    let motd = w
+        .host
+        .state()
+        .files
+        .get(Path::new("/etc/motd"))
+        .cloned()
+        .expect("motd written");
     assert_eq!(motd.0, b"one\n");
-    let conf = w.host.state().files.get(Path::new("/etc/app.conf")).cloned().expect("conf written");
+    let conf = w
+        .host
+        .state()
+        .files
+        .get(Path::new("/etc/app.conf"))
+        .cloned()
+        .expect("conf written");
     assert_eq!((conf.1, conf.3), (0o640, 4));
     assert!(w.plan_for(&g1).await.is_empty());
 }
@@ -66,10 +100,29 @@ async fn first_switch_converges_and_replanning_is_empty() {
 async fn a_changed_file_restarts_only_its_dependent_service() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
-    let (hello, other) = (w.host.running("hello.service"), w.host.running("other.service"));
+    let _ = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (hello, other) = (
+        w.host.running("hello.service"),
+        w.host.running("other.service"),
+    );
     let g2 = w.build(&V1.replace("a=1", "a=2"));
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g2), Some(&g1), Duration::ZERO).await;
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g2),
+        Some(&g1),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(r.failure, None);
     assert_ne!(w.host.running("hello.service"), hello, "hello restarted");
     assert_eq!(w.host.running("other.service"), other, "other untouched");
@@ -79,25 +132,80 @@ async fn a_changed_file_restarts_only_its_dependent_service() {
 async fn a_failing_service_rolls_back_to_the_previous_generation() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
-    let g2 = w.build(&V1.replace("/bin/sleep 100", "/bin/false").replace("one", "two"));
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g2), Some(&g1), Duration::ZERO).await;
-    assert!(r.failure.as_deref().is_some_and(|f| f.contains("other.service")), "{r:?}");
+    let _ = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let g2 = w.build(
+        &V1.replace("/bin/sleep 100", "/bin/false")
+            .replace("one", "two"),
+    );
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g2),
+        Some(&g1),
+        Duration::ZERO,
+    )
+    .await;
+    assert!(
+        r.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("other.service")),
+        "{r:?}"
+    );
     assert!(r.rolled_back);
     assert_eq!(r.rollback_failure, None, "{:#?}", r.steps);
     assert_eq!(w.store.current().expect("current"), Some(1));
     assert!(w.host.running("other.service").is_some());
-    assert_eq!(w.host.state().files.get(Path::new("/etc/motd")).map(|f| f.0.clone()), Some(b"one\n".to_vec()));
+    assert_eq!(
+        w.host
+            .state()
+            .files
+            .get(Path::new("/etc/motd"))
+            .map(|f| f.0.clone()),
+        Some(b"one\n".to_vec())
+    );
 }
 
 #[tokio::test]
 async fn a_failing_health_check_rolls_back() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
-    let g2 = w.build(&V1.replace("other: { exec: /bin/sleep 100 }", "other: { exec: /bin/sleep 100, health: { command: /bin/false } }"));
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g2), Some(&g1), Duration::ZERO).await;
-    assert!(r.failure.as_deref().is_some_and(|f| f.contains("health check of other.service")), "{r:?}");
+    let _ = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let g2 = w.build(&V1.replace(
+        "other: { exec: /bin/sleep 100 }",
+        "other: { exec: /bin/sleep 100, health: { command: /bin/false } }",
+    ));
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g2),
+        Some(&g1),
+        Duration::ZERO,
+    )
+    .await;
+    assert!(
+        r.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("health check of other.service")),
+        "{r:?}"
+    );
     assert!(r.rolled_back);
     assert_eq!(w.store.current().expect("current"), Some(1));
 }
@@ -105,17 +213,42 @@ async fn a_failing_health_check_rolls_back() {
 #[tokio::test]
 async fn dropped_units_and_files_are_removed_and_originals_restored() {
     let mut w = World::new();
-    w.host.state().files.insert("/etc/motd".into(), (b"debian\n".to_vec(), 0o644, 0, 0));
+    w.host
+        .state()
+        .files
+        .insert("/etc/motd".into(), (b"debian\n".to_vec(), 0o644, 0, 0));
     let g1 = w.build(V1);
-    let _ = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
+    let _ = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
     let g2 = w.build("version: 1\n");
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g2), Some(&g1), Duration::ZERO).await;
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g2),
+        Some(&g1),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(r.failure, None, "{:#?}", r.steps);
     assert!(w.host.running("hello.service").is_none());
     let s = w.host.state();
-    assert!(!s.files.contains_key(Path::new("/etc/systemd/system/hello.service")));
+    assert!(!s
+        .files
+        .contains_key(Path::new("/etc/systemd/system/hello.service")));
     assert!(!s.files.contains_key(Path::new("/etc/app.conf")));
-    assert_eq!(s.files.get(Path::new("/etc/motd")).map(|f| f.0.clone()), Some(b"debian\n".to_vec()), "original restored");
+    assert_eq!(
+        s.files.get(Path::new("/etc/motd")).map(|f| f.0.clone()),
+        Some(b"debian\n".to_vec()),
+        "original restored"
+    );
     drop(s);
     assert!(w.owned.files.is_empty() && w.owned.units.is_empty());
 }
@@ -124,28 +257,61 @@ async fn dropped_units_and_files_are_removed_and_originals_restored() {
 async fn drift_is_repaired_and_marked_as_drift() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), None, Duration::ZERO).await;
-    w.host.state().files.insert("/etc/motd".into(), (b"hacked\n".to_vec(), 0o644, 0, 0));
-    w.host.state().files.remove(Path::new("/etc/systemd/system/other.service"));
+    let _ = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    w.host
+        .state()
+        .files
+        .insert("/etc/motd".into(), (b"hacked\n".to_vec(), 0o644, 0, 0));
+    w.host
+        .state()
+        .files
+        .remove(Path::new("/etc/systemd/system/other.service"));
     w.host.stop_by_hand("hello.service");
     w.host.disable_by_hand("other.service");
-    let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&g1), Some(&g1), Duration::ZERO).await;
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g1),
+        Some(&g1),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(r.failure, None);
     assert_eq!(r.drift.len(), 4, "{:#?}", r.drift);
     assert!(w.plan_for(&g1).await.is_empty());
 }
 
 fn definition_strategy() -> impl Strategy<Value = String> {
-    let files = prop::collection::btree_map("[a-d]", ("[a-z]{0,8}", prop::sample::select(vec!["0644", "0600", "0640"])), 0..4);
+    let files = prop::collection::btree_map(
+        "[a-d]",
+        (
+            "[a-z]{0,8}",
+            prop::sample::select(vec!["0644", "0600", "0640"]),
+        ),
+        0..4,
+    );
     let services = prop::collection::btree_map("[e-h]", (1u32..4, any::<bool>()), 0..3);
     (files, services).prop_map(|(files, services)| {
         let mut s = String::from("version: 1\nfiles:\n");
         for (name, (content, mode)) in &files {
-            s.push_str(&format!("  /etc/{name}: {{ content: {content:?}, mode: \"{mode}\" }}\n"));
+            s.push_str(&format!(
+                "  /etc/{name}: {{ content: {content:?}, mode: \"{mode}\" }}\n"
+            ));
         }
         s.push_str("services:\n");
         for (name, (n, enabled)) in &services {
-            s.push_str(&format!("  {name}: {{ exec: /bin/sleep {n}, enabled: {enabled} }}\n"));
+            s.push_str(&format!(
+                "  {name}: {{ exec: /bin/sleep {n}, enabled: {enabled} }}\n"
+            ));
         }
         s
     })

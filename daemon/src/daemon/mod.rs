@@ -148,17 +148,29 @@ pub struct Wake {
 impl Wake {
     /// Ask for a pass.
     pub fn wake(&self, why: Trigger) {
-        *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
         self.notify.notify_one();
     }
     async fn wait(&self) -> Trigger {
         self.notify.notified().await;
-        self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().unwrap_or(Trigger::Signal)
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or(Trigger::Signal)
     }
 }
 
 /// Run the loop until `shutdown` fires.
-pub async fn run_loop(daemon: &mut Daemon, wake: Arc<Wake>, mut requests: mpsc::Receiver<Request>, shutdown: Arc<Notify>) {
+pub async fn run_loop(
+    daemon: &mut Daemon,
+    wake: Arc<Wake>,
+    mut requests: mpsc::Receiver<Request>,
+    shutdown: Arc<Notify>,
+) {
     let mut interval = daemon.interval();
     let mut next = tokio::time::Instant::now() + interval;
     daemon.set_next_pass(interval);

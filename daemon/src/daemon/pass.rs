@@ -60,7 +60,17 @@ fn digest(g: &Generation) -> String {
 
 /// One line describing what changed.
 fn summarize(steps: &[StepRecord]) -> String {
-    let changed: Vec<String> = steps.iter().filter(|s| s.outcome == "ok" && !matches!(s.action.as_str(), "verify" | "health" | "flip" | "daemon-reload")).map(|s| format!("{} {}", s.action, s.target)).collect();
+    let changed: Vec<String> = steps
+        .iter()
+        .filter(|s| {
+            s.outcome == "ok"
+                && !matches!(
+                    s.action.as_str(),
+                    "verify" | "health" | "flip" | "daemon-reload"
+                )
+        })
+        .map(|s| format!("{} {}", s.action, s.target))
+        .collect();
     match changed.len() {
         0 => "no changes".into(),
         n if n <= 4 => changed.join(", "),
@@ -70,13 +80,35 @@ fn summarize(steps: &[StepRecord]) -> String {
 
 impl Daemon {
     /// Assemble a daemon from its parts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(paths: Paths, store: Store, state: StateHandle, systemd: DbusSystemd, status: tokio::sync::watch::Sender<Status>, metrics: Arc<Metrics>) -> Daemon {
-        Daemon { paths, store, state, systemd, files: RealFiles, health: RealHealth::default(), status, metrics, interval: Duration::from_secs(300), settle: Duration::from_secs(1), keep: 10 }
+    pub fn new(
+        paths: Paths,
+        store: Store,
+        state: StateHandle,
+        systemd: DbusSystemd,
+        status: tokio::sync::watch::Sender<Status>,
+        metrics: Arc<Metrics>,
+    ) -> Daemon {
+        Daemon {
+            paths,
+            store,
+            state,
+            systemd,
+            files: RealFiles,
+            health: RealHealth::default(),
+            status,
+            metrics,
+            interval: Duration::from_secs(300),
+            settle: Duration::from_secs(1),
+            keep: 10,
+        }
     }
 
     fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth> {
-        Machine { systemd: &self.systemd, files: &self.files, health: &self.health }
+        Machine {
+            systemd: &self.systemd,
+            files: &self.files,
+            health: &self.health,
+        }
     }
 
     /// The reconcile period from the last definition read.
@@ -87,11 +119,14 @@ impl Daemon {
     /// Publish when the timer fires next.
     pub fn set_next_pass(&self, after: Duration) {
         let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-        self.status.send_modify(|s| s.next_pass = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        self.status.send_modify(|s| {
+            s.next_pass = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        });
     }
 
     fn load_definition(&mut self) -> Result<ValidatedDefinition, String> {
-        let text = std::fs::read_to_string(&self.paths.definition).map_err(|e| format!("{}: {e}", self.paths.definition.display()))?;
+        let text = std::fs::read_to_string(&self.paths.definition)
+            .map_err(|e| format!("{}: {e}", self.paths.definition.display()))?;
         let def = parse(&text, &self.paths.definition).map_err(|e| e.to_string())?;
         self.interval = def.interval();
         self.settle = def.settle();
@@ -101,7 +136,11 @@ impl Daemon {
 
     fn current(&self) -> Result<Option<Generation>, String> {
         match self.store.current().map_err(|e| e.to_string())? {
-            Some(id) => self.store.load(id).map(Some).map_err(|e| format!("generation {id}: {e}")),
+            Some(id) => self
+                .store
+                .load(id)
+                .map(Some)
+                .map_err(|e| format!("generation {id}: {e}")),
             None => Ok(None),
         }
     }
@@ -133,18 +172,34 @@ impl Daemon {
             Ok(Some(id)) => {
                 // `current` was flipped but the switch never verified: finish it now, or
                 // undo it by switching back to the last active generation.
-                let prev = self.state.call(|s| Ok(s.generations()?.into_iter().find(|g| g.state == "active").map(|g| g.id))).await.ok().flatten();
+                let prev = self
+                    .state
+                    .call(|s| {
+                        Ok(s.generations()?
+                            .into_iter()
+                            .find(|g| g.state == "active")
+                            .map(|g| g.id))
+                    })
+                    .await
+                    .ok()
+                    .flatten();
                 self.finish_interrupted(id, prev).await;
             }
             _ => {
                 if let Some(id) = cur {
                     let t = now();
-                    let _ = self.state.call(move |s| {
-                        if s.generations()?.iter().any(|g| g.id == id && g.state != "active") {
-                            s.set_generation_state(id, "active", None, &t)?;
-                        }
-                        Ok(())
-                    }).await;
+                    let _ = self
+                        .state
+                        .call(move |s| {
+                            if s.generations()?
+                                .iter()
+                                .any(|g| g.id == id && g.state != "active")
+                            {
+                                s.set_generation_state(id, "active", None, &t)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
                 }
                 self.pass(Trigger::Startup, false).await;
             }
@@ -158,13 +213,39 @@ impl Daemon {
         let from = prev.and_then(|p| self.store.load(p).ok());
         let op_id = self.start_op("startup", Trigger::Startup, Some(id)).await;
         let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(self.machine(), &self.store, &mut owned, target.as_ref(), from.as_ref(), self.settle).await;
-        self.conclude_switch(op_id, "startup", Trigger::Startup, id, prev, report, started, None).await;
+        let report = switch(
+            self.machine(),
+            &self.store,
+            &mut owned,
+            target.as_ref(),
+            from.as_ref(),
+            self.settle,
+        )
+        .await;
+        self.conclude_switch(
+            op_id,
+            "startup",
+            Trigger::Startup,
+            id,
+            prev,
+            report,
+            started,
+            None,
+        )
+        .await;
     }
 
-    async fn start_op(&self, kind: &'static str, trigger: Trigger, generation: Option<u64>) -> Option<i64> {
+    async fn start_op(
+        &self,
+        kind: &'static str,
+        trigger: Trigger,
+        generation: Option<u64>,
+    ) -> Option<i64> {
         let t = now();
-        self.state.call(move |s| s.start_operation(kind, trigger.as_str(), generation, &t)).await.ok()
+        self.state
+            .call(move |s| s.start_operation(kind, trigger.as_str(), generation, &t))
+            .await
+            .ok()
     }
 
     async fn finish_op(&self, op: Operation, record: bool) -> Operation {
@@ -172,21 +253,39 @@ impl Daemon {
         if op.outcome != "success" {
             self.metrics.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.metrics.duration_us.fetch_add(op.duration_ms.unwrap_or(0) as u64 * 1000, Ordering::Relaxed);
-        let drifted = op.steps.iter().filter(|s| s.drift && s.outcome == "ok").count() as u64;
-        self.metrics.drift_repairs.fetch_add(drifted, Ordering::Relaxed);
+        self.metrics
+            .duration_us
+            .fetch_add(op.duration_ms.unwrap_or(0) as u64 * 1000, Ordering::Relaxed);
+        let drifted = op
+            .steps
+            .iter()
+            .filter(|s| s.drift && s.outcome == "ok")
+            .count() as u64;
+        self.metrics
+            .drift_repairs
+            .fetch_add(drifted, Ordering::Relaxed);
         if record && op.id > 0 {
             let saved = op.clone();
             if let Err(e) = self.state.call(move |s| s.finish_operation(&saved)).await {
                 tracing::error!("recording operation {}: {e}", op.id);
             }
         }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!("last pass: {} ({})", op.outcome, op.summary))]);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
+            "last pass: {} ({})",
+            op.outcome, op.summary
+        ))]);
         self.status.send_modify(|s| s.last_pass = Some(op.clone()));
         op
     }
 
-    fn op(id: Option<i64>, kind: &str, trigger: Trigger, generation: Option<u64>, started: Instant, started_at: &str) -> Operation {
+    fn op(
+        id: Option<i64>,
+        kind: &str,
+        trigger: Trigger,
+        generation: Option<u64>,
+        started: Instant,
+        started_at: &str,
+    ) -> Operation {
         Operation {
             id: id.unwrap_or(0),
             kind: kind.into(),
@@ -208,7 +307,11 @@ impl Daemon {
         let started_at = now();
         let def = match self.load_definition() {
             Ok(d) => d,
-            Err(problem) => return self.definition_failed(trigger, started, &started_at, problem).await,
+            Err(problem) => {
+                return self
+                    .definition_failed(trigger, started, &started_at, problem)
+                    .await
+            }
         };
         self.status.send_modify(|s| s.definition_problem = None);
         let current = match self.current() {
@@ -225,44 +328,89 @@ impl Daemon {
         if retry {
             let _ = self.state.call(|s| s.set_meta(PINNED, None)).await;
         }
-        let same = current.as_ref().is_some_and(|c| c.manifest.definition_sha256 == sha);
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.manifest.definition_sha256 == sha);
         if same || (!retry && pinned.as_deref() == Some(sha.as_str())) {
             if !same {
                 self.status.send_modify(|s| s.definition_problem = Some("the definition on disk failed or was rolled back from; edit it or run `strackt apply` to try it again".into()));
             }
-            return self.drift_pass(trigger, current, started, &started_at).await;
+            return self
+                .drift_pass(trigger, current, started, &started_at)
+                .await;
         }
-        self.new_generation(trigger, &def, current, started, &started_at).await
+        self.new_generation(trigger, &def, current, started, &started_at)
+            .await
     }
 
-    async fn definition_failed(&mut self, trigger: Trigger, started: Instant, started_at: &str, problem: String) -> Operation {
+    async fn definition_failed(
+        &mut self,
+        trigger: Trigger,
+        started: Instant,
+        started_at: &str,
+        problem: String,
+    ) -> Operation {
         // A broken definition is reported once per distinct text, not on every timer tick.
         let key = sha256_hex(problem.as_bytes());
-        let seen = self.state.call(|s| s.meta("last_definition_problem")).await.ok().flatten();
+        let seen = self
+            .state
+            .call(|s| s.meta("last_definition_problem"))
+            .await
+            .ok()
+            .flatten();
         let record = trigger != Trigger::Timer || seen.as_deref() != Some(key.as_str());
         let k = key.clone();
-        let _ = self.state.call(move |s| s.set_meta("last_definition_problem", Some(&k))).await;
-        let id = if record { self.start_op("apply", trigger, None).await } else { None };
+        let _ = self
+            .state
+            .call(move |s| s.set_meta("last_definition_problem", Some(&k)))
+            .await;
+        let id = if record {
+            self.start_op("apply", trigger, None).await
+        } else {
+            None
+        };
         let mut op = Self::op(id, "apply", trigger, None, started, started_at);
         op.outcome = "failed".into();
         op.summary = "definition invalid; host unchanged".into();
         op.reason = Some(problem.clone());
-        self.status.send_modify(|s| s.definition_problem = Some(problem));
+        self.status
+            .send_modify(|s| s.definition_problem = Some(problem));
         self.finish_op(op, record).await
     }
 
-    async fn drift_pass(&mut self, trigger: Trigger, current: Option<Generation>, started: Instant, started_at: &str) -> Operation {
+    async fn drift_pass(
+        &mut self,
+        trigger: Trigger,
+        current: Option<Generation>,
+        started: Instant,
+        started_at: &str,
+    ) -> Operation {
         let Some(cur) = current else {
             let op = Self::op(None, "drift", trigger, None, started, started_at);
             return self.finish_op(op, false).await;
         };
         let id = cur.manifest.id;
         let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(self.machine(), &self.store, &mut owned, Some(&cur), Some(&cur), self.settle).await;
-        let changed = report.steps.iter().any(|s| s.action != "verify" && s.action != "health");
+        let report = switch(
+            self.machine(),
+            &self.store,
+            &mut owned,
+            Some(&cur),
+            Some(&cur),
+            self.settle,
+        )
+        .await;
+        let changed = report
+            .steps
+            .iter()
+            .any(|s| s.action != "verify" && s.action != "health");
         let mut op = Self::op(None, "drift", trigger, Some(id), started, started_at);
         op.steps = report.steps;
-        op.summary = if report.drift.is_empty() { "no drift".into() } else { format!("drift repaired: {}", report.drift.join("; ")) };
+        op.summary = if report.drift.is_empty() {
+            "no drift".into()
+        } else {
+            format!("drift repaired: {}", report.drift.join("; "))
+        };
         if let Some(f) = report.failure {
             op.outcome = "failed".into();
             op.reason = Some(f);
@@ -276,16 +424,34 @@ impl Daemon {
             s.drift = report.drift.clone();
         });
         // Passes that found nothing are not worth a row in the log unless a user asked.
-        let record = changed || op.outcome != "success" || matches!(trigger, Trigger::Cli | Trigger::Startup);
+        let record = changed
+            || op.outcome != "success"
+            || matches!(trigger, Trigger::Cli | Trigger::Startup);
         if record {
             op.id = self.start_op("drift", trigger, Some(id)).await.unwrap_or(0);
         }
         self.finish_op(op, record).await
     }
 
-    async fn new_generation(&mut self, trigger: Trigger, def: &ValidatedDefinition, current: Option<Generation>, started: Instant, started_at: &str) -> Operation {
-        let on_disk = self.store.list().ok().and_then(|l| l.last().copied()).unwrap_or(0);
-        let id = match self.state.call(move |s| s.next_generation_id(on_disk)).await {
+    async fn new_generation(
+        &mut self,
+        trigger: Trigger,
+        def: &ValidatedDefinition,
+        current: Option<Generation>,
+        started: Instant,
+        started_at: &str,
+    ) -> Operation {
+        let on_disk = self
+            .store
+            .list()
+            .ok()
+            .and_then(|l| l.last().copied())
+            .unwrap_or(0);
+        let id = match self
+            .state
+            .call(move |s| s.next_generation_id(on_disk))
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 let mut op = Self::op(None, "apply", trigger, None, started, started_at);
@@ -308,14 +474,20 @@ impl Daemon {
         let _ = self.state.call(move |s| s.insert_generation(&r)).await;
         let op_id = self.start_op("apply", trigger, Some(id)).await;
         let from_id = current.as_ref().map(|c| c.manifest.id);
-        let built = self.store.build(id, &rendered, &row.created).and_then(|_| self.store.load(id));
+        let built = self
+            .store
+            .build(id, &rendered, &row.created)
+            .and_then(|_| self.store.load(id));
         let target = match built {
             Ok(g) => g,
             Err(e) => {
                 let reason = format!("building generation {id}: {e}");
                 let r = reason.clone();
                 let t = now();
-                let _ = self.state.call(move |s| s.set_generation_state(id, "failed", Some(&r), &t)).await;
+                let _ = self
+                    .state
+                    .call(move |s| s.set_generation_state(id, "failed", Some(&r), &t))
+                    .await;
                 let mut op = Self::op(op_id, "apply", trigger, Some(id), started, started_at);
                 op.outcome = "failed".into();
                 op.reason = Some(reason);
@@ -324,17 +496,48 @@ impl Daemon {
             }
         };
         let t = now();
-        let _ = self.state.call(move |s| s.set_generation_state(id, "switching", None, &t)).await;
+        let _ = self
+            .state
+            .call(move |s| s.set_generation_state(id, "switching", None, &t))
+            .await;
         let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(self.machine(), &self.store, &mut owned, Some(&target), current.as_ref(), self.settle).await;
+        let report = switch(
+            self.machine(),
+            &self.store,
+            &mut owned,
+            Some(&target),
+            current.as_ref(),
+            self.settle,
+        )
+        .await;
         let sha = rendered.manifest.definition_sha256.clone();
-        self.conclude_switch(op_id, "apply", trigger, id, from_id, report, started, Some(sha)).await
+        self.conclude_switch(
+            op_id,
+            "apply",
+            trigger,
+            id,
+            from_id,
+            report,
+            started,
+            Some(sha),
+        )
+        .await
     }
 
     /// Record the result of switching to `id` from `from`, update generation states, collect
     /// garbage.
     #[allow(clippy::too_many_arguments)]
-    async fn conclude_switch(&mut self, op_id: Option<i64>, kind: &str, trigger: Trigger, id: u64, from: Option<u64>, report: SwitchReport, started: Instant, sha: Option<String>) -> Operation {
+    async fn conclude_switch(
+        &mut self,
+        op_id: Option<i64>,
+        kind: &str,
+        trigger: Trigger,
+        id: u64,
+        from: Option<u64>,
+        report: SwitchReport,
+        started: Instant,
+        sha: Option<String>,
+    ) -> Operation {
         let started_at = now();
         let mut op = Self::op(op_id, kind, trigger, Some(id), started, &started_at);
         op.summary = summarize(&report.steps);
@@ -363,14 +566,28 @@ impl Daemon {
                 self.collect_garbage(Some(id), from).await;
             }
             (Some(failure), rolled_back) => {
-                self.metrics.rollbacks.fetch_add(u64::from(rolled_back), Ordering::Relaxed);
+                self.metrics
+                    .rollbacks
+                    .fetch_add(u64::from(rolled_back), Ordering::Relaxed);
                 let mut reason = failure.clone();
                 if let Some(back) = &report.rollback_failure {
                     reason = format!("{reason}; switching back also failed: {back}");
                 }
-                op.outcome = if rolled_back && report.rollback_failure.is_none() { "rolled-back" } else { "failed" }.into();
+                op.outcome = if rolled_back && report.rollback_failure.is_none() {
+                    "rolled-back"
+                } else {
+                    "failed"
+                }
+                .into();
                 op.reason = Some(reason.clone());
-                op.summary = if rolled_back { format!("rolled back to {}", from.map_or("no generation".into(), |f| format!("generation {f}"))) } else { "switch failed".into() };
+                op.summary = if rolled_back {
+                    format!(
+                        "rolled back to {}",
+                        from.map_or("no generation".into(), |f| format!("generation {f}"))
+                    )
+                } else {
+                    "switch failed".into()
+                };
                 let state = if rolled_back { "rolled-back" } else { "failed" };
                 let back_to = from;
                 let _ = self
@@ -404,13 +621,29 @@ impl Daemon {
 
     async fn collect_garbage(&self, current: Option<u64>, previous: Option<u64>) {
         let keep = self.keep;
-        let Ok(rows) = self.state.call(|s| s.generations()).await else { return };
-        let mut successful: Vec<u64> = rows.iter().filter(|g| g.state == "active" || g.state == "superseded").map(|g| g.id).collect();
+        let Ok(rows) = self.state.call(|s| s.generations()).await else {
+            return;
+        };
+        let mut successful: Vec<u64> = rows
+            .iter()
+            .filter(|g| g.state == "active" || g.state == "superseded")
+            .map(|g| g.id)
+            .collect();
         successful.sort_unstable();
         for id in retention::to_delete(&successful, current, previous, keep) {
             if self.store.remove(id).is_ok() {
                 let t = now();
-                let _ = self.state.call(move |s| s.set_generation_state(id, "deleted", Some("beyond the retention policy"), &t)).await;
+                let _ = self
+                    .state
+                    .call(move |s| {
+                        s.set_generation_state(
+                            id,
+                            "deleted",
+                            Some("beyond the retention policy"),
+                            &t,
+                        )
+                    })
+                    .await;
             }
         }
         // Directories of generations that are not successful (failed mid-build) go too.
@@ -435,23 +668,54 @@ impl Daemon {
         let cur_id = current.as_ref().map(|c| c.manifest.id);
         let id = match target {
             Some(id) => id,
-            None => self.state.call(move |s| s.previous_generation(cur_id)).await.map_err(|e| e.to_string())?.ok_or("there is no previous generation to roll back to")?,
+            None => self
+                .state
+                .call(move |s| s.previous_generation(cur_id))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("there is no previous generation to roll back to")?,
         };
         if Some(id) == cur_id {
             return Err(format!("generation {id} is already the current one"));
         }
-        let rows = self.state.call(|s| s.generations()).await.map_err(|e| e.to_string())?;
+        let rows = self
+            .state
+            .call(|s| s.generations())
+            .await
+            .map_err(|e| e.to_string())?;
         match rows.iter().find(|g| g.id == id) {
             Some(g) if g.state == "superseded" || g.state == "active" => {}
             Some(g) => return Err(format!("generation {id} is {}; only generations that ran successfully can be rolled back to", g.state)),
             None => return Err(format!("there is no generation {id} (see `strackt generations`)")),
         }
-        let target = self.store.load(id).map_err(|e| format!("generation {id} is no longer on disk: {e}"))?;
+        let target = self
+            .store
+            .load(id)
+            .map_err(|e| format!("generation {id} is no longer on disk: {e}"))?;
         let op_id = self.start_op("rollback", Trigger::Cli, Some(id)).await;
         let mut owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let report = switch(self.machine(), &self.store, &mut owned, Some(&target), current.as_ref(), self.settle).await;
+        let report = switch(
+            self.machine(),
+            &self.store,
+            &mut owned,
+            Some(&target),
+            current.as_ref(),
+            self.settle,
+        )
+        .await;
         let ok = report.failure.is_none();
-        let op = self.conclude_switch(op_id, "rollback", Trigger::Cli, id, cur_id, report, started, None).await;
+        let op = self
+            .conclude_switch(
+                op_id,
+                "rollback",
+                Trigger::Cli,
+                id,
+                cur_id,
+                report,
+                started,
+                None,
+            )
+            .await;
         if ok {
             self.metrics.rollbacks.fetch_add(1, Ordering::Relaxed);
             // Keep the host here: the definition on disk (which built the generation we left)
@@ -459,7 +723,10 @@ impl Daemon {
             if let Ok(text) = std::fs::read_to_string(&self.paths.definition) {
                 let sha = sha256_hex(text.as_bytes());
                 if Some(&sha) != Some(&target.manifest.definition_sha256) {
-                    let _ = self.state.call(move |s| s.set_meta(PINNED, Some(&sha))).await;
+                    let _ = self
+                        .state
+                        .call(move |s| s.set_meta(PINNED, Some(&sha)))
+                        .await;
                 }
             }
         }
@@ -475,18 +742,45 @@ impl Daemon {
         let current = self.current()?;
         let sha = sha256_hex(def.source().as_bytes());
         let pinned = self.state.call(|s| s.meta(PINNED)).await.ok().flatten();
-        let same = current.as_ref().is_some_and(|c| c.manifest.definition_sha256 == sha) || pinned.as_deref() == Some(sha.as_str());
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.manifest.definition_sha256 == sha)
+            || pinned.as_deref() == Some(sha.as_str());
         let (target, label) = match (&current, same) {
             (Some(c), true) => (c.clone(), "current"),
             _ => {
                 let r = render(&def);
-                (Generation { manifest: r.manifest, unit_texts: r.units }, "new")
+                (
+                    Generation {
+                        manifest: r.manifest,
+                        unit_texts: r.units,
+                    },
+                    "new",
+                )
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let snapshot = observe(self.machine(), &target, &owned, self.store.root()).await.map_err(|e| format!("observing the host: {e}"))?;
+        let snapshot = observe(self.machine(), &target, &owned, self.store.root())
+            .await
+            .map_err(|e| format!("observing the host: {e}"))?;
         let p: Plan = plan(&target, current.as_ref(), &snapshot);
-        let steps = p.steps.iter().map(|s| StepRecord::new(s.action.name(), &s.action.target(), "planned", &s.why, s.drift)).collect();
-        Ok(PlanView { target: label.into(), steps, text: p.to_string() })
+        let steps = p
+            .steps
+            .iter()
+            .map(|s| {
+                StepRecord::new(
+                    s.action.name(),
+                    &s.action.target(),
+                    "planned",
+                    &s.why,
+                    s.drift,
+                )
+            })
+            .collect();
+        Ok(PlanView {
+            target: label.into(),
+            steps,
+            text: p.to_string(),
+        })
     }
 }

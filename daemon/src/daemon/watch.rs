@@ -18,7 +18,10 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 ///
 /// # Errors
 /// When the directory cannot be watched.
-pub fn spawn_watcher(definition: &Path, wake: Arc<Wake>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn spawn_watcher(
+    definition: &Path,
+    wake: Arc<Wake>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let dir = definition.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = definition.file_name().map(|n| n.to_os_string());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -26,8 +29,18 @@ pub fn spawn_watcher(definition: &Path, wake: Arc<Wake>) -> notify::Result<notif
         if let Ok(ev) = res {
             // Reads (ours included: every pass opens the file) are access events; only
             // changes count, or each pass would trigger the next.
-            let is_change = matches!(ev.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_) | notify::EventKind::Remove(_));
-            if is_change && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name) {
+            let is_change = matches!(
+                ev.kind,
+                notify::EventKind::Create(_)
+                    | notify::EventKind::Modify(_)
+                    | notify::EventKind::Remove(_)
+            );
+            if is_change
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            {
                 let _ = tx.send(());
             }
         }

@@ -45,7 +45,9 @@ impl Walker {
         };
         let mut path = self.path.clone();
         path.extend(seg);
-        self.out.values.insert(path.clone(), (mark.line(), mark.col() + 1));
+        self.out
+            .values
+            .insert(path.clone(), (mark.line(), mark.col() + 1));
         Some(path)
     }
 
@@ -60,7 +62,9 @@ impl MarkedEventReceiver for Walker {
             Event::Scalar(text, ..) if self.is_key_position() => {
                 let mut key_path = self.path.clone();
                 key_path.push(Seg::Key(text.clone()));
-                self.out.keys.insert(key_path, (mark.line(), mark.col() + 1));
+                self.out
+                    .keys
+                    .insert(key_path, (mark.line(), mark.col() + 1));
                 if let Some(Frame::Map { key }) = self.stack.last_mut() {
                     *key = Some(text);
                 }
@@ -78,7 +82,11 @@ impl MarkedEventReceiver for Walker {
                 if let Some(path) = self.value_at(mark) {
                     self.path = path;
                 }
-                self.stack.push(if is_map { Frame::Map { key: None } } else { Frame::Seq { next: 0 } });
+                self.stack.push(if is_map {
+                    Frame::Map { key: None }
+                } else {
+                    Frame::Seq { next: 0 }
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -119,7 +127,10 @@ impl Locator {
 
     /// Position of the key at `path` (for "unknown field" problems), falling back to `value`.
     pub(crate) fn key(&self, path: &[Seg]) -> (usize, usize) {
-        self.keys.get(path).copied().unwrap_or_else(|| self.value(path))
+        self.keys
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.value(path))
     }
 }
 
@@ -141,7 +152,10 @@ mod tests {
         assert_eq!(loc.value(&[k("files"), k("/etc/motd"), k("mode")]), (5, 11));
         assert_eq!(loc.value(&[k("list"), Seg::Index(1)]), (8, 5));
         // Unknown paths fall back to the nearest known ancestor.
-        assert_eq!(loc.value(&[k("files"), k("/etc/motd"), k("nope")]), loc.value(&[k("files"), k("/etc/motd")]));
+        assert_eq!(
+            loc.value(&[k("files"), k("/etc/motd"), k("nope")]),
+            loc.value(&[k("files"), k("/etc/motd")])
+        );
     }
 
     #[test]

@@ -253,8 +253,20 @@ impl fmt::Display for DefinitionError {
             if i > 0 {
                 writeln!(f)?;
             }
-            let path = if p.path.is_empty() { "(document)" } else { &p.path };
-            write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, path, p.message)?;
+            let path = if p.path.is_empty() {
+                "(document)"
+            } else {
+                &p.path
+            };
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                path,
+                p.message
+            )?;
         }
         Ok(())
     }

@@ -35,7 +35,12 @@ impl Problems<'_> {
         self.push(line, column, path, message.into());
     }
     fn push(&mut self, line: usize, column: usize, path: &[Seg], message: String) {
-        self.list.push(Problem { line, column, path: render_path(path), message });
+        self.list.push(Problem {
+            line,
+            column,
+            path: render_path(path),
+            message,
+        });
     }
 }
 
@@ -44,28 +49,45 @@ impl Problems<'_> {
 /// # Errors
 /// Every problem found (syntax, unknown keys, wrong types, invalid values), each located.
 pub fn parse(source: &str, file: &Path) -> Result<ValidatedDefinition, DefinitionError> {
-    let fail = |problems| DefinitionError { file: file.to_path_buf(), problems };
+    let fail = |problems| DefinitionError {
+        file: file.to_path_buf(),
+        problems,
+    };
     let value: Value = match serde_yaml::from_str(source) {
         Ok(v) => v,
         Err(e) => {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
             // serde_yaml appends " at line X column Y" itself; the prefix already says it.
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            return Err(fail(vec![Problem { line, column, path: String::new(), message: msg }]));
+            return Err(fail(vec![Problem {
+                line,
+                column,
+                path: String::new(),
+                message: msg,
+            }]));
         }
     };
     let locator = Locator::new(source);
-    let mut problems = Problems { locator: &locator, list: Vec::new() };
+    let mut problems = Problems {
+        locator: &locator,
+        list: Vec::new(),
+    };
     let definition = build(value, &mut problems);
     if problems.list.is_empty() {
         validate(&definition, &mut problems);
     }
     if problems.list.is_empty() {
-        return Ok(ValidatedDefinition { definition, source: source.to_string() });
+        return Ok(ValidatedDefinition {
+            definition,
+            source: source.to_string(),
+        });
     }
     let mut list = problems.list;
-    list.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    list.sort_by_key(|p| (p.line, p.column));
     list.dedup();
     Err(fail(list))
 }
@@ -76,18 +98,27 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
     let top = match value {
         Value::Mapping(m) => m,
         Value::Null => {
-            problems.at(&[], "the definition is empty; it needs at least `version: 1`");
+            problems.at(
+                &[],
+                "the definition is empty; it needs at least `version: 1`",
+            );
             return def;
         }
         _ => {
-            problems.at(&[], "the definition must be a mapping of sections (version, files, services, …)");
+            problems.at(
+                &[],
+                "the definition must be a mapping of sections (version, files, services, …)",
+            );
             return def;
         }
     };
     let mut saw_version = false;
     for (key, v) in top {
         let Some(name) = key.as_str().map(str::to_string) else {
-            problems.at(&[], format!("top-level keys must be strings, found {key:?}"));
+            problems.at(
+                &[],
+                format!("top-level keys must be strings, found {key:?}"),
+            );
             continue;
         };
         let path = [Seg::Key(name.clone())];
@@ -105,7 +136,13 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             }
             "files" => def.files = section(v, &path, problems),
             "services" => def.services = section(v, &path, problems),
-            _ => problems.at_key(&path, format!("unknown section `{name}`, expected one of: {}", SECTIONS.join(", "))),
+            _ => problems.at_key(
+                &path,
+                format!(
+                    "unknown section `{name}`, expected one of: {}",
+                    SECTIONS.join(", ")
+                ),
+            ),
         }
     }
     if !saw_version {
@@ -115,7 +152,11 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
 }
 
 /// A mapping section (`files:`, `services:`): each entry deserialized independently.
-fn section<T: DeserializeOwned>(value: Value, path: &[Seg], problems: &mut Problems<'_>) -> BTreeMap<String, T> {
+fn section<T: DeserializeOwned>(
+    value: Value,
+    path: &[Seg],
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     match value {
         Value::Null => {}
@@ -138,7 +179,11 @@ fn section<T: DeserializeOwned>(value: Value, path: &[Seg], problems: &mut Probl
 }
 
 /// Deserialize one value, turning a serde error into a located problem at the exact field.
-fn entry<T: DeserializeOwned>(value: Value, path: &[Seg], problems: &mut Problems<'_>) -> Option<T> {
+fn entry<T: DeserializeOwned>(
+    value: Value,
+    path: &[Seg],
+    problems: &mut Problems<'_>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(err) => {

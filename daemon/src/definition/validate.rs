@@ -8,20 +8,46 @@ use super::{Definition, HealthSpec, Seg, ServiceSpec};
 
 /// Where managed files may live. strackt manages configuration, never application code, data
 /// or uploads (which live under /srv, /var/lib, /home), nor kernel or runtime filesystems.
-const ALLOWED_ROOTS: &[&str] = &["/etc/", "/usr/local/etc/", "/usr/local/bin/", "/usr/local/sbin/", "/opt/"];
+const ALLOWED_ROOTS: &[&str] = &[
+    "/etc/",
+    "/usr/local/etc/",
+    "/usr/local/bin/",
+    "/usr/local/sbin/",
+    "/opt/",
+];
 
 /// Paths under an allowed root that strackt still refuses, with the reason shown to the user.
 const REFUSED: &[(&str, &str)] = &[
-    ("/etc/strackt/", "strackt's own configuration is not a managed file"),
-    ("/etc/systemd/system/", "units are managed through `services:`"),
-    ("/etc/passwd", "accounts are managed through `users:`/`groups:`, not as files"),
-    ("/etc/shadow", "accounts are managed through `users:`/`groups:`, not as files"),
-    ("/etc/group", "accounts are managed through `users:`/`groups:`, not as files"),
-    ("/etc/gshadow", "accounts are managed through `users:`/`groups:`, not as files"),
+    (
+        "/etc/strackt/",
+        "strackt's own configuration is not a managed file",
+    ),
+    (
+        "/etc/systemd/system/",
+        "units are managed through `services:`",
+    ),
+    (
+        "/etc/passwd",
+        "accounts are managed through `users:`/`groups:`, not as files",
+    ),
+    (
+        "/etc/shadow",
+        "accounts are managed through `users:`/`groups:`, not as files",
+    ),
+    (
+        "/etc/group",
+        "accounts are managed through `users:`/`groups:`, not as files",
+    ),
+    (
+        "/etc/gshadow",
+        "accounts are managed through `users:`/`groups:`, not as files",
+    ),
 ];
 
 /// Unit types a `unit:` service may name.
-const UNIT_SUFFIXES: &[&str] = &[".service", ".socket", ".timer", ".path", ".target", ".mount"];
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service", ".socket", ".timer", ".path", ".target", ".mount",
+];
 
 fn key(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|s| Seg::Key((*s).to_string())).collect()
@@ -29,21 +55,39 @@ fn key(path: &[&str]) -> Vec<Seg> {
 
 pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     if def.version != 1 {
-        problems.at(&key(&["version"]), format!("unsupported version {}; this strackt reads version 1", def.version));
+        problems.at(
+            &key(&["version"]),
+            format!(
+                "unsupported version {}; this strackt reads version 1",
+                def.version
+            ),
+        );
     }
     let s = &def.strackt;
     for (field, text, min) in [("interval", &s.interval, 1.0), ("settle", &s.settle, 0.0)] {
         match humantime::parse_duration(text) {
             Ok(d) if d.as_secs_f64() >= min => {}
-            Ok(_) => problems.at(&key(&["strackt", field]), format!("must be at least {min}s")),
-            Err(e) => problems.at(&key(&["strackt", field]), format!("not a duration ({e}); write e.g. 30s, 5m, 1h")),
+            Ok(_) => problems.at(
+                &key(&["strackt", field]),
+                format!("must be at least {min}s"),
+            ),
+            Err(e) => problems.at(
+                &key(&["strackt", field]),
+                format!("not a duration ({e}); write e.g. 30s, 5m, 1h"),
+            ),
         }
     }
     if s.listen.parse::<SocketAddr>().is_err() {
-        problems.at(&key(&["strackt", "listen"]), format!("{:?} is not an IP:PORT address", s.listen));
+        problems.at(
+            &key(&["strackt", "listen"]),
+            format!("{:?} is not an IP:PORT address", s.listen),
+        );
     }
     if s.keep_generations < 2 {
-        problems.at(&key(&["strackt", "keep_generations"]), "must be at least 2 (the current and the previous generation are always kept)");
+        problems.at(
+            &key(&["strackt", "keep_generations"]),
+            "must be at least 2 (the current and the previous generation are always kept)",
+        );
     }
     for (path, spec) in &def.files {
         let at = |field: &str| {
@@ -58,7 +102,10 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         }
         if let Some(mode) = &spec.mode {
             if parse_mode(mode).is_none() {
-                problems.at(&at("mode"), format!("{mode:?} is not an octal mode; write it quoted, e.g. \"0640\""));
+                problems.at(
+                    &at("mode"),
+                    format!("{mode:?} is not an octal mode; write it quoted, e.g. \"0640\""),
+                );
             }
         }
         for (field, name) in [("owner", &spec.owner), ("group", &spec.group)] {
@@ -83,17 +130,37 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
         p
     };
     if !is_unit_base_name(name) {
-        problems.at_key(&at(""), format!("{name:?} is not a valid service name (letters, digits, `-_.:@`; no suffix)"));
+        problems.at_key(
+            &at(""),
+            format!("{name:?} is not a valid service name (letters, digits, `-_.:@`; no suffix)"),
+        );
     }
     if name == "strackt" || spec.unit.as_deref() == Some("strackt.service") {
-        problems.at_key(&at(""), "strackt never manages its own unit (it must not restart itself mid-switch)");
+        problems.at_key(
+            &at(""),
+            "strackt never manages its own unit (it must not restart itself mid-switch)",
+        );
     }
     match (&spec.unit, &spec.exec) {
-        (Some(_), Some(_)) => problems.at(&at("exec"), "`exec` writes a unit; `unit` names an existing one: use one of them"),
-        (None, None) => problems.at_key(&at(""), "needs `exec:` (a unit strackt writes) or `unit:` (an existing unit)"),
+        (Some(_), Some(_)) => problems.at(
+            &at("exec"),
+            "`exec` writes a unit; `unit` names an existing one: use one of them",
+        ),
+        (None, None) => problems.at_key(
+            &at(""),
+            "needs `exec:` (a unit strackt writes) or `unit:` (an existing unit)",
+        ),
         (Some(unit), None) => {
-            if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) || !is_unit_base_name(unit.rsplit_once('.').map_or("", |x| x.0)) {
-                problems.at(&at("unit"), format!("{unit:?} is not a unit name (e.g. cron.service; types: {})", UNIT_SUFFIXES.join(", ")));
+            if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s))
+                || !is_unit_base_name(unit.rsplit_once('.').map_or("", |x| x.0))
+            {
+                problems.at(
+                    &at("unit"),
+                    format!(
+                        "{unit:?} is not a unit name (e.g. cron.service; types: {})",
+                        UNIT_SUFFIXES.join(", ")
+                    ),
+                );
             }
             let writes_unit = [
                 ("description", spec.description.is_some()),
@@ -113,13 +180,19 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
         }
         (None, Some(exec)) => {
             if !exec.trim_start().starts_with('/') {
-                problems.at(&at("exec"), "must start with an absolute path to the program");
+                problems.at(
+                    &at("exec"),
+                    "must start with an absolute path to the program",
+                );
             }
         }
     }
     if let Some(reload) = &spec.exec_reload {
         if !reload.trim_start().starts_with('/') {
-            problems.at(&at("exec_reload"), "must start with an absolute path to the program");
+            problems.at(
+                &at("exec_reload"),
+                "must start with an absolute path to the program",
+            );
         }
     }
     if let Some(dir) = &spec.working_directory {
@@ -137,7 +210,12 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
     for (var, value) in &spec.environment {
         let mut p = at("environment");
         p.push(Seg::Key(var.clone()));
-        if !(var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        if !(var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
             problems.at_key(&p, format!("{var:?} is not an environment variable name"));
         }
         if value.contains('\n') {
@@ -148,7 +226,10 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
         if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
             let mut p = at("after");
             p.push(Seg::Index(i));
-            problems.at(&p, format!("{unit:?} is not a unit name (e.g. network-online.target)"));
+            problems.at(
+                &p,
+                format!("{unit:?} is not a unit name (e.g. network-online.target)"),
+            );
         }
     }
     for (i, file) in spec.restart_on.iter().enumerate() {
@@ -169,29 +250,43 @@ fn check_health(h: &HealthSpec, at: &[Seg], problems: &mut Problems<'_>) {
         p.push(Seg::Key(f.into()));
         p
     };
-    let set = [h.command.is_some(), h.http.is_some(), h.tcp.is_some()].iter().filter(|x| **x).count();
+    let set = [h.command.is_some(), h.http.is_some(), h.tcp.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if set != 1 {
         problems.at(at, "needs exactly one of `command`, `http`, `tcp`");
     }
     if let Some(cmd) = &h.command {
         if !cmd.trim_start().starts_with('/') {
-            problems.at(&field("command"), "must start with an absolute path to the program");
+            problems.at(
+                &field("command"),
+                "must start with an absolute path to the program",
+            );
         }
     }
     if let Some(url) = &h.http {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.at(&field("http"), format!("{url:?} is not an http:// or https:// URL"));
+            problems.at(
+                &field("http"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
         }
     }
     if let Some(tcp) = &h.tcp {
-        let port_ok = tcp.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let port_ok = tcp.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !port_ok {
             problems.at(&field("tcp"), format!("{tcp:?} is not HOST:PORT"));
         }
     }
     if let Some(within) = &h.within {
         if humantime::parse_duration(within).is_err() {
-            problems.at(&field("within"), format!("{within:?} is not a duration; write e.g. 10s"));
+            problems.at(
+                &field("within"),
+                format!("{within:?} is not a duration; write e.g. 10s"),
+            );
         }
     }
 }
@@ -208,12 +303,20 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 /// Whether strackt may manage a file at `path`; `Err` explains why not.
 fn check_managed_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
-        return Err(format!("{path:?} is a relative path; managed files need an absolute path"));
+        return Err(format!(
+            "{path:?} is a relative path; managed files need an absolute path"
+        ));
     }
-    if path.ends_with('/') || path.contains("//") || path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} is not a normalized file path (no `.`/`..`, `//` or trailing `/`)"));
+    if path.ends_with('/') || path.contains("//") || path.split('/').any(|c| c == "." || c == "..")
+    {
+        return Err(format!(
+            "{path:?} is not a normalized file path (no `.`/`..`, `//` or trailing `/`)"
+        ));
     }
-    if let Some((prefix, why)) = REFUSED.iter().find(|(p, _)| path == p.trim_end_matches('/') || path.starts_with(p)) {
+    if let Some((prefix, why)) = REFUSED
+        .iter()
+        .find(|(p, _)| path == p.trim_end_matches('/') || path.starts_with(p))
+    {
         return Err(format!("strackt may not manage {path:?} ({prefix}): {why}"));
     }
     if !ALLOWED_ROOTS.iter().any(|root| path.starts_with(root)) {
@@ -231,13 +334,26 @@ fn is_account_name(name: &str) -> bool {
         return true;
     }
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    first_ok && name.len() <= 32 && name.trim_end_matches('$').chars().skip(1).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && name
+            .trim_end_matches('$')
+            .chars()
+            .skip(1)
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// systemd's unit-name charset (without the type suffix).
 fn is_unit_base_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c)) && !name.starts_with('.')
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
+        && !name.starts_with('.')
 }
 
 #[cfg(test)]
@@ -302,14 +418,24 @@ bogus: 1
         ];
         // Semantic checks need a sound structure, so structural problems (unknown keys, wrong
         // types) come first, all of them; once fixed, every semantic problem comes at once.
-        let structural: Vec<&str> = expect.iter().copied().filter(|e| e.contains("unknown")).collect();
+        let structural: Vec<&str> = expect
+            .iter()
+            .copied()
+            .filter(|e| e.contains("unknown"))
+            .collect();
         for e in &structural {
-            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
         }
         let fixed = src.replace("mdoe", "mode").replace("bogus: 1\n", "");
         let got = problems(&fixed);
         for e in expect.iter().filter(|e| !e.contains("unknown")) {
-            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(e)),
+                "missing {e:?} in {got:#?}"
+            );
         }
     }
 
@@ -317,13 +443,17 @@ bogus: 1
     fn syntax_errors_have_a_position() {
         let got = problems("version: 1\nfiles:\n  /etc/x: { content: \"a\"\n");
         assert_eq!(got.len(), 1);
-        assert!(got[0].starts_with("server.yaml:4:1: (document): "), "{got:?}");
+        assert!(
+            got[0].starts_with("server.yaml:4:1: (document): "),
+            "{got:?}"
+        );
     }
 
     #[test]
     fn version_is_required_and_must_be_1() {
         assert!(problems("files: {}\n")[0].contains("missing `version: 1`"));
-        assert!(problems("version: 2\n")[0].starts_with("server.yaml:1:10: version: unsupported version 2"));
+        assert!(problems("version: 2\n")[0]
+            .starts_with("server.yaml:1:10: version: unsupported version 2"));
     }
 
     #[test]
@@ -333,7 +463,10 @@ bogus: 1
         assert_eq!(super::parse_mode("0999"), None);
         assert_eq!(super::parse_mode("17777"), None);
         let got = problems("version: 1\nfiles:\n  /etc/x: { content: a, mode: 640 }\n");
-        assert!(got[0].contains("files.\"/etc/x\".mode: invalid type: integer"), "{got:?}");
+        assert!(
+            got[0].contains("files.\"/etc/x\".mode: invalid type: integer"),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -344,7 +477,11 @@ bogus: 1
 
     #[test]
     fn restart_on_must_name_a_managed_file() {
-        let got = problems("version: 1\nservices:\n  a: { exec: /bin/true, restart_on: [/etc/nope] }\n");
-        assert!(got[0].starts_with("server.yaml:3:38: services.a.restart_on[0]:"), "{got:?}");
+        let got =
+            problems("version: 1\nservices:\n  a: { exec: /bin/true, restart_on: [/etc/nope] }\n");
+        assert!(
+            got[0].starts_with("server.yaml:3:38: services.a.restart_on[0]:"),
+            "{got:?}"
+        );
     }
 }

@@ -48,7 +48,9 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, HostError> {
         let gens = root.join("generations");
         fs::create_dir_all(&gens).map_err(io("create directory", &gens))?;
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The state root.
@@ -69,7 +71,12 @@ impl Store {
     ///
     /// # Errors
     /// Any I/O failure; the staging directory is removed and `current` is untouched.
-    pub fn build(&self, id: u64, rendered: &Rendered, created: &str) -> Result<Manifest, HostError> {
+    pub fn build(
+        &self,
+        id: u64,
+        rendered: &Rendered,
+        created: &str,
+    ) -> Result<Manifest, HostError> {
         let staging = self.generations().join(format!(".staging-{id}"));
         let _ = fs::remove_dir_all(&staging);
         let mut manifest = rendered.manifest.clone();
@@ -77,14 +84,33 @@ impl Store {
         manifest.created = created.to_string();
         let result = (|| {
             fs::create_dir_all(&staging).map_err(io("create directory", &staging))?;
-            atomic_write(&staging.join("definition.yaml"), rendered.definition.as_bytes(), 0o600, 0, 0)?;
+            atomic_write(
+                &staging.join("definition.yaml"),
+                rendered.definition.as_bytes(),
+                0o600,
+                0,
+                0,
+            )?;
             for (path, content) in &rendered.files {
-                atomic_write(&staging.join(generation_relative(path)), content, 0o600, 0, 0)?;
+                atomic_write(
+                    &staging.join(generation_relative(path)),
+                    content,
+                    0o600,
+                    0,
+                    0,
+                )?;
             }
             for (unit, text) in &rendered.units {
-                atomic_write(&staging.join("units").join(unit), text.as_bytes(), 0o644, 0, 0)?;
+                atomic_write(
+                    &staging.join("units").join(unit),
+                    text.as_bytes(),
+                    0o644,
+                    0,
+                    0,
+                )?;
             }
-            let json = serde_json::to_vec_pretty(&manifest).map_err(|e| io("serialize", &staging)(e.into()))?;
+            let json = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| io("serialize", &staging)(e.into()))?;
             // The manifest goes last: a staging dir without one was never finished.
             atomic_write(&staging.join("manifest.json"), &json, 0o644, 0, 0)?;
             let dest = self.dir(id);
@@ -110,7 +136,12 @@ impl Store {
                 .and_then(|p| p.to_str())
                 .and_then(|s| s.parse().ok())
                 .map(Some)
-                .ok_or_else(|| io("read link", &link)(std::io::Error::new(ErrorKind::InvalidData, format!("unexpected target {}", target.display())))),
+                .ok_or_else(|| {
+                    io("read link", &link)(std::io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("unexpected target {}", target.display()),
+                    ))
+                }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read link", &link)(e)),
         }
@@ -147,15 +178,22 @@ impl Store {
         let dir = self.dir(id);
         let path = dir.join("manifest.json");
         let bytes = fs::read(&path).map_err(io("read", &path))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| io("parse", &path)(e.into()))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| io("parse", &path)(e.into()))?;
         let mut unit_texts = std::collections::BTreeMap::new();
         for (unit, spec) in &manifest.units {
             if spec.sha256.is_some() {
                 let p = dir.join("units").join(unit);
-                unit_texts.insert(unit.clone(), fs::read_to_string(&p).map_err(io("read", &p))?);
+                unit_texts.insert(
+                    unit.clone(),
+                    fs::read_to_string(&p).map_err(io("read", &p))?,
+                );
             }
         }
-        Ok(Generation { manifest, unit_texts })
+        Ok(Generation {
+            manifest,
+            unit_texts,
+        })
     }
 
     /// The stored content of a managed file of generation `id`.
@@ -237,7 +275,10 @@ mod tests {
         assert_eq!(m1.id, 1);
         store.flip(Some(1)).expect("flip 1");
         assert_eq!(store.current().expect("current"), Some(1));
-        assert_eq!(fs::read_link(dir.path().join("current")).expect("link"), Path::new("generations/1"));
+        assert_eq!(
+            fs::read_link(dir.path().join("current")).expect("link"),
+            Path::new("generations/1")
+        );
         store.flip(Some(2)).expect("flip 2");
         assert_eq!(store.current().expect("current"), Some(2));
         let g = store.load(2).expect("load");

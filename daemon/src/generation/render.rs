@@ -68,10 +68,17 @@ pub struct Rendered {
 /// definition always renders the same bytes, so an unchanged unit keeps its hash.
 pub fn render(def: &ValidatedDefinition) -> Rendered {
     let d = def.definition();
-    let mut manifest = Manifest { definition_sha256: sha256_hex(def.source().as_bytes()), ..Manifest::default() };
+    let mut manifest = Manifest {
+        definition_sha256: sha256_hex(def.source().as_bytes()),
+        ..Manifest::default()
+    };
     let mut files = BTreeMap::new();
     for (path, spec) in &d.files {
-        let mode = spec.mode.as_deref().and_then(crate::definition::parse_mode).unwrap_or(0o644);
+        let mode = spec
+            .mode
+            .as_deref()
+            .and_then(crate::definition::parse_mode)
+            .unwrap_or(0o644);
         let content = spec.content.as_bytes().to_vec();
         manifest.files.insert(
             path.clone(),
@@ -102,19 +109,32 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
             units.insert(unit, text);
         }
     }
-    Rendered { manifest, definition: def.source().to_string(), files, units }
+    Rendered {
+        manifest,
+        definition: def.source().to_string(),
+        files,
+        units,
+    }
 }
 
 /// Quote a value for `Environment="…"`: systemd unquotes C-style, and `%` starts a specifier.
 fn env_quote(key: &str, value: &str) -> String {
-    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
     format!("\"{key}={escaped}\"")
 }
 
 /// The unit file strackt writes for a service with `exec:`.
 fn unit_text(name: &str, exec: &str, spec: &ServiceSpec) -> String {
-    let mut u = String::from("# Written by strackt from /etc/strackt/server.yaml; edits are put back.\n[Unit]\n");
-    let description = spec.description.clone().unwrap_or_else(|| format!("{name} (managed by strackt)"));
+    let mut u = String::from(
+        "# Written by strackt from /etc/strackt/server.yaml; edits are put back.\n[Unit]\n",
+    );
+    let description = spec
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("{name} (managed by strackt)"));
     u.push_str(&format!("Description={description}\n"));
     if !spec.after.is_empty() {
         let after = spec.after.join(" ");
@@ -137,7 +157,9 @@ fn unit_text(name: &str, exec: &str, spec: &ServiceSpec) -> String {
     for (k, v) in &spec.environment {
         u.push_str(&format!("Environment={}\n", env_quote(k, v)));
     }
-    let restart = spec.restart.unwrap_or(crate::definition::RestartPolicy::OnFailure);
+    let restart = spec
+        .restart
+        .unwrap_or(crate::definition::RestartPolicy::OnFailure);
     u.push_str(&format!("Restart={}\nRestartSec=1s\n", restart.as_str()));
     u.push_str("\n[Install]\nWantedBy=multi-user.target\n");
     u
@@ -158,9 +180,15 @@ mod tests {
         assert_eq!(a.manifest.files["/etc/motd"].mode, 0o600);
         assert_eq!(a.manifest.files["/etc/motd"].owner, "root");
         let unit = &a.units["hello.service"];
-        assert!(unit.contains("ExecStart=/usr/bin/sleep infinity\n"), "{unit}");
+        assert!(
+            unit.contains("ExecStart=/usr/bin/sleep infinity\n"),
+            "{unit}"
+        );
         assert!(unit.contains("User=nobody\n"));
-        assert!(unit.contains("Environment=\"GREETING=say \\\"hi\\\" 100%%\"\n"), "{unit}");
+        assert!(
+            unit.contains("Environment=\"GREETING=say \\\"hi\\\" 100%%\"\n"),
+            "{unit}"
+        );
         assert!(a.manifest.units["cron.service"].sha256.is_none());
         assert!(!a.units.contains_key("cron.service"));
     }

@@ -49,12 +49,18 @@ pub struct FakeHost {
 impl FakeHost {
     /// Lock the state for arranging or asserting.
     pub fn state(&self) -> MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether `unit` is running, and its MainPID.
     pub fn running(&self, unit: &str) -> Option<u32> {
-        self.state().units.get(unit).filter(|u| u.active).map(|u| u.pid)
+        self.state()
+            .units
+            .get(unit)
+            .filter(|u| u.active)
+            .map(|u| u.pid)
     }
 
     /// Simulate an operator's `systemctl stop`.
@@ -74,7 +80,9 @@ impl FakeHost {
 
 impl FakeState {
     fn unit_file(&self, unit: &str) -> Option<String> {
-        self.files.get(&Path::new(UNIT_DIR).join(unit)).map(|f| String::from_utf8_lossy(&f.0).into_owned())
+        self.files
+            .get(&Path::new(UNIT_DIR).join(unit))
+            .map(|f| String::from_utf8_lossy(&f.0).into_owned())
     }
 }
 
@@ -87,7 +95,13 @@ impl Systemd for FakeHost {
             load_state: if known { "loaded" } else { "not-found" }.into(),
             active_state: if u.active { "active" } else { "inactive" }.into(),
             sub_state: if u.active { "running" } else { "dead" }.into(),
-            unit_file_state: if !known { String::new() } else if u.enabled { "enabled".into() } else { "disabled".into() },
+            unit_file_state: if !known {
+                String::new()
+            } else if u.enabled {
+                "enabled".into()
+            } else {
+                "disabled".into()
+            },
             fragment_path: String::new(),
             main_pid: if u.active { u.pid } else { 0 },
         })
@@ -97,7 +111,12 @@ impl Systemd for FakeHost {
         let mut s = self.state();
         s.journal.push("daemon-reload".into());
         let names: BTreeSet<String> = s.units.keys().cloned().collect();
-        let on_disk: BTreeSet<String> = s.files.keys().filter(|p| p.parent() == Some(Path::new(UNIT_DIR))).filter_map(|p| Some(p.file_name()?.to_str()?.to_string())).collect();
+        let on_disk: BTreeSet<String> = s
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(Path::new(UNIT_DIR)))
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+            .collect();
         for name in names.union(&on_disk) {
             let text = s.unit_file(name);
             s.units.entry(name.clone()).or_default().loaded = text;
@@ -108,12 +127,23 @@ impl Systemd for FakeHost {
     async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
         let mut s = self.state();
         s.journal.push(format!("{} {unit}", kind.verb()));
-        let known = s.units.get(unit).is_some_and(|u| u.loaded.is_some()) || s.vendor_units.contains(unit);
-        let fails = s.failing.contains(unit) || s.units.get(unit).and_then(|u| u.loaded.as_deref()).is_some_and(|t| t.contains("ExecStart=/bin/false"));
+        let known =
+            s.units.get(unit).is_some_and(|u| u.loaded.is_some()) || s.vendor_units.contains(unit);
+        let fails = s.failing.contains(unit)
+            || s.units
+                .get(unit)
+                .and_then(|u| u.loaded.as_deref())
+                .is_some_and(|t| t.contains("ExecStart=/bin/false"));
         s.next_pid += 1;
         let pid = 100 + s.next_pid;
         let u = s.units.entry(unit.to_string()).or_default();
-        let err = |message: &str| Err(HostError::Systemd { op: kind.verb(), unit: unit.to_string(), message: message.into() });
+        let err = |message: &str| {
+            Err(HostError::Systemd {
+                op: kind.verb(),
+                unit: unit.to_string(),
+                message: message.into(),
+            })
+        };
         match kind {
             JobKind::Stop => {
                 u.active = false;
@@ -156,13 +186,31 @@ impl Systemd for FakeHost {
 
 impl Files for FakeHost {
     fn stat(&self, path: &Path) -> Result<Option<FileState>, HostError> {
-        Ok(self.state().files.get(path).map(|(c, mode, uid, gid)| FileState { sha256: sha256_hex(c), mode: *mode, uid: *uid, gid: *gid }))
+        Ok(self
+            .state()
+            .files
+            .get(path)
+            .map(|(c, mode, uid, gid)| FileState {
+                sha256: sha256_hex(c),
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            }))
     }
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
         Ok(self.state().files.get(path).map(|f| f.0.clone()))
     }
-    fn write(&self, path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError> {
-        self.state().files.insert(path.to_path_buf(), (content.to_vec(), mode, uid, gid));
+    fn write(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        self.state()
+            .files
+            .insert(path.to_path_buf(), (content.to_vec(), mode, uid, gid));
         Ok(())
     }
     fn remove(&self, path: &Path) -> Result<(), HostError> {
@@ -180,7 +228,10 @@ impl Files for FakeHost {
         match user {
             "root" => Ok(0),
             "nobody" => Ok(65534),
-            n => n.parse().map_err(|_| HostError::UnknownName { kind: "user", name: n.into() }),
+            n => n.parse().map_err(|_| HostError::UnknownName {
+                kind: "user",
+                name: n.into(),
+            }),
         }
     }
     fn gid(&self, group: &str) -> Result<u32, HostError> {
@@ -188,7 +239,10 @@ impl Files for FakeHost {
             "root" => Ok(0),
             "adm" => Ok(4),
             "nogroup" => Ok(65534),
-            n => n.parse().map_err(|_| HostError::UnknownName { kind: "group", name: n.into() }),
+            n => n.parse().map_err(|_| HostError::UnknownName {
+                kind: "group",
+                name: n.into(),
+            }),
         }
     }
 }
@@ -196,7 +250,9 @@ impl Files for FakeHost {
 impl Health for FakeHost {
     async fn check(&self, spec: &HealthSpec, _within: Duration) -> Result<(), String> {
         match &spec.command {
-            Some(c) if c.starts_with("/bin/false") || self.state().unhealthy.contains(c) => Err(format!("health command {c:?} exited with exit status: 1")),
+            Some(c) if c.starts_with("/bin/false") || self.state().unhealthy.contains(c) => {
+                Err(format!("health command {c:?} exited with exit status: 1"))
+            }
             _ => Ok(()),
         }
     }

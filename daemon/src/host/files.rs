@@ -24,7 +24,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Replace `path` with `content` so that a reader (or a crash) sees either the old file or the
 /// new one, never a torn mix: write a temp file beside it, set mode and owner on the open file,
 /// fsync, rename over, fsync the directory.
-pub fn atomic_write(path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError> {
+pub fn atomic_write(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), HostError> {
     let dir = path.parent().ok_or_else(|| HostError::Io {
         op: "write",
         path: path.to_path_buf(),
@@ -33,15 +39,30 @@ pub fn atomic_write(path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) 
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.strackt-tmp"));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io("create", &tmp))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         f.write_all(content).map_err(io("write", &tmp))?;
-        nix::unistd::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .map_err(|e| HostError::Io { op: "chown", path: tmp.clone(), source: e.into() })?;
+        nix::unistd::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(
+            |e| HostError::Io {
+                op: "chown",
+                path: tmp.clone(),
+                source: e.into(),
+            },
+        )?;
         // fchmod after fchown: chown clears setuid/setgid bits.
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io("chmod", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         fs::rename(&tmp, path).map_err(io("rename", path))?;
         fsync_dir(dir)
@@ -54,7 +75,9 @@ pub fn atomic_write(path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) 
 
 /// fsync a directory so a rename inside it survives a power cut.
 pub fn fsync_dir(dir: &Path) -> Result<(), HostError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
 }
 
 impl Files for RealFiles {
@@ -77,7 +100,12 @@ impl Files for RealFiles {
             }
             hasher.update(&buf[..n]);
         }
-        Ok(Some(FileState { sha256: hex::encode(hasher.finalize()), mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() }))
+        Ok(Some(FileState {
+            sha256: hex::encode(hasher.finalize()),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }))
     }
 
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
@@ -88,7 +116,14 @@ impl Files for RealFiles {
         }
     }
 
-    fn write(&self, path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError> {
+    fn write(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
         atomic_write(path, content, mode, uid, gid)
     }
 
@@ -123,7 +158,10 @@ impl Files for RealFiles {
         }
         match User::from_name(user) {
             Ok(Some(u)) => Ok(u.uid.as_raw()),
-            _ => Err(HostError::UnknownName { kind: "user", name: user.into() }),
+            _ => Err(HostError::UnknownName {
+                kind: "user",
+                name: user.into(),
+            }),
         }
     }
 
@@ -133,7 +171,10 @@ impl Files for RealFiles {
         }
         match Group::from_name(group) {
             Ok(Some(g)) => Ok(g.gid.as_raw()),
-            _ => Err(HostError::UnknownName { kind: "group", name: group.into() }),
+            _ => Err(HostError::UnknownName {
+                kind: "group",
+                name: group.into(),
+            }),
         }
     }
 }
@@ -153,14 +194,20 @@ mod tests {
         let st = RealFiles.stat(&path).expect("stat").expect("exists");
         assert_eq!(st.sha256, sha256_hex(b"two"));
         assert_eq!(st.mode, 0o600);
-        let names: Vec<_> = fs::read_dir(path.parent().expect("parent")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(path.parent().expect("parent"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file.conf")]);
     }
 
     #[test]
     fn stat_of_missing_or_directory_is_none() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(RealFiles.stat(&dir.path().join("nope")).expect("stat"), None);
+        assert_eq!(
+            RealFiles.stat(&dir.path().join("nope")).expect("stat"),
+            None
+        );
         assert_eq!(RealFiles.stat(dir.path()).expect("stat"), None);
     }
 }

@@ -10,7 +10,11 @@ use crate::definition::HealthSpec;
 /// Runs one health probe to completion. Real implementation: [`RealHealth`].
 pub trait Health: Send + Sync {
     /// Probe until it succeeds or `within` elapses. `Err` carries the last failure.
-    fn check(&self, spec: &HealthSpec, within: Duration) -> impl Future<Output = Result<(), String>> + Send;
+    fn check(
+        &self,
+        spec: &HealthSpec,
+        within: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Probes against the real machine.
@@ -21,7 +25,12 @@ pub struct RealHealth {
 
 impl Default for RealHealth {
     fn default() -> Self {
-        RealHealth { http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default() }
+        RealHealth {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -43,15 +52,45 @@ impl RealHealth {
                 return Ok(());
             }
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(format!("health command {cmd:?} exited with {}{}", out.status, if tail.is_empty() { String::new() } else { format!(": {tail}") }));
+            let tail: String = stderr
+                .trim()
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(format!(
+                "health command {cmd:?} exited with {}{}",
+                out.status,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            ));
         }
         if let Some(url) = &spec.http {
-            let resp = self.http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
-            return if resp.status().is_success() { Ok(()) } else { Err(format!("GET {url}: HTTP {}", resp.status())) };
+            let resp = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            return if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("GET {url}: HTTP {}", resp.status()))
+            };
         }
         if let Some(addr) = &spec.tcp {
-            return match timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr.as_str())).await {
+            return match timeout(
+                Duration::from_secs(5),
+                tokio::net::TcpStream::connect(addr.as_str()),
+            )
+            .await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
                 Err(_) => Err(format!("connect {addr}: timed out")),
@@ -83,23 +122,37 @@ mod tests {
     use super::*;
 
     fn cmd(c: &str) -> HealthSpec {
-        HealthSpec { command: Some(c.into()), ..Default::default() }
+        HealthSpec {
+            command: Some(c.into()),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn command_probe_passes_and_fails() {
         let h = RealHealth::default();
-        assert!(h.check(&cmd("/bin/true"), Duration::from_millis(500)).await.is_ok());
-        let err = h.check(&cmd("/bin/false"), Duration::from_millis(600)).await.expect_err("false fails");
+        assert!(h
+            .check(&cmd("/bin/true"), Duration::from_millis(500))
+            .await
+            .is_ok());
+        let err = h
+            .check(&cmd("/bin/false"), Duration::from_millis(600))
+            .await
+            .expect_err("false fails");
         assert!(err.contains("exited with"), "{err}");
     }
 
     #[tokio::test]
     async fn tcp_probe_sees_a_listener() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let h = RealHealth::default();
-        let spec = HealthSpec { tcp: Some(addr.clone()), ..Default::default() };
+        let spec = HealthSpec {
+            tcp: Some(addr.clone()),
+            ..Default::default()
+        };
         assert!(h.check(&spec, Duration::from_secs(1)).await.is_ok());
         drop(listener);
         assert!(h.check(&spec, Duration::from_millis(300)).await.is_err());

@@ -60,8 +60,15 @@ pub enum HostError {
 }
 
 /// Build a closure that wraps an `io::Error` with the operation and path (for `map_err`).
-pub(crate) fn io_err<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> HostError + 'a {
-    move |source| HostError::Io { op, path: path.to_path_buf(), source }
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> HostError + 'a {
+    move |source| HostError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What systemd says about one unit (the `org.freedesktop.systemd1.Unit` properties we use).
@@ -88,7 +95,10 @@ impl UnitState {
     }
     /// True when the unit is enabled to start at boot.
     pub fn is_enabled(&self) -> bool {
-        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "alias" | "static" | "generated" | "indirect")
+        matches!(
+            self.unit_file_state.as_str(),
+            "enabled" | "enabled-runtime" | "alias" | "static" | "generated" | "indirect"
+        )
     }
 }
 
@@ -135,7 +145,11 @@ pub trait Systemd: Send + Sync {
     /// Queue a job for `unit` and wait for its `JobRemoved` signal. `Ok` only when the result is
     /// `done`; any other result (`failed`, `timeout`, `dependency`, `canceled`, `skipped`) is an
     /// error naming it.
-    fn run_job(&self, kind: JobKind, unit: &str) -> impl Future<Output = Result<(), HostError>> + Send;
+    fn run_job(
+        &self,
+        kind: JobKind,
+        unit: &str,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Enable units (`EnableUnitFiles(runtime=false, force=true)`), then daemon-reload.
     fn enable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Disable units (`DisableUnitFiles(runtime=false)`), then daemon-reload.
@@ -164,7 +178,14 @@ pub trait Files: Send + Sync {
     fn read(&self, path: &std::path::Path) -> Result<Option<Vec<u8>>, HostError>;
     /// Replace `path` atomically (temp file, fchmod/fchown, fsync, rename, fsync dir), creating
     /// missing parent directories (mode 0755, root).
-    fn write(&self, path: &std::path::Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), HostError>;
+    fn write(
+        &self,
+        path: &std::path::Path,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError>;
     /// Remove a file; absent is fine.
     fn remove(&self, path: &std::path::Path) -> Result<(), HostError>;
     /// Move `from` to `to` (same filesystem or copy+remove), creating `to`'s parents.

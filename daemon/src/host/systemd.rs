@@ -28,10 +28,25 @@ trait Manager {
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
-    fn enable_unit_files(&self, files: &[&str], runtime: bool, force: bool) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
-    fn disable_unit_files(&self, files: &[&str], runtime: bool) -> zbus::Result<Vec<(String, String, String)>>;
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
     #[zbus(signal)]
-    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+    fn job_removed(
+        &self,
+        id: u32,
+        job: OwnedObjectPath,
+        unit: String,
+        result: String,
+    ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn reloading(&self, active: bool) -> zbus::Result<()>;
 }
@@ -50,11 +65,24 @@ pub struct DbusSystemd {
 }
 
 fn sd_err<'a>(op: &'static str, unit: &'a str) -> impl FnOnce(zbus::Error) -> HostError + 'a {
-    move |e| HostError::Systemd { op, unit: unit.to_string(), message: e.to_string() }
+    move |e| HostError::Systemd {
+        op,
+        unit: unit.to_string(),
+        message: e.to_string(),
+    }
 }
 
-async fn bounded<T>(what: &str, limit: Duration, fut: impl std::future::Future<Output = Result<T, HostError>>) -> Result<T, HostError> {
-    timeout(limit, fut).await.unwrap_or_else(|_| Err(HostError::Timeout { what: what.to_string(), secs: limit.as_secs() }))
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, HostError>>,
+) -> Result<T, HostError> {
+    timeout(limit, fut).await.unwrap_or_else(|_| {
+        Err(HostError::Timeout {
+            what: what.to_string(),
+            secs: limit.as_secs(),
+        })
+    })
 }
 
 impl DbusSystemd {
@@ -64,12 +92,22 @@ impl DbusSystemd {
     /// When the bus or systemd cannot be reached.
     pub async fn connect() -> Result<DbusSystemd, HostError> {
         let conn = Connection::system().await.map_err(sd_err("connect", ""))?;
-        let manager = ManagerProxy::new(&conn).await.map_err(sd_err("connect", ""))?;
-        bounded("Subscribe", CALL_TIMEOUT, async { manager.subscribe().await.map_err(sd_err("subscribe", "")) }).await?;
+        let manager = ManagerProxy::new(&conn)
+            .await
+            .map_err(sd_err("connect", ""))?;
+        bounded("Subscribe", CALL_TIMEOUT, async {
+            manager.subscribe().await.map_err(sd_err("subscribe", ""))
+        })
+        .await?;
         Ok(DbusSystemd { conn, manager })
     }
 
-    async fn get_all(&self, path: &OwnedObjectPath, interface: &'static str, unit: &str) -> Result<HashMap<String, OwnedValue>, HostError> {
+    async fn get_all(
+        &self,
+        path: &OwnedObjectPath,
+        interface: &'static str,
+        unit: &str,
+    ) -> Result<HashMap<String, OwnedValue>, HostError> {
         let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
             .destination("org.freedesktop.systemd1")
             .and_then(|b| b.path(path.as_ref()))
@@ -79,19 +117,31 @@ impl DbusSystemd {
             .await
             .map_err(sd_err("properties", unit))?;
         let iface = zbus::names::InterfaceName::from_static_str_unchecked(interface);
-        props.get_all(iface).await.map_err(|e| HostError::Systemd { op: "properties", unit: unit.into(), message: e.to_string() })
+        props.get_all(iface).await.map_err(|e| HostError::Systemd {
+            op: "properties",
+            unit: unit.into(),
+            message: e.to_string(),
+        })
     }
 }
 
 fn text(map: &HashMap<String, OwnedValue>, key: &str) -> String {
-    map.get(key).and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default()
+    map.get(key)
+        .and_then(|v| String::try_from(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 impl Systemd for DbusSystemd {
     async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
         bounded(&format!("state of {unit}"), CALL_TIMEOUT, async {
-            let path = self.manager.load_unit(unit).await.map_err(sd_err("load", unit))?;
-            let props = self.get_all(&path, "org.freedesktop.systemd1.Unit", unit).await?;
+            let path = self
+                .manager
+                .load_unit(unit)
+                .await
+                .map_err(sd_err("load", unit))?;
+            let props = self
+                .get_all(&path, "org.freedesktop.systemd1.Unit", unit)
+                .await?;
             let mut state = UnitState {
                 load_state: text(&props, "LoadState"),
                 active_state: text(&props, "ActiveState"),
@@ -101,8 +151,13 @@ impl Systemd for DbusSystemd {
                 main_pid: 0,
             };
             if unit.ends_with(".service") && state.load_state == "loaded" {
-                let svc = self.get_all(&path, "org.freedesktop.systemd1.Service", unit).await?;
-                state.main_pid = svc.get("MainPID").and_then(|v| u32::try_from(v.clone()).ok()).unwrap_or(0);
+                let svc = self
+                    .get_all(&path, "org.freedesktop.systemd1.Service", unit)
+                    .await?;
+                state.main_pid = svc
+                    .get("MainPID")
+                    .and_then(|v| u32::try_from(v.clone()).ok())
+                    .unwrap_or(0);
             }
             Ok(state)
         })
@@ -110,8 +165,18 @@ impl Systemd for DbusSystemd {
     }
 
     async fn daemon_reload(&self) -> Result<(), HostError> {
-        let mut reloading = self.manager.receive_reloading().await.map_err(sd_err("daemon-reload", ""))?;
-        bounded("daemon-reload", CALL_TIMEOUT, async { self.manager.reload().await.map_err(sd_err("daemon-reload", "")) }).await?;
+        let mut reloading = self
+            .manager
+            .receive_reloading()
+            .await
+            .map_err(sd_err("daemon-reload", ""))?;
+        bounded("daemon-reload", CALL_TIMEOUT, async {
+            self.manager
+                .reload()
+                .await
+                .map_err(sd_err("daemon-reload", ""))
+        })
+        .await?;
         // systemd replies to Reload() once it is done, but the Reloading(false) signal is the
         // documented end; wait for it briefly so a unit loaded next sees the new files.
         let wait = async {
@@ -122,7 +187,11 @@ impl Systemd for DbusSystemd {
                     }
                 }
             }
-            Err(HostError::Systemd { op: "daemon-reload", unit: String::new(), message: "signal stream ended".into() })
+            Err(HostError::Systemd {
+                op: "daemon-reload",
+                unit: String::new(),
+                message: "signal stream ended".into(),
+            })
         };
         match timeout(Duration::from_millis(500), wait).await {
             Ok(r) => r,
@@ -133,7 +202,11 @@ impl Systemd for DbusSystemd {
 
     async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
         let op = kind.verb();
-        let mut removed = self.manager.receive_job_removed().await.map_err(sd_err(op, unit))?;
+        let mut removed = self
+            .manager
+            .receive_job_removed()
+            .await
+            .map_err(sd_err(op, unit))?;
         let job = bounded(&format!("{op} {unit}"), CALL_TIMEOUT, async {
             let r = match kind {
                 JobKind::Start => self.manager.start_unit(unit, "replace").await,
@@ -152,10 +225,18 @@ impl Systemd for DbusSystemd {
                 }
                 return match args.result.as_str() {
                     "done" => Ok(()),
-                    other => Err(HostError::Systemd { op, unit: unit.to_string(), message: format!("job result: {other}") }),
+                    other => Err(HostError::Systemd {
+                        op,
+                        unit: unit.to_string(),
+                        message: format!("job result: {other}"),
+                    }),
                 };
             }
-            Err(HostError::Systemd { op, unit: unit.to_string(), message: "JobRemoved stream ended".into() })
+            Err(HostError::Systemd {
+                op,
+                unit: unit.to_string(),
+                message: "JobRemoved stream ended".into(),
+            })
         })
         .await
     }
@@ -163,14 +244,26 @@ impl Systemd for DbusSystemd {
     async fn enable(&self, units: &[String]) -> Result<(), HostError> {
         let names: Vec<&str> = units.iter().map(String::as_str).collect();
         let joined = units.join(" ");
-        bounded("enable", CALL_TIMEOUT, async { self.manager.enable_unit_files(&names, false, true).await.map_err(sd_err("enable", &joined)) }).await?;
+        bounded("enable", CALL_TIMEOUT, async {
+            self.manager
+                .enable_unit_files(&names, false, true)
+                .await
+                .map_err(sd_err("enable", &joined))
+        })
+        .await?;
         self.daemon_reload().await
     }
 
     async fn disable(&self, units: &[String]) -> Result<(), HostError> {
         let names: Vec<&str> = units.iter().map(String::as_str).collect();
         let joined = units.join(" ");
-        bounded("disable", CALL_TIMEOUT, async { self.manager.disable_unit_files(&names, false).await.map_err(sd_err("disable", &joined)) }).await?;
+        bounded("disable", CALL_TIMEOUT, async {
+            self.manager
+                .disable_unit_files(&names, false)
+                .await
+                .map_err(sd_err("disable", &joined))
+        })
+        .await?;
         self.daemon_reload().await
     }
 }

@@ -132,9 +132,17 @@ impl Action {
     /// What the step acts on.
     pub fn target(&self) -> String {
         match self {
-            Action::Stop { unit } | Action::Disable { unit } | Action::RemoveUnit { unit } | Action::WriteUnit { unit } => unit.clone(),
-            Action::Enable { unit } | Action::Reload { unit } | Action::Restart { unit } | Action::Start { unit } => unit.clone(),
-            Action::RemoveFile { path, .. } | Action::BackupFile { path } | Action::WriteFile { path, .. } => path.clone(),
+            Action::Stop { unit }
+            | Action::Disable { unit }
+            | Action::RemoveUnit { unit }
+            | Action::WriteUnit { unit } => unit.clone(),
+            Action::Enable { unit }
+            | Action::Reload { unit }
+            | Action::Restart { unit }
+            | Action::Start { unit } => unit.clone(),
+            Action::RemoveFile { path, .. }
+            | Action::BackupFile { path }
+            | Action::WriteFile { path, .. } => path.clone(),
             Action::DaemonReload => String::new(),
         }
     }
@@ -167,14 +175,20 @@ impl Plan {
     }
     /// The drift-repairing steps, described.
     pub fn drift(&self) -> Vec<String> {
-        self.steps.iter().filter(|s| s.drift && s.action != Action::DaemonReload).map(|s| format!("{} {}: {}", s.action.name(), s.action.target(), s.why)).collect()
+        self.steps
+            .iter()
+            .filter(|s| s.drift && s.action != Action::DaemonReload)
+            .map(|s| format!("{} {}: {}", s.action.name(), s.action.target(), s.why))
+            .collect()
     }
     /// Units the plan starts or restarts (they must prove they stay up).
     pub fn started_units(&self) -> BTreeSet<String> {
         self.steps
             .iter()
             .filter_map(|s| match &s.action {
-                Action::Start { unit } | Action::Restart { unit } | Action::Reload { unit } => Some(unit.clone()),
+                Action::Start { unit } | Action::Restart { unit } | Action::Reload { unit } => {
+                    Some(unit.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -189,7 +203,13 @@ impl fmt::Display for Plan {
         for s in &self.steps {
             let target = s.action.target();
             let sep = if target.is_empty() { "" } else { " " };
-            writeln!(f, "would {}{sep}{target}  ({}{})", s.action.name(), s.why, if s.drift { ", drift" } else { "" })?;
+            writeln!(
+                f,
+                "would {}{sep}{target}  ({}{})",
+                s.action.name(),
+                s.why,
+                if s.drift { ", drift" } else { "" }
+            )?;
         }
         Ok(())
     }
@@ -204,7 +224,11 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
     let mut steps: Vec<Step> = Vec::new();
     macro_rules! push {
         ($action:expr, $why:expr, $drift:expr) => {
-            steps.push(Step { action: $action, why: $why, drift: $drift })
+            steps.push(Step {
+                action: $action,
+                why: $why,
+                drift: $drift,
+            })
         };
     }
     let was = |f: &dyn Fn(&Generation) -> bool| previous.is_some_and(f);
@@ -216,49 +240,104 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
         }
         let state = observed.units.get(unit);
         if state.is_some_and(UnitState::is_active) {
-            push!(Action::Stop { unit: unit.clone() }, "no longer in the definition".into(), false);
+            push!(
+                Action::Stop { unit: unit.clone() },
+                "no longer in the definition".into(),
+                false
+            );
         }
         if state.is_some_and(|s| s.unit_file_state == "enabled") {
-            push!(Action::Disable { unit: unit.clone() }, "no longer in the definition".into(), false);
+            push!(
+                Action::Disable { unit: unit.clone() },
+                "no longer in the definition".into(),
+                false
+            );
         }
-        push!(Action::RemoveUnit { unit: unit.clone() }, "no longer in the definition".into(), false);
+        push!(
+            Action::RemoveUnit { unit: unit.clone() },
+            "no longer in the definition".into(),
+            false
+        );
     }
     // Phase 2: files that left the definition.
     for path in &observed.owned_files {
         if !want.files.contains_key(path) {
             let restore = observed.backed_up.contains(path);
-            let why = if restore { "no longer in the definition; original restored" } else { "no longer in the definition" };
-            push!(Action::RemoveFile { path: path.clone(), restore_backup: restore }, why.into(), false);
+            let why = if restore {
+                "no longer in the definition; original restored"
+            } else {
+                "no longer in the definition"
+            };
+            push!(
+                Action::RemoveFile {
+                    path: path.clone(),
+                    restore_backup: restore
+                },
+                why.into(),
+                false
+            );
         }
     }
     // Phase 3: managed files.
     let mut changed_files = BTreeSet::new();
     for (path, spec) in &want.files {
-        let uid = observed.ids.get(&format!("user:{}", spec.owner)).copied().unwrap_or(0);
-        let gid = observed.ids.get(&format!("group:{}", spec.group)).copied().unwrap_or(0);
+        let uid = observed
+            .ids
+            .get(&format!("user:{}", spec.owner))
+            .copied()
+            .unwrap_or(0);
+        let gid = observed
+            .ids
+            .get(&format!("group:{}", spec.group))
+            .copied()
+            .unwrap_or(0);
         let have = observed.files.get(path).cloned().flatten();
         let why = match &have {
             None => "missing".to_string(),
             Some(h) if h.sha256 != spec.sha256 => "content differs".into(),
-            Some(h) if h.mode != spec.mode => format!("mode {:04o}, want {:04o}", h.mode, spec.mode),
-            Some(h) if h.uid != uid || h.gid != gid => format!("owner {}:{}, want {}:{}", h.uid, h.gid, uid, gid),
+            Some(h) if h.mode != spec.mode => {
+                format!("mode {:04o}, want {:04o}", h.mode, spec.mode)
+            }
+            Some(h) if h.uid != uid || h.gid != gid => {
+                format!("owner {}:{}, want {}:{}", h.uid, h.gid, uid, gid)
+            }
             Some(_) => continue,
         };
         let drift = was(&|g| g.manifest.files.get(path) == Some(spec));
-        if have.is_some() && !observed.owned_files.contains(path) && !observed.backed_up.contains(path) {
-            push!(Action::BackupFile { path: path.clone() }, "existed before strackt managed it".into(), false);
+        if have.is_some()
+            && !observed.owned_files.contains(path)
+            && !observed.backed_up.contains(path)
+        {
+            push!(
+                Action::BackupFile { path: path.clone() },
+                "existed before strackt managed it".into(),
+                false
+            );
         }
         if have.as_ref().is_none_or(|h| h.sha256 != spec.sha256) {
             changed_files.insert(path.clone());
         }
-        push!(Action::WriteFile { path: path.clone(), mode: spec.mode, uid, gid }, why, drift);
+        push!(
+            Action::WriteFile {
+                path: path.clone(),
+                mode: spec.mode,
+                uid,
+                gid
+            },
+            why,
+            drift
+        );
     }
     // Phase 4: unit files strackt writes, and what their change means.
     let mut reload_units = BTreeSet::new();
     let mut restart_units = BTreeSet::new();
-    let mut unit_files_changed = steps.iter().any(|s| matches!(s.action, Action::RemoveUnit { .. }));
+    let mut unit_files_changed = steps
+        .iter()
+        .any(|s| matches!(s.action, Action::RemoveUnit { .. }));
     for (unit, spec) in &want.units {
-        let Some(text) = desired.unit_texts.get(unit) else { continue };
+        let Some(text) = desired.unit_texts.get(unit) else {
+            continue;
+        };
         let have = observed.unit_files.get(unit).cloned().flatten();
         if have.as_deref() == Some(text.as_str()) {
             continue;
@@ -291,30 +370,56 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
         let state = observed.units.get(unit);
         if spec.enabled && !state.is_some_and(UnitState::is_enabled) {
             let drift = was(&|g| g.manifest.units.get(unit).is_some_and(|u| u.enabled));
-            push!(Action::Enable { unit: unit.clone() }, "not enabled".into(), drift);
+            push!(
+                Action::Enable { unit: unit.clone() },
+                "not enabled".into(),
+                drift
+            );
         }
         if !spec.enabled && state.is_some_and(|s| s.unit_file_state == "enabled") {
-            push!(Action::Disable { unit: unit.clone() }, "enabled, want disabled".into(), false);
+            push!(
+                Action::Disable { unit: unit.clone() },
+                "enabled, want disabled".into(),
+                false
+            );
         }
     }
     // Phase 6: reload, restart, start.
     for (unit, spec) in &want.units {
-        if spec.restart_on_change && spec.restart_on.iter().any(|f| changed_files.contains(f)) && observed.units.get(unit).is_some_and(UnitState::is_active) {
+        if spec.restart_on_change
+            && spec.restart_on.iter().any(|f| changed_files.contains(f))
+            && observed.units.get(unit).is_some_and(UnitState::is_active)
+        {
             restart_units.insert(unit.clone());
         }
     }
     for unit in reload_units.difference(&restart_units) {
-        push!(Action::Reload { unit: unit.clone() }, "only ExecReload changed".into(), false);
+        push!(
+            Action::Reload { unit: unit.clone() },
+            "only ExecReload changed".into(),
+            false
+        );
     }
     for unit in &restart_units {
-        push!(Action::Restart { unit: unit.clone() }, "its unit or a file it depends on changed".into(), false);
+        push!(
+            Action::Restart { unit: unit.clone() },
+            "its unit or a file it depends on changed".into(),
+            false
+        );
     }
     for unit in want.units.keys() {
         let active = observed.units.get(unit).is_some_and(UnitState::is_active);
         if !active && !restart_units.contains(unit) {
             let drift = was(&|g| g.manifest.units.contains_key(unit));
-            let state = observed.units.get(unit).map_or("absent", |s| s.active_state.as_str());
-            push!(Action::Start { unit: unit.clone() }, format!("{state}, want active"), drift);
+            let state = observed
+                .units
+                .get(unit)
+                .map_or("absent", |s| s.active_state.as_str());
+            push!(
+                Action::Start { unit: unit.clone() },
+                format!("{state}, want active"),
+                drift
+            );
         }
     }
     Plan { steps }

@@ -9,25 +9,48 @@ use crate::host::files::sha256_hex;
 
 fn generation(src: &str) -> Generation {
     let r = render(&parse(src, Path::new("t")).expect("valid"));
-    Generation { manifest: r.manifest, unit_texts: r.units }
+    Generation {
+        manifest: r.manifest,
+        unit_texts: r.units,
+    }
 }
 
 fn names(p: &Plan) -> Vec<String> {
-    p.steps.iter().map(|s| format!("{} {}", s.action.name(), s.action.target()).trim().to_string()).collect()
+    p.steps
+        .iter()
+        .map(|s| {
+            format!("{} {}", s.action.name(), s.action.target())
+                .trim()
+                .to_string()
+        })
+        .collect()
 }
 
 fn ids() -> BTreeMap<String, u32> {
-    [("user:root".to_string(), 0), ("group:root".to_string(), 0)].into_iter().collect()
+    [("user:root".to_string(), 0), ("group:root".to_string(), 0)]
+        .into_iter()
+        .collect()
 }
 
 #[test]
 fn empty_host_gets_everything_in_phase_order() {
     let g = generation("version: 1\nfiles:\n  /etc/motd: { content: hi }\nservices:\n  a: { exec: /bin/true }\n  cron: { unit: cron.service }\n");
-    let snap = HostSnapshot { ids: ids(), ..HostSnapshot::default() };
+    let snap = HostSnapshot {
+        ids: ids(),
+        ..HostSnapshot::default()
+    };
     let p = plan(&g, None, &snap);
     assert_eq!(
         names(&p),
-        ["write-file /etc/motd", "write-unit a.service", "daemon-reload", "enable a.service", "enable cron.service", "start a.service", "start cron.service"]
+        [
+            "write-file /etc/motd",
+            "write-unit a.service",
+            "daemon-reload",
+            "enable a.service",
+            "enable cron.service",
+            "start a.service",
+            "start cron.service"
+        ]
     );
     assert!(p.steps.iter().all(|s| !s.drift));
 }
@@ -35,10 +58,21 @@ fn empty_host_gets_everything_in_phase_order() {
 #[test]
 fn a_pre_existing_file_is_backed_up_once_before_it_is_overwritten() {
     let g = generation("version: 1\nfiles:\n  /etc/motd: { content: hi }\n");
-    let theirs = FileState { sha256: sha256_hex(b"debian"), mode: 0o644, uid: 0, gid: 0 };
-    let mut snap = HostSnapshot { ids: ids(), ..HostSnapshot::default() };
+    let theirs = FileState {
+        sha256: sha256_hex(b"debian"),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    let mut snap = HostSnapshot {
+        ids: ids(),
+        ..HostSnapshot::default()
+    };
     snap.files.insert("/etc/motd".into(), Some(theirs));
-    assert_eq!(names(&plan(&g, None, &snap)), ["backup-file /etc/motd", "write-file /etc/motd"]);
+    assert_eq!(
+        names(&plan(&g, None, &snap)),
+        ["backup-file /etc/motd", "write-file /etc/motd"]
+    );
     snap.backed_up.insert("/etc/motd".into());
     assert_eq!(names(&plan(&g, None, &snap)), ["write-file /etc/motd"]);
 }
@@ -47,20 +81,49 @@ fn a_pre_existing_file_is_backed_up_once_before_it_is_overwritten() {
 fn unit_changes_are_classified() {
     let old = generation("version: 1\nservices:\n  a: { exec: /bin/sleep 1, exec_reload: /bin/true }\n  b: { exec: /bin/sleep 1 }\n  c: { exec: /bin/sleep 1, restart_on_change: false }\n");
     let new = generation("version: 1\nservices:\n  a: { exec: /bin/sleep 1, exec_reload: /bin/false }\n  b: { exec: /bin/sleep 2 }\n  c: { exec: /bin/sleep 2, restart_on_change: false }\n");
-    let mut snap = HostSnapshot { ids: ids(), ..HostSnapshot::default() };
+    let mut snap = HostSnapshot {
+        ids: ids(),
+        ..HostSnapshot::default()
+    };
     for (unit, text) in &old.unit_texts {
         snap.unit_files.insert(unit.clone(), Some(text.clone()));
         snap.owned_units.insert(unit.clone());
-        snap.units.insert(unit.clone(), UnitState { active_state: "active".into(), unit_file_state: "enabled".into(), ..UnitState::default() });
+        snap.units.insert(
+            unit.clone(),
+            UnitState {
+                active_state: "active".into(),
+                unit_file_state: "enabled".into(),
+                ..UnitState::default()
+            },
+        );
     }
     let p = plan(&new, Some(&old), &snap);
-    assert_eq!(names(&p), ["write-unit a.service", "write-unit b.service", "write-unit c.service", "daemon-reload", "reload a.service", "restart b.service"]);
+    assert_eq!(
+        names(&p),
+        [
+            "write-unit a.service",
+            "write-unit b.service",
+            "write-unit c.service",
+            "daemon-reload",
+            "reload a.service",
+            "restart b.service"
+        ]
+    );
 }
 
 #[test]
 fn the_display_is_the_dry_run() {
     let g = generation("version: 1\nfiles:\n  /etc/motd: { content: hi }\n");
-    let snap = HostSnapshot { ids: ids(), ..HostSnapshot::default() };
-    assert_eq!(plan(&g, None, &snap).to_string(), "would write-file /etc/motd  (missing)\n");
-    assert_eq!(Plan::default().to_string(), "nothing to do: the host matches the definition\n");
+    let snap = HostSnapshot {
+        ids: ids(),
+        ..HostSnapshot::default()
+    };
+    assert_eq!(
+        plan(&g, None, &snap).to_string(),
+        "would write-file /etc/motd  (missing)\n"
+    );
+    assert_eq!(
+        Plan::default().to_string(),
+        "nothing to do: the host matches the definition\n"
+    );
 }

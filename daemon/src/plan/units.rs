@@ -29,7 +29,11 @@ fn parse(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
             continue;
         }
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
-        out.entry(section.clone()).or_default().entry(k.trim().to_string()).or_default().push(v.trim().to_string());
+        out.entry(section.clone())
+            .or_default()
+            .entry(k.trim().to_string())
+            .or_default()
+            .push(v.trim().to_string());
     }
     out
 }
@@ -49,7 +53,10 @@ pub fn classify(old: &str, new: &str) -> UnitChange {
     let sections: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for section in sections {
         let empty = BTreeMap::new();
-        let (sa, sb) = (a.get(section).unwrap_or(&empty), b.get(section).unwrap_or(&empty));
+        let (sa, sb) = (
+            a.get(section).unwrap_or(&empty),
+            b.get(section).unwrap_or(&empty),
+        );
         let keys: std::collections::BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
         for key in keys {
             if sa.get(key) == sb.get(key) || is_cosmetic(section, key) {
@@ -75,14 +82,24 @@ mod tests {
     fn classification_table() {
         let cases = [
             (BASE.to_string(), Equal),
-            (BASE.replace("# x\n", "").replace("[Unit]\n", "# a comment\n[Unit]\n"), Equal),
+            (
+                BASE.replace("# x\n", "")
+                    .replace("[Unit]\n", "# a comment\n[Unit]\n"),
+                Equal,
+            ),
             (BASE.replace("Description=a", "Description=b"), Cosmetic),
-            (BASE.replace("WantedBy=multi-user.target", "WantedBy=default.target"), Cosmetic),
+            (
+                BASE.replace("WantedBy=multi-user.target", "WantedBy=default.target"),
+                Cosmetic,
+            ),
             (BASE.replace("-HUP", "-USR1"), Reload),
             (BASE.replace("/bin/sleep 1", "/bin/sleep 2"), Restart),
             (BASE.replace("A=1", "A=2"), Restart),
             (BASE.replace("-HUP", "-USR1").replace("A=1", "A=2"), Restart),
-            (BASE.replace("Description=a\n", "Description=a\nAfter=x.target\n"), Restart),
+            (
+                BASE.replace("Description=a\n", "Description=a\nAfter=x.target\n"),
+                Restart,
+            ),
         ];
         for (new, want) in cases {
             assert_eq!(classify(BASE, &new), want, "{new}");

@@ -56,7 +56,9 @@ pub enum StateError {
     #[error("state database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer strackt.
-    #[error("state database has schema version {found}, newer than this strackt understands ({known})")]
+    #[error(
+        "state database has schema version {found}, newer than this strackt understands ({known})"
+    )]
     TooNew {
         /// Version on disk.
         found: i64,
@@ -136,7 +138,10 @@ impl State {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StateError::TooNew { found: version, known });
+            return Err(StateError::TooNew {
+                found: version,
+                known,
+            });
         }
         if version < known {
             let tx = conn.transaction()?;
@@ -154,7 +159,9 @@ impl State {
     /// # Errors
     /// SQLite failures.
     pub fn next_generation_id(&self, on_disk_max: u64) -> Result<u64, StateError> {
-        let max: Option<i64> = self.conn.query_row("SELECT MAX(id) FROM generations", [], |r| r.get(0))?;
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM generations", [], |r| r.get(0))?;
         Ok(max.map_or(0, |m| m as u64).max(on_disk_max) + 1)
     }
 
@@ -174,12 +181,24 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn set_generation_state(&self, id: u64, state: &str, reason: Option<&str>, now: &str) -> Result<(), StateError> {
+    pub fn set_generation_state(
+        &self,
+        id: u64,
+        state: &str,
+        reason: Option<&str>,
+        now: &str,
+    ) -> Result<(), StateError> {
         if state == "active" {
-            self.conn.execute("UPDATE generations SET state = 'superseded' WHERE state = 'active' AND id != ?1", params![id as i64])?;
+            self.conn.execute(
+                "UPDATE generations SET state = 'superseded' WHERE state = 'active' AND id != ?1",
+                params![id as i64],
+            )?;
             self.conn.execute("UPDATE generations SET state = 'active', reason = NULL, activated = ?2 WHERE id = ?1", params![id as i64, now])?;
         } else {
-            self.conn.execute("UPDATE generations SET state = ?2, reason = COALESCE(?3, reason) WHERE id = ?1", params![id as i64, state, reason])?;
+            self.conn.execute(
+                "UPDATE generations SET state = ?2, reason = COALESCE(?3, reason) WHERE id = ?1",
+                params![id as i64, state, reason],
+            )?;
         }
         Ok(())
     }
@@ -224,7 +243,13 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn start_operation(&self, kind: &str, trigger: &str, generation: Option<u64>, now: &str) -> Result<i64, StateError> {
+    pub fn start_operation(
+        &self,
+        kind: &str,
+        trigger: &str,
+        generation: Option<u64>,
+        now: &str,
+    ) -> Result<i64, StateError> {
         self.conn.execute(
             "INSERT INTO operations (kind, trigger, generation, outcome, started) VALUES (?1, ?2, ?3, 'running', ?4)",
             params![kind, trigger, generation.map(|g| g as i64), now],
@@ -268,7 +293,11 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn operations(&self, limit: usize, only: Option<i64>) -> Result<Vec<Operation>, StateError> {
+    pub fn operations(
+        &self,
+        limit: usize,
+        only: Option<i64>,
+    ) -> Result<Vec<Operation>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, trigger, generation, outcome, reason, summary, started, finished, duration_ms FROM operations
              WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC LIMIT ?2",
@@ -293,7 +322,15 @@ impl State {
         let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift FROM steps WHERE operation = ?1 ORDER BY seq")?;
         for op in &mut ops {
             op.steps = steps
-                .query_map(params![op.id], |r| Ok(StepRecord { action: r.get(0)?, target: r.get(1)?, outcome: r.get(2)?, detail: r.get(3)?, drift: r.get(4)? }))?
+                .query_map(params![op.id], |r| {
+                    Ok(StepRecord {
+                        action: r.get(0)?,
+                        target: r.get(1)?,
+                        outcome: r.get(2)?,
+                        detail: r.get(3)?,
+                        drift: r.get(4)?,
+                    })
+                })?
                 .collect::<Result<_, _>>()?;
         }
         Ok(ops)
@@ -304,7 +341,12 @@ impl State {
     /// # Errors
     /// SQLite failures.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     /// Set (or clear, with `None`) a setting.
@@ -313,8 +355,13 @@ impl State {
     /// SQLite failures.
     pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
         match value {
-            Some(v) => self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, v])?,
-            None => self.conn.execute("DELETE FROM meta WHERE key = ?1", params![key])?,
+            Some(v) => self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, v],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM meta WHERE key = ?1", params![key])?,
         };
         Ok(())
     }
@@ -334,10 +381,15 @@ impl StateHandle {
     ///
     /// # Errors
     /// `f`'s error, or the blocking task failing.
-    pub async fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut State) -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut guard)
         })
         .await
@@ -350,7 +402,15 @@ mod tests {
     use super::*;
 
     fn row(id: u64, state: &str) -> GenerationRow {
-        GenerationRow { id, created: "t".into(), state: state.into(), trigger: "cli".into(), summary: "s".into(), reason: None, definition_sha256: "x".into() }
+        GenerationRow {
+            id,
+            created: "t".into(),
+            state: state.into(),
+            trigger: "cli".into(),
+            summary: "s".into(),
+            reason: None,
+            definition_sha256: "x".into(),
+        }
     }
 
     #[test]
@@ -359,13 +419,20 @@ mod tests {
         assert_eq!(s.next_generation_id(0).expect("id"), 1);
         for id in 1..=3 {
             s.insert_generation(&row(id, "switching")).expect("insert");
-            s.set_generation_state(id, "active", None, &format!("2026-01-0{id}")).expect("activate");
+            s.set_generation_state(id, "active", None, &format!("2026-01-0{id}"))
+                .expect("activate");
         }
-        let states: Vec<String> = s.generations().expect("list").into_iter().map(|g| g.state).collect();
+        let states: Vec<String> = s
+            .generations()
+            .expect("list")
+            .into_iter()
+            .map(|g| g.state)
+            .collect();
         assert_eq!(states, ["active", "superseded", "superseded"]);
         assert_eq!(s.previous_generation(Some(3)).expect("prev"), Some(2));
         // Roll back to 1: now the previous is 3, the one just left.
-        s.set_generation_state(1, "active", None, "2026-01-04").expect("rollback");
+        s.set_generation_state(1, "active", None, "2026-01-04")
+            .expect("rollback");
         assert_eq!(s.previous_generation(Some(1)).expect("prev"), Some(3));
         assert_eq!(s.next_generation_id(7).expect("id"), 8);
     }
@@ -373,8 +440,12 @@ mod tests {
     #[test]
     fn operations_keep_their_steps_and_crashes_are_marked() {
         let mut s = State::open(Path::new(":memory:")).expect("open");
-        let id = s.start_operation("apply", "cli", Some(1), "t0").expect("start");
-        let dangling = s.start_operation("drift", "timer", Some(1), "t1").expect("start");
+        let id = s
+            .start_operation("apply", "cli", Some(1), "t0")
+            .expect("start");
+        let dangling = s
+            .start_operation("drift", "timer", Some(1), "t1")
+            .expect("start");
         let op = Operation {
             id,
             kind: "apply".into(),
@@ -386,7 +457,13 @@ mod tests {
             started: "t0".into(),
             finished: Some("t2".into()),
             duration_ms: Some(5),
-            steps: vec![StepRecord::new("write-file", "/etc/motd", "ok", "missing", false)],
+            steps: vec![StepRecord::new(
+                "write-file",
+                "/etc/motd",
+                "ok",
+                "missing",
+                false,
+            )],
         };
         s.finish_operation(&op).expect("finish");
         assert_eq!(s.interrupt_running("t3").expect("interrupt"), 1);
@@ -401,7 +478,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
         State::open(&path).expect("create");
-        Connection::open(&path).expect("raw").pragma_update(None, "user_version", 99).expect("bump");
-        assert!(matches!(State::open(&path), Err(StateError::TooNew { found: 99, .. })));
+        Connection::open(&path)
+            .expect("raw")
+            .pragma_update(None, "user_version", 99)
+            .expect("bump");
+        assert!(matches!(
+            State::open(&path),
+            Err(StateError::TooNew { found: 99, .. })
+        ));
     }
 }
