@@ -314,3 +314,43 @@ pub fn unit_name(name: &str, spec: &ServiceSpec) -> String {
 pub fn generation_relative(path: &str) -> PathBuf {
     Path::new("files").join(path.trim_start_matches('/'))
 }
+
+#[cfg(test)]
+mod published {
+    use std::path::Path;
+
+    /// The published schema is generated from these types; regenerate with
+    /// `strackt schema > definitions/schema.json`.
+    #[test]
+    fn schema_json_is_up_to_date() {
+        let want = serde_json::to_string_pretty(&schemars::schema_for!(super::Definition))
+            .expect("schema")
+            + "\n";
+        let have = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../definitions/schema.json"),
+        )
+        .expect("definitions/schema.json");
+        assert_eq!(
+            have, want,
+            "definitions/schema.json is stale: run `strackt schema > definitions/schema.json`"
+        );
+    }
+
+    /// Every example in definitions/ is a valid definition.
+    #[test]
+    fn every_example_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../definitions");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("definitions/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                if let Err(e) = super::parse(&text, &path) {
+                    panic!("{e}");
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no examples found in {}", dir.display());
+    }
+}
