@@ -48,8 +48,11 @@ pub struct Operation {
     pub generation: Option<u64>,
     /// `success`, `failed`, `rolled-back` or `running`.
     pub outcome: String,
-    /// Why it failed, or what drift it repaired.
+    /// Why it failed.
     pub reason: Option<String>,
+    /// What it did (e.g. "drift repaired: …").
+    #[serde(default)]
+    pub summary: Option<String>,
     /// RFC 3339 start time.
     pub started: String,
     /// RFC 3339 end time (absent while running).
@@ -64,9 +67,18 @@ pub struct Operation {
 }
 
 impl Operation {
-    /// reason + step details, for searching a word in what the user is told.
+    /// reason + summary, what the user is told about the operation.
+    pub fn told(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.reason.as_deref().unwrap_or(""),
+            self.summary.as_deref().unwrap_or("")
+        )
+    }
+
+    /// reason + summary + step details, for searching a word in what the user is told.
     pub fn text(&self) -> String {
-        let mut s = self.reason.clone().unwrap_or_default();
+        let mut s = self.told();
         for step in &self.steps {
             s.push('\n');
             s.push_str(&format!(

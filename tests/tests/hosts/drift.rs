@@ -57,13 +57,13 @@ fn converged(h: &Host) -> Res<bool> {
         }))
 }
 
-/// A drift operation whose reason says "drift repaired".
+/// A drift operation whose reason or summary says "drift repaired".
 fn drift_repair(history: &[Operation], trigger: Option<&str>) -> Res<Operation> {
     history
         .iter()
-        .find(|o| o.kind == "drift" && o.outcome == "success" && trigger.is_none_or(|t| o.trigger == t) && o.reason.as_deref().is_some_and(|r| r.contains("drift repaired")))
+        .find(|o| o.kind == "drift" && o.outcome == "success" && trigger.is_none_or(|t| o.trigger == t) && o.told().contains("drift repaired"))
         .cloned()
-        .ok_or_else(|| format!("no successful drift operation (trigger {trigger:?}) with \"drift repaired\" in its reason: {history:#?}").into())
+        .ok_or_else(|| format!("no successful drift operation (trigger {trigger:?}) saying \"drift repaired\": {history:#?}").into())
 }
 
 #[test]
@@ -100,12 +100,9 @@ fn drift_is_repaired_by_apply() -> Res {
                 || format!("no drift step for {target} in {op:#?}"),
             )?;
         }
-        ensure(
-            op.reason
-                .as_deref()
-                .is_some_and(|r| r.contains("/etc/motd")),
-            || format!("the reason does not say what drifted: {op:#?}"),
-        )?;
+        ensure(op.told().contains("/etc/motd"), || {
+            format!("the operation does not say what drifted: {op:#?}")
+        })?;
         // Putting the host back is not a new definition.
         ensure_eq(
             h.active_generation()?,
