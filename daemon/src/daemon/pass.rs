@@ -103,6 +103,32 @@ impl Daemon {
         }
     }
 
+    /// Switch through the ownership record; an unreadable record fails the switch before any
+    /// change (guessing "owns nothing" would leak files it wrote).
+    async fn switch_to(
+        &self,
+        target: Option<&Generation>,
+        from: Option<&Generation>,
+    ) -> SwitchReport {
+        match Ownership::load(Some(self.store.root())) {
+            Ok(mut owned) => {
+                switch(
+                    self.machine(),
+                    &self.store,
+                    &mut owned,
+                    target,
+                    from,
+                    self.settle,
+                )
+                .await
+            }
+            Err(e) => SwitchReport {
+                failure: Some(format!("reading what strackt owns: {e}")),
+                ..SwitchReport::default()
+            },
+        }
+    }
+
     fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth> {
         Machine {
             systemd: &self.systemd,
@@ -212,16 +238,7 @@ impl Daemon {
         let target = self.store.load(id).ok();
         let from = prev.and_then(|p| self.store.load(p).ok());
         let op_id = self.start_op("startup", Trigger::Startup, Some(id)).await;
-        let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(
-            self.machine(),
-            &self.store,
-            &mut owned,
-            target.as_ref(),
-            from.as_ref(),
-            self.settle,
-        )
-        .await;
+        let report = self.switch_to(target.as_ref(), from.as_ref()).await;
         self.conclude_switch(
             op_id,
             "startup",
@@ -390,16 +407,7 @@ impl Daemon {
             return self.finish_op(op, false).await;
         };
         let id = cur.manifest.id;
-        let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(
-            self.machine(),
-            &self.store,
-            &mut owned,
-            Some(&cur),
-            Some(&cur),
-            self.settle,
-        )
-        .await;
+        let report = self.switch_to(Some(&cur), Some(&cur)).await;
         let changed = report
             .steps
             .iter()
@@ -500,16 +508,7 @@ impl Daemon {
             .state
             .call(move |s| s.set_generation_state(id, "switching", None, &t))
             .await;
-        let mut owned = Ownership::load(Some(self.store.root())).unwrap_or_default();
-        let report = switch(
-            self.machine(),
-            &self.store,
-            &mut owned,
-            Some(&target),
-            current.as_ref(),
-            self.settle,
-        )
-        .await;
+        let report = self.switch_to(Some(&target), current.as_ref()).await;
         let sha = rendered.manifest.definition_sha256.clone();
         self.conclude_switch(
             op_id,
@@ -693,16 +692,7 @@ impl Daemon {
             .load(id)
             .map_err(|e| format!("generation {id} is no longer on disk: {e}"))?;
         let op_id = self.start_op("rollback", Trigger::Cli, Some(id)).await;
-        let mut owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let report = switch(
-            self.machine(),
-            &self.store,
-            &mut owned,
-            Some(&target),
-            current.as_ref(),
-            self.settle,
-        )
-        .await;
+        let report = self.switch_to(Some(&target), current.as_ref()).await;
         let ok = report.failure.is_none();
         let op = self
             .conclude_switch(
