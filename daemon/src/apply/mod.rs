@@ -293,23 +293,41 @@ pub async fn verify<S: Systemd, F, H: Health>(
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure = None;
+    // A unit that dies at once may already be back up by systemd's Restart= when we look;
+    // its restart counter, read before and after settling, gives it away.
+    let mut restarts_before = std::collections::BTreeMap::new();
     if !plan.started_units().is_empty() {
+        for unit in desired.manifest.units.keys() {
+            if let Ok(s) = m.systemd.unit_state(unit).await {
+                restarts_before.insert(unit.clone(), s.n_restarts);
+            }
+        }
         tokio::time::sleep(settle).await;
     }
     for unit in desired.manifest.units.keys() {
+        let before = restarts_before.get(unit).copied();
         match m.systemd.unit_state(unit).await {
-            Ok(s) if s.is_active() => records.push(StepRecord::new(
-                "verify",
-                unit,
-                "ok",
-                format!("{} ({})", s.active_state, s.sub_state),
-                false,
-            )),
+            Ok(s) if s.is_active() && before.is_none_or(|b| s.n_restarts <= b) => {
+                records.push(StepRecord::new(
+                    "verify",
+                    unit,
+                    "ok",
+                    format!("{} ({})", s.active_state, s.sub_state),
+                    false,
+                ))
+            }
             Ok(s) => {
-                let msg = format!(
-                    "{unit} is {} ({}) after the switch",
-                    s.active_state, s.sub_state
-                );
+                let msg = if s.is_active() {
+                    format!(
+                        "{unit} crashed and was restarted by systemd {} time(s) after the switch",
+                        s.n_restarts - before.unwrap_or(0)
+                    )
+                } else {
+                    format!(
+                        "{unit} is {} ({}) after the switch",
+                        s.active_state, s.sub_state
+                    )
+                };
                 records.push(StepRecord::new("verify", unit, "failed", &msg, false));
                 failure.get_or_insert(msg);
             }

@@ -104,6 +104,7 @@ impl Systemd for FakeHost {
             },
             fragment_path: String::new(),
             main_pid: if u.active { u.pid } else { 0 },
+            n_restarts: 0,
         })
     }
 

@@ -86,6 +86,8 @@ pub struct UnitState {
     pub fragment_path: String,
     /// `MainPID` of a service (0 when not running or not a service).
     pub main_pid: u32,
+    /// `NRestarts` of a service: automatic restarts since it was last started by hand/job.
+    pub n_restarts: u32,
 }
 
 impl UnitState {

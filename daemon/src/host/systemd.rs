@@ -149,6 +149,7 @@ impl Systemd for DbusSystemd {
                 unit_file_state: text(&props, "UnitFileState"),
                 fragment_path: text(&props, "FragmentPath"),
                 main_pid: 0,
+                n_restarts: 0,
             };
             if unit.ends_with(".service") && state.load_state == "loaded" {
                 let svc = self
@@ -156,6 +157,10 @@ impl Systemd for DbusSystemd {
                     .await?;
                 state.main_pid = svc
                     .get("MainPID")
+                    .and_then(|v| u32::try_from(v.clone()).ok())
+                    .unwrap_or(0);
+                state.n_restarts = svc
+                    .get("NRestarts")
                     .and_then(|v| u32::try_from(v.clone()).ok())
                     .unwrap_or(0);
             }
