@@ -4,7 +4,8 @@
 //!
 //! Environment (all optional):
 //! - `TESTHOST`: the testhost script (default `<repo>/../shared/testhost/testhost`)
-//! - `STRACKT_BIN`: the binary under test (default `<repo>/target/debug/strackt`)
+//! - `STRACKT_BIN`: the binary under test (default `debug/strackt` in `$CARGO_TARGET_DIR`, else
+//!   in `<repo>/target`)
 //! - `TESTHOST_CACHE` / `TESTHOST_EXTRA_PACKAGES`: the base the hosts boot from (default
 //!   `/var/cache/testhost-strackt` with `curl`, the base `tests/run` builds before the tests)
 //! - `STRACKT_KEEP_HOSTS=1`: leave the hosts of failed tests up for a look (`testhost shell`)
@@ -44,11 +45,17 @@ pub fn testhost_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared/testhost/testhost"))
 }
 
-/// The strackt binary under test: `$STRACKT_BIN`, else `target/debug/strackt`.
+/// The strackt binary under test: `$STRACKT_BIN`, else `debug/strackt` in cargo's target
+/// directory (`$CARGO_TARGET_DIR`, else `<repo>/target`).
 pub fn strackt_bin() -> PathBuf {
     std::env::var_os("STRACKT_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/strackt"))
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"));
+            target.join("debug/strackt")
+        })
 }
 
 /// A `testhost` command with the suite's base selected (unless the caller's environment
