@@ -205,6 +205,13 @@ impl Host {
         Ok(())
     }
 
+    /// Copy the local file `local` to `path` inside the host (keeping its mode).
+    pub fn copy_in(&self, local: &Path, path: &str) -> Res {
+        let src = local.to_string_lossy().into_owned();
+        run(testhost().args(["cp", &self.name, &src, path]), EXEC_LIMIT)?.ok()?;
+        Ok(())
+    }
+
     /// Save `yaml` as /etc/strackt/server.yaml (what an admin's editor or deploy tool does).
     pub fn put_definition(&self, yaml: &str) -> Res {
         self.write("/etc/strackt/server.yaml", yaml, 0o644)
