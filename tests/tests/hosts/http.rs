@@ -68,6 +68,12 @@ fn http_endpoints_answer_and_count() -> Res {
             .ok_or("GET /operations is empty after an apply")?;
         let one: Operation = get_json(h, &format!("/operations/{}", newest.id))?;
         ensure_eq(one.id, newest.id, "id of GET /operations/{id}")?;
+        let cli: Vec<Operation> = h
+            .strackt(&["history", "--operation", &newest.id.to_string(), "--json"])?
+            .json_ok()?;
+        ensure(cli.len() == 1 && cli[0].id == newest.id, || {
+            format!("`strackt history --operation {}`: {cli:#?}", newest.id)
+        })?;
         let (code, _) = h.http_get("/operations/999999")?;
         ensure_eq(code, 404, "HTTP status of GET /operations/999999")?;
 
