@@ -50,6 +50,21 @@ impl World {
         self.next += 1;
         self.store.load(self.next - 1).expect("load")
     }
+    async fn switch(
+        &mut self,
+        to: Option<&Generation>,
+        from: Option<&Generation>,
+    ) -> super::switch::SwitchReport {
+        switch(
+            machine(&self.host),
+            &self.store,
+            &mut self.owned,
+            to,
+            from,
+            Duration::ZERO,
+        )
+        .await
+    }
     async fn plan_for(&self, g: &Generation) -> crate::plan::Plan {
         let snap = observe(machine(&self.host), g, &self.owned, self.store.root())
             .await
@@ -64,15 +79,7 @@ const V1: &str = "version: 1\nfiles:\n  /etc/motd: { content: \"one\\n\" }\n  /e
 async fn first_switch_converges_and_replanning_is_empty() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g1), None).await;
     assert_eq!(r.failure, None, "{:#?}", r.steps);
     assert_eq!(w.store.current().expect("current"), Some(1));
     assert!(w.host.running("hello.service").is_some());
@@ -100,29 +107,13 @@ async fn first_switch_converges_and_replanning_is_empty() {
 async fn a_changed_file_restarts_only_its_dependent_service() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let _ = w.switch(Some(&g1), None).await;
     let (hello, other) = (
         w.host.running("hello.service"),
         w.host.running("other.service"),
     );
     let g2 = w.build(&V1.replace("a=1", "a=2"));
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g2),
-        Some(&g1),
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g2), Some(&g1)).await;
     assert_eq!(r.failure, None);
     assert_ne!(w.host.running("hello.service"), hello, "hello restarted");
     assert_eq!(w.host.running("other.service"), other, "other untouched");
@@ -132,28 +123,12 @@ async fn a_changed_file_restarts_only_its_dependent_service() {
 async fn a_failing_service_rolls_back_to_the_previous_generation() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let _ = w.switch(Some(&g1), None).await;
     let g2 = w.build(
         &V1.replace("/bin/sleep 100", "/bin/false")
             .replace("one", "two"),
     );
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g2),
-        Some(&g1),
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g2), Some(&g1)).await;
     assert!(
         r.failure
             .as_deref()
@@ -178,28 +153,12 @@ async fn a_failing_service_rolls_back_to_the_previous_generation() {
 async fn a_failing_health_check_rolls_back() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let _ = w.switch(Some(&g1), None).await;
     let g2 = w.build(&V1.replace(
         "other: { exec: /bin/sleep 100 }",
         "other: { exec: /bin/sleep 100, health: { command: /bin/false } }",
     ));
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g2),
-        Some(&g1),
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g2), Some(&g1)).await;
     assert!(
         r.failure
             .as_deref()
@@ -218,25 +177,9 @@ async fn dropped_units_and_files_are_removed_and_originals_restored() {
         .files
         .insert("/etc/motd".into(), (b"debian\n".to_vec(), 0o644, 0, 0));
     let g1 = w.build(V1);
-    let _ = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let _ = w.switch(Some(&g1), None).await;
     let g2 = w.build("version: 1\n");
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g2),
-        Some(&g1),
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g2), Some(&g1)).await;
     assert_eq!(r.failure, None, "{:#?}", r.steps);
     assert!(w.host.running("hello.service").is_none());
     let s = w.host.state();
@@ -257,15 +200,7 @@ async fn dropped_units_and_files_are_removed_and_originals_restored() {
 async fn drift_is_repaired_and_marked_as_drift() {
     let mut w = World::new();
     let g1 = w.build(V1);
-    let _ = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        None,
-        Duration::ZERO,
-    )
-    .await;
+    let _ = w.switch(Some(&g1), None).await;
     w.host
         .state()
         .files
@@ -276,15 +211,7 @@ async fn drift_is_repaired_and_marked_as_drift() {
         .remove(Path::new("/etc/systemd/system/other.service"));
     w.host.stop_by_hand("hello.service");
     w.host.disable_by_hand("other.service");
-    let r = switch(
-        machine(&w.host),
-        &w.store,
-        &mut w.owned,
-        Some(&g1),
-        Some(&g1),
-        Duration::ZERO,
-    )
-    .await;
+    let r = w.switch(Some(&g1), Some(&g1)).await;
     assert_eq!(r.failure, None);
     assert_eq!(r.drift.len(), 4, "{:#?}", r.drift);
     assert!(w.plan_for(&g1).await.is_empty());
@@ -326,13 +253,13 @@ proptest! {
         rt.block_on(async {
             let mut w = World::new();
             let ga = w.build(&a);
-            let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&ga), None, Duration::ZERO).await;
+            let r = w.switch(Some(&ga), None).await;
             prop_assert_eq!(r.failure, None);
             if stop {
                 for unit in ga.manifest.units.keys() { w.host.stop_by_hand(unit); }
             }
             let gb = w.build(&b);
-            let r = switch(machine(&w.host), &w.store, &mut w.owned, Some(&gb), Some(&ga), Duration::ZERO).await;
+            let r = w.switch(Some(&gb), Some(&ga)).await;
             prop_assert_eq!(r.failure, None);
             let again = w.plan_for(&gb).await;
             prop_assert!(again.is_empty(), "{}", again);

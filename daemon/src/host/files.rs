@@ -80,6 +80,24 @@ pub fn fsync_dir(dir: &Path) -> Result<(), HostError> {
         .map_err(io("fsync", dir))
 }
 
+/// A decimal id as is, else a name looked up through NSS.
+fn resolve(
+    kind: &'static str,
+    name: &str,
+    lookup: impl FnOnce(&str) -> nix::Result<Option<u32>>,
+) -> Result<u32, HostError> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    match lookup(name) {
+        Ok(Some(id)) => Ok(id),
+        _ => Err(HostError::UnknownName {
+            kind,
+            name: name.into(),
+        }),
+    }
+}
+
 impl Files for RealFiles {
     fn stat(&self, path: &Path) -> Result<Option<FileState>, HostError> {
         let meta = match fs::symlink_metadata(path) {
@@ -153,29 +171,15 @@ impl Files for RealFiles {
     }
 
     fn uid(&self, user: &str) -> Result<u32, HostError> {
-        if let Ok(n) = user.parse::<u32>() {
-            return Ok(n);
-        }
-        match User::from_name(user) {
-            Ok(Some(u)) => Ok(u.uid.as_raw()),
-            _ => Err(HostError::UnknownName {
-                kind: "user",
-                name: user.into(),
-            }),
-        }
+        resolve("user", user, |n| {
+            Ok(User::from_name(n)?.map(|u| u.uid.as_raw()))
+        })
     }
 
     fn gid(&self, group: &str) -> Result<u32, HostError> {
-        if let Ok(n) = group.parse::<u32>() {
-            return Ok(n);
-        }
-        match Group::from_name(group) {
-            Ok(Some(g)) => Ok(g.gid.as_raw()),
-            _ => Err(HostError::UnknownName {
-                kind: "group",
-                name: group.into(),
-            }),
-        }
+        resolve("group", group, |n| {
+            Ok(Group::from_name(n)?.map(|g| g.gid.as_raw()))
+        })
     }
 }
 
