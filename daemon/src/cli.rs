@@ -268,6 +268,9 @@ fn request(
     BufReader::new(stream)
         .read_line(&mut answer)
         .context("reading the daemon's answer")?;
+    if answer.trim().is_empty() {
+        bail!("the strackt daemon closed the connection without answering (it stopped or crashed mid-request); see `journalctl -u strackt` and `strackt history`");
+    }
     let resp: ControlResponse =
         serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")?;
     Ok(if resp.ok {

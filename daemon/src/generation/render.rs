@@ -141,6 +141,9 @@ fn unit_text(name: &str, exec: &str, spec: &ServiceSpec) -> String {
         u.push_str(&format!("After={after}\nWants={after}\n"));
     }
     u.push_str("\n[Service]\n");
+    // exec, not simple: the start job fails when the program cannot be executed, so a
+    // missing binary is a failed switch rather than a unit that dies a moment later.
+    u.push_str("Type=exec\n");
     u.push_str(&format!("ExecStart={exec}\n"));
     if let Some(reload) = &spec.exec_reload {
         u.push_str(&format!("ExecReload={reload}\n"));

@@ -284,7 +284,8 @@ impl State {
     /// SQLite failures.
     pub fn interrupt_running(&self, now: &str) -> Result<usize, StateError> {
         Ok(self.conn.execute(
-            "UPDATE operations SET outcome = 'interrupted', reason = 'strackt stopped during this operation', finished = ?1 WHERE outcome = 'running'",
+            "UPDATE operations SET outcome = 'interrupted', reason = 'strackt stopped during this operation', finished = ?1,
+                 duration_ms = CAST((julianday(?1) - julianday(started)) * 86400000 AS INTEGER) WHERE outcome = 'running'",
             params![now],
         )?)
     }
@@ -444,7 +445,7 @@ mod tests {
             .start_operation("apply", "cli", Some(1), "t0")
             .expect("start");
         let dangling = s
-            .start_operation("drift", "timer", Some(1), "t1")
+            .start_operation("drift", "timer", Some(1), "2026-01-01T00:00:00.000Z")
             .expect("start");
         let op = Operation {
             id,
@@ -466,10 +467,19 @@ mod tests {
             )],
         };
         s.finish_operation(&op).expect("finish");
-        assert_eq!(s.interrupt_running("t3").expect("interrupt"), 1);
+        assert_eq!(
+            s.interrupt_running("2026-01-01T00:00:01.500Z")
+                .expect("interrupt"),
+            1
+        );
         let ops = s.operations(10, None).expect("ops");
         assert_eq!(ops[0].id, dangling);
         assert_eq!(ops[0].outcome, "interrupted");
+        assert_eq!(
+            ops[0].duration_ms,
+            Some(1500),
+            "from start to the restart that found it"
+        );
         assert_eq!(s.operations(10, Some(id)).expect("one")[0], op);
     }
 
