@@ -125,7 +125,10 @@ pub async fn switch<S: Systemd, F: Files, H: Health>(
         drift: forward.drift,
         ..SwitchReport::default()
     };
-    if report.failure.is_none() || id_of(to) == id_of(from) {
+    // Nothing done (observing the host failed, or the flip itself): the host is exactly as it
+    // was, so there is nothing to switch back from.
+    let touched = report.steps.iter().any(|s| s.outcome == "ok");
+    if report.failure.is_none() || id_of(to) == id_of(from) || !touched {
         return report;
     }
     let back = converge(m, store, owned, from, to, settle).await;

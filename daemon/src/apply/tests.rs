@@ -170,6 +170,31 @@ async fn a_failing_health_check_rolls_back() {
 }
 
 #[tokio::test]
+async fn an_unknown_owner_fails_before_the_host_is_touched() {
+    let mut w = World::new();
+    let g1 = w.build(V1);
+    let _ = w.switch(Some(&g1), None).await;
+    let before = w.host.state().files.clone();
+    let g2 = w.build(
+        &V1.replace("group: adm", "owner: nosuchuser")
+            .replace("one", "two"),
+    );
+    let r = w.switch(Some(&g2), Some(&g1)).await;
+    assert!(
+        r.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("user \"nosuchuser\" does not exist")),
+        "{r:?}"
+    );
+    assert!(
+        !r.rolled_back,
+        "nothing was changed, so nothing is rolled back"
+    );
+    assert_eq!(w.store.current().expect("current"), Some(1));
+    assert_eq!(w.host.state().files, before);
+}
+
+#[tokio::test]
 async fn dropped_units_and_files_are_removed_and_originals_restored() {
     let mut w = World::new();
     w.host

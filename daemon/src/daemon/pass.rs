@@ -585,7 +585,7 @@ impl Daemon {
                         from.map_or("no generation".into(), |f| format!("generation {f}"))
                     )
                 } else {
-                    "switch failed".into()
+                    "switch failed before changing the host".into()
                 };
                 let state = if rolled_back { "rolled-back" } else { "failed" };
                 let back_to = from;
@@ -603,8 +603,9 @@ impl Daemon {
                     })
                     .await;
                 self.status.send_modify(|s| s.health = "failed".into());
-                if rolled_back && report.rollback_failure.is_none() {
-                    // A rolled-back generation is never a rollback target: drop its directory.
+                if self.store.current().ok().flatten() != Some(id) {
+                    // A generation the host is not on after a failed switch (rolled back, or
+                    // never reached) is never a rollback target: drop its directory.
                     let _ = self.store.remove(id);
                 }
             }

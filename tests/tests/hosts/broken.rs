@@ -185,3 +185,40 @@ fn broken_definition_changes_nothing() -> Res {
         Ok(())
     })
 }
+
+/// An owner that does not exist on the host is only known when the host is read: the switch
+/// must stop before the flip, with the host exactly as it was.
+#[test]
+fn unknown_owner_fails_before_touching_the_host() -> Res {
+    with_host("owner", |h| {
+        h.install(&format!("{HEADER}{GOOD}"))?;
+        h.apply_ok()?;
+        let generation = h.active_generation()?;
+        let hello = h.main_pid("hello.service")?;
+        let current = h.sh_ok("readlink /var/lib/strackt/current")?;
+        let bad = format!(
+            "{HEADER}files:\n  /etc/motd: {{ content: \"changed\\n\", owner: nosuchuser }}\nservices:\n  hello:\n    exec: /usr/bin/sleep 1000\n"
+        );
+        h.put_definition(&bad)?;
+        let out = h.apply()?;
+        ensure(!out.success(), || {
+            format!("apply with an unknown owner must fail: {out}")
+        })?;
+        ensure(
+            out.text().contains("user \"nosuchuser\" does not exist"),
+            || format!("apply does not name the missing user: {out}"),
+        )?;
+        ensure(!out.text().contains("rolled back"), || {
+            format!("nothing was changed, so nothing may be rolled back: {out}")
+        })?;
+        ensure_eq(h.read("/etc/motd")?.as_str(), "good\n", "/etc/motd")?;
+        ensure_eq(h.active_generation()?, generation, "active generation")?;
+        ensure_eq(h.main_pid("hello.service")?, hello, "MainPID of hello")?;
+        ensure_eq(
+            h.sh_ok("readlink /var/lib/strackt/current")?,
+            current,
+            "current",
+        )?;
+        Ok(())
+    })
+}
