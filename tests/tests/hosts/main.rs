@@ -12,6 +12,7 @@ mod drift;
 mod failure;
 mod first_apply;
 mod http;
+mod ownership;
 mod package;
 mod restart;
 mod rollback;
