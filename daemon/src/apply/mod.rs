@@ -17,26 +17,29 @@ pub use ownership::Ownership;
 
 use crate::generation::{Generation, Store};
 use crate::host::health::Health;
+use crate::host::sysctl::Sysctl;
 use crate::host::{Files, HostError, JobKind, Systemd};
 use crate::plan::{Action, HostSnapshot, Plan, UNIT_DIR};
 
 /// The host subsystems a pass works through.
 #[derive(Debug)]
-pub struct Machine<'a, S, F, H> {
+pub struct Machine<'a, S, F, H, K> {
     /// The service manager.
     pub systemd: &'a S,
     /// The filesystem.
     pub files: &'a F,
     /// Health probes.
     pub health: &'a H,
+    /// Kernel parameters.
+    pub sysctl: &'a K,
 }
 
-impl<S, F, H> Clone for Machine<'_, S, F, H> {
+impl<S, F, H, K> Clone for Machine<'_, S, F, H, K> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S, F, H> Copy for Machine<'_, S, F, H> {}
+impl<S, F, H, K> Copy for Machine<'_, S, F, H, K> {}
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -81,8 +84,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H>(
-    m: Machine<'_, S, F, H>,
+pub async fn observe<S: Systemd, F: Files, H, K: Sysctl>(
+    m: Machine<'_, S, F, H, K>,
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
@@ -111,6 +114,13 @@ pub async fn observe<S: Systemd, F: Files, H>(
         snap.ids
             .insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
     }
+    for key in desired.manifest.sysctl.keys() {
+        let value = m.sysctl.get(key)?.ok_or_else(|| HostError::UnknownName {
+            kind: "sysctl key",
+            name: key.clone(),
+        })?;
+        snap.sysctl.insert(key.clone(), value);
+    }
     let units: BTreeSet<&String> = desired
         .manifest
         .units
@@ -133,8 +143,8 @@ pub async fn observe<S: Systemd, F: Files, H>(
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H>(
-    m: Machine<'_, S, F, H>,
+pub async fn run<S: Systemd, F: Files, H, K: Sysctl>(
+    m: Machine<'_, S, F, H, K>,
     plan: &Plan,
     store: &Store,
     source: Option<&Generation>,
@@ -211,8 +221,8 @@ fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecor
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H>(
-    m: Machine<'_, S, F, H>,
+async fn run_one<S: Systemd, F: Files, H, K: Sysctl>(
+    m: Machine<'_, S, F, H, K>,
     action: &Action,
     store: &Store,
     source: Option<&Generation>,
@@ -228,6 +238,7 @@ async fn run_one<S: Systemd, F: Files, H>(
         Action::Disable { unit } => m.systemd.disable(std::slice::from_ref(unit)).await,
         Action::Enable { unit } => m.systemd.enable(std::slice::from_ref(unit)).await,
         Action::DaemonReload => m.systemd.daemon_reload().await,
+        Action::SetSysctl { key, value } => m.sysctl.set(key, value),
         Action::RemoveUnit { unit } => {
             m.files.remove(&unit_path(unit))?;
             owned.forget_unit(unit)
@@ -285,8 +296,8 @@ async fn run_one<S: Systemd, F: Files, H>(
 /// Check that every unit of `desired` is active and every health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health>(
-    m: Machine<'_, S, F, H>,
+pub async fn verify<S: Systemd, F, H: Health, K>(
+    m: Machine<'_, S, F, H, K>,
     desired: &Generation,
     plan: &Plan,
     settle: Duration,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
 use crate::host::health::Health;
+use crate::host::sysctl::Sysctl;
 use crate::host::{Files, Systemd};
 use crate::plan::plan;
 
@@ -35,8 +36,8 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 }
 
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
-async fn converge<S: Systemd, F: Files, H: Health>(
-    m: Machine<'_, S, F, H>,
+async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
+    m: Machine<'_, S, F, H, K>,
     store: &Store,
     owned: &mut Ownership,
     target: Option<&Generation>,
@@ -110,8 +111,8 @@ async fn converge<S: Systemd, F: Files, H: Health>(
 }
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
-pub async fn switch<S: Systemd, F: Files, H: Health>(
-    m: Machine<'_, S, F, H>,
+pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
+    m: Machine<'_, S, F, H, K>,
     store: &Store,
     owned: &mut Ownership,
     to: Option<&Generation>,

@@ -13,6 +13,7 @@ use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::{sha256_hex, RealFiles};
 use crate::host::health::RealHealth;
+use crate::host::sysctl::ProcSysctl;
 use crate::host::systemd::DbusSystemd;
 use crate::plan::{plan, Plan};
 use crate::state::{GenerationRow, Operation, StateHandle};
@@ -129,11 +130,12 @@ impl Daemon {
         }
     }
 
-    fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth> {
+    fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl> {
         Machine {
             systemd: &self.systemd,
             files: &self.files,
             health: &self.health,
+            sysctl: &ProcSysctl,
         }
     }
 

@@ -36,7 +36,48 @@ pub struct Definition {
     /// Managed systemd services, keyed by name (`hello` → `hello.service`).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Settings that keep the server running (kernel parameters).
+    #[serde(default)]
+    pub settings: SettingsSpec,
 }
+
+/// The `settings:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsSpec {
+    /// Kernel parameters, e.g. `net.ipv4.ip_forward: 1`: written to
+    /// `/etc/sysctl.d/90-strackt.conf` (applied at boot) and set live.
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, SysctlValue>,
+}
+
+/// A sysctl value as written in YAML: a number or a string (`"4096 87380 6291456"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SysctlValue {
+    /// A number.
+    Number(i64),
+    /// Any other value.
+    Text(String),
+}
+
+impl SysctlValue {
+    /// The value as the kernel reads and prints it (runs of whitespace become one space).
+    pub fn normalized(&self) -> String {
+        match self {
+            SysctlValue::Number(n) => n.to_string(),
+            SysctlValue::Text(t) => normalize_sysctl(t),
+        }
+    }
+}
+
+/// Runs of whitespace (the kernel prints tabs between fields) become one space.
+pub fn normalize_sysctl(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The file strackt writes from `settings.sysctl`, so the values also hold after a reboot.
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-strackt.conf";
 
 /// How the daemon runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -42,6 +42,10 @@ const REFUSED: &[(&str, &str)] = &[
         "/etc/gshadow",
         "accounts are managed through `users:`/`groups:`, not as files",
     ),
+    (
+        super::SYSCTL_FILE,
+        "strackt writes it from `settings.sysctl`",
+    ),
 ];
 
 /// Unit types a `unit:` service may name.
@@ -118,6 +122,27 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     }
     for (name, spec) in &def.services {
         check_service(def, name, spec, problems);
+    }
+    for (name, value) in &def.settings.sysctl {
+        let at = key(&["settings", "sysctl", name]);
+        let segments_ok = name.split('.').count() >= 2
+            && name.split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !segments_ok {
+            problems.at_key(
+                &at,
+                format!("{name:?} is not a sysctl key (dotted, e.g. net.ipv4.ip_forward)"),
+            );
+        }
+        if let super::SysctlValue::Text(t) = value {
+            if t.trim().is_empty() || t.contains('\n') {
+                problems.at(&at, "a sysctl value must be one non-empty line");
+            }
+        }
     }
 }
 
@@ -315,7 +340,7 @@ fn check_managed_path(path: &str) -> Result<(), String> {
     }
     if let Some((prefix, why)) = REFUSED
         .iter()
-        .find(|(p, _)| path == p.trim_end_matches('/') || path.starts_with(p))
+        .find(|(p, _)| path == p.trim_end_matches('/') || (p.ends_with('/') && path.starts_with(p)))
     {
         return Err(format!("strackt may not manage {path:?} ({prefix}): {why}"));
     }
@@ -467,6 +492,31 @@ bogus: 1
             got[0].contains("files.\"/etc/x\".mode: invalid type: integer"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn sysctl_keys_and_values_are_checked() {
+        let ok = "version: 1\nsettings:\n  sysctl:\n    net.ipv4.ip_forward: 1\n    net.ipv4.tcp_rmem: \"4096  87380\t6291456\"\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let got = problems("version: 1\nsettings:\n  sysctl:\n    ip_forward: 1\n    net..x: 1\n    net.ipv4.a: \"\"\n");
+        assert!(
+            got[0].starts_with(
+                "server.yaml:4:5: settings.sysctl.ip_forward: \"ip_forward\" is not a sysctl key"
+            ),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("server.yaml:5:5: settings.sysctl.\"net..x\":"),
+            "{got:?}"
+        );
+        assert!(got[2].contains("one non-empty line"), "{got:?}");
+        let got = problems("version: 1\nfiles:\n  /etc/sysctl.d/90-strackt.conf: { content: x }\n  /etc/groups.conf: { content: x }\n");
+        assert_eq!(
+            got.len(),
+            1,
+            "only the sysctl file is refused, /etc/groups.conf is not /etc/group: {got:?}"
+        );
+        assert!(got[0].contains("settings.sysctl"), "{got:?}");
     }
 
     #[test]

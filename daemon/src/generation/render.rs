@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{unit_name, HealthSpec, ServiceSpec, ValidatedDefinition};
+use crate::definition::{unit_name, HealthSpec, ServiceSpec, ValidatedDefinition, SYSCTL_FILE};
 use crate::host::files::sha256_hex;
 
 /// The description of one generation, stored as `manifest.json` inside it.
@@ -20,6 +20,9 @@ pub struct Manifest {
     pub files: BTreeMap<String, ManagedFile>,
     /// Managed units by unit name.
     pub units: BTreeMap<String, ManagedUnit>,
+    /// Kernel parameters set live (and written to `SYSCTL_FILE`), normalized values.
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, String>,
 }
 
 /// A file as a generation wants it.
@@ -90,6 +93,26 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
             },
         );
         files.insert(path.clone(), content);
+    }
+    if !d.settings.sysctl.is_empty() {
+        let mut text = String::from(
+            "# Written by strackt from settings.sysctl in /etc/strackt/server.yaml.\n",
+        );
+        for (key, value) in &d.settings.sysctl {
+            manifest.sysctl.insert(key.clone(), value.normalized());
+            text.push_str(&format!("{key} = {}\n", value.normalized()));
+        }
+        let content = text.into_bytes();
+        manifest.files.insert(
+            SYSCTL_FILE.to_string(),
+            ManagedFile {
+                sha256: sha256_hex(&content),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+            },
+        );
+        files.insert(SYSCTL_FILE.to_string(), content);
     }
     let mut units = BTreeMap::new();
     for (name, spec) in &d.services {

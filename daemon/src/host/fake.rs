@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::files::sha256_hex;
 use super::health::Health;
+use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
 use crate::plan::UNIT_DIR;
@@ -34,6 +35,10 @@ pub struct FakeState {
     pub failing: BTreeSet<String>,
     /// Health commands that fail.
     pub unhealthy: BTreeSet<String>,
+    /// Kernel parameters that exist, with their live values.
+    pub sysctl: BTreeMap<String, String>,
+    /// Kernel parameters that refuse writes (read-only outside `net.*` in a container).
+    pub sysctl_read_only: BTreeSet<String>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
     pub journal: Vec<String>,
     units: BTreeMap<String, Unit>,
@@ -245,6 +250,24 @@ impl Files for FakeHost {
                 name: n.into(),
             }),
         }
+    }
+}
+
+impl Sysctl for FakeHost {
+    fn get(&self, key: &str) -> Result<Option<String>, HostError> {
+        Ok(self.state().sysctl.get(key).cloned())
+    }
+    fn set(&self, key: &str, value: &str) -> Result<(), HostError> {
+        let mut s = self.state();
+        if s.sysctl_read_only.contains(key) || !s.sysctl.contains_key(key) {
+            return Err(HostError::Io {
+                op: "write",
+                path: format!("/proc/sys/{}", key.replace('.', "/")).into(),
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            });
+        }
+        s.sysctl.insert(key.to_string(), value.to_string());
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod fake;
 pub mod files;
 pub mod health;
+pub mod sysctl;
 pub mod systemd;
 
 use std::future::Future;

@@ -2,8 +2,8 @@
 //!
 //! Pure: no I/O, no clock, no async. `strackt plan` prints exactly what `apply` would run,
 //! because both call [`plan`]. Step order follows the switch phases: stop and remove what left
-//! the definition, write files, write unit files, daemon-reload, enable, reload, restart,
-//! start. Verification (units active, health) is the apply layer's job after the plan ran.
+//! the definition, write files, write unit files, daemon-reload, settings, enable, reload,
+//! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
 mod units;
 
@@ -37,6 +37,8 @@ pub struct HostSnapshot {
     pub backed_up: BTreeSet<String>,
     /// Resolved ids: `user:NAME` / `group:NAME` → id.
     pub ids: BTreeMap<String, u32>,
+    /// Live values of the desired kernel parameters (normalized).
+    pub sysctl: BTreeMap<String, String>,
 }
 
 /// One action on the host.
@@ -88,6 +90,13 @@ pub enum Action {
     },
     /// `systemctl daemon-reload`.
     DaemonReload,
+    /// Set a kernel parameter live.
+    SetSysctl {
+        /// Dotted key.
+        key: String,
+        /// Value (normalized).
+        value: String,
+    },
     /// Enable a unit.
     Enable {
         /// Unit name.
@@ -122,6 +131,7 @@ impl Action {
             Action::WriteFile { .. } => "write-file",
             Action::WriteUnit { .. } => "write-unit",
             Action::DaemonReload => "daemon-reload",
+            Action::SetSysctl { .. } => "set-sysctl",
             Action::Enable { .. } => "enable",
             Action::Reload { .. } => "reload",
             Action::Restart { .. } => "restart",
@@ -143,6 +153,7 @@ impl Action {
             Action::RemoveFile { path, .. }
             | Action::BackupFile { path }
             | Action::WriteFile { path, .. } => path.clone(),
+            Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
         }
     }
@@ -365,7 +376,26 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
     if unit_files_changed {
         push!(Action::DaemonReload, "unit files changed".into(), false);
     }
-    // Phase 5: enablement.
+    // Phase 5: settings, live (the file was written with the other files).
+    for (key, value) in &want.sysctl {
+        let have = observed.sysctl.get(key);
+        if have != Some(value) {
+            let drift = was(&|g| g.manifest.sysctl.get(key) == Some(value));
+            let why = format!(
+                "live value {}, want {value}",
+                have.map_or("unknown", String::as_str)
+            );
+            push!(
+                Action::SetSysctl {
+                    key: key.clone(),
+                    value: value.clone()
+                },
+                why,
+                drift
+            );
+        }
+    }
+    // Phase 6: enablement.
     for (unit, spec) in &want.units {
         let state = observed.units.get(unit);
         if spec.enabled && !state.is_some_and(UnitState::is_enabled) {
@@ -384,7 +414,7 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
-    // Phase 6: reload, restart, start.
+    // Phase 7: reload, restart, start.
     for (unit, spec) in &want.units {
         if spec.restart_on_change
             && spec.restart_on.iter().any(|f| changed_files.contains(f))

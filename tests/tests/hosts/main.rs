@@ -16,6 +16,7 @@ mod ownership;
 mod package;
 mod restart;
 mod rollback;
+mod settings;
 
 use strackt_integration::{ensure, Host, Res};
 
