@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::api::{ControlRequest, ControlResponse};
-use crate::daemon::{self, Daemon, Metrics, Paths, Status, Trigger, Wake};
+use crate::daemon::{self, Daemon, HoldChange, Metrics, Paths, Status, Trigger, Wake};
 use crate::generation::Store;
 use crate::host::systemd::DbusSystemd;
 use crate::state::{GenerationRow, Operation, State, StateHandle};
@@ -54,6 +54,22 @@ enum Command {
     },
     /// Current generation, last and next pass, health, drift.
     Status,
+    /// Experiment mode: pause drift repair for a while (definition changes still apply).
+    Hold {
+        /// How long, e.g. 30m, 2h.
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            required_unless_present = "release"
+        )]
+        duration: Option<String>,
+        /// Why (shown in status).
+        #[arg(long, conflicts_with = "release")]
+        reason: Option<String>,
+        /// End the hold now and put everything back.
+        #[arg(long, conflicts_with = "duration")]
+        release: bool,
+    },
     /// Print the JSON Schema of the definition format.
     Schema,
 }
@@ -93,6 +109,41 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if view.steps.is_empty() { 0 } else { 2 })
         }
         Command::Apply => operation_command(&paths, &ControlRequest::Apply, cli.json),
+        Command::Hold {
+            duration,
+            reason,
+            release,
+        } => {
+            if release {
+                return operation_command(
+                    &paths,
+                    &ControlRequest::Hold {
+                        change: HoldChange::Release,
+                    },
+                    cli.json,
+                );
+            }
+            let text = duration.unwrap_or_default();
+            let seconds = match humantime::parse_duration(&text) {
+                Ok(d) if d.as_secs() > 0 => d.as_secs(),
+                _ => {
+                    eprintln!("error: --for {text:?} is not a duration; write e.g. 30m or 2h");
+                    return Ok(1);
+                }
+            };
+            let hold: daemon::Hold = data(request(
+                &paths,
+                &ControlRequest::Hold {
+                    change: HoldChange::For { seconds, reason },
+                },
+            )?)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&hold)?);
+            } else {
+                println!("drift repair paused until {}; definition changes still apply. `strackt hold --release` ends it early.", hold.until);
+            }
+            Ok(0)
+        }
         Command::Rollback { id } => {
             operation_command(&paths, &ControlRequest::Rollback { id }, cli.json)
         }
@@ -163,6 +214,17 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                         .map(|d| d.to_string())
                         .unwrap_or_default()
                 );
+                if let Some(h) = status.get("hold").filter(|v| !v.is_null()) {
+                    let reason = h
+                        .get("reason")
+                        .and_then(|r| r.as_str())
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default();
+                    println!(
+                        "hold:               drift repair paused until {}{reason}",
+                        h.get("until").and_then(|u| u.as_str()).unwrap_or("?")
+                    );
+                }
                 if let Some(p) = status.get("definition_problem").and_then(|v| v.as_str()) {
                     println!("definition:         NOT APPLIED: {p}");
                 }
@@ -375,5 +437,16 @@ mod tests {
             Command::History { operation: Some(7) }
         ));
         assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "hold", "--for", "30m", "--reason", "x"])
+                .expect("parses")
+                .command,
+            Command::Hold { release: false, .. }
+        ));
+        assert!(
+            Cli::try_parse_from(["strackt", "hold"]).is_err(),
+            "hold needs --for or --release"
+        );
+        assert!(Cli::try_parse_from(["strackt", "hold", "--for", "1m", "--release"]).is_err());
     }
 }

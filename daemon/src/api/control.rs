@@ -106,6 +106,14 @@ async fn answer(
                 .map_err(|_| "the daemon is shutting down")?;
             json(rx.await.map_err(gone)??)
         }
+        ControlRequest::Hold { change } => {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::Hold(change, tx))
+                .await
+                .map_err(|_| "the daemon is shutting down")?;
+            rx.await.map_err(gone)?
+        }
         ControlRequest::Status => json(status.borrow().clone()),
         ControlRequest::Generations => json(
             state

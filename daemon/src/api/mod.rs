@@ -19,6 +19,11 @@ pub enum ControlRequest {
         /// Target generation (default: the previous).
         id: Option<u64>,
     },
+    /// Start or end experiment mode.
+    Hold {
+        /// What to do.
+        change: crate::daemon::HoldChange,
+    },
     /// The daemon's status.
     Status,
     /// The generations.

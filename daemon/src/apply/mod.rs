@@ -293,7 +293,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl>(
     }
 }
 
-/// Check that every unit of `desired` is active and every health probe passes. Waits
+/// Check that every unit of `desired` (or, with `all_units` false, every unit the plan
+/// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
 pub async fn verify<S: Systemd, F, H: Health, K>(
@@ -301,22 +302,32 @@ pub async fn verify<S: Systemd, F, H: Health, K>(
     desired: &Generation,
     plan: &Plan,
     settle: Duration,
+    all_units: bool,
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure = None;
+    // Normally every unit of the generation must be up; on hold, a unit stopped by hand is the
+    // operator's experiment, so only what this plan started has to prove itself.
+    let started = plan.started_units();
+    let units: Vec<&String> = desired
+        .manifest
+        .units
+        .keys()
+        .filter(|u| all_units || started.contains(*u))
+        .collect();
     // A unit that dies at once may already be back up by systemd's Restart= when we look;
     // its restart counter, read before and after settling, gives it away.
     let mut restarts_before = std::collections::BTreeMap::new();
     if !plan.started_units().is_empty() {
-        for unit in desired.manifest.units.keys() {
+        for unit in &units {
             if let Ok(s) = m.systemd.unit_state(unit).await {
-                restarts_before.insert(unit.clone(), s.n_restarts);
+                restarts_before.insert((*unit).clone(), s.n_restarts);
             }
         }
         tokio::time::sleep(settle).await;
     }
-    for unit in desired.manifest.units.keys() {
-        let before = restarts_before.get(unit).copied();
+    for unit in &units {
+        let before = restarts_before.get(*unit).copied();
         match m.systemd.unit_state(unit).await {
             Ok(s) if s.is_active() && before.is_none_or(|b| s.n_restarts <= b) => {
                 records.push(StepRecord::new(
@@ -357,7 +368,12 @@ pub async fn verify<S: Systemd, F, H: Health, K>(
     if failure.is_some() {
         return (records, failure);
     }
-    for (unit, spec) in &desired.manifest.units {
+    for (unit, spec) in desired
+        .manifest
+        .units
+        .iter()
+        .filter(|(u, _)| units.contains(u))
+    {
         let Some(health) = &spec.health else { continue };
         let within = crate::definition::duration_or(health.within.as_deref().unwrap_or("10s"), 10);
         match m.health.check(health, within).await {

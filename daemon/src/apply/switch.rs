@@ -43,6 +43,7 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
     target: Option<&Generation>,
     previous: Option<&Generation>,
     settle: Duration,
+    repair_drift: bool,
 ) -> Converged {
     let empty = Generation::default();
     let desired = target.unwrap_or(&empty);
@@ -59,8 +60,12 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
             };
         }
     };
-    let plan = plan(desired, previous, &snapshot);
+    let mut plan = plan(desired, previous, &snapshot);
     let drift = plan.drift();
+    if !repair_drift {
+        // On hold: what the definition changes still lands; what was changed by hand stays.
+        plan.steps.retain(|s| !s.drift);
+    }
     match store.current() {
         Ok(cur) if cur == id_of(target) => {}
         _ => {
@@ -101,7 +106,7 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
             drift,
         };
     }
-    let (records, failure) = verify(m, desired, &plan, settle).await;
+    let (records, failure) = verify(m, desired, &plan, settle, repair_drift).await;
     steps.extend(records);
     Converged {
         steps,
@@ -111,6 +116,7 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
 }
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
+/// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
 pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
     m: Machine<'_, S, F, H, K>,
     store: &Store,
@@ -118,8 +124,9 @@ pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
     to: Option<&Generation>,
     from: Option<&Generation>,
     settle: Duration,
+    repair_drift: bool,
 ) -> SwitchReport {
-    let forward = converge(m, store, owned, to, from, settle).await;
+    let forward = converge(m, store, owned, to, from, settle, repair_drift).await;
     let mut report = SwitchReport {
         steps: forward.steps,
         failure: forward.failure,
@@ -132,7 +139,7 @@ pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
     if report.failure.is_none() || id_of(to) == id_of(from) || !touched {
         return report;
     }
-    let back = converge(m, store, owned, from, to, settle).await;
+    let back = converge(m, store, owned, from, to, settle, repair_drift).await;
     report.steps.extend(back.steps);
     report.rolled_back = true;
     report.rollback_failure = back.failure;

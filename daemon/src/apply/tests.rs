@@ -63,6 +63,7 @@ impl World {
             to,
             from,
             Duration::ZERO,
+            true,
         )
         .await
     }
@@ -220,6 +221,44 @@ async fn dropped_units_and_files_are_removed_and_originals_restored() {
     );
     drop(s);
     assert!(w.owned.files.is_empty() && w.owned.units.is_empty());
+}
+
+#[tokio::test]
+async fn on_hold_definition_changes_land_and_drift_stays() {
+    let mut w = World::new();
+    let g1 = w.build(V1);
+    let _ = w.switch(Some(&g1), None).await;
+    w.host
+        .state()
+        .files
+        .insert("/etc/motd".into(), (b"experiment\n".to_vec(), 0o644, 0, 0));
+    w.host.stop_by_hand("other.service");
+    let g2 = w.build(&V1.replace("a=1", "a=2"));
+    let r = switch(
+        machine(&w.host),
+        &w.store,
+        &mut w.owned,
+        Some(&g2),
+        Some(&g1),
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    assert_eq!(r.drift.len(), 2, "drift is still reported: {:?}", r.drift);
+    let content = |p: &str| w.host.state().files.get(Path::new(p)).map(|f| f.0.clone());
+    assert_eq!(content("/etc/motd"), Some(b"experiment\n".to_vec()));
+    assert_eq!(content("/etc/app.conf"), Some(b"a=2\n".to_vec()));
+    assert!(
+        w.host.running("other.service").is_none(),
+        "stopped by hand, left stopped"
+    );
+    let r = w.switch(Some(&g2), Some(&g2)).await;
+    assert_eq!(r.failure, None);
+    assert!(
+        w.host.running("other.service").is_some(),
+        "restored once the hold is over"
+    );
 }
 
 #[tokio::test]

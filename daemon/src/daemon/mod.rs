@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-pub use pass::{Daemon, PlanView};
+pub use pass::{Daemon, Hold, HoldChange, PlanView};
 
 use crate::state::Operation;
 
@@ -90,6 +90,8 @@ pub struct Status {
     pub definition_problem: Option<String>,
     /// Digest over what the current generation manages.
     pub digest: Option<String>,
+    /// Experiment mode: drift repair paused until then.
+    pub hold: Option<Hold>,
 }
 
 /// Prometheus counters.
@@ -136,6 +138,11 @@ pub enum Request {
     Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
     /// Compute what the next pass would do.
     Plan(oneshot::Sender<Result<PlanView, String>>),
+    /// Start or end experiment mode.
+    Hold(
+        HoldChange,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 /// Wake-ups from the watcher and signals, coalesced.
@@ -171,9 +178,8 @@ pub async fn run_loop(
     mut requests: mpsc::Receiver<Request>,
     shutdown: Arc<Notify>,
 ) {
-    let mut interval = daemon.interval();
-    let mut next = tokio::time::Instant::now() + interval;
-    daemon.set_next_pass(interval);
+    let mut next = tokio::time::Instant::now() + daemon.next_wait();
+    daemon.set_next_pass(daemon.next_wait());
     loop {
         let trigger = tokio::select! {
             biased;
@@ -183,16 +189,19 @@ pub async fn run_loop(
                     Request::Apply(reply) => { let _ = reply.send(Ok(daemon.pass(Trigger::Cli, true).await)); }
                     Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
                     Request::Plan(reply) => { let _ = reply.send(daemon.plan().await); }
+                    Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await); }
                 }
+                // A hold moves the moment its end must be acted on.
+                next = tokio::time::Instant::now() + daemon.next_wait();
+                daemon.set_next_pass(daemon.next_wait());
                 continue;
             }
             why = wake.wait() => why,
             _ = tokio::time::sleep_until(next) => Trigger::Timer,
         };
         daemon.pass(trigger, false).await;
-        interval = daemon.interval();
-        next = tokio::time::Instant::now() + interval;
-        daemon.set_next_pass(interval);
+        next = tokio::time::Instant::now() + daemon.next_wait();
+        daemon.set_next_pass(daemon.next_wait());
     }
 }
 

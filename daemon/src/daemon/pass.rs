@@ -47,6 +47,36 @@ pub struct Daemon {
     interval: Duration,
     settle: Duration,
     keep: usize,
+    hold: Option<Hold>,
+}
+
+/// Experiment mode: drift repair paused until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Hold {
+    /// When drift repair resumes (RFC 3339).
+    pub until: String,
+    /// Why, as the operator said.
+    pub reason: Option<String>,
+}
+
+/// What `strackt hold` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum HoldChange {
+    /// Pause drift repair for this long.
+    For {
+        /// Seconds.
+        seconds: u64,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// End the hold now (the pass that follows restores everything).
+    Release,
+}
+
+fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
 }
 
 fn now() -> String {
@@ -101,6 +131,66 @@ impl Daemon {
             interval: Duration::from_secs(300),
             settle: Duration::from_secs(1),
             keep: 10,
+            hold: None,
+        }
+    }
+
+    /// Whether drift repair is paused right now.
+    fn held(&self) -> bool {
+        self.hold
+            .as_ref()
+            .and_then(|h| parse_time(&h.until))
+            .is_some_and(|until| until > chrono::Utc::now())
+    }
+
+    /// Time until the next pass: the reconcile interval, or sooner when a hold ends, so what was
+    /// changed during the experiment is put back as soon as it is over.
+    pub fn next_wait(&self) -> Duration {
+        let hold_left = self
+            .hold
+            .as_ref()
+            .and_then(|h| parse_time(&h.until))
+            .and_then(|until| (until - chrono::Utc::now()).to_std().ok());
+        match hold_left {
+            Some(left) => self.interval.min(left + Duration::from_millis(50)),
+            None => self.interval,
+        }
+    }
+
+    async fn save_hold(&mut self, hold: Option<Hold>) -> Result<(), String> {
+        let stored = hold
+            .as_ref()
+            .map(|h| serde_json::to_string(h).unwrap_or_default());
+        self.state
+            .call(move |s| s.set_meta("hold", stored.as_deref()))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.status.send_modify(|s| s.hold = hold.clone());
+        self.hold = hold;
+        Ok(())
+    }
+
+    /// Start or end experiment mode. Ending it runs a pass at once and returns it.
+    ///
+    /// # Errors
+    /// When the state cannot be saved.
+    pub async fn set_hold(&mut self, change: HoldChange) -> Result<serde_json::Value, String> {
+        match change {
+            HoldChange::For { seconds, reason } => {
+                let until = chrono::Utc::now() + chrono::Duration::seconds(seconds as i64);
+                let hold = Hold {
+                    until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    reason,
+                };
+                self.save_hold(Some(hold.clone())).await?;
+                tracing::info!("hold: drift repair paused until {}", hold.until);
+                serde_json::to_value(hold).map_err(|e| e.to_string())
+            }
+            HoldChange::Release => {
+                self.save_hold(None).await?;
+                let op = self.pass(super::Trigger::Cli, false).await;
+                serde_json::to_value(op).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -120,6 +210,7 @@ impl Daemon {
                     target,
                     from,
                     self.settle,
+                    !self.held(),
                 )
                 .await
             }
@@ -137,11 +228,6 @@ impl Daemon {
             health: &self.health,
             sysctl: &ProcSysctl,
         }
-    }
-
-    /// The reconcile period from the last definition read.
-    pub fn interval(&self) -> Duration {
-        self.interval
     }
 
     /// Publish when the timer fires next.
@@ -177,6 +263,11 @@ impl Daemon {
     /// switch), then run the startup pass.
     pub async fn startup(&mut self) {
         self.store.clean_leftovers();
+        if let Ok(Some(text)) = self.state.call(|s| s.meta("hold")).await {
+            self.hold = serde_json::from_str(&text).ok();
+            let hold = self.hold.clone();
+            self.status.send_modify(|s| s.hold = hold);
+        }
         let cur = self.store.current().ok().flatten();
         let t = now();
         let unfinished = self
@@ -324,6 +415,12 @@ impl Daemon {
     pub async fn pass(&mut self, trigger: Trigger, retry: bool) -> Operation {
         let started = Instant::now();
         let started_at = now();
+        if self.hold.is_some() && !self.held() {
+            // The hold is over: this pass puts back what was changed during it.
+            if let Err(e) = self.save_hold(None).await {
+                tracing::error!("ending the hold: {e}");
+            }
+        }
         let def = match self.load_definition() {
             Ok(d) => d,
             Err(problem) => {
@@ -416,10 +513,16 @@ impl Daemon {
             .any(|s| s.action != "verify" && s.action != "health");
         let mut op = Self::op(None, "drift", trigger, Some(id), started, started_at);
         op.steps = report.steps;
-        op.summary = if report.drift.is_empty() {
-            "no drift".into()
-        } else {
-            format!("drift repaired: {}", report.drift.join("; "))
+        op.summary = match (report.drift.is_empty(), &self.hold) {
+            (true, _) => "no drift".into(),
+            (false, Some(h)) if self.held() => {
+                format!(
+                    "on hold until {}: drift left in place: {}",
+                    h.until,
+                    report.drift.join("; ")
+                )
+            }
+            (false, _) => format!("drift repaired: {}", report.drift.join("; ")),
         };
         if let Some(f) = report.failure {
             op.outcome = "failed".into();

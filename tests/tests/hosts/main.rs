@@ -11,6 +11,7 @@ mod crash;
 mod drift;
 mod failure;
 mod first_apply;
+mod hold;
 mod http;
 mod ownership;
 mod package;
