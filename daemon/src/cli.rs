@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, conflicts_with = "duration")]
         release: bool,
     },
+    /// Print the definition of the current generation: given to a fresh server, it rebuilds
+    /// the same managed state (compare `strackt status --json` digests).
+    Export {
+        /// Write it here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the definition format.
     Schema,
 }
@@ -83,6 +90,21 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Daemon => run_daemon(paths),
         Command::Check { file } => check(file.unwrap_or(paths.definition), cli.json),
+        Command::Export { output } => {
+            let path = paths.root.join("current/definition.yaml");
+            let text = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {} (has strackt applied a generation yet?)",
+                    path.display()
+                )
+            })?;
+            match output {
+                Some(out) => crate::host::files::atomic_write(&out, &text, 0o600, 0, 0)
+                    .with_context(|| format!("writing {}", out.display()))?,
+                None => std::io::stdout().write_all(&text)?,
+            }
+            Ok(0)
+        }
         Command::Schema => {
             println!(
                 "{}",

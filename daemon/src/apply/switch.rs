@@ -8,7 +8,7 @@ use crate::generation::{Generation, Store};
 use crate::host::health::Health;
 use crate::host::sysctl::Sysctl;
 use crate::host::{Files, Systemd};
-use crate::plan::plan;
+use crate::plan::{plan, state_digest};
 
 /// What a switch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,14 +21,19 @@ pub struct SwitchReport {
     pub rolled_back: bool,
     /// Why switching back failed too, if it did.
     pub rollback_failure: Option<String>,
-    /// Drift that was repaired, described.
+    /// Drift that was repaired (or, on hold, found), described.
     pub drift: Vec<String>,
+    /// Digest of the managed state the host ended in, when the switch (or the way back)
+    /// succeeded.
+    pub digest: Option<String>,
 }
 
+#[derive(Default)]
 struct Converged {
     steps: Vec<StepRecord>,
     failure: Option<String>,
     drift: Vec<String>,
+    digest: Option<String>,
 }
 
 fn id_of(g: Option<&Generation>) -> Option<u64> {
@@ -56,7 +61,7 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
             return Converged {
                 steps,
                 failure: Some(msg),
-                drift: vec![],
+                ..Converged::default()
             };
         }
     };
@@ -77,6 +82,7 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
                     steps,
                     failure: Some(msg),
                     drift,
+                    digest: None,
                 };
             }
             steps.push(StepRecord::new(
@@ -95,23 +101,35 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
             steps,
             failure,
             drift,
+            digest: None,
         };
     }
     // A new generation is always verified (its health probes may be all that changed); a
     // drift pass that changed nothing has nothing to prove.
     if plan.is_empty() && id_of(target) == id_of(previous) {
+        let digest = Some(state_digest(desired, &snapshot));
         return Converged {
             steps,
             failure: None,
             drift,
+            digest,
         };
     }
     let (records, failure) = verify(m, desired, &plan, settle, repair_drift).await;
     steps.extend(records);
+    // The host changed: the digest is of what it is now, read again.
+    let digest = match failure {
+        None => observe(m, desired, owned, store.root())
+            .await
+            .ok()
+            .map(|after| state_digest(desired, &after)),
+        Some(_) => None,
+    };
     Converged {
         steps,
         failure,
         drift,
+        digest,
     }
 }
 
@@ -131,6 +149,7 @@ pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
         steps: forward.steps,
         failure: forward.failure,
         drift: forward.drift,
+        digest: forward.digest,
         ..SwitchReport::default()
     };
     // Nothing done (observing the host failed, or the flip itself): the host is exactly as it
@@ -143,5 +162,6 @@ pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
     report.steps.extend(back.steps);
     report.rolled_back = true;
     report.rollback_failure = back.failure;
+    report.digest = back.digest;
     report
 }

@@ -83,12 +83,6 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Digest over what a generation manages (its manifest without id and time).
-fn digest(g: &Generation) -> String {
-    let body = serde_json::to_vec(&(&g.manifest.files, &g.manifest.units)).unwrap_or_default();
-    sha256_hex(&body)
-}
-
 /// One line describing what changed.
 fn summarize(steps: &[StepRecord]) -> String {
     let changed: Vec<String> = steps
@@ -533,7 +527,9 @@ impl Daemon {
         }
         self.status.send_modify(|s| {
             s.current_generation = Some(id);
-            s.digest = Some(digest(&cur));
+            if report.digest.is_some() {
+                s.digest = report.digest.clone();
+            }
             s.drift = report.drift.clone();
         });
         // Passes that found nothing are not worth a row in the log unless a user asked.
@@ -645,6 +641,7 @@ impl Daemon {
         let started_at = now();
         let mut op = Self::op(op_id, kind, trigger, Some(id), started, &started_at);
         op.summary = summarize(&report.steps);
+        let digest = report.digest.clone();
         op.steps = report.steps;
         let t = now();
         match (&report.failure, report.rolled_back) {
@@ -718,7 +715,7 @@ impl Daemon {
         let cur = self.current().ok().flatten();
         self.status.send_modify(|s| {
             s.current_generation = cur.as_ref().map(|g| g.manifest.id);
-            s.digest = cur.as_ref().map(digest);
+            s.digest = digest;
             s.drift.clear();
         });
         self.finish_op(op, true).await

@@ -5,6 +5,7 @@
 //! the definition, write files, write unit files, daemon-reload, settings, enable, reload,
 //! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
+mod digest;
 mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use digest::state_digest;
 pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;

@@ -9,6 +9,7 @@ mod broken;
 mod changes;
 mod crash;
 mod drift;
+mod export;
 mod failure;
 mod first_apply;
 mod hold;
