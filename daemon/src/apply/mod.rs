@@ -16,14 +16,16 @@ use serde::Serialize;
 pub use ownership::Ownership;
 
 use crate::generation::{Generation, Store};
+use crate::host::files::sha256_hex;
+use crate::host::firewall::Firewall;
 use crate::host::health::Health;
 use crate::host::sysctl::Sysctl;
 use crate::host::{Files, HostError, JobKind, Systemd};
-use crate::plan::{Action, HostSnapshot, Plan, UNIT_DIR};
+use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
 
 /// The host subsystems a pass works through.
 #[derive(Debug)]
-pub struct Machine<'a, S, F, H, K> {
+pub struct Machine<'a, S, F, H, K, W> {
     /// The service manager.
     pub systemd: &'a S,
     /// The filesystem.
@@ -32,14 +34,16 @@ pub struct Machine<'a, S, F, H, K> {
     pub health: &'a H,
     /// Kernel parameters.
     pub sysctl: &'a K,
+    /// The packet filter.
+    pub firewall: &'a W,
 }
 
-impl<S, F, H, K> Clone for Machine<'_, S, F, H, K> {
+impl<S, F, H, K, W> Clone for Machine<'_, S, F, H, K, W> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S, F, H, K> Copy for Machine<'_, S, F, H, K> {}
+impl<S, F, H, K, W> Copy for Machine<'_, S, F, H, K, W> {}
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -84,8 +88,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H, K: Sysctl>(
-    m: Machine<'_, S, F, H, K>,
+pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
+    m: Machine<'_, S, F, H, K, W>,
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
@@ -113,6 +117,14 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl>(
             .insert(format!("user:{}", spec.owner), m.files.uid(&spec.owner)?);
         snap.ids
             .insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
+    }
+    if let Some(ruleset) = &desired.firewall {
+        // nft -c before anything changes: a ruleset the kernel would refuse fails here.
+        m.firewall.check(ruleset)?;
+    }
+    snap.firewall_applied = owned.firewall.clone();
+    if desired.firewall.is_some() || owned.firewall.is_some() {
+        snap.firewall_live = m.firewall.listing()?.map(|l| sha256_hex(l.as_bytes()));
     }
     for key in desired.manifest.sysctl.keys() {
         let value = m.sysctl.get(key)?.ok_or_else(|| HostError::UnknownName {
@@ -143,8 +155,8 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl>(
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H, K: Sysctl>(
-    m: Machine<'_, S, F, H, K>,
+pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
+    m: Machine<'_, S, F, H, K, W>,
     plan: &Plan,
     store: &Store,
     source: Option<&Generation>,
@@ -221,8 +233,8 @@ fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecor
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H, K: Sysctl>(
-    m: Machine<'_, S, F, H, K>,
+async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
+    m: Machine<'_, S, F, H, K, W>,
     action: &Action,
     store: &Store,
     source: Option<&Generation>,
@@ -239,6 +251,28 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl>(
         Action::Enable { unit } => m.systemd.enable(std::slice::from_ref(unit)).await,
         Action::DaemonReload => m.systemd.daemon_reload().await,
         Action::SetSysctl { key, value } => m.sysctl.set(key, value),
+        Action::ApplyFirewall => {
+            let ruleset = source
+                .and_then(|g| g.firewall.as_deref())
+                .unwrap_or_default();
+            // Owned before it is applied, like files: a crash between the two must not leave a
+            // table strackt does not know it has to put back or remove.
+            let pending = FirewallRecord {
+                ruleset: sha256_hex(ruleset.as_bytes()),
+                listing: String::new(),
+            };
+            owned.record_firewall(Some(pending.clone()))?;
+            m.firewall.apply(ruleset)?;
+            let listing = m.firewall.listing()?.unwrap_or_default();
+            owned.record_firewall(Some(FirewallRecord {
+                listing: sha256_hex(listing.as_bytes()),
+                ..pending
+            }))
+        }
+        Action::RemoveFirewall => {
+            m.firewall.remove()?;
+            owned.record_firewall(None)
+        }
         Action::RemoveUnit { unit } => {
             m.files.remove(&unit_path(unit))?;
             owned.forget_unit(unit)
@@ -297,8 +331,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl>(
 /// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health, K>(
-    m: Machine<'_, S, F, H, K>,
+pub async fn verify<S: Systemd, F, H: Health, K, W>(
+    m: Machine<'_, S, F, H, K, W>,
     desired: &Generation,
     plan: &Plan,
     settle: Duration,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::files::atomic_write;
 use crate::host::HostError;
+use crate::plan::FirewallRecord;
 
 /// The ownership record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +18,9 @@ pub struct Ownership {
     pub files: BTreeSet<String>,
     /// Unit files strackt wrote.
     pub units: BTreeSet<String>,
+    /// The firewall strackt applied to its nftables table.
+    #[serde(default)]
+    pub firewall: Option<FirewallRecord>,
     #[serde(skip)]
     path: Option<PathBuf>,
 }
@@ -82,6 +86,13 @@ impl Ownership {
         } else {
             Ok(())
         }
+    }
+    pub(crate) fn record_firewall(
+        &mut self,
+        record: Option<FirewallRecord>,
+    ) -> Result<(), HostError> {
+        self.firewall = record;
+        self.save()
     }
     pub(crate) fn forget_unit(&mut self, unit: &str) -> Result<(), HostError> {
         if self.units.remove(unit) {

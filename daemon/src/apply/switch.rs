@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
+use crate::host::firewall::Firewall;
 use crate::host::health::Health;
 use crate::host::sysctl::Sysctl;
 use crate::host::{Files, Systemd};
@@ -41,8 +42,8 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 }
 
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
-async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
-    m: Machine<'_, S, F, H, K>,
+async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall>(
+    m: Machine<'_, S, F, H, K, W>,
     store: &Store,
     owned: &mut Ownership,
     target: Option<&Generation>,
@@ -135,8 +136,8 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl>(
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
 /// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
-pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl>(
-    m: Machine<'_, S, F, H, K>,
+pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall>(
+    m: Machine<'_, S, F, H, K, W>,
     store: &Store,
     owned: &mut Ownership,
     to: Option<&Generation>,

@@ -12,12 +12,13 @@ use crate::generation::{render, Store};
 use crate::host::fake::FakeHost;
 use crate::plan::plan;
 
-fn machine(h: &FakeHost) -> Machine<'_, FakeHost, FakeHost, FakeHost, FakeHost> {
+fn machine(h: &FakeHost) -> Machine<'_, FakeHost, FakeHost, FakeHost, FakeHost, FakeHost> {
     Machine {
         systemd: h,
         files: h,
         health: h,
         sysctl: h,
+        firewall: h,
     }
 }
 
@@ -411,4 +412,39 @@ async fn an_unknown_sysctl_key_fails_before_the_host_is_touched_and_a_read_only_
         "rolled back live"
     );
     assert_eq!(w.store.current().expect("current"), Some(1));
+}
+
+const FIREWALL: &str = "version: 1\nfirewall:\n  allow:\n    - { port: 22 }\nservices:\n  other: { exec: /bin/sleep 100 }\n";
+
+#[tokio::test]
+async fn the_firewall_is_applied_repaired_rolled_back_and_removed() {
+    let mut w = World::new();
+    let g1 = w.build(FIREWALL);
+    let r = w.switch(Some(&g1), None).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    let applied = w.host.state().nft_table.clone().expect("table applied");
+    assert!(w.plan_for(&g1).await.is_empty());
+    // Drift: flushed by hand.
+    w.host.state().nft_table = Some("flushed".into());
+    let r = w.switch(Some(&g1), Some(&g1)).await;
+    assert_eq!(
+        r.drift,
+        vec!["apply-firewall inet strackt: rules changed by hand".to_string()]
+    );
+    assert_eq!(w.host.state().nft_table.as_ref(), Some(&applied));
+    // A new ruleset whose switch fails elsewhere: the old ruleset comes back.
+    let g2 = w.build(
+        &FIREWALL
+            .replace("port: 22", "port: 2222")
+            .replace("/bin/sleep 100", "/bin/false"),
+    );
+    let r = w.switch(Some(&g2), Some(&g1)).await;
+    assert!(r.rolled_back && r.rollback_failure.is_none(), "{r:?}");
+    assert_eq!(w.host.state().nft_table.as_ref(), Some(&applied));
+    // Dropped from the definition: strackt's table goes.
+    let g3 = w.build("version: 1\n");
+    let r = w.switch(Some(&g3), Some(&g1)).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    assert_eq!(w.host.state().nft_table, None);
+    assert_eq!(w.owned.firewall, None);
 }

@@ -12,6 +12,7 @@ use crate::apply::{observe, Machine, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::{sha256_hex, RealFiles};
+use crate::host::firewall::Nft;
 use crate::host::health::RealHealth;
 use crate::host::sysctl::ProcSysctl;
 use crate::host::systemd::DbusSystemd;
@@ -215,12 +216,13 @@ impl Daemon {
         }
     }
 
-    fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl> {
+    fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft> {
         Machine {
             systemd: &self.systemd,
             files: &self.files,
             health: &self.health,
             sysctl: &ProcSysctl,
+            firewall: &Nft,
         }
     }
 
@@ -843,13 +845,7 @@ impl Daemon {
             (Some(c), true) => (c.clone(), "current"),
             _ => {
                 let r = render(&def);
-                (
-                    Generation {
-                        manifest: r.manifest,
-                        unit_texts: r.units,
-                    },
-                    "new",
-                )
+                (r.generation(), "new")
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;

@@ -39,6 +39,130 @@ pub struct Definition {
     /// Settings that keep the server running (kernel parameters).
     #[serde(default)]
     pub settings: SettingsSpec,
+    /// Incoming traffic rules, kept in strackt's own nftables table (`inet strackt`).
+    #[serde(default)]
+    pub firewall: Option<FirewallSpec>,
+}
+
+/// The `firewall:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallSpec {
+    /// What happens to incoming traffic no rule allows: `drop` (default) or `accept`.
+    /// Loopback, established connections and ICMP are always accepted.
+    #[serde(default = "default_policy")]
+    pub input: Policy,
+    /// Allowed incoming traffic.
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+}
+
+fn default_policy() -> Policy {
+    Policy::Drop
+}
+
+/// A chain policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Accept.
+    Accept,
+    /// Drop.
+    Drop,
+}
+
+/// One allow rule: a port or range, a protocol, optional sources (IPv4 and IPv6 CIDRs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// A port (`22`) or a range (`"8000-8100"`).
+    pub port: PortSpec,
+    /// `tcp` (default) or `udp`.
+    #[serde(default = "default_proto")]
+    pub proto: Proto,
+    /// Source networks; empty means from anywhere.
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+fn default_proto() -> Proto {
+    Proto::Tcp
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// As nft writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// A port number or a `"LOW-HIGH"` range as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortSpec {
+    /// One port.
+    Number(i64),
+    /// A range `"8000-8100"` (or one port as a string).
+    Text(String),
+}
+
+impl PortSpec {
+    /// The inclusive range, if valid (1–65535, low ≤ high).
+    pub fn range(&self) -> Option<(u16, u16)> {
+        let ok = |n: i64| u16::try_from(n).ok().filter(|p| *p > 0);
+        match self {
+            PortSpec::Number(n) => ok(*n).map(|p| (p, p)),
+            PortSpec::Text(t) => {
+                let (a, b) = t.split_once('-').unwrap_or((t, t));
+                let (a, b) = (ok(a.trim().parse().ok()?)?, ok(b.trim().parse().ok()?)?);
+                (a <= b).then_some((a, b))
+            }
+        }
+    }
+}
+
+/// Parse a CIDR (`10.0.0.0/8`, `2001:db8::/32`, or a bare address); `None` when invalid or
+/// when bits are set beyond the prefix (a likely typo).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a.parse::<std::net::IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = text.parse::<std::net::IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let bits = match addr {
+        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return None;
+    }
+    let host_bits = if len == 0 {
+        u128::MAX
+    } else {
+        u128::MAX >> len
+    };
+    let host_bits = if addr.is_ipv4() {
+        host_bits & (u128::MAX << 96)
+    } else {
+        host_bits
+    };
+    (bits & host_bits == 0).then_some((addr, len))
 }
 
 /// The `settings:` section.
@@ -371,8 +495,8 @@ mod published {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../definitions/schema.json"),
         )
         .expect("definitions/schema.json");
-        assert_eq!(
-            have, want,
+        assert!(
+            have == want,
             "definitions/schema.json is stale: run `strackt schema > definitions/schema.json`"
         );
     }
@@ -393,5 +517,23 @@ mod published {
             }
         }
         assert!(seen > 0, "no examples found in {}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod cidr {
+    use super::parse_cidr;
+
+    #[test]
+    fn cidrs_with_bits_past_the_prefix_are_refused() {
+        assert!(parse_cidr("10.0.0.0/8").is_some());
+        assert!(parse_cidr("0.0.0.0/0").is_some());
+        assert!(parse_cidr("192.0.2.7").is_some());
+        assert!(parse_cidr("2001:db8::/32").is_some());
+        assert!(parse_cidr("::/0").is_some());
+        assert!(parse_cidr("10.0.0.1/8").is_none());
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("2001:db8::1/32").is_none());
+        assert!(parse_cidr("nonsense").is_none());
     }
 }

@@ -15,7 +15,9 @@ use super::validate::validate;
 use super::{render_path, Definition, DefinitionError, Problem, Seg, ValidatedDefinition};
 
 /// The top-level keys, in the order the schema documents them.
-const SECTIONS: &[&str] = &["version", "strackt", "files", "services", "settings"];
+const SECTIONS: &[&str] = &[
+    "version", "strackt", "files", "services", "settings", "firewall",
+];
 
 /// Collects problems with their positions.
 pub(crate) struct Problems<'a> {
@@ -136,6 +138,7 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             }
             "files" => def.files = section(v, &path, problems),
             "services" => def.services = section(v, &path, problems),
+            "firewall" => def.firewall = entry(v, &path, problems),
             "settings" => {
                 if let Some(s) = entry(v, &path, problems) {
                     def.settings = s;

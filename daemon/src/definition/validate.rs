@@ -123,6 +123,26 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     for (name, spec) in &def.services {
         check_service(def, name, spec, problems);
     }
+    if let Some(fw) = &def.firewall {
+        for (i, rule) in fw.allow.iter().enumerate() {
+            let at = |field: &str| {
+                let mut p = key(&["firewall", "allow"]);
+                p.push(Seg::Index(i));
+                p.push(Seg::Key(field.into()));
+                p
+            };
+            if rule.port.range().is_none() {
+                problems.at(&at("port"), "not a port (1-65535) or a range \"LOW-HIGH\"");
+            }
+            for (j, cidr) in rule.from.iter().enumerate() {
+                if super::parse_cidr(cidr).is_none() {
+                    let mut p = at("from");
+                    p.push(Seg::Index(j));
+                    problems.at(&p, format!("{cidr:?} is not a network (e.g. 10.0.0.0/8, 2001:db8::/32; no bits set past the prefix)"));
+                }
+            }
+        }
+    }
     for (name, value) in &def.settings.sysctl {
         let at = key(&["settings", "sysctl", name]);
         let segments_ok = name.split('.').count() >= 2
@@ -517,6 +537,30 @@ bogus: 1
             "only the sysctl file is refused, /etc/groups.conf is not /etc/group: {got:?}"
         );
         assert!(got[0].contains("settings.sysctl"), "{got:?}");
+    }
+
+    #[test]
+    fn firewall_ports_and_networks_are_checked() {
+        let ok = "version: 1\nfirewall:\n  input: drop\n  allow:\n    - { port: 22 }\n    - { port: \"8000-8100\", proto: udp, from: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.7] }\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let got = problems("version: 1\nfirewall:\n  allow:\n    - { port: 0 }\n    - { port: \"9-1\" }\n    - { port: 1, from: [10.0.0.1/8, 300.0.0.0/8] }\n    - { port: 1, proto: icmp }\n");
+        assert!(
+            got.iter().any(|g| g
+                .starts_with("server.yaml:7:25: firewall.allow[3].proto: unknown variant `icmp`")),
+            "{got:#?}"
+        );
+        let fixed = problems("version: 1\nfirewall:\n  allow:\n    - { port: 0 }\n    - { port: \"9-1\" }\n    - { port: 1, from: [10.0.0.1/8, 300.0.0.0/8] }\n");
+        assert_eq!(fixed.len(), 4, "{fixed:#?}");
+        assert!(
+            fixed[0].starts_with("server.yaml:4:15: firewall.allow[0].port: not a port"),
+            "{fixed:#?}"
+        );
+        assert!(
+            fixed[2].starts_with(
+                "server.yaml:6:25: firewall.allow[2].from[0]: \"10.0.0.1/8\" is not a network"
+            ),
+            "{fixed:#?}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-pub use render::{render, ManagedFile, ManagedUnit, Manifest, Rendered};
+pub use render::{render, ManagedFile, ManagedUnit, Manifest, Rendered, FIREWALL_TABLE};
 
 use crate::definition::generation_relative;
 use crate::host::files::{atomic_write, fsync_dir};
@@ -30,6 +30,8 @@ pub struct Generation {
     pub manifest: Manifest,
     /// Texts of the units strackt writes, by unit name.
     pub unit_texts: std::collections::BTreeMap<String, String>,
+    /// The nftables ruleset, when the generation has a firewall.
+    pub firewall: Option<String>,
 }
 
 /// strackt's state directory.
@@ -99,6 +101,9 @@ impl Store {
                     0,
                     0,
                 )?;
+            }
+            if let Some(rules) = &rendered.firewall {
+                atomic_write(&staging.join("firewall.nft"), rules.as_bytes(), 0o644, 0, 0)?;
             }
             for (unit, text) in &rendered.units {
                 atomic_write(
@@ -190,9 +195,17 @@ impl Store {
                 );
             }
         }
+        let firewall = match &manifest.firewall {
+            Some(_) => {
+                let p = dir.join("firewall.nft");
+                Some(fs::read_to_string(&p).map_err(io("read", &p))?)
+            }
+            None => None,
+        };
         Ok(Generation {
             manifest,
             unit_texts,
+            firewall,
         })
     }
 

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{unit_name, HealthSpec, ServiceSpec, ValidatedDefinition, SYSCTL_FILE};
+use crate::definition::{
+    parse_cidr, unit_name, FirewallSpec, HealthSpec, Policy, ServiceSpec, ValidatedDefinition,
+    SYSCTL_FILE,
+};
 use crate::host::files::sha256_hex;
 
 /// The description of one generation, stored as `manifest.json` inside it.
@@ -23,6 +26,9 @@ pub struct Manifest {
     /// Kernel parameters set live (and written to `SYSCTL_FILE`), normalized values.
     #[serde(default)]
     pub sysctl: BTreeMap<String, String>,
+    /// SHA-256 of `firewall.nft`, when the generation has a firewall.
+    #[serde(default)]
+    pub firewall: Option<String>,
 }
 
 /// A file as a generation wants it.
@@ -65,6 +71,19 @@ pub struct Rendered {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Unit file texts by unit name (only units strackt writes).
     pub units: BTreeMap<String, String>,
+    /// The nftables ruleset (`firewall.nft`), when the definition has a firewall.
+    pub firewall: Option<String>,
+}
+
+impl Rendered {
+    /// The generation this renders to, as the planner sees it (before it is built).
+    pub fn generation(&self) -> super::Generation {
+        super::Generation {
+            manifest: self.manifest.clone(),
+            unit_texts: self.units.clone(),
+            firewall: self.firewall.clone(),
+        }
+    }
 }
 
 /// Render a validated definition into generation content. Pure and deterministic: the same
@@ -132,12 +151,66 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
             units.insert(unit, text);
         }
     }
+    let firewall = d.firewall.as_ref().map(firewall_text);
+    manifest.firewall = firewall.as_deref().map(|t| sha256_hex(t.as_bytes()));
     Rendered {
         manifest,
         definition: def.source().to_string(),
         files,
         units,
+        firewall,
     }
+}
+
+/// The nftables table strackt owns; nothing outside it is ever touched.
+pub const FIREWALL_TABLE: &str = "inet strackt";
+
+/// strackt's table as one `nft -f` transaction: declaring the table first makes the delete
+/// valid when it does not exist yet, so the whole file replaces the table atomically.
+fn firewall_text(fw: &FirewallSpec) -> String {
+    let policy = match fw.input {
+        Policy::Accept => "accept",
+        Policy::Drop => "drop",
+    };
+    let mut t = format!("# Written by strackt from firewall: in /etc/strackt/server.yaml.\ntable {FIREWALL_TABLE}\ndelete table {FIREWALL_TABLE}\n");
+    t.push_str(&format!("table {FIREWALL_TABLE} {{\n\tchain input {{\n\t\ttype filter hook input priority filter; policy {policy};\n"));
+    // Always open: replies to our own traffic, loopback, and ICMP (path MTU, neighbour
+    // discovery) — dropping these breaks a server in ways no allow rule can fix. ICMP is
+    // written by number (1, 58): the names need /etc/protocols, absent on minimal systems.
+    t.push_str("\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tiif \"lo\" accept\n\t\tmeta l4proto { 1, 58 } accept\n");
+    for rule in &fw.allow {
+        let Some((lo, hi)) = rule.port.range() else {
+            continue;
+        };
+        let ports = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        let proto = rule.proto.as_str();
+        if rule.from.is_empty() {
+            t.push_str(&format!("\t\t{proto} dport {ports} accept\n"));
+            continue;
+        }
+        let (v4, v6): (Vec<&String>, Vec<&String>) = rule
+            .from
+            .iter()
+            .partition(|c| parse_cidr(c).is_some_and(|(a, _)| a.is_ipv4()));
+        for (family, nets) in [("ip", v4), ("ip6", v6)] {
+            if !nets.is_empty() {
+                let set = nets
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                t.push_str(&format!(
+                    "\t\t{family} saddr {{ {set} }} {proto} dport {ports} accept\n"
+                ));
+            }
+        }
+    }
+    t.push_str("\t}\n}\n");
+    t
 }
 
 /// Quote a value for `Environment="…"`: systemd unquotes C-style, and `%` starts a specifier.
@@ -217,5 +290,28 @@ mod tests {
         );
         assert!(a.manifest.units["cron.service"].sha256.is_none());
         assert!(!a.units.contains_key("cron.service"));
+        assert_eq!(a.firewall, None);
+    }
+
+    #[test]
+    fn renders_the_firewall_table() {
+        let src = "version: 1\nfirewall:\n  allow:\n    - { port: 22 }\n    - { port: \"8000-8100\", proto: udp, from: [10.0.0.0/8, \"2001:db8::/32\"] }\n";
+        let r = render(&parse(src, Path::new("t.yaml")).expect("valid"));
+        let text = r.firewall.expect("a ruleset");
+        assert!(
+            text.contains("table inet strackt\ndelete table inet strackt\ntable inet strackt {\n"),
+            "{text}"
+        );
+        assert!(text.contains("policy drop;"), "{text}");
+        assert!(text.contains("\t\ttcp dport 22 accept\n"), "{text}");
+        assert!(
+            text.contains("\t\tip saddr { 10.0.0.0/8 } udp dport 8000-8100 accept\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\t\tip6 saddr { 2001:db8::/32 } udp dport 8000-8100 accept\n"),
+            "{text}"
+        );
+        assert_eq!(r.manifest.firewall, Some(sha256_hex(text.as_bytes())));
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::files::sha256_hex;
+use super::firewall::Firewall;
 use super::health::Health;
 use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
@@ -39,6 +40,8 @@ pub struct FakeState {
     pub sysctl: BTreeMap<String, String>,
     /// Kernel parameters that refuse writes (read-only outside `net.*` in a container).
     pub sysctl_read_only: BTreeSet<String>,
+    /// strackt's nftables table as the fake kernel lists it (`None`: no table).
+    pub nft_table: Option<String>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
     pub journal: Vec<String>,
     units: BTreeMap<String, Unit>,
@@ -267,6 +270,32 @@ impl Sysctl for FakeHost {
             });
         }
         s.sysctl.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+impl Firewall for FakeHost {
+    fn check(&self, ruleset: &str) -> Result<(), HostError> {
+        if ruleset.contains("table inet strackt {") {
+            Ok(())
+        } else {
+            Err(HostError::Command {
+                op: "nft -c",
+                message: "syntax error".into(),
+            })
+        }
+    }
+    fn apply(&self, ruleset: &str) -> Result<(), HostError> {
+        Firewall::check(self, ruleset)?;
+        // The kernel lists a table in its own words; model that as a transformation.
+        self.state().nft_table = Some(format!("listed: {}", sha256_hex(ruleset.as_bytes())));
+        Ok(())
+    }
+    fn listing(&self) -> Result<Option<String>, HostError> {
+        Ok(self.state().nft_table.clone())
+    }
+    fn remove(&self) -> Result<(), HostError> {
+        self.state().nft_table = None;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod fake;
 pub mod files;
+pub mod firewall;
 pub mod health;
 pub mod sysctl;
 pub mod systemd;
@@ -49,6 +50,14 @@ pub enum HostError {
         what: String,
         /// How long we waited.
         secs: u64,
+    },
+    /// A host command (nft, …) failed.
+    #[error("{op}: {message}")]
+    Command {
+        /// The command.
+        op: &'static str,
+        /// What it said.
+        message: String,
     },
     /// A name could not be resolved (user, group).
     #[error("{kind} {name:?} does not exist on this host")]

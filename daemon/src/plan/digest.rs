@@ -3,7 +3,7 @@
 //! Two hosts in the same managed state have the same digest, whatever their history; a host
 //! changed by hand has a different one until the change is repaired. It covers what the
 //! generation manages (files: content, mode, owner; unit files; units active and enabled;
-//! sysctl values), and nothing else, so application data never changes it.
+//! strackt's firewall table; sysctl values), and nothing else, so application data never changes it.
 
 use std::fmt::Write;
 
@@ -43,6 +43,9 @@ pub fn state_digest(desired: &Generation, observed: &HostSnapshot) -> String {
         )
         .unwrap_or_default();
     }
+    if let Some(listing) = &observed.firewall_live {
+        writeln!(canon, "firewall {listing}").unwrap_or_default();
+    }
     for (key, value) in &observed.sysctl {
         writeln!(canon, "sysctl {key} {value}").unwrap_or_default();
     }
@@ -60,10 +63,7 @@ mod tests {
 
     fn generation() -> Generation {
         let r = render(&parse("version: 1\nfiles:\n  /etc/motd: { content: hi }\nservices:\n  a: { exec: /bin/true }\n", Path::new("t")).expect("valid"));
-        Generation {
-            manifest: r.manifest,
-            unit_texts: r.units,
-        }
+        r.generation()
     }
 
     fn converged(g: &Generation) -> HostSnapshot {

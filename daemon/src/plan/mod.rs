@@ -2,7 +2,7 @@
 //!
 //! Pure: no I/O, no clock, no async. `strackt plan` prints exactly what `apply` would run,
 //! because both call [`plan`]. Step order follows the switch phases: stop and remove what left
-//! the definition, write files, write unit files, daemon-reload, settings, enable, reload,
+//! the definition, write files, write unit files, daemon-reload, firewall, settings, enable, reload,
 //! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
 mod digest;
@@ -41,6 +41,20 @@ pub struct HostSnapshot {
     pub ids: BTreeMap<String, u32>,
     /// Live values of the desired kernel parameters (normalized).
     pub sysctl: BTreeMap<String, String>,
+    /// SHA-256 of the live listing of strackt's nftables table (`None`: no table).
+    pub firewall_live: Option<String>,
+    /// What strackt last applied to its table, if anything.
+    pub firewall_applied: Option<FirewallRecord>,
+}
+
+/// The firewall strackt applied: which ruleset, and what the kernel listed right after, so a
+/// later listing that differs is drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FirewallRecord {
+    /// SHA-256 of the applied `firewall.nft`.
+    pub ruleset: String,
+    /// SHA-256 of `nft list table inet strackt` right after applying it.
+    pub listing: String,
 }
 
 /// One action on the host.
@@ -92,6 +106,10 @@ pub enum Action {
     },
     /// `systemctl daemon-reload`.
     DaemonReload,
+    /// Replace strackt's nftables table with the generation's ruleset (one transaction).
+    ApplyFirewall,
+    /// Delete strackt's nftables table.
+    RemoveFirewall,
     /// Set a kernel parameter live.
     SetSysctl {
         /// Dotted key.
@@ -134,6 +152,8 @@ impl Action {
             Action::WriteUnit { .. } => "write-unit",
             Action::DaemonReload => "daemon-reload",
             Action::SetSysctl { .. } => "set-sysctl",
+            Action::ApplyFirewall => "apply-firewall",
+            Action::RemoveFirewall => "remove-firewall",
             Action::Enable { .. } => "enable",
             Action::Reload { .. } => "reload",
             Action::Restart { .. } => "restart",
@@ -157,6 +177,9 @@ impl Action {
             | Action::WriteFile { path, .. } => path.clone(),
             Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
+            Action::ApplyFirewall | Action::RemoveFirewall => {
+                crate::generation::FIREWALL_TABLE.to_string()
+            }
         }
     }
 }
@@ -378,7 +401,27 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
     if unit_files_changed {
         push!(Action::DaemonReload, "unit files changed".into(), false);
     }
-    // Phase 5: settings, live (the file was written with the other files).
+    // Phase 5: the firewall, as one transaction.
+    match (&want.firewall, &observed.firewall_applied) {
+        (Some(ruleset), Some(applied)) if &applied.ruleset == ruleset => {
+            if observed.firewall_live.as_ref() != Some(&applied.listing) {
+                let why = if observed.firewall_live.is_none() {
+                    "table deleted"
+                } else {
+                    "rules changed by hand"
+                };
+                push!(Action::ApplyFirewall, why.into(), true);
+            }
+        }
+        (Some(_), _) => push!(Action::ApplyFirewall, "ruleset changed".into(), false),
+        (None, Some(_)) => push!(
+            Action::RemoveFirewall,
+            "no longer in the definition".into(),
+            false
+        ),
+        (None, None) => {}
+    }
+    // Phase 6: settings, live (the file was written with the other files).
     for (key, value) in &want.sysctl {
         let have = observed.sysctl.get(key);
         if have != Some(value) {
@@ -397,7 +440,7 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
-    // Phase 6: enablement.
+    // Phase 7: enablement.
     for (unit, spec) in &want.units {
         let state = observed.units.get(unit);
         if spec.enabled && !state.is_some_and(UnitState::is_enabled) {
@@ -416,7 +459,7 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
-    // Phase 7: reload, restart, start.
+    // Phase 8: reload, restart, start.
     for (unit, spec) in &want.units {
         if spec.restart_on_change
             && spec.restart_on.iter().any(|f| changed_files.contains(f))

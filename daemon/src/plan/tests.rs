@@ -9,10 +9,7 @@ use crate::host::files::sha256_hex;
 
 fn generation(src: &str) -> Generation {
     let r = render(&parse(src, Path::new("t")).expect("valid"));
-    Generation {
-        manifest: r.manifest,
-        unit_texts: r.units,
-    }
+    r.generation()
 }
 
 fn names(p: &Plan) -> Vec<String> {

@@ -11,6 +11,7 @@ mod crash;
 mod drift;
 mod export;
 mod failure;
+mod firewall;
 mod first_apply;
 mod hold;
 mod http;
