@@ -12,11 +12,12 @@ use crate::apply::{observe, Machine, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::{sha256_hex, RealFiles};
+use crate::host::firewall::Firewall;
 use crate::host::firewall::Nft;
 use crate::host::health::RealHealth;
 use crate::host::sysctl::ProcSysctl;
 use crate::host::systemd::DbusSystemd;
-use crate::plan::{plan, Plan};
+use crate::plan::{lockout, plan, Plan};
 use crate::state::{GenerationRow, Operation, StateHandle};
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
@@ -483,7 +484,7 @@ impl Daemon {
         };
         let mut op = Self::op(id, "apply", trigger, None, started, started_at);
         op.outcome = "failed".into();
-        op.summary = "definition invalid; host unchanged".into();
+        op.summary = "definition not applied; host unchanged".into();
         op.reason = Some(problem.clone());
         self.status
             .send_modify(|s| s.definition_problem = Some(problem));
@@ -571,6 +572,11 @@ impl Daemon {
                 return self.finish_op(op, false).await;
             }
         };
+        if let Some(problem) = self.lockout_problem(def) {
+            return self
+                .definition_failed(trigger, started, started_at, problem)
+                .await;
+        }
         let rendered = render(def);
         let row = GenerationRow {
             id,
@@ -828,6 +834,17 @@ impl Daemon {
         Ok(op)
     }
 
+    /// The lock-out guard for a new definition's firewall (see `plan::lockout`).
+    fn lockout_problem(&self, def: &ValidatedDefinition) -> Option<String> {
+        let fw = def.definition().firewall.as_ref()?;
+        match self.machine().firewall.ssh_sessions() {
+            Ok(sessions) => lockout(fw, &sessions),
+            Err(e) => Some(format!(
+                "cannot tell which SSH clients are connected ({e}); refusing a firewall change"
+            )),
+        }
+    }
+
     /// What the next pass would do, computed by the same code as a pass (without building).
     ///
     /// # Errors
@@ -844,8 +861,10 @@ impl Daemon {
         let (target, label) = match (&current, same) {
             (Some(c), true) => (c.clone(), "current"),
             _ => {
-                let r = render(&def);
-                (r.generation(), "new")
+                if let Some(problem) = self.lockout_problem(&def) {
+                    return Err(problem);
+                }
+                (render(&def).generation(), "new")
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;

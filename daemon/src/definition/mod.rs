@@ -55,6 +55,47 @@ pub struct FirewallSpec {
     /// Allowed incoming traffic.
     #[serde(default)]
     pub allow: Vec<AllowRule>,
+    /// Apply even if the rules would keep a connected SSH client from connecting again
+    /// (otherwise such a definition is refused).
+    #[serde(default)]
+    pub allow_lockout: bool,
+}
+
+impl FirewallSpec {
+    /// Whether a new TCP connection from `remote` to local `port` would be let in.
+    pub fn admits_tcp(&self, remote: std::net::IpAddr, port: u16) -> bool {
+        if self.input == Policy::Accept || remote.is_loopback() {
+            return true;
+        }
+        self.allow.iter().any(|rule| {
+            rule.proto == Proto::Tcp
+                && rule
+                    .port
+                    .range()
+                    .is_some_and(|(lo, hi)| (lo..=hi).contains(&port))
+                && (rule.from.is_empty()
+                    || rule
+                        .from
+                        .iter()
+                        .filter_map(|c| parse_cidr(c))
+                        .any(|(net, len)| in_network(remote, net, len)))
+        })
+    }
+}
+
+fn in_network(addr: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (addr, net) {
+        (V4(a), V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (V6(a), V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 fn default_policy() -> Policy {
@@ -535,5 +576,29 @@ mod cidr {
         assert!(parse_cidr("10.0.0.0/33").is_none());
         assert!(parse_cidr("2001:db8::1/32").is_none());
         assert!(parse_cidr("nonsense").is_none());
+    }
+
+    #[test]
+    fn admits_tcp_follows_policy_ports_and_sources() {
+        use super::{parse, Definition};
+        let def = |yaml: &str| -> Definition {
+            parse(yaml, std::path::Path::new("t"))
+                .expect("valid")
+                .definition()
+                .clone()
+        };
+        let fw = def("version: 1\nfirewall:\n  allow:\n    - { port: 22, from: [192.0.2.0/24, \"2001:db8::/32\"] }\n    - { port: \"8000-8100\" }\n    - { port: 53, proto: udp }\n").firewall.expect("firewall");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert!(fw.admits_tcp(ip("192.0.2.9"), 22));
+        assert!(!fw.admits_tcp(ip("198.51.100.1"), 22));
+        assert!(fw.admits_tcp(ip("2001:db8::5"), 22));
+        assert!(!fw.admits_tcp(ip("2001:db9::5"), 22));
+        assert!(fw.admits_tcp(ip("198.51.100.1"), 8050));
+        assert!(!fw.admits_tcp(ip("198.51.100.1"), 53), "udp rule");
+        assert!(fw.admits_tcp(ip("127.0.0.1"), 22), "loopback always");
+        let open = def("version: 1\nfirewall:\n  input: accept\n")
+            .firewall
+            .expect("firewall");
+        assert!(open.admits_tcp(ip("198.51.100.1"), 22));
     }
 }

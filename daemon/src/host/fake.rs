@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::files::sha256_hex;
-use super::firewall::Firewall;
+use super::firewall::{Firewall, SshSession};
 use super::health::Health;
 use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
@@ -42,6 +42,8 @@ pub struct FakeState {
     pub sysctl_read_only: BTreeSet<String>,
     /// strackt's nftables table as the fake kernel lists it (`None`: no table).
     pub nft_table: Option<String>,
+    /// Connected SSH clients.
+    pub ssh_sessions: Vec<SshSession>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
     pub journal: Vec<String>,
     units: BTreeMap<String, Unit>,
@@ -297,6 +299,9 @@ impl Firewall for FakeHost {
     fn remove(&self) -> Result<(), HostError> {
         self.state().nft_table = None;
         Ok(())
+    }
+    fn ssh_sessions(&self) -> Result<Vec<SshSession>, HostError> {
+        Ok(self.state().ssh_sessions.clone())
     }
 }
 

@@ -2,6 +2,7 @@
 //! own table (`inet strackt`); other tables (Docker's, the distribution's) are left alone.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use super::HostError;
@@ -17,6 +18,81 @@ pub trait Firewall: Send + Sync {
     fn listing(&self) -> Result<Option<String>, HostError>;
     /// Delete strackt's table (absent is fine).
     fn remove(&self) -> Result<(), HostError>;
+    /// Established inbound SSH connections (to sshd's ports), for the lock-out guard.
+    fn ssh_sessions(&self) -> Result<Vec<SshSession>, HostError>;
+}
+
+/// One connected SSH client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshSession {
+    /// The client's address.
+    pub remote: IpAddr,
+    /// The local port it is connected to.
+    pub port: u16,
+}
+
+/// sshd's listening ports from its configuration (`Port` lines), 22 when none is set.
+pub fn sshd_ports(configs: &[String]) -> Vec<u16> {
+    let mut ports: Vec<u16> = configs
+        .iter()
+        .flat_map(|c| c.lines())
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let key = words.next()?;
+            key.eq_ignore_ascii_case("port")
+                .then(|| words.next()?.parse().ok())
+                .flatten()
+        })
+        .collect();
+    if ports.is_empty() {
+        ports.push(22);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Established connections to local `ports` from a `/proc/net/tcp` or `tcp6` table.
+pub fn established_to(table: &str, ports: &[u16]) -> Vec<SshSession> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(3) != Some(&"01") {
+                return None; // not ESTABLISHED
+            }
+            let (_, lport) = parse_endpoint(f.get(1)?)?;
+            let (remote, _) = parse_endpoint(f.get(2)?)?;
+            ports.contains(&lport).then_some(SshSession {
+                remote,
+                port: lport,
+            })
+        })
+        .collect()
+}
+
+/// `0100007F:0016` (IPv4, each 32-bit word in host byte order) or 32 hex digits for IPv6.
+fn parse_endpoint(text: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..addr.len() / 8)
+        .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok())
+        .collect::<Option<_>>()?;
+    let ip = match words.as_slice() {
+        [w] => IpAddr::V4(Ipv4Addr::from(w.swap_bytes())),
+        [a, b, c, d] => {
+            let bytes: Vec<u8> = [a, b, c, d]
+                .iter()
+                .flat_map(|w| w.swap_bytes().to_be_bytes())
+                .collect();
+            let arr: [u8; 16] = bytes.try_into().ok()?;
+            let v6 = Ipv6Addr::from(arr);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some((ip, port))
 }
 
 /// The `nft` command.
@@ -112,5 +188,25 @@ impl Firewall for Nft {
                 message: tail(&err),
             }),
         }
+    }
+
+    fn ssh_sessions(&self) -> Result<Vec<SshSession>, HostError> {
+        let mut configs: Vec<String> = std::fs::read_to_string("/etc/ssh/sshd_config")
+            .into_iter()
+            .collect();
+        if let Ok(dir) = std::fs::read_dir("/etc/ssh/sshd_config.d") {
+            configs.extend(
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok()),
+            );
+        }
+        let ports = sshd_ports(&configs);
+        let mut sessions = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(table) {
+                sessions.extend(established_to(&text, &ports));
+            }
+        }
+        Ok(sessions)
     }
 }

@@ -6,6 +6,7 @@
 //! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
 mod digest;
+mod guard;
 mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use digest::state_digest;
+pub use guard::lockout;
 pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;

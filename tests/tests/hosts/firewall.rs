@@ -78,3 +78,65 @@ fn firewall_applied_repaired_and_removed_leaving_other_tables_alone() -> Res {
         Ok(())
     })
 }
+
+/// A connected SSH client (here: a TCP client from 192.0.2.2 to port 22, which is all the
+/// guard looks at) must still be able to connect after the change, or it is refused.
+#[test]
+fn lockout_guard_refuses_rules_that_would_shut_out_the_connected_client() -> Res {
+    with_host("lockout", |h| {
+        h.sh_ok(
+            "ip addr add 192.0.2.1/32 dev lo && ip addr add 192.0.2.2/32 dev lo && \
+             printf '[Socket]\\nListenStream=22\\nAccept=yes\\n' > /etc/systemd/system/fakessh.socket && \
+             printf '[Service]\\nExecStart=/bin/cat\\nStandardInput=socket\\n' > /etc/systemd/system/fakessh@.service && \
+             systemctl daemon-reload && systemctl start fakessh.socket && \
+             systemd-run --unit=sshclient sh -c 'sleep infinity | curl -s --interface 192.0.2.2 telnet://192.0.2.1:22'",
+        )?;
+        strackt_integration::wait_until(
+            "the client's connection",
+            std::time::Duration::from_secs(10),
+            || {
+                Ok(h.sh_ok("ss -Htn state established '( sport = :22 )'")?
+                    .contains("192.0.2.2"))
+            },
+        )?;
+        h.install(HEADER)?;
+        h.apply_ok()?;
+
+        let shut_out = format!("{HEADER}firewall:\n  allow:\n    - {{ port: 8080 }}\n");
+        h.put_definition(&shut_out)?;
+        let out = h.apply()?;
+        ensure(
+            !out.success()
+                && out.text().contains("192.0.2.2 (port 22)")
+                && out.text().contains("allow_lockout"),
+            || format!("apply of rules that shut out the client must be refused, naming it: {out}"),
+        )?;
+        let plan = h.strackt(&["plan"])?;
+        ensure(
+            plan.code == Some(1) && plan.text().contains("192.0.2.2"),
+            || format!("plan: {plan}"),
+        )?;
+        ensure(!ruleset(h)?.contains("inet strackt"), || {
+            "a refused firewall reached the host".into()
+        })?;
+
+        h.put_definition(&format!(
+            "{HEADER}firewall:\n  allow:\n    - {{ port: 22, from: [192.0.2.0/24] }}\n"
+        ))?;
+        h.apply_ok()?;
+        ensure(ruleset(h)?.contains("inet strackt"), || {
+            "the safe firewall was not applied".into()
+        })?;
+
+        h.put_definition(&format!(
+            "{HEADER}firewall:\n  allow_lockout: true\n  allow:\n    - {{ port: 8080 }}\n"
+        ))?;
+        h.apply_ok()?;
+        ensure(
+            h.sh_ok("ss -Htn state established '( sport = :22 )'")?
+                .contains("192.0.2.2"),
+            || "the established session was cut".into(),
+        )?;
+        Ok(())
+    })
+}
