@@ -38,7 +38,14 @@ enum Command {
     /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
     Plan,
     /// Run a pass now and wait (exit 0: on the new or unchanged generation).
-    Apply,
+    Apply {
+        /// For risky changes on a remote server: switch back automatically unless
+        /// `strackt confirm` arrives within this long (e.g. 2m).
+        #[arg(long, value_name = "DURATION")]
+        confirm_within: Option<String>,
+    },
+    /// Keep the generation an `apply --confirm-within` switched to.
+    Confirm,
     /// List generations.
     Generations,
     /// Switch to an earlier generation (default: the previous), without rebuilding.
@@ -130,7 +137,26 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if view.steps.is_empty() { 0 } else { 2 })
         }
-        Command::Apply => operation_command(&paths, &ControlRequest::Apply, cli.json),
+        Command::Apply { confirm_within } => {
+            let confirm_within = match confirm_within.as_deref().map(humantime::parse_duration) {
+                None => None,
+                Some(Ok(d)) if d.as_secs() > 0 => Some(d.as_secs()),
+                Some(_) => {
+                    eprintln!("error: --confirm-within takes a duration such as 2m or 90s");
+                    return Ok(1);
+                }
+            };
+            operation_command(&paths, &ControlRequest::Apply { confirm_within }, cli.json)
+        }
+        Command::Confirm => {
+            let v: serde_json::Value = data(request(&paths, &ControlRequest::Confirm)?)?;
+            if cli.json {
+                println!("{v}");
+            } else {
+                println!("generation {} confirmed", v["confirmed"]);
+            }
+            Ok(0)
+        }
         Command::Hold {
             duration,
             reason,
@@ -246,6 +272,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                         "hold:               drift repair paused until {}{reason}",
                         h.get("until").and_then(|u| u.as_str()).unwrap_or("?")
                     );
+                }
+                if let Some(p) = status.get("pending_confirm").filter(|v| !v.is_null()) {
+                    println!("confirm:            generation {} reverts to {} at {} unless `strackt confirm`", p["generation"], p["previous"], p["deadline"].as_str().unwrap_or("?"));
                 }
                 if let Some(p) = status.get("definition_problem").and_then(|v| v.as_str()) {
                     println!("definition:         NOT APPLIED: {p}");

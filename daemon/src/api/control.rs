@@ -82,10 +82,18 @@ async fn answer(
 ) -> Result<serde_json::Value, String> {
     let gone = |_| "the daemon is shutting down".to_string();
     match req {
-        ControlRequest::Apply => {
+        ControlRequest::Confirm => {
             let (tx, rx) = oneshot::channel();
             requests
-                .send(Request::Apply(tx))
+                .send(Request::Confirm(tx))
+                .await
+                .map_err(|_| "the daemon is shutting down")?;
+            rx.await.map_err(gone)?
+        }
+        ControlRequest::Apply { confirm_within } => {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::Apply(confirm_within, tx))
                 .await
                 .map_err(|_| "the daemon is shutting down")?;
             json(rx.await.map_err(gone)??)

@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum ControlRequest {
     /// Run a pass now and wait for it.
-    Apply,
+    Apply {
+        /// Switch back unless `confirm` arrives within this many seconds.
+        #[serde(default)]
+        confirm_within: Option<u64>,
+    },
+    /// Keep the generation an `apply --confirm-within` switched to.
+    Confirm,
     /// Show what the next pass would do.
     Plan,
     /// Switch to an earlier generation.

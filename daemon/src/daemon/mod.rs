@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-pub use pass::{Daemon, Hold, HoldChange, PlanView};
+pub use pass::{Daemon, Hold, HoldChange, PendingConfirm, PlanView};
 
 use crate::state::Operation;
 
@@ -92,6 +92,8 @@ pub struct Status {
     pub digest: Option<String>,
     /// Experiment mode: drift repair paused until then.
     pub hold: Option<Hold>,
+    /// A switch waiting for `strackt confirm`.
+    pub pending_confirm: Option<PendingConfirm>,
 }
 
 /// Prometheus counters.
@@ -132,8 +134,11 @@ impl Metrics {
 /// A request from the control socket to the loop.
 #[derive(Debug)]
 pub enum Request {
-    /// Run a pass now (retrying a definition that failed before).
-    Apply(oneshot::Sender<Result<Operation, String>>),
+    /// Run a pass now (retrying a definition that failed before), optionally to be confirmed
+    /// within that many seconds.
+    Apply(Option<u64>, oneshot::Sender<Result<Operation, String>>),
+    /// Confirm a switch made with a confirmation deadline.
+    Confirm(oneshot::Sender<Result<serde_json::Value, String>>),
     /// Switch to an earlier generation.
     Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
     /// Compute what the next pass would do.
@@ -186,7 +191,8 @@ pub async fn run_loop(
             _ = shutdown.notified() => break,
             Some(req) = requests.recv() => {
                 match req {
-                    Request::Apply(reply) => { let _ = reply.send(Ok(daemon.pass(Trigger::Cli, true).await)); }
+                    Request::Apply(confirm, reply) => { let _ = reply.send(Ok(daemon.apply(confirm).await)); }
+                    Request::Confirm(reply) => { let _ = reply.send(daemon.confirm().await); }
                     Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
                     Request::Plan(reply) => { let _ = reply.send(daemon.plan().await); }
                     Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await); }

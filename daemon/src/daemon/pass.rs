@@ -50,6 +50,7 @@ pub struct Daemon {
     settle: Duration,
     keep: usize,
     hold: Option<Hold>,
+    pending: Option<PendingConfirm>,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -59,6 +60,18 @@ pub struct Hold {
     pub until: String,
     /// Why, as the operator said.
     pub reason: Option<String>,
+}
+
+/// A switch made by `apply --confirm-within`: reverted to `previous` at `deadline` unless
+/// confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PendingConfirm {
+    /// The generation that must be confirmed.
+    pub generation: u64,
+    /// Where to go back to.
+    pub previous: u64,
+    /// When (RFC 3339).
+    pub deadline: String,
 }
 
 /// What `strackt hold` asks for.
@@ -128,6 +141,7 @@ impl Daemon {
             settle: Duration::from_secs(1),
             keep: 10,
             hold: None,
+            pending: None,
         }
     }
 
@@ -147,10 +161,102 @@ impl Daemon {
             .as_ref()
             .and_then(|h| parse_time(&h.until))
             .and_then(|until| (until - chrono::Utc::now()).to_std().ok());
-        match hold_left {
-            Some(left) => self.interval.min(left + Duration::from_millis(50)),
-            None => self.interval,
+        let confirm_left = self
+            .pending
+            .as_ref()
+            .and_then(|p| parse_time(&p.deadline))
+            .map(|d| (d - chrono::Utc::now()).to_std().unwrap_or_default());
+        [hold_left, confirm_left]
+            .into_iter()
+            .flatten()
+            .map(|left| left + Duration::from_millis(50))
+            .fold(self.interval, Duration::min)
+    }
+
+    async fn save_pending(&mut self, pending: Option<PendingConfirm>) -> Result<(), String> {
+        let stored = pending
+            .as_ref()
+            .map(|p| serde_json::to_string(p).unwrap_or_default());
+        self.state
+            .call(move |s| s.set_meta("pending_confirm", stored.as_deref()))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.status
+            .send_modify(|s| s.pending_confirm = pending.clone());
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// `strackt apply [--confirm-within]`: a pass now; with a deadline, a switch to a new
+    /// generation must be confirmed in time or it is reverted by the same path as a rollback.
+    pub async fn apply(&mut self, confirm_within: Option<u64>) -> Operation {
+        let before = self.store.current().ok().flatten();
+        let mut op = self.pass(super::Trigger::Cli, true).await;
+        let after = self.store.current().ok().flatten();
+        if let (Some(secs), "success", Some(previous), Some(generation)) =
+            (confirm_within, op.outcome.as_str(), before, after)
+        {
+            if previous != generation {
+                let deadline = (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                op.summary = format!("{}; run `strackt confirm` before {deadline} or it is reverted to generation {previous}", op.summary);
+                if let Err(e) = self
+                    .save_pending(Some(PendingConfirm {
+                        generation,
+                        previous,
+                        deadline,
+                    }))
+                    .await
+                {
+                    op.outcome = "failed".into();
+                    op.reason = Some(format!("could not arm the confirmation deadline: {e}"));
+                }
+            }
         }
+        op
+    }
+
+    /// `strackt confirm`.
+    ///
+    /// # Errors
+    /// When nothing waits for confirmation.
+    pub async fn confirm(&mut self) -> Result<serde_json::Value, String> {
+        let pending = self
+            .pending
+            .clone()
+            .ok_or("nothing is waiting for confirmation")?;
+        self.save_pending(None).await?;
+        tracing::info!("generation {} confirmed", pending.generation);
+        Ok(serde_json::json!({ "confirmed": pending.generation }))
+    }
+
+    /// Revert an unconfirmed switch whose deadline passed; `None` when there is none.
+    async fn revert_if_unconfirmed(&mut self) -> Option<Operation> {
+        let pending = self.pending.clone()?;
+        if parse_time(&pending.deadline).is_some_and(|d| d > chrono::Utc::now()) {
+            return None;
+        }
+        let _ = self.save_pending(None).await;
+        if self.store.current().ok().flatten() != Some(pending.generation) {
+            return None; // the host already moved on (a rollback or another change)
+        }
+        let mut op = match self.rollback(Some(pending.previous)).await {
+            Ok(op) => op,
+            Err(e) => {
+                tracing::error!(
+                    "reverting unconfirmed generation {}: {e}",
+                    pending.generation
+                );
+                return None;
+            }
+        };
+        op.summary = format!(
+            "generation {} not confirmed by {}: {}",
+            pending.generation, pending.deadline, op.summary
+        );
+        let saved = op.clone();
+        let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
+        Some(op)
     }
 
     async fn save_hold(&mut self, hold: Option<Hold>) -> Result<(), String> {
@@ -260,6 +366,11 @@ impl Daemon {
     /// switch), then run the startup pass.
     pub async fn startup(&mut self) {
         self.store.clean_leftovers();
+        if let Ok(Some(text)) = self.state.call(|s| s.meta("pending_confirm")).await {
+            self.pending = serde_json::from_str(&text).ok();
+            let pending = self.pending.clone();
+            self.status.send_modify(|s| s.pending_confirm = pending);
+        }
         if let Ok(Some(text)) = self.state.call(|s| s.meta("hold")).await {
             self.hold = serde_json::from_str(&text).ok();
             let hold = self.hold.clone();
@@ -410,6 +521,9 @@ impl Daemon {
 
     /// Run one pass. `retry` re-applies a definition that failed or was rolled back from.
     pub async fn pass(&mut self, trigger: Trigger, retry: bool) -> Operation {
+        if let Some(op) = self.revert_if_unconfirmed().await {
+            return op;
+        }
         let started = Instant::now();
         let started_at = now();
         if self.hold.is_some() && !self.held() {

@@ -7,6 +7,7 @@
 
 mod broken;
 mod changes;
+mod confirm;
 mod crash;
 mod drift;
 mod export;

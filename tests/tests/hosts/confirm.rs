@@ -1,0 +1,66 @@
+//! Confirm-or-revert: `strackt apply --confirm-within D` switches, then goes back on its own
+//! unless `strackt confirm` arrives in time.
+
+use std::time::Duration;
+
+use strackt_integration::{ensure, ensure_eq, wait_until, with_host, Res};
+
+use crate::HEADER;
+
+fn motd(text: &str) -> String {
+    format!("{HEADER}files:\n  /etc/motd: {{ content: \"{text}\\n\" }}\n")
+}
+
+#[test]
+fn unconfirmed_switch_reverts_and_confirmed_one_stays() -> Res {
+    with_host("confirm", |h| {
+        h.install(&motd("one"))?;
+        h.apply_ok()?;
+        let first = h.active_generation()?;
+
+        h.put_definition(&motd("two"))?;
+        let out = h.strackt(&["apply", "--confirm-within", "3s"])?;
+        ensure(
+            out.success() && out.text().contains("strackt confirm"),
+            || format!("apply --confirm-within: {out}"),
+        )?;
+        ensure_eq(h.read("/etc/motd")?.as_str(), "two\n", "switched")?;
+        let status: serde_json::Value = serde_json::from_str(&h.sh_ok("strackt status --json")?)?;
+        ensure(!status["pending_confirm"].is_null(), || {
+            format!("status does not show the pending confirmation: {status}")
+        })?;
+        // Nobody confirms: the daemon goes back by itself (the timer is an hour away).
+        wait_until(
+            "the unconfirmed switch to be reverted",
+            Duration::from_secs(20),
+            || Ok(h.read("/etc/motd")? == "one\n"),
+        )?;
+        ensure_eq(h.active_generation()?, first, "generation after the revert")?;
+        let history = h.history()?;
+        ensure(
+            history
+                .iter()
+                .any(|op| op.kind == "rollback" && op.told().contains("not confirmed")),
+            || format!("no revert in the history: {history:#?}"),
+        )?;
+        // The reverted definition is not re-applied by itself.
+        h.sh_ok("systemctl reload strackt")?;
+        std::thread::sleep(Duration::from_secs(2));
+        ensure_eq(h.read("/etc/motd")?.as_str(), "one\n", "after a later pass")?;
+
+        // Confirmed in time: it stays.
+        h.put_definition(&motd("three"))?;
+        let out = h.strackt(&["apply", "--confirm-within", "3s"])?;
+        ensure(out.success(), || format!("apply: {out}"))?;
+        let out = h.strackt(&["confirm"])?;
+        ensure(out.success(), || format!("confirm: {out}"))?;
+        std::thread::sleep(Duration::from_secs(5));
+        ensure_eq(h.read("/etc/motd")?.as_str(), "three\n", "confirmed switch")?;
+        let out = h.strackt(&["confirm"])?;
+        ensure(
+            !out.success() && out.text().contains("nothing is waiting"),
+            || format!("second confirm: {out}"),
+        )?;
+        Ok(())
+    })
+}
