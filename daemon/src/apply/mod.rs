@@ -15,7 +15,10 @@ use serde::Serialize;
 
 pub use ownership::Ownership;
 
+use crate::definition::SECRETS_DIR;
 use crate::generation::{Generation, Store};
+use crate::generation::{ManagedGroup, ManagedUser};
+use crate::host::accounts::Accounts;
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::health::Health;
@@ -25,7 +28,7 @@ use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
 
 /// The host subsystems a pass works through.
 #[derive(Debug)]
-pub struct Machine<'a, S, F, H, K, W> {
+pub struct Machine<'a, S, F, H, K, W, A> {
     /// The service manager.
     pub systemd: &'a S,
     /// The filesystem.
@@ -36,14 +39,16 @@ pub struct Machine<'a, S, F, H, K, W> {
     pub sysctl: &'a K,
     /// The packet filter.
     pub firewall: &'a W,
+    /// Users and groups.
+    pub accounts: &'a A,
 }
 
-impl<S, F, H, K, W> Clone for Machine<'_, S, F, H, K, W> {
+impl<S, F, H, K, W, A> Clone for Machine<'_, S, F, H, K, W, A> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S, F, H, K, W> Copy for Machine<'_, S, F, H, K, W> {}
+impl<S, F, H, K, W, A> Copy for Machine<'_, S, F, H, K, W, A> {}
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -79,6 +84,27 @@ impl StepRecord {
     }
 }
 
+fn user_spec<'g>(source: Option<&'g Generation>, name: &str) -> Result<&'g ManagedUser, HostError> {
+    source
+        .and_then(|g| g.manifest.users.get(name))
+        .ok_or_else(|| HostError::UnknownName {
+            kind: "user in the generation",
+            name: name.into(),
+        })
+}
+
+/// A secret's value (trimmed), read only when needed and never stored or logged.
+fn read_secret<F: Files>(files: &F, name: &str) -> Result<String, HostError> {
+    let path = Path::new(SECRETS_DIR).join(name);
+    match files.read(&path) {
+        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).trim().to_string()),
+        _ => Err(HostError::Secret {
+            name: name.into(),
+            path: path.display().to_string(),
+        }),
+    }
+}
+
 /// Where a pre-strackt original of `path` is kept.
 pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
     root.join("backups").join(path.trim_start_matches('/'))
@@ -88,8 +114,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
-    m: Machine<'_, S, F, H, K, W>,
+pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
+    m: Machine<'_, S, F, H, K, W, A>,
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
@@ -112,11 +138,53 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
             snap.backed_up.insert(path.clone());
         }
     }
+    let users = m.accounts.users()?;
+    let groups = m.accounts.groups()?;
+    for name in desired.manifest.users.keys().chain(owned.users.iter()) {
+        snap.users.insert(name.clone(), users.get(name).cloned());
+    }
+    for name in desired.manifest.groups.keys().chain(owned.groups.iter()) {
+        snap.groups.insert(name.clone(), groups.get(name).copied());
+    }
+    snap.owned_users = owned.users.clone();
+    snap.owned_groups = owned.groups.clone();
+    for (name, u) in &desired.manifest.users {
+        if let Some(secret) = &u.password_secret {
+            // A missing secret fails here, before anything changes; the hash stays in memory.
+            let want = read_secret(m.files, secret)?;
+            snap.password_ok.insert(
+                name.clone(),
+                m.accounts.password_hash(name)?.as_deref() == Some(want.as_str()),
+            );
+        }
+    }
+    // Owners the definition creates may not exist yet; any other unknown owner is an error.
+    let to_create = |kind: &str, name: &str| match kind {
+        "user" => desired.manifest.users.contains_key(name),
+        _ => {
+            desired.manifest.groups.contains_key(name)
+                || desired
+                    .manifest
+                    .users
+                    .iter()
+                    .any(|(u, s)| s.group == name && u == name)
+        }
+    };
     for spec in desired.manifest.files.values() {
-        snap.ids
-            .insert(format!("user:{}", spec.owner), m.files.uid(&spec.owner)?);
-        snap.ids
-            .insert(format!("group:{}", spec.group), m.files.gid(&spec.group)?);
+        for (kind, name) in [("user", &spec.owner), ("group", &spec.group)] {
+            let id = if kind == "user" {
+                m.files.uid(name)
+            } else {
+                m.files.gid(name)
+            };
+            match id {
+                Ok(id) => {
+                    snap.ids.insert(format!("{kind}:{name}"), id);
+                }
+                Err(_) if to_create(kind, name) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     if let Some(ruleset) = &desired.firewall {
         // nft -c before anything changes: a ruleset the kernel would refuse fails here.
@@ -155,8 +223,8 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
-    m: Machine<'_, S, F, H, K, W>,
+pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
+    m: Machine<'_, S, F, H, K, W, A>,
     plan: &Plan,
     store: &Store,
     source: Option<&Generation>,
@@ -233,8 +301,8 @@ fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecor
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
-    m: Machine<'_, S, F, H, K, W>,
+async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
+    m: Machine<'_, S, F, H, K, W, A>,
     action: &Action,
     store: &Store,
     source: Option<&Generation>,
@@ -306,14 +374,49 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
         Action::WriteFile {
             path,
             mode,
-            uid,
-            gid,
+            owner,
+            group,
         } => {
             // Record ownership before writing: a crash in between must not leave a file
             // strackt wrote but does not know it owns.
             owned.own_file(path)?;
             let content = store.file_content(gen_id, path)?;
-            m.files.write(Path::new(path), &content, *mode, *uid, *gid)
+            let (uid, gid) = (m.files.uid(owner)?, m.files.gid(group)?);
+            m.files.write(Path::new(path), &content, *mode, uid, gid)
+        }
+        Action::CreateGroup { name } => {
+            let spec = source
+                .and_then(|g| g.manifest.groups.get(name))
+                .cloned()
+                .unwrap_or(ManagedGroup {
+                    gid: None,
+                    system: false,
+                });
+            owned.own_account("group", name)?;
+            m.accounts.create_group(name, spec.gid, spec.system)
+        }
+        Action::SetGid { name, gid } => m.accounts.set_gid(name, *gid),
+        Action::RemoveGroup { name } => {
+            m.accounts.delete_group(name)?;
+            owned.forget_account("group", name)
+        }
+        Action::CreateUser { name } => {
+            let spec = user_spec(source, name)?;
+            owned.own_account("user", name)?;
+            m.accounts.create_user(name, spec)
+        }
+        Action::ModifyUser { name } => m.accounts.modify_user(name, user_spec(source, name)?),
+        Action::SetPassword { name } => {
+            let secret = user_spec(source, name)?
+                .password_secret
+                .clone()
+                .unwrap_or_default();
+            let hash = read_secret(m.files, &secret)?;
+            m.accounts.set_password(name, &hash)
+        }
+        Action::RemoveUser { name, remove_home } => {
+            m.accounts.delete_user(name, *remove_home)?;
+            owned.forget_account("user", name)
         }
         Action::WriteUnit { unit } => {
             owned.own_unit(unit)?;
@@ -331,8 +434,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall>(
 /// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health, K, W>(
-    m: Machine<'_, S, F, H, K, W>,
+pub async fn verify<S: Systemd, F, H: Health, K, W, A>(
+    m: Machine<'_, S, F, H, K, W, A>,
     desired: &Generation,
     plan: &Plan,
     settle: Duration,

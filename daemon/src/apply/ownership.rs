@@ -18,6 +18,12 @@ pub struct Ownership {
     pub files: BTreeSet<String>,
     /// Unit files strackt wrote.
     pub units: BTreeSet<String>,
+    /// Users strackt created.
+    #[serde(default)]
+    pub users: BTreeSet<String>,
+    /// Groups strackt created.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
     /// The firewall strackt applied to its nftables table.
     #[serde(default)]
     pub firewall: Option<FirewallRecord>,
@@ -82,6 +88,27 @@ impl Ownership {
     }
     pub(crate) fn own_unit(&mut self, unit: &str) -> Result<(), HostError> {
         if self.units.insert(unit.to_string()) {
+            self.save()
+        } else {
+            Ok(())
+        }
+    }
+    fn accounts(&mut self, kind: &str) -> &mut BTreeSet<String> {
+        if kind == "user" {
+            &mut self.users
+        } else {
+            &mut self.groups
+        }
+    }
+    pub(crate) fn own_account(&mut self, kind: &str, name: &str) -> Result<(), HostError> {
+        if self.accounts(kind).insert(name.to_string()) {
+            self.save()
+        } else {
+            Ok(())
+        }
+    }
+    pub(crate) fn forget_account(&mut self, kind: &str, name: &str) -> Result<(), HostError> {
+        if self.accounts(kind).remove(name) {
             self.save()
         } else {
             Ok(())

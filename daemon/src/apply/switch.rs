@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
+use crate::host::accounts::Accounts;
 use crate::host::firewall::Firewall;
 use crate::host::health::Health;
 use crate::host::sysctl::Sysctl;
@@ -42,8 +43,8 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 }
 
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
-async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall>(
-    m: Machine<'_, S, F, H, K, W>,
+async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall, A: Accounts>(
+    m: Machine<'_, S, F, H, K, W, A>,
     store: &Store,
     owned: &mut Ownership,
     target: Option<&Generation>,
@@ -136,8 +137,8 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall>(
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
 /// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
-pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall>(
-    m: Machine<'_, S, F, H, K, W>,
+pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall, A: Accounts>(
+    m: Machine<'_, S, F, H, K, W, A>,
     store: &Store,
     owned: &mut Ownership,
     to: Option<&Generation>,

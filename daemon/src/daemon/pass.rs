@@ -11,6 +11,7 @@ use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{observe, Machine, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
+use crate::host::accounts::ShadowTools;
 use crate::host::files::{sha256_hex, RealFiles};
 use crate::host::firewall::Firewall;
 use crate::host::firewall::Nft;
@@ -323,13 +324,16 @@ impl Daemon {
         }
     }
 
-    fn machine(&self) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft> {
+    fn machine(
+        &self,
+    ) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft, ShadowTools> {
         Machine {
             systemd: &self.systemd,
             files: &self.files,
             health: &self.health,
             sysctl: &ProcSysctl,
             firewall: &Nft,
+            accounts: &ShadowTools,
         }
     }
 

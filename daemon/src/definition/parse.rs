@@ -139,6 +139,8 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             "files" => def.files = section(v, &path, problems),
             "services" => def.services = section(v, &path, problems),
             "firewall" => def.firewall = entry(v, &path, problems),
+            "groups" => def.groups = section(v, &path, problems),
+            "users" => def.users = section(v, &path, problems),
             "settings" => {
                 if let Some(s) = entry(v, &path, problems) {
                     def.settings = s;

@@ -123,6 +123,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     for (name, spec) in &def.services {
         check_service(def, name, spec, problems);
     }
+    check_accounts(def, problems);
     if let Some(fw) = &def.firewall {
         for (i, rule) in fw.allow.iter().enumerate() {
             let at = |field: &str| {
@@ -332,6 +333,100 @@ fn check_health(h: &HealthSpec, at: &[Seg], problems: &mut Problems<'_>) {
                 &field("within"),
                 format!("{within:?} is not a duration; write e.g. 10s"),
             );
+        }
+    }
+}
+
+fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
+    let mut gids: std::collections::BTreeMap<u32, &String> = std::collections::BTreeMap::new();
+    for (name, g) in &def.groups {
+        let at = key(&["groups", name]);
+        if !is_account_name(name) || name.chars().all(|c| c.is_ascii_digit()) {
+            problems.at_key(
+                &at,
+                format!("{name:?} is not a group name (lowercase letters, digits, `_-`)"),
+            );
+        }
+        if let Some(gid) = g.gid {
+            if let Some(other) = gids.insert(gid, name) {
+                problems.at(
+                    &key(&["groups", name, "gid"]),
+                    format!("gid {gid} is also the gid of group {other:?}"),
+                );
+            }
+        }
+    }
+    let mut uids: std::collections::BTreeMap<u32, &String> = std::collections::BTreeMap::new();
+    for (name, u) in &def.users {
+        let at = |field: &str| key(&["users", name, field]);
+        if !is_account_name(name) || name.chars().all(|c| c.is_ascii_digit()) {
+            problems.at_key(
+                &key(&["users", name]),
+                format!("{name:?} is not a user name (lowercase letters, digits, `_-`)"),
+            );
+        }
+        if let Some(uid) = u.uid {
+            if let Some(other) = uids.insert(uid, name) {
+                problems.at(
+                    &at("uid"),
+                    format!("uid {uid} is also the uid of user {other:?}"),
+                );
+            }
+        }
+        for (field, value) in [("shell", &u.shell), ("home", &u.home)] {
+            if value.as_ref().is_some_and(|v| !v.starts_with('/')) {
+                problems.at(&at(field), "must be an absolute path");
+            }
+        }
+        if u.comment.as_ref().is_some_and(|c| c.contains([':', '\n'])) {
+            problems.at(&at("comment"), "cannot contain `:` or a newline");
+        }
+        for (i, g) in u.group.iter().chain(u.groups.iter()).enumerate() {
+            if !is_account_name(g) || g.chars().all(|c| c.is_ascii_digit()) {
+                let mut p = if u.group.is_some() && i == 0 {
+                    at("group")
+                } else {
+                    at("groups")
+                };
+                if !(u.group.is_some() && i == 0) {
+                    p.push(Seg::Index(i - usize::from(u.group.is_some())));
+                }
+                problems.at(&p, format!("{g:?} is not a group name"));
+            }
+        }
+        for (i, k) in u.ssh_keys.iter().enumerate() {
+            let kind = k.split_whitespace().next().unwrap_or("");
+            if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+                || k.split_whitespace().count() < 2
+                || k.contains('\n')
+            {
+                let mut p = at("ssh_keys");
+                p.push(Seg::Index(i));
+                problems.at(
+                    &p,
+                    "not an SSH public key line (`ssh-ed25519 AAAA… comment`)",
+                );
+            }
+        }
+        if let Some(secret) = &u.password {
+            if secret.secret.is_empty()
+                || !secret
+                    .secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                || secret.secret.starts_with('.')
+            {
+                problems.at(
+                    &key(&["users", name, "password", "secret"]),
+                    format!(
+                        "{:?} is not a secret name (letters, digits, `_.-`)",
+                        secret.secret
+                    ),
+                );
+            }
+        }
+        if name == "root" && u.remove_home {
+            problems.at(&at("remove_home"), "root is never removed");
         }
     }
 }
@@ -561,6 +656,27 @@ bogus: 1
             ),
             "{fixed:#?}"
         );
+    }
+
+    #[test]
+    fn accounts_are_checked() {
+        let ok = "version: 1\ngroups:\n  deploy: { gid: 2000 }\nusers:\n  alice:\n    uid: 2001\n    group: deploy\n    groups: [adm]\n    shell: /bin/bash\n    ssh_keys: [\"ssh-ed25519 AAAAC3Nza alice@laptop\"]\n    password: { secret: alice_password }\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let bad = "version: 1\ngroups:\n  a: { gid: 5 }\n  b: { gid: 5 }\nusers:\n  Alice: { uid: 7 }\n  bob: { uid: 7, shell: bash, ssh_keys: [\"not a key\"], password: { secret: \"../x\" } }\n";
+        let got = problems(bad);
+        for want in [
+            "server.yaml:4:13: groups.b.gid: gid 5 is also the gid of group \"a\"",
+            "server.yaml:6:3: users.Alice: \"Alice\" is not a user name",
+            "server.yaml:7:15: users.bob.uid: uid 7 is also the uid of user \"Alice\"",
+            "server.yaml:7:25: users.bob.shell: must be an absolute path",
+            "server.yaml:7:42: users.bob.ssh_keys[0]: not an SSH public key line",
+            "server.yaml:7:76: users.bob.password.secret: \"../x\" is not a secret name",
+        ] {
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "missing {want:?} in {got:#?}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-pub use render::{render, ManagedFile, ManagedUnit, Manifest, Rendered, FIREWALL_TABLE};
+pub use render::{
+    render, ManagedFile, ManagedGroup, ManagedUnit, ManagedUser, Manifest, Rendered, FIREWALL_TABLE,
+};
 
 use crate::definition::generation_relative;
 use crate::host::files::{atomic_write, fsync_dir};

@@ -29,6 +29,44 @@ pub struct Manifest {
     /// SHA-256 of `firewall.nft`, when the generation has a firewall.
     #[serde(default)]
     pub firewall: Option<String>,
+    /// Local groups: name → spec.
+    #[serde(default)]
+    pub groups: BTreeMap<String, ManagedGroup>,
+    /// Local users: name → spec.
+    #[serde(default)]
+    pub users: BTreeMap<String, ManagedUser>,
+}
+
+/// A group as a generation wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedGroup {
+    /// Fixed gid, if any.
+    pub gid: Option<u32>,
+    /// System group.
+    pub system: bool,
+}
+
+/// A user as a generation wants it (every default resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedUser {
+    /// Fixed uid, if any.
+    pub uid: Option<u32>,
+    /// Primary group.
+    pub group: String,
+    /// Supplementary groups, sorted.
+    pub groups: Vec<String>,
+    /// Login shell.
+    pub shell: String,
+    /// Home directory.
+    pub home: String,
+    /// GECOS comment.
+    pub comment: String,
+    /// System user.
+    pub system: bool,
+    /// Name of the secret holding the password hash (the hash itself is never stored).
+    pub password_secret: Option<String>,
+    /// Delete the home directory when the user is removed.
+    pub remove_home: bool,
 }
 
 /// A file as a generation wants it.
@@ -150,6 +188,51 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
         if let Some(text) = text {
             units.insert(unit, text);
         }
+    }
+    for (name, g) in &d.groups {
+        manifest.groups.insert(
+            name.clone(),
+            ManagedGroup {
+                gid: g.gid,
+                system: g.system,
+            },
+        );
+    }
+    for (name, u) in &d.users {
+        let mut groups = u.groups.clone();
+        groups.sort();
+        groups.dedup();
+        let managed = ManagedUser {
+            uid: u.uid,
+            group: u.group_of(name),
+            groups,
+            shell: u.shell_of(),
+            home: u.home_of(name),
+            comment: u.comment.clone().unwrap_or_default(),
+            system: u.system,
+            password_secret: u.password.as_ref().map(|p| p.secret.clone()),
+            remove_home: u.remove_home,
+        };
+        if !u.ssh_keys.is_empty() {
+            // authorized_keys is a managed file like any other: drift-proof, owned, removed
+            // with the user's keys.
+            let path = format!(
+                "{}/.ssh/authorized_keys",
+                managed.home.trim_end_matches('/')
+            );
+            let content = (u.ssh_keys.join("\n") + "\n").into_bytes();
+            manifest.files.insert(
+                path.clone(),
+                ManagedFile {
+                    sha256: sha256_hex(&content),
+                    mode: 0o600,
+                    owner: name.clone(),
+                    group: managed.group.clone(),
+                },
+            );
+            files.insert(path, content);
+        }
+        manifest.users.insert(name.clone(), managed);
     }
     let firewall = d.firewall.as_ref().map(firewall_text);
     manifest.firewall = firewall.as_deref().map(|t| sha256_hex(t.as_bytes()));

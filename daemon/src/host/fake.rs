@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::accounts::{Accounts, UserState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
 use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
+use crate::generation::ManagedUser;
 use crate::plan::UNIT_DIR;
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +44,12 @@ pub struct FakeState {
     pub sysctl_read_only: BTreeSet<String>,
     /// strackt's nftables table as the fake kernel lists it (`None`: no table).
     pub nft_table: Option<String>,
+    /// Users beyond the built-in root/nobody.
+    pub users: BTreeMap<String, UserState>,
+    /// Groups beyond the built-in root/adm/nogroup.
+    pub groups: BTreeMap<String, u32>,
+    /// Password hashes.
+    pub shadow: BTreeMap<String, String>,
     /// Connected SSH clients.
     pub ssh_sessions: Vec<SshSession>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
@@ -239,10 +247,16 @@ impl Files for FakeHost {
         match user {
             "root" => Ok(0),
             "nobody" => Ok(65534),
-            n => n.parse().map_err(|_| HostError::UnknownName {
-                kind: "user",
-                name: n.into(),
-            }),
+            n => self
+                .state()
+                .users
+                .get(n)
+                .map(|u| u.uid)
+                .or_else(|| n.parse().ok())
+                .ok_or_else(|| HostError::UnknownName {
+                    kind: "user",
+                    name: n.into(),
+                }),
         }
     }
     fn gid(&self, group: &str) -> Result<u32, HostError> {
@@ -250,10 +264,16 @@ impl Files for FakeHost {
             "root" => Ok(0),
             "adm" => Ok(4),
             "nogroup" => Ok(65534),
-            n => n.parse().map_err(|_| HostError::UnknownName {
-                kind: "group",
-                name: n.into(),
-            }),
+            n => self
+                .state()
+                .groups
+                .get(n)
+                .copied()
+                .or_else(|| n.parse().ok())
+                .ok_or_else(|| HostError::UnknownName {
+                    kind: "group",
+                    name: n.into(),
+                }),
         }
     }
 }
@@ -302,6 +322,91 @@ impl Firewall for FakeHost {
     }
     fn ssh_sessions(&self) -> Result<Vec<SshSession>, HostError> {
         Ok(self.state().ssh_sessions.clone())
+    }
+}
+
+impl Accounts for FakeHost {
+    fn users(&self) -> Result<BTreeMap<String, UserState>, HostError> {
+        Ok(self.state().users.clone())
+    }
+    fn groups(&self) -> Result<BTreeMap<String, u32>, HostError> {
+        let mut g = self.state().groups.clone();
+        g.extend([("root".to_string(), 0), ("adm".to_string(), 4)]);
+        Ok(g)
+    }
+    fn password_hash(&self, user: &str) -> Result<Option<String>, HostError> {
+        let s = self.state();
+        Ok(s.users
+            .contains_key(user)
+            .then(|| s.shadow.get(user).cloned().unwrap_or_else(|| "!".into())))
+    }
+    fn create_group(&self, name: &str, gid: Option<u32>, _system: bool) -> Result<(), HostError> {
+        let mut s = self.state();
+        let gid = gid.unwrap_or(1000 + s.groups.len() as u32);
+        s.groups.insert(name.into(), gid);
+        Ok(())
+    }
+    fn set_gid(&self, name: &str, gid: u32) -> Result<(), HostError> {
+        self.state().groups.insert(name.into(), gid);
+        Ok(())
+    }
+    fn delete_group(&self, name: &str) -> Result<(), HostError> {
+        self.state().groups.remove(name);
+        Ok(())
+    }
+    fn create_user(&self, name: &str, spec: &ManagedUser) -> Result<(), HostError> {
+        if spec.group == name && !self.groups()?.contains_key(name) {
+            self.create_group(name, None, spec.system)?;
+        }
+        if !self.groups()?.contains_key(&spec.group) {
+            return Err(HostError::Command {
+                op: "useradd",
+                message: format!("group '{}' does not exist", spec.group),
+            });
+        }
+        let mut s = self.state();
+        let uid = spec.uid.unwrap_or(2000 + s.users.len() as u32);
+        s.users.insert(
+            name.into(),
+            UserState {
+                uid,
+                group: spec.group.clone(),
+                groups: spec.groups.clone(),
+                shell: spec.shell.clone(),
+                home: spec.home.clone(),
+                comment: spec.comment.clone(),
+            },
+        );
+        Ok(())
+    }
+    fn modify_user(&self, name: &str, spec: &ManagedUser) -> Result<(), HostError> {
+        let mut s = self.state();
+        let u = s.users.get_mut(name).ok_or_else(|| HostError::Command {
+            op: "usermod",
+            message: format!("user '{name}' does not exist"),
+        })?;
+        *u = UserState {
+            uid: spec.uid.unwrap_or(u.uid),
+            group: spec.group.clone(),
+            groups: spec.groups.clone(),
+            shell: spec.shell.clone(),
+            home: spec.home.clone(),
+            comment: spec.comment.clone(),
+        };
+        Ok(())
+    }
+    fn set_password(&self, name: &str, hash: &str) -> Result<(), HostError> {
+        self.state().shadow.insert(name.into(), hash.into());
+        Ok(())
+    }
+    fn delete_user(&self, name: &str, _remove_home: bool) -> Result<(), HostError> {
+        let mut s = self.state();
+        s.users.remove(name);
+        s.shadow.remove(name);
+        if s.groups.contains_key(name) {
+            s.groups.remove(name);
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! This layer *does* things and *reports* what happened; it never decides what should happen.
 //! Deciding is `plan/`'s job, sequencing is `apply/`'s.
 
+pub mod accounts;
 pub mod fake;
 pub mod files;
 pub mod firewall;
@@ -50,6 +51,14 @@ pub enum HostError {
         what: String,
         /// How long we waited.
         secs: u64,
+    },
+    /// A secret the definition refers to is missing or unreadable.
+    #[error("secret {name:?}: {path} is missing or unreadable (create it, mode 0600, root-only)")]
+    Secret {
+        /// The secret's name.
+        name: String,
+        /// Its file.
+        path: String,
     },
     /// A host command (nft, …) failed.
     #[error("{op}: {message}")]

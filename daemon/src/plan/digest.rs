@@ -3,7 +3,7 @@
 //! Two hosts in the same managed state have the same digest, whatever their history; a host
 //! changed by hand has a different one until the change is repaired. It covers what the
 //! generation manages (files: content, mode, owner; unit files; units active and enabled;
-//! strackt's firewall table; sysctl values), and nothing else, so application data never changes it.
+//! users and groups; strackt's firewall table; sysctl values), and nothing else, so application data never changes it.
 
 use std::fmt::Write;
 
@@ -42,6 +42,14 @@ pub fn state_digest(desired: &Generation, observed: &HostSnapshot) -> String {
             text.as_deref().unwrap_or("-")
         )
         .unwrap_or_default();
+    }
+    for name in desired.manifest.groups.keys() {
+        writeln!(canon, "group {name} {:?}", observed.groups.get(name).copied().flatten()).unwrap_or_default();
+    }
+    for name in desired.manifest.users.keys() {
+        let u = observed.users.get(name).cloned().flatten();
+        let line = u.map_or("absent".to_string(), |u| format!("{} {} {:?} {} {} {:?}", u.uid, u.group, u.groups, u.shell, u.home, u.comment));
+        writeln!(canon, "user {name} {line} password={:?}", observed.password_ok.get(name)).unwrap_or_default();
     }
     if let Some(listing) = &observed.firewall_live {
         writeln!(canon, "firewall {listing}").unwrap_or_default();

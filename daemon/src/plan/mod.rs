@@ -19,6 +19,7 @@ pub use guard::lockout;
 pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;
+use crate::host::accounts::UserState;
 use crate::host::{FileState, UnitState};
 
 /// Directory where strackt writes the units it owns.
@@ -47,6 +48,16 @@ pub struct HostSnapshot {
     pub firewall_live: Option<String>,
     /// What strackt last applied to its table, if anything.
     pub firewall_applied: Option<FirewallRecord>,
+    /// Every desired or owned user as the host has it (`None`: absent).
+    pub users: BTreeMap<String, Option<UserState>>,
+    /// Every desired or owned group's gid (`None`: absent).
+    pub groups: BTreeMap<String, Option<u32>>,
+    /// Users with a password secret: whether the host's hash equals the secret.
+    pub password_ok: BTreeMap<String, bool>,
+    /// Users strackt created (its ownership record).
+    pub owned_users: BTreeSet<String>,
+    /// Groups strackt created (its ownership record).
+    pub owned_groups: BTreeSet<String>,
 }
 
 /// The firewall strackt applied: which ruleset, and what the kernel listed right after, so a
@@ -96,10 +107,49 @@ pub enum Action {
         path: String,
         /// Permission bits.
         mode: u32,
-        /// Owner uid.
-        uid: u32,
-        /// Group gid.
+        /// Owner user (resolved when written: it may be created in the same switch).
+        owner: String,
+        /// Owner group.
+        group: String,
+    },
+    /// Create a group.
+    CreateGroup {
+        /// Name.
+        name: String,
+    },
+    /// Change a group's gid.
+    SetGid {
+        /// Name.
+        name: String,
+        /// The gid.
         gid: u32,
+    },
+    /// Delete a group strackt created.
+    RemoveGroup {
+        /// Name.
+        name: String,
+    },
+    /// Create a user.
+    CreateUser {
+        /// Name.
+        name: String,
+    },
+    /// Bring a user to its specification (uid, groups, shell, home, comment).
+    ModifyUser {
+        /// Name.
+        name: String,
+    },
+    /// Set a user's password from its secret.
+    SetPassword {
+        /// Name.
+        name: String,
+    },
+    /// Delete a user strackt created.
+    RemoveUser {
+        /// Name.
+        name: String,
+        /// Its home too.
+        remove_home: bool,
     },
     /// Write a unit file from the generation.
     WriteUnit {
@@ -151,6 +201,13 @@ impl Action {
             Action::RemoveFile { .. } => "remove-file",
             Action::BackupFile { .. } => "backup-file",
             Action::WriteFile { .. } => "write-file",
+            Action::CreateGroup { .. } => "create-group",
+            Action::SetGid { .. } => "set-gid",
+            Action::RemoveGroup { .. } => "remove-group",
+            Action::CreateUser { .. } => "create-user",
+            Action::ModifyUser { .. } => "modify-user",
+            Action::SetPassword { .. } => "set-password",
+            Action::RemoveUser { .. } => "remove-user",
             Action::WriteUnit { .. } => "write-unit",
             Action::DaemonReload => "daemon-reload",
             Action::SetSysctl { .. } => "set-sysctl",
@@ -179,6 +236,13 @@ impl Action {
             | Action::WriteFile { path, .. } => path.clone(),
             Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
+            Action::CreateGroup { name }
+            | Action::SetGid { name, .. }
+            | Action::RemoveGroup { name }
+            | Action::CreateUser { name }
+            | Action::ModifyUser { name }
+            | Action::SetPassword { name }
+            | Action::RemoveUser { name, .. } => name.clone(),
             Action::ApplyFirewall | Action::RemoveFirewall => {
                 crate::generation::FIREWALL_TABLE.to_string()
             }
@@ -316,19 +380,108 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
+    // Phase 2b: accounts, before files (a file may belong to a user created here).
+    for (name, g) in &want.groups {
+        let drift = was(&|p| p.manifest.groups.get(name) == Some(g));
+        match observed.groups.get(name).copied().flatten() {
+            None => push!(
+                Action::CreateGroup { name: name.clone() },
+                "missing".into(),
+                drift
+            ),
+            Some(have) => {
+                if let Some(gid) = g.gid.filter(|gid| *gid != have) {
+                    push!(
+                        Action::SetGid {
+                            name: name.clone(),
+                            gid
+                        },
+                        format!("gid {have}, want {gid}"),
+                        drift
+                    );
+                }
+            }
+        }
+    }
+    for name in &observed.owned_users {
+        if !want.users.contains_key(name) && observed.users.get(name).is_some_and(Option::is_some) {
+            let remove_home = previous
+                .and_then(|p| p.manifest.users.get(name))
+                .is_some_and(|u| u.remove_home);
+            let why = if remove_home {
+                "no longer in the definition; home removed"
+            } else {
+                "no longer in the definition; home kept"
+            };
+            push!(
+                Action::RemoveUser {
+                    name: name.clone(),
+                    remove_home
+                },
+                why.into(),
+                false
+            );
+        }
+    }
+    for (name, u) in &want.users {
+        let drift = was(&|p| p.manifest.users.get(name) == Some(u));
+        match observed.users.get(name).cloned().flatten() {
+            None => push!(
+                Action::CreateUser { name: name.clone() },
+                "missing".into(),
+                drift
+            ),
+            Some(have) => {
+                let mut differs = Vec::new();
+                if u.uid.is_some_and(|uid| uid != have.uid) {
+                    differs.push(format!("uid {}", have.uid));
+                }
+                for (what, has, wants) in [
+                    ("group", &have.group, &u.group),
+                    ("shell", &have.shell, &u.shell),
+                    ("home", &have.home, &u.home),
+                    ("comment", &have.comment, &u.comment),
+                ] {
+                    if has != wants {
+                        differs.push(format!("{what} {has:?}"));
+                    }
+                }
+                if have.groups != u.groups {
+                    differs.push(format!("groups {:?}", have.groups));
+                }
+                if !differs.is_empty() {
+                    push!(
+                        Action::ModifyUser { name: name.clone() },
+                        format!("{} differ", differs.join(", ")),
+                        drift
+                    );
+                }
+            }
+        }
+        if u.password_secret.is_some() && observed.password_ok.get(name) != Some(&true) {
+            push!(
+                Action::SetPassword { name: name.clone() },
+                "password differs from its secret".into(),
+                drift
+            );
+        }
+    }
+    for name in &observed.owned_groups {
+        if !want.groups.contains_key(name) && observed.groups.get(name).is_some_and(Option::is_some)
+        {
+            push!(
+                Action::RemoveGroup { name: name.clone() },
+                "no longer in the definition".into(),
+                false
+            );
+        }
+    }
     // Phase 3: managed files.
     let mut changed_files = BTreeSet::new();
     for (path, spec) in &want.files {
-        let uid = observed
-            .ids
-            .get(&format!("user:{}", spec.owner))
-            .copied()
-            .unwrap_or(0);
-        let gid = observed
-            .ids
-            .get(&format!("group:{}", spec.group))
-            .copied()
-            .unwrap_or(0);
+        // An owner that does not exist yet (created in this switch) has no id: write.
+        let uid = observed.ids.get(&format!("user:{}", spec.owner)).copied();
+        let gid = observed.ids.get(&format!("group:{}", spec.group)).copied();
         let have = observed.files.get(path).cloned().flatten();
         let why = match &have {
             None => "missing".to_string(),
@@ -336,8 +489,11 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             Some(h) if h.mode != spec.mode => {
                 format!("mode {:04o}, want {:04o}", h.mode, spec.mode)
             }
-            Some(h) if h.uid != uid || h.gid != gid => {
-                format!("owner {}:{}, want {}:{}", h.uid, h.gid, uid, gid)
+            Some(h) if Some(h.uid) != uid || Some(h.gid) != gid => {
+                format!(
+                    "owner {}:{}, want {}:{}",
+                    h.uid, h.gid, spec.owner, spec.group
+                )
             }
             Some(_) => continue,
         };
@@ -359,8 +515,8 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             Action::WriteFile {
                 path: path.clone(),
                 mode: spec.mode,
-                uid,
-                gid
+                owner: spec.owner.clone(),
+                group: spec.group.clone(),
             },
             why,
             drift
