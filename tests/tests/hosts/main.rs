@@ -5,6 +5,7 @@
 //! Run by `tests/run` (which builds the binary and the testhost base first); alone:
 //! `cargo build --bin strackt && cargo test -p strackt-integration --test hosts -- --test-threads=3`
 
+mod accounts;
 mod broken;
 mod changes;
 mod confirm;
