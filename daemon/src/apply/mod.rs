@@ -22,13 +22,14 @@ use crate::host::accounts::Accounts;
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::health::Health;
+use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 use crate::host::{Files, HostError, JobKind, Systemd};
 use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
 
 /// The host subsystems a pass works through.
 #[derive(Debug)]
-pub struct Machine<'a, S, F, H, K, W, A> {
+pub struct Machine<'a, S, F, H, K, W, A, P> {
     /// The service manager.
     pub systemd: &'a S,
     /// The filesystem.
@@ -41,14 +42,16 @@ pub struct Machine<'a, S, F, H, K, W, A> {
     pub firewall: &'a W,
     /// Users and groups.
     pub accounts: &'a A,
+    /// Debian packages.
+    pub packages: &'a P,
 }
 
-impl<S, F, H, K, W, A> Clone for Machine<'_, S, F, H, K, W, A> {
+impl<S, F, H, K, W, A, P> Clone for Machine<'_, S, F, H, K, W, A, P> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<S, F, H, K, W, A> Copy for Machine<'_, S, F, H, K, W, A> {}
+impl<S, F, H, K, W, A, P> Copy for Machine<'_, S, F, H, K, W, A, P> {}
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -84,6 +87,14 @@ impl StepRecord {
     }
 }
 
+/// Batched actions never reach `run_one`; if one did, fail loudly rather than skip it.
+fn unreachable_batched(action: &Action) -> Result<(), HostError> {
+    Err(HostError::Command {
+        op: "strackt",
+        message: format!("internal: {} must run batched", action.name()),
+    })
+}
+
 fn user_spec<'g>(source: Option<&'g Generation>, name: &str) -> Result<&'g ManagedUser, HostError> {
     source
         .and_then(|g| g.manifest.users.get(name))
@@ -114,8 +125,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
-    m: Machine<'_, S, F, H, K, W, A>,
+pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
@@ -138,6 +149,8 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
             snap.backed_up.insert(path.clone());
         }
     }
+    snap.packages = m.packages.installed()?;
+    snap.base_packages = owned.base_packages.clone();
     let users = m.accounts.users()?;
     let groups = m.accounts.groups()?;
     for name in desired.manifest.users.keys().chain(owned.users.iter()) {
@@ -223,8 +236,8 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
-    m: Machine<'_, S, F, H, K, W, A>,
+pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     plan: &Plan,
     store: &Store,
     source: Option<&Generation>,
@@ -246,26 +259,26 @@ pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
             i += 1;
             continue;
         }
-        // Consecutive enables go to systemd as one call (one daemon-reload instead of many).
-        if let Action::Enable { .. } = step.action {
-            let batch: Vec<String> = plan.steps[i..]
+        // Consecutive enables, installs, removals and holds go out as one call each: one
+        // daemon-reload, one apt transaction, instead of one per unit or package.
+        if BATCHED.contains(&step.action.name()) {
+            let kind = step.action.name();
+            let len = plan.steps[i..]
                 .iter()
-                .map_while(|s| {
-                    if let Action::Enable { unit } = &s.action {
-                        Some(unit.clone())
-                    } else {
-                        None
-                    }
-                })
+                .take_while(|s| s.action.name() == kind)
+                .count();
+            let targets: Vec<String> = plan.steps[i..i + len]
+                .iter()
+                .map(|s| s.action.target())
                 .collect();
-            let result = m.systemd.enable(&batch).await;
-            for s in &plan.steps[i..i + batch.len()] {
+            let result = run_batch(m, kind, &targets, source).await;
+            for s in &plan.steps[i..i + len] {
                 records.push(record(s, &result));
             }
             if let Err(e) = result {
-                failure = Some(format!("enable {}: {e}", batch.join(" ")));
+                failure = Some(format!("{kind} {}: {e}", targets.join(" ")));
             }
-            i += batch.len();
+            i += len;
             continue;
         }
         let result = run_one(m, &step.action, store, source, owned).await;
@@ -280,6 +293,40 @@ pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
         i += 1;
     }
     (records, failure)
+}
+
+/// Actions run in batches by [`run_batch`].
+const BATCHED: &[&str] = &[
+    "enable",
+    "install-package",
+    "remove-package",
+    "hold-package",
+];
+
+async fn run_batch<S: Systemd, F, H, K, W, A, P: Packages>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
+    kind: &str,
+    targets: &[String],
+    source: Option<&Generation>,
+) -> Result<(), HostError> {
+    match kind {
+        "enable" => m.systemd.enable(targets).await,
+        "install-package" => {
+            let locks = source.map(|g| &g.manifest.packages);
+            let debs: Vec<String> = targets
+                .iter()
+                .filter_map(|n| locks.and_then(|l| l.get(n)).map(|l| l.deb.clone()))
+                .collect();
+            m.packages.install(&debs)?;
+            // Held right away: unattended-upgrades must not move a version the definition set.
+            m.packages.hold(targets, true)
+        }
+        "remove-package" => {
+            m.packages.hold(targets, false)?;
+            m.packages.remove(targets)
+        }
+        _ => m.packages.hold(targets, true),
+    }
 }
 
 fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecord {
@@ -301,8 +348,8 @@ fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecor
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
-    m: Machine<'_, S, F, H, K, W, A>,
+async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     action: &Action,
     store: &Store,
     source: Option<&Generation>,
@@ -316,7 +363,6 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
         Action::Restart { unit } => m.systemd.run_job(JobKind::Restart, unit).await,
         Action::Reload { unit } => m.systemd.run_job(JobKind::Reload, unit).await,
         Action::Disable { unit } => m.systemd.disable(std::slice::from_ref(unit)).await,
-        Action::Enable { unit } => m.systemd.enable(std::slice::from_ref(unit)).await,
         Action::DaemonReload => m.systemd.daemon_reload().await,
         Action::SetSysctl { key, value } => m.sysctl.set(key, value),
         Action::ApplyFirewall => {
@@ -384,6 +430,10 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
             let (uid, gid) = (m.files.uid(owner)?, m.files.gid(group)?);
             m.files.write(Path::new(path), &content, *mode, uid, gid)
         }
+        Action::InstallPackage { .. }
+        | Action::RemovePackage { .. }
+        | Action::HoldPackage { .. }
+        | Action::Enable { .. } => unreachable_batched(action),
         Action::CreateGroup { name } => {
             let spec = source
                 .and_then(|g| g.manifest.groups.get(name))
@@ -434,8 +484,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts>(
 /// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health, K, W, A>(
-    m: Machine<'_, S, F, H, K, W, A>,
+pub async fn verify<S: Systemd, F, H: Health, K, W, A, P>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     desired: &Generation,
     plan: &Plan,
     settle: Duration,

@@ -24,6 +24,9 @@ pub struct Ownership {
     /// Groups strackt created.
     #[serde(default)]
     pub groups: BTreeSet<String>,
+    /// Packages installed when strackt first took the host over.
+    #[serde(default)]
+    pub base_packages: Option<BTreeSet<String>>,
     /// The firewall strackt applied to its nftables table.
     #[serde(default)]
     pub firewall: Option<FirewallRecord>,
@@ -113,6 +116,17 @@ impl Ownership {
         } else {
             Ok(())
         }
+    }
+    /// Record the packages the host had when strackt took it over (once).
+    ///
+    /// # Errors
+    /// When the record cannot be saved.
+    pub fn record_base(&mut self, installed: BTreeSet<String>) -> Result<(), HostError> {
+        if self.base_packages.is_some() {
+            return Ok(());
+        }
+        self.base_packages = Some(installed);
+        self.save()
     }
     pub(crate) fn record_firewall(
         &mut self,

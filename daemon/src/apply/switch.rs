@@ -8,6 +8,7 @@ use crate::generation::{Generation, Store};
 use crate::host::accounts::Accounts;
 use crate::host::firewall::Firewall;
 use crate::host::health::Health;
+use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 use crate::host::{Files, Systemd};
 use crate::plan::{plan, state_digest};
@@ -43,8 +44,16 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 }
 
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
-async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall, A: Accounts>(
-    m: Machine<'_, S, F, H, K, W, A>,
+async fn converge<
+    S: Systemd,
+    F: Files,
+    H: Health,
+    K: Sysctl,
+    W: Firewall,
+    A: Accounts,
+    P: Packages,
+>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     store: &Store,
     owned: &mut Ownership,
     target: Option<&Generation>,
@@ -137,8 +146,16 @@ async fn converge<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall, A: Ac
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
 /// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
-pub async fn switch<S: Systemd, F: Files, H: Health, K: Sysctl, W: Firewall, A: Accounts>(
-    m: Machine<'_, S, F, H, K, W, A>,
+pub async fn switch<
+    S: Systemd,
+    F: Files,
+    H: Health,
+    K: Sysctl,
+    W: Firewall,
+    A: Accounts,
+    P: Packages,
+>(
+    m: Machine<'_, S, F, H, K, W, A, P>,
     store: &Store,
     owned: &mut Ownership,
     to: Option<&Generation>,

@@ -16,6 +16,7 @@ use crate::host::files::{sha256_hex, RealFiles};
 use crate::host::firewall::Firewall;
 use crate::host::firewall::Nft;
 use crate::host::health::RealHealth;
+use crate::host::packages::{Apt, Packages};
 use crate::host::sysctl::ProcSysctl;
 use crate::host::systemd::DbusSystemd;
 use crate::plan::{lockout, plan, Plan};
@@ -24,6 +25,13 @@ use crate::state::{GenerationRow, Operation, StateHandle};
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
 const PINNED: &str = "pinned_definition_sha256";
+
+/// Where `.deb` files of retained generations are kept (`STRACKT_CACHE` overrides).
+fn paths_cache() -> std::path::PathBuf {
+    std::env::var_os("STRACKT_CACHE")
+        .map_or_else(|| "/var/cache/strackt".into(), std::path::PathBuf::from)
+        .join("debs")
+}
 
 /// What `strackt plan` shows.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -52,6 +60,7 @@ pub struct Daemon {
     keep: usize,
     hold: Option<Hold>,
     pending: Option<PendingConfirm>,
+    apt: Apt,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -143,6 +152,7 @@ impl Daemon {
             keep: 10,
             hold: None,
             pending: None,
+            apt: Apt::new(&paths_cache()),
         }
     }
 
@@ -326,7 +336,7 @@ impl Daemon {
 
     fn machine(
         &self,
-    ) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft, ShadowTools> {
+    ) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft, ShadowTools, Apt> {
         Machine {
             systemd: &self.systemd,
             files: &self.files,
@@ -334,6 +344,7 @@ impl Daemon {
             sysctl: &ProcSysctl,
             firewall: &Nft,
             accounts: &ShadowTools,
+            packages: &self.apt,
         }
     }
 
@@ -370,6 +381,18 @@ impl Daemon {
     /// switch), then run the startup pass.
     pub async fn startup(&mut self) {
         self.store.clean_leftovers();
+        // What the host had when strackt took it over is never removed as hand-installed.
+        match (
+            Ownership::load(Some(self.store.root())),
+            self.apt.installed(),
+        ) {
+            (Ok(mut owned), Ok(installed)) => {
+                if let Err(e) = owned.record_base(installed.into_keys().collect()) {
+                    tracing::error!("recording the base package set: {e}");
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::error!("recording the base package set: {e}"),
+        }
         if let Ok(Some(text)) = self.state.call(|s| s.meta("pending_confirm")).await {
             self.pending = serde_json::from_str(&text).ok();
             let pending = self.pending.clone();
@@ -695,7 +718,17 @@ impl Daemon {
                 .definition_failed(trigger, started, started_at, problem)
                 .await;
         }
-        let rendered = render(def);
+        let mut rendered = render(def);
+        // Build: every `latest` becomes an exact version and every .deb is fetched now, so a
+        // version that does not exist (or cannot be downloaded) fails here, host untouched.
+        if let Err(e) = self.lock_packages(def, &mut rendered, true) {
+            let mut op = Self::op(None, "apply", trigger, None, started, started_at);
+            op.id = self.start_op("apply", trigger, None).await.unwrap_or(0);
+            op.outcome = "failed".into();
+            op.summary = "build failed; host unchanged".into();
+            op.reason = Some(format!("building the next generation: {e}"));
+            return self.finish_op(op, true).await;
+        }
         let row = GenerationRow {
             id,
             created: now(),
@@ -874,6 +907,17 @@ impl Daemon {
                     .await;
             }
         }
+        // Keep the .deb files of retained generations only (so a rollback needs no network).
+        if let Ok(on_disk) = self.store.list() {
+            let keep: std::collections::BTreeSet<String> = on_disk
+                .iter()
+                .filter_map(|id| self.store.load(*id).ok())
+                .flat_map(|g| g.manifest.packages.into_values().map(|l| l.deb))
+                .collect();
+            if let Err(e) = self.apt.prune_cache(&keep) {
+                tracing::warn!("pruning the package cache: {e}");
+            }
+        }
         // Directories of generations that are not successful (failed mid-build) go too.
         if let Ok(on_disk) = self.store.list() {
             for id in on_disk {
@@ -952,6 +996,29 @@ impl Daemon {
         Ok(op)
     }
 
+    /// Resolve the definition's packages to exact versions (and, with `fetch`, put their
+    /// `.deb` files in the cache).
+    fn lock_packages(
+        &self,
+        def: &ValidatedDefinition,
+        rendered: &mut crate::generation::Rendered,
+        fetch: bool,
+    ) -> Result<(), crate::host::HostError> {
+        for (name, want) in &def.definition().packages {
+            let version = self.apt.resolve(name, want)?;
+            let deb = if fetch {
+                self.apt.fetch(name, &version)?
+            } else {
+                String::new()
+            };
+            rendered.manifest.packages.insert(
+                name.clone(),
+                crate::generation::PackageLock { version, deb },
+            );
+        }
+        Ok(())
+    }
+
     /// The lock-out guard for a new definition's firewall (see `plan::lockout`).
     fn lockout_problem(&self, def: &ValidatedDefinition) -> Option<String> {
         let fw = def.definition().firewall.as_ref()?;
@@ -982,7 +1049,10 @@ impl Daemon {
                 if let Some(problem) = self.lockout_problem(&def) {
                     return Err(problem);
                 }
-                (render(&def).generation(), "new")
+                let mut r = render(&def);
+                self.lock_packages(&def, &mut r, false)
+                    .map_err(|e| format!("resolving packages: {e}"))?;
+                (r.generation(), "new")
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;

@@ -48,6 +48,10 @@ pub struct Definition {
     /// Local users, keyed by name.
     #[serde(default)]
     pub users: BTreeMap<String, UserSpec>,
+    /// Debian packages: name → an exact version or `latest` (resolved to an exact version
+    /// when the generation is built, and kept there).
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
 }
 
 /// A local group.

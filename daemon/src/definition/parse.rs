@@ -141,6 +141,7 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             "firewall" => def.firewall = entry(v, &path, problems),
             "groups" => def.groups = section(v, &path, problems),
             "users" => def.users = section(v, &path, problems),
+            "packages" => def.packages = section(v, &path, problems),
             "settings" => {
                 if let Some(s) = entry(v, &path, problems) {
                     def.settings = s;

@@ -124,6 +124,29 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         check_service(def, name, spec, problems);
     }
     check_accounts(def, problems);
+    for (name, version) in &def.packages {
+        let at = key(&["packages", name]);
+        // Debian policy 5.6.1 (names) and 5.6.12 (versions).
+        let name_ok = name.len() >= 2
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !name_ok {
+            problems.at_key(&at, format!("{name:?} is not a Debian package name"));
+        }
+        let version_ok = version == "latest"
+            || (version.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c)));
+        if !version_ok {
+            problems.at(&at, format!("{version:?} is not a Debian version; write an exact version (e.g. \"2.10-3\") or `latest`"));
+        }
+    }
     if let Some(fw) = &def.firewall {
         for (i, rule) in fw.allow.iter().enumerate() {
             let at = |field: &str| {
@@ -677,6 +700,28 @@ bogus: 1
                 "missing {want:?} in {got:#?}"
             );
         }
+    }
+
+    #[test]
+    fn packages_are_checked() {
+        assert_eq!(problems("version: 1\npackages:\n  hello: \"2.10-3\"\n  curl: latest\n  libfoo2: \"1:2.3~rc1+dfsg-1\"\n"), Vec::<String>::new());
+        let got = problems("version: 1\npackages:\n  Hello: \"1\"\n  curl: \"newest\"\n");
+        assert!(
+            got[0].starts_with(
+                "server.yaml:3:3: packages.Hello: \"Hello\" is not a Debian package name"
+            ),
+            "{got:?}"
+        );
+        assert!(
+            got[1]
+                .starts_with("server.yaml:4:9: packages.curl: \"newest\" is not a Debian version"),
+            "{got:?}"
+        );
+        let got = problems("version: 1\npackages:\n  curl: 7\n");
+        assert!(
+            got[0].contains("packages.curl: invalid type: integer"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 pub use render::{
-    render, ManagedFile, ManagedGroup, ManagedUnit, ManagedUser, Manifest, Rendered, FIREWALL_TABLE,
+    render, ManagedFile, ManagedGroup, ManagedUnit, ManagedUser, Manifest, PackageLock, Rendered,
+    FIREWALL_TABLE,
 };
 
 use crate::definition::generation_relative;
@@ -103,6 +104,11 @@ impl Store {
                     0,
                     0,
                 )?;
+            }
+            if !manifest.packages.is_empty() {
+                let lock = serde_json::to_vec_pretty(&manifest.packages)
+                    .map_err(|e| io("serialize", &staging)(e.into()))?;
+                atomic_write(&staging.join("lock.json"), &lock, 0o644, 0, 0)?;
             }
             if let Some(rules) = &rendered.firewall {
                 atomic_write(&staging.join("firewall.nft"), rules.as_bytes(), 0o644, 0, 0)?;

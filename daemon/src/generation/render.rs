@@ -35,6 +35,19 @@ pub struct Manifest {
     /// Local users: name → spec.
     #[serde(default)]
     pub users: BTreeMap<String, ManagedUser>,
+    /// Packages with their exact versions and cached `.deb` files (also written as
+    /// `lock.json`); filled in when the generation is built.
+    #[serde(default)]
+    pub packages: BTreeMap<String, PackageLock>,
+}
+
+/// One package, locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageLock {
+    /// The exact version.
+    pub version: String,
+    /// Its file in `/var/cache/strackt/debs`.
+    pub deb: String,
 }
 
 /// A group as a generation wants it.

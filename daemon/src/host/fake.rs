@@ -13,6 +13,7 @@ use super::accounts::{Accounts, UserState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
+use super::packages::{Installed, Packages};
 use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
@@ -50,6 +51,14 @@ pub struct FakeState {
     pub groups: BTreeMap<String, u32>,
     /// Password hashes.
     pub shadow: BTreeMap<String, String>,
+    /// The apt repository: package → available versions.
+    pub repository: BTreeMap<String, Vec<String>>,
+    /// Installed packages.
+    pub installed: BTreeMap<String, Installed>,
+    /// `.deb` files in strackt's cache.
+    pub debs: BTreeSet<String>,
+    /// The mirror is unreachable: only cached `.deb` files install.
+    pub offline: bool,
     /// Connected SSH clients.
     pub ssh_sessions: Vec<SshSession>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
@@ -406,6 +415,93 @@ impl Accounts for FakeHost {
         if s.groups.contains_key(name) {
             s.groups.remove(name);
         }
+        Ok(())
+    }
+}
+
+impl Packages for FakeHost {
+    fn installed(&self) -> Result<BTreeMap<String, Installed>, HostError> {
+        Ok(self.state().installed.clone())
+    }
+    fn resolve(&self, name: &str, want: &str) -> Result<String, HostError> {
+        let s = self.state();
+        let versions = s.repository.get(name).ok_or_else(|| HostError::Command {
+            op: "apt-cache",
+            message: format!("package {name:?} is not available"),
+        })?;
+        match want {
+            "latest" => versions.last().cloned().ok_or_else(|| HostError::Command {
+                op: "apt-cache",
+                message: "no candidate".into(),
+            }),
+            v if versions.iter().any(|x| x == v) => Ok(v.to_string()),
+            v => Err(HostError::Command {
+                op: "apt-cache",
+                message: format!(
+                    "version {v:?} of {name:?} is not available (available: {})",
+                    versions.join(", ")
+                ),
+            }),
+        }
+    }
+    fn fetch(&self, name: &str, version: &str) -> Result<String, HostError> {
+        let deb = format!("{name}_{version}_all.deb");
+        let mut s = self.state();
+        if !s.debs.contains(&deb) {
+            if s.offline {
+                return Err(HostError::Command {
+                    op: "apt-get",
+                    message: "could not connect to the mirror".into(),
+                });
+            }
+            s.debs.insert(deb.clone());
+        }
+        Ok(deb)
+    }
+    fn install(&self, debs: &[String]) -> Result<(), HostError> {
+        let mut s = self.state();
+        for deb in debs {
+            if !s.debs.contains(deb) {
+                return Err(HostError::Command {
+                    op: "apt-get",
+                    message: format!("{deb} is not in the cache"),
+                });
+            }
+            let mut parts = deb.split('_');
+            let (name, version) = (
+                parts.next().unwrap_or_default().to_string(),
+                parts.next().unwrap_or_default().to_string(),
+            );
+            s.installed.insert(
+                name,
+                Installed {
+                    version,
+                    held: false,
+                    auto: false,
+                    essential: false,
+                },
+            );
+        }
+        Ok(())
+    }
+    fn remove(&self, names: &[String]) -> Result<(), HostError> {
+        let mut s = self.state();
+        for n in names {
+            s.installed.remove(n);
+        }
+        Ok(())
+    }
+    fn hold(&self, names: &[String], hold: bool) -> Result<(), HostError> {
+        let mut s = self.state();
+        for n in names {
+            if let Some(p) = s.installed.get_mut(n) {
+                p.held = hold;
+            }
+        }
+        Ok(())
+    }
+    fn prune_cache(&self, keep: &BTreeSet<String>) -> Result<(), HostError> {
+        self.state().debs.retain(|d| keep.contains(d));
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod fake;
 pub mod files;
 pub mod firewall;
 pub mod health;
+pub mod packages;
 pub mod sysctl;
 pub mod systemd;
 

@@ -44,12 +44,27 @@ pub fn state_digest(desired: &Generation, observed: &HostSnapshot) -> String {
         .unwrap_or_default();
     }
     for name in desired.manifest.groups.keys() {
-        writeln!(canon, "group {name} {:?}", observed.groups.get(name).copied().flatten()).unwrap_or_default();
+        writeln!(
+            canon,
+            "group {name} {:?}",
+            observed.groups.get(name).copied().flatten()
+        )
+        .unwrap_or_default();
     }
     for name in desired.manifest.users.keys() {
         let u = observed.users.get(name).cloned().flatten();
-        let line = u.map_or("absent".to_string(), |u| format!("{} {} {:?} {} {} {:?}", u.uid, u.group, u.groups, u.shell, u.home, u.comment));
-        writeln!(canon, "user {name} {line} password={:?}", observed.password_ok.get(name)).unwrap_or_default();
+        let line = u.map_or("absent".to_string(), |u| {
+            format!(
+                "{} {} {:?} {} {} {:?}",
+                u.uid, u.group, u.groups, u.shell, u.home, u.comment
+            )
+        });
+        writeln!(
+            canon,
+            "user {name} {line} password={:?}",
+            observed.password_ok.get(name)
+        )
+        .unwrap_or_default();
     }
     if let Some(listing) = &observed.firewall_live {
         writeln!(canon, "firewall {listing}").unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod digest;
 mod guard;
+mod packages;
 mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;
 use crate::host::accounts::UserState;
+use crate::host::packages::Installed;
 use crate::host::{FileState, UnitState};
 
 /// Directory where strackt writes the units it owns.
@@ -58,6 +60,11 @@ pub struct HostSnapshot {
     pub owned_users: BTreeSet<String>,
     /// Groups strackt created (its ownership record).
     pub owned_groups: BTreeSet<String>,
+    /// Every installed package.
+    pub packages: BTreeMap<String, Installed>,
+    /// Packages installed when strackt took the host over (never removed as hand-made);
+    /// `None` until recorded, and then nothing is removed as hand-installed.
+    pub base_packages: Option<BTreeSet<String>>,
 }
 
 /// The firewall strackt applied: which ruleset, and what the kernel listed right after, so a
@@ -111,6 +118,21 @@ pub enum Action {
         owner: String,
         /// Owner group.
         group: String,
+    },
+    /// Install (or up/downgrade) a package to its locked version.
+    InstallPackage {
+        /// Package name.
+        name: String,
+    },
+    /// Remove a package.
+    RemovePackage {
+        /// Package name.
+        name: String,
+    },
+    /// Hold a package at its version.
+    HoldPackage {
+        /// Package name.
+        name: String,
     },
     /// Create a group.
     CreateGroup {
@@ -201,6 +223,9 @@ impl Action {
             Action::RemoveFile { .. } => "remove-file",
             Action::BackupFile { .. } => "backup-file",
             Action::WriteFile { .. } => "write-file",
+            Action::InstallPackage { .. } => "install-package",
+            Action::RemovePackage { .. } => "remove-package",
+            Action::HoldPackage { .. } => "hold-package",
             Action::CreateGroup { .. } => "create-group",
             Action::SetGid { .. } => "set-gid",
             Action::RemoveGroup { .. } => "remove-group",
@@ -236,7 +261,10 @@ impl Action {
             | Action::WriteFile { path, .. } => path.clone(),
             Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
-            Action::CreateGroup { name }
+            Action::InstallPackage { name }
+            | Action::RemovePackage { name }
+            | Action::HoldPackage { name }
+            | Action::CreateGroup { name }
             | Action::SetGid { name, .. }
             | Action::RemoveGroup { name }
             | Action::CreateUser { name }
@@ -380,6 +408,8 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
+    // Phase 2a: packages (before accounts and files: they may provide users, shells, paths).
+    packages::plan_packages(want, previous, observed, &mut steps);
     // Phase 2b: accounts, before files (a file may belong to a user created here).
     for (name, g) in &want.groups {
         let drift = was(&|p| p.manifest.groups.get(name) == Some(g));

@@ -1,0 +1,92 @@
+//! Package planning (pure): locked versions installed and held, dropped and hand-installed
+//! packages removed — but never what keeps the machine (or strackt) running.
+
+use super::{Action, HostSnapshot, Step};
+use crate::generation::{Generation, Manifest};
+
+/// Packages strackt never removes as hand-installed, whatever their priority: the kernel, the
+/// boot and package machinery, and what strackt itself runs on.
+fn protected(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "strackt",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "apt",
+        "dpkg",
+        "nftables",
+        "passwd",
+        "login",
+        "libc6",
+        "openssh-server",
+        "ca-certificates",
+        "init",
+        "sudo",
+    ];
+    const PREFIXES: &[&str] = &[
+        "linux-image",
+        "linux-headers",
+        "linux-modules",
+        "grub",
+        "firmware-",
+        "shim",
+    ];
+    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+pub(super) fn plan_packages(
+    want: &Manifest,
+    previous: Option<&Generation>,
+    observed: &HostSnapshot,
+    steps: &mut Vec<Step>,
+) {
+    let step = |action: Action, why: String, drift: bool| Step { action, why, drift };
+    for (name, lock) in &want.packages {
+        let drift = previous.is_some_and(|p| p.manifest.packages.get(name) == Some(lock));
+        match observed.packages.get(name) {
+            Some(have) if have.version == lock.version => {
+                if !have.held {
+                    steps.push(step(
+                        Action::HoldPackage { name: name.clone() },
+                        "not held at its version".into(),
+                        drift,
+                    ));
+                }
+            }
+            Some(have) => steps.push(step(
+                Action::InstallPackage { name: name.clone() },
+                format!("version {}, want {}", have.version, lock.version),
+                drift,
+            )),
+            None => steps.push(step(
+                Action::InstallPackage { name: name.clone() },
+                format!("missing, want {}", lock.version),
+                drift,
+            )),
+        }
+    }
+    let was_defined = |name: &str| previous.is_some_and(|p| p.manifest.packages.contains_key(name));
+    for (name, have) in &observed.packages {
+        if want.packages.contains_key(name) || have.essential || protected(name) {
+            continue;
+        }
+        if was_defined(name) {
+            steps.push(step(
+                Action::RemovePackage { name: name.clone() },
+                "no longer in the definition".into(),
+                false,
+            ));
+        } else if !have.auto
+            && observed
+                .base_packages
+                .as_ref()
+                .is_some_and(|base| !base.contains(name))
+        {
+            steps.push(step(
+                Action::RemovePackage { name: name.clone() },
+                "installed by hand".into(),
+                true,
+            ));
+        }
+    }
+}
