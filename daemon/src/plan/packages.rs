@@ -76,7 +76,8 @@ pub(super) fn plan_packages(
                 "no longer in the definition".into(),
                 false,
             ));
-        } else if !have.auto
+        } else if !want.packages.is_empty() // only a definition that manages packages removes hand-installed ones
+            && !have.auto
             && observed
                 .base_packages
                 .as_ref()

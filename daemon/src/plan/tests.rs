@@ -124,3 +124,48 @@ fn the_display_is_the_dry_run() {
         "nothing to do: the host matches the definition\n"
     );
 }
+
+#[test]
+fn hand_installed_packages_go_only_when_the_definition_manages_packages() {
+    use crate::host::packages::Installed;
+    let pkg = |essential| Installed {
+        version: "1".into(),
+        held: true,
+        auto: false,
+        essential,
+    };
+    let mut snap = HostSnapshot {
+        ids: ids(),
+        base_packages: Some(BTreeSet::new()),
+        ..HostSnapshot::default()
+    };
+    snap.packages.insert("htop".into(), pkg(false));
+    snap.packages.insert("bash".into(), pkg(true));
+    snap.packages.insert("linux-image-amd64".into(), pkg(false));
+    assert!(
+        plan(&generation("version: 1\n"), None, &snap).is_empty(),
+        "no packages: section, nothing removed"
+    );
+    let mut managed = generation("version: 1\n");
+    managed.manifest.packages.insert(
+        "curl".into(),
+        crate::generation::PackageLock {
+            version: "8".into(),
+            deb: "curl_8_amd64.deb".into(),
+        },
+    );
+    snap.packages.insert(
+        "curl".into(),
+        Installed {
+            version: "8".into(),
+            held: true,
+            auto: false,
+            essential: false,
+        },
+    );
+    assert_eq!(
+        names(&plan(&managed, None, &snap)),
+        ["remove-package htop"],
+        "never essential or the kernel"
+    );
+}

@@ -19,6 +19,7 @@ mod hold;
 mod http;
 mod ownership;
 mod package;
+mod packages;
 mod restart;
 mod rollback;
 mod settings;

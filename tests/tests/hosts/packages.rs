@@ -1,0 +1,112 @@
+//! `packages:` on a real host with real apt and dpkg, against a small local repository (two
+//! versions of a package) so versions are under the test's control: exact version installed,
+//! upgraded through the definition, an unavailable version refused with the host unchanged, a
+//! rollback with the repository gone, a hand-installed package removed.
+
+use strackt_integration::{ensure, ensure_eq, with_host, Host, Res};
+
+use crate::HEADER;
+
+/// Build `strackt-demo` 1.0 and 1.1 and `strackt-extra` 1 as .debs, index them, add the
+/// repository to apt's sources.
+fn local_repository(h: &Host) -> Res {
+    h.sh_ok(
+        r#"set -e
+mkdir -p /srv/repo && cd /srv/repo
+build() { d=$(mktemp -d); mkdir -p $d/DEBIAN $d/usr/share/$1
+  printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: strackt tests <t@example.org>\nDescription: strackt test package\n' $1 $2 > $d/DEBIAN/control
+  echo $2 > $d/usr/share/$1/version
+  dpkg-deb --build -Zgzip $d ${1}_${2}_all.deb >/dev/null; rm -rf $d; }
+build strackt-demo 1.0; build strackt-demo 1.1; build strackt-extra 1
+: > Packages
+for deb in *.deb; do
+  dpkg-deb -f $deb >> Packages
+  printf 'Filename: ./%s\nSize: %s\nSHA256: %s\n\n' $deb $(stat -c %s $deb) $(sha256sum $deb | cut -d' ' -f1) >> Packages
+done
+echo 'deb [trusted=yes] file:/srv/repo ./' > /etc/apt/sources.list.d/strackt-test.list
+apt-get update -qq -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/strackt-test.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0"#,
+    )?;
+    Ok(())
+}
+
+fn version(h: &Host, name: &str) -> Res<String> {
+    Ok(h.sh_ok(&format!(
+        "dpkg-query -W -f '${{Version}}' {name} 2>/dev/null || true"
+    ))?
+    .trim()
+    .to_string())
+}
+
+#[test]
+fn exact_versions_upgrade_refuse_roll_back_offline_and_remove_hand_installed() -> Res {
+    with_host("packages", |h| {
+        local_repository(h)?;
+        h.install(&format!("{HEADER}packages:\n  strackt-demo: \"1.0\"\n"))?;
+        h.apply_ok()?;
+        ensure_eq(
+            version(h, "strackt-demo")?.as_str(),
+            "1.0",
+            "exact version installed",
+        )?;
+        ensure(
+            h.sh_ok("apt-mark showhold")?.contains("strackt-demo"),
+            || "not held".into(),
+        )?;
+        let lock = h.sh_ok("cat /var/lib/strackt/current/lock.json")?;
+        ensure(lock.contains("\"version\": \"1.0\""), || {
+            format!("lock.json: {lock}")
+        })?;
+
+        h.put_definition(&format!("{HEADER}packages:\n  strackt-demo: latest\n"))?;
+        h.apply_ok()?;
+        ensure_eq(version(h, "strackt-demo")?.as_str(), "1.1", "latest = 1.1")?;
+        let upgraded = h.active_generation()?;
+
+        // An unavailable version: the build fails, nothing on the host changes.
+        h.put_definition(&format!("{HEADER}packages:\n  strackt-demo: \"9.9\"\n"))?;
+        let out = h.apply()?;
+        ensure(
+            !out.success()
+                && out.text().contains("9.9")
+                && out.text().contains("available: 1.1, 1.0"),
+            || {
+                format!(
+                    "an unavailable version must fail the build, naming what is available: {out}"
+                )
+            },
+        )?;
+        ensure_eq(
+            version(h, "strackt-demo")?.as_str(),
+            "1.1",
+            "after the refused build",
+        )?;
+        ensure_eq(
+            h.active_generation()?,
+            upgraded,
+            "generation after the refused build",
+        )?;
+
+        // Hand-installed after strackt took over: removed by the next pass.
+        h.put_definition(&format!("{HEADER}packages:\n  strackt-demo: latest\n"))?;
+        h.apply_ok()?;
+        h.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strackt-extra >/dev/null")?;
+        ensure_eq(version(h, "strackt-extra")?.as_str(), "1", "hand-installed")?;
+        h.apply_ok()?;
+        ensure_eq(
+            version(h, "strackt-extra")?.as_str(),
+            "",
+            "the hand-installed package is removed",
+        )?;
+
+        // The repository is gone (a cut mirror): rollback reinstalls 1.0 from strackt's cache.
+        h.sh_ok("mv /srv/repo /srv/repo.cut")?;
+        let out = h.strackt(&["rollback", "1"])?;
+        ensure(out.success(), || format!("offline rollback: {out}"))?;
+        ensure_eq(
+            version(h, "strackt-demo")?.as_str(),
+            "1.0",
+            "version after the offline rollback",
+        )?;
+        Ok(())
+    })
+}
