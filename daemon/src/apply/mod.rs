@@ -200,8 +200,14 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
         }
     }
     if let Some(ruleset) = &desired.firewall {
-        // nft -c before anything changes: a ruleset the kernel would refuse fails here.
-        m.firewall.check(ruleset)?;
+        // nft -c before anything changes: a ruleset the kernel would refuse fails here. A
+        // ruleset already applied once passed this check then; no need to pay for it per pass.
+        let applied = owned.firewall.as_ref().is_some_and(|r| {
+            Some(&r.ruleset) == desired.manifest.firewall.as_ref() && !r.listing.is_empty()
+        });
+        if !applied {
+            m.firewall.check(ruleset)?;
+        }
     }
     snap.firewall_applied = owned.firewall.clone();
     if desired.firewall.is_some() || owned.firewall.is_some() {
