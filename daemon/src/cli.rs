@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -31,9 +31,13 @@ enum Command {
     /// Run the daemon (what strackt.service starts).
     Daemon,
     /// Validate a definition; every problem at once as FILE:LINE:COL: path: message.
+    /// Packages are also looked up in this host's apt sources unless --offline.
     Check {
         /// The definition (default: /etc/strackt/server.yaml).
         file: Option<PathBuf>,
+        /// Only the definition itself: no look-ups on this host.
+        #[arg(long)]
+        offline: bool,
     },
     /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
     Plan,
@@ -96,7 +100,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env();
     match cli.command {
         Command::Daemon => run_daemon(paths),
-        Command::Check { file } => check(file.unwrap_or(paths.definition), cli.json),
+        Command::Check { file, offline } => {
+            check(file.unwrap_or(paths.definition), offline, cli.json)
+        }
         Command::Export { output } => {
             let path = paths.root.join("current/definition.yaml");
             let text = std::fs::read(&path).with_context(|| {
@@ -286,30 +292,58 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn check(file: PathBuf, json: bool) -> anyhow::Result<i32> {
+fn check(file: PathBuf, offline: bool, json: bool) -> anyhow::Result<i32> {
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    match crate::definition::parse(&text, &file) {
-        Ok(_) => {
-            if json {
-                println!("{{\"valid\":true,\"problems\":[]}}");
-            } else {
-                println!("{}: ok", file.display());
-            }
-            Ok(0)
+    let problems = match crate::definition::parse(&text, &file) {
+        Ok(_) if offline => Vec::new(),
+        Ok(def) => host_problems(&def, &text),
+        Err(e) => e.problems,
+    };
+    if problems.is_empty() {
+        if json {
+            println!("{{\"valid\":true,\"problems\":[]}}");
+        } else {
+            println!("{}: ok", file.display());
         }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": false, "problems": e.problems })
-                );
-            } else {
-                eprintln!("{e}");
-            }
-            Ok(1)
+        return Ok(0);
+    }
+    let mut problems = problems;
+    problems.sort_by_key(|p| (p.line, p.column));
+    let err = crate::definition::DefinitionError { file, problems };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "valid": false, "problems": err.problems })
+        );
+    } else {
+        eprintln!("{err}");
+    }
+    Ok(1)
+}
+
+/// What only this host can tell: packages (and versions) its apt sources do not have.
+fn host_problems(
+    def: &crate::definition::ValidatedDefinition,
+    text: &str,
+) -> Vec<crate::definition::Problem> {
+    use crate::host::packages::{Apt, Packages};
+    let apt = Apt::new(Path::new("/var/cache/strackt/debs"));
+    let mut problems = Vec::new();
+    for (name, want) in &def.definition().packages {
+        if let Err(e) = apt.resolve(name, want) {
+            let message = match e {
+                crate::host::HostError::Command { message, .. } => message,
+                other => other.to_string(),
+            };
+            problems.push(crate::definition::problem_at(
+                text,
+                &["packages", name],
+                message,
+            ));
         }
     }
+    problems
 }
 
 fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow::Result<i32> {
@@ -479,7 +513,10 @@ mod tests {
             Cli::try_parse_from(["strackt", "check"])
                 .expect("parses")
                 .command,
-            Command::Check { file: None }
+            Command::Check {
+                file: None,
+                offline: false
+            }
         ));
         assert!(matches!(
             Cli::try_parse_from(["strackt", "history", "--operation", "7"])

@@ -1004,7 +1004,25 @@ impl Daemon {
         rendered: &mut crate::generation::Rendered,
         fetch: bool,
     ) -> Result<(), crate::host::HostError> {
+        // An exact version the current generation already locked (and whose .deb is cached)
+        // needs no apt look-up: saving an unrelated edit must not cost 50 of them.
+        let current = self.current().ok().flatten();
         for (name, want) in &def.definition().packages {
+            if want != "latest" {
+                if let Some(lock) = current
+                    .as_ref()
+                    .and_then(|c| c.manifest.packages.get(name))
+                    .filter(|l| &l.version == want)
+                {
+                    if !fetch || self.apt.is_cached(&lock.deb) {
+                        rendered
+                            .manifest
+                            .packages
+                            .insert(name.clone(), lock.clone());
+                        continue;
+                    }
+                }
+            }
             let version = self.apt.resolve(name, want)?;
             let deb = if fetch {
                 self.apt.fetch(name, &version)?

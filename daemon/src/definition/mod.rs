@@ -17,6 +17,19 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use parse::parse;
+
+/// A problem found outside the parser (e.g. a package apt does not know), located at the
+/// field `path` (keys) of `source`.
+pub fn problem_at(source: &str, path: &[&str], message: String) -> Problem {
+    let segs: Vec<Seg> = path.iter().map(|k| Seg::Key((*k).to_string())).collect();
+    let (line, column) = locate::Locator::new(source).value(&segs);
+    Problem {
+        line,
+        column,
+        path: render_path(&segs),
+        message,
+    }
+}
 pub use validate::parse_mode;
 
 /// The whole server, as the user wrote it. Every section is optional except `version`; new

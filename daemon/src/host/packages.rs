@@ -57,6 +57,11 @@ impl Apt {
             cache: cache.to_path_buf(),
         }
     }
+
+    /// Whether a `.deb` is in the cache.
+    pub fn is_cached(&self, deb: &str) -> bool {
+        !deb.is_empty() && self.cache.join(deb).is_file()
+    }
 }
 
 /// Parse the dpkg status file and apt's extended states.

@@ -41,6 +41,20 @@ fn version(h: &Host, name: &str) -> Res<String> {
 fn exact_versions_upgrade_refuse_roll_back_offline_and_remove_hand_installed() -> Res {
     with_host("packages", |h| {
         local_repository(h)?;
+        // Unknown names and versions are found by `strackt check`, located, before any apply.
+        h.install_unit()?;
+        h.write(
+            "/root/bad.yaml",
+            &format!("{HEADER}packages:\n  strackt-demo: \"9.9\"\n  no-such-package: latest\n"),
+            0o644,
+        )?;
+        let out = h.strackt(&["check", "/root/bad.yaml"])?;
+        ensure(
+            out.code == Some(1)
+                && out.text().contains("bad.yaml:5:17: packages.strackt-demo: version \"9.9\"")
+                && out.text().contains("bad.yaml:6:20: packages.no-such-package: package \"no-such-package\" is not available"),
+            || format!("check of unknown packages: {out}"),
+        )?;
         h.install(&format!("{HEADER}packages:\n  strackt-demo: \"1.0\"\n"))?;
         h.apply_ok()?;
         ensure_eq(
