@@ -104,17 +104,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             check(file.unwrap_or(paths.definition), offline, cli.json)
         }
         Command::Export { output } => {
-            let path = paths.root.join("current/definition.yaml");
-            let text = std::fs::read(&path).with_context(|| {
-                format!(
-                    "reading {} (has strackt applied a generation yet?)",
-                    path.display()
-                )
-            })?;
+            let text = export(&paths)?;
             match output {
-                Some(out) => crate::host::files::atomic_write(&out, &text, 0o600, 0, 0)
+                Some(out) => crate::host::files::atomic_write(&out, text.as_bytes(), 0o600, 0, 0)
                     .with_context(|| format!("writing {}", out.display()))?,
-                None => std::io::stdout().write_all(&text)?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
             }
             Ok(0)
         }
@@ -344,6 +338,38 @@ fn host_problems(
         }
     }
     problems
+}
+
+/// The current generation's definition with its lock folded in: every `latest` package becomes
+/// the exact version the generation installed, so a fresh server given it gets the same
+/// versions. Without `latest` packages the text is returned unchanged, comments and all.
+fn export(paths: &Paths) -> anyhow::Result<String> {
+    let current = paths.root.join("current");
+    let path = current.join("definition.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (has strackt applied a generation yet?)",
+            path.display()
+        )
+    })?;
+    let def = crate::definition::parse(&text, &path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !def.definition().packages.values().any(|v| v == "latest") {
+        return Ok(text);
+    }
+    let manifest: crate::generation::Manifest = serde_json::from_slice(
+        &std::fs::read(current.join("manifest.json")).context("reading the current manifest")?,
+    )?;
+    let mut pinned = def.definition().clone();
+    for (name, want) in pinned.packages.iter_mut() {
+        if let Some(lock) = manifest.packages.get(name) {
+            *want = lock.version.clone();
+        }
+    }
+    Ok(format!(
+        "# strackt export of generation {}: package versions pinned from its lock.json.\n{}",
+        manifest.id,
+        crate::definition::to_yaml(&pinned)?
+    ))
 }
 
 fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow::Result<i32> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use parse::parse;
+pub use parse::{parse, to_yaml};
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
 /// field `path` (keys) of `source`.
@@ -711,5 +711,19 @@ mod cidr {
             .firewall
             .expect("firewall");
         assert!(open.admits_tcp(ip("198.51.100.1"), 22));
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use std::path::Path;
+
+    #[test]
+    fn to_yaml_parses_back_to_the_same_definition() {
+        let src = "version: 1\nfiles:\n  /etc/motd: { content: \"hi\\n\", mode: \"0640\" }\nservices:\n  a: { exec: /bin/sleep 1, environment: { A: \"x y\" }, health: { tcp: \"127.0.0.1:80\" } }\n  cron: { unit: cron.service }\npackages:\n  curl: \"7.88.1-10+deb12u8\"\nusers:\n  alice: { uid: 3001, groups: [adm], password: { secret: pw } }\ngroups:\n  deploy: { gid: 3000 }\nfirewall:\n  allow:\n    - { port: \"8000-8100\", from: [10.0.0.0/8] }\nsettings:\n  sysctl:\n    net.ipv4.ip_forward: 1\n";
+        let def = super::parse(src, Path::new("a")).expect("valid");
+        let text = super::to_yaml(def.definition()).expect("yaml");
+        let again = super::parse(&text, Path::new("b")).expect("the written YAML is valid");
+        assert_eq!(again.definition(), def.definition());
     }
 }

@@ -94,6 +94,14 @@ pub fn parse(source: &str, file: &Path) -> Result<ValidatedDefinition, Definitio
     Err(fail(list))
 }
 
+/// Write a definition back as YAML (comments are not kept).
+///
+/// # Errors
+/// When it cannot be serialized (it always can: the types are plain data).
+pub fn to_yaml(def: &Definition) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(def)
+}
+
 /// Structural pass: every section and entry deserialized on its own, problems collected.
 fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
     let mut def = Definition::default();

@@ -74,6 +74,12 @@ fn exact_versions_upgrade_refuse_roll_back_offline_and_remove_hand_installed() -
         h.put_definition(&format!("{HEADER}packages:\n  strackt-demo: latest\n"))?;
         h.apply_ok()?;
         ensure_eq(version(h, "strackt-demo")?.as_str(), "1.1", "latest = 1.1")?;
+        // The export folds the lock in: a fresh server would get 1.1 too, not a newer latest.
+        let export = h.sh_ok("strackt export")?;
+        ensure(
+            export.contains("strackt-demo: '1.1'") && !export.contains("latest"),
+            || format!("export: {export}"),
+        )?;
         let upgraded = h.active_generation()?;
 
         // An unavailable version: the build fails, nothing on the host changes.
