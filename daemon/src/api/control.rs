@@ -70,6 +70,20 @@ async fn handle(
     write.write_all(&bytes).await
 }
 
+/// Hand a request to the reconcile loop and wait for its answer.
+async fn ask<T>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+) -> Result<T, String> {
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send(make(tx))
+        .await
+        .map_err(|_| "the daemon is shutting down")?;
+    rx.await
+        .map_err(|_| "the daemon is shutting down".to_string())?
+}
+
 fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
     serde_json::to_value(v).map_err(|e| e.to_string())
 }
@@ -80,48 +94,16 @@ async fn answer(
     status: &watch::Receiver<Status>,
     state: &StateHandle,
 ) -> Result<serde_json::Value, String> {
-    let gone = |_| "the daemon is shutting down".to_string();
     match req {
-        ControlRequest::Confirm => {
-            let (tx, rx) = oneshot::channel();
-            requests
-                .send(Request::Confirm(tx))
-                .await
-                .map_err(|_| "the daemon is shutting down")?;
-            rx.await.map_err(gone)?
-        }
+        ControlRequest::Confirm => ask(requests, Request::Confirm).await,
         ControlRequest::Apply { confirm_within } => {
-            let (tx, rx) = oneshot::channel();
-            requests
-                .send(Request::Apply(confirm_within, tx))
-                .await
-                .map_err(|_| "the daemon is shutting down")?;
-            json(rx.await.map_err(gone)??)
+            json(ask(requests, |tx| Request::Apply(confirm_within, tx)).await?)
         }
         ControlRequest::Rollback { id } => {
-            let (tx, rx) = oneshot::channel();
-            requests
-                .send(Request::Rollback(id, tx))
-                .await
-                .map_err(|_| "the daemon is shutting down")?;
-            json(rx.await.map_err(gone)??)
+            json(ask(requests, |tx| Request::Rollback(id, tx)).await?)
         }
-        ControlRequest::Plan => {
-            let (tx, rx) = oneshot::channel();
-            requests
-                .send(Request::Plan(tx))
-                .await
-                .map_err(|_| "the daemon is shutting down")?;
-            json(rx.await.map_err(gone)??)
-        }
-        ControlRequest::Hold { change } => {
-            let (tx, rx) = oneshot::channel();
-            requests
-                .send(Request::Hold(change, tx))
-                .await
-                .map_err(|_| "the daemon is shutting down")?;
-            rx.await.map_err(gone)?
-        }
+        ControlRequest::Plan => json(ask(requests, Request::Plan).await?),
+        ControlRequest::Hold { change } => ask(requests, |tx| Request::Hold(change, tx)).await,
         ControlRequest::Status => json(status.borrow().clone()),
         ControlRequest::Generations => json(
             state

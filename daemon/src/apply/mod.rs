@@ -24,34 +24,9 @@ use crate::host::firewall::Firewall;
 use crate::host::health::Health;
 use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
+pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
 use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
-
-/// The host subsystems a pass works through.
-#[derive(Debug)]
-pub struct Machine<'a, S, F, H, K, W, A, P> {
-    /// The service manager.
-    pub systemd: &'a S,
-    /// The filesystem.
-    pub files: &'a F,
-    /// Health probes.
-    pub health: &'a H,
-    /// Kernel parameters.
-    pub sysctl: &'a K,
-    /// The packet filter.
-    pub firewall: &'a W,
-    /// Users and groups.
-    pub accounts: &'a A,
-    /// Debian packages.
-    pub packages: &'a P,
-}
-
-impl<S, F, H, K, W, A, P> Clone for Machine<'_, S, F, H, K, W, A, P> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<S, F, H, K, W, A, P> Copy for Machine<'_, S, F, H, K, W, A, P> {}
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -125,8 +100,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
-pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+pub async fn observe<M: Machine>(
+    m: &M,
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
@@ -144,15 +119,15 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
         .collect();
     for path in paths {
         snap.files
-            .insert(path.clone(), m.files.stat(Path::new(path))?);
-        if m.files.stat(&backup_path(root, path))?.is_some() {
+            .insert(path.clone(), m.files().stat(Path::new(path))?);
+        if m.files().stat(&backup_path(root, path))?.is_some() {
             snap.backed_up.insert(path.clone());
         }
     }
-    snap.packages = m.packages.installed()?;
+    snap.packages = m.packages().installed()?;
     snap.base_packages = owned.base_packages.clone();
-    let users = m.accounts.users()?;
-    let groups = m.accounts.groups()?;
+    let users = m.accounts().users()?;
+    let groups = m.accounts().groups()?;
     for name in desired.manifest.users.keys().chain(owned.users.iter()) {
         snap.users.insert(name.clone(), users.get(name).cloned());
     }
@@ -164,10 +139,10 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
     for (name, u) in &desired.manifest.users {
         if let Some(secret) = &u.password_secret {
             // A missing secret fails here, before anything changes; the hash stays in memory.
-            let want = read_secret(m.files, secret)?;
+            let want = read_secret(m.files(), secret)?;
             snap.password_ok.insert(
                 name.clone(),
-                m.accounts.password_hash(name)?.as_deref() == Some(want.as_str()),
+                m.accounts().password_hash(name)?.as_deref() == Some(want.as_str()),
             );
         }
     }
@@ -186,9 +161,9 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
     for spec in desired.manifest.files.values() {
         for (kind, name) in [("user", &spec.owner), ("group", &spec.group)] {
             let id = if kind == "user" {
-                m.files.uid(name)
+                m.files().uid(name)
             } else {
-                m.files.gid(name)
+                m.files().gid(name)
             };
             match id {
                 Ok(id) => {
@@ -206,15 +181,15 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
             Some(&r.ruleset) == desired.manifest.firewall.as_ref() && !r.listing.is_empty()
         });
         if !applied {
-            m.firewall.check(ruleset)?;
+            m.firewall().check(ruleset)?;
         }
     }
     snap.firewall_applied = owned.firewall.clone();
     if desired.firewall.is_some() || owned.firewall.is_some() {
-        snap.firewall_live = m.firewall.listing()?.map(|l| sha256_hex(l.as_bytes()));
+        snap.firewall_live = m.firewall().listing()?.map(|l| sha256_hex(l.as_bytes()));
     }
     for key in desired.manifest.sysctl.keys() {
-        let value = m.sysctl.get(key)?.ok_or_else(|| HostError::UnknownName {
+        let value = m.sysctl().get(key)?.ok_or_else(|| HostError::UnknownName {
             kind: "sysctl key",
             name: key.clone(),
         })?;
@@ -229,12 +204,12 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
     // All unit states at once: D-Bus calls on one connection are pipelined, so the pass pays
     // one round trip's latency instead of one per unit.
     let states =
-        futures_util::future::join_all(units.iter().map(|u| m.systemd.unit_state(u))).await;
+        futures_util::future::join_all(units.iter().map(|u| m.systemd().unit_state(u))).await;
     for (&unit, state) in units.iter().zip(states) {
         snap.units.insert(unit.clone(), state?);
         if desired.unit_texts.contains_key(unit) || owned.units.contains(unit) {
             let text = m
-                .files
+                .files()
                 .read(&Path::new(UNIT_DIR).join(unit))?
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
             snap.unit_files.insert(unit.clone(), text);
@@ -245,8 +220,8 @@ pub async fn observe<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Account
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
 /// failing step; the rest are recorded as skipped. Returns the records and the failure.
-pub async fn run<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+pub async fn run<M: Machine>(
+    m: &M,
     plan: &Plan,
     store: &Store,
     source: Option<&Generation>,
@@ -312,29 +287,29 @@ const BATCHED: &[&str] = &[
     "hold-package",
 ];
 
-async fn run_batch<S: Systemd, F, H, K, W, A, P: Packages>(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+async fn run_batch<M: Machine>(
+    m: &M,
     kind: &str,
     targets: &[String],
     source: Option<&Generation>,
 ) -> Result<(), HostError> {
     match kind {
-        "enable" => m.systemd.enable(targets).await,
+        "enable" => m.systemd().enable(targets).await,
         "install-package" => {
             let locks = source.map(|g| &g.manifest.packages);
             let debs: Vec<String> = targets
                 .iter()
                 .filter_map(|n| locks.and_then(|l| l.get(n)).map(|l| l.deb.clone()))
                 .collect();
-            m.packages.install(&debs)?;
+            m.packages().install(&debs)?;
             // Held right away: unattended-upgrades must not move a version the definition set.
-            m.packages.hold(targets, true)
+            m.packages().hold(targets, true)
         }
         "remove-package" => {
-            m.packages.hold(targets, false)?;
-            m.packages.remove(targets)
+            m.packages().hold(targets, false)?;
+            m.packages().remove(targets)
         }
-        _ => m.packages.hold(targets, true),
+        _ => m.packages().hold(targets, true),
     }
 }
 
@@ -357,8 +332,8 @@ fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecor
     }
 }
 
-async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P: Packages>(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+async fn run_one<M: Machine>(
+    m: &M,
     action: &Action,
     store: &Store,
     source: Option<&Generation>,
@@ -367,13 +342,13 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
     let unit_path = |unit: &str| Path::new(UNIT_DIR).join(unit);
     let gen_id = source.map_or(0, |g| g.manifest.id);
     match action {
-        Action::Stop { unit } => m.systemd.run_job(JobKind::Stop, unit).await,
-        Action::Start { unit } => m.systemd.run_job(JobKind::Start, unit).await,
-        Action::Restart { unit } => m.systemd.run_job(JobKind::Restart, unit).await,
-        Action::Reload { unit } => m.systemd.run_job(JobKind::Reload, unit).await,
-        Action::Disable { unit } => m.systemd.disable(std::slice::from_ref(unit)).await,
-        Action::DaemonReload => m.systemd.daemon_reload().await,
-        Action::SetSysctl { key, value } => m.sysctl.set(key, value),
+        Action::Stop { unit } => m.systemd().run_job(JobKind::Stop, unit).await,
+        Action::Start { unit } => m.systemd().run_job(JobKind::Start, unit).await,
+        Action::Restart { unit } => m.systemd().run_job(JobKind::Restart, unit).await,
+        Action::Reload { unit } => m.systemd().run_job(JobKind::Reload, unit).await,
+        Action::Disable { unit } => m.systemd().disable(std::slice::from_ref(unit)).await,
+        Action::DaemonReload => m.systemd().daemon_reload().await,
+        Action::SetSysctl { key, value } => m.sysctl().set(key, value),
         Action::ApplyFirewall => {
             let ruleset = source
                 .and_then(|g| g.firewall.as_deref())
@@ -385,40 +360,40 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
                 listing: String::new(),
             };
             owned.record_firewall(Some(pending.clone()))?;
-            m.firewall.apply(ruleset)?;
-            let listing = m.firewall.listing()?.unwrap_or_default();
+            m.firewall().apply(ruleset)?;
+            let listing = m.firewall().listing()?.unwrap_or_default();
             owned.record_firewall(Some(FirewallRecord {
                 listing: sha256_hex(listing.as_bytes()),
                 ..pending
             }))
         }
         Action::RemoveFirewall => {
-            m.firewall.remove()?;
+            m.firewall().remove()?;
             owned.record_firewall(None)
         }
         Action::RemoveUnit { unit } => {
-            m.files.remove(&unit_path(unit))?;
+            m.files().remove(&unit_path(unit))?;
             owned.forget_unit(unit)
         }
         Action::RemoveFile {
             path,
             restore_backup,
         } => {
-            m.files.remove(Path::new(path))?;
+            m.files().remove(Path::new(path))?;
             if *restore_backup {
-                m.files
+                m.files()
                     .rename(&backup_path(store.root(), path), Path::new(path))?;
             }
             owned.forget_file(path)
         }
         Action::BackupFile { path } => {
             let (Some(content), Some(st)) = (
-                m.files.read(Path::new(path))?,
-                m.files.stat(Path::new(path))?,
+                m.files().read(Path::new(path))?,
+                m.files().stat(Path::new(path))?,
             ) else {
                 return Ok(());
             };
-            m.files.write(
+            m.files().write(
                 &backup_path(store.root(), path),
                 &content,
                 st.mode,
@@ -436,8 +411,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
             // strackt wrote but does not know it owns.
             owned.own_file(path)?;
             let content = store.file_content(gen_id, path)?;
-            let (uid, gid) = (m.files.uid(owner)?, m.files.gid(group)?);
-            m.files.write(Path::new(path), &content, *mode, uid, gid)
+            let (uid, gid) = (m.files().uid(owner)?, m.files().gid(group)?);
+            m.files().write(Path::new(path), &content, *mode, uid, gid)
         }
         Action::InstallPackage { .. }
         | Action::RemovePackage { .. }
@@ -452,29 +427,29 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
                     system: false,
                 });
             owned.own_account("group", name)?;
-            m.accounts.create_group(name, spec.gid, spec.system)
+            m.accounts().create_group(name, spec.gid, spec.system)
         }
-        Action::SetGid { name, gid } => m.accounts.set_gid(name, *gid),
+        Action::SetGid { name, gid } => m.accounts().set_gid(name, *gid),
         Action::RemoveGroup { name } => {
-            m.accounts.delete_group(name)?;
+            m.accounts().delete_group(name)?;
             owned.forget_account("group", name)
         }
         Action::CreateUser { name } => {
             let spec = user_spec(source, name)?;
             owned.own_account("user", name)?;
-            m.accounts.create_user(name, spec)
+            m.accounts().create_user(name, spec)
         }
-        Action::ModifyUser { name } => m.accounts.modify_user(name, user_spec(source, name)?),
+        Action::ModifyUser { name } => m.accounts().modify_user(name, user_spec(source, name)?),
         Action::SetPassword { name } => {
             let secret = user_spec(source, name)?
                 .password_secret
                 .clone()
                 .unwrap_or_default();
-            let hash = read_secret(m.files, &secret)?;
-            m.accounts.set_password(name, &hash)
+            let hash = read_secret(m.files(), &secret)?;
+            m.accounts().set_password(name, &hash)
         }
         Action::RemoveUser { name, remove_home } => {
-            m.accounts.delete_user(name, *remove_home)?;
+            m.accounts().delete_user(name, *remove_home)?;
             owned.forget_account("user", name)
         }
         Action::WriteUnit { unit } => {
@@ -483,7 +458,7 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
                 .and_then(|g| g.unit_texts.get(unit))
                 .cloned()
                 .unwrap_or_default();
-            m.files
+            m.files()
                 .write(&unit_path(unit), text.as_bytes(), 0o644, 0, 0)
         }
     }
@@ -493,8 +468,8 @@ async fn run_one<S: Systemd, F: Files, H, K: Sysctl, W: Firewall, A: Accounts, P
 /// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
 /// caught. Returns the records and the first failure.
-pub async fn verify<S: Systemd, F, H: Health, K, W, A, P>(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+pub async fn verify<M: Machine>(
+    m: &M,
     desired: &Generation,
     plan: &Plan,
     settle: Duration,
@@ -516,7 +491,7 @@ pub async fn verify<S: Systemd, F, H: Health, K, W, A, P>(
     let mut restarts_before = std::collections::BTreeMap::new();
     if !plan.started_units().is_empty() {
         for unit in &units {
-            if let Ok(s) = m.systemd.unit_state(unit).await {
+            if let Ok(s) = m.systemd().unit_state(unit).await {
                 restarts_before.insert((*unit).clone(), s.n_restarts);
             }
         }
@@ -524,7 +499,7 @@ pub async fn verify<S: Systemd, F, H: Health, K, W, A, P>(
     }
     for unit in &units {
         let before = restarts_before.get(*unit).copied();
-        match m.systemd.unit_state(unit).await {
+        match m.systemd().unit_state(unit).await {
             Ok(s) if s.is_active() && before.is_none_or(|b| s.n_restarts <= b) => {
                 records.push(StepRecord::new(
                     "verify",
@@ -572,7 +547,7 @@ pub async fn verify<S: Systemd, F, H: Health, K, W, A, P>(
     {
         let Some(health) = &spec.health else { continue };
         let within = crate::definition::duration_or(health.within.as_deref().unwrap_or("10s"), 10);
-        match m.health.check(health, within).await {
+        match m.health().check(health, within).await {
             Ok(()) => records.push(StepRecord::new("health", unit, "ok", "healthy", false)),
             Err(e) => {
                 let msg = format!("health check of {unit} failed: {e}");

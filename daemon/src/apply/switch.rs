@@ -5,12 +5,6 @@ use std::time::Duration;
 
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
-use crate::host::accounts::Accounts;
-use crate::host::firewall::Firewall;
-use crate::host::health::Health;
-use crate::host::packages::Packages;
-use crate::host::sysctl::Sysctl;
-use crate::host::{Files, Systemd};
 use crate::plan::{plan, state_digest};
 
 /// What a switch did.
@@ -44,16 +38,8 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 }
 
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
-async fn converge<
-    S: Systemd,
-    F: Files,
-    H: Health,
-    K: Sysctl,
-    W: Firewall,
-    A: Accounts,
-    P: Packages,
->(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+async fn converge<M: Machine>(
+    m: &M,
     store: &Store,
     owned: &mut Ownership,
     target: Option<&Generation>,
@@ -146,16 +132,8 @@ async fn converge<
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
 /// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
-pub async fn switch<
-    S: Systemd,
-    F: Files,
-    H: Health,
-    K: Sysctl,
-    W: Firewall,
-    A: Accounts,
-    P: Packages,
->(
-    m: Machine<'_, S, F, H, K, W, A, P>,
+pub async fn switch<M: Machine>(
+    m: &M,
     store: &Store,
     owned: &mut Ownership,
     to: Option<&Generation>,

@@ -8,17 +8,14 @@ use serde::Serialize;
 
 use super::{Metrics, Paths, Status, Trigger};
 use crate::apply::switch::{switch, SwitchReport};
-use crate::apply::{observe, Machine, Ownership, StepRecord};
+use crate::apply::{observe, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
-use crate::host::accounts::ShadowTools;
-use crate::host::files::{sha256_hex, RealFiles};
+use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
-use crate::host::firewall::Nft;
-use crate::host::health::RealHealth;
-use crate::host::packages::{Apt, Packages};
-use crate::host::sysctl::ProcSysctl;
+use crate::host::packages::Packages;
 use crate::host::systemd::DbusSystemd;
+use crate::host::{Machine, RealMachine};
 use crate::plan::{lockout, plan, Plan};
 use crate::state::{GenerationRow, Operation, StateHandle};
 
@@ -50,9 +47,7 @@ pub struct Daemon {
     paths: Paths,
     store: Store,
     state: StateHandle,
-    systemd: DbusSystemd,
-    files: RealFiles,
-    health: RealHealth,
+    machine: RealMachine,
     status: tokio::sync::watch::Sender<Status>,
     metrics: Arc<Metrics>,
     interval: Duration,
@@ -60,7 +55,6 @@ pub struct Daemon {
     keep: usize,
     hold: Option<Hold>,
     pending: Option<PendingConfirm>,
-    apt: Apt,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -142,9 +136,7 @@ impl Daemon {
             paths,
             store,
             state,
-            systemd,
-            files: RealFiles,
-            health: RealHealth::default(),
+            machine: RealMachine::new(systemd, &paths_cache()),
             status,
             metrics,
             interval: Duration::from_secs(300),
@@ -152,7 +144,6 @@ impl Daemon {
             keep: 10,
             hold: None,
             pending: None,
-            apt: Apt::new(&paths_cache()),
         }
     }
 
@@ -334,18 +325,8 @@ impl Daemon {
         }
     }
 
-    fn machine(
-        &self,
-    ) -> Machine<'_, DbusSystemd, RealFiles, RealHealth, ProcSysctl, Nft, ShadowTools, Apt> {
-        Machine {
-            systemd: &self.systemd,
-            files: &self.files,
-            health: &self.health,
-            sysctl: &ProcSysctl,
-            firewall: &Nft,
-            accounts: &ShadowTools,
-            packages: &self.apt,
-        }
+    fn machine(&self) -> &RealMachine {
+        &self.machine
     }
 
     /// Publish when the timer fires next.
@@ -384,7 +365,7 @@ impl Daemon {
         // What the host had when strackt took it over is never removed as hand-installed.
         match (
             Ownership::load(Some(self.store.root())),
-            self.apt.installed(),
+            self.machine.packages().installed(),
         ) {
             (Ok(mut owned), Ok(installed)) => {
                 if let Err(e) = owned.record_base(installed.into_keys().collect()) {
@@ -914,7 +895,7 @@ impl Daemon {
                 .filter_map(|id| self.store.load(*id).ok())
                 .flat_map(|g| g.manifest.packages.into_values().map(|l| l.deb))
                 .collect();
-            if let Err(e) = self.apt.prune_cache(&keep) {
+            if let Err(e) = self.machine.packages().prune_cache(&keep) {
                 tracing::warn!("pruning the package cache: {e}");
             }
         }
@@ -1014,7 +995,7 @@ impl Daemon {
                     .and_then(|c| c.manifest.packages.get(name))
                     .filter(|l| &l.version == want)
                 {
-                    if !fetch || self.apt.is_cached(&lock.deb) {
+                    if !fetch || self.machine.packages().is_cached(&lock.deb) {
                         rendered
                             .manifest
                             .packages
@@ -1023,9 +1004,9 @@ impl Daemon {
                     }
                 }
             }
-            let version = self.apt.resolve(name, want)?;
+            let version = self.machine.packages().resolve(name, want)?;
             let deb = if fetch {
-                self.apt.fetch(name, &version)?
+                self.machine.packages().fetch(name, &version)?
             } else {
                 String::new()
             };
@@ -1040,7 +1021,7 @@ impl Daemon {
     /// The lock-out guard for a new definition's firewall (see `plan::lockout`).
     fn lockout_problem(&self, def: &ValidatedDefinition) -> Option<String> {
         let fw = def.definition().firewall.as_ref()?;
-        match self.machine().firewall.ssh_sessions() {
+        match self.machine().firewall().ssh_sessions() {
             Ok(sessions) => lockout(fw, &sessions),
             Err(e) => Some(format!(
                 "cannot tell which SSH clients are connected ({e}); refusing a firewall change"

@@ -506,6 +506,37 @@ impl Packages for FakeHost {
     }
 }
 
+impl super::Machine for FakeHost {
+    type Systemd = FakeHost;
+    type Files = FakeHost;
+    type Health = FakeHost;
+    type Sysctl = FakeHost;
+    type Firewall = FakeHost;
+    type Accounts = FakeHost;
+    type Packages = FakeHost;
+    fn systemd(&self) -> &FakeHost {
+        self
+    }
+    fn files(&self) -> &FakeHost {
+        self
+    }
+    fn health(&self) -> &FakeHost {
+        self
+    }
+    fn sysctl(&self) -> &FakeHost {
+        self
+    }
+    fn firewall(&self) -> &FakeHost {
+        self
+    }
+    fn accounts(&self) -> &FakeHost {
+        self
+    }
+    fn packages(&self) -> &FakeHost {
+        self
+    }
+}
+
 impl Health for FakeHost {
     async fn check(&self, spec: &HealthSpec, _within: Duration) -> Result<(), String> {
         match &spec.command {

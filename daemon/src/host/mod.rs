@@ -178,6 +178,89 @@ pub trait Systemd: Send + Sync {
     fn disable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
 }
 
+/// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
+/// layer is written once for the real machine and for the in-memory fake.
+pub trait Machine: Sync {
+    /// The service manager.
+    type Systemd: Systemd;
+    /// The filesystem.
+    type Files: Files;
+    /// Health probes.
+    type Health: health::Health;
+    /// Kernel parameters.
+    type Sysctl: sysctl::Sysctl;
+    /// The packet filter.
+    type Firewall: firewall::Firewall;
+    /// Users and groups.
+    type Accounts: accounts::Accounts;
+    /// Debian packages.
+    type Packages: packages::Packages;
+    /// The service manager.
+    fn systemd(&self) -> &Self::Systemd;
+    /// The filesystem.
+    fn files(&self) -> &Self::Files;
+    /// Health probes.
+    fn health(&self) -> &Self::Health;
+    /// Kernel parameters.
+    fn sysctl(&self) -> &Self::Sysctl;
+    /// The packet filter.
+    fn firewall(&self) -> &Self::Firewall;
+    /// Users and groups.
+    fn accounts(&self) -> &Self::Accounts;
+    /// Debian packages.
+    fn packages(&self) -> &Self::Packages;
+}
+
+/// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
+#[derive(Debug)]
+pub struct RealMachine {
+    systemd: systemd::DbusSystemd,
+    health: health::RealHealth,
+    packages: packages::Apt,
+}
+
+impl RealMachine {
+    /// Bundle the real subsystems; `.deb` files are cached in `deb_cache`.
+    pub fn new(systemd: systemd::DbusSystemd, deb_cache: &std::path::Path) -> RealMachine {
+        RealMachine {
+            systemd,
+            health: health::RealHealth::default(),
+            packages: packages::Apt::new(deb_cache),
+        }
+    }
+}
+
+impl Machine for RealMachine {
+    type Systemd = systemd::DbusSystemd;
+    type Files = files::RealFiles;
+    type Health = health::RealHealth;
+    type Sysctl = sysctl::ProcSysctl;
+    type Firewall = firewall::Nft;
+    type Accounts = accounts::ShadowTools;
+    type Packages = packages::Apt;
+    fn systemd(&self) -> &Self::Systemd {
+        &self.systemd
+    }
+    fn files(&self) -> &Self::Files {
+        &files::RealFiles
+    }
+    fn health(&self) -> &Self::Health {
+        &self.health
+    }
+    fn sysctl(&self) -> &Self::Sysctl {
+        &sysctl::ProcSysctl
+    }
+    fn firewall(&self) -> &Self::Firewall {
+        &firewall::Nft
+    }
+    fn accounts(&self) -> &Self::Accounts {
+        &accounts::ShadowTools
+    }
+    fn packages(&self) -> &Self::Packages {
+        &self.packages
+    }
+}
+
 /// What strackt observes about one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileState {
