@@ -88,6 +88,30 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Deploy an app: preflight, build a release beside the live one, validate, migrate, and
+    /// switch only when every step passed. Shows each step live (exit 0: live on the new release).
+    Deploy {
+        /// The app (a key of `apps:`).
+        app: String,
+        /// Branch to deploy (default: the app's `branch`).
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// An app's releases: id, commit, created, state, which is live.
+    Releases {
+        /// The app.
+        app: String,
+    },
+    /// Switch an app back to an earlier release (default: the one live before).
+    RollbackRelease {
+        /// The app.
+        app: String,
+        /// Release id.
+        id: Option<u64>,
+        /// Also restore the database as it was before the later release's migration.
+        #[arg(long)]
+        with_database: bool,
+    },
     /// Print the JSON Schema of the definition format.
     Schema,
 }
@@ -192,6 +216,52 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Deploy { app, branch } => deploy(&paths, app, branch, cli.json),
+        Command::Releases { app } => {
+            let view: crate::deploy::ReleasesView =
+                data(request(&paths, &ControlRequest::Releases { app })?)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!(
+                    "{:>4}  {:<12}  {:<24}  {:<9}  {:<4}  branch",
+                    "id", "commit", "created", "state", "live"
+                );
+                for r in &view.releases {
+                    let commit: String = r
+                        .commit
+                        .as_deref()
+                        .unwrap_or("-")
+                        .chars()
+                        .take(12)
+                        .collect();
+                    let live = if view.live == Some(r.id) { "*" } else { "" };
+                    let why = r
+                        .reason
+                        .as_deref()
+                        .map(|w| format!(" — {}", w.lines().next().unwrap_or("")))
+                        .unwrap_or_default();
+                    println!(
+                        "{:>4}  {commit:<12}  {:<24}  {:<9}  {live:<4}  {}{why}",
+                        r.id, r.created, r.state, r.branch
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::RollbackRelease {
+            app,
+            id,
+            with_database,
+        } => operation_command(
+            &paths,
+            &ControlRequest::RollbackRelease {
+                app,
+                id,
+                with_database,
+            },
+            cli.json,
+        ),
         Command::Rollback { id } => {
             operation_command(&paths, &ControlRequest::Rollback { id }, cli.json)
         }
@@ -388,6 +458,92 @@ fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow:
     Ok(if op.outcome == "success" { 0 } else { 1 })
 }
 
+/// Start a deploy and follow it: each step is printed when it starts and when it ends, with
+/// its duration, and the output of a failed one.
+fn deploy(paths: &Paths, app: String, branch: Option<String>, json: bool) -> anyhow::Result<i32> {
+    let started: serde_json::Value = match request(paths, &ControlRequest::Deploy { app, branch })?
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    let id = started["operation"]
+        .as_i64()
+        .context("the daemon's answer has no operation id")?;
+    if !json {
+        println!("deploy #{id} started (also at /operations/{id})");
+    }
+    let mut shown: Vec<(String, String)> = Vec::new();
+    loop {
+        let ops: Vec<Operation> = data(request(
+            paths,
+            &ControlRequest::History {
+                operation: Some(id),
+            },
+        )?)?;
+        let op = ops
+            .into_iter()
+            .next()
+            .context("the deploy operation vanished")?;
+        if !json {
+            for (i, s) in op.steps.iter().enumerate() {
+                let key = (s.action.clone(), s.outcome.clone());
+                if shown.get(i) == Some(&key) {
+                    continue;
+                }
+                if s.outcome == "running" {
+                    println!("  …  {:<14} {}", s.action, s.target);
+                } else {
+                    let secs = s.duration_ms.unwrap_or(0) as f64 / 1000.0;
+                    let mark = if s.outcome == "ok" { "ok" } else { "FAILED" };
+                    println!("  {mark:<6} {:<14} {secs:.1}s  {}", s.action, s.detail);
+                    if s.outcome == "failed" {
+                        for line in s
+                            .output
+                            .as_deref()
+                            .unwrap_or("")
+                            .lines()
+                            .rev()
+                            .take(20)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                        {
+                            println!("      | {line}");
+                        }
+                    }
+                }
+                if i < shown.len() {
+                    shown[i] = key;
+                } else {
+                    shown.push(key);
+                }
+            }
+        }
+        if op.outcome != "running" {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&op)?);
+            } else if op.outcome == "success" {
+                println!(
+                    "{} in {:.1}s",
+                    op.summary,
+                    op.duration_ms.unwrap_or(0) as f64 / 1000.0
+                );
+            } else {
+                println!(
+                    "deploy #{id} failed: {}",
+                    op.reason.as_deref().unwrap_or("?")
+                );
+                println!("the live release was not changed");
+            }
+            return Ok(if op.outcome == "success" { 0 } else { 1 });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn print_operation(op: &Operation, steps: bool) {
     let gen = op
         .generation
@@ -479,8 +635,17 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             .map(|d| d.definition().strackt.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:7477".into());
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
-        crate::api::control::serve(&paths.socket, req_tx, status_rx.clone(), state.clone())
-            .context("binding the control socket")?;
+        let deployer =
+            crate::deploy::Deployer::new(state.clone(), systemd.clone(), paths.definition.clone());
+        deployer.recover().await;
+        crate::api::control::serve(
+            &paths.socket,
+            req_tx,
+            status_rx.clone(),
+            state.clone(),
+            deployer,
+        )
+        .context("binding the control socket")?;
         match listen.parse() {
             Ok(addr) => {
                 if let Err(e) =

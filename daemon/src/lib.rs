@@ -11,6 +11,7 @@ pub mod apply;
 pub mod cli;
 pub mod daemon;
 pub mod definition;
+pub mod deploy;
 pub mod generation;
 pub mod host;
 pub mod plan;

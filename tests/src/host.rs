@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::{run, strackt_bin, testhost, Generation, Operation, Out, Res, Status};
+use crate::{run, strackt_bin, testhost_for, Base, Generation, Operation, Out, Res, Status};
 
 /// Time limit of one command inside a host.
 const EXEC_LIMIT: Duration = Duration::from_secs(120);
@@ -22,12 +22,22 @@ const UP_LIMIT: Duration = Duration::from_secs(200);
 pub struct Host {
     name: String,
     keep: bool,
+    base: Base,
 }
 
 /// Boot a host for test `tag`, run `body` with it, take it down. On failure (an error or a
 /// panic) the daemon's journal and history are printed first, so `cargo test` shows them.
 pub fn with_host(tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
-    let mut host = Host::up(tag)?;
+    with_base(Base::Core, tag, body)
+}
+
+/// `with_host` on the apps base (PostgreSQL, git, Python, wrk).
+pub fn with_app_host(tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
+    with_base(Base::Apps, tag, body)
+}
+
+fn with_base(base: Base, tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
+    let mut host = Host::up_on(base, tag)?;
     let result = catch_unwind(AssertUnwindSafe(|| body(&host)));
     if !matches!(result, Ok(Ok(()))) {
         eprintln!("{}", host.diagnostics());
@@ -147,18 +157,31 @@ impl Drop for Scratch {
 impl Host {
     /// Boot a pristine host with the binary under test bind-mounted read-only at /opt/strackt.
     pub fn up(tag: &str) -> Res<Host> {
+        Host::up_on(Base::Core, tag)
+    }
+
+    /// Boot a pristine host from `base`.
+    pub fn up_on(base: Base, tag: &str) -> Res<Host> {
         let dir = staged_binary_dir()?;
         let name = host_name(tag);
         // A host of the same name left over by a killed run would not be pristine.
-        run(testhost().args(["down", &name]), UP_LIMIT)?;
-        let host = Host { name, keep: false };
+        run(testhost_for(base).args(["down", &name]), UP_LIMIT)?;
+        let host = Host {
+            name,
+            keep: false,
+            base,
+        };
         let bind = format!("{}:/opt/strackt", dir.display());
         run(
-            testhost().args(["up", &host.name, "--bind-ro", &bind]),
+            host.testhost().args(["up", &host.name, "--bind-ro", &bind]),
             UP_LIMIT,
         )?
         .ok()?;
         Ok(host)
+    }
+
+    fn testhost(&self) -> std::process::Command {
+        testhost_for(self.base)
     }
 
     /// The host's name (for `testhost` commands).
@@ -174,7 +197,7 @@ impl Host {
     /// `exec` with another time limit.
     pub fn exec_limit(&self, limit: Duration, args: &[&str]) -> Res<Out> {
         run(
-            testhost().args(["exec", &self.name, "--"]).args(args),
+            self.testhost().args(["exec", &self.name, "--"]).args(args),
             limit,
         )
     }
@@ -201,14 +224,22 @@ impl Host {
     pub fn write(&self, path: &str, content: &str, mode: u32) -> Res {
         let scratch = Scratch::new(content.as_bytes(), mode)?;
         let src = scratch.0.to_string_lossy().into_owned();
-        run(testhost().args(["cp", &self.name, &src, path]), EXEC_LIMIT)?.ok()?;
+        run(
+            self.testhost().args(["cp", &self.name, &src, path]),
+            EXEC_LIMIT,
+        )?
+        .ok()?;
         Ok(())
     }
 
     /// Copy the local file `local` to `path` inside the host (keeping its mode).
     pub fn copy_in(&self, local: &Path, path: &str) -> Res {
         let src = local.to_string_lossy().into_owned();
-        run(testhost().args(["cp", &self.name, &src, path]), EXEC_LIMIT)?.ok()?;
+        run(
+            self.testhost().args(["cp", &self.name, &src, path]),
+            EXEC_LIMIT,
+        )?
+        .ok()?;
         Ok(())
     }
 
@@ -400,7 +431,8 @@ impl Drop for Host {
         if self.keep {
             return;
         }
-        if let Err(e) = run(testhost().args(["down", &self.name]), UP_LIMIT).and_then(Out::ok) {
+        if let Err(e) = run(self.testhost().args(["down", &self.name]), UP_LIMIT).and_then(Out::ok)
+        {
             eprintln!("could not take host {} down: {e}", self.name);
         }
     }

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use host::{with_host, Host};
+pub use host::{with_app_host, with_host, Host};
 pub use model::{Generation, Operation, Status, Step};
 
 /// What every helper and test returns: `?` works on io, JSON and string errors.
@@ -58,15 +58,51 @@ pub fn strackt_bin() -> PathBuf {
         })
 }
 
-/// A `testhost` command with the suite's base selected (unless the caller's environment
-/// already selects one). Every call must name the same base: `up` rebuilds a base whose
-/// recipe (which includes the extra packages) differs.
+/// The base of the app tests: PostgreSQL, git, Python with psycopg2 (the sample app) and wrk.
+pub const APPS_CACHE: &str = "/var/cache/testhost-strackt-apps";
+/// Extra Debian packages of the apps base.
+pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk";
+
+/// Which testhost base a host boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// The suite's own (`TESTHOST_CACHE`, `TESTHOST_EXTRA_PACKAGES`).
+    Core,
+    /// The apps base (`TESTHOST_APPS_CACHE`, `TESTHOST_APPS_EXTRA_PACKAGES`).
+    Apps,
+}
+
+/// A `testhost` command for the core base.
 pub fn testhost() -> Command {
+    testhost_for(Base::Core)
+}
+
+/// A `testhost` command with `base` selected (the environment may name other values). Every
+/// call must name the same base as the host's `up`: `up` rebuilds a base whose recipe (which
+/// includes the extra packages) differs.
+pub fn testhost_for(base: Base) -> Command {
     let mut cmd = Command::new(testhost_path());
-    if std::env::var_os("TESTHOST_CACHE").is_none() {
-        cmd.env("TESTHOST_CACHE", DEFAULT_CACHE);
-        if std::env::var_os("TESTHOST_EXTRA_PACKAGES").is_none() {
-            cmd.env("TESTHOST_EXTRA_PACKAGES", DEFAULT_EXTRA_PACKAGES);
+    let (cache, extra) = match base {
+        Base::Core => ("TESTHOST_CACHE", "TESTHOST_EXTRA_PACKAGES"),
+        Base::Apps => ("TESTHOST_APPS_CACHE", "TESTHOST_APPS_EXTRA_PACKAGES"),
+    };
+    let (default_cache, default_extra) = match base {
+        Base::Core => (DEFAULT_CACHE, DEFAULT_EXTRA_PACKAGES),
+        Base::Apps => (APPS_CACHE, APPS_EXTRA_PACKAGES),
+    };
+    match std::env::var_os(cache) {
+        Some(c) => {
+            cmd.env("TESTHOST_CACHE", c);
+            if let Some(e) = std::env::var_os(extra) {
+                cmd.env("TESTHOST_EXTRA_PACKAGES", e);
+            }
+        }
+        None => {
+            cmd.env("TESTHOST_CACHE", default_cache);
+            cmd.env(
+                "TESTHOST_EXTRA_PACKAGES",
+                std::env::var_os(extra).unwrap_or_else(|| default_extra.into()),
+            );
         }
     }
     cmd.stdin(Stdio::null());

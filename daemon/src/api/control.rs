@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ControlRequest, ControlResponse};
 use crate::daemon::{Request, Status};
+use crate::deploy::Deployer;
 use crate::state::StateHandle;
 
 /// Bind the socket (root-only, mode 0600) and serve it forever.
@@ -20,6 +21,7 @@ pub fn serve(
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<Status>,
     state: StateHandle,
+    deployer: std::sync::Arc<Deployer>,
 ) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -29,9 +31,14 @@ pub fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (requests, status, state) = (requests.clone(), status.clone(), state.clone());
+            let (requests, status, state, deployer) = (
+                requests.clone(),
+                status.clone(),
+                state.clone(),
+                deployer.clone(),
+            );
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, requests, status, state).await {
+                if let Err(e) = handle(stream, requests, status, state, deployer).await {
                     tracing::debug!("control connection: {e}");
                 }
             });
@@ -45,12 +52,13 @@ async fn handle(
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<Status>,
     state: StateHandle,
+    deployer: std::sync::Arc<Deployer>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let response = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(req) => answer(req, &requests, &status, &state).await,
+        Ok(req) => answer(req, &requests, &status, &state, &deployer).await,
         Err(e) => Err(format!("bad request: {e}")),
     };
     let response = match response {
@@ -93,8 +101,18 @@ async fn answer(
     requests: &mpsc::Sender<Request>,
     status: &watch::Receiver<Status>,
     state: &StateHandle,
+    deployer: &std::sync::Arc<Deployer>,
 ) -> Result<serde_json::Value, String> {
     match req {
+        ControlRequest::Deploy { app, branch } => {
+            json(serde_json::json!({ "operation": deployer.deploy(app, branch).await? }))
+        }
+        ControlRequest::Releases { app } => json(deployer.releases(app).await?),
+        ControlRequest::RollbackRelease {
+            app,
+            id,
+            with_database,
+        } => json(deployer.rollback_release(app, id, with_database).await?),
         ControlRequest::Confirm => ask(requests, Request::Confirm).await,
         ControlRequest::Apply { confirm_within } => {
             json(ask(requests, |tx| Request::Apply(confirm_within, tx)).await?)

@@ -30,6 +30,30 @@ pub enum ControlRequest {
         /// What to do.
         change: crate::daemon::HoldChange,
     },
+    /// Start a deploy; answers with its operation id once preflight passed.
+    Deploy {
+        /// The app.
+        app: String,
+        /// Branch (default: the app's `branch`).
+        #[serde(default)]
+        branch: Option<String>,
+    },
+    /// An app's releases.
+    Releases {
+        /// The app.
+        app: String,
+    },
+    /// Switch an app back to an earlier release and wait.
+    RollbackRelease {
+        /// The app.
+        app: String,
+        /// Target release (default: the one live before).
+        #[serde(default)]
+        id: Option<u64>,
+        /// Also restore the database dump taken before the later migration.
+        #[serde(default)]
+        with_database: bool,
+    },
     /// The daemon's status.
     Status,
     /// The generations.

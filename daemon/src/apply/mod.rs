@@ -41,6 +41,12 @@ pub struct StepRecord {
     pub detail: String,
     /// Whether it repaired drift.
     pub drift: bool,
+    /// How long it took (deploy steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// The tail of its output (deploy steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl StepRecord {
@@ -58,6 +64,8 @@ impl StepRecord {
             outcome: outcome.into(),
             detail: detail.into(),
             drift,
+            duration_ms: None,
+            output: None,
         }
     }
 }

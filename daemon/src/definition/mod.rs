@@ -5,6 +5,7 @@
 //! message`, and the rules of what strackt may manage. It is the only place that names the YAML
 //! crate (in `parse.rs`), and it never touches the filesystem or the host: callers hand it text.
 
+mod apps;
 mod locate;
 mod parse;
 mod validate;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use apps::{AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, SettingValue};
 pub use parse::{parse, to_yaml};
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
@@ -65,6 +67,9 @@ pub struct Definition {
     /// when the generation is built, and kept there).
     #[serde(default)]
     pub packages: BTreeMap<String, String>,
+    /// Applications deployed with `strackt deploy`, keyed by name.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSpec>,
 }
 
 /// A local group.

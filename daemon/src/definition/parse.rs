@@ -16,7 +16,8 @@ use super::{render_path, Definition, DefinitionError, Problem, Seg, ValidatedDef
 
 /// The top-level keys, in the order the schema documents them.
 const SECTIONS: &[&str] = &[
-    "version", "strackt", "files", "services", "settings", "firewall",
+    "version", "strackt", "files", "services", "settings", "firewall", "groups", "users",
+    "packages", "apps",
 ];
 
 /// Collects problems with their positions.
@@ -150,6 +151,7 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             "groups" => def.groups = section(v, &path, problems),
             "users" => def.users = section(v, &path, problems),
             "packages" => def.packages = section(v, &path, problems),
+            "apps" => def.apps = section(v, &path, problems),
             "settings" => {
                 if let Some(s) = entry(v, &path, problems) {
                     def.settings = s;

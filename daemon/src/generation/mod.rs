@@ -23,7 +23,7 @@ pub use render::{
 };
 
 use crate::definition::generation_relative;
-use crate::host::files::{atomic_write, fsync_dir};
+use crate::host::files::{atomic_write, fsync_dir, swap_symlink};
 use crate::host::HostError;
 
 /// A generation loaded from disk: its manifest and the unit texts the planner compares.
@@ -165,22 +165,8 @@ impl Store {
     /// # Errors
     /// I/O failures; `current` is then unchanged.
     pub fn flip(&self, id: Option<u64>) -> Result<(), HostError> {
-        let link = self.root.join("current");
-        match id {
-            Some(id) => {
-                let tmp = self.root.join(".current.tmp");
-                let _ = fs::remove_file(&tmp);
-                let target = Path::new("generations").join(id.to_string());
-                std::os::unix::fs::symlink(&target, &tmp).map_err(io("symlink", &tmp))?;
-                fs::rename(&tmp, &link).map_err(io("rename", &link))?;
-            }
-            None => match fs::remove_file(&link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(io("remove", &link)(e)),
-            },
-        }
-        fsync_dir(&self.root)
+        let target = id.map(|id| Path::new("generations").join(id.to_string()));
+        swap_symlink(&self.root.join("current"), target.as_deref())
     }
 
     /// Load generation `id`.

@@ -73,6 +73,31 @@ pub fn atomic_write(
     result
 }
 
+/// Point the symlink `link` at `target` in one step — a fresh symlink renamed over it, then the
+/// directory fsynced — so at every instant it names the old target or the new one. `None`
+/// removes it.
+pub fn swap_symlink(link: &Path, target: Option<&Path>) -> Result<(), HostError> {
+    let dir = link.parent().unwrap_or(Path::new("/"));
+    match target {
+        Some(target) => {
+            let name = link
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+            fs::rename(&tmp, link).map_err(io("rename", link))?;
+        }
+        None => match fs::remove_file(link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", link)(e)),
+        },
+    }
+    fsync_dir(dir)
+}
+
 /// fsync a directory so a rename inside it survives a power cut.
 pub fn fsync_dir(dir: &Path) -> Result<(), HostError> {
     File::open(dir)

@@ -28,6 +28,7 @@ trait Manager {
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn enable_unit_files(
         &self,
         files: &[&str],
@@ -100,6 +101,18 @@ impl DbusSystemd {
         })
         .await?;
         Ok(DbusSystemd { conn, manager })
+    }
+
+    /// `ResetFailedUnit`: forget a unit's failed state, so a unit strackt removed does not
+    /// leave the host "degraded". A unit that is not failed (or not loaded) is fine.
+    pub async fn reset_failed(&self, unit: &str) {
+        let _ = bounded("ResetFailedUnit", CALL_TIMEOUT, async {
+            self.manager
+                .reset_failed_unit(unit)
+                .await
+                .map_err(sd_err("reset-failed", unit))
+        })
+        .await;
     }
 
     async fn get_all(

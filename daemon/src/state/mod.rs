@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::StepRecord;
 
+mod releases;
+pub use releases::ReleaseRow;
+
 /// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE generations (
     id INTEGER PRIMARY KEY,
     created TEXT NOT NULL,
@@ -47,7 +51,24 @@ CREATE TABLE steps (
     PRIMARY KEY (operation, seq)
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"];
+",
+    "
+ALTER TABLE steps ADD COLUMN duration_ms INTEGER;
+ALTER TABLE steps ADD COLUMN output TEXT;
+CREATE TABLE releases (
+    app TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    branch TEXT NOT NULL,
+    commit_id TEXT,               -- known once fetched
+    created TEXT NOT NULL,
+    state TEXT NOT NULL,          -- building, failed, live, previous, removed
+    operation INTEGER NOT NULL,
+    dump TEXT,                    -- database dump taken before this release's migration
+    reason TEXT,                  -- why it failed
+    PRIMARY KEY (app, id)
+);
+",
+];
 
 /// A state-store failure.
 #[derive(Debug, thiserror::Error)]
@@ -269,10 +290,7 @@ impl State {
         )?;
         tx.execute("DELETE FROM steps WHERE operation = ?1", params![op.id])?;
         for (i, s) in op.steps.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO steps (operation, seq, action, target, outcome, detail, drift) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![op.id, i as i64, s.action, s.target, s.outcome, s.detail, s.drift],
-            )?;
+            put_step(&tx, op.id, i, s)?;
         }
         tx.commit()?;
         Ok(())
@@ -320,7 +338,7 @@ impl State {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift FROM steps WHERE operation = ?1 ORDER BY seq")?;
+        let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift, duration_ms, output FROM steps WHERE operation = ?1 ORDER BY seq")?;
         for op in &mut ops {
             op.steps = steps
                 .query_map(params![op.id], |r| {
@@ -330,6 +348,8 @@ impl State {
                         outcome: r.get(2)?,
                         detail: r.get(3)?,
                         drift: r.get(4)?,
+                        duration_ms: r.get(5)?,
+                        output: r.get(6)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -366,6 +386,19 @@ impl State {
         };
         Ok(())
     }
+}
+
+fn put_step(
+    conn: &Connection,
+    operation: i64,
+    seq: usize,
+    s: &StepRecord,
+) -> Result<(), StateError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO steps (operation, seq, action, target, outcome, detail, drift, duration_ms, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![operation, seq as i64, s.action, s.target, s.outcome, s.detail, s.drift, s.duration_ms, s.output],
+    )?;
+    Ok(())
 }
 
 /// Shared handle for async code: every call runs on a blocking thread.

@@ -10,6 +10,7 @@ mod broken;
 mod changes;
 mod confirm;
 mod crash;
+mod deploy;
 mod drift;
 mod export;
 mod failure;

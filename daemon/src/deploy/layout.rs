@@ -1,0 +1,137 @@
+//! An app's directory: `releases/<id>/`, `shared/`, `current -> releases/<id>`, and which
+//! releases may be pruned (pure).
+
+use std::path::{Path, PathBuf};
+
+use crate::host::files::swap_symlink;
+use crate::host::HostError;
+use crate::state::ReleaseRow;
+
+/// Where strackt keeps its own files inside a release (root-only): the environment file the
+/// units read and the database dump taken before the release's migration.
+pub const RELEASE_PRIVATE: &str = ".strackt";
+
+/// The directories of one app.
+#[derive(Debug, Clone)]
+pub struct AppDirs {
+    root: PathBuf,
+}
+
+impl AppDirs {
+    /// The app living at `path`.
+    pub fn new(path: &str) -> AppDirs {
+        AppDirs {
+            root: PathBuf::from(path),
+        }
+    }
+
+    /// The app's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `releases/`.
+    pub fn releases(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+
+    /// `releases/<id>/`.
+    pub fn release(&self, id: u64) -> PathBuf {
+        self.releases().join(id.to_string())
+    }
+
+    /// `shared/`.
+    pub fn shared(&self) -> PathBuf {
+        self.root.join("shared")
+    }
+
+    /// `current`.
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The environment file of a release.
+    pub fn env_file(&self, release: &Path) -> PathBuf {
+        release.join(RELEASE_PRIVATE).join("env")
+    }
+
+    /// The pre-migration dump of release `id`.
+    pub fn dump(&self, id: u64) -> PathBuf {
+        self.release(id)
+            .join(RELEASE_PRIVATE)
+            .join("pre-migrate.dump")
+    }
+
+    /// The release `current` points at.
+    pub fn live(&self) -> Option<u64> {
+        let target = std::fs::read_link(self.current()).ok()?;
+        let rest = target.strip_prefix("releases").ok()?;
+        rest.to_str()?.parse().ok()
+    }
+
+    /// Point `current` at release `id` (or remove it) in one rename.
+    ///
+    /// # Errors
+    /// I/O failures; `current` is then unchanged.
+    pub fn flip(&self, id: Option<u64>) -> Result<(), HostError> {
+        let target = id.map(|id| Path::new("releases").join(id.to_string()));
+        swap_symlink(&self.current(), target.as_deref())
+    }
+}
+
+/// Releases to delete so that `keep` successful ones stay: never the live one, never the
+/// newest successful one (the last good), never one being built; failed releases are gone
+/// already and do not count.
+pub fn prunable(releases: &[ReleaseRow], live: Option<u64>, keep: usize) -> Vec<u64> {
+    let mut good: Vec<u64> = releases
+        .iter()
+        .filter(|r| matches!(r.state.as_str(), "live" | "previous"))
+        .map(|r| r.id)
+        .collect();
+    good.sort_unstable_by(|a, b| b.cmp(a));
+    let last_good = good.first().copied();
+    good.into_iter()
+        .skip(keep)
+        .filter(|id| Some(*id) != live && Some(*id) != last_good)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(id: u64, state: &str) -> ReleaseRow {
+        ReleaseRow {
+            app: "shop".into(),
+            id,
+            branch: "main".into(),
+            commit: None,
+            created: "t".into(),
+            state: state.into(),
+            operation: 1,
+            dump: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_successful_and_never_the_live_one() {
+        let rows = [
+            rel(7, "failed"),
+            rel(6, "live"),
+            rel(5, "previous"),
+            rel(4, "failed"),
+            rel(3, "previous"),
+            rel(2, "previous"),
+            rel(1, "removed"),
+        ];
+        assert_eq!(prunable(&rows, Some(6), 2), [3, 2]);
+        // Rolled back to 2: it stays although it is the oldest; 6 is the last good.
+        let mut rolled = rows.clone();
+        rolled[1].state = "previous".into();
+        rolled[5].state = "live".into();
+        assert_eq!(prunable(&rolled, Some(2), 1), [5, 3]);
+        assert_eq!(prunable(&rows, Some(6), 5), Vec::<u64>::new());
+        assert_eq!(prunable(&[rel(1, "building")], None, 1), Vec::<u64>::new());
+    }
+}

@@ -1,0 +1,949 @@
+//! deploy/ — apps: preflight, a release built beside the live one, validated, migrated, and
+//! switched only when every step passed; release rollback; pruning.
+//!
+//! Owns the app directories (`releases/`, `shared/`, `current`), the app units
+//! (`strackt-app-<app>.{socket,service}`, written at switch time) and the `releases` table. It
+//! runs beside the reconcile loop, not inside it: a deploy takes minutes and must not hold up
+//! drift repair, and the reconcile pipeline never touches what this module owns. One deploy
+//! or release rollback per app at a time. It never changes the live release before the switch,
+//! and never deletes the live release or the last good one.
+
+pub mod layout;
+pub mod preflight;
+pub mod runner;
+pub mod units;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::apply::StepRecord;
+use crate::definition::{parse, AppSpec, HealthSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::host::files::atomic_write;
+use crate::host::health::{Health, RealHealth};
+use crate::host::systemd::DbusSystemd;
+use crate::host::{JobKind, Systemd};
+use crate::state::{Operation, ReleaseRow, StateHandle};
+use layout::{AppDirs, RELEASE_PRIVATE};
+use preflight::{last_line, Prepared};
+use runner::{Ran, RunAs};
+
+/// Where the live app units are written.
+const UNIT_DIR: &str = "/etc/systemd/system";
+/// Where the validation units are written (runtime: gone after a reboot).
+const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
+/// Time limit of strackt's own commands (git clone, pg_dump, pg_restore).
+const OWN_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_string()).collect()
+}
+
+/// What `strackt releases APP` shows.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ReleasesView {
+    /// The release `current` points at.
+    pub live: Option<u64>,
+    /// Newest first.
+    pub releases: Vec<ReleaseRow>,
+}
+
+/// Runs deploys and release rollbacks.
+#[derive(Debug)]
+pub struct Deployer {
+    state: StateHandle,
+    systemd: DbusSystemd,
+    health: RealHealth,
+    definition: PathBuf,
+    secrets: PathBuf,
+    /// Apps with a deploy or rollback running, and its operation.
+    busy: Mutex<HashMap<String, i64>>,
+}
+
+/// An app claimed for one operation; released on drop.
+struct Claim {
+    deployer: Arc<Deployer>,
+    app: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.deployer
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.app);
+    }
+}
+
+/// The record of a running operation, written step by step so watchers see it advance.
+struct Progress {
+    state: StateHandle,
+    op: Operation,
+    started: Instant,
+}
+
+impl Progress {
+    async fn put(&self, seq: usize) {
+        let (state, id, step) = (self.state.clone(), self.op.id, self.op.steps[seq].clone());
+        if let Err(e) = state.call(move |s| s.put_step(id, seq, &step)).await {
+            tracing::warn!("recording step: {e}");
+        }
+    }
+
+    /// Run `work` as step `action` on `target`: recorded as running, then with its outcome,
+    /// duration and output. `Err` is the one-line reason.
+    async fn step<T>(
+        &mut self,
+        action: &str,
+        target: &str,
+        work: impl std::future::Future<Output = Result<(T, String), (String, String)>>,
+    ) -> Result<T, String> {
+        let seq = self.op.steps.len();
+        self.op
+            .steps
+            .push(StepRecord::new(action, target, "running", "", false));
+        self.put(seq).await;
+        let t0 = Instant::now();
+        let result = work.await;
+        let step = &mut self.op.steps[seq];
+        step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+        let (outcome, out) = match result {
+            Ok((v, tail)) => {
+                step.outcome = "ok".into();
+                (Ok(v), tail)
+            }
+            Err((why, tail)) => {
+                step.outcome = "failed".into();
+                step.detail = why.clone();
+                (Err(format!("{action} failed: {why}")), tail)
+            }
+        };
+        step.output = (!out.trim().is_empty()).then_some(out);
+        self.put(seq).await;
+        outcome
+    }
+
+    async fn finish(mut self, result: &Result<String, String>) -> Operation {
+        self.op.finished = Some(now());
+        self.op.duration_ms = Some(self.started.elapsed().as_millis() as i64);
+        match result {
+            Ok(summary) => {
+                self.op.outcome = "success".into();
+                self.op.summary = summary.clone();
+            }
+            Err(reason) => {
+                self.op.outcome = "failed".into();
+                self.op.reason = Some(reason.clone());
+                self.op.summary = reason.lines().next().unwrap_or_default().to_string();
+            }
+        }
+        let op = self.op.clone();
+        if let Err(e) = self.state.call(move |s| s.finish_operation(&op)).await {
+            tracing::error!("recording operation {}: {e}", self.op.id);
+        }
+        self.op
+    }
+}
+
+/// A command's result as a step outcome.
+fn ran_step(ran: Ran) -> Result<((), String), (String, String)> {
+    if ran.ok {
+        Ok(((), ran.tail))
+    } else {
+        Err((ran.failure.unwrap_or_default(), ran.tail))
+    }
+}
+
+/// The URL of `path` on `listen` (a wildcard address is probed on loopback).
+fn health_url(listen: &str, path: &str) -> String {
+    let addr = listen
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "[::1]:");
+    format!("http://{addr}{path}")
+}
+
+/// A free loopback port for a validation boot.
+fn spare_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> (String, String) {
+    let msg = format!("{what} {}", path.display());
+    move |e| (format!("{msg}: {e}"), String::new())
+}
+
+fn chown(path: &Path, user: &RunAs) -> Result<(), (String, String)> {
+    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).map_err(io_err("chown", path))
+}
+
+/// Create `dir` (and parents) owned by `user`.
+fn make_dir(dir: &Path, user: &RunAs) -> Result<(), (String, String)> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    for m in missing.iter().rev() {
+        chown(m, user)?;
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Link the shared paths into `release`: a path not yet in `shared/` is seeded from the first
+/// release that has it (or created as an empty directory).
+fn link_shared(
+    dirs: &AppDirs,
+    release: &Path,
+    app: &AppSpec,
+    user: &RunAs,
+) -> Result<((), String), (String, String)> {
+    let mut log = String::new();
+    for rel in &app.shared {
+        let kept = dirs.shared().join(rel);
+        let inside = release.join(rel);
+        if let Some(parent) = kept.parent() {
+            make_dir(parent, user)?;
+        }
+        if std::fs::symlink_metadata(&kept).is_err() {
+            if std::fs::symlink_metadata(&inside).is_ok() {
+                std::fs::rename(&inside, &kept).map_err(io_err("move into shared/", &inside))?;
+                log.push_str(&format!("{rel}: seeded shared/ from this release\n"));
+            } else {
+                make_dir(&kept, user)?;
+                log.push_str(&format!("{rel}: created empty in shared/\n"));
+            }
+        }
+        remove_any(&inside).map_err(io_err("replace", &inside))?;
+        if let Some(parent) = inside.parent() {
+            make_dir(parent, user)?;
+        }
+        std::os::unix::fs::symlink(&kept, &inside).map_err(io_err("link", &inside))?;
+        chown(&inside, user)?;
+        log.push_str(&format!("{rel} -> {}\n", kept.display()));
+    }
+    Ok(((), log))
+}
+
+impl Deployer {
+    /// A deployer for the definition at `definition`.
+    pub fn new(state: StateHandle, systemd: DbusSystemd, definition: PathBuf) -> Arc<Deployer> {
+        Arc::new(Deployer {
+            state,
+            systemd,
+            health: RealHealth::default(),
+            definition,
+            secrets: PathBuf::from(SECRETS_DIR),
+            busy: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn load(&self) -> Result<ValidatedDefinition, String> {
+        let text = std::fs::read_to_string(&self.definition)
+            .map_err(|e| format!("reading {}: {e}", self.definition.display()))?;
+        parse(&text, &self.definition).map_err(|e| e.to_string())
+    }
+
+    fn app(def: &ValidatedDefinition, name: &str) -> Result<AppSpec, String> {
+        def.definition().apps.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&String> = def.definition().apps.keys().collect();
+            format!("no app `{name}` in the definition (apps: {known:?})")
+        })
+    }
+
+    fn claim(self: &Arc<Self>, app: &str) -> Result<Claim, String> {
+        let mut busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(op) = busy.get(app) {
+            return Err(format!(
+                "operation {op} on app {app} is in progress; wait for it (strackt history --operation {op})"
+            ));
+        }
+        busy.insert(app.to_string(), 0);
+        Ok(Claim {
+            deployer: self.clone(),
+            app: app.to_string(),
+        })
+    }
+
+    fn mark_busy(&self, app: &str, op: i64) {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(app.to_string(), op);
+    }
+
+    async fn start(&self, kind: &str, app: &str) -> Result<Progress, String> {
+        let kind = kind.to_string();
+        let id = self
+            .state
+            .call(move |s| s.start_operation(&kind, "cli", None, &now()))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.mark_busy(app, id);
+        let mut op = self
+            .state
+            .call(move |s| s.operations(1, Some(id)))
+            .await
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or("operation vanished")?;
+        op.summary = String::new();
+        Ok(Progress {
+            state: self.state.clone(),
+            op,
+            started: Instant::now(),
+        })
+    }
+
+    /// After a restart: releases a killed deploy left half-built are removed, and validation
+    /// units are stopped.
+    pub async fn recover(&self) {
+        let left = match self.state.call(|s| s.interrupt_building()).await {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("recovering deploys: {e}"),
+        };
+        let def = self.load().ok();
+        for (app, id) in left {
+            if let Some(spec) = def.as_ref().and_then(|d| d.definition().apps.get(&app)) {
+                let dirs = AppDirs::new(&spec.path);
+                if dirs.live() != Some(id) {
+                    let _ = remove_any(&dirs.release(id));
+                    tracing::info!("removed release {id} of {app}, left half-built by a restart");
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(RUNTIME_UNIT_DIR) {
+            let stale: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(units::VALIDATE_PREFIX))
+                })
+                .collect();
+            for path in &stale {
+                if let Some(unit) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+                    let _ = std::fs::remove_file(path);
+                    self.systemd.reset_failed(&unit).await;
+                }
+            }
+            if !stale.is_empty() {
+                let _ = self.systemd.daemon_reload().await;
+            }
+        }
+    }
+
+    /// Start a deploy of `app`: preflight now (an error lists everything missing and nothing
+    /// is started), then the rest in the background. Returns the operation id.
+    ///
+    /// # Errors
+    /// Unknown app, a deploy already running, or what preflight found missing.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        app: String,
+        branch: Option<String>,
+    ) -> Result<i64, String> {
+        let def = self.load()?;
+        let spec = Self::app(&def, &app)?;
+        let claim = self.claim(&app)?;
+        let branch = branch.unwrap_or_else(|| spec.branch.clone());
+        let mut progress = self.start("deploy", &app).await?;
+        let op_id = progress.op.id;
+        let checked = progress
+            .step("preflight", &app, async {
+                preflight::check(
+                    &app,
+                    &branch,
+                    &def,
+                    &self.definition,
+                    &self.secrets,
+                    &self.systemd,
+                )
+                .await
+                .map(|p| (p, String::new()))
+                .map_err(|e| {
+                    let n = e.problems.len();
+                    (
+                        format!("{n} thing(s) missing, nothing was started"),
+                        e.to_string(),
+                    )
+                })
+            })
+            .await;
+        let prepared = match checked {
+            Ok(p) => p,
+            Err(reason) => {
+                let details = progress.op.steps[0].output.clone().unwrap_or_default();
+                let reason = format!("deploy of {app} did not start: {reason}\n{details}");
+                progress.finish(&Err(reason.clone())).await;
+                return Err(format!("{reason}\n(operation {op_id})"));
+            }
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            let result = me
+                .build_and_switch(&mut progress, &app, &spec, &prepared, &branch)
+                .await;
+            progress.finish(&result).await;
+        });
+        Ok(op_id)
+    }
+
+    async fn build_and_switch(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &AppSpec,
+        prepared: &Prepared,
+        branch: &str,
+    ) -> Result<String, String> {
+        let dirs = AppDirs::new(&spec.path);
+        let (a, b, op) = (app.to_string(), branch.to_string(), p.op.id);
+        let id = self
+            .state
+            .call(move |s| s.insert_release(&a, &b, op, &now()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self
+            .build_release(p, app, spec, prepared, branch, &dirs, id)
+            .await;
+        let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
+        match &result {
+            Ok(_) => {
+                let _ = self
+                    .state
+                    .call(move |s| s.set_release(&app_s, id, "live", None))
+                    .await;
+                self.prune(app, spec, &dirs).await;
+            }
+            Err(_) => {
+                // A failed release never counts: it is deleted, unless (switch-back failed) it
+                // is what `current` still points at.
+                if dirs.live() != Some(id) {
+                    let _ = remove_any(&dirs.release(id));
+                }
+                let _ = self
+                    .state
+                    .call(move |s| s.set_release(&app_s, id, "failed", reason.as_deref()))
+                    .await;
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_release(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &AppSpec,
+        prepared: &Prepared,
+        branch: &str,
+        dirs: &AppDirs,
+        id: u64,
+    ) -> Result<String, String> {
+        let user = &prepared.user;
+        let release = dirs.release(id);
+        let quiet = &prepared.git_env;
+
+        let commit = p
+            .step("fetch", &format!("{} {branch}", spec.repo), async {
+                make_dir(&dirs.releases(), user)?;
+                // Only the commit deployed is needed; a local repository is hard-linked instead
+                // (git ignores --depth there).
+                let depth: &[&str] = if spec.repo.starts_with('/') { &[] } else { &["--depth", "1"] };
+                let clone = argv(&["git", "clone", "--quiet", "--single-branch", "--branch", branch])
+                    .into_iter()
+                    .chain(argv(depth))
+                    .chain(argv(&["--", &spec.repo]))
+                    .chain([release.display().to_string()])
+                    .collect::<Vec<_>>();
+                let ran = runner::run(&clone, &dirs.releases(), quiet, user, OWN_LIMIT).await;
+                let mut tail = ran.tail.clone();
+                ran_step(ran)?;
+                let rev = runner::run(&argv(&["git", "rev-parse", "HEAD"]), &release, quiet, user, OWN_LIMIT).await;
+                let commit = rev.stdout.trim().to_string();
+                tail.push_str(&format!("commit {commit}\n"));
+                ran_step(rev)?;
+                if release.join(RELEASE_PRIVATE).exists() {
+                    return Err((format!("the repository has a {RELEASE_PRIVATE} entry, which strackt reserves for its own files"), tail));
+                }
+                Ok((commit, tail))
+            })
+            .await?;
+        let (a, c) = (app.to_string(), commit.clone());
+        let _ = self
+            .state
+            .call(move |s| s.set_release_facts(&a, id, Some(&c), None))
+            .await;
+
+        let env_path = dirs.env_file(&release);
+        p.step("link-shared", &dirs.shared().display().to_string(), async {
+            make_dir(&dirs.shared(), user)?;
+            let out = link_shared(dirs, &release, spec, user)?;
+            let private = release.join(RELEASE_PRIVATE);
+            std::fs::create_dir(&private).map_err(io_err("create", &private))?;
+            std::fs::set_permissions(
+                &private,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .map_err(io_err("chmod", &private))?;
+            atomic_write(
+                &env_path,
+                units::env_file(&prepared.env).as_bytes(),
+                0o600,
+                0,
+                0,
+            )
+            .map_err(|e| (e.to_string(), String::new()))?;
+            Ok(out)
+        })
+        .await?;
+
+        let mut env = prepared.env.clone();
+        env.insert("STRACKT_APP".into(), app.into());
+        env.insert("STRACKT_RELEASE".into(), id.to_string());
+        env.insert("STRACKT_RELEASE_DIR".into(), release.display().to_string());
+        let limit = spec.steps.time_limit();
+        for (name, command) in spec.steps.ordered() {
+            if name == "migrate" && spec.database.is_some() && command.is_some() {
+                let dump = dirs.dump(id);
+                p.step("dump", &dump.display().to_string(), async {
+                    let cmd = argv(&[
+                        "pg_dump",
+                        "--format=custom",
+                        "--no-password",
+                        "--file",
+                    ])
+                    .into_iter()
+                    .chain([dump.display().to_string()])
+                    .collect::<Vec<_>>();
+                    ran_step(
+                        runner::run(&cmd, &release, &prepared.db_env, &RunAs::root(), OWN_LIMIT)
+                            .await,
+                    )
+                })
+                .await?;
+                let (a, d) = (app.to_string(), dump.display().to_string());
+                let _ = self
+                    .state
+                    .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
+                    .await;
+            }
+            if let Some(command) = command {
+                p.step(name, command, async {
+                    let cmd = argv(&["/bin/sh", "-c", command]);
+                    ran_step(runner::run(&cmd, &release, &env, user, limit).await)
+                })
+                .await?;
+            }
+            if name == "validate" {
+                p.step(
+                    "validate-boot",
+                    &format!("{app} release {id} on a spare port"),
+                    self.boot_check(app, spec, dirs, &release),
+                )
+                .await?;
+            }
+        }
+
+        let previous = dirs.live();
+        self.switch(p, app, spec, dirs, Some(id), previous).await?;
+        Ok(format!(
+            "deployed {app} release {id} ({}) from {branch}",
+            commit.chars().take(12).collect::<String>()
+        ))
+    }
+
+    /// Boot `release` on its own (socket + service on a spare loopback port, runtime units)
+    /// and check its health path, then remove it again.
+    async fn boot_check(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        dirs: &AppDirs,
+        release: &Path,
+    ) -> Result<((), String), (String, String)> {
+        let port = spare_port().map_err(|e| (format!("no spare port: {e}"), String::new()))?;
+        let listen = format!("127.0.0.1:{port}");
+        let base = format!("{}{app}", units::VALIDATE_PREFIX);
+        let pair = units::render(app, spec, &base, &listen, release, &dirs.env_file(release));
+        let dir = Path::new(RUNTIME_UNIT_DIR);
+        let written = [
+            (dir.join(&pair.socket), &pair.socket_text),
+            (dir.join(&pair.service), &pair.service_text),
+        ];
+        let result = async {
+            for (path, text) in &written {
+                atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())?;
+            }
+            self.systemd
+                .daemon_reload()
+                .await
+                .map_err(|e| e.to_string())?;
+            self.systemd
+                .run_job(JobKind::Start, &pair.socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            let probe = HealthSpec {
+                http: Some(health_url(&listen, &spec.service.health)),
+                ..HealthSpec::default()
+            };
+            self.health
+                .check(&probe, spec.service.health_within())
+                .await
+                .map_err(|e| format!("health check of the new release failed: {e}"))
+        }
+        .await;
+        let journal = if result.is_err() {
+            let cmd = argv(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-n",
+                "30",
+                "-u",
+                &pair.service,
+            ]);
+            runner::run(
+                &cmd,
+                Path::new("/"),
+                &BTreeMap::new(),
+                &RunAs::root(),
+                Duration::from_secs(10),
+            )
+            .await
+            .stdout
+        } else {
+            String::new()
+        };
+        for unit in [&pair.service, &pair.socket] {
+            let _ = self.systemd.run_job(JobKind::Stop, unit).await;
+        }
+        for (path, _) in &written {
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = self.systemd.daemon_reload().await;
+        for unit in [&pair.service, &pair.socket] {
+            self.systemd.reset_failed(unit).await;
+        }
+        result
+            .map(|()| ((), String::new()))
+            .map_err(|e| (e, journal))
+    }
+
+    /// Point `current` at `to` and hand traffic to it; when its health check fails, go back
+    /// to `back` the same way.
+    async fn switch(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &AppSpec,
+        dirs: &AppDirs,
+        to: Option<u64>,
+        back: Option<u64>,
+    ) -> Result<(), String> {
+        let pair = units::render(
+            app,
+            spec,
+            &format!("{}{app}", units::LIVE_PREFIX),
+            &spec.service.listen,
+            &dirs.current(),
+            &dirs.env_file(&dirs.current()),
+        );
+        let label = to.map_or("none".to_string(), |t| format!("release {t}"));
+        p.step("switch", &label, async {
+            self.install_units(&pair).await?;
+            dirs.flip(to).map_err(|e| (e.to_string(), String::new()))?;
+            self.systemd
+                .run_job(JobKind::Restart, &pair.service)
+                .await
+                .map_err(|e| (e.to_string(), String::new()))?;
+            Ok(((), String::new()))
+        })
+        .await?;
+        let url = health_url(&spec.service.listen, &spec.service.health);
+        let probe = HealthSpec {
+            http: Some(url.clone()),
+            ..HealthSpec::default()
+        };
+        let checked = p
+            .step("health", &url, async {
+                self.health
+                    .check(&probe, spec.service.health_within())
+                    .await
+                    .map(|()| ((), String::new()))
+                    .map_err(|e| (e, String::new()))
+            })
+            .await;
+        let Err(why) = checked else {
+            return Ok(());
+        };
+        let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
+        let went_back = p
+            .step("switch-back", &back_label, async {
+                dirs.flip(back)
+                    .map_err(|e| (e.to_string(), String::new()))?;
+                let job = if back.is_some() {
+                    JobKind::Restart
+                } else {
+                    JobKind::Stop
+                };
+                self.systemd
+                    .run_job(job, &pair.service)
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
+                Ok(((), String::new()))
+            })
+            .await;
+        Err(match went_back {
+            Ok(()) => format!("{why}; switched back to {back_label}"),
+            Err(e) => format!("{why}; and switching back failed: {e}"),
+        })
+    }
+
+    /// Write the live units when they changed, and have the socket enabled and listening.
+    async fn install_units(&self, pair: &units::UnitPair) -> Result<(), (String, String)> {
+        let sd = |e: crate::host::HostError| (e.to_string(), String::new());
+        let mut changed = false;
+        let mut socket_changed = false;
+        for (name, text) in [
+            (&pair.socket, &pair.socket_text),
+            (&pair.service, &pair.service_text),
+        ] {
+            let path = Path::new(UNIT_DIR).join(name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                atomic_write(&path, text.as_bytes(), 0o644, 0, 0).map_err(sd)?;
+                changed = true;
+                socket_changed |= name == &pair.socket;
+            }
+        }
+        if changed {
+            self.systemd.daemon_reload().await.map_err(sd)?;
+        }
+        let socket = self.systemd.unit_state(&pair.socket).await.map_err(sd)?;
+        if !socket.is_enabled() {
+            self.systemd
+                .enable(std::slice::from_ref(&pair.socket))
+                .await
+                .map_err(sd)?;
+        }
+        // A new listening address needs the socket re-bound; otherwise it stays open (and
+        // keeps its queue) across the service restart.
+        let job = if socket_changed && socket.is_active() {
+            JobKind::Restart
+        } else {
+            JobKind::Start
+        };
+        self.systemd.run_job(job, &pair.socket).await.map_err(sd)
+    }
+
+    async fn prune(&self, app: &str, spec: &AppSpec, dirs: &AppDirs) {
+        let a = app.to_string();
+        let Ok(rows) = self.state.call(move |s| s.releases(&a)).await else {
+            return;
+        };
+        for id in layout::prunable(&rows, dirs.live(), spec.keep_releases) {
+            if let Err(e) = remove_any(&dirs.release(id)) {
+                tracing::warn!("pruning release {id} of {app}: {e}");
+                continue;
+            }
+            let a = app.to_string();
+            let _ = self
+                .state
+                .call(move |s| s.set_release(&a, id, "removed", None))
+                .await;
+        }
+    }
+
+    /// The releases of `app`.
+    ///
+    /// # Errors
+    /// Unknown app, or the state database.
+    pub async fn releases(&self, app: String) -> Result<ReleasesView, String> {
+        let def = self.load()?;
+        let spec = Self::app(&def, &app)?;
+        let releases = self
+            .state
+            .call(move |s| s.releases(&app))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ReleasesView {
+            live: AppDirs::new(&spec.path).live(),
+            releases,
+        })
+    }
+
+    /// Switch `app` back to release `to` (default: the one live before), restoring the database
+    /// dump taken before the later migration when `with_database`.
+    ///
+    /// # Errors
+    /// Nothing to roll back to, a missing dump, a deploy in progress — all before any change.
+    pub async fn rollback_release(
+        self: &Arc<Self>,
+        app: String,
+        to: Option<u64>,
+        with_database: bool,
+    ) -> Result<Operation, String> {
+        let def = self.load()?;
+        let spec = Self::app(&def, &app)?;
+        let _claim = self.claim(&app)?;
+        let dirs = AppDirs::new(&spec.path);
+        let live = dirs
+            .live()
+            .ok_or_else(|| format!("{app} has no live release"))?;
+        let a = app.clone();
+        let rows = self
+            .state
+            .call(move |s| s.releases(&a))
+            .await
+            .map_err(|e| e.to_string())?;
+        let good = |r: &&ReleaseRow| {
+            matches!(r.state.as_str(), "live" | "previous") && dirs.release(r.id).is_dir()
+        };
+        let target = match to {
+            Some(id) => rows
+                .iter()
+                .filter(good)
+                .find(|r| r.id == id)
+                .ok_or_else(|| {
+                    format!(
+                        "release {id} of {app} is not on this server (see strackt releases {app})"
+                    )
+                })?,
+            None => rows
+                .iter()
+                .filter(good)
+                .find(|r| r.id != live)
+                .ok_or_else(|| format!("{app} has no earlier release to go back to"))?,
+        }
+        .id;
+        if target == live {
+            return Err(format!("release {target} of {app} is already live"));
+        }
+        let restore = if with_database {
+            // The dump taken before the first migration after `target` holds the database
+            // as `target` left it.
+            let dump = rows
+                .iter()
+                .filter(|r| r.id > target && r.id <= live.max(target) && r.dump.is_some())
+                .filter(good)
+                .min_by_key(|r| r.id)
+                .and_then(|r| r.dump.clone())
+                .filter(|d| Path::new(d).is_file())
+                .ok_or_else(|| format!("no database dump is kept for going back to release {target} (releases after it ran no migration, or were pruned)"))?;
+            let db = preflight::resolve_database(&spec, &self.secrets)?
+                .ok_or_else(|| format!("app {app} has no `database:`"))?;
+            Some((dump, db))
+        } else {
+            None
+        };
+        let mut p = self.start("rollback-release", &app).await?;
+        let result = async {
+            if let Some((dump, db)) = &restore {
+                p.step("restore-database", dump, restore_database(dump, db))
+                    .await?;
+            }
+            self.switch(&mut p, &app, &spec, &dirs, Some(target), Some(live))
+                .await?;
+            let db_note = if restore.is_some() {
+                " with its database"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "rolled {app} back from release {live} to {target}{db_note}"
+            ))
+        }
+        .await;
+        if result.is_ok() {
+            let a = app.clone();
+            let _ = self
+                .state
+                .call(move |s| s.set_release(&a, target, "live", None))
+                .await;
+        }
+        Ok(p.finish(&result).await)
+    }
+}
+
+/// Put the database back as `dump` has it: the tables the app's role owns are dropped (so
+/// tables a later migration created go too), then the dump is restored in one transaction.
+async fn restore_database(
+    dump: &str,
+    db: &BTreeMap<String, String>,
+) -> Result<((), String), (String, String)> {
+    const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
+        FOR r IN SELECT schemaname, tablename FROM pg_tables WHERE tableowner = current_user \
+        AND schemaname NOT IN ('pg_catalog', 'information_schema') LOOP \
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I CASCADE', r.schemaname, r.tablename); \
+        END LOOP; END $$;";
+    let drop = argv(&[
+        "psql",
+        "-X",
+        "-w",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        DROP_OWNED_TABLES,
+    ]);
+    let ran = runner::run(&drop, Path::new("/"), db, &RunAs::root(), OWN_LIMIT).await;
+    let mut tail = ran.tail.clone();
+    ran_step(ran)?;
+    let database = db.get("PGDATABASE").cloned().unwrap_or_default();
+    let restore = argv(&[
+        "pg_restore",
+        "--no-password",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--exit-on-error",
+        "--single-transaction",
+        "--dbname",
+        &database,
+        dump,
+    ]);
+    let ran = runner::run(&restore, Path::new("/"), db, &RunAs::root(), OWN_LIMIT).await;
+    tail.push_str(&ran.tail);
+    if ran.ok {
+        Ok(((), tail))
+    } else {
+        Err((
+            format!(
+                "{}: {}",
+                ran.failure.unwrap_or_default(),
+                last_line(&ran.tail)
+            ),
+            tail,
+        ))
+    }
+}

@@ -1,0 +1,336 @@
+//! Preflight: everything a deploy needs from this server, checked before any work, and every
+//! missing piece reported at once with the definition field (and secret file) that fixes it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::runner::{self, RunAs};
+use crate::definition::{
+    problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
+};
+use crate::host::Systemd;
+
+/// What a deploy runs with, once preflight passed.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The app's environment: settings (secrets resolved) and the database connection.
+    pub env: BTreeMap<String, String>,
+    /// The database connection alone (`PG*`), for dumps and restores strackt runs itself.
+    pub db_env: BTreeMap<String, String>,
+    /// Who steps and the service run as.
+    pub user: RunAs,
+    /// The environment git runs with (see [`git_env`]).
+    pub git_env: BTreeMap<String, String>,
+}
+
+/// git refuses to read a repository owned by another user ("dubious ownership"), which a
+/// local-path `repo:` usually is. strackt trusts exactly the repository the definition names:
+/// a global git config of its own (including the user's `~/.gitconfig`, so credentials and
+/// URL rewrites still apply) with that path as `safe.directory`.
+pub fn git_env(
+    app: &str,
+    spec: &AppSpec,
+    user: &RunAs,
+) -> Result<BTreeMap<String, String>, String> {
+    // Not under /run/strackt, which is root-only: the app user must read it.
+    let dir = Path::new("/run/strackt-git");
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{app}.gitconfig"));
+    let repo = spec.repo.trim_end_matches('/');
+    let text = format!(
+        "[include]\n\tpath = {}/.gitconfig\n[safe]\n\tdirectory = {repo}\n\tdirectory = {repo}/.git\n",
+        user.home
+    );
+    crate::host::files::atomic_write(&path, text.as_bytes(), 0o644, 0, 0)
+        .map_err(|e| e.to_string())?;
+    Ok(BTreeMap::from([
+        ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
+        ("GIT_CONFIG_GLOBAL".to_string(), path.display().to_string()),
+    ]))
+}
+
+/// Time limit of each look-up preflight makes (git, the database).
+const LOOKUP_LIMIT: Duration = Duration::from_secs(20);
+
+/// Read secret `name`; a trailing newline (as `echo` writes) is not part of it.
+pub fn read_secret(dir: &Path, name: &str) -> Result<String, String> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
+            if value.is_empty() {
+                Err(format!("secret file {} is empty", path.display()))
+            } else {
+                Ok(value)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "secret `{name}` is missing: create {} (mode 0600)",
+            path.display()
+        )),
+        Err(e) => Err(format!("secret file {}: {e}", path.display())),
+    }
+}
+
+/// Percent-encode a URL component (everything but unreserved characters).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// libpq's variables and `DATABASE_URL` for `db` with `password`.
+pub fn database_env(db: &DatabaseSpec, password: &str) -> BTreeMap<String, String> {
+    let host = if db.host.contains(':') {
+        format!("[{}]", db.host)
+    } else {
+        db.host.clone()
+    };
+    BTreeMap::from([
+        ("PGHOST".into(), db.host.clone()),
+        ("PGPORT".into(), db.port.to_string()),
+        ("PGDATABASE".into(), db.name.clone()),
+        ("PGUSER".into(), db.user.clone()),
+        ("PGPASSWORD".into(), password.to_string()),
+        (
+            "DATABASE_URL".into(),
+            format!(
+                "postgresql://{}:{}@{host}:{}/{}",
+                url_encode(&db.user),
+                url_encode(password),
+                db.port,
+                url_encode(&db.name)
+            ),
+        ),
+    ])
+}
+
+/// The database connection of `app` with its password read, or why not.
+pub fn resolve_database(
+    app: &AppSpec,
+    secrets: &Path,
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    match &app.database {
+        None => Ok(None),
+        Some(db) => Ok(Some(database_env(
+            db,
+            &read_secret(secrets, &db.password.secret)?,
+        ))),
+    }
+}
+
+/// Whether `program` is on the PATH a deploy runs with.
+fn on_path(program: &str) -> bool {
+    [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join(program).is_file())
+}
+
+/// The line of a command's output that says what went wrong: the first `fatal:`/`ERROR:`
+/// line, else the last non-empty one.
+pub fn last_line(text: &str) -> &str {
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| {
+            l.starts_with("fatal:") || l.starts_with("ERROR:") || l.starts_with("psql: error:")
+        })
+        .or_else(|| lines().last())
+        .unwrap_or("no output")
+}
+
+/// Check everything app `name` needs on this server.
+///
+/// # Errors
+/// Every missing piece, each located at the field of `def` to fix.
+pub async fn check(
+    name: &str,
+    branch: &str,
+    def: &ValidatedDefinition,
+    file: &Path,
+    secrets: &Path,
+    systemd: &impl Systemd,
+) -> Result<Prepared, DefinitionError> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let source = def.source();
+    let mut at = |path: &[&str], message: String| {
+        let mut full = vec!["apps", name];
+        full.extend_from_slice(path);
+        problems.push(problem_at(source, &full, message));
+    };
+    let Some(app) = def.definition().apps.get(name) else {
+        at(&[], format!("no app `{name}` in the definition"));
+        return Err(DefinitionError {
+            file: file.to_path_buf(),
+            problems,
+        });
+    };
+
+    let mut env = BTreeMap::new();
+    for (key, value) in &app.settings {
+        match value {
+            SettingValue::Plain(v) => {
+                env.insert(key.clone(), v.clone());
+            }
+            SettingValue::Secret(s) => match read_secret(secrets, &s.secret) {
+                Ok(v) => {
+                    env.insert(key.clone(), v);
+                }
+                Err(e) => at(&["settings", key], e),
+            },
+        }
+    }
+    let db_env = match &app.database {
+        Some(db) => match read_secret(secrets, &db.password.secret) {
+            Ok(pw) => Some(database_env(db, &pw)),
+            Err(e) => {
+                at(&["database", "password"], e);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let user = match &app.user {
+        Some(u) => RunAs::lookup(u).unwrap_or_else(|| {
+            at(
+                &["user"],
+                format!("user `{u}` does not exist on this server: add it under `users:`"),
+            );
+            RunAs::root()
+        }),
+        None => RunAs::root(),
+    };
+
+    for unit in &app.requires {
+        match systemd.unit_state(unit).await {
+            Ok(s) if s.is_active() => {}
+            Ok(s) if s.load_state == "not-found" => at(
+                &["requires"],
+                format!(
+                    "{unit} does not exist on this server (install the package that provides it)"
+                ),
+            ),
+            Ok(s) => at(
+                &["requires"],
+                format!(
+                    "{unit} is {} : start it (or add it under `services:`)",
+                    s.active_state
+                ),
+            ),
+            Err(e) => at(&["requires"], format!("{unit}: {e}")),
+        }
+    }
+
+    let mut tools = vec![("git", "repo", "git")];
+    if app.database.is_some() {
+        tools.push(("psql", "database", "postgresql-client"));
+        if app.steps.migrate.is_some() {
+            tools.push(("pg_dump", "steps", "postgresql-client"));
+        }
+    }
+    for (tool, field, package) in &tools {
+        if !on_path(tool) {
+            at(
+                &[field],
+                format!("`{tool}` is not installed: add `{package}: latest` under `packages:`"),
+            );
+        }
+    }
+
+    let git = match git_env(name, app, &user) {
+        Ok(env) => env,
+        Err(e) => {
+            at(&["repo"], e);
+            BTreeMap::new()
+        }
+    };
+    if on_path("git") {
+        let argv: Vec<String> = [
+            "git",
+            "ls-remote",
+            "--exit-code",
+            "--heads",
+            "--",
+            &app.repo,
+            branch,
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        let ran = runner::run(&argv, Path::new("/"), &git, &user, LOOKUP_LIMIT).await;
+        if !ran.ok {
+            let field = if ran.tail.trim().is_empty() {
+                "branch"
+            } else {
+                "repo"
+            };
+            let why = if ran.tail.trim().is_empty() {
+                format!("branch `{branch}` does not exist in {}", app.repo)
+            } else {
+                format!("cannot read {}: {}", app.repo, last_line(&ran.tail))
+            };
+            at(&[field], why);
+        }
+    }
+
+    if let (Some(db), Some(db_env)) = (&app.database, &db_env) {
+        match tokio::net::lookup_host((db.host.as_str(), db.port)).await {
+            Err(e) => at(
+                &["database", "host"],
+                format!("`{}` does not resolve: {e}", db.host),
+            ),
+            Ok(_) if on_path("psql") => {
+                let mut env = db_env.clone();
+                env.insert("PGCONNECT_TIMEOUT".into(), "5".into());
+                let argv: Vec<String> = ["psql", "-X", "-w", "-A", "-t", "-c", "SELECT 1"]
+                    .iter()
+                    .map(|s| (*s).to_string())
+                    .collect();
+                let ran =
+                    runner::run(&argv, Path::new("/"), &env, &RunAs::root(), LOOKUP_LIMIT).await;
+                if !ran.ok {
+                    at(
+                        &["database"],
+                        format!(
+                            "PostgreSQL at {}:{} does not accept user `{}` on database `{}`: {}",
+                            db.host,
+                            db.port,
+                            db.user,
+                            db.name,
+                            last_line(&ran.tail)
+                        ),
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(DefinitionError {
+            file: file.to_path_buf(),
+            problems,
+        });
+    }
+    let db_env = db_env.unwrap_or_default();
+    env.extend(db_env.clone());
+    Ok(Prepared {
+        env,
+        db_env,
+        user,
+        git_env: git,
+    })
+}

@@ -1,0 +1,243 @@
+//! Runs one deploy command: its own process group, a clean environment, the app's user, a time
+//! limit, and both output streams interleaved into one bounded tail. Whatever the command leaves
+//! running in its group is killed when it ends, so a step never outlives its record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+/// How much output a step keeps (the end of it).
+const TAIL_BYTES: usize = 16 * 1024;
+
+/// Who a command runs as.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Home directory (`HOME`).
+    pub home: String,
+    /// Name (`USER`).
+    pub name: String,
+}
+
+impl RunAs {
+    /// Look a user up in the host's account database.
+    pub fn lookup(name: &str) -> Option<RunAs> {
+        let user = nix::unistd::User::from_name(name).ok()??;
+        Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir.display().to_string(),
+            name: user.name,
+        })
+    }
+
+    /// root.
+    pub fn root() -> RunAs {
+        RunAs {
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+            name: "root".into(),
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// Exit 0 within the limit.
+    pub ok: bool,
+    /// Why not, in one line.
+    pub failure: Option<String>,
+    /// The end of its output.
+    pub tail: String,
+    /// Its stdout alone (for commands whose answer is read, e.g. `git rev-parse`).
+    pub stdout: String,
+}
+
+/// Keep only the last `TAIL_BYTES` of `buf`.
+fn trim_front(buf: &mut Vec<u8>) {
+    if buf.len() > TAIL_BYTES {
+        let cut = buf.len() - TAIL_BYTES;
+        buf.drain(..cut);
+    }
+}
+
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    both: Arc<Mutex<Vec<u8>>>,
+    own: Option<Arc<Mutex<Vec<u8>>>>,
+) {
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = from.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        for buf in std::iter::once(&both).chain(own.as_ref()) {
+            let mut b = buf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.extend_from_slice(&chunk[..n]);
+            trim_front(&mut b);
+        }
+    }
+}
+
+/// Run `argv` in `cwd` as `user` with exactly `env` (plus PATH, HOME, USER), for at most
+/// `limit`.
+pub async fn run(
+    argv: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    user: &RunAs,
+    limit: Duration,
+) -> Ran {
+    let Some((program, args)) = argv.split_first() else {
+        return failed("empty command".into(), String::new());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", &user.home)
+        .env("USER", &user.name)
+        .env("LANG", "C.UTF-8")
+        .envs(env)
+        .uid(user.uid)
+        .gid(user.gid)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("{program}: {e}"), String::new()),
+    };
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let both = Arc::new(Mutex::new(Vec::new()));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(pump(out, both.clone(), Some(stdout.clone()))));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(pump(err, both.clone(), None)));
+    }
+    let status = tokio::time::timeout(limit, child.wait()).await;
+    // The step is over: nothing it started may keep running (or keep our pipes open).
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let _ = child.wait().await;
+    for p in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    let text = |b: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .into_owned()
+    };
+    let (tail, stdout) = (text(&both), text(&stdout));
+    match status {
+        Ok(Ok(s)) if s.success() => Ran {
+            ok: true,
+            failure: None,
+            tail,
+            stdout,
+        },
+        Ok(Ok(s)) => failed(
+            match s.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => format!("killed by {s}"),
+            },
+            tail,
+        ),
+        Ok(Err(e)) => failed(format!("waiting for it: {e}"), tail),
+        Err(_) => failed(
+            format!(
+                "did not finish within {}",
+                humantime::format_duration(limit)
+            ),
+            tail,
+        ),
+    }
+}
+
+fn failed(why: String, tail: String) -> Ran {
+    Ran {
+        ok: false,
+        failure: Some(why),
+        tail,
+        stdout: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, limit: Duration) -> Ran {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let me = RunAs {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            home: "/tmp".into(),
+            name: "me".into(),
+        };
+        rt.block_on(run(
+            &["/bin/sh".into(), "-c".into(), script.into()],
+            Path::new("/"),
+            &BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+            &me,
+            limit,
+        ))
+    }
+
+    #[test]
+    fn output_is_kept_and_failures_are_named() {
+        let ok = sh("echo $GREETING; echo oops >&2", Duration::from_secs(10));
+        assert!(ok.ok);
+        assert_eq!(ok.stdout, "hi\n");
+        assert!(ok.tail.contains("hi") && ok.tail.contains("oops"));
+        let bad = sh("echo broken; exit 3", Duration::from_secs(10));
+        assert!(!bad.ok);
+        assert_eq!(bad.failure.as_deref(), Some("exited with status 3"));
+        assert!(bad.tail.contains("broken"));
+    }
+
+    #[test]
+    fn a_step_over_its_limit_is_killed_with_what_it_started() {
+        let started = std::time::Instant::now();
+        let slow = sh("sleep 30 & sleep 30", Duration::from_millis(300));
+        assert!(!slow.ok);
+        assert!(slow.failure.unwrap_or_default().contains("did not finish"));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_tail_is_bounded() {
+        let loud = sh(
+            "head -c 100000 /dev/zero | tr '\\0' x",
+            Duration::from_secs(10),
+        );
+        assert!(loud.ok);
+        assert_eq!(loud.tail.len(), TAIL_BYTES);
+    }
+}

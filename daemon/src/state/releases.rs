@@ -1,0 +1,179 @@
+//! Releases of deployed apps, and live step records of running operations.
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::{State, StateError};
+use crate::apply::StepRecord;
+
+/// A release as listed to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRow {
+    /// The app.
+    pub app: String,
+    /// Id (directory `releases/<id>`), increasing per app.
+    pub id: u64,
+    /// Branch deployed.
+    pub branch: String,
+    /// Commit deployed, once fetched.
+    pub commit: Option<String>,
+    /// When the deploy started (RFC 3339).
+    pub created: String,
+    /// building, failed, live, previous, removed.
+    pub state: String,
+    /// The deploy operation.
+    pub operation: i64,
+    /// Database dump taken before this release's migration.
+    pub dump: Option<String>,
+    /// Why it failed.
+    pub reason: Option<String>,
+}
+
+impl State {
+    /// Record step `seq` of a running operation (replacing an earlier record of it), so
+    /// watchers see it advance.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn put_step(
+        &self,
+        operation: i64,
+        seq: usize,
+        step: &StepRecord,
+    ) -> Result<(), StateError> {
+        super::put_step(&self.conn, operation, seq, step)
+    }
+
+    /// Start a release of `app` in state `building`; returns its id (never reused).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn insert_release(
+        &self,
+        app: &str,
+        branch: &str,
+        operation: i64,
+        now: &str,
+    ) -> Result<u64, StateError> {
+        let max: Option<i64> = self.conn.query_row(
+            "SELECT MAX(id) FROM releases WHERE app = ?1",
+            params![app],
+            |r| r.get(0),
+        )?;
+        let id = max.unwrap_or(0) + 1;
+        self.conn.execute(
+            "INSERT INTO releases (app, id, branch, created, state, operation) VALUES (?1, ?2, ?3, ?4, 'building', ?5)",
+            params![app, id, branch, now, operation],
+        )?;
+        Ok(id as u64)
+    }
+
+    /// Update a release: its state (making one `live` makes the live one `previous`), and
+    /// optionally why, its commit and its dump.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn set_release(
+        &self,
+        app: &str,
+        id: u64,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StateError> {
+        if state == "live" {
+            self.conn.execute(
+                "UPDATE releases SET state = 'previous' WHERE app = ?1 AND state = 'live' AND id != ?2",
+                params![app, id as i64],
+            )?;
+        }
+        self.conn.execute(
+            "UPDATE releases SET state = ?3, reason = COALESCE(?4, reason) WHERE app = ?1 AND id = ?2",
+            params![app, id as i64, state, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Record what a release was built from, and its dump.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn set_release_facts(
+        &self,
+        app: &str,
+        id: u64,
+        commit: Option<&str>,
+        dump: Option<&str>,
+    ) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE releases SET commit_id = COALESCE(?3, commit_id), dump = COALESCE(?4, dump) WHERE app = ?1 AND id = ?2",
+            params![app, id as i64, commit, dump],
+        )?;
+        Ok(())
+    }
+
+    /// One release.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn release(&self, app: &str, id: u64) -> Result<Option<ReleaseRow>, StateError> {
+        Ok(self.releases(app)?.into_iter().find(|r| r.id == id))
+    }
+
+    /// The releases of `app`, newest first.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRow>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT app, id, branch, commit_id, created, state, operation, dump, reason FROM releases WHERE app = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map(params![app], |r| {
+            Ok(ReleaseRow {
+                app: r.get(0)?,
+                id: r.get::<_, i64>(1)? as u64,
+                branch: r.get(2)?,
+                commit: r.get(3)?,
+                created: r.get(4)?,
+                state: r.get(5)?,
+                operation: r.get(6)?,
+                dump: r.get(7)?,
+                reason: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Releases left `building` by a crash: marked failed and returned, so their directories
+    /// can be removed.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn interrupt_building(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT app, id FROM releases WHERE state = 'building'")?;
+        let rows: Vec<(String, u64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        self.conn.execute(
+            "UPDATE releases SET state = 'failed', reason = 'strackt stopped during the deploy' WHERE state = 'building'",
+            [],
+        )?;
+        Ok(rows)
+    }
+
+    /// The operation id of a deploy of `app` still running, if any.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn building_release(&self, app: &str) -> Result<Option<i64>, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT operation FROM releases WHERE app = ?1 AND state = 'building'",
+                params![app],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
