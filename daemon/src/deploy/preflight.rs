@@ -147,7 +147,7 @@ pub fn last_line(text: &str) -> &str {
         .find(|l| {
             l.starts_with("fatal:") || l.starts_with("ERROR:") || l.starts_with("psql: error:")
         })
-        .or_else(|| lines().last())
+        .or_else(|| lines().next_back())
         .unwrap_or("no output")
 }
 
