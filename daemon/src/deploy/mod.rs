@@ -537,15 +537,10 @@ impl Deployer {
             if name == "migrate" && spec.database.is_some() && command.is_some() {
                 let dump = dirs.dump(id);
                 p.step("dump", &dump.display().to_string(), async {
-                    let cmd = argv(&[
-                        "pg_dump",
-                        "--format=custom",
-                        "--no-password",
-                        "--file",
-                    ])
-                    .into_iter()
-                    .chain([dump.display().to_string()])
-                    .collect::<Vec<_>>();
+                    let cmd = argv(&["pg_dump", "--format=custom", "--no-password", "--file"])
+                        .into_iter()
+                        .chain([dump.display().to_string()])
+                        .collect::<Vec<_>>();
                     ran_step(
                         runner::run(&cmd, &release, &prepared.db_env, &RunAs::root(), OWN_LIMIT)
                             .await,

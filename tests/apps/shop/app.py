@@ -54,7 +54,7 @@ class Handler(BaseHTTPRequestHandler):
                 rows = query("SELECT name FROM items ORDER BY id")
                 body = f"version {VERSION}; items: {', '.join(r[0] for r in rows)}\n"
             elif self.path == "/slow":
-                time.sleep(1)
+                time.sleep(3)
                 body = f"slow {VERSION}\n"
             else:
                 self.send_error(404)

@@ -90,6 +90,22 @@ fn deploy_ok(host: &Host) -> Res<Out> {
     Ok(out)
 }
 
+/// Run `script` in the background inside the host, as a transient unit (a process started by
+/// `testhost exec` does not outlive it).
+fn background(host: &Host, script: &str) -> Res {
+    host.exec(&[
+        "systemd-run",
+        "--quiet",
+        "--collect",
+        "--",
+        "bash",
+        "-c",
+        script,
+    ])?
+    .ok()?;
+    Ok(())
+}
+
 /// GET `path` from the app: (status, body).
 fn get(host: &Host, path: &str) -> Res<(u16, String)> {
     let out = host
@@ -188,7 +204,25 @@ fn first_and_second_deploy_with_a_migration() -> Res {
         h.sh_ok("echo photo > /srv/shop/shared/storage/uploads/p.jpg")?;
 
         commit(h, "echo 2 > VERSION && printf \"INSERT INTO items (name) VALUES ('plum');\\n\" > migrations/002_plum.sql", "version 2")?;
+        // Traffic during the deploy: a slow request in flight at the switch, and a stream of
+        // requests throughout. None may be refused or fail.
+        background(
+            h,
+            "curl -s -w ' %{http_code}' --max-time 20 http://127.0.0.1:8000/slow > /tmp/slow.out",
+        )?;
+        background(h, "for i in $(seq 1 100000); do [ -e /tmp/stop ] && break; curl -s -o /dev/null -w '%{http_code}\\n' --max-time 20 http://127.0.0.1:8000/ >> /tmp/codes; done; touch /tmp/done")?;
         let out = deploy_ok(h)?;
+        h.sh_ok("touch /tmp/stop; for i in $(seq 100); do [ -e /tmp/done ] && exit 0; sleep 0.2; done; exit 1")?;
+        let codes = h.read("/tmp/codes")?;
+        ensure(
+            codes.lines().count() >= 5 && codes.lines().all(|c| c == "200"),
+            || format!("requests during the deploy: {codes:?}"),
+        )?;
+        ensure_eq(
+            h.read("/tmp/slow.out")?,
+            "slow 1\n 200".to_string(),
+            "the request in flight at the switch finished on the old release",
+        )?;
         ensure(
             out.stdout.contains("applying 002_plum.sql")
                 || h.strackt(&["history", "--json"])?
@@ -228,5 +262,313 @@ fn first_and_second_deploy_with_a_migration() -> Res {
             || format!("steps carry durations: {deploy}"),
         )?;
         Ok(())
+    })
+}
+
+#[test]
+fn preflight_names_everything_missing_and_starts_nothing() -> Res {
+    with_app_host("deploy-preflight", |h| {
+        setup(h, 5)?;
+        // Three things wrong at once: a secret gone, a required service down, a wrong password.
+        h.write(
+            "/etc/systemd/system/queue.service",
+            "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+            0o644,
+        )?;
+        h.sh_ok("rm /etc/strackt/secrets/shop_app_key && echo wrong > /etc/strackt/secrets/shop_db_password && systemctl daemon-reload")?;
+        h.put_definition(&definition(5).replace(
+            "requires: [postgresql.service]",
+            "requires: [postgresql.service, queue.service]",
+        ))?;
+        h.apply_ok()?;
+        let out = deploy(h)?;
+        ensure(!out.success(), || format!("deploy started anyway: {out}"))?;
+        for expected in [
+            "server.yaml:",
+            "3 thing(s) missing",
+            "apps.shop.settings.APP_KEY: secret `shop_app_key` is missing: create /etc/strackt/secrets/shop_app_key",
+            "apps.shop.requires: queue.service is inactive",
+            "apps.shop.database: PostgreSQL at 127.0.0.1:5432 does not accept user `shop` on database `shop`",
+        ] {
+            ensure(out.stderr.contains(expected), || format!("{expected:?} not in: {out}"))?;
+        }
+        ensure(!h.exists("/srv/shop")?, || {
+            "the deploy created the app directory".to_string()
+        })?;
+        ensure(
+            !h.exists("/etc/systemd/system/strackt-app-shop.service")?,
+            || "a unit was written".to_string(),
+        )?;
+        ensure_eq(
+            releases(h)?["releases"].as_array().map(Vec::len),
+            Some(0),
+            "no release",
+        )?;
+
+        // Fixed: the same command deploys.
+        h.write("/etc/strackt/secrets/shop_app_key", "key-123\n", 0o600)?;
+        h.write("/etc/strackt/secrets/shop_db_password", "pw-shop\n", 0o600)?;
+        h.sh_ok("systemctl start queue.service")?;
+        deploy_ok(h)?;
+        ensure_eq(
+            get(h, "/health")?,
+            (200, "ok 1\n".to_string()),
+            "deployed after the fix",
+        )
+    })
+}
+
+/// (step, a commit that breaks it, the commit that fixes it again)
+const BREAKAGES: &[(&str, &str, &str)] = &[
+    (
+        "install",
+        "cp scripts/install /tmp/install.ok && printf 'echo E: Unable to locate package libfoo >&2\\nexit 100\\n' > scripts/install",
+        "cp /tmp/install.ok scripts/install",
+    ),
+    (
+        "build",
+        "cp scripts/build /tmp/build.ok && printf 'echo SyntaxError in app.css >&2\\nexit 2\\n' > scripts/build",
+        "cp /tmp/build.ok scripts/build",
+    ),
+    ("validate", "git rm -q VERSION", "echo 2 > VERSION"),
+    (
+        "migrate",
+        "printf 'ALTER TABLE no_such_table ADD COLUMN x int;\\n' > migrations/002_bad.sql",
+        "git rm -q migrations/002_bad.sql",
+    ),
+];
+
+#[test]
+fn a_failing_step_of_each_kind_leaves_the_live_release_serving() -> Res {
+    with_app_host("deploy-steps", |h| {
+        setup(h, 5)?;
+        deploy_ok(h)?;
+        let pid = h.main_pid("strackt-app-shop.service")?;
+        for (n, (step, break_it, fix_it)) in BREAKAGES.iter().enumerate() {
+            commit(
+                h,
+                &format!("echo 2 > VERSION; {break_it}"),
+                &format!("break {step}"),
+            )?;
+            let out = deploy(h)?;
+            ensure(!out.success(), || {
+                format!("{step}: deploy succeeded: {out}")
+            })?;
+            ensure(out.stdout.contains(&format!("FAILED {step} ")), || {
+                format!("{step} not named as failed: {out}")
+            })?;
+            let id = n as u64 + 2;
+            ensure(!h.exists(&format!("/srv/shop/releases/{id}"))?, || {
+                format!("{step}: the half-built release {id} was kept")
+            })?;
+            ensure_eq(
+                live_link(h)?,
+                "releases/1".to_string(),
+                &format!("{step}: current"),
+            )?;
+            ensure_eq(
+                get(h, "/")?,
+                (200, "version 1; items: apple, pear\n".to_string()),
+                &format!("{step}: live release serving"),
+            )?;
+            ensure_eq(
+                h.main_pid("strackt-app-shop.service")?,
+                pid,
+                &format!("{step}: the live process was not touched"),
+            )?;
+            let rel = releases(h)?;
+            ensure_eq(
+                rel["releases"][0]["state"].as_str(),
+                Some("failed"),
+                &format!("{step}: release state"),
+            )?;
+            ensure(
+                rel["releases"][0]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&format!("{step} failed"))),
+                || format!("{step}: reason {rel}"),
+            )?;
+            commit(h, fix_it, &format!("fix {step}"))?;
+        }
+        // The retry after the fixes behaves like a first deploy.
+        deploy_ok(h)?;
+        ensure_eq(
+            live_link(h)?,
+            "releases/6".to_string(),
+            "current after the retry",
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 2; items: apple, pear\n".to_string()),
+            "new release",
+        )
+    })
+}
+
+#[test]
+fn a_release_failing_health_after_the_switch_is_switched_back() -> Res {
+    with_app_host("deploy-health", |h| {
+        setup(h, 5)?;
+        deploy_ok(h)?;
+        commit(
+            h,
+            "echo 2 > VERSION && echo 8000 > FAIL_HEALTH_ON_PORT",
+            "healthy only on the side",
+        )?;
+        let out = deploy(h)?;
+        ensure(!out.success(), || format!("deploy succeeded: {out}"))?;
+        for line in [
+            "ok     validate-boot",
+            "ok     switch",
+            "FAILED health",
+            "ok     switch-back",
+        ] {
+            ensure(out.stdout.contains(line), || {
+                format!("{line:?} not in: {out}")
+            })?;
+        }
+        ensure_eq(live_link(h)?, "releases/1".to_string(), "current")?;
+        ensure_eq(
+            get(h, "/health")?,
+            (200, "ok 1\n".to_string()),
+            "the previous release serves again",
+        )?;
+        ensure(!h.exists("/srv/shop/releases/2")?, || {
+            "the failed release was kept".to_string()
+        })?;
+        ensure_eq(
+            releases(h)?["releases"][0]["state"].as_str(),
+            Some("failed"),
+            "release 2",
+        )
+    })
+}
+
+#[test]
+fn rollback_release_without_and_with_the_database() -> Res {
+    with_app_host("deploy-rollback", |h| {
+        setup(h, 5)?;
+        deploy_ok(h)?;
+        commit(
+            h,
+            "echo 2 > VERSION && printf \"CREATE TABLE reviews (id int);\\nINSERT INTO items (name) VALUES ('plum');\\n\" > migrations/002_plum.sql",
+            "version 2",
+        )?;
+        deploy_ok(h)?;
+        let v2 = (200, "version 2; items: apple, pear, plum\n".to_string());
+        ensure_eq(get(h, "/")?, v2.clone(), "release 2")?;
+
+        // Code only: the database keeps release 2's migration.
+        let out = h.strackt(&["rollback-release", "shop"])?;
+        ensure(out.success(), || format!("rollback-release: {out}"))?;
+        ensure_eq(live_link(h)?, "releases/1".to_string(), "current")?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 1; items: apple, pear, plum\n".to_string()),
+            "old code, same data",
+        )?;
+
+        let out = h.strackt(&["rollback-release", "shop", "2"])?;
+        ensure(out.success(), || format!("forward again: {out}"))?;
+        ensure_eq(get(h, "/")?, v2, "release 2 again")?;
+
+        // With the database: the dump taken before release 2's migration is restored.
+        let out = h.strackt(&["rollback-release", "shop", "1", "--with-database"])?;
+        ensure(
+            out.success() && out.stdout.contains("restore-database"),
+            || format!("rollback with database: {out}"),
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 1; items: apple, pear\n".to_string()),
+            "old code, old data",
+        )?;
+        let left = h.sh_ok("runuser -u postgres -- psql -d shop -tAc \"SELECT to_regclass('reviews') IS NULL, (SELECT count(*) FROM schema_migrations)\"")?;
+        ensure_eq(
+            left.trim().to_string(),
+            "t|1".to_string(),
+            "the later migration's table and record are gone",
+        )?;
+        let rel = releases(h)?;
+        ensure_eq(rel["live"].as_u64(), Some(1), "live")?;
+        // Nothing to restore from: refused before any change.
+        let out = h.strackt(&["rollback-release", "shop", "2", "--with-database"])?;
+        ensure(
+            !out.success() && out.stderr.contains("no database dump"),
+            || format!("{out}"),
+        )?;
+        ensure_eq(live_link(h)?, "releases/1".to_string(), "unchanged")
+    })
+}
+
+#[test]
+fn keep_releases_prunes_old_ones_and_one_deploy_runs_at_a_time() -> Res {
+    with_app_host("deploy-keep", |h| {
+        setup(h, 2)?;
+        deploy_ok(h)?;
+        commit(h, "echo 2 > VERSION", "2")?;
+        deploy_ok(h)?;
+        commit(
+            h,
+            "cp scripts/build /tmp/b && echo 'exit 1' > scripts/build",
+            "broken",
+        )?;
+        ensure(!deploy(h)?.success(), || {
+            "broken build deployed".to_string()
+        })?;
+        // A slow install: a second deploy (and a rollback) meanwhile are refused.
+        commit(
+            h,
+            "cp /tmp/b scripts/build && echo 3 > VERSION && printf 'sleep 4\\n' >> scripts/install",
+            "slow",
+        )?;
+        background(
+            h,
+            "strackt deploy shop > /tmp/first.log 2>&1; echo $? > /tmp/first.rc",
+        )?;
+        h.sh_ok("sleep 1.5")?;
+        for args in [&["deploy", "shop"][..], &["rollback-release", "shop"][..]] {
+            let second = h.strackt(args)?;
+            ensure(
+                !second.success() && second.stderr.contains("on app shop is in progress"),
+                || format!("{args:?} during a deploy: {second}"),
+            )?;
+        }
+        h.sh_ok("for i in $(seq 150); do [ -e /tmp/first.rc ] && exit 0; sleep 0.2; done; exit 1")?;
+        ensure_eq(
+            h.read("/tmp/first.rc")?.trim().to_string(),
+            "0".to_string(),
+            "the first deploy finished",
+        )?;
+        commit(h, "echo 4 > VERSION", "4")?;
+        deploy_ok(h)?;
+        // Releases 1..5: 3 failed (deleted at once), 4 and 5 kept, 1 and 2 pruned.
+        let dirs = h.sh_ok("ls /srv/shop/releases | sort -n | tr '\\n' ' '")?;
+        ensure_eq(
+            dirs.trim().to_string(),
+            "4 5".to_string(),
+            "release directories",
+        )?;
+        let rel = releases(h)?;
+        let states: Vec<String> = rel["releases"]
+            .as_array()
+            .ok_or("releases")?
+            .iter()
+            .map(|r| format!("{}:{}", r["id"], r["state"].as_str().unwrap_or("?")))
+            .collect();
+        ensure_eq(
+            states.join(" "),
+            "5:live 4:previous 3:failed 2:removed 1:removed".to_string(),
+            "release states",
+        )?;
+        // The older one kept is a working rollback target.
+        ensure(h.strackt(&["rollback-release", "shop"])?.success(), || {
+            "rollback to 4".to_string()
+        })?;
+        ensure_eq(
+            get(h, "/health")?,
+            (200, "ok 3\n".to_string()),
+            "release 4 serves",
+        )
     })
 }
