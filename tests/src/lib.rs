@@ -61,7 +61,7 @@ pub fn strackt_bin() -> PathBuf {
 /// The base of the app tests: PostgreSQL, git, Python with psycopg2 (the sample app) and wrk.
 pub const APPS_CACHE: &str = "/var/cache/testhost-strackt-apps";
 /// Extra Debian packages of the apps base.
-pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk";
+pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk,jq";
 
 /// Which testhost base a host boots from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

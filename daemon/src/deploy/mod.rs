@@ -63,8 +63,8 @@ pub struct Deployer {
     health: RealHealth,
     definition: PathBuf,
     secrets: PathBuf,
-    /// Apps with a deploy or rollback running, and its operation.
-    busy: Mutex<HashMap<String, i64>>,
+    /// Apps with a deploy or rollback running: its kind and operation (0 until recorded).
+    busy: Mutex<HashMap<String, (&'static str, i64)>>,
 }
 
 /// An app claimed for one operation; released on drop.
@@ -274,38 +274,37 @@ impl Deployer {
         })
     }
 
-    fn claim(self: &Arc<Self>, app: &str) -> Result<Claim, String> {
+    fn claim(self: &Arc<Self>, kind: &'static str, app: &str) -> Result<Claim, String> {
         let mut busy = self
             .busy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(op) = busy.get(app) {
+        if let Some((running, op)) = busy.get(app) {
             return Err(format!(
-                "operation {op} on app {app} is in progress; wait for it (strackt history --operation {op})"
+                "{running} {op} of app {app} is in progress; wait for it (strackt history --operation {op})"
             ));
         }
-        busy.insert(app.to_string(), 0);
+        busy.insert(app.to_string(), (kind, 0));
         Ok(Claim {
             deployer: self.clone(),
             app: app.to_string(),
         })
     }
 
-    fn mark_busy(&self, app: &str, op: i64) {
+    fn mark_busy(&self, kind: &'static str, app: &str, op: i64) {
         self.busy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(app.to_string(), op);
+            .insert(app.to_string(), (kind, op));
     }
 
-    async fn start(&self, kind: &str, app: &str) -> Result<Progress, String> {
-        let kind = kind.to_string();
+    async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
         let id = self
             .state
-            .call(move |s| s.start_operation(&kind, "cli", None, &now()))
+            .call(move |s| s.start_operation(kind, "cli", None, &now()))
             .await
             .map_err(|e| e.to_string())?;
-        self.mark_busy(app, id);
+        self.mark_busy(kind, app, id);
         let mut op = self
             .state
             .call(move |s| s.operations(1, Some(id)))
@@ -372,7 +371,7 @@ impl Deployer {
     ) -> Result<i64, String> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
-        let claim = self.claim(&app)?;
+        let claim = self.claim("deploy", &app)?;
         let branch = branch.unwrap_or_else(|| spec.branch.clone());
         let mut progress = self.start("deploy", &app).await?;
         let op_id = progress.op.id;
@@ -811,7 +810,7 @@ impl Deployer {
     ) -> Result<Operation, String> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
-        let _claim = self.claim(&app)?;
+        let _claim = self.claim("rollback-release", &app)?;
         let dirs = AppDirs::new(&spec.path);
         let live = dirs
             .live()

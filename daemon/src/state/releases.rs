@@ -1,6 +1,6 @@
 //! Releases of deployed apps, and live step records of running operations.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
@@ -111,14 +111,6 @@ impl State {
         Ok(())
     }
 
-    /// One release.
-    ///
-    /// # Errors
-    /// SQLite failures.
-    pub fn release(&self, app: &str, id: u64) -> Result<Option<ReleaseRow>, StateError> {
-        Ok(self.releases(app)?.into_iter().find(|r| r.id == id))
-    }
-
     /// The releases of `app`, newest first.
     ///
     /// # Errors
@@ -151,7 +143,7 @@ impl State {
     pub fn interrupt_building(&self) -> Result<Vec<(String, u64)>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT app, id FROM releases WHERE state = 'building'")?;
+            .prepare("SELECT app, id FROM releases WHERE state = 'building' ORDER BY app, id")?;
         let rows: Vec<(String, u64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<Result<_, _>>()?;
@@ -161,19 +153,44 @@ impl State {
         )?;
         Ok(rows)
     }
+}
 
-    /// The operation id of a deploy of `app` still running, if any.
-    ///
-    /// # Errors
-    /// SQLite failures.
-    pub fn building_release(&self, app: &str) -> Result<Option<i64>, StateError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT operation FROM releases WHERE app = ?1 AND state = 'building'",
-                params![app],
-                |r| r.get(0),
-            )
-            .optional()?)
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn one_release_is_live_and_a_crash_leaves_none_building() {
+        let s = State::open(Path::new(":memory:")).expect("open");
+        let op = s.start_operation("deploy", "cli", None, "t").expect("op");
+        let first = s.insert_release("shop", "main", op, "t1").expect("1");
+        let second = s.insert_release("shop", "main", op, "t2").expect("2");
+        assert_eq!((first, second), (1, 2));
+        assert_eq!(
+            s.insert_release("blog", "main", op, "t")
+                .expect("other app"),
+            1
+        );
+        s.set_release("shop", 1, "live", None).expect("live");
+        s.set_release_facts("shop", 1, Some("abc"), None)
+            .expect("facts");
+        s.set_release_facts("shop", 1, None, Some("/d"))
+            .expect("dump");
+        s.set_release("shop", 2, "live", None).expect("live");
+        let rows = s.releases("shop").expect("rows");
+        let states: Vec<(u64, &str)> = rows.iter().map(|r| (r.id, r.state.as_str())).collect();
+        assert_eq!(states, [(2, "live"), (1, "previous")]);
+        assert_eq!(
+            (rows[1].commit.as_deref(), rows[1].dump.as_deref()),
+            (Some("abc"), Some("/d"))
+        );
+        s.insert_release("shop", "main", op, "t3").expect("3");
+        assert_eq!(
+            s.interrupt_building().expect("interrupt"),
+            [("blog".to_string(), 1), ("shop".to_string(), 3)]
+        );
+        assert_eq!(s.releases("shop").expect("rows")[0].state, "failed");
     }
 }

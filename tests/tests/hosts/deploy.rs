@@ -530,7 +530,7 @@ fn keep_releases_prunes_old_ones_and_one_deploy_runs_at_a_time() -> Res {
         for args in [&["deploy", "shop"][..], &["rollback-release", "shop"][..]] {
             let second = h.strackt(args)?;
             ensure(
-                !second.success() && second.stderr.contains("on app shop is in progress"),
+                !second.success() && second.stderr.contains("of app shop is in progress"),
                 || format!("{args:?} during a deploy: {second}"),
             )?;
         }
