@@ -6,8 +6,10 @@
 //! crate (in `parse.rs`), and it never touches the filesystem or the host: callers hand it text.
 
 mod apps;
+mod backups;
 mod locate;
 mod parse;
+pub mod schedule;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use apps::{AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, SettingValue};
+pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use parse::{parse, to_yaml};
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
@@ -70,6 +73,9 @@ pub struct Definition {
     /// Applications deployed with `strackt deploy`, keyed by name.
     #[serde(default)]
     pub apps: BTreeMap<String, AppSpec>,
+    /// Scheduled, encrypted backups of apps, keyed by app name.
+    #[serde(default)]
+    pub backups: BTreeMap<String, BackupSpec>,
 }
 
 /// A local group.

@@ -125,6 +125,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     }
     check_accounts(def, problems);
     super::apps::check_apps(&def.apps, problems);
+    super::backups::check_backups(&def.backups, &def.apps, problems);
     for (name, version) in &def.packages {
         let at = key(&["packages", name]);
         // Debian policy 5.6.1 (names) and 5.6.12 (versions).

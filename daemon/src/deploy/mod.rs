@@ -643,10 +643,11 @@ impl Deployer {
         for unit in [&pair.service, &pair.socket] {
             let _ = self.systemd.run_job(JobKind::Stop, unit).await;
         }
+        // The files go; the (inactive) units stay loaded until the next daemon-reload, which
+        // saves a reload per deploy.
         for (path, _) in &written {
             let _ = std::fs::remove_file(path);
         }
-        let _ = self.systemd.daemon_reload().await;
         for unit in [&pair.service, &pair.socket] {
             self.systemd.reset_failed(unit).await;
         }

@@ -257,66 +257,13 @@ pub async fn check(
             BTreeMap::new()
         }
     };
-    if on_path("git") {
-        let argv: Vec<String> = [
-            "git",
-            "ls-remote",
-            "--exit-code",
-            "--heads",
-            "--",
-            &app.repo,
-            branch,
-        ]
-        .iter()
-        .map(|s| (*s).to_string())
-        .collect();
-        let ran = runner::run(&argv, Path::new("/"), &git, &user, LOOKUP_LIMIT).await;
-        if !ran.ok {
-            let field = if ran.tail.trim().is_empty() {
-                "branch"
-            } else {
-                "repo"
-            };
-            let why = if ran.tail.trim().is_empty() {
-                format!("branch `{branch}` does not exist in {}", app.repo)
-            } else {
-                format!("cannot read {}: {}", app.repo, last_line(&ran.tail))
-            };
-            at(&[field], why);
-        }
-    }
-
-    if let (Some(db), Some(db_env)) = (&app.database, &db_env) {
-        match tokio::net::lookup_host((db.host.as_str(), db.port)).await {
-            Err(e) => at(
-                &["database", "host"],
-                format!("`{}` does not resolve: {e}", db.host),
-            ),
-            Ok(_) if on_path("psql") => {
-                let mut env = db_env.clone();
-                env.insert("PGCONNECT_TIMEOUT".into(), "5".into());
-                let argv: Vec<String> = ["psql", "-X", "-w", "-A", "-t", "-c", "SELECT 1"]
-                    .iter()
-                    .map(|s| (*s).to_string())
-                    .collect();
-                let ran =
-                    runner::run(&argv, Path::new("/"), &env, &RunAs::root(), LOOKUP_LIMIT).await;
-                if !ran.ok {
-                    at(
-                        &["database"],
-                        format!(
-                            "PostgreSQL at {}:{} does not accept user `{}` on database `{}`: {}",
-                            db.host,
-                            db.port,
-                            db.user,
-                            db.name,
-                            last_line(&ran.tail)
-                        ),
-                    );
-                }
-            }
-            Ok(_) => {}
-        }
+    // The two look-ups that wait on something else run side by side.
+    let (git_problem, db_problem) = tokio::join!(
+        check_branch(app, branch, &git, &user),
+        check_database(app, db_env.as_ref())
+    );
+    for (field, message) in git_problem.into_iter().chain(db_problem) {
+        at(field, message);
     }
 
     if !problems.is_empty() {
@@ -332,5 +279,81 @@ pub async fn check(
         db_env,
         user,
         git_env: git,
+    })
+}
+
+type Found = Option<(&'static [&'static str], String)>;
+
+/// The branch exists in the repository (and the repository can be read).
+async fn check_branch(
+    app: &AppSpec,
+    branch: &str,
+    git: &BTreeMap<String, String>,
+    user: &RunAs,
+) -> Found {
+    if !on_path("git") {
+        return None;
+    }
+    let argv: Vec<String> = [
+        "git",
+        "ls-remote",
+        "--exit-code",
+        "--heads",
+        "--",
+        &app.repo,
+        branch,
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    let ran = runner::run(&argv, Path::new("/"), git, user, LOOKUP_LIMIT).await;
+    if ran.ok {
+        None
+    } else if ran.tail.trim().is_empty() {
+        Some((
+            &["branch"],
+            format!("branch `{branch}` does not exist in {}", app.repo),
+        ))
+    } else {
+        Some((
+            &["repo"],
+            format!("cannot read {}: {}", app.repo, last_line(&ran.tail)),
+        ))
+    }
+}
+
+/// The database host resolves and accepts the credentials.
+async fn check_database(app: &AppSpec, db_env: Option<&BTreeMap<String, String>>) -> Found {
+    let (Some(db), Some(db_env)) = (&app.database, db_env) else {
+        return None;
+    };
+    if let Err(e) = tokio::net::lookup_host((db.host.as_str(), db.port)).await {
+        return Some((
+            &["database", "host"],
+            format!("`{}` does not resolve: {e}", db.host),
+        ));
+    }
+    if !on_path("psql") {
+        return None;
+    }
+    let mut env = db_env.clone();
+    env.insert("PGCONNECT_TIMEOUT".into(), "5".into());
+    let argv: Vec<String> = ["psql", "-X", "-w", "-A", "-t", "-c", "SELECT 1"]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    let ran = runner::run(&argv, Path::new("/"), &env, &RunAs::root(), LOOKUP_LIMIT).await;
+    (!ran.ok).then(|| {
+        (
+            &["database"][..],
+            format!(
+                "PostgreSQL at {}:{} does not accept user `{}` on database `{}`: {}",
+                db.host,
+                db.port,
+                db.user,
+                db.name,
+                last_line(&ran.tail)
+            ),
+        )
     })
 }

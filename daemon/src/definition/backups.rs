@@ -1,0 +1,225 @@
+//! The `backups:` section: encrypted snapshots of an app's database and shared paths, on a
+//! schedule, to the customer's S3-compatible bucket or a receiver on a server they own.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::parse::Problems;
+use super::schedule::Schedule;
+use super::{AppSpec, SecretRef, Seg};
+
+/// Backups of one app (the key is the app's name in `apps:`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSpec {
+    /// Dump the app's database (`pg_dump`, streamed into the snapshot).
+    #[serde(default)]
+    pub database: bool,
+    /// Shared paths of the app (entries of its `shared:`) to include, e.g. `storage/uploads`.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Where snapshots go: exactly one of `s3` and `receiver`.
+    pub to: Destination,
+    /// A preset (`15min`, `30min`, `hourly`, `daily`, `weekly`) or a 5-field cron expression;
+    /// at most every 15 minutes (default `daily`: 03:00).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// IANA timezone the schedule is read in (default `UTC`).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Snapshots kept (restic's `forget` policy); nothing set keeps everything.
+    #[serde(default)]
+    pub keep: KeepPolicy,
+    /// When to run `strackt backup verify` on its own (same forms as `schedule`); default never.
+    #[serde(default)]
+    pub verify: Option<String>,
+}
+
+fn default_schedule() -> String {
+    "daily".into()
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// A backup destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// An S3-compatible bucket (AWS, Hetzner, Backblaze B2, MinIO-style servers).
+    #[serde(default)]
+    pub s3: Option<S3Destination>,
+    /// A `strackt receiver` on another server (restic's REST protocol over HTTPS).
+    #[serde(default)]
+    pub receiver: Option<ReceiverDestination>,
+}
+
+/// An S3-compatible bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Destination {
+    /// `https://…` (or `http://…` for a server on a private network).
+    pub endpoint: String,
+    /// Region (default `us-east-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `web1/shop`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-host style (default true,
+    /// what most non-AWS servers need).
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// Secret file with `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…` lines.
+    pub credentials: SecretRef,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A receiver on a server the customer owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverDestination {
+    /// `https://host:port/`.
+    pub url: String,
+    /// Secret file with `USER:PASSWORD` for this server.
+    pub credentials: SecretRef,
+    /// CA certificate (PEM) the receiver's certificate is checked against, when it is not
+    /// signed by a public CA.
+    #[serde(default)]
+    pub ca: Option<String>,
+}
+
+/// How many snapshots to keep, restic style.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepPolicy {
+    /// The newest N.
+    #[serde(default)]
+    pub last: Option<u32>,
+    /// The newest per hour, for N hours.
+    #[serde(default)]
+    pub hourly: Option<u32>,
+    /// The newest per day, for N days.
+    #[serde(default)]
+    pub daily: Option<u32>,
+    /// The newest per week, for N weeks.
+    #[serde(default)]
+    pub weekly: Option<u32>,
+    /// The newest per month, for N months.
+    #[serde(default)]
+    pub monthly: Option<u32>,
+}
+
+impl KeepPolicy {
+    /// restic `forget` flags; empty when nothing is set (keep everything).
+    pub fn restic_flags(&self) -> Vec<String> {
+        [
+            ("--keep-last", self.last),
+            ("--keep-hourly", self.hourly),
+            ("--keep-daily", self.daily),
+            ("--keep-weekly", self.weekly),
+            ("--keep-monthly", self.monthly),
+        ]
+        .iter()
+        .filter_map(|(flag, n)| n.map(|n| format!("{flag}={n}")))
+        .collect()
+    }
+}
+
+pub(crate) fn check_backups(
+    backups: &BTreeMap<String, BackupSpec>,
+    apps: &BTreeMap<String, AppSpec>,
+    problems: &mut Problems<'_>,
+) {
+    for (name, b) in backups {
+        let at = |fields: &[&str]| {
+            let mut p = vec![Seg::Key("backups".into()), Seg::Key(name.clone())];
+            p.extend(fields.iter().map(|f| Seg::Key((*f).to_string())));
+            p
+        };
+        let Some(app) = apps.get(name) else {
+            problems.at_key(
+                &at(&[]),
+                format!("no app `{name}` under `apps:`; backups are of an app's database and shared paths"),
+            );
+            continue;
+        };
+        if b.database && app.database.is_none() {
+            problems.at(
+                &at(&["database"]),
+                format!("app `{name}` has no `database:`"),
+            );
+        }
+        for (i, path) in b.paths.iter().enumerate() {
+            if !app.shared.contains(path) {
+                let mut p = at(&["paths"]);
+                p.push(Seg::Index(i));
+                problems.at(
+                    &p,
+                    format!(
+                        "{path:?} is not one of app `{name}`'s shared paths ({:?})",
+                        app.shared
+                    ),
+                );
+            }
+        }
+        if !b.database && b.paths.is_empty() {
+            problems.at(
+                &at(&[]),
+                "nothing to back up: set `database: true` and/or `paths:`",
+            );
+        }
+        match (&b.to.s3, &b.to.receiver) {
+            (Some(s3), None) => {
+                if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://")) {
+                    problems.at(
+                        &at(&["to", "s3", "endpoint"]),
+                        "an http(s):// URL, e.g. https://fsn1.your-objectstorage.com",
+                    );
+                }
+                if s3.bucket.is_empty() || s3.bucket.contains('/') {
+                    problems.at(
+                        &at(&["to", "s3", "bucket"]),
+                        "a bucket name (no slashes; use `prefix:` for a path)",
+                    );
+                }
+            }
+            (None, Some(r)) => {
+                if !r.url.starts_with("https://") {
+                    problems.at(
+                        &at(&["to", "receiver", "url"]),
+                        "an https:// URL (receivers always use TLS)",
+                    );
+                }
+            }
+            _ => problems.at(&at(&["to"]), "exactly one of `s3:` and `receiver:`"),
+        }
+        if let Err(e) = Schedule::parse(&b.schedule, &b.timezone) {
+            let field = if e.starts_with("unknown timezone") {
+                "timezone"
+            } else {
+                "schedule"
+            };
+            problems.at(&at(&[field]), e);
+        }
+        if let Some(v) = &b.verify {
+            if let Err(e) = Schedule::parse(v, &b.timezone) {
+                if !e.starts_with("unknown timezone") {
+                    problems.at(&at(&["verify"]), e);
+                }
+            }
+        }
+    }
+}
