@@ -112,8 +112,70 @@ enum Command {
         #[arg(long)]
         with_database: bool,
     },
+    /// Backups: the team key, runs, listing, verification, schedules.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+    /// Restore a backup run onto this server: stop the app, put its database and files back,
+    /// redeploy it (works on another server of the team with the key and the destination).
+    Restore {
+        /// The app.
+        app: String,
+        /// The run, as `strackt backup list APP` shows it.
+        run: String,
+    },
     /// Print the JSON Schema of the definition format.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// The team's backup key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Take a backup now, following it live.
+    Run {
+        /// The app.
+        app: String,
+    },
+    /// The backup runs of an app at its destination.
+    List {
+        /// The app.
+        app: String,
+        /// Only runs taken on this server (default: every server).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Check the repository and read back a sample of the data.
+    Verify {
+        /// The app.
+        app: String,
+    },
+    /// When the app's backups run next, in its timezone and in UTC.
+    Schedule {
+        /// The app.
+        app: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 5)]
+        next: usize,
+        /// Start from this time instead of now (RFC 3339, e.g. 2026-03-28T12:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// The definition (default: /etc/strackt/server.yaml).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Generate the team's key (first server of the team); printed once.
+    Init,
+    /// Put the team's key on this server, read from standard input.
+    Import,
 }
 
 /// Run the command line; returns the process exit code.
@@ -216,7 +278,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Deploy { app, branch } => deploy(&paths, app, branch, cli.json),
+        Command::Deploy { app, branch } => {
+            follow(&paths, &ControlRequest::Deploy { app, branch }, cli.json)
+        }
+        Command::Restore { app, run } => {
+            follow(&paths, &ControlRequest::Restore { app, run }, cli.json)
+        }
+        Command::Backup { command } => backup(&paths, command, cli.json),
         Command::Releases { app } => {
             let view: crate::deploy::ReleasesView =
                 data(request(&paths, &ControlRequest::Releases { app })?)?;
@@ -458,11 +526,10 @@ fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow:
     Ok(if op.outcome == "success" { 0 } else { 1 })
 }
 
-/// Start a deploy and follow it: each step is printed when it starts and when it ends, with
-/// its duration, and the output of a failed one.
-fn deploy(paths: &Paths, app: String, branch: Option<String>, json: bool) -> anyhow::Result<i32> {
-    let started: serde_json::Value = match request(paths, &ControlRequest::Deploy { app, branch })?
-    {
+/// Start an operation (deploy, backup, verify, restore) and follow it: each step is printed
+/// when it starts and when it ends, with its duration, and the output of a failed one.
+fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i32> {
+    let started: serde_json::Value = match request(paths, start)? {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
@@ -472,8 +539,14 @@ fn deploy(paths: &Paths, app: String, branch: Option<String>, json: bool) -> any
     let id = started["operation"]
         .as_i64()
         .context("the daemon's answer has no operation id")?;
+    let kind = match start {
+        ControlRequest::Deploy { .. } => "deploy",
+        ControlRequest::Restore { .. } => "restore",
+        ControlRequest::BackupVerify { .. } => "verify",
+        _ => "backup",
+    };
     if !json {
-        println!("deploy #{id} started (also at /operations/{id})");
+        println!("{kind} #{id} started (also at /operations/{id})");
     }
     let mut shown: Vec<(String, String)> = Vec::new();
     loop {
@@ -541,6 +614,132 @@ fn deploy(paths: &Paths, app: String, branch: Option<String>, json: bool) -> any
             return Ok(if op.outcome == "success" { 0 } else { 1 });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i32> {
+    let vault = crate::backup::vault::Vault::new(&paths.root);
+    match command {
+        BackupCommand::Key {
+            command: KeyCommand::Init,
+        } => match vault.init() {
+            Ok(key) => {
+                println!("The team's backup key — shown this once:\n\n    {key}\n");
+                println!("Keep it where your team keeps secrets (a password manager). strackt stores it only in");
+                println!(
+                    "{} (root-only); it is in no generation, log or snapshot.",
+                    vault.key_path().display()
+                );
+                println!("With it and your storage credentials, `restic` alone restores every snapshot (README:");
+                println!("\"Restoring without strackt\"). Other servers of the team: `strackt backup key import`.");
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(1)
+            }
+        },
+        BackupCommand::Key {
+            command: KeyCommand::Import,
+        } => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the key from standard input")?;
+            match vault.import(&text) {
+                Ok(()) => {
+                    println!("backup key stored in {}", vault.key_path().display());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(1)
+                }
+            }
+        }
+        BackupCommand::Run { app } => follow(paths, &ControlRequest::BackupRun { app }, json),
+        BackupCommand::Verify { app } => follow(paths, &ControlRequest::BackupVerify { app }, json),
+        BackupCommand::List { app, server } => {
+            let runs: Vec<crate::backup::RunView> =
+                match request(paths, &ControlRequest::BackupList { app, server })? {
+                    Ok(v) => serde_json::from_value(v)?,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(1);
+                    }
+                };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!(
+                    "{:<32}  {:<30}  {:<16}  {:<9}  snapshots",
+                    "run", "time", "server", "trigger"
+                );
+                for r in &runs {
+                    let snaps: Vec<String> = r
+                        .snapshots
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect();
+                    println!(
+                        "{:<32}  {:<30}  {:<16}  {:<9}  {}",
+                        r.run,
+                        r.time,
+                        r.server,
+                        r.trigger,
+                        snaps.join(", ")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        BackupCommand::Schedule {
+            app,
+            next,
+            from,
+            file,
+        } => {
+            let file = file.unwrap_or_else(|| paths.definition.clone());
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let def = crate::definition::parse(&text, &file)?;
+            let Some(spec) = def.definition().backups.get(&app) else {
+                bail!("no `backups:` entry for app `{app}` in {}", file.display());
+            };
+            let schedule =
+                crate::definition::schedule::Schedule::parse(&spec.schedule, &spec.timezone)
+                    .map_err(|e| anyhow::anyhow!("backups.{app}.schedule: {e}"))?;
+            let start = match from {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .with_context(|| format!("--from {t:?} is not an RFC 3339 time"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let runs: Vec<chrono::DateTime<chrono::Utc>> =
+                schedule.upcoming(start).take(next).collect();
+            if json {
+                let list: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "local": t.with_timezone(&schedule.tz()).to_rfc3339(),
+                            "utc": t.to_rfc3339(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("backups of {app}: {:?} in {}", spec.schedule, spec.timezone);
+                for t in &runs {
+                    println!(
+                        "  {}   {}",
+                        t.with_timezone(&schedule.tz())
+                            .format("%a %Y-%m-%d %H:%M %Z"),
+                        t.format("%Y-%m-%d %H:%M UTC")
+                    );
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -638,12 +837,23 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
         let deployer =
             crate::deploy::Deployer::new(state.clone(), systemd.clone(), paths.definition.clone());
         deployer.recover().await;
+        let backups = crate::backup::Backups::new(
+            state.clone(),
+            systemd.clone(),
+            deployer.clone(),
+            &paths.root,
+            &paths.cache,
+            status_tx.clone(),
+            metrics.clone(),
+        );
+        backups.spawn_scheduler();
         crate::api::control::serve(
             &paths.socket,
             req_tx,
             status_rx.clone(),
             state.clone(),
             deployer,
+            backups,
         )
         .context("binding the control socket")?;
         match listen.parse() {

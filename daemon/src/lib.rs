@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod daemon;
 pub mod definition;

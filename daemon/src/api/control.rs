@@ -8,6 +8,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ControlRequest, ControlResponse};
+use crate::backup::Backups;
 use crate::daemon::{Request, Status};
 use crate::deploy::Deployer;
 use crate::state::StateHandle;
@@ -22,6 +23,7 @@ pub fn serve(
     status: watch::Receiver<Status>,
     state: StateHandle,
     deployer: std::sync::Arc<Deployer>,
+    backups: std::sync::Arc<Backups>,
 ) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -31,14 +33,16 @@ pub fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (requests, status, state, deployer) = (
+            let (requests, status, state, deployer, backups) = (
                 requests.clone(),
                 status.clone(),
                 state.clone(),
                 deployer.clone(),
+                backups.clone(),
             );
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, requests, status, state, deployer).await {
+                let apps = Apps { deployer, backups };
+                if let Err(e) = handle(stream, requests, status, state, apps).await {
                     tracing::debug!("control connection: {e}");
                 }
             });
@@ -52,13 +56,13 @@ async fn handle(
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<Status>,
     state: StateHandle,
-    deployer: std::sync::Arc<Deployer>,
+    apps: Apps,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let response = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(req) => answer(req, &requests, &status, &state, &deployer).await,
+        Ok(req) => answer(req, &requests, &status, &state, &apps).await,
         Err(e) => Err(format!("bad request: {e}")),
     };
     let response = match response {
@@ -76,6 +80,12 @@ async fn handle(
     let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
     bytes.push(b'\n');
     write.write_all(&bytes).await
+}
+
+/// The services that run apart from the reconcile loop.
+struct Apps {
+    deployer: std::sync::Arc<Deployer>,
+    backups: std::sync::Arc<Backups>,
 }
 
 /// Hand a request to the reconcile loop and wait for its answer.
@@ -101,12 +111,16 @@ async fn answer(
     requests: &mpsc::Sender<Request>,
     status: &watch::Receiver<Status>,
     state: &StateHandle,
-    deployer: &std::sync::Arc<Deployer>,
+    apps: &Apps,
 ) -> Result<serde_json::Value, String> {
+    let operation = |id: i64| json(serde_json::json!({ "operation": id }));
+    let (deployer, backups) = (&apps.deployer, &apps.backups);
     match req {
-        ControlRequest::Deploy { app, branch } => {
-            json(serde_json::json!({ "operation": deployer.deploy(app, branch).await? }))
-        }
+        ControlRequest::BackupRun { app } => operation(backups.start(&app, "cli").await?),
+        ControlRequest::BackupVerify { app } => operation(backups.start_verify(&app, "cli").await?),
+        ControlRequest::BackupList { app, server } => json(backups.list(&app, server).await?),
+        ControlRequest::Restore { app, run } => operation(backups.start_restore(&app, &run).await?),
+        ControlRequest::Deploy { app, branch } => operation(deployer.deploy(app, branch).await?),
         ControlRequest::Releases { app } => json(deployer.releases(app).await?),
         ControlRequest::RollbackRelease {
             app,

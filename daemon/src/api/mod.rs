@@ -54,6 +54,31 @@ pub enum ControlRequest {
         #[serde(default)]
         with_database: bool,
     },
+    /// Start a backup run; answers with its operation id.
+    BackupRun {
+        /// The app.
+        app: String,
+    },
+    /// Start a verification of the app's backups; answers with its operation id.
+    BackupVerify {
+        /// The app.
+        app: String,
+    },
+    /// The backup runs of an app at its destination.
+    BackupList {
+        /// The app.
+        app: String,
+        /// Only runs taken on this server.
+        #[serde(default)]
+        server: Option<String>,
+    },
+    /// Start restoring a backup run onto this server; answers with its operation id.
+    Restore {
+        /// The app.
+        app: String,
+        /// The run (`strackt backup list`).
+        run: String,
+    },
     /// The daemon's status.
     Status,
     /// The generations.

@@ -30,6 +30,8 @@ pub struct Paths {
     pub root: PathBuf,
     /// Control socket (`/run/strackt/control.sock`, `STRACKT_SOCKET`).
     pub socket: PathBuf,
+    /// Cache: `.deb` files, restic's cache (`/var/cache/strackt`, `STRACKT_CACHE`).
+    pub cache: PathBuf,
 }
 
 impl Paths {
@@ -40,6 +42,7 @@ impl Paths {
             definition: var("STRACKT_DEFINITION", "/etc/strackt/server.yaml"),
             root: var("STRACKT_ROOT", "/var/lib/strackt"),
             socket: var("STRACKT_SOCKET", "/run/strackt/control.sock"),
+            cache: var("STRACKT_CACHE", "/var/cache/strackt"),
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct Status {
     pub hold: Option<Hold>,
     /// A switch waiting for `strackt confirm`.
     pub pending_confirm: Option<PendingConfirm>,
+    /// Backups per app: next run, last outcome.
+    pub backups: std::collections::BTreeMap<String, crate::backup::BackupState>,
 }
 
 /// Prometheus counters.
@@ -109,6 +114,8 @@ pub struct Metrics {
     pub drift_repairs: AtomicU64,
     /// Sum of pass durations, microseconds.
     pub duration_us: AtomicU64,
+    /// Backup runs.
+    pub backups: crate::backup::BackupMetrics,
 }
 
 impl Metrics {
@@ -120,13 +127,14 @@ impl Metrics {
              # HELP strackt_pass_failures_total Passes that failed.\n# TYPE strackt_pass_failures_total counter\nstrackt_pass_failures_total {}\n\
              # HELP strackt_rollbacks_total Switches back to an earlier generation.\n# TYPE strackt_rollbacks_total counter\nstrackt_rollbacks_total {}\n\
              # HELP strackt_drift_repairs_total Drifted resources put back.\n# TYPE strackt_drift_repairs_total counter\nstrackt_drift_repairs_total {}\n\
-             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n",
+             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n{}",
             g(&self.passes),
             g(&self.failures),
             g(&self.rollbacks),
             g(&self.drift_repairs),
             g(&self.duration_us) as f64 / 1e6,
             g(&self.passes),
+            self.backups.render(),
         )
     }
 }

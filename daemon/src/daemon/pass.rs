@@ -23,13 +23,6 @@ use crate::state::{GenerationRow, Operation, StateHandle};
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
 const PINNED: &str = "pinned_definition_sha256";
 
-/// Where `.deb` files of retained generations are kept (`STRACKT_CACHE` overrides).
-fn paths_cache() -> std::path::PathBuf {
-    std::env::var_os("STRACKT_CACHE")
-        .map_or_else(|| "/var/cache/strackt".into(), std::path::PathBuf::from)
-        .join("debs")
-}
-
 /// What `strackt plan` shows.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PlanView {
@@ -132,11 +125,12 @@ impl Daemon {
         status: tokio::sync::watch::Sender<Status>,
         metrics: Arc<Metrics>,
     ) -> Daemon {
+        let debs = paths.cache.join("debs");
         Daemon {
             paths,
             store,
             state,
-            machine: RealMachine::new(systemd, &paths_cache()),
+            machine: RealMachine::new(systemd, &debs),
             status,
             metrics,
             interval: Duration::from_secs(300),

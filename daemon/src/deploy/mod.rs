@@ -8,6 +8,7 @@
 //! or release rollback per app at a time. It never changes the live release before the switch,
 //! and never deletes the live release or the last good one.
 
+pub mod database;
 pub mod layout;
 pub mod preflight;
 pub mod runner;
@@ -28,7 +29,7 @@ use crate::host::systemd::DbusSystemd;
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, ReleaseRow, StateHandle};
 use layout::{AppDirs, RELEASE_PRIVATE};
-use preflight::{last_line, Prepared};
+use preflight::Prepared;
 use runner::{Ran, RunAs};
 
 /// Where the live app units are written.
@@ -68,7 +69,7 @@ pub struct Deployer {
 }
 
 /// An app claimed for one operation; released on drop.
-struct Claim {
+pub(crate) struct Claim {
     deployer: Arc<Deployer>,
     app: String,
 }
@@ -84,10 +85,12 @@ impl Drop for Claim {
 }
 
 /// The record of a running operation, written step by step so watchers see it advance.
-struct Progress {
+pub(crate) struct Progress {
     state: StateHandle,
     op: Operation,
     started: Instant,
+    /// What the running step says about itself (e.g. bytes read), shown while it runs.
+    live: Arc<Mutex<String>>,
 }
 
 impl Progress {
@@ -100,7 +103,27 @@ impl Progress {
 
     /// Run `work` as step `action` on `target`: recorded as running, then with its outcome,
     /// duration and output. `Err` is the one-line reason.
-    async fn step<T>(
+    /// The handle a step's work writes its progress line into.
+    pub(crate) fn live(&self) -> Arc<Mutex<String>> {
+        self.live.clone()
+    }
+
+    fn live_get(&self) -> String {
+        self.live.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn live_set(&self, text: String) {
+        if let Ok(mut l) = self.live.lock() {
+            *l = text;
+        }
+    }
+
+    /// The operation's id.
+    pub(crate) fn id(&self) -> i64 {
+        self.op.id
+    }
+
+    pub(crate) async fn step<T>(
         &mut self,
         action: &str,
         target: &str,
@@ -112,12 +135,26 @@ impl Progress {
             .push(StepRecord::new(action, target, "running", "", false));
         self.put(seq).await;
         let t0 = Instant::now();
-        let result = work.await;
+        self.live_set(String::new());
+        tokio::pin!(work);
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let now = self.live_get();
+                    if !now.is_empty() && now != self.op.steps[seq].detail {
+                        self.op.steps[seq].detail = now;
+                        self.put(seq).await;
+                    }
+                }
+            }
+        };
         let step = &mut self.op.steps[seq];
         step.duration_ms = Some(t0.elapsed().as_millis() as i64);
         let (outcome, out) = match result {
             Ok((v, tail)) => {
                 step.outcome = "ok".into();
+                step.detail = self.live.lock().map(|l| l.clone()).unwrap_or_default();
                 (Ok(v), tail)
             }
             Err((why, tail)) => {
@@ -131,7 +168,7 @@ impl Progress {
         outcome
     }
 
-    async fn finish(mut self, result: &Result<String, String>) -> Operation {
+    pub(crate) async fn finish(mut self, result: &Result<String, String>) -> Operation {
         self.op.finished = Some(now());
         self.op.duration_ms = Some(self.started.elapsed().as_millis() as i64);
         match result {
@@ -261,7 +298,7 @@ impl Deployer {
         })
     }
 
-    fn load(&self) -> Result<ValidatedDefinition, String> {
+    pub(crate) fn load(&self) -> Result<ValidatedDefinition, String> {
         let text = std::fs::read_to_string(&self.definition)
             .map_err(|e| format!("reading {}: {e}", self.definition.display()))?;
         parse(&text, &self.definition).map_err(|e| e.to_string())
@@ -298,13 +335,24 @@ impl Deployer {
             .insert(app.to_string(), (kind, op));
     }
 
-    async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
+    /// Start a tracked operation of `kind` that claims no app (backups, verifies).
+    ///
+    /// # Errors
+    /// The state database failed.
+    pub(crate) async fn progress(
+        &self,
+        kind: &'static str,
+        trigger: &'static str,
+    ) -> Result<Progress, String> {
         let id = self
             .state
-            .call(move |s| s.start_operation(kind, "cli", None, &now()))
+            .call(move |s| s.start_operation(kind, trigger, None, &now()))
             .await
             .map_err(|e| e.to_string())?;
-        self.mark_busy(kind, app, id);
+        self.progress_of(id).await
+    }
+
+    async fn progress_of(&self, id: i64) -> Result<Progress, String> {
         let mut op = self
             .state
             .call(move |s| s.operations(1, Some(id)))
@@ -317,7 +365,18 @@ impl Deployer {
             state: self.state.clone(),
             op,
             started: Instant::now(),
+            live: Arc::new(Mutex::new(String::new())),
         })
+    }
+
+    async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
+        let id = self
+            .state
+            .call(move |s| s.start_operation(kind, "cli", None, &now()))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.mark_busy(kind, app, id);
+        self.progress_of(id).await
     }
 
     /// After a restart: releases a killed deploy left half-built are removed, and validation
@@ -371,16 +430,57 @@ impl Deployer {
     ) -> Result<i64, String> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
-        let claim = self.claim("deploy", &app)?;
+        let (claim, mut progress) = self.begin("deploy", &app).await?;
         let branch = branch.unwrap_or_else(|| spec.branch.clone());
-        let mut progress = self.start("deploy", &app).await?;
-        let op_id = progress.op.id;
-        let checked = progress
-            .step("preflight", &app, async {
+        let op_id = progress.id();
+        let prepared = match self.preflight(&mut progress, &app, &branch, &def).await {
+            Ok(p) => p,
+            Err(reason) => {
+                let reason = format!("deploy of {app} did not start: {reason}");
+                progress.finish(&Err(reason.clone())).await;
+                return Err(format!("{reason}\n(operation {op_id})"));
+            }
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            let result = me
+                .build_and_switch(&mut progress, &app, &spec, &prepared, &branch)
+                .await;
+            progress.finish(&result).await;
+        });
+        Ok(op_id)
+    }
+
+    /// Claim `app` and start a tracked operation of `kind` on it.
+    ///
+    /// # Errors
+    /// Another operation on the app is running, or the state database failed.
+    pub(crate) async fn begin(
+        self: &Arc<Self>,
+        kind: &'static str,
+        app: &str,
+    ) -> Result<(Claim, Progress), String> {
+        let claim = self.claim(kind, app)?;
+        let progress = self.start(kind, app).await?;
+        Ok((claim, progress))
+    }
+
+    /// The preflight step: `Err` is the reason with every problem, one per line.
+    async fn preflight(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        branch: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<Prepared, String> {
+        let seq = p.op.steps.len();
+        let checked = p
+            .step("preflight", app, async {
                 preflight::check(
-                    &app,
-                    &branch,
-                    &def,
+                    app,
+                    branch,
+                    def,
                     &self.definition,
                     &self.secrets,
                     &self.systemd,
@@ -396,24 +496,26 @@ impl Deployer {
                 })
             })
             .await;
-        let prepared = match checked {
-            Ok(p) => p,
-            Err(reason) => {
-                let details = progress.op.steps[0].output.clone().unwrap_or_default();
-                let reason = format!("deploy of {app} did not start: {reason}\n{details}");
-                progress.finish(&Err(reason.clone())).await;
-                return Err(format!("{reason}\n(operation {op_id})"));
-            }
-        };
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _claim = claim;
-            let result = me
-                .build_and_switch(&mut progress, &app, &spec, &prepared, &branch)
-                .await;
-            progress.finish(&result).await;
-        });
-        Ok(op_id)
+        checked.map_err(|reason| {
+            let details = p.op.steps[seq].output.clone().unwrap_or_default();
+            format!("{reason}\n{details}")
+        })
+    }
+
+    /// Deploy `app` inside another operation (a restore): preflight, then build and switch.
+    ///
+    /// # Errors
+    /// The failed step, as for a deploy.
+    pub(crate) async fn redeploy(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<String, String> {
+        let spec = Self::app(def, app)?;
+        let prepared = self.preflight(p, app, &spec.branch, def).await?;
+        self.build_and_switch(p, app, &spec, &prepared, &spec.branch)
+            .await
     }
 
     async fn build_and_switch(
@@ -865,8 +967,12 @@ impl Deployer {
         let mut p = self.start("rollback-release", &app).await?;
         let result = async {
             if let Some((dump, db)) = &restore {
-                p.step("restore-database", dump, restore_database(dump, db))
-                    .await?;
+                p.step(
+                    "restore-database",
+                    dump,
+                    database::restore(database::DumpSource::File(dump.clone()), db),
+                )
+                .await?;
             }
             self.switch(&mut p, &app, &spec, &dirs, Some(target), Some(live))
                 .await?;
@@ -888,57 +994,5 @@ impl Deployer {
                 .await;
         }
         Ok(p.finish(&result).await)
-    }
-}
-
-/// Put the database back as `dump` has it: the tables the app's role owns are dropped (so
-/// tables a later migration created go too), then the dump is restored in one transaction.
-async fn restore_database(
-    dump: &str,
-    db: &BTreeMap<String, String>,
-) -> Result<((), String), (String, String)> {
-    const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
-        FOR r IN SELECT schemaname, tablename FROM pg_tables WHERE tableowner = current_user \
-        AND schemaname NOT IN ('pg_catalog', 'information_schema') LOOP \
-        EXECUTE format('DROP TABLE IF EXISTS %I.%I CASCADE', r.schemaname, r.tablename); \
-        END LOOP; END $$;";
-    let drop = argv(&[
-        "psql",
-        "-X",
-        "-w",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-c",
-        DROP_OWNED_TABLES,
-    ]);
-    let ran = runner::run(&drop, Path::new("/"), db, &RunAs::root(), OWN_LIMIT).await;
-    let mut tail = ran.tail.clone();
-    ran_step(ran)?;
-    let database = db.get("PGDATABASE").cloned().unwrap_or_default();
-    let restore = argv(&[
-        "pg_restore",
-        "--no-password",
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--exit-on-error",
-        "--single-transaction",
-        "--dbname",
-        &database,
-        dump,
-    ]);
-    let ran = runner::run(&restore, Path::new("/"), db, &RunAs::root(), OWN_LIMIT).await;
-    tail.push_str(&ran.tail);
-    if ran.ok {
-        Ok(((), tail))
-    } else {
-        Err((
-            format!(
-                "{}: {}",
-                ran.failure.unwrap_or_default(),
-                last_line(&ran.tail)
-            ),
-            tail,
-        ))
     }
 }

@@ -1,0 +1,712 @@
+//! backup/ — scheduled, encrypted, deduplicated snapshots of an app's database and shared paths
+//! (the `restic` binary, in the restic repository format), and restores onto this server.
+//!
+//! Owns the vault (the team key), the schedule loop and the backup, verify and restore
+//! operations. A backup run writes two restic snapshots tagged with the same `run=…`: the
+//! database dump streamed from `pg_dump` (never a temporary file), and the shared paths. It
+//! never changes the app; a restore does, through the deployer (it stops the app's units, puts
+//! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
+
+pub mod restic;
+pub mod vault;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::daemon::{Metrics, Status};
+use crate::definition::schedule::Schedule;
+use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::deploy::preflight::resolve_database;
+use crate::deploy::{Deployer, Progress};
+use crate::host::systemd::DbusSystemd;
+use crate::host::{JobKind, Systemd};
+use crate::state::{Operation, StateHandle};
+use restic::{bytes, Repo, Snapshot};
+use vault::Vault;
+
+/// A run that reads nothing new for this long is stopped (restic would retry an unreachable
+/// destination for 15 minutes).
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Share of the data `backup verify` reads back.
+const VERIFY_SUBSET: &str = "5%";
+
+/// Backup counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct BackupMetrics {
+    /// Runs finished.
+    pub runs: AtomicU64,
+    /// Runs that failed.
+    pub failures: AtomicU64,
+    /// Unix time of the last successful run.
+    pub last_success: AtomicU64,
+}
+
+impl BackupMetrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# HELP strackt_backups_total Backup runs finished.\n# TYPE strackt_backups_total counter\nstrackt_backups_total {}\n\
+             # HELP strackt_backup_failures_total Backup runs that failed.\n# TYPE strackt_backup_failures_total counter\nstrackt_backup_failures_total {}\n\
+             # HELP strackt_backup_last_success_timestamp_seconds When a backup last succeeded.\n# TYPE strackt_backup_last_success_timestamp_seconds gauge\nstrackt_backup_last_success_timestamp_seconds {}\n",
+            g(&self.runs),
+            g(&self.failures),
+            g(&self.last_success),
+        )
+    }
+}
+
+/// What `/status` shows per app with backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupState {
+    /// The next scheduled run (RFC 3339, UTC).
+    pub next_run: Option<String>,
+    /// The last run's operation.
+    pub last_operation: Option<i64>,
+    /// success or failed.
+    pub last_outcome: Option<String>,
+    /// Why the last run failed.
+    pub last_error: Option<String>,
+    /// When the last successful run finished.
+    pub last_success: Option<String>,
+}
+
+/// One backup run as `strackt backup list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    /// The run id (`restic snapshots --tag run=ID` finds its snapshots).
+    pub run: String,
+    /// When it was taken.
+    pub time: String,
+    /// The server it was taken on.
+    pub server: String,
+    /// schedule or cli.
+    pub trigger: String,
+    /// The restic snapshots: kind (database, files) → short id.
+    pub snapshots: BTreeMap<String, String>,
+}
+
+/// Runs backups, verifies and restores.
+#[derive(Debug)]
+pub struct Backups {
+    state: StateHandle,
+    systemd: DbusSystemd,
+    deployer: Arc<Deployer>,
+    vault: Vault,
+    cache: PathBuf,
+    secrets: PathBuf,
+    server: String,
+    status: tokio::sync::watch::Sender<Status>,
+    metrics: Arc<Metrics>,
+    /// Apps with a backup or verify running (runs never overlap).
+    running: Mutex<BTreeMap<String, ()>>,
+}
+
+/// This server's name, as snapshots are tagged with it.
+pub fn server_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A backup spec and its schedule from the definition.
+fn spec_of(def: &ValidatedDefinition, app: &str) -> Result<BackupSpec, String> {
+    def.definition()
+        .backups
+        .get(app)
+        .cloned()
+        .ok_or_else(|| format!("no `backups:` entry for app `{app}` in the definition"))
+}
+
+/// Marks an app's backup as running; cleared on drop.
+struct Running(Arc<Backups>, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0.running.lock() {
+            r.remove(&self.1);
+        }
+    }
+}
+
+impl Backups {
+    /// The backup service.
+    pub fn new(
+        state: StateHandle,
+        systemd: DbusSystemd,
+        deployer: Arc<Deployer>,
+        root: &Path,
+        cache: &Path,
+        status: tokio::sync::watch::Sender<Status>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Backups> {
+        Arc::new(Backups {
+            state,
+            systemd,
+            deployer,
+            vault: Vault::new(root),
+            cache: cache.join("restic"),
+            secrets: PathBuf::from(SECRETS_DIR),
+            server: server_name(),
+            status,
+            metrics,
+            running: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn repo(&self, spec: &BackupSpec) -> Result<Repo, String> {
+        Repo::open(spec, &self.vault, &self.secrets, &self.cache)
+    }
+
+    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running, String> {
+        let mut r = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.contains_key(app) {
+            return Err(format!("a backup of {app} is already running"));
+        }
+        r.insert(app.to_string(), ());
+        Ok(Running(self.clone(), app.to_string()))
+    }
+
+    fn set_state(&self, app: &str, f: impl FnOnce(&mut BackupState)) {
+        self.status
+            .send_modify(|s| f(s.backups.entry(app.to_string()).or_default()));
+    }
+
+    /// Start a backup of `app` now: one tracked operation (its id is returned at once).
+    ///
+    /// # Errors
+    /// Unknown app, or a run of it already going. A run that fails is recorded as a failed
+    /// operation, in status and in `/metrics`.
+    pub async fn start(self: &Arc<Self>, app: &str, trigger: &'static str) -> Result<i64, String> {
+        let def = self.deployer.load()?;
+        let spec = spec_of(&def, app)?;
+        let app_spec = def
+            .definition()
+            .apps
+            .get(app)
+            .cloned()
+            .ok_or_else(|| format!("no app `{app}`"))?;
+        let running = self.mark_running(app)?;
+        let mut p = self.deployer.progress("backup", trigger).await?;
+        let id = p.id();
+        let (me, app) = (self.clone(), app.to_string());
+        tokio::spawn(async move {
+            let _running = running;
+            let result = me.take(&mut p, &app, &spec, &app_spec, trigger).await;
+            let op = p.finish(&result).await;
+            me.record(&app, &op, &result);
+        });
+        Ok(id)
+    }
+
+    fn record(&self, app: &str, op: &Operation, result: &Result<String, String>) {
+        self.metrics.backups.runs.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(_) => {
+                self.metrics
+                    .backups
+                    .last_success
+                    .store(Utc::now().timestamp() as u64, Ordering::Relaxed);
+                self.set_state(app, |s| {
+                    s.last_outcome = Some("success".into());
+                    s.last_error = None;
+                    s.last_success = op.finished.clone();
+                    s.last_operation = Some(op.id);
+                });
+            }
+            Err(e) => {
+                self.metrics
+                    .backups
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!("backup of {app} failed: {e}");
+                self.set_state(app, |s| {
+                    s.last_outcome = Some("failed".into());
+                    s.last_error = Some(e.clone());
+                    s.last_operation = Some(op.id);
+                });
+            }
+        }
+    }
+
+    async fn take(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &BackupSpec,
+        app_spec: &crate::definition::AppSpec,
+        trigger: &str,
+    ) -> Result<String, String> {
+        let repo = self.repo(spec)?;
+        let run = format!("{}-{}", self.server, Utc::now().format("%Y%m%dT%H%M%SZ"));
+        p.step("repository", &repo.location, async {
+            let created = repo.ensure().await.map_err(|e| (e, String::new()))?;
+            Ok((
+                (),
+                if created {
+                    "created".into()
+                } else {
+                    String::new()
+                },
+            ))
+        })
+        .await?;
+        let tags = |kind: &str| {
+            vec![
+                "strackt".to_string(),
+                format!("app={app}"),
+                format!("run={run}"),
+                format!("trigger={trigger}"),
+                format!("kind={kind}"),
+            ]
+        };
+        let mut said = Vec::new();
+        if spec.database {
+            let db = resolve_database(app_spec, &self.secrets)?
+                .ok_or_else(|| format!("app `{app}` has no database"))?;
+            let live = p.live();
+            let summary = p
+                .step("database", &format!("pg_dump → {}", repo.location), async {
+                    let mut dump = Command::new("pg_dump");
+                    dump.args(["--format=custom", "--no-password"])
+                        .env_clear()
+                        .env("PATH", "/usr/bin:/bin")
+                        .envs(&db);
+                    repo.backup(
+                        &[],
+                        Some((dump, format!("{app}.pgdump"))),
+                        &tags("database"),
+                        &self.server,
+                        &live,
+                        STALL_LIMIT,
+                    )
+                    .await
+                    .map(|s| (s, String::new()))
+                    .map_err(|e| (e, String::new()))
+                })
+                .await?;
+            said.push(format!(
+                "database {} read, {} added",
+                bytes(summary.total_bytes_processed),
+                bytes(summary.data_added)
+            ));
+        }
+        if !spec.paths.is_empty() {
+            let shared = Path::new(&app_spec.path).join("shared");
+            let paths: Vec<String> = spec
+                .paths
+                .iter()
+                .map(|p| shared.join(p).display().to_string())
+                .collect();
+            if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
+                return Err(format!("{missing} does not exist (deploy the app first)"));
+            }
+            let live = p.live();
+            let summary = p
+                .step("files", &paths.join(" "), async {
+                    repo.backup(
+                        &paths,
+                        None,
+                        &tags("files"),
+                        &self.server,
+                        &live,
+                        STALL_LIMIT,
+                    )
+                    .await
+                    .map(|s| (s, String::new()))
+                    .map_err(|e| (e, String::new()))
+                })
+                .await?;
+            said.push(format!(
+                "files {} read, {} added",
+                bytes(summary.total_bytes_processed),
+                bytes(summary.data_added)
+            ));
+        }
+        let keep = spec.keep.restic_flags();
+        if !keep.is_empty() && !repo.append_only {
+            p.step("retention", &keep.join(" "), async {
+                repo.forget(app, &self.server, &keep)
+                    .await
+                    .map(|out| ((), out))
+                    .map_err(|e| (e, String::new()))
+            })
+            .await?;
+        }
+        Ok(format!("backup {run} of {app}: {}", said.join("; ")))
+    }
+
+    /// The runs of `app` at its destination (of `server`, or of every server).
+    ///
+    /// # Errors
+    /// Unknown app, a wrong key, an unreachable destination.
+    pub async fn list(&self, app: &str, server: Option<String>) -> Result<Vec<RunView>, String> {
+        let def = self.deployer.load()?;
+        let spec = spec_of(&def, app)?;
+        let repo = self.repo(&spec)?;
+        let snaps = repo
+            .snapshots(&["strackt".into(), format!("app={app}")], server.as_deref())
+            .await?;
+        Ok(group_runs(&snaps))
+    }
+
+    /// Start a check of the repository's structure that reads back a sample of the data.
+    ///
+    /// # Errors
+    /// Unknown app, or a run of it going; a failed check is a failed operation.
+    pub async fn start_verify(
+        self: &Arc<Self>,
+        app: &str,
+        trigger: &'static str,
+    ) -> Result<i64, String> {
+        let def = self.deployer.load()?;
+        let spec = spec_of(&def, app)?;
+        let running = self.mark_running(app)?;
+        let mut p = self.deployer.progress("backup-verify", trigger).await?;
+        let id = p.id();
+        let (me, app) = (self.clone(), app.to_string());
+        tokio::spawn(async move {
+            let _running = running;
+            let result = async {
+                let repo = me.repo(&spec)?;
+                p.step(
+                    "check",
+                    &format!("{} (reading {VERIFY_SUBSET} of the data)", repo.location),
+                    async {
+                        repo.check(VERIFY_SUBSET)
+                            .await
+                            .map(|out| ((), out))
+                            .map_err(|e| (e, String::new()))
+                    },
+                )
+                .await?;
+                Ok(format!("backups of {app} verified at {}", repo.location))
+            }
+            .await;
+            if let Err(e) = &result {
+                tracing::error!("verifying backups of {app}: {e}");
+            }
+            p.finish(&result).await;
+        });
+        Ok(id)
+    }
+
+    /// Start restoring run `run` of `app` onto this server: one tracked operation that checks
+    /// everything first, stops the app, puts the database and files back, and redeploys.
+    ///
+    /// # Errors
+    /// Unknown app, an operation on the app already running. Everything else is recorded in
+    /// the operation — before the app is stopped whenever it can be known before.
+    pub async fn start_restore(self: &Arc<Self>, app: &str, run: &str) -> Result<i64, String> {
+        let def = self.deployer.load()?;
+        let spec = spec_of(&def, app)?;
+        let app_spec = def
+            .definition()
+            .apps
+            .get(app)
+            .cloned()
+            .ok_or_else(|| format!("no app `{app}`"))?;
+        let (claim, mut p) = self.deployer.begin("restore", app).await?;
+        let id = p.id();
+        let (me, app, run) = (self.clone(), app.to_string(), run.to_string());
+        tokio::spawn(async move {
+            let _claim = claim;
+            let result = me
+                .put_back(&mut p, &app, &run, &spec, &app_spec, &def)
+                .await;
+            p.finish(&result).await;
+        });
+        Ok(id)
+    }
+
+    async fn put_back(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        run: &str,
+        spec: &BackupSpec,
+        app_spec: &crate::definition::AppSpec,
+        def: &ValidatedDefinition,
+    ) -> Result<String, String> {
+        // Everything that can fail without touching the server, first.
+        let (repo, db, snaps) = p
+            .step("check", run, async {
+                let repo = self.repo(spec).map_err(|e| (e, String::new()))?;
+                let snaps = repo
+                    .snapshots(
+                        &["strackt".into(), format!("app={app}"), format!("run={run}")],
+                        None,
+                    )
+                    .await
+                    .map_err(|e| (e, String::new()))?;
+                if snaps.is_empty() {
+                    return Err((
+                        format!(
+                            "no backup `{run}` of {app} at {} (see `strackt backup list {app}`)",
+                            repo.location
+                        ),
+                        String::new(),
+                    ));
+                }
+                let db =
+                    resolve_database(app_spec, &self.secrets).map_err(|e| (e, String::new()))?;
+                Ok(((repo, db, snaps), String::new()))
+            })
+            .await?;
+        let by_kind = |kind: &str| snaps.iter().find(|s| s.tag("kind") == Some(kind)).cloned();
+
+        let units = [
+            format!("{}{app}.socket", crate::deploy::units::LIVE_PREFIX),
+            format!("{}{app}.service", crate::deploy::units::LIVE_PREFIX),
+        ];
+        p.step("stop", &units.join(" "), async {
+            for unit in &units {
+                let state = self
+                    .systemd
+                    .unit_state(unit)
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
+                if state.load_state == "loaded" {
+                    self.systemd
+                        .run_job(JobKind::Stop, unit)
+                        .await
+                        .map_err(|e| (e.to_string(), String::new()))?;
+                }
+            }
+            Ok(((), String::new()))
+        })
+        .await?;
+
+        let restored = async {
+            if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
+                let file = snap
+                    .paths
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| format!("/{app}.pgdump"));
+                p.step(
+                    "restore-database",
+                    &format!("{} {file}", snap.short_id),
+                    async {
+                        crate::deploy::database::restore(
+                            crate::deploy::database::DumpSource::Stream(
+                                repo.dump_command(&snap.id, &file),
+                            ),
+                            db,
+                        )
+                        .await
+                    },
+                )
+                .await?;
+            }
+            if let Some(snap) = by_kind("files") {
+                let shared = Path::new(&app_spec.path).join("shared");
+                p.step(
+                    "restore-files",
+                    &format!("{} → {}", snap.short_id, shared.display()),
+                    async {
+                        restore_files(&repo, &snap, &shared, &spec.paths, app_spec.user.as_deref())
+                            .await
+                            .map(|out| ((), out))
+                            .map_err(|e| (e, String::new()))
+                    },
+                )
+                .await?;
+            }
+            Ok::<(), String>(())
+        }
+        .await;
+        if let Err(e) = restored {
+            // Put the app back up on what it had (the database restore is one transaction).
+            for unit in units.iter().rev() {
+                let _ = self.systemd.run_job(JobKind::Start, unit).await;
+            }
+            return Err(e);
+        }
+        let deployed = self.deployer.redeploy(p, app, def).await?;
+        Ok(format!("restored {app} from backup {run}; {deployed}"))
+    }
+
+    /// Start the schedule loop: each app's backups (and verifies) run at their times; a run
+    /// missed while the daemon was down runs once at start; runs of one app never overlap.
+    pub fn spawn_scheduler(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let wait = me.tick().await;
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    /// Start what is due; return how long to sleep. The definition is re-read every time, so
+    /// a schedule edit takes effect within a minute.
+    async fn tick(self: &Arc<Self>) -> Duration {
+        let Ok(def) = self.deployer.load() else {
+            return Duration::from_secs(60);
+        };
+        let now = Utc::now();
+        let mut wait = Duration::from_secs(60);
+        for (app, spec) in &def.definition().backups {
+            for (kind, text) in [
+                ("backup", Some(&spec.schedule)),
+                ("verify", spec.verify.as_ref()),
+            ] {
+                let Some(text) = text else { continue };
+                let Ok(schedule) = Schedule::parse(text, &spec.timezone) else {
+                    continue;
+                };
+                let key = format!("schedule:{kind}:{app}");
+                let k = key.clone();
+                let last = self
+                    .state
+                    .call(move |s| s.meta(&k))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let Some(last) = last else {
+                    // First sight of this schedule: start counting from now.
+                    let v = now.to_rfc3339();
+                    let _ = self.state.call(move |s| s.set_meta(&key, Some(&v))).await;
+                    continue;
+                };
+                let Some(due) = schedule.next_after(last) else {
+                    continue;
+                };
+                if due <= now {
+                    // Due (or missed while down): run once, and count every slot up to now as
+                    // handled.
+                    let v = now.to_rfc3339();
+                    let _ = self.state.call(move |s| s.set_meta(&key, Some(&v))).await;
+                    let (me, app) = (self.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let result = if kind == "backup" {
+                            me.start(&app, "schedule").await
+                        } else {
+                            me.start_verify(&app, "schedule").await
+                        };
+                        if let Err(e) = result {
+                            tracing::warn!("scheduled {kind} of {app} not run: {e}");
+                        }
+                    });
+                    continue;
+                }
+                if kind == "backup" {
+                    let next = due.to_rfc3339();
+                    self.set_state(app, |s| s.next_run = Some(next));
+                }
+                let until = (due - now).to_std().unwrap_or_default();
+                wait = wait.min(until + Duration::from_millis(200));
+            }
+        }
+        wait
+    }
+}
+
+/// Group snapshots by their run tag, newest first.
+fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
+    let mut runs: BTreeMap<String, RunView> = BTreeMap::new();
+    for s in snaps {
+        let Some(run) = s.tag("run") else { continue };
+        let view = runs.entry(run.to_string()).or_insert_with(|| RunView {
+            run: run.to_string(),
+            time: s.time.clone(),
+            server: s.hostname.clone(),
+            trigger: s.tag("trigger").unwrap_or("?").to_string(),
+            snapshots: BTreeMap::new(),
+        });
+        view.time = view.time.clone().min(s.time.clone());
+        view.snapshots.insert(
+            s.tag("kind").unwrap_or("files").to_string(),
+            s.short_id.clone(),
+        );
+    }
+    let mut list: Vec<RunView> = runs.into_values().collect();
+    list.sort_by(|a, b| b.time.cmp(&a.time));
+    list
+}
+
+/// Restore the files snapshot into a scratch directory beside `shared/`, then swap each
+/// backed-up path in (old content removed), owned by the app's user.
+async fn restore_files(
+    repo: &Repo,
+    snap: &Snapshot,
+    shared: &Path,
+    paths: &[String],
+    user: Option<&str>,
+) -> Result<String, String> {
+    let scratch = shared.with_file_name(format!(".strackt-restore-{}", snap.short_id));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let out = repo.restore(&snap.id, &scratch).await?;
+    let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
+    let mut log = out;
+    for rel in paths {
+        // The snapshot holds the path as it was on the server that took it; the app's shared
+        // directory may live elsewhere here.
+        let Some(orig) = snap
+            .paths
+            .iter()
+            .find(|p| p.ends_with(&format!("/shared/{rel}")))
+        else {
+            log.push_str(&format!("{rel}: not in this backup, left as it is\n"));
+            continue;
+        };
+        let from = scratch.join(orig.trim_start_matches('/'));
+        let to = shared.join(rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let old = to.with_file_name(format!(
+            ".{}.pre-restore",
+            to.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let _ = std::fs::remove_dir_all(&old);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            std::fs::rename(&to, &old)
+                .map_err(|e| format!("moving {} aside: {e}", to.display()))?;
+        }
+        std::fs::rename(&from, &to).map_err(|e| format!("moving the restored {rel} in: {e}"))?;
+        let _ = std::fs::remove_dir_all(&old);
+        if let Some(owner) = &owner {
+            chown_tree(&to, owner.uid, owner.gid)?;
+        }
+        log.push_str(&format!("{rel}: restored from {orig}\n"));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(log)
+}
+
+/// The snapshot may come from a server where the app's user has other ids.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    if std::fs::symlink_metadata(path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        let entries =
+            std::fs::read_dir(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        for entry in entries.flatten() {
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
