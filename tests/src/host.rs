@@ -28,16 +28,21 @@ pub struct Host {
 /// Boot a host for test `tag`, run `body` with it, take it down. On failure (an error or a
 /// panic) the daemon's journal and history are printed first, so `cargo test` shows them.
 pub fn with_host(tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
-    with_base(Base::Core, tag, body)
+    with_base(Base::Core, tag, &[], body)
 }
 
-/// `with_host` on the apps base (PostgreSQL, git, Python, wrk).
+/// `with_host` on the apps base (PostgreSQL, git, Python, wrk, restic).
 pub fn with_app_host(tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
-    with_base(Base::Apps, tag, body)
+    with_base(Base::Apps, tag, &[], body)
 }
 
-fn with_base(base: Base, tag: &str, body: impl FnOnce(&Host) -> Res) -> Res {
-    let mut host = Host::up_on(base, tag)?;
+/// `with_app_host` with more bind mounts (`SRC:DST`, read-write).
+pub fn with_app_host_binds(tag: &str, binds: &[String], body: impl FnOnce(&Host) -> Res) -> Res {
+    with_base(Base::Apps, tag, binds, body)
+}
+
+fn with_base(base: Base, tag: &str, binds: &[String], body: impl FnOnce(&Host) -> Res) -> Res {
+    let mut host = Host::up_on(base, tag, binds)?;
     let result = catch_unwind(AssertUnwindSafe(|| body(&host)));
     if !matches!(result, Ok(Ok(()))) {
         eprintln!("{}", host.diagnostics());
@@ -157,11 +162,11 @@ impl Drop for Scratch {
 impl Host {
     /// Boot a pristine host with the binary under test bind-mounted read-only at /opt/strackt.
     pub fn up(tag: &str) -> Res<Host> {
-        Host::up_on(Base::Core, tag)
+        Host::up_on(Base::Core, tag, &[])
     }
 
-    /// Boot a pristine host from `base`.
-    pub fn up_on(base: Base, tag: &str) -> Res<Host> {
+    /// Boot a pristine host from `base`, with extra read-write bind mounts `SRC:DST`.
+    pub fn up_on(base: Base, tag: &str, binds: &[String]) -> Res<Host> {
         let dir = staged_binary_dir()?;
         let name = host_name(tag);
         // A host of the same name left over by a killed run would not be pristine.
@@ -172,11 +177,12 @@ impl Host {
             base,
         };
         let bind = format!("{}:/opt/strackt", dir.display());
-        run(
-            host.testhost().args(["up", &host.name, "--bind-ro", &bind]),
-            UP_LIMIT,
-        )?
-        .ok()?;
+        let mut up = host.testhost();
+        up.args(["up", &host.name, "--bind-ro", &bind]);
+        for b in binds {
+            up.args(["--bind", b]);
+        }
+        run(&mut up, UP_LIMIT)?.ok()?;
         Ok(host)
     }
 

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use host::{with_app_host, with_host, Host};
+pub use host::{with_app_host, with_app_host_binds, with_host, Host};
 pub use model::{Generation, Operation, Status, Step};
 
 /// What every helper and test returns: `?` works on io, JSON and string errors.
@@ -61,7 +61,7 @@ pub fn strackt_bin() -> PathBuf {
 /// The base of the app tests: PostgreSQL, git, Python with psycopg2 (the sample app) and wrk.
 pub const APPS_CACHE: &str = "/var/cache/testhost-strackt-apps";
 /// Extra Debian packages of the apps base.
-pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk,jq";
+pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk,jq,restic";
 
 /// Which testhost base a host boots from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,9 +31,8 @@ use crate::state::{Operation, StateHandle};
 use restic::{bytes, Repo, Snapshot};
 use vault::Vault;
 
-/// A run that reads nothing new for this long is stopped (restic would retry an unreachable
-/// destination for 15 minutes).
-const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// How often the schedule loop re-reads the definition when nothing is due sooner.
+const RECHECK: Duration = Duration::from_secs(15);
 /// Share of the data `backup verify` reads back.
 const VERIFY_SUBSET: &str = "5%";
 
@@ -289,7 +288,7 @@ impl Backups {
                         &tags("database"),
                         &self.server,
                         &live,
-                        STALL_LIMIT,
+                        spec.stall_limit(),
                     )
                     .await
                     .map(|s| (s, String::new()))
@@ -321,7 +320,7 @@ impl Backups {
                         &tags("files"),
                         &self.server,
                         &live,
-                        STALL_LIMIT,
+                        spec.stall_limit(),
                     )
                     .await
                     .map(|s| (s, String::new()))
@@ -355,6 +354,7 @@ impl Backups {
         let def = self.deployer.load()?;
         let spec = spec_of(&def, app)?;
         let repo = self.repo(&spec)?;
+        repo.probe().await?;
         let snaps = repo
             .snapshots(&["strackt".into(), format!("app={app}")], server.as_deref())
             .await?;
@@ -443,6 +443,7 @@ impl Backups {
         let (repo, db, snaps) = p
             .step("check", run, async {
                 let repo = self.repo(spec).map_err(|e| (e, String::new()))?;
+                repo.probe().await.map_err(|e| (e, String::new()))?;
                 let snaps = repo
                     .snapshots(
                         &["strackt".into(), format!("app={app}"), format!("run={run}")],
@@ -551,13 +552,13 @@ impl Backups {
     }
 
     /// Start what is due; return how long to sleep. The definition is re-read every time, so
-    /// a schedule edit takes effect within a minute.
+    /// a schedule edit takes effect within `RECHECK`.
     async fn tick(self: &Arc<Self>) -> Duration {
         let Ok(def) = self.deployer.load() else {
-            return Duration::from_secs(60);
+            return RECHECK;
         };
         let now = Utc::now();
-        let mut wait = Duration::from_secs(60);
+        let mut wait = RECHECK;
         for (app, spec) in &def.definition().backups {
             for (kind, text) in [
                 ("backup", Some(&spec.schedule)),

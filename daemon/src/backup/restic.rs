@@ -249,6 +249,17 @@ impl Repo {
         }
     }
 
+    /// Whether the repository answers and the key opens it, within 20 s (restic itself retries
+    /// an unreachable destination for minutes).
+    ///
+    /// # Errors
+    /// A wrong key, an unreachable destination, no repository.
+    pub async fn probe(&self) -> Result<(), String> {
+        self.run(&["cat", "config"], Duration::from_secs(20))
+            .await
+            .map(|_| ())
+    }
+
     /// Create the repository unless it exists; `true` when it was created.
     ///
     /// # Errors

@@ -35,6 +35,20 @@ pub struct BackupSpec {
     /// When to run `strackt backup verify` on its own (same forms as `schedule`); default never.
     #[serde(default)]
     pub verify: Option<String>,
+    /// A run that reads nothing new for this long (an unreachable destination) is stopped and
+    /// reported failed, with no snapshot written (default `2m`).
+    #[serde(default)]
+    pub stalled_after: Option<String>,
+}
+
+impl BackupSpec {
+    /// The stall limit.
+    pub fn stall_limit(&self) -> std::time::Duration {
+        self.stalled_after
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(std::time::Duration::from_secs(120))
+    }
 }
 
 fn default_schedule() -> String {
@@ -213,6 +227,14 @@ pub(crate) fn check_backups(
                 "schedule"
             };
             problems.at(&at(&[field]), e);
+        }
+        if let Some(t) = &b.stalled_after {
+            if humantime::parse_duration(t).map_or(true, |d| d.as_secs() < 5) {
+                problems.at(
+                    &at(&["stalled_after"]),
+                    format!("{t:?} is not a duration of at least 5s, e.g. 2m"),
+                );
+            }
         }
         if let Some(v) = &b.verify {
             if let Err(e) = Schedule::parse(v, &b.timezone) {

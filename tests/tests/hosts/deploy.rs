@@ -18,7 +18,7 @@ use strackt_integration::{ensure, ensure_eq, repo_root, with_app_host, Host, Out
 use crate::HEADER;
 
 /// The app's part of the definition; `{keep}` is its `keep_releases`.
-fn definition(keep: usize) -> String {
+pub fn definition(keep: usize) -> String {
     format!(
         r#"{HEADER}users:
   shop: {{}}
@@ -47,6 +47,11 @@ apps:
 
 /// PostgreSQL role and database, the secrets, the sample app as a git repository, strackt.
 fn setup(host: &Host, keep: usize) -> Res {
+    setup_with(host, &definition(keep))
+}
+
+/// `setup` with another definition.
+pub fn setup_with(host: &Host, definition: &str) -> Res {
     host.sh_ok(
         "runuser -u postgres -- psql -q -c \"CREATE ROLE shop LOGIN PASSWORD 'pw-shop'\" -c 'CREATE DATABASE shop OWNER shop'",
     )?;
@@ -69,7 +74,7 @@ fn setup(host: &Host, keep: usize) -> Res {
         host.copy_in(&app.join(rel), &dest)?;
     }
     commit(host, "true", "version 1")?;
-    host.install(&definition(keep))
+    host.install(definition)
 }
 
 /// Run `script` in the app's repository and commit the result.
@@ -84,7 +89,7 @@ fn deploy(host: &Host) -> Res<Out> {
     host.strackt(&["deploy", "shop"])
 }
 
-fn deploy_ok(host: &Host) -> Res<Out> {
+pub fn deploy_ok(host: &Host) -> Res<Out> {
     let out = deploy(host)?;
     ensure(out.success(), || format!("deploy failed: {out}"))?;
     Ok(out)
@@ -92,7 +97,7 @@ fn deploy_ok(host: &Host) -> Res<Out> {
 
 /// Run `script` in the background inside the host, as a transient unit (a process started by
 /// `testhost exec` does not outlive it).
-fn background(host: &Host, script: &str) -> Res {
+pub fn background(host: &Host, script: &str) -> Res {
     host.exec(&[
         "systemd-run",
         "--quiet",
@@ -107,7 +112,7 @@ fn background(host: &Host, script: &str) -> Res {
 }
 
 /// GET `path` from the app: (status, body).
-fn get(host: &Host, path: &str) -> Res<(u16, String)> {
+pub fn get(host: &Host, path: &str) -> Res<(u16, String)> {
     let out = host
         .exec(&[
             "curl",
