@@ -606,10 +606,12 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
                 );
             } else {
                 println!(
-                    "deploy #{id} failed: {}",
+                    "{kind} #{id} failed: {}",
                     op.reason.as_deref().unwrap_or("?")
                 );
-                println!("the live release was not changed");
+                if kind == "deploy" {
+                    println!("the live release was not changed");
+                }
             }
             return Ok(if op.outcome == "success" { 0 } else { 1 });
         }

@@ -94,26 +94,37 @@ pub fn bytes(n: u64) -> String {
 
 /// Turn restic's words into what the user should do.
 pub fn explain(location: &str, output: &str) -> String {
+    const UNREACHABLE: &[&str] = &[
+        "connection refused",
+        "no such host",
+        "dial tcp",
+        "i/o timeout",
+        "did not finish within",
+        "stopped: no progress",
+    ];
     let low = output.to_lowercase();
+    let line_with = |words: &[&str]| {
+        output
+            .lines()
+            .map(str::trim)
+            .find(|l| words.iter().any(|w| l.to_lowercase().contains(w)))
+            .unwrap_or_else(|| last_line(output))
+            .to_string()
+    };
+    // Order matters: restic adds "Is there a repository…?" to a connection failure too.
     if low.contains("wrong password") || low.contains("no key found") {
         format!("the backup key does not open the repository at {location} (wrong key? `strackt backup key import` the team's key)")
+    } else if UNREACHABLE.iter().any(|w| low.contains(w)) {
+        format!(
+            "the backup destination {location} is unreachable: {}",
+            line_with(UNREACHABLE)
+        )
     } else if low.contains("is there a repository at the following location")
         || low.contains("unable to open config file")
     {
         format!("no backup repository at {location} yet (nothing was backed up there)")
-    } else if low.contains("connection refused")
-        || low.contains("no such host")
-        || low.contains("dial tcp")
-        || low.contains("i/o timeout")
-        || low.contains("did not finish within")
-        || low.contains("stopped: no progress")
-    {
-        format!(
-            "the backup destination {location} is unreachable: {}",
-            last_line(output)
-        )
     } else {
-        format!("restic at {location}: {}", last_line(output))
+        format!("restic at {location}: {}", line_with(&["fatal", "error"]))
     }
 }
 
@@ -510,5 +521,37 @@ impl Repo {
         let mut cmd = self.command(&["dump", id, file]);
         cmd.stdin(Stdio::null());
         cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_failures_are_told_apart() {
+        let at = "s3:http://x/b";
+        let refused = "Fatal: unable to open config file: Stat: Get \"http://x/b/config\": dial tcp 127.0.0.1:9000: connect: connection refused\nIs there a repository at the following location?\ns3:http://x/b";
+        let e = explain(at, refused);
+        assert!(
+            e.starts_with(
+                "the backup destination s3:http://x/b is unreachable: Fatal: unable to open"
+            ),
+            "{e}"
+        );
+        let missing = "Fatal: unable to open config file: Stat: The specified key does not exist.\nIs there a repository at the following location?";
+        assert!(explain(at, missing).starts_with("no backup repository at"));
+        let wrong = "Fatal: wrong password or no key found";
+        assert!(explain(at, wrong).starts_with("the backup key does not open"));
+    }
+
+    #[test]
+    fn keep_policy_becomes_forget_flags() {
+        let keep = crate::definition::KeepPolicy {
+            last: Some(4),
+            daily: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(keep.restic_flags(), ["--keep-last=4", "--keep-daily=7"]);
     }
 }

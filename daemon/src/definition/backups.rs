@@ -220,27 +220,25 @@ pub(crate) fn check_backups(
             }
             _ => problems.at(&at(&["to"]), "exactly one of `s3:` and `receiver:`"),
         }
-        if let Err(e) = Schedule::parse(&b.schedule, &b.timezone) {
-            let field = if e.starts_with("unknown timezone") {
-                "timezone"
-            } else {
-                "schedule"
-            };
-            problems.at(&at(&[field]), e);
-        }
-        if let Some(t) = &b.stalled_after {
-            if humantime::parse_duration(t).map_or(true, |d| d.as_secs() < 5) {
-                problems.at(
-                    &at(&["stalled_after"]),
-                    format!("{t:?} is not a duration of at least 5s, e.g. 2m"),
-                );
-            }
-        }
-        if let Some(v) = &b.verify {
-            if let Err(e) = Schedule::parse(v, &b.timezone) {
-                if !e.starts_with("unknown timezone") {
-                    problems.at(&at(&["verify"]), e);
-                }
+        // Both the timezone and the schedules are checked, each on its own.
+        let tz = if b.timezone.parse::<chrono_tz::Tz>().is_ok() {
+            b.timezone.as_str()
+        } else {
+            problems.at(
+                &at(&["timezone"]),
+                format!(
+                    "unknown timezone {:?}; use an IANA name such as Europe/Berlin or UTC",
+                    b.timezone
+                ),
+            );
+            "UTC"
+        };
+        for (field, text) in [
+            ("schedule", Some(&b.schedule)),
+            ("verify", b.verify.as_ref()),
+        ] {
+            if let Some(Err(e)) = text.map(|t| Schedule::parse(t, tz)) {
+                problems.at(&at(&[field]), e);
             }
         }
     }
