@@ -271,6 +271,55 @@ impl Backups {
             ]
         };
         let mut said = Vec::new();
+        let mut written = Vec::new();
+        let result = self
+            .take_parts(
+                p,
+                app,
+                spec,
+                app_spec,
+                &repo,
+                &tags,
+                &mut said,
+                &mut written,
+            )
+            .await;
+        if let Err(e) = result {
+            // A run is both snapshots or nothing: what a failed run wrote is removed (a
+            // receiver refuses that; `backup list` hides incomplete runs either way).
+            if !written.is_empty() && !repo.append_only {
+                let ids: Vec<&str> = written.iter().map(String::as_str).collect();
+                if let Err(f) = repo.forget_ids(&ids).await {
+                    tracing::warn!("removing the incomplete backup {run}: {f}");
+                }
+            }
+            return Err(e);
+        }
+        let keep = spec.keep.restic_flags();
+        if !keep.is_empty() && !repo.append_only {
+            p.step("retention", &keep.join(" "), async {
+                repo.forget(app, &self.server, &keep)
+                    .await
+                    .map(|out| ((), out))
+                    .map_err(|e| (e, String::new()))
+            })
+            .await?;
+        }
+        Ok(format!("backup {run} of {app}: {}", said.join("; ")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn take_parts(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &BackupSpec,
+        app_spec: &crate::definition::AppSpec,
+        repo: &Repo,
+        tags: &(dyn Fn(&str) -> Vec<String> + Sync),
+        said: &mut Vec<String>,
+        written: &mut Vec<String>,
+    ) -> Result<(), String> {
         if spec.database {
             let db = resolve_database(app_spec, &self.secrets)?
                 .ok_or_else(|| format!("app `{app}` has no database"))?;
@@ -295,6 +344,7 @@ impl Backups {
                     .map_err(|e| (e, String::new()))
                 })
                 .await?;
+            written.push(summary.snapshot_id.clone());
             said.push(format!(
                 "database {} read, {} added",
                 bytes(summary.total_bytes_processed),
@@ -327,23 +377,14 @@ impl Backups {
                     .map_err(|e| (e, String::new()))
                 })
                 .await?;
+            written.push(summary.snapshot_id.clone());
             said.push(format!(
                 "files {} read, {} added",
                 bytes(summary.total_bytes_processed),
                 bytes(summary.data_added)
             ));
         }
-        let keep = spec.keep.restic_flags();
-        if !keep.is_empty() && !repo.append_only {
-            p.step("retention", &keep.join(" "), async {
-                repo.forget(app, &self.server, &keep)
-                    .await
-                    .map(|out| ((), out))
-                    .map_err(|e| (e, String::new()))
-            })
-            .await?;
-        }
-        Ok(format!("backup {run} of {app}: {}", said.join("; ")))
+        Ok(())
     }
 
     /// The runs of `app` at its destination (of `server`, or of every server).
@@ -358,7 +399,10 @@ impl Backups {
         let snaps = repo
             .snapshots(&["strackt".into(), format!("app={app}")], server.as_deref())
             .await?;
-        Ok(group_runs(&snaps))
+        Ok(group_runs(&snaps)
+            .into_iter()
+            .filter(|r| expected_kinds(&spec).all(|k| r.snapshots.contains_key(k)))
+            .collect())
     }
 
     /// Start a check of the repository's structure that reads back a sample of the data.
@@ -615,6 +659,13 @@ impl Backups {
         }
         wait
     }
+}
+
+/// The snapshots a complete run of `spec` has.
+fn expected_kinds(spec: &BackupSpec) -> impl Iterator<Item = &'static str> {
+    let db = spec.database.then_some("database");
+    let files = (!spec.paths.is_empty()).then_some("files");
+    db.into_iter().chain(files)
 }
 
 /// Group snapshots by their run tag, newest first.

@@ -493,6 +493,16 @@ impl Repo {
         self.run(&args, Duration::from_secs(6 * 3600)).await
     }
 
+    /// Remove the snapshots `ids` (their data goes at the next prune).
+    ///
+    /// # Errors
+    /// restic failing.
+    pub async fn forget_ids(&self, ids: &[&str]) -> Result<String, String> {
+        let mut args = vec!["forget"];
+        args.extend_from_slice(ids);
+        self.run(&args, LOOK_LIMIT).await
+    }
+
     /// `restic check` reading `subset` of the data (e.g. `5%`).
     ///
     /// # Errors

@@ -50,7 +50,7 @@ impl Schedule {
         let cron = Cron::from_str(expr)
             .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
         let schedule = Schedule { cron, tz };
-        schedule.check_gap()?;
+        schedule.check_gap().map_err(|e| format!("{text:?} {e}"))?;
         Ok(schedule)
     }
 
