@@ -320,35 +320,25 @@ impl Backups {
         said: &mut Vec<String>,
         written: &mut Vec<String>,
     ) -> Result<(), String> {
+        // (step, what it reads, paths, or a stream and its name in the snapshot)
+        let mut parts: Vec<(&str, String, Vec<String>, Option<(Command, String)>)> = Vec::new();
         if spec.database {
             let db = resolve_database(app_spec, &self.secrets)?
                 .ok_or_else(|| format!("app `{app}` has no database"))?;
-            let live = p.live();
-            let summary = p
-                .step("database", &format!("pg_dump → {}", repo.location), async {
-                    let mut dump = Command::new("pg_dump");
-                    dump.args(["--format=custom", "--no-password"])
-                        .env_clear()
-                        .env("PATH", "/usr/bin:/bin")
-                        .envs(&db);
-                    repo.backup(
-                        &[],
-                        Some((dump, format!("{app}.pgdump"))),
-                        &tags("database"),
-                        &self.server,
-                        &live,
-                        spec.stall_limit(),
-                    )
-                    .await
-                    .map(|s| (s, String::new()))
-                    .map_err(|e| (e, String::new()))
-                })
-                .await?;
-            written.push(summary.snapshot_id.clone());
-            said.push(format!(
-                "database {} read, {} added",
-                bytes(summary.total_bytes_processed),
-                bytes(summary.data_added)
+            // Uncompressed: restic compresses (zstd) after content-defined chunking, so the
+            // table data that did not change since the last run is found again and not stored
+            // twice; a compressed dump would differ from its first changed byte on.
+            let mut dump = Command::new("pg_dump");
+            dump.args(["--format=custom", "--compress=0", "--no-password"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .envs(&db);
+            let target = format!("pg_dump → {}", repo.location);
+            parts.push((
+                "database",
+                target,
+                Vec::new(),
+                Some((dump, format!("{app}.pgdump"))),
             ));
         }
         if !spec.paths.is_empty() {
@@ -361,13 +351,16 @@ impl Backups {
             if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
                 return Err(format!("{missing} does not exist (deploy the app first)"));
             }
+            parts.push(("files", paths.join(" "), paths, None));
+        }
+        for (kind, target, paths, stream) in parts {
             let live = p.live();
             let summary = p
-                .step("files", &paths.join(" "), async {
+                .step(kind, &target, async {
                     repo.backup(
                         &paths,
-                        None,
-                        &tags("files"),
+                        stream,
+                        &tags(kind),
                         &self.server,
                         &live,
                         spec.stall_limit(),
@@ -379,7 +372,7 @@ impl Backups {
                 .await?;
             written.push(summary.snapshot_id.clone());
             said.push(format!(
-                "files {} read, {} added",
+                "{kind} {} read, {} added",
                 bytes(summary.total_bytes_processed),
                 bytes(summary.data_added)
             ));
