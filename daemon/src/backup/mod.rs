@@ -320,8 +320,7 @@ impl Backups {
         said: &mut Vec<String>,
         written: &mut Vec<String>,
     ) -> Result<(), String> {
-        // (step, what it reads, paths, or a stream and its name in the snapshot)
-        let mut parts: Vec<(&str, String, Vec<String>, Option<(Command, String)>)> = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
         if spec.database {
             let db = resolve_database(app_spec, &self.secrets)?
                 .ok_or_else(|| format!("app `{app}` has no database"))?;
@@ -334,12 +333,12 @@ impl Backups {
                 .env("PATH", "/usr/bin:/bin")
                 .envs(&db);
             let target = format!("pg_dump → {}", repo.location);
-            parts.push((
-                "database",
+            parts.push(Part {
+                kind: "database",
                 target,
-                Vec::new(),
-                Some((dump, format!("{app}.pgdump"))),
-            ));
+                paths: Vec::new(),
+                stream: Some((dump, format!("{app}.pgdump"))),
+            });
         }
         if !spec.paths.is_empty() {
             let shared = Path::new(&app_spec.path).join("shared");
@@ -351,9 +350,20 @@ impl Backups {
             if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
                 return Err(format!("{missing} does not exist (deploy the app first)"));
             }
-            parts.push(("files", paths.join(" "), paths, None));
+            parts.push(Part {
+                kind: "files",
+                target: paths.join(" "),
+                paths,
+                stream: None,
+            });
         }
-        for (kind, target, paths, stream) in parts {
+        for Part {
+            kind,
+            target,
+            paths,
+            stream,
+        } in parts
+        {
             let live = p.live();
             let summary = p
                 .step(kind, &target, async {
@@ -652,6 +662,15 @@ impl Backups {
         }
         wait
     }
+}
+
+/// One snapshot of a run: its step name (and `kind=` tag), what it reads, and either paths or
+/// a stream (a command and the file name it gets in the snapshot).
+struct Part {
+    kind: &'static str,
+    target: String,
+    paths: Vec<String>,
+    stream: Option<(Command, String)>,
 }
 
 /// The snapshots a complete run of `spec` has.
