@@ -3,9 +3,10 @@
 //! storage directory on the machine is mounted into every host of a test — the same bucket,
 //! seen from two servers.
 //!
-//! 1. Host A backs up twice (two different dumps in a row); the official `restic` CLI, with
-//!    only the key and the storage credentials, lists and restores the files and the dump; a
-//!    fresh host B with the imported key restores A's latest backup: rows and files identical.
+//! 1. Host A backs up twice (two different dumps in a row) into a repository the restic CLI
+//!    created; the official `restic` CLI, with only the key and the storage credentials, lists,
+//!    checks and restores the files and the dump; a fresh host B with the imported key
+//!    restores A's latest backup: rows and files identical.
 //! 2. A missing snapshot, a wrong key and an unreachable destination are clear errors and
 //!    the app is neither stopped nor changed; a failing run is loud (status, metrics); an
 //!    upload cut off by killing the S3 server leaves no snapshot, and the next run succeeds.
@@ -161,7 +162,19 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
     with_app_host_binds("backup-a", &binds, |a| {
         key = prepare(a, None, true)?;
         a.sh_ok("cd /srv/shop/shared/storage/uploads && mkdir -p 2026/11 && head -c 300000 /dev/urandom > 2026/11/photo.jpg && echo hello > note.txt && chown -R shop: .")?;
+        // The repository itself is written by the restic CLI: strackt backs up into it.
+        a.sh_ok(&format!("{RESTIC}; RESTIC_PASSWORD='{key}' restic $R init"))?;
         let first = backup_ok(a)?;
+        let ops: serde_json::Value = a.strackt(&["history", "--json"])?.json_ok()?;
+        ensure(
+            ops[0]["steps"][0]["action"] == "repository" && ops[0]["steps"][0]["output"].is_null(),
+            || {
+                format!(
+                    "strackt created a repository instead of using restic's: {}",
+                    ops[0]
+                )
+            },
+        )?;
         // A second, different dump right after: the latest backup must hold the new rows.
         a.sh_ok(
             "runuser -u postgres -- psql -d shop -qc \"INSERT INTO items (name) VALUES ('kiwi')\"",
