@@ -116,13 +116,19 @@ pub fn server_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// A backup spec and its schedule from the definition.
-fn spec_of(def: &ValidatedDefinition, app: &str) -> Result<BackupSpec, String> {
-    def.definition()
-        .backups
-        .get(app)
-        .cloned()
-        .ok_or_else(|| format!("no `backups:` entry for app `{app}` in the definition"))
+/// An app's backup spec and the app itself (validation made sure every `backups:` key is an
+/// app).
+fn spec_of(
+    def: &ValidatedDefinition,
+    app: &str,
+) -> Result<(BackupSpec, crate::definition::AppSpec), String> {
+    let d = def.definition();
+    match (d.backups.get(app), d.apps.get(app)) {
+        (Some(b), Some(a)) => Ok((b.clone(), a.clone())),
+        _ => Err(format!(
+            "no `backups:` entry for app `{app}` in the definition"
+        )),
+    }
 }
 
 /// Marks an app's backup as running; cleared on drop.
@@ -189,13 +195,7 @@ impl Backups {
     /// operation, in status and in `/metrics`.
     pub async fn start(self: &Arc<Self>, app: &str, trigger: &'static str) -> Result<i64, String> {
         let def = self.deployer.load()?;
-        let spec = spec_of(&def, app)?;
-        let app_spec = def
-            .definition()
-            .apps
-            .get(app)
-            .cloned()
-            .ok_or_else(|| format!("no app `{app}`"))?;
+        let (spec, app_spec) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
         let mut p = self.deployer.progress("backup", trigger).await?;
         let id = p.id();
@@ -396,16 +396,13 @@ impl Backups {
     /// Unknown app, a wrong key, an unreachable destination.
     pub async fn list(&self, app: &str, server: Option<String>) -> Result<Vec<RunView>, String> {
         let def = self.deployer.load()?;
-        let spec = spec_of(&def, app)?;
+        let (spec, _) = spec_of(&def, app)?;
         let repo = self.repo(&spec)?;
         repo.probe().await?;
         let snaps = repo
             .snapshots(&["strackt".into(), format!("app={app}")], server.as_deref())
             .await?;
-        Ok(group_runs(&snaps)
-            .into_iter()
-            .filter(|r| expected_kinds(&spec).all(|k| r.snapshots.contains_key(k)))
-            .collect())
+        Ok(complete_runs(&snaps, &spec))
     }
 
     /// Start a check of the repository's structure that reads back a sample of the data.
@@ -418,7 +415,7 @@ impl Backups {
         trigger: &'static str,
     ) -> Result<i64, String> {
         let def = self.deployer.load()?;
-        let spec = spec_of(&def, app)?;
+        let (spec, _) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
         let mut p = self.deployer.progress("backup-verify", trigger).await?;
         let id = p.id();
@@ -457,13 +454,7 @@ impl Backups {
     /// the operation — before the app is stopped whenever it can be known before.
     pub async fn start_restore(self: &Arc<Self>, app: &str, run: &str) -> Result<i64, String> {
         let def = self.deployer.load()?;
-        let spec = spec_of(&def, app)?;
-        let app_spec = def
-            .definition()
-            .apps
-            .get(app)
-            .cloned()
-            .ok_or_else(|| format!("no app `{app}`"))?;
+        let (spec, app_spec) = spec_of(&def, app)?;
         let (claim, mut p) = self.deployer.begin("restore", app).await?;
         let id = p.id();
         let (me, app, run) = (self.clone(), app.to_string(), run.to_string());
@@ -680,6 +671,14 @@ fn expected_kinds(spec: &BackupSpec) -> impl Iterator<Item = &'static str> {
     db.into_iter().chain(files)
 }
 
+/// The runs of `spec` that have every snapshot they should, newest first.
+fn complete_runs(snaps: &[Snapshot], spec: &BackupSpec) -> Vec<RunView> {
+    group_runs(snaps)
+        .into_iter()
+        .filter(|r| expected_kinds(spec).all(|k| r.snapshots.contains_key(k)))
+        .collect()
+}
+
 /// Group snapshots by their run tag, newest first.
 fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
     let mut runs: BTreeMap<String, RunView> = BTreeMap::new();
@@ -773,4 +772,53 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, time: &str, kind: &str, run: &str) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            short_id: id.into(),
+            time: time.into(),
+            hostname: "web1".into(),
+            paths: Vec::new(),
+            tags: vec![
+                "strackt".into(),
+                format!("run={run}"),
+                "trigger=cli".into(),
+                format!("kind={kind}"),
+            ],
+        }
+    }
+
+    #[test]
+    fn snapshots_group_into_runs_and_incomplete_runs_are_told() {
+        let snaps = [
+            snap("a", "2026-11-22T10:00:01Z", "database", "r1"),
+            snap("b", "2026-11-22T10:00:05Z", "files", "r1"),
+            snap("c", "2026-11-22T11:00:01Z", "database", "r2"),
+        ];
+        let runs = group_runs(&snaps);
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].run.as_str(), runs[1].run.as_str()), ("r2", "r1"));
+        assert_eq!(runs[1].time, "2026-11-22T10:00:01Z");
+        assert_eq!(
+            runs[1].snapshots.get("files").map(String::as_str),
+            Some("b")
+        );
+        let spec: BackupSpec = serde_json::from_value(serde_json::json!({
+            "database": true, "paths": ["storage/uploads"],
+            "to": { "s3": { "endpoint": "http://x", "bucket": "b",
+                            "credentials": { "secret": "s" } } }
+        }))
+        .expect("spec");
+        let complete: Vec<String> = complete_runs(&snaps, &spec)
+            .into_iter()
+            .map(|r| r.run)
+            .collect();
+        assert_eq!(complete, ["r1"], "r2 has no files snapshot");
+    }
 }

@@ -370,13 +370,9 @@ impl Deployer {
     }
 
     async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
-        let id = self
-            .state
-            .call(move |s| s.start_operation(kind, "cli", None, &now()))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.mark_busy(kind, app, id);
-        self.progress_of(id).await
+        let p = self.progress(kind, "cli").await?;
+        self.mark_busy(kind, app, p.id());
+        Ok(p)
     }
 
     /// After a restart: releases a killed deploy left half-built are removed, and validation

@@ -9,7 +9,8 @@
 //!    restores A's latest backup: rows and files identical.
 //! 2. A missing snapshot, a wrong key and an unreachable destination are clear errors and
 //!    the app is neither stopped nor changed; a failing run is loud (status, metrics); an
-//!    upload cut off by killing the S3 server leaves no snapshot, and the next run succeeds.
+//!    upload cut off by killing the S3 server leaves no snapshot, and the next run succeeds;
+//!    `backup verify` finds a lost pack; a failing dump leaves no snapshot; `keep:` prunes.
 //! 3. `strackt check` rejects too-frequent schedules and unknown timezones; the schedule
 //!    preview is right across Berlin's DST changes; a scheduled run fires in the daemon, and a
 //!    run missed while the daemon was down runs once at start.
@@ -359,7 +360,47 @@ fn refusals_leave_the_app_alone_and_an_interrupted_upload_leaves_no_snapshot() -
         ensure_eq(listed.len(), 1, "only the complete run is listed")?;
         let next = backup_ok(h)?;
         ensure_eq(runs(h, None)?.len(), 2, "the next run is listed")?;
-        ensure(next != run, || "new run".to_string())
+        ensure(next != run, || "new run".to_string())?;
+
+        // A dump that fails (wrong database password) leaves no snapshot: restic is stopped
+        // before it sees the end of the stream.
+        let before = runs(h, None)?.len();
+        let snapshots = || {
+            h.sh_ok(&format!("{RESTIC}; RESTIC_PASSWORD=$(cat /var/lib/strackt/vault/backup.key) restic $R snapshots --json | jq length"))
+        };
+        let count = snapshots()?;
+        h.sh_ok("cp /etc/strackt/secrets/shop_db_password /root/pw && echo wrong > /etc/strackt/secrets/shop_db_password")?;
+        let out = h.strackt(&["backup", "run", "shop"])?;
+        ensure(
+            !out.success() && out.stdout.contains("the dump failed"),
+            || format!("failing dump: {out}"),
+        )?;
+        ensure_eq(snapshots()?, count, "snapshots after a failed dump")?;
+        ensure_eq(runs(h, None)?.len(), before, "runs after a failed dump")?;
+        h.sh_ok("cp /root/pw /etc/strackt/secrets/shop_db_password")?;
+
+        // Retention: keep the newest one (per part: database, files).
+        h.put_definition(&format!(
+            "{}{}",
+            definition(5),
+            BACKUPS.replace("keep: { last: 10 }", "keep: { last: 1 }")
+        ))?;
+        h.apply_ok()?;
+        let latest = backup_ok(h)?;
+        let left = runs(h, None)?;
+        ensure(left.len() == 1 && left[0]["run"] == latest.as_str(), || {
+            format!("after keep last 1: {left:?}")
+        })?;
+
+        // Verify reads the repository back; a lost pack is found.
+        let out = h.strackt(&["backup", "verify", "shop"])?;
+        ensure(out.success(), || format!("verify: {out}"))?;
+        h.sh_ok("rm \"$(find /srv/s3/backups/shop/data -type f | head -1)\"")?;
+        let out = h.strackt(&["backup", "verify", "shop"])?;
+        ensure(
+            !out.success() && out.stdout.contains("FAILED check"),
+            || format!("verify of a damaged repository: {out}"),
+        )
     })
 }
 

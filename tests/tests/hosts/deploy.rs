@@ -5,7 +5,8 @@
 //!    a second deploy with a migration switches with the migration applied and the old release
 //!    kept.
 //! 2. Preflight names a missing secret, an inactive required service and wrong database
-//!    credentials in one message, and starts nothing.
+//!    credentials in one message, and starts nothing; a deploy cut off by killing strackt is
+//!    cleaned up at the next start.
 //! 3. A failing install, build, validate or migrate stops before the switch: the release is
 //!    deleted and the live release keeps serving; the retry after a fix deploys.
 //! 4. A release that fails its health check after the switch is switched back.
@@ -319,6 +320,38 @@ fn preflight_names_everything_missing_and_starts_nothing() -> Res {
             get(h, "/health")?,
             (200, "ok 1\n".to_string()),
             "deployed after the fix",
+        )?;
+
+        // strackt killed mid-deploy: the next start removes the half-built release and
+        // records it failed; the live release keeps serving throughout.
+        commit(
+            h,
+            "echo 2 > VERSION && printf 'sleep 30\\n' >> scripts/install",
+            "slow",
+        )?;
+        background(h, "strackt deploy shop > /tmp/killed.log 2>&1")?;
+        h.sh_ok("for i in $(seq 100); do [ -d /srv/shop/releases/2/scripts ] && exit 0; sleep 0.1; done; exit 1")?;
+        h.sh_ok("sleep 1; systemctl kill -s KILL strackt.service; sleep 0.5; systemctl start strackt.service")?;
+        ensure(!h.exists("/srv/shop/releases/2")?, || {
+            "the half-built release survived the restart".to_string()
+        })?;
+        let rel = releases(h)?;
+        ensure_eq(
+            rel["releases"][0]["state"].as_str(),
+            Some("failed"),
+            "interrupted release",
+        )?;
+        ensure(
+            rel["releases"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("strackt stopped during the deploy")),
+            || format!("{rel}"),
+        )?;
+        ensure_eq(live_link(h)?, "releases/1".to_string(), "current")?;
+        ensure_eq(
+            get(h, "/health")?,
+            (200, "ok 1\n".to_string()),
+            "live release serving",
         )
     })
 }
