@@ -30,6 +30,9 @@ pub struct Cli {
 enum Command {
     /// Run the daemon (what strackt.service starts).
     Daemon,
+    /// Keep other servers' backups: restic's REST protocol over TLS, append-only, from the
+    /// definition's `receiver:` section (what strackt-receiver.service starts).
+    Receiver,
     /// Validate a definition; every problem at once as FILE:LINE:COL: path: message.
     /// Packages are also looked up in this host's apt sources unless --offline.
     Check {
@@ -186,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env();
     match cli.command {
         Command::Daemon => run_daemon(paths),
+        Command::Receiver => crate::receiver::run(&paths),
         Command::Check { file, offline } => {
             check(file.unwrap_or(paths.definition), offline, cli.json)
         }

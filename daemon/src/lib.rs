@@ -16,4 +16,5 @@ pub mod deploy;
 pub mod generation;
 pub mod host;
 pub mod plan;
+pub mod receiver;
 pub mod state;

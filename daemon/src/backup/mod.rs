@@ -298,7 +298,7 @@ impl Backups {
         let keep = spec.keep.restic_flags();
         if !keep.is_empty() && !repo.append_only {
             p.step("retention", &keep.join(" "), async {
-                repo.forget(app, &self.server, &keep)
+                repo.forget(Some(app), Some(&self.server), &keep)
                     .await
                     .map(|out| ((), out))
                     .map_err(|e| (e, String::new()))

@@ -211,6 +211,24 @@ impl Repo {
         })
     }
 
+    /// A repository in a local directory (the receiver's own storage), opened with the key.
+    pub fn local(path: &Path, vault: &Vault, cache: &Path) -> Repo {
+        let location = path.display().to_string();
+        Repo {
+            env: BTreeMap::from([
+                ("RESTIC_REPOSITORY".to_string(), location.clone()),
+                (
+                    "RESTIC_PASSWORD_FILE".to_string(),
+                    vault.key_path().display().to_string(),
+                ),
+                ("RESTIC_CACHE_DIR".to_string(), cache.display().to_string()),
+            ]),
+            options: Vec::new(),
+            location,
+            append_only: false,
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("restic");
         cmd.env_clear()
@@ -480,15 +498,26 @@ impl Repo {
         }
     }
 
-    /// Apply the retention policy to `app`'s snapshots of `host` (and prune), after removing
-    /// locks left by runs that died.
+    /// Apply the retention policy to strackt's snapshots (of `app` and of `host`, if given) and
+    /// prune, after removing locks left by runs that died.
     ///
     /// # Errors
     /// restic failing.
-    pub async fn forget(&self, app: &str, host: &str, keep: &[String]) -> Result<String, String> {
+    pub async fn forget(
+        &self,
+        app: Option<&str>,
+        host: Option<&str>,
+        keep: &[String],
+    ) -> Result<String, String> {
         self.run(&["unlock"], LOOK_LIMIT).await?;
-        let app_tag = format!("strackt,app={app}");
-        let mut args = vec!["forget", "--prune", "--tag", &app_tag, "--host", host];
+        let tags = match app {
+            Some(app) => format!("strackt,app={app}"),
+            None => "strackt".to_string(),
+        };
+        let mut args = vec!["forget", "--prune", "--tag", &tags];
+        if let Some(h) = host {
+            args.extend(["--host", h]);
+        }
         args.extend(keep.iter().map(String::as_str));
         self.run(&args, Duration::from_secs(6 * 3600)).await
     }

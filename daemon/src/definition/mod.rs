@@ -9,6 +9,7 @@ mod apps;
 mod backups;
 mod locate;
 mod parse;
+mod receiver;
 pub mod schedule;
 mod validate;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use apps::{AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, SettingValue};
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use parse::{parse, to_yaml};
+pub use receiver::{is_client_name, ReceiverClient, ReceiverSpec, TlsFiles};
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
 /// field `path` (keys) of `source`.
@@ -58,7 +60,7 @@ pub struct Definition {
     #[serde(default)]
     pub settings: SettingsSpec,
     /// Incoming traffic rules, kept in strackt's own nftables table (`inet strackt`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<FirewallSpec>,
     /// Local groups, keyed by name.
     #[serde(default)]
@@ -76,6 +78,9 @@ pub struct Definition {
     /// Scheduled, encrypted backups of apps, keyed by app name.
     #[serde(default)]
     pub backups: BTreeMap<String, BackupSpec>,
+    /// This server keeps other servers' backups (`strackt receiver`, its own unit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<ReceiverSpec>,
 }
 
 /// A local group.

@@ -17,7 +17,7 @@ use super::{render_path, Definition, DefinitionError, Problem, Seg, ValidatedDef
 /// The top-level keys, in the order the schema documents them.
 const SECTIONS: &[&str] = &[
     "version", "strackt", "files", "services", "settings", "firewall", "groups", "users",
-    "packages", "apps", "backups",
+    "packages", "apps", "backups", "receiver",
 ];
 
 /// Collects problems with their positions.
@@ -153,6 +153,7 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             "packages" => def.packages = section(v, &path, problems),
             "apps" => def.apps = section(v, &path, problems),
             "backups" => def.backups = section(v, &path, problems),
+            "receiver" => def.receiver = entry(v, &path, problems),
             "settings" => {
                 if let Some(s) = entry(v, &path, problems) {
                     def.settings = s;

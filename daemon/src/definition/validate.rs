@@ -126,6 +126,9 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     check_accounts(def, problems);
     super::apps::check_apps(&def.apps, problems);
     super::backups::check_backups(&def.backups, &def.apps, problems);
+    if let Some(r) = &def.receiver {
+        super::receiver::check_receiver(r, problems);
+    }
     for (name, version) in &def.packages {
         let at = key(&["packages", name]);
         // Debian policy 5.6.1 (names) and 5.6.12 (versions).
@@ -681,6 +684,24 @@ bogus: 1
             ),
             "{fixed:#?}"
         );
+    }
+
+    #[test]
+    fn receiver_section_is_checked() {
+        let ok = "version: 1\nreceiver:\n  tls: { certificate: /etc/r.crt, key: /etc/r.key }\n  clients:\n    web1: { credentials: { secret: r_web1 } }\n  keep: { last: 4 }\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let got = problems("version: 1\nreceiver:\n  listen: \"8443\"\n  storage: srv/r\n  tls: { certificate: /etc/r.crt, key: r.key }\n  clients:\n    \"web 1\": { credentials: { secret: r_web1 } }\n  retention_after: soon\n");
+        let expect = [
+            "server.yaml:3:11: receiver.listen: \"8443\" is not ADDRESS:PORT",
+            "server.yaml:4:12: receiver.storage: \"srv/r\" is not an absolute path",
+            "server.yaml:5:40: receiver.tls.key: \"r.key\" is not an absolute path",
+            "server.yaml:7:5: receiver.clients.\"web 1\": \"web 1\" is not a client name",
+            "server.yaml:8:20: receiver.retention_after: \"soon\" is not a duration",
+        ];
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        for (g, e) in got.iter().zip(expect) {
+            assert!(g.starts_with(e), "{g:?} does not start with {e:?}");
+        }
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn prepare(h: &Host, key: Option<&str>, deploy: bool) -> Res<String> {
 }
 
 /// `strackt backup run shop`, which must succeed; returns the run id.
-fn backup_ok(h: &Host) -> Res<String> {
+pub fn backup_ok(h: &Host) -> Res<String> {
     let out = h.strackt(&["backup", "run", "shop"])?;
     ensure(out.success(), || format!("backup run: {out}"))?;
     let line = out
@@ -132,7 +132,7 @@ fn backup_ok(h: &Host) -> Res<String> {
         .to_string())
 }
 
-fn runs(h: &Host, server: Option<&str>) -> Res<Vec<serde_json::Value>> {
+pub fn runs(h: &Host, server: Option<&str>) -> Res<Vec<serde_json::Value>> {
     let mut args = vec!["backup", "list", "shop", "--json"];
     if let Some(s) = server {
         args.extend(["--server", s]);
@@ -142,13 +142,13 @@ fn runs(h: &Host, server: Option<&str>) -> Res<Vec<serde_json::Value>> {
 }
 
 /// `sha256sum` of every upload, sorted, relative paths.
-fn uploads(h: &Host, dir: &str) -> Res<String> {
+pub fn uploads(h: &Host, dir: &str) -> Res<String> {
     h.sh_ok(&format!(
         "cd {dir} && find . -type f -print0 | sort -z | xargs -0 sha256sum"
     ))
 }
 
-fn items(h: &Host, db: &str) -> Res<String> {
+pub fn items(h: &Host, db: &str) -> Res<String> {
     Ok(h.sh_ok(&format!("runuser -u postgres -- psql -d {db} -tAc \"SELECT string_agg(name, ',' ORDER BY id) FROM items\""))?
         .trim()
         .to_string())

@@ -22,6 +22,7 @@ mod http;
 mod ownership;
 mod package;
 mod packages;
+mod receiver;
 mod restart;
 mod rollback;
 mod settings;
