@@ -8,6 +8,7 @@
 //! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
 
 pub mod restic;
+pub mod unchanged;
 pub mod vault;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::host::systemd::DbusSystemd;
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, StateHandle};
 use restic::{bytes, Repo, Snapshot};
+use unchanged::Seen;
 use vault::Vault;
 
 /// How often the schedule loop re-reads the definition when nothing is due sooner.
@@ -106,6 +108,9 @@ pub struct Backups {
     metrics: Arc<Metrics>,
     /// Apps with a backup or verify running (runs never overlap).
     running: Mutex<BTreeMap<String, ()>>,
+    /// What each app's last successful run saw (in memory: after a restart the first run
+    /// reads everything).
+    seen: Mutex<BTreeMap<String, Seen>>,
 }
 
 /// This server's name, as snapshots are tagged with it.
@@ -164,6 +169,7 @@ impl Backups {
             status,
             metrics,
             running: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -249,18 +255,27 @@ impl Backups {
     ) -> Result<String, String> {
         let repo = self.repo(spec)?;
         let run = format!("{}-{}", self.server, Utc::now().format("%Y%m%dT%H%M%SZ"));
-        p.step("repository", &repo.location, async {
-            let created = repo.ensure().await.map_err(|e| (e, String::new()))?;
-            Ok((
-                (),
-                if created {
-                    "created".into()
-                } else {
-                    String::new()
-                },
-            ))
-        })
-        .await?;
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(app)
+            .filter(|s| s.location == repo.location && !repo.append_only);
+        // The repository was written to by the last run: no need to look for it again.
+        if seen.is_none() {
+            p.step("repository", &repo.location, async {
+                let created = repo.ensure().await.map_err(|e| (e, String::new()))?;
+                Ok((
+                    (),
+                    if created {
+                        "created".into()
+                    } else {
+                        String::new()
+                    },
+                ))
+            })
+            .await?;
+        }
         let tags = |kind: &str| {
             vec![
                 "strackt".to_string(),
@@ -272,31 +287,36 @@ impl Backups {
         };
         let mut said = Vec::new();
         let mut written = Vec::new();
+        let parts = self.parts(app, spec, app_spec, &repo).await?;
         let result = self
             .take_parts(
                 p,
-                app,
+                parts,
                 spec,
-                app_spec,
                 &repo,
+                seen.as_ref(),
                 &tags,
                 &mut said,
                 &mut written,
             )
             .await;
-        if let Err(e) = result {
-            // A run is both snapshots or nothing: what a failed run wrote is removed (a
-            // receiver refuses that; `backup list` hides incomplete runs either way).
-            if !written.is_empty() && !repo.append_only {
-                let ids: Vec<&str> = written.iter().map(String::as_str).collect();
-                if let Err(f) = repo.forget_ids(&ids).await {
-                    tracing::warn!("removing the incomplete backup {run}: {f}");
+        let fingerprints = match result {
+            Ok(f) => f,
+            Err(e) => {
+                // A run is both snapshots or nothing: what a failed run wrote is removed (a
+                // receiver refuses that; `backup list` hides incomplete runs either way).
+                if !written.is_empty() && !repo.append_only {
+                    let ids: Vec<&str> = written.iter().map(String::as_str).collect();
+                    if let Err(f) = repo.forget_ids(&ids).await {
+                        tracing::warn!("removing the incomplete backup {run}: {f}");
+                    }
                 }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let keep = spec.keep.restic_flags();
-        if !keep.is_empty() && !repo.append_only {
+        // Nothing new written, nothing new to forget: retention waits for the next real run.
+        if !keep.is_empty() && !repo.append_only && !written.is_empty() {
             p.step("retention", &keep.join(" "), async {
                 repo.forget(Some(app), Some(&self.server), &keep)
                     .await
@@ -305,25 +325,39 @@ impl Backups {
             })
             .await?;
         }
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                app.to_string(),
+                Seen {
+                    location: repo.location.clone(),
+                    run: run.clone(),
+                    parts: fingerprints,
+                },
+            );
         Ok(format!("backup {run} of {app}: {}", said.join("; ")))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn take_parts(
+    /// The parts of a run of `app`: the database dump and the shared paths, each with the
+    /// fingerprint it has now (when it can be told).
+    async fn parts(
         &self,
-        p: &mut Progress,
         app: &str,
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
         repo: &Repo,
-        tags: &(dyn Fn(&str) -> Vec<String> + Sync),
-        said: &mut Vec<String>,
-        written: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Part>, String> {
         let mut parts: Vec<Part> = Vec::new();
         if spec.database {
             let db = resolve_database(app_spec, &self.secrets)?
                 .ok_or_else(|| format!("app `{app}` has no database"))?;
+            // Taken before the dump starts: a change after it makes the next run dump again.
+            let fingerprint = if repo.append_only {
+                None
+            } else {
+                unchanged::database(&db).await
+            };
             // Uncompressed: restic compresses (zstd) after content-defined chunking, so the
             // table data that did not change since the last run is found again and not stored
             // twice; a compressed dump would differ from its first changed byte on.
@@ -332,12 +366,12 @@ impl Backups {
                 .env_clear()
                 .env("PATH", "/usr/bin:/bin")
                 .envs(&db);
-            let target = format!("pg_dump → {}", repo.location);
             parts.push(Part {
                 kind: "database",
-                target,
+                target: format!("pg_dump → {}", repo.location),
                 paths: Vec::new(),
                 stream: Some((dump, format!("{app}.pgdump"))),
+                fingerprint,
             });
         }
         if !spec.paths.is_empty() {
@@ -350,19 +384,96 @@ impl Backups {
             if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
                 return Err(format!("{missing} does not exist (deploy the app first)"));
             }
+            let fingerprint = if repo.append_only {
+                None
+            } else {
+                let walk = paths.clone();
+                tokio::task::spawn_blocking(move || unchanged::files(&walk))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
             parts.push(Part {
                 kind: "files",
                 target: paths.join(" "),
                 paths,
                 stream: None,
+                fingerprint,
             });
         }
+        Ok(parts)
+    }
+
+    /// Take `parts`: those unchanged since `seen` are recorded on its snapshots (one `restic
+    /// tag`), the others read. Returns the fingerprints of the parts.
+    #[allow(clippy::too_many_arguments)]
+    async fn take_parts(
+        &self,
+        p: &mut Progress,
+        parts: Vec<Part>,
+        spec: &BackupSpec,
+        repo: &Repo,
+        seen: Option<&Seen>,
+        tags: &(dyn Fn(&str) -> Vec<String> + Sync),
+        said: &mut Vec<String>,
+        written: &mut Vec<String>,
+    ) -> Result<BTreeMap<&'static str, String>, String> {
+        let fingerprints: BTreeMap<&'static str, String> = parts
+            .iter()
+            .filter_map(|part| Some((part.kind, part.fingerprint.clone()?)))
+            .collect();
+        let (same, mut read): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|part| {
+            seen.is_some_and(|s| s.unchanged(&repo.location, part.kind, part.fingerprint.as_ref()))
+        });
+        if let (Some(prev), false) = (seen, same.is_empty()) {
+            let kinds: Vec<&str> = same.iter().map(|part| part.kind).collect();
+            let filters: Vec<String> = kinds
+                .iter()
+                .map(|k| format!("run={},kind={k}", prev.run))
+                .collect();
+            // The new run's own tags, minus `kind` (the snapshot has it already).
+            let add: Vec<String> = tags("")
+                .into_iter()
+                .filter(|t| t.starts_with("run=") || t.starts_with("trigger="))
+                .collect();
+            let expected = same.len();
+            // restic tag needs an exclusive lock: when another run holds the repository, or the
+            // previous run's snapshots are gone, the parts are simply read.
+            let tagged = p
+                .step(
+                    "unchanged",
+                    &format!("{} as in {}", kinds.join(" and "), prev.run),
+                    async {
+                        Ok(match repo.add_tags(&self.server, &filters, &add).await {
+                            Ok(n) if n == expected => (n, String::new()),
+                            Ok(n) => (
+                                n,
+                                format!(
+                                    "{n} of {expected} snapshots of {} found; reading them instead",
+                                    prev.run
+                                ),
+                            ),
+                            Err(e) => (0, format!("{e}; reading instead")),
+                        })
+                    },
+                )
+                .await?;
+            if tagged == expected {
+                said.extend(kinds.iter().map(|k| format!("{k} unchanged")));
+            } else {
+                read.extend(same);
+            }
+        } else {
+            read.extend(same);
+        }
+        read.sort_by_key(|part| part.kind != "database");
         for Part {
             kind,
             target,
             paths,
             stream,
-        } in parts
+            ..
+        } in read
         {
             let live = p.live();
             let summary = p
@@ -387,7 +498,7 @@ impl Backups {
                 bytes(summary.data_added)
             ));
         }
-        Ok(())
+        Ok(fingerprints)
     }
 
     /// The runs of `app` at its destination (of `server`, or of every server).
@@ -662,6 +773,8 @@ struct Part {
     target: String,
     paths: Vec<String>,
     stream: Option<(Command, String)>,
+    /// What it looks like now, to tell whether it changed since the last run.
+    fingerprint: Option<String>,
 }
 
 /// The snapshots a complete run of `spec` has.
@@ -679,27 +792,43 @@ fn complete_runs(snaps: &[Snapshot], spec: &BackupSpec) -> Vec<RunView> {
         .collect()
 }
 
-/// Group snapshots by their run tag, newest first.
+/// Group snapshots by their run tag, newest first. A part that did not change is one snapshot
+/// shared by consecutive runs (several `run=` tags); a run's time is the one in its id.
 fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
     let mut runs: BTreeMap<String, RunView> = BTreeMap::new();
     for s in snaps {
-        let Some(run) = s.tag("run") else { continue };
-        let view = runs.entry(run.to_string()).or_insert_with(|| RunView {
-            run: run.to_string(),
-            time: s.time.clone(),
-            server: s.hostname.clone(),
-            trigger: s.tag("trigger").unwrap_or("?").to_string(),
-            snapshots: BTreeMap::new(),
-        });
-        view.time = view.time.clone().min(s.time.clone());
-        view.snapshots.insert(
-            s.tag("kind").unwrap_or("files").to_string(),
-            s.short_id.clone(),
-        );
+        let shared = s.tags_of("run").count() > 1;
+        for run in s.tags_of("run") {
+            let view = runs.entry(run.to_string()).or_insert_with(|| RunView {
+                run: run.to_string(),
+                time: run_time(run).unwrap_or_else(|| s.time.clone()),
+                server: s.hostname.clone(),
+                trigger: "?".into(),
+                snapshots: BTreeMap::new(),
+            });
+            // A shared snapshot carries the triggers of all its runs: only a run's own says.
+            if !shared {
+                view.trigger = s.tag("trigger").unwrap_or("?").to_string();
+            }
+            view.snapshots.insert(
+                s.tag("kind").unwrap_or("files").to_string(),
+                s.short_id.clone(),
+            );
+        }
     }
     let mut list: Vec<RunView> = runs.into_values().collect();
     list.sort_by(|a, b| b.time.cmp(&a.time));
     list
+}
+
+/// The time in a run id `<server>-YYYYMMDDTHHMMSSZ`, as RFC 3339.
+fn run_time(run: &str) -> Option<String> {
+    let (_, stamp) = run.rsplit_once('-')?;
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
+    Some(
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 /// Restore the files snapshot into a scratch directory beside `shared/`, then swap each
@@ -820,5 +949,34 @@ mod tests {
             .map(|r| r.run)
             .collect();
         assert_eq!(complete, ["r1"], "r2 has no files snapshot");
+    }
+
+    #[test]
+    fn an_unchanged_part_is_shared_by_consecutive_runs() {
+        let (r1, r2) = ("web1-20261122T100000Z", "web1-20261122T101500Z");
+        let mut db = snap("a", "2026-11-22T10:00:01Z", "database", r1);
+        db.tags.push(format!("run={r2}"));
+        db.tags.push("trigger=schedule".into());
+        let mut files2 = snap("c", "2026-11-22T10:15:02Z", "files", r2);
+        files2.tags[2] = "trigger=schedule".into();
+        let snaps = [db, snap("b", "2026-11-22T10:00:05Z", "files", r1), files2];
+        let runs = group_runs(&snaps);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].run, r2);
+        assert_eq!(runs[0].time, "2026-11-22T10:15:00Z", "the run's own time");
+        assert_eq!(
+            runs[0].snapshots.get("database").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(
+            runs[0].snapshots.get("files").map(String::as_str),
+            Some("c")
+        );
+        assert_eq!(runs[0].trigger, "schedule");
+        assert_eq!(
+            runs[1].snapshots.get("database").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(runs[1].trigger, "cli");
     }
 }

@@ -56,11 +56,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The value of tag `key=…`.
-    pub fn tag(&self, key: &str) -> Option<&str> {
+    /// The value of tag `key=…` (the first, if there are several).
+    pub fn tag<'a>(&'a self, key: &'a str) -> Option<&'a str> {
+        self.tags_of(key).next()
+    }
+
+    /// Every value of tag `key=…`.
+    pub fn tags_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.tags
             .iter()
-            .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+            .filter_map(move |t| t.strip_prefix(key)?.strip_prefix('='))
     }
 }
 
@@ -520,6 +525,39 @@ impl Repo {
         }
         args.extend(keep.iter().map(String::as_str));
         self.run(&args, Duration::from_secs(6 * 3600)).await
+    }
+
+    /// Add `add` to the snapshots of `host` matching any of the tag lists `filters`; returns
+    /// how many were changed. (restic rewrites them: their ids change, their content not.)
+    ///
+    /// # Errors
+    /// restic failing.
+    pub async fn add_tags(
+        &self,
+        host: &str,
+        filters: &[String],
+        add: &[String],
+    ) -> Result<usize, String> {
+        let mut args = vec!["tag", "--host", host];
+        for f in filters {
+            args.extend(["--tag", f]);
+        }
+        for a in add {
+            args.extend(["--add", a]);
+        }
+        let out = self.run(&args, LOOK_LIMIT).await?;
+        Ok(out
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .to_lowercase()
+                    .strip_prefix("modified tags on ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0))
     }
 
     /// Remove the snapshots `ids` (their data goes at the next prune).

@@ -16,6 +16,7 @@
 //!    run missed while the daemon was down runs once at start.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host_binds, Host, Res};
 
@@ -132,6 +133,19 @@ pub fn backup_ok(h: &Host) -> Res<String> {
         .to_string())
 }
 
+/// The step actions of the newest operation.
+fn steps(h: &Host) -> Res<Vec<String>> {
+    let ops: serde_json::Value = h.strackt(&["history", "--json"])?.json_ok()?;
+    Ok(ops[0]["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x["action"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 pub fn runs(h: &Host, server: Option<&str>) -> Res<Vec<serde_json::Value>> {
     let mut args = vec!["backup", "list", "shop", "--json"];
     if let Some(s) = server {
@@ -194,6 +208,28 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
                 && listed[0]["snapshots"]["files"].is_string(),
             || format!("{listed:?}"),
         )?;
+        // The files did not change: the second run shares the first run's files snapshot.
+        ensure_eq(
+            steps(a)?,
+            ["unchanged", "database", "retention"]
+                .map(String::from)
+                .to_vec(),
+            "steps of the second run",
+        )?;
+        ensure_eq(
+            listed[0]["snapshots"]["files"].clone(),
+            listed[1]["snapshots"]["files"].clone(),
+            "files snapshot of the two runs",
+        )?;
+        // Nothing changed at all: nothing is read (nor forgotten), and that run is what B
+        // restores below.
+        run = backup_ok(a)?;
+        ensure_eq(
+            steps(a)?,
+            vec!["unchanged".to_string()],
+            "steps of a run with no change",
+        )?;
+        ensure_eq(runs(a, None)?.len(), 3, "runs listed")?;
         ensure(!a.journal(500).contains(&key), || {
             "the key is in the journal".to_string()
         })?;
@@ -227,7 +263,26 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
             items(a, "scratch")?,
             "apple,pear,kiwi".to_string(),
             "dump restored by restic + pg_restore",
-        )
+        )?;
+
+        // A transaction open during a run commits after it: the database is "unchanged" to
+        // nobody — the next run dumps again and holds the row.
+        background(a, "runuser -u postgres -- psql -d shop -qc \"BEGIN; INSERT INTO items (name) VALUES ('durian'); SELECT pg_sleep(6); COMMIT\"")?;
+        wait_until("the open transaction", Duration::from_secs(10), || {
+            Ok(a.sh_ok("runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()\"")?.trim() == "1")
+        })?;
+        backup_ok(a)?;
+        wait_until("the commit", Duration::from_secs(20), || {
+            Ok(items(a, "shop")?.contains("durian"))
+        })?;
+        let after = backup_ok(a)?;
+        ensure(steps(a)?.iter().any(|s| s == "database"), || {
+            "a transaction that committed after the last run was taken for no change".to_string()
+        })?;
+        let rows = a.sh_ok(&format!(
+            "{RESTIC}; export RESTIC_PASSWORD='{key}'; restic $R dump \"$(restic $R snapshots --json --tag run={after},kind=database | jq -r '.[0].id')\" /shop.pgdump | grep -ac durian"
+        ))?;
+        ensure_eq(rows.trim(), "1", "the late-committed row in the newest dump")
     })?;
 
     with_app_host_binds("backup-b", &binds, |b| {

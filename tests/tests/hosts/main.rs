@@ -26,6 +26,7 @@ mod receiver;
 mod restart;
 mod rollback;
 mod settings;
+mod versioned;
 
 use strackt_integration::{ensure, Host, Res};
 
