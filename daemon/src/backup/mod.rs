@@ -25,11 +25,11 @@ use crate::daemon::{Metrics, Status};
 use crate::definition::schedule::Schedule;
 use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
-use crate::deploy::{Deployer, Progress};
+use crate::deploy::{Deployer, Progress, Step};
 use crate::host::systemd::DbusSystemd;
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, StateHandle};
-use restic::{bytes, Repo, Snapshot};
+use restic::{bytes, Repo, Snapshot, Summary};
 use unchanged::Seen;
 use vault::Vault;
 
@@ -348,16 +348,47 @@ impl Backups {
         app_spec: &crate::definition::AppSpec,
         repo: &Repo,
     ) -> Result<Vec<Part>, String> {
+        let db = if spec.database {
+            Some(
+                resolve_database(app_spec, &self.secrets)?
+                    .ok_or_else(|| format!("app `{app}` has no database"))?,
+            )
+        } else {
+            None
+        };
+        let shared = Path::new(&app_spec.path).join("shared");
+        let paths: Vec<String> = spec
+            .paths
+            .iter()
+            .map(|p| shared.join(p).display().to_string())
+            .collect();
+        if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
+            return Err(format!("{missing} does not exist (deploy the app first)"));
+        }
+        // Both taken before anything is read: a change after this makes the next run read
+        // again. A receiver cannot re-tag snapshots, so there every part is always read.
+        let look = !repo.append_only;
+        let walk = paths.clone();
+        let (db_print, files_print) = tokio::join!(
+            async {
+                match &db {
+                    Some(env) if look => unchanged::database(env).await,
+                    _ => None,
+                }
+            },
+            async {
+                if look && !walk.is_empty() {
+                    tokio::task::spawn_blocking(move || unchanged::files(&walk))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                } else {
+                    None
+                }
+            }
+        );
         let mut parts: Vec<Part> = Vec::new();
-        if spec.database {
-            let db = resolve_database(app_spec, &self.secrets)?
-                .ok_or_else(|| format!("app `{app}` has no database"))?;
-            // Taken before the dump starts: a change after it makes the next run dump again.
-            let fingerprint = if repo.append_only {
-                None
-            } else {
-                unchanged::database(&db).await
-            };
+        if let Some(db) = db {
             // Uncompressed: restic compresses (zstd) after content-defined chunking, so the
             // table data that did not change since the last run is found again and not stored
             // twice; a compressed dump would differ from its first changed byte on.
@@ -371,34 +402,16 @@ impl Backups {
                 target: format!("pg_dump → {}", repo.location),
                 paths: Vec::new(),
                 stream: Some((dump, format!("{app}.pgdump"))),
-                fingerprint,
+                fingerprint: db_print,
             });
         }
-        if !spec.paths.is_empty() {
-            let shared = Path::new(&app_spec.path).join("shared");
-            let paths: Vec<String> = spec
-                .paths
-                .iter()
-                .map(|p| shared.join(p).display().to_string())
-                .collect();
-            if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
-                return Err(format!("{missing} does not exist (deploy the app first)"));
-            }
-            let fingerprint = if repo.append_only {
-                None
-            } else {
-                let walk = paths.clone();
-                tokio::task::spawn_blocking(move || unchanged::files(&walk))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            };
+        if !paths.is_empty() {
             parts.push(Part {
                 kind: "files",
                 target: paths.join(" "),
                 paths,
                 stream: None,
-                fingerprint,
+                fingerprint: files_print,
             });
         }
         Ok(parts)
@@ -467,36 +480,53 @@ impl Backups {
             read.extend(same);
         }
         read.sort_by_key(|part| part.kind != "database");
-        for Part {
-            kind,
-            target,
-            paths,
-            stream,
-            ..
-        } in read
-        {
-            let live = p.live();
-            let summary = p
-                .step(kind, &target, async {
-                    repo.backup(
-                        &paths,
-                        stream,
-                        &tags(kind),
-                        &self.server,
-                        &live,
-                        spec.stall_limit(),
-                    )
-                    .await
-                    .map(|s| (s, String::new()))
-                    .map_err(|e| (e, String::new()))
-                })
-                .await?;
-            written.push(summary.snapshot_id.clone());
-            said.push(format!(
-                "{kind} {} read, {} added",
-                bytes(summary.total_bytes_processed),
-                bytes(summary.data_added)
-            ));
+        // The dump and the files go up at the same time: restic reads a stream on one thread,
+        // so alone it leaves a core idle.
+        let kinds: Vec<&str> = read.iter().map(|part| part.kind).collect();
+        let steps: Vec<Step<'_, Summary>> = read
+            .into_iter()
+            .map(|part| {
+                let live = Arc::new(Mutex::new(String::new()));
+                let tags = tags(part.kind);
+                let work_live = live.clone();
+                Step {
+                    action: part.kind.to_string(),
+                    target: part.target,
+                    live,
+                    work: Box::pin(async move {
+                        repo.backup(
+                            &part.paths,
+                            part.stream,
+                            &tags,
+                            &self.server,
+                            &work_live,
+                            spec.stall_limit(),
+                        )
+                        .await
+                        .map(|s| (s, String::new()))
+                        .map_err(|e| (e, String::new()))
+                    }),
+                }
+            })
+            .collect();
+        let mut failure = None;
+        for (kind, result) in kinds.into_iter().zip(p.steps(steps).await) {
+            match result {
+                Ok(summary) => {
+                    written.push(summary.snapshot_id.clone());
+                    said.push(format!(
+                        "{kind} {} read, {} added",
+                        bytes(summary.total_bytes_processed),
+                        bytes(summary.data_added)
+                    ));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         Ok(fingerprints)
     }
@@ -638,45 +668,46 @@ impl Backups {
         })
         .await?;
 
-        let restored = async {
-            if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
-                let file = snap
-                    .paths
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| format!("/{app}.pgdump"));
-                p.step(
-                    "restore-database",
-                    &format!("{} {file}", snap.short_id),
-                    async {
-                        crate::deploy::database::restore(
-                            crate::deploy::database::DumpSource::Stream(
-                                repo.dump_command(&snap.id, &file),
-                            ),
-                            db,
-                        )
-                        .await
-                    },
-                )
-                .await?;
-            }
-            if let Some(snap) = by_kind("files") {
-                let shared = Path::new(&app_spec.path).join("shared");
-                p.step(
-                    "restore-files",
-                    &format!("{} → {}", snap.short_id, shared.display()),
-                    async {
-                        restore_files(&repo, &snap, &shared, &spec.paths, app_spec.user.as_deref())
-                            .await
-                            .map(|out| ((), out))
-                            .map_err(|e| (e, String::new()))
-                    },
-                )
-                .await?;
-            }
-            Ok::<(), String>(())
+        // The database and the files are put back at the same time. The first failure stops
+        // the other: an unfinished database restore rolls back (one transaction) and files are
+        // swapped in only once all of them are restored; a part that had finished stays.
+        let shared = Path::new(&app_spec.path).join("shared");
+        let mut steps: Vec<Step<'_, ()>> = Vec::new();
+        if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
+            let file = snap
+                .paths
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("/{app}.pgdump"));
+            let source =
+                crate::deploy::database::DumpSource::Stream(repo.dump_command(&snap.id, &file));
+            steps.push(Step {
+                action: "restore-database".into(),
+                target: format!("{} {file}", snap.short_id),
+                live: Arc::new(Mutex::new(String::new())),
+                work: Box::pin(crate::deploy::database::restore(source, db)),
+            });
         }
-        .await;
+        if let Some(snap) = by_kind("files") {
+            let (repo, shared) = (&repo, &shared);
+            steps.push(Step {
+                action: "restore-files".into(),
+                target: format!("{} → {}", snap.short_id, shared.display()),
+                live: Arc::new(Mutex::new(String::new())),
+                work: Box::pin(async move {
+                    restore_files(repo, &snap, shared, &spec.paths, app_spec.user.as_deref())
+                        .await
+                        .map(|out| ((), out))
+                        .map_err(|e| (e, String::new()))
+                }),
+            });
+        }
+        let restored = p
+            .steps(steps)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err);
         if let Err(e) = restored {
             // Put the app back up on what it had (the database restore is one transaction).
             for unit in units.iter().rev() {

@@ -81,9 +81,12 @@ pub async fn restore(
                 feeder = Some(child);
             }
         }
+        // Killed if this is dropped half-way: psql would otherwise see end of input and
+        // COMMIT whatever part of the dump it had.
         let mut restore = pg_restore
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("pg_restore: {e}"))?;
         let mut psql = client("psql", db)
@@ -98,6 +101,7 @@ pub async fn restore(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("psql: {e}"))?;
         let mut into = psql.stdin.take().ok_or("psql has no stdin")?;

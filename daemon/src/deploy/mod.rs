@@ -15,10 +15,13 @@ pub mod runner;
 pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use crate::apply::StepRecord;
@@ -84,6 +87,19 @@ impl Drop for Claim {
     }
 }
 
+/// What a step's work gives: a value and the output to keep, or the one-line reason and the
+/// output.
+pub(crate) type StepResult<T> = Result<(T, String), (String, String)>;
+
+/// One step to run with [`Progress::steps`].
+pub(crate) struct Step<'a, T> {
+    pub(crate) action: String,
+    pub(crate) target: String,
+    /// Where the work writes its progress line.
+    pub(crate) live: Arc<Mutex<String>>,
+    pub(crate) work: Pin<Box<dyn Future<Output = StepResult<T>> + Send + 'a>>,
+}
+
 /// The record of a running operation, written step by step so watchers see it advance.
 pub(crate) struct Progress {
     state: StateHandle,
@@ -101,71 +117,115 @@ impl Progress {
         }
     }
 
-    /// Run `work` as step `action` on `target`: recorded as running, then with its outcome,
-    /// duration and output. `Err` is the one-line reason.
-    /// The handle a step's work writes its progress line into.
-    pub(crate) fn live(&self) -> Arc<Mutex<String>> {
-        self.live.clone()
-    }
-
-    fn live_get(&self) -> String {
-        self.live.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    fn live_set(&self, text: String) {
-        if let Ok(mut l) = self.live.lock() {
-            *l = text;
-        }
-    }
-
     /// The operation's id.
     pub(crate) fn id(&self) -> i64 {
         self.op.id
     }
 
+    /// Run `work` as step `action` on `target`: recorded as running, then with its outcome,
+    /// duration and output. `Err` is the one-line reason.
     pub(crate) async fn step<T>(
         &mut self,
         action: &str,
         target: &str,
-        work: impl std::future::Future<Output = Result<(T, String), (String, String)>>,
+        work: impl Future<Output = StepResult<T>> + Send,
     ) -> Result<T, String> {
-        let seq = self.op.steps.len();
-        self.op
-            .steps
-            .push(StepRecord::new(action, target, "running", "", false));
-        self.put(seq).await;
+        let live = self.live.clone();
+        let mut results = self
+            .steps(vec![Step {
+                action: action.to_string(),
+                target: target.to_string(),
+                live,
+                work: Box::pin(work),
+            }])
+            .await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(format!("{action} did not run")))
+    }
+
+    /// Run several steps at the same time (each recorded as its own step, with its own live
+    /// line). The first failure stops the others: their work is dropped (child processes are
+    /// killed) and they are recorded as failed because of it. Results in the given order.
+    pub(crate) async fn steps<'a, T>(&mut self, work: Vec<Step<'a, T>>) -> Vec<Result<T, String>> {
+        let first = self.op.steps.len();
+        let mut lives = Vec::new();
+        let mut pending = FuturesUnordered::new();
+        for (i, w) in work.into_iter().enumerate() {
+            self.op
+                .steps
+                .push(StepRecord::new(&w.action, &w.target, "running", "", false));
+            self.put(first + i).await;
+            w.live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+            lives.push(w.live);
+            let fut = w.work;
+            pending.push(async move { (i, fut.await) });
+        }
         let t0 = Instant::now();
-        self.live_set(String::new());
-        tokio::pin!(work);
-        let result = loop {
+        let mut results: Vec<Option<Result<T, String>>> = (0..lives.len()).map(|_| None).collect();
+        let mut failed: Option<String> = None;
+        while !pending.is_empty() {
             tokio::select! {
-                r = &mut work => break r,
+                Some((i, r)) = pending.next() => {
+                    let seq = first + i;
+                    let action = self.op.steps[seq].action.clone();
+                    let step = &mut self.op.steps[seq];
+                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                    let out = match r {
+                        Ok((v, tail)) => {
+                            step.outcome = "ok".into();
+                            step.detail = lives[i].lock().map(|l| l.clone()).unwrap_or_default();
+                            results[i] = Some(Ok(v));
+                            tail
+                        }
+                        Err((why, tail)) => {
+                            step.outcome = "failed".into();
+                            step.detail = why.clone();
+                            results[i] = Some(Err(format!("{action} failed: {why}")));
+                            failed = Some(action);
+                            tail
+                        }
+                    };
+                    step.output = (!out.trim().is_empty()).then_some(out);
+                    self.put(seq).await;
+                    if failed.is_some() {
+                        break;
+                    }
+                }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    let now = self.live_get();
-                    if !now.is_empty() && now != self.op.steps[seq].detail {
-                        self.op.steps[seq].detail = now;
-                        self.put(seq).await;
+                    for (i, live) in lives.iter().enumerate() {
+                        let seq = first + i;
+                        let now = live.lock().map(|l| l.clone()).unwrap_or_default();
+                        if results[i].is_none() && !now.is_empty() && now != self.op.steps[seq].detail {
+                            self.op.steps[seq].detail = now;
+                            self.put(seq).await;
+                        }
                     }
                 }
             }
-        };
-        let step = &mut self.op.steps[seq];
-        step.duration_ms = Some(t0.elapsed().as_millis() as i64);
-        let (outcome, out) = match result {
-            Ok((v, tail)) => {
-                step.outcome = "ok".into();
-                step.detail = self.live.lock().map(|l| l.clone()).unwrap_or_default();
-                (Ok(v), tail)
-            }
-            Err((why, tail)) => {
-                step.outcome = "failed".into();
-                step.detail = why.clone();
-                (Err(format!("{action} failed: {why}")), tail)
-            }
-        };
-        step.output = (!out.trim().is_empty()).then_some(out);
-        self.put(seq).await;
-        outcome
+        }
+        drop(pending);
+        let mut out = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            let r = match r {
+                Some(r) => r,
+                None => {
+                    let why = format!("stopped: {} failed", failed.as_deref().unwrap_or("a step"));
+                    let step = &mut self.op.steps[first + i];
+                    step.outcome = "failed".into();
+                    step.detail = why.clone();
+                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                    let action = step.action.clone();
+                    self.put(first + i).await;
+                    Err(format!("{action} failed: {why}"))
+                }
+            };
+            out.push(r);
+        }
+        out
     }
 
     pub(crate) async fn finish(mut self, result: &Result<String, String>) -> Operation {

@@ -282,7 +282,11 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
         let rows = a.sh_ok(&format!(
             "{RESTIC}; export RESTIC_PASSWORD='{key}'; restic $R dump \"$(restic $R snapshots --json --tag run={after},kind=database | jq -r '.[0].id')\" /shop.pgdump | grep -ac durian"
         ))?;
-        ensure_eq(rows.trim(), "1", "the late-committed row in the newest dump")
+        ensure_eq(
+            rows.trim(),
+            "1",
+            "the late-committed row in the newest dump",
+        )
     })?;
 
     with_app_host_binds("backup-b", &binds, |b| {
