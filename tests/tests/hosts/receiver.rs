@@ -58,11 +58,6 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             "web1:pw-web1\n",
             0o600,
         )?;
-        h.write(
-            "/etc/strackt/secrets/receiver_web2",
-            "web2:pw-web2\n",
-            0o600,
-        )?;
         h.sh_ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=backup-host -addext subjectAltName=IP:127.0.0.1 -keyout /etc/strackt/receiver.key -out /etc/strackt/receiver.crt 2>/dev/null && chmod 600 /etc/strackt/receiver.key")?;
         let out = h.strackt(&["backup", "key", "init"])?;
         ensure(out.success(), || format!("key init: {out}"))?;
@@ -70,7 +65,25 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             &strackt_integration::repo_root().join("systemd/strackt-receiver.service"),
             "/etc/systemd/system/strackt-receiver.service",
         )?;
-        h.sh_ok("systemctl daemon-reload && systemctl enable --now strackt-receiver.service")?;
+        // A missing client secret: the unit does not start, and says which file to create.
+        let out =
+            h.sh("systemctl daemon-reload && systemctl enable --now strackt-receiver.service")?;
+        ensure(!out.success(), || {
+            format!("started without web2's secret: {out}")
+        })?;
+        let journal = h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?;
+        ensure(
+            journal.contains(
+                "secret `receiver_web2` is missing: create /etc/strackt/secrets/receiver_web2",
+            ),
+            || format!("no clear message: {journal}"),
+        )?;
+        h.write(
+            "/etc/strackt/secrets/receiver_web2",
+            "web2:pw-web2\n",
+            0o600,
+        )?;
+        h.sh_ok("systemctl reset-failed strackt-receiver.service; systemctl restart strackt-receiver.service")?;
         ensure_eq(
             h.is_active("strackt-receiver.service")?,
             "active".into(),
