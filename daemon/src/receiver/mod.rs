@@ -195,18 +195,19 @@ impl Retention {
         let _held = pruning.lock().await;
         let repo = Repo::local(&self.store.repo(client), &self.vault, &self.cache);
         let out = repo.forget(None, None, keep).await?;
-        let removed = out
+        // restic says "remove N snapshots:" per group.
+        let removed: u64 = out
             .lines()
-            .filter(|l| l.trim_start().starts_with("remove "))
-            .count();
-        tracing::info!(
-            "retention for {client}: {}",
-            if removed == 0 {
-                "nothing to remove".to_string()
-            } else {
-                format!("removed {removed} snapshot group(s), pruned")
-            }
-        );
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("remove ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        tracing::info!("retention for {client}: {removed} snapshot(s) forgotten and pruned");
         Ok(())
     }
 }
