@@ -91,6 +91,12 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             vault,
             cache: paths.cache.join("receiver"),
         };
+        for client in passwords.keys() {
+            let swept = rest::sweep(&store.repo(client));
+            if swept > 0 {
+                tracing::info!("removed {swept} cut-off upload(s) of {client}");
+            }
+        }
         // Repositories that got snapshots before a restart get their retention pass too.
         for client in retention.keeps.keys() {
             if store.repo(client).join("config").exists() {

@@ -219,6 +219,30 @@ impl Store {
     }
 }
 
+/// Remove what uploads cut off by a crash or restart left behind (dot-files, never listed) in
+/// the repository `repo`; returns how many.
+pub fn sweep(repo: &Path) -> usize {
+    let mut dirs: Vec<PathBuf> = ["keys", "locks", "snapshots", "index"]
+        .iter()
+        .map(|d| repo.join(d))
+        .collect();
+    dirs.extend((0..=255u8).map(|b| repo.join("data").join(format!("{b:02x}"))));
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.')
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 type Reply = Result<Response, (StatusCode, String)>;
 
 fn io_error(what: &Path, e: &std::io::Error) -> (StatusCode, String) {
@@ -565,6 +589,22 @@ mod tests {
             Ok(Action::Create)
         );
         assert!(decide(&Method::PUT, &obj(Kind::Data), false).is_err());
+    }
+
+    #[test]
+    fn cut_off_uploads_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        std::fs::create_dir_all(repo.join("data/ab")).expect("mkdir");
+        std::fs::create_dir_all(repo.join("snapshots")).expect("mkdir");
+        std::fs::write(repo.join(format!("data/ab/{ID}")), b"pack").expect("write");
+        std::fs::write(repo.join(format!("data/ab/.{ID}.7.0")), b"pa").expect("write");
+        std::fs::write(repo.join(format!("snapshots/.{ID}.7.1")), b"s").expect("write");
+        std::fs::write(repo.join("config"), b"c").expect("write");
+        assert_eq!(sweep(repo), 2);
+        assert!(repo.join(format!("data/ab/{ID}")).exists());
+        assert!(repo.join("config").exists());
+        assert_eq!(sweep(repo), 0);
     }
 
     #[test]
