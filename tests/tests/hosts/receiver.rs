@@ -71,12 +71,15 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
         ensure(!out.success(), || {
             format!("started without web2's secret: {out}")
         })?;
-        let journal = h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?;
-        ensure(
-            journal.contains(
-                "secret `receiver_web2` is missing: create /etc/strackt/secrets/receiver_web2",
-            ),
-            || format!("no clear message: {journal}"),
+        // journald takes the line a moment after the unit failed.
+        wait_until(
+            "the receiver's message naming the missing secret",
+            std::time::Duration::from_secs(15),
+            || {
+                Ok(h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?.contains(
+                    "secret `receiver_web2` is missing: create /etc/strackt/secrets/receiver_web2",
+                ))
+            },
         )?;
         h.write(
             "/etc/strackt/secrets/receiver_web2",
@@ -168,10 +171,15 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             "200".into(),
             "web1 reading its own config",
         )?;
-        ensure(
-            h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?
-                .contains("refused DELETE"),
-            || "the receiver does not log refusals".to_string(),
+        wait_until(
+            "the receiver logging the refusals",
+            std::time::Duration::from_secs(15),
+            || {
+                Ok(
+                    h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?
+                        .contains("refused DELETE"),
+                )
+            },
         )?;
 
         // Restore through the receiver: the database and the files come back.
