@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use super::vault::Vault;
@@ -389,22 +389,13 @@ impl Repo {
                 let mut out = child.stdout.take().ok_or("dump has no stdout")?;
                 let mut err = child.stderr.take().ok_or("dump has no stderr")?;
                 Some(tokio::spawn(async move {
-                    let mut buf = vec![0u8; 1 << 20];
-                    let copied: Result<(), String> = async {
-                        loop {
-                            let n = out
-                                .read(&mut buf)
-                                .await
-                                .map_err(|e| format!("reading the dump: {e}"))?;
-                            if n == 0 {
-                                return Ok(());
-                            }
-                            into.write_all(&buf[..n])
-                                .await
-                                .map_err(|e| format!("restic stopped reading: {e}"))?;
-                        }
-                    }
-                    .await;
+                    let copied = tokio::io::copy_buf(
+                        &mut BufReader::with_capacity(1 << 20, &mut out),
+                        &mut into,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("streaming the dump into restic: {e}"));
                     let mut errors = String::new();
                     let _ = err.read_to_string(&mut errors).await;
                     let status = child.wait().await.map_err(|e| e.to_string());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use super::preflight::last_line;
@@ -110,19 +110,10 @@ pub async fn restore(
             into.write_all(DROP_OWNED_TABLES.as_bytes())
                 .await
                 .map_err(|e| format!("psql: {e}"))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = sql
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| format!("pg_restore: {e}"))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                into.write_all(&buf[..n])
-                    .await
-                    .map_err(|e| format!("psql stopped reading: {e}"))?;
-            }
+            tokio::io::copy_buf(&mut BufReader::with_capacity(1 << 20, &mut sql), &mut into)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("streaming pg_restore's output into psql: {e}"))
         }
         .await;
         let mut restore_err = String::new();
