@@ -1060,3 +1060,102 @@ impl Deployer {
         Ok(p.finish(&result).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::state::State;
+
+    /// Sets its flag when dropped: tells whether the work holding it was stopped.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn step<'a>(
+        action: &str,
+        work: impl Future<Output = StepResult<u32>> + Send + 'a,
+    ) -> Step<'a, u32> {
+        Step {
+            action: action.into(),
+            target: "t".into(),
+            live: Arc::new(Mutex::new(String::new())),
+            work: Box::pin(work),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_failing_step_stops_the_others_and_every_step_is_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateHandle::new(State::open(&dir.path().join("state.db")).expect("state"));
+        let id = state
+            .call(|s| s.start_operation("backup", "cli", None, &now()))
+            .await
+            .expect("operation");
+        let op = state
+            .call(move |s| s.operations(1, Some(id)))
+            .await
+            .expect("operations")
+            .pop()
+            .expect("the operation");
+        let mut p = Progress {
+            state: state.clone(),
+            op,
+            started: Instant::now(),
+            live: Arc::new(Mutex::new(String::new())),
+        };
+        let stopped = Arc::new(AtomicBool::new(false));
+        let guard = Dropped(stopped.clone());
+        // A bound, so a regression fails instead of hanging on the step that never ends.
+        let results = tokio::time::timeout(
+            Duration::from_secs(5),
+            p.steps(vec![
+                step("quick", async { Ok((1, "out".to_string())) }),
+                step("fails", async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(("boom".to_string(), String::new()))
+                }),
+                step("forever", async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                    Ok((3, String::new()))
+                }),
+            ]),
+        )
+        .await
+        .expect("the failure stopped the step that never ends");
+        assert_eq!(
+            results,
+            [
+                Ok(1),
+                Err("fails failed: boom".to_string()),
+                Err("forever failed: stopped: fails failed".to_string())
+            ]
+        );
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the unfinished work was dropped"
+        );
+        let recorded = state
+            .call(move |s| s.operations(1, Some(id)))
+            .await
+            .expect("operations")
+            .pop()
+            .expect("the operation");
+        let outcomes: Vec<(&str, &str)> = recorded
+            .steps
+            .iter()
+            .map(|s| (s.action.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("quick", "ok"), ("fails", "failed"), ("forever", "failed")]
+        );
+        assert_eq!(recorded.steps[0].output.as_deref(), Some("out"));
+    }
+}
