@@ -41,10 +41,11 @@ fn curl(h: &Host, who: &str, args: &str) -> Res<String> {
     .to_string())
 }
 
-/// Snapshots in the receiver's storage, read by restic on the receiver with the team key.
+/// Snapshots in the receiver's storage, read by restic on the receiver with the team key;
+/// without a lock, as retention may hold the repository (clients over REST wait for it instead).
 fn stored(h: &Host) -> Res<usize> {
     let v: serde_json::Value = serde_json::from_str(&h.sh_ok(&format!(
-        "restic -r {STORE} --password-file /var/lib/strackt/vault/backup.key --no-cache snapshots --json"
+        "restic -r {STORE} --password-file /var/lib/strackt/vault/backup.key --no-cache --no-lock snapshots --json"
     ))?)?;
     Ok(v.as_array().map_or(0, Vec::len))
 }
