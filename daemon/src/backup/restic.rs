@@ -423,7 +423,7 @@ impl Repo {
         });
         let mut lines = BufReader::new(stdout).lines();
         let mut summary = None;
-        let mut last_bytes = 0u64;
+        let mut last_counters = None;
         let mut last_change = Instant::now();
         let mut stalled = false;
         let mut pump = pump;
@@ -435,9 +435,13 @@ impl Repo {
                     let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
                     match v["message_type"].as_str() {
                         Some("status") => {
+                            // Scanning (totals growing), unchanged files (files_done) and
+                            // reading (bytes_done) are all progress; only a frozen status is not.
                             let done = v["bytes_done"].as_u64().unwrap_or(0);
-                            if done != last_bytes {
-                                last_bytes = done;
+                            let counters = ["bytes_done", "files_done", "total_files", "total_bytes"]
+                                .map(|k| v[k].as_u64().unwrap_or(0));
+                            if last_counters != Some(counters) {
+                                last_counters = Some(counters);
                                 last_change = Instant::now();
                             }
                             let pct = v["percent_done"].as_f64().map(|p| format!(", {:.0}%", p * 100.0)).unwrap_or_default();

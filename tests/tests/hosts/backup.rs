@@ -31,7 +31,7 @@ const BACKUPS: &str = r#"backups:
     schedule: daily
     timezone: Europe/Berlin
     keep: { last: 10 }
-    stalled_after: 10s
+    stalled_after: 30s
 "#;
 
 /// The restic repository as a user would name it, for the official CLI.
