@@ -444,11 +444,20 @@ impl Backups {
                 .iter()
                 .map(|k| format!("run={},kind={k}", prev.run))
                 .collect();
-            // The new run's own tags, minus `kind` (the snapshot has it already).
-            let add: Vec<String> = tags("")
-                .into_iter()
-                .filter(|t| t.starts_with("run=") || t.starts_with("trigger="))
-                .collect();
+            // The new run's id, and its trigger under a tag of its own: a shared snapshot's
+            // plain `trigger=` stays the first run's (restic adds no tag twice, so two
+            // `trigger=` tags could not be paired with their runs).
+            let own = tags("");
+            let of = |key: &str| {
+                own.iter()
+                    .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or_default()
+            };
+            let run = of("run");
+            let add = vec![
+                format!("run={run}"),
+                format!("trigger:{run}={}", of("trigger")),
+            ];
             let expected = same.len();
             // restic tag needs an exclusive lock: when another run holds the repository, or the
             // previous run's snapshots are gone, the parts are simply read.
@@ -826,7 +835,6 @@ fn complete_runs(snaps: &[Snapshot], spec: &BackupSpec) -> Vec<RunView> {
 fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
     let mut runs: BTreeMap<String, RunView> = BTreeMap::new();
     for s in snaps {
-        let shared = s.tags_of("run").count() > 1;
         for run in s.tags_of("run") {
             let view = runs.entry(run.to_string()).or_insert_with(|| RunView {
                 run: run.to_string(),
@@ -835,9 +843,12 @@ fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
                 trigger: "?".into(),
                 snapshots: BTreeMap::new(),
             });
-            // A shared snapshot carries the triggers of all its runs: only a run's own says.
-            if !shared {
-                view.trigger = s.tag("trigger").unwrap_or("?").to_string();
+            // A run that reused a snapshot recorded its trigger as `trigger:RUN=…`.
+            let trigger = s
+                .tag(&format!("trigger:{run}"))
+                .or_else(|| s.tag("trigger"));
+            if let Some(t) = trigger {
+                view.trigger = t.to_string();
             }
             view.snapshots.insert(
                 s.tag("kind").unwrap_or("files").to_string(),
@@ -985,7 +996,7 @@ mod tests {
         let (r1, r2) = ("web1-20261122T100000Z", "web1-20261122T101500Z");
         let mut db = snap("a", "2026-11-22T10:00:01Z", "database", r1);
         db.tags.push(format!("run={r2}"));
-        db.tags.push("trigger=schedule".into());
+        db.tags.push(format!("trigger:{r2}=schedule"));
         let mut files2 = snap("c", "2026-11-22T10:15:02Z", "files", r2);
         files2.tags[2] = "trigger=schedule".into();
         let snaps = [db, snap("b", "2026-11-22T10:00:05Z", "files", r1), files2];

@@ -57,8 +57,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The value of tag `key=…` (the first, if there are several).
-    pub fn tag<'a>(&'a self, key: &'a str) -> Option<&'a str> {
-        self.tags_of(key).next()
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
     }
 
     /// Every value of tag `key=…`.

@@ -229,7 +229,12 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
             vec!["unchanged".to_string()],
             "steps of a run with no change",
         )?;
-        ensure_eq(runs(a, None)?.len(), 3, "runs listed")?;
+        let listed = runs(a, None)?;
+        ensure_eq(listed.len(), 3, "runs listed")?;
+        // Each run, the one made only of shared snapshots too, tells its own trigger.
+        ensure(listed.iter().all(|r| r["trigger"] == "cli"), || {
+            format!("triggers: {listed:?}")
+        })?;
         ensure(!a.journal(500).contains(&key), || {
             "the key is in the journal".to_string()
         })?;
