@@ -874,8 +874,10 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             Err(e) => tracing::error!("HTTP endpoint: bad address {listen}: {e}"),
         }
         let wake = Arc::new(Wake::default());
-        let _watcher = daemon::spawn_watcher(&paths.definition, wake.clone())
-            .context("watching the definition directory")?;
+        let woken = wake.clone();
+        let _watcher =
+            daemon::spawn_watcher(&paths.definition, move || woken.wake(Trigger::FileChange))
+                .context("watching the definition directory")?;
         let shutdown = Arc::new(tokio::sync::Notify::new());
         spawn_signals(wake.clone(), shutdown.clone())?;
         daemon::spawn_watchdog();

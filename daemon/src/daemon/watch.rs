@@ -2,25 +2,22 @@
 //! configuration tools replace files (write a temp file, rename over) rather than modify them.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use super::{Trigger, Wake};
-
-/// Quiet time after the last event before a pass, so a save that is several events (truncate,
-/// write, rename) triggers one pass on the complete file.
+/// Quiet time after the last event before `on_change`, so a save that is several events
+/// (truncate, write, rename) is seen once, as the complete file.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Start watching `definition`'s directory; events for the file wake the loop. The returned
-/// watcher must be kept alive.
+/// Start watching `definition`'s directory; a burst of changes to the file calls `on_change`
+/// once. The returned watcher must be kept alive.
 ///
 /// # Errors
 /// When the directory cannot be watched.
 pub fn spawn_watcher(
     definition: &Path,
-    wake: Arc<Wake>,
+    on_change: impl Fn() + Send + 'static,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let dir = definition.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = definition.file_name().map(|n| n.to_os_string());
@@ -51,7 +48,7 @@ pub fn spawn_watcher(
         while rx.recv().await.is_some() {
             // Swallow the rest of the burst.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-            wake.wake(Trigger::FileChange);
+            on_change();
         }
     });
     Ok(watcher)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -147,14 +147,20 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Who may send; replaced as a whole when the definition is reloaded.
+    clients: RwLock<Clients>,
+    /// Clients that just stored a snapshot (retention is due).
+    stored: mpsc::UnboundedSender<String>,
+    temp: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Clients {
     /// `Authorization` header value → client name.
     logins: Vec<(String, String)>,
     /// Held by retention while it runs on a client's repository; new locks wait for it, so a
     /// backup that starts meanwhile is delayed instead of failing on a locked repository.
     pruning: BTreeMap<String, Arc<Mutex<()>>>,
-    /// Clients that just stored a snapshot (retention is due).
-    stored: mpsc::UnboundedSender<String>,
-    temp: AtomicU64,
 }
 
 impl Store {
@@ -164,9 +170,29 @@ impl Store {
         passwords: &BTreeMap<String, String>,
         stored: mpsc::UnboundedSender<String>,
     ) -> Store {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        Store {
+        let store = Store {
             root,
+            clients: RwLock::default(),
+            stored,
+            temp: AtomicU64::new(0),
+        };
+        store.set_clients(passwords);
+        store
+    }
+
+    /// From now on, exactly these clients (by name, with their passwords) may send. A client
+    /// that stays keeps its retention lock, which a running retention pass may hold.
+    pub fn set_clients(&self, passwords: &BTreeMap<String, String>) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        let pruning = passwords
+            .keys()
+            .map(|c| {
+                let lock = clients.pruning.get(c).cloned().unwrap_or_default();
+                (c.clone(), lock)
+            })
+            .collect();
+        *clients = Clients {
             logins: passwords
                 .iter()
                 .map(|(c, p)| {
@@ -176,18 +202,18 @@ impl Store {
                     )
                 })
                 .collect(),
-            pruning: passwords
-                .keys()
-                .map(|c| (c.clone(), Arc::new(Mutex::new(()))))
-                .collect(),
-            stored,
-            temp: AtomicU64::new(0),
-        }
+            pruning,
+        };
     }
 
     /// The lock retention holds on `client`'s repository.
     pub fn pruning(&self, client: &str) -> Option<Arc<Mutex<()>>> {
-        self.pruning.get(client).cloned()
+        self.clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pruning
+            .get(client)
+            .cloned()
     }
 
     /// The repository directory of `client`.
@@ -195,13 +221,14 @@ impl Store {
         self.root.join(client)
     }
 
-    fn client_of(&self, headers: &HeaderMap) -> Option<&str> {
+    fn client_of(&self, headers: &HeaderMap) -> Option<String> {
         let given = headers.get(header::AUTHORIZATION)?.as_bytes();
+        let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
         // Every login is compared, so timing does not tell which client name exists.
         let mut found = None;
-        for (want, client) in &self.logins {
+        for (want, client) in &clients.logins {
             if same(want.as_bytes(), given) {
-                found = Some(client.as_str());
+                found = Some(client.clone());
             }
         }
         found
@@ -295,12 +322,12 @@ pub async fn handle(State(store): State<Arc<Store>>, req: Request) -> Response {
             return (code, format!("{why}\n")).into_response();
         }
     };
-    let path = store.path_of(client, &target);
+    let path = store.path_of(&client, &target);
     let reply = match action {
         Action::Create => create_repo(&path).await,
         Action::Read => read(&path, &parts.method, &parts.headers).await,
         Action::List => list(&path, &target, &parts.headers).await,
-        Action::Save => save(&store, client, &target, &path, body).await,
+        Action::Save => save(&store, &client, &target, &path, body).await,
         Action::Unlock => tokio::fs::remove_file(&path)
             .await
             .map(|()| StatusCode::OK.into_response())
@@ -589,6 +616,40 @@ mod tests {
             Ok(Action::Create)
         );
         assert!(decide(&Method::PUT, &obj(Kind::Data), false).is_err());
+    }
+
+    #[test]
+    fn a_reload_replaces_the_clients_and_keeps_the_locks_of_those_that_stay() {
+        let login = |c: &str, p: &str| {
+            let mut h = HeaderMap::new();
+            let v = base64::engine::general_purpose::STANDARD.encode(format!("{c}:{p}"));
+            h.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Basic {v}")).expect("header"),
+            );
+            h
+        };
+        let pw = |list: &[(&str, &str)]| -> BTreeMap<String, String> {
+            list.iter()
+                .map(|(c, p)| (c.to_string(), p.to_string()))
+                .collect()
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let store = Store::new("/nowhere".into(), &pw(&[("web1", "a"), ("web2", "b")]), tx);
+        let held = store.pruning("web1").expect("web1's lock");
+        store.set_clients(&pw(&[("web1", "new"), ("web3", "c")]));
+        assert_eq!(store.client_of(&login("web1", "a")), None, "old password");
+        assert_eq!(
+            store.client_of(&login("web1", "new")).as_deref(),
+            Some("web1")
+        );
+        assert_eq!(store.client_of(&login("web2", "b")), None, "removed client");
+        assert_eq!(
+            store.client_of(&login("web3", "c")).as_deref(),
+            Some("web3")
+        );
+        assert!(store.pruning("web2").is_none());
+        assert!(Arc::ptr_eq(&held, &store.pruning("web1").expect("kept")));
     }
 
     #[test]

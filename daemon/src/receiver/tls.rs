@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
@@ -45,6 +45,9 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// The TLS settings new connections get; replaced on reload (a renewed certificate).
+pub type Current = Arc<RwLock<Arc<ServerConfig>>>;
+
 /// Accepted, handshaken TLS connections.
 #[derive(Debug)]
 pub struct TlsListener {
@@ -53,14 +56,14 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accept on `tcp` and shake hands in the background.
+    /// Accept on `tcp` and shake hands in the background, with the settings `current` holds
+    /// when each connection arrives.
     ///
     /// # Errors
     /// When the socket has no local address.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+    pub fn new(tcp: TcpListener, current: Current) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -72,7 +75,12 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let acceptor = acceptor.clone();
+                let acceptor = TlsAcceptor::from(
+                    current
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                );
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {

@@ -6,7 +6,9 @@
 //! A run lands in the receiver and is listed and restored through it; the official restic CLI
 //! reads it over `rest:` with the receiver's CA; the receiver refuses deletes and overwrites
 //! (restic's own `forget`, raw DELETE and re-POST of an existing file), a wrong password and
-//! one client reaching another's repository; and it applies `keep:` itself.
+//! one client reaching another's repository; and it applies `keep:` itself. Clients and the
+//! certificate change without a restart (definition edit, `systemctl reload`); a reload that
+//! does not load changes nothing.
 
 use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host, Host, Res};
 
@@ -214,6 +216,75 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             listed[0]["run"].as_str(),
             Some(newest.as_str()),
             "the run kept",
+        )?;
+
+        // Clients change with the definition, without a restart: web3 in, web2 out.
+        let pid = || h.sh_ok("systemctl show -p MainPID --value strackt-receiver.service");
+        let before = pid()?;
+        let web3 = "https://127.0.0.1:8443/web3/config";
+        ensure_eq(curl(h, "web3:pw-web3", web3)?, "401".into(), "web3 unknown")?;
+        h.write(
+            "/etc/strackt/secrets/receiver_web3",
+            "web3:pw-web3\n",
+            0o600,
+        )?;
+        let swapped = SECTIONS.replace(
+            "    web2: { credentials: { secret: receiver_web2 } }",
+            "    web3: { credentials: { secret: receiver_web3 } }",
+        );
+        h.put_definition(&format!("{}{swapped}", definition(5)))?;
+        wait_until(
+            "the receiver taking web3 (no repository yet: 404) and refusing web2",
+            std::time::Duration::from_secs(30),
+            || {
+                Ok(curl(h, "web3:pw-web3", web3)? == "404"
+                    && curl(h, "web2:pw-web2", "https://127.0.0.1:8443/web2/config")? == "401")
+            },
+        )?;
+        ensure_eq(
+            curl(h, "web1:pw-web1", &format!("{url}/config"))?,
+            "200".into(),
+            "web1 still served",
+        )?;
+
+        // A renewed certificate is served after `systemctl reload`, still in the same process.
+        h.sh_ok("cp /etc/strackt/receiver.crt /root/old.crt && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=backup-host -addext subjectAltName=IP:127.0.0.1 -keyout /etc/strackt/receiver.key -out /etc/strackt/receiver.crt 2>/dev/null && systemctl reload strackt-receiver.service")?;
+        wait_until(
+            "the renewed certificate served",
+            std::time::Duration::from_secs(30),
+            || Ok(curl(h, "web1:pw-web1", &format!("{url}/config"))? == "200"),
+        )?;
+        let old = h.sh(&format!(
+            "curl -s -o /dev/null --cacert /root/old.crt -u web1:pw-web1 {url}/config"
+        ))?;
+        ensure(!old.success(), || {
+            format!("the old certificate is still served: {old}")
+        })?;
+
+        // A client whose secret is missing: the reload is refused, nothing changes.
+        let broken = swapped.replace(
+            "    web3: {",
+            "    web4: { credentials: { secret: receiver_web4 } }\n    web3: {",
+        );
+        h.put_definition(&format!("{}{broken}", definition(5)))?;
+        wait_until(
+            "the receiver refusing the reload, naming the missing secret",
+            std::time::Duration::from_secs(30),
+            || {
+                Ok(h.sh_ok("journalctl -u strackt-receiver.service --no-pager")?
+                    .contains("reload refused, still serving as before: secret `receiver_web4` is missing"))
+            },
+        )?;
+        ensure_eq(
+            curl(h, "web3:pw-web3", web3)?,
+            "404".into(),
+            "web3 still served",
+        )?;
+        ensure_eq(pid()?, before, "the receiver's process (no restart)")?;
+        ensure_eq(
+            h.is_active("strackt-receiver.service")?,
+            "active".into(),
+            "receiver unit",
         )?;
         Ok(())
     })
