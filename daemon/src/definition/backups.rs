@@ -35,8 +35,9 @@ pub struct BackupSpec {
     /// When to run `strackt backup verify` on its own (same forms as `schedule`); default never.
     #[serde(default)]
     pub verify: Option<String>,
-    /// A run that reads nothing new for this long (an unreachable destination) is stopped and
-    /// reported failed, with no snapshot written (default `2m`).
+    /// A run that makes no progress for this long (an unreachable destination) is stopped and
+    /// reported failed, with no snapshot written (default `2m`; opening the repository, before
+    /// the first progress, gets at least 5 minutes).
     #[serde(default)]
     pub stalled_after: Option<String>,
 }
