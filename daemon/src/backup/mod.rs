@@ -872,7 +872,9 @@ fn run_time(run: &str) -> Option<String> {
 }
 
 /// Restore the files snapshot into a scratch directory beside `shared/`, then swap each
-/// backed-up path in (old content removed), owned by the app's user.
+/// backed-up path in (old content removed), owned by the app's user. The file-tree work (an
+/// uploads directory can be millions of files) runs off the daemon's single thread, which
+/// also answers the status endpoint and pings the watchdog.
 async fn restore_files(
     repo: &Repo,
     snap: &Snapshot,
@@ -881,17 +883,45 @@ async fn restore_files(
     user: Option<&str>,
 ) -> Result<String, String> {
     let scratch = shared.with_file_name(format!(".strackt-restore-{}", snap.short_id));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let s = scratch.clone();
+    off_thread(move || {
+        let _ = std::fs::remove_dir_all(&s);
+        std::fs::create_dir_all(&s).map_err(|e| format!("creating {}: {e}", s.display()))
+    })
+    .await?;
     let out = repo.restore(&snap.id, &scratch).await?;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
-    let mut log = out;
+    let (shared, paths, taken) = (shared.to_path_buf(), paths.to_vec(), snap.paths.clone());
+    let swapped = off_thread(move || {
+        let swapped = swap_in(&scratch, &shared, &paths, &taken, owner.as_ref());
+        let _ = std::fs::remove_dir_all(&scratch);
+        swapped
+    })
+    .await?;
+    Ok(format!("{out}{swapped}"))
+}
+
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("file work: {e}"))?
+}
+
+/// Move each of `paths` (relative to `shared`) from the restored tree in `scratch` into place;
+/// `taken` are the snapshot's paths as they were on the server that took it.
+fn swap_in(
+    scratch: &Path,
+    shared: &Path,
+    paths: &[String],
+    taken: &[String],
+    owner: Option<&crate::deploy::runner::RunAs>,
+) -> Result<String, String> {
+    let mut log = String::new();
     for rel in paths {
-        // The snapshot holds the path as it was on the server that took it; the app's shared
-        // directory may live elsewhere here.
-        let Some(orig) = snap
-            .paths
+        // The app's shared directory may live elsewhere here than where the snapshot was taken.
+        let Some(orig) = taken
             .iter()
             .find(|p| p.ends_with(&format!("/shared/{rel}")))
         else {
@@ -917,12 +947,11 @@ async fn restore_files(
         }
         std::fs::rename(&from, &to).map_err(|e| format!("moving the restored {rel} in: {e}"))?;
         let _ = std::fs::remove_dir_all(&old);
-        if let Some(owner) = &owner {
+        if let Some(owner) = owner {
             chown_tree(&to, owner.uid, owner.gid)?;
         }
         log.push_str(&format!("{rel}: restored from {orig}\n"));
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(log)
 }
 

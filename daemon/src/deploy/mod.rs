@@ -934,7 +934,13 @@ impl Deployer {
             return;
         };
         for id in layout::prunable(&rows, dirs.live(), spec.keep_releases) {
-            if let Err(e) = remove_any(&dirs.release(id)) {
+            // A release with its build output can be many thousand files: off the daemon's
+            // single thread, which also answers the status endpoint and pings the watchdog.
+            let release = dirs.release(id);
+            let removed = tokio::task::spawn_blocking(move || remove_any(&release))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = removed {
                 tracing::warn!("pruning release {id} of {app}: {e}");
                 continue;
             }
