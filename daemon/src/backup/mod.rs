@@ -678,7 +678,7 @@ impl Backups {
         .await?;
 
         // One after the other: restic restore already keeps every core busy, and running
-        // `restic dump` beside it measured slower than in turn (31 s against 28 s for 1.3 GB).
+        // the two beside each other measured slower than in turn (31 s against 28 s for 1.3 GB).
         let restored = async {
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
@@ -689,12 +689,7 @@ impl Backups {
                 p.step(
                     "restore-database",
                     &format!("{} {file}", snap.short_id),
-                    crate::deploy::database::restore(
-                        crate::deploy::database::DumpSource::Stream(
-                            repo.dump_command(&snap.id, &file),
-                        ),
-                        db,
-                    ),
+                    restore_database(&repo, &snap, &file, Path::new(&app_spec.path), db),
                 )
                 .await?;
             }
@@ -871,6 +866,52 @@ fn run_time(run: &str) -> Option<String> {
     )
 }
 
+/// Restore the database from the dump `file` of `snap`: first the file, with `restic restore`
+/// into a root-only scratch directory in the app's directory, then `pg_restore` from it.
+/// `restic dump | pg_restore` needs no disk, but `restic dump` fetches the file's chunks one
+/// request at a time: 12.6 s for a 330 MB dump from a local S3 server, where `restic restore`
+/// (whole packs, in parallel) takes 3.0 s.
+async fn restore_database(
+    repo: &Repo,
+    snap: &Snapshot,
+    file: &str,
+    app_dir: &Path,
+    db: &BTreeMap<String, String>,
+) -> Result<((), String), (String, String)> {
+    let scratch = app_dir.join(format!(".strackt-restore-db-{}", snap.short_id));
+    let s = scratch.clone();
+    let fail = |e: String| (e, String::new());
+    off_thread(move || {
+        let _ = std::fs::remove_dir_all(&s);
+        // On a fresh server the app's directory comes with this restore, like `shared/`.
+        if let Some(parent) = s.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&s)
+            .map_err(|e| format!("creating {}: {e}", s.display()))
+    })
+    .await
+    .map_err(fail)?;
+    let result = async {
+        let out = repo
+            .restore(&snap.id, &scratch, Some(file))
+            .await
+            .map_err(fail)?;
+        let dump = scratch.join(file.trim_start_matches('/'));
+        if !dump.is_file() {
+            return Err(fail(format!("{file} is not in snapshot {}", snap.short_id)));
+        }
+        let ((), text) = crate::deploy::database::restore(&dump, db).await?;
+        Ok(((), format!("{out}{text}")))
+    }
+    .await;
+    let s = scratch.clone();
+    let _ = off_thread(move || std::fs::remove_dir_all(&s).map_err(|e| e.to_string())).await;
+    result
+}
+
 /// Restore the files snapshot into a scratch directory beside `shared/`, then swap each
 /// backed-up path in (old content removed), owned by the app's user. The file-tree work (an
 /// uploads directory can be millions of files) runs off the daemon's single thread, which
@@ -889,7 +930,7 @@ async fn restore_files(
         std::fs::create_dir_all(&s).map_err(|e| format!("creating {}: {e}", s.display()))
     })
     .await?;
-    let out = repo.restore(&snap.id, &scratch).await?;
+    let out = repo.restore(&snap.id, &scratch, None).await?;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
     let (shared, paths, taken) = (shared.to_path_buf(), paths.to_vec(), snap.paths.clone());
     let swapped = off_thread(move || {

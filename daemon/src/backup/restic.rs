@@ -592,24 +592,22 @@ impl Repo {
             .await
     }
 
-    /// Restore snapshot `id` under `target`.
+    /// Restore snapshot `id` under `target`: all of it, or only the file `include`.
     ///
     /// # Errors
     /// restic failing.
-    pub async fn restore(&self, id: &str, target: &Path) -> Result<String, String> {
+    pub async fn restore(
+        &self,
+        id: &str,
+        target: &Path,
+        include: Option<&str>,
+    ) -> Result<String, String> {
         let t = target.display().to_string();
-        self.run(
-            &["restore", id, "--target", &t],
-            Duration::from_secs(12 * 3600),
-        )
-        .await
-    }
-
-    /// A `restic dump` of `file` in snapshot `id`, as a command whose stdout is the file.
-    pub fn dump_command(&self, id: &str, file: &str) -> Command {
-        let mut cmd = self.command(&["dump", id, file]);
-        cmd.stdin(Stdio::null());
-        cmd
+        let mut args = vec!["restore", id, "--target", &t];
+        if let Some(file) = include {
+            args.extend(["--include", file]);
+        }
+        self.run(&args, Duration::from_secs(12 * 3600)).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! all or nothing, in one transaction.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,15 +22,6 @@ const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
 /// How long a restore may take.
 const LIMIT: Duration = Duration::from_secs(12 * 3600);
 
-/// Where a custom-format dump (`pg_dump -Fc`) comes from.
-#[derive(Debug)]
-pub enum DumpSource {
-    /// A file on this server.
-    File(String),
-    /// A command writing it to stdout (`restic dump`).
-    Stream(Command),
-}
-
 fn client(program: &str, db: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear()
@@ -39,48 +31,30 @@ fn client(program: &str, db: &BTreeMap<String, String>) -> Command {
     cmd
 }
 
-/// Restore the database `db` (libpq variables) from `source`: `pg_restore` turns the dump into
-/// SQL, which `psql --single-transaction` runs after the drop. If the source or `pg_restore`
-/// fails, `psql` is killed before it sees the end of its input, so nothing is committed.
+/// Restore the database `db` (libpq variables) from the custom-format dump (`pg_dump -Fc`)
+/// in the file `dump`: `pg_restore` turns it into SQL, which `psql --single-transaction` runs
+/// after the drop. If `pg_restore` fails, `psql` is killed before it sees the end of its
+/// input, so nothing is committed.
 ///
 /// # Errors
 /// The one-line reason and the output of the tools.
 pub async fn restore(
-    source: DumpSource,
+    dump: &Path,
     db: &BTreeMap<String, String>,
 ) -> Result<((), String), (String, String)> {
     let work = async {
-        let mut feeder = None;
         let mut pg_restore = client("pg_restore", db);
-        pg_restore.args([
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--file",
-            "-",
-        ]);
-        match source {
-            DumpSource::File(path) => {
-                pg_restore.arg(path).stdin(Stdio::null());
-            }
-            DumpSource::Stream(mut cmd) => {
-                let mut child = cmd
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| format!("reading the dump: {e}"))?;
-                let out: Stdio = child
-                    .stdout
-                    .take()
-                    .ok_or("no dump stream")?
-                    .try_into()
-                    .map_err(|e| format!("dump stream: {e}"))?;
-                pg_restore.stdin(out);
-                feeder = Some(child);
-            }
-        }
+        pg_restore
+            .args([
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--file",
+                "-",
+            ])
+            .arg(dump)
+            .stdin(Stdio::null());
         // Killed if this is dropped half-way: psql would otherwise see end of input and
         // COMMIT whatever part of the dump it had.
         let mut restore = pg_restore
@@ -121,27 +95,16 @@ pub async fn restore(
             let _ = e.read_to_string(&mut restore_err).await;
         }
         let restore_ok = restore.wait().await.is_ok_and(|s| s.success());
-        let mut feed_err = String::new();
-        let feed_ok = match feeder.as_mut() {
-            Some(child) => {
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut feed_err).await;
-                }
-                child.wait().await.is_ok_and(|s| s.success())
-            }
-            None => true,
-        };
-        let failure = match (&copied, restore_ok, feed_ok) {
-            (Err(e), _, _) => Some(e.clone()),
-            (_, _, false) => Some(format!("reading the dump failed: {}", last_line(&feed_err))),
-            (_, false, _) => Some(format!("pg_restore failed: {}", last_line(&restore_err))),
+        let failure = match (&copied, restore_ok) {
+            (Err(e), _) => Some(e.clone()),
+            (_, false) => Some(format!("pg_restore failed: {}", last_line(&restore_err))),
             _ => None,
         };
         if let Some(f) = failure {
             // Before psql sees end of input: its transaction is rolled back.
             let _ = psql.start_kill();
             let _ = psql.wait().await;
-            return Err(format!("{f}\n{feed_err}{restore_err}"));
+            return Err(format!("{f}\n{restore_err}"));
         }
         drop(into);
         let out = psql

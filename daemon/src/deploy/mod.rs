@@ -1040,7 +1040,7 @@ impl Deployer {
                 p.step(
                     "restore-database",
                     dump,
-                    database::restore(database::DumpSource::File(dump.clone()), db),
+                    database::restore(Path::new(dump), db),
                 )
                 .await?;
             }

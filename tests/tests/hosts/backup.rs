@@ -327,6 +327,11 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
             "uploads identical",
         )?;
         ensure_eq(
+            b.sh_ok("ls -A /srv/shop | grep strackt-restore || true")?,
+            String::new(),
+            "scratch copies of the dump and the files left behind",
+        )?;
+        ensure_eq(
             b.stat("/srv/shop/shared/storage/uploads/note.txt")?,
             "644 shop shop".to_string(),
             "owned by the app user here",
