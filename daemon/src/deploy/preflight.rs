@@ -22,6 +22,9 @@ pub struct Prepared {
     pub user: RunAs,
     /// The environment git runs with (see [`git_env`]).
     pub git_env: BTreeMap<String, String>,
+    /// A dump of the database as it is now, already on disk (a restore's): the release keeps
+    /// it as its pre-migrate dump instead of taking one.
+    pub current_dump: Option<std::path::PathBuf>,
 }
 
 /// git refuses to read a repository owned by another user ("dubious ownership"), which a
@@ -279,6 +282,7 @@ pub async fn check(
         db_env,
         user,
         git_env: git,
+        current_dump: None,
     })
 }
 

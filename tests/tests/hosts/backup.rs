@@ -326,6 +326,20 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
             sums.clone(),
             "uploads identical",
         )?;
+        // The redeploy keeps the restored dump as its pre-migrate dump instead of taking one.
+        let ops: serde_json::Value = b.strackt(&["history", "--json"])?.json_ok()?;
+        let dump = ops[0]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["action"] == "dump"))
+            .cloned()
+            .unwrap_or_default();
+        ensure(
+            dump["outcome"] == "ok"
+                && dump["output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("the database as restored")),
+            || format!("dump step of the restore: {dump}"),
+        )?;
         ensure_eq(
             b.sh_ok("ls -A /srv/shop | grep strackt-restore || true")?,
             String::new(),
