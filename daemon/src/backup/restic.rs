@@ -23,10 +23,6 @@ use crate::deploy::preflight::{last_line, read_secret};
 /// Time limit of restic commands that only look (snapshots, cat config).
 const LOOK_LIMIT: Duration = Duration::from_secs(60);
 
-/// The least time `restic backup` gets to open the repository and load its index, before its
-/// first progress line, whatever `stalled_after` says.
-const OPENING_LIMIT: Duration = Duration::from_secs(300);
-
 /// A restic repository at one destination.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -432,13 +428,6 @@ impl Repo {
         let mut last_counters = None;
         let mut last_change = Instant::now();
         let mut stalled = false;
-        let limit_now = |opened: bool| {
-            if opened {
-                stall_limit
-            } else {
-                stall_limit.max(OPENING_LIMIT)
-            }
-        };
         let mut pump = pump;
         let mut pump_error = None;
         loop {
@@ -476,18 +465,14 @@ impl Repo {
                     }
                 }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    // Before its first status line restic is opening the repository and
-                    // loading its index, which on a large one takes a while; the destination
-                    // answered the probe just before, so this is slowness, not absence.
-                    let limit = limit_now(last_counters.is_some());
-                    if last_change.elapsed() > limit && !stalled {
+                    if last_change.elapsed() > stall_limit && !stalled {
                         stalled = true;
                         // SIGINT: restic stops cleanly and writes no snapshot.
                         if let Some(pid) = restic_pid {
                             let _ = kill(pid, Signal::SIGINT);
                         }
                     }
-                    if stalled && last_change.elapsed() > limit + Duration::from_secs(30) {
+                    if stalled && last_change.elapsed() > stall_limit + Duration::from_secs(30) {
                         if let Some(pid) = restic_pid {
                             let _ = kill(pid, Signal::SIGKILL);
                         }
@@ -505,7 +490,7 @@ impl Repo {
                 &self.location,
                 &format!(
                     "{errors}\nstopped: no progress for {}s",
-                    limit_now(last_counters.is_some()).as_secs()
+                    stall_limit.as_secs()
                 ),
             ));
         }

@@ -36,8 +36,8 @@ pub struct BackupSpec {
     #[serde(default)]
     pub verify: Option<String>,
     /// A run that makes no progress for this long (an unreachable destination) is stopped and
-    /// reported failed, with no snapshot written (default `2m`; opening the repository, before
-    /// the first progress, gets at least 5 minutes).
+    /// reported failed, with no snapshot written (default `2m`). restic opening the repository
+    /// counts too: raise it for a very large repository on a slow link.
     #[serde(default)]
     pub stalled_after: Option<String>,
 }
