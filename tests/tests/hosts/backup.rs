@@ -413,15 +413,16 @@ fn refusals_leave_the_app_alone_and_an_interrupted_upload_leaves_no_snapshot() -
         start_s3(h)?;
         h.sh_ok("head -c 400000000 /dev/urandom > /srv/shop/shared/storage/uploads/big.bin")?;
         background(h, "strackt backup run shop > /tmp/cut.log 2>&1")?;
+        // Once restic reports bytes read ("12.3 MB read, 3%"): the upload is under way.
         wait_until(
-            "the files step running",
+            "the files step reading",
             std::time::Duration::from_secs(60),
             || {
-                Ok(h.sh_ok("strackt history --json | jq -e '.[0].steps[] | select(.action == \"files\" and .outcome == \"running\")' >/dev/null && echo yes")
+                Ok(h.sh_ok("strackt history --json | jq -e '.[0].steps[] | select(.action == \"files\" and .outcome == \"running\" and (.detail | test(\"[1-9][0-9.]* [kMG]?B read\")))' >/dev/null && echo yes")
                 .is_ok_and(|o| o.contains("yes")))
             },
         )?;
-        h.sh_ok("sleep 0.5; systemctl kill -s KILL s3")?;
+        h.sh_ok("systemctl kill -s KILL s3")?;
         wait_until(
             "the cut-off run to end",
             std::time::Duration::from_secs(120),
