@@ -58,13 +58,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// The value of tag `key=…` (the first, if there are several).
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags
-            .iter()
-            .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+        self.tags_of(key).next()
     }
 
     /// Every value of tag `key=…`.
-    pub fn tags_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn tags_of<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
         self.tags
             .iter()
             .filter_map(move |t| t.strip_prefix(key)?.strip_prefix('='))

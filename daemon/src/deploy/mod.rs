@@ -558,13 +558,12 @@ impl Deployer {
         })
     }
 
-    /// Deploy `app` inside another operation (a restore): preflight, then build and switch.
+    /// Deploy `app` inside another operation (a restore): preflight, then build and switch. A
+    /// `current_dump` of the database as it is now becomes the release's pre-migrate dump
+    /// (moved, when it is on the same filesystem) instead of a new `pg_dump`.
     ///
     /// # Errors
     /// The failed step, as for a deploy.
-    /// Deploy `app` again from its branch, as part of another operation (a restore). A
-    /// `current_dump` of the database as it is now becomes the release's pre-migrate dump
-    /// (moved, when it is on the same filesystem) instead of a new `pg_dump`.
     pub(crate) async fn redeploy(
         &self,
         p: &mut Progress,
@@ -1116,15 +1115,17 @@ mod tests {
             .call(|s| s.start_operation("backup", "cli", None, &now()))
             .await
             .expect("operation");
-        let op = state
-            .call(move |s| s.operations(1, Some(id)))
-            .await
-            .expect("operations")
-            .pop()
-            .expect("the operation");
+        let recorded = || async {
+            state
+                .call(move |s| s.operations(1, Some(id)))
+                .await
+                .expect("operations")
+                .pop()
+                .expect("the operation")
+        };
         let mut p = Progress {
             state: state.clone(),
-            op,
+            op: recorded().await,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
         };
@@ -1160,12 +1161,7 @@ mod tests {
             stopped.load(Ordering::SeqCst),
             "the unfinished work was dropped"
         );
-        let recorded = state
-            .call(move |s| s.operations(1, Some(id)))
-            .await
-            .expect("operations")
-            .pop()
-            .expect("the operation");
+        let recorded = recorded().await;
         let outcomes: Vec<(&str, &str)> = recorded
             .steps
             .iter()

@@ -94,6 +94,12 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             tls,
             policy: policy_tx,
         };
+        tracing::info!(
+            "receiving backups on https://{} for {} client(s) into {}",
+            running.spec.listen,
+            running.spec.clients.len(),
+            running.spec.storage
+        );
         let _watcher = running.spawn_reloads()?;
         let app = axum::Router::new()
             .fallback(rest::handle)
@@ -185,7 +191,6 @@ impl Running {
                 let _ = tx.send(());
             }
         });
-        self.announce();
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
@@ -220,15 +225,6 @@ impl Running {
             "reloaded: {} client(s): {}",
             new.passwords.len(),
             new.passwords.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-
-    fn announce(&self) {
-        tracing::info!(
-            "receiving backups on https://{} for {} client(s) into {}",
-            self.spec.listen,
-            self.spec.clients.len(),
-            self.spec.storage
         );
     }
 }
