@@ -228,11 +228,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if view.steps.is_empty() { 0 } else { 2 })
         }
         Command::Apply { confirm_within } => {
-            let confirm_within = match confirm_within.as_deref().map(humantime::parse_duration) {
-                None => None,
-                Some(Ok(d)) if d.as_secs() > 0 => Some(d.as_secs()),
-                Some(_) => {
-                    eprintln!("error: --confirm-within takes a duration such as 2m or 90s");
+            let confirm_within = match confirm_within
+                .as_deref()
+                .map(|t| bounded_secs(t, daemon::MAX_CONFIRM_SECS, "--confirm-within"))
+                .transpose()
+            {
+                Ok(secs) => secs,
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return Ok(1);
                 }
             };
@@ -262,10 +265,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
             let text = duration.unwrap_or_default();
-            let seconds = match humantime::parse_duration(&text) {
-                Ok(d) if d.as_secs() > 0 => d.as_secs(),
-                _ => {
-                    eprintln!("error: --for {text:?} is not a duration; write e.g. 30m or 2h");
+            let seconds = match bounded_secs(&text, daemon::MAX_HOLD_SECS, "--for") {
+                Ok(secs) => secs,
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return Ok(1);
                 }
             };
@@ -893,6 +896,13 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
     })
 }
 
+/// A duration flag in whole seconds, between 1s and `max` (the daemon checks the same bound).
+fn bounded_secs(text: &str, max: u64, flag: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|_| format!("{flag} {text:?} is not a duration; write e.g. 90s, 30m or 2h"))?;
+    daemon::deadline_in(d.as_secs(), max, flag).map(|_| d.as_secs())
+}
+
 fn spawn_signals(wake: Arc<Wake>, shutdown: Arc<tokio::sync::Notify>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -947,5 +957,21 @@ mod tests {
             "hold needs --for or --release"
         );
         assert!(Cli::try_parse_from(["strackt", "hold", "--for", "1m", "--release"]).is_err());
+    }
+
+    #[test]
+    fn duration_flags_are_bounded() {
+        assert_eq!(
+            bounded_secs("30m", daemon::MAX_HOLD_SECS, "--for"),
+            Ok(1800)
+        );
+        for bad in ["300000y", "0s", "31days", "x", ""] {
+            let e = bounded_secs(bad, daemon::MAX_HOLD_SECS, "--for").expect_err(bad);
+            assert!(e.contains("--for"), "{bad}: {e}");
+        }
+        assert!(bounded_secs("2d", daemon::MAX_CONFIRM_SECS, "--confirm-within").is_err());
+        // What the daemon gets from a raw control request is checked the same way.
+        assert!(daemon::deadline_in(u64::MAX, u64::MAX, "--for").is_err());
+        assert!(daemon::deadline_in(i64::MAX as u64, u64::MAX, "--for").is_err());
     }
 }

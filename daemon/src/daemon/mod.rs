@@ -17,7 +17,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-pub use pass::{Daemon, Hold, HoldChange, PendingConfirm, PlanView};
+pub use pass::{
+    deadline_in, Daemon, Hold, HoldChange, PendingConfirm, PlanView, MAX_CONFIRM_SECS,
+    MAX_HOLD_SECS,
+};
 
 use crate::state::Operation;
 

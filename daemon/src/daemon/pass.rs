@@ -23,6 +23,35 @@ use crate::state::{GenerationRow, Operation, StateHandle};
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
 const PINNED: &str = "pinned_definition_sha256";
 
+/// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
+pub const MAX_HOLD_SECS: u64 = 30 * 24 * 3600;
+/// The longest `strackt apply --confirm-within`: the revert is a safety net, not a schedule.
+pub const MAX_CONFIRM_SECS: u64 = 24 * 3600;
+
+/// The instant `seconds` from now, refused when it is 0 or above `max` (which also keeps the
+/// chrono arithmetic far from overflow: a request from the control socket is not trusted to be
+/// sane).
+pub fn deadline_in(
+    seconds: u64,
+    max: u64,
+    what: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let too_long = || {
+        format!(
+            "{what} must be between 1s and {}",
+            humantime::format_duration(Duration::from_secs(max))
+        )
+    };
+    if seconds == 0 || seconds > max {
+        return Err(too_long());
+    }
+    i64::try_from(seconds)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+        .ok_or_else(too_long)
+}
+
 /// What `strackt plan` shows.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PlanView {
@@ -186,6 +215,21 @@ impl Daemon {
     /// `strackt apply [--confirm-within]`: a pass now; with a deadline, a switch to a new
     /// generation must be confirmed in time or it is reverted by the same path as a rollback.
     pub async fn apply(&mut self, confirm_within: Option<u64>) -> Operation {
+        if let Some(Err(e)) =
+            confirm_within.map(|s| deadline_in(s, MAX_CONFIRM_SECS, "--confirm-within"))
+        {
+            let mut op = Self::op(
+                None,
+                "apply",
+                super::Trigger::Cli,
+                None,
+                Instant::now(),
+                &now(),
+            );
+            op.outcome = "failed".into();
+            op.reason = Some(e);
+            return op;
+        }
         let before = self.store.current().ok().flatten();
         let mut op = self.pass(super::Trigger::Cli, true).await;
         let after = self.store.current().ok().flatten();
@@ -193,7 +237,9 @@ impl Daemon {
             (confirm_within, op.outcome.as_str(), before, after)
         {
             if previous != generation {
-                let deadline = (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
+                // Checked above; the pass took a moment, so compute it again from now.
+                let deadline = deadline_in(secs, MAX_CONFIRM_SECS, "--confirm-within")
+                    .unwrap_or_else(|_| chrono::Utc::now())
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 op.summary = format!("{}; run `strackt confirm` before {deadline} or it is reverted to generation {previous}", op.summary);
                 if let Err(e) = self
@@ -275,7 +321,7 @@ impl Daemon {
     pub async fn set_hold(&mut self, change: HoldChange) -> Result<serde_json::Value, String> {
         match change {
             HoldChange::For { seconds, reason } => {
-                let until = chrono::Utc::now() + chrono::Duration::seconds(seconds as i64);
+                let until = deadline_in(seconds, MAX_HOLD_SECS, "--for")?;
                 let hold = Hold {
                     until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     reason,
@@ -430,9 +476,11 @@ impl Daemon {
                         })
                         .await;
                 }
-                self.pass(Trigger::Startup, false).await;
             }
         }
+        // Whatever the interrupted switch left, the host converges on the definition file as it
+        // is *now*: it may have been saved while the daemon was down, before the watcher ran.
+        self.pass(Trigger::Startup, false).await;
     }
 
     async fn finish_interrupted(&mut self, id: u64, prev: Option<u64>) {

@@ -1,5 +1,7 @@
 //! 7. `kill -9` of the daemon in the middle of a switch: systemd restarts it, `current` points to
-//!    a complete generation, and the next `strackt apply` converges the host.
+//!    a complete generation, and the host converges on the definition file as it is after the
+//!    restart — also when it was saved again while the daemon was down (no watcher saw that
+//!    save: the restart itself must pick it up, without `strackt apply` or the timer).
 
 use std::fmt::Write as _;
 use std::thread;
@@ -32,9 +34,19 @@ fn definition(tag: &str) -> String {
     def
 }
 
-fn kill_mid_switch(h: &Host, tag: &str, delay: &str) -> Res {
+/// Save the definition tagged `tag`, kill the daemon `delay` seconds into the switch it starts;
+/// with `saved_while_down`, that definition is saved right after the kill, before systemd
+/// restarts the daemon (RestartSec=2s), and the host must converge on it by itself.
+fn kill_mid_switch(h: &Host, tag: &str, delay: &str, saved_while_down: Option<&str>) -> Res {
     let before = h.sh_ok("ls /var/lib/strackt/generations | sort | tr '\\n' ' '")?;
     let daemon = h.main_pid("strackt.service")?;
+    let save_after_kill = match saved_while_down {
+        Some(next) => {
+            h.write("/root/next.yaml", &definition(next), 0o644)?;
+            "cp /root/next.yaml /etc/strackt/server.yaml.tmp && mv /etc/strackt/server.yaml.tmp /etc/strackt/server.yaml"
+        }
+        None => "true",
+    };
     h.put_definition(&definition(tag))?;
     // `strackt apply` from another thread, as an admin would in another terminal.
     let name = h.name().to_string();
@@ -54,7 +66,8 @@ fn kill_mid_switch(h: &Host, tag: &str, delay: &str) -> Res {
          done
          [ \"$now\" != '{before}' ] || {{ echo 'no new generation within 20s'; exit 1; }}
          sleep {delay}
-         systemctl kill -s KILL strackt.service"
+         systemctl kill -s KILL strackt.service
+         {save_after_kill}"
     ))?;
     ensure(killed.success(), || {
         format!("killing the daemon mid-switch: {killed}")
@@ -101,8 +114,23 @@ fn kill_mid_switch(h: &Host, tag: &str, delay: &str) -> Res {
         || format!("current -> {link}, which has no manifest.json"),
     )?;
 
-    // The next apply converges the host to what server.yaml says.
-    h.apply_ok()?;
+    let tag = saved_while_down.unwrap_or(tag);
+    match saved_while_down {
+        // Nothing but the restart may bring the host to the definition saved while it was down
+        // (the timer is an hour away).
+        Some(_) => wait_until(
+            &format!("the host to converge on the {tag} definition saved while strackt was down"),
+            Duration::from_secs(60),
+            || {
+                Ok(
+                    h.read("/etc/bulk/file-000.conf")?.trim() == format!("{tag} 0")
+                        && h.status()?.health == "ok",
+                )
+            },
+        )?,
+        // The next apply converges the host to what server.yaml says.
+        None => h.apply_ok()?,
+    }
     let link = h.current_link()?;
     let id: u64 = link.trim_start_matches("generations/").parse()?;
     ensure_eq(
@@ -145,8 +173,10 @@ fn kill_9_during_a_switch_leaves_a_complete_generation() -> Res {
         h.install(&definition("v1"))?;
         h.apply_ok()?;
         // Killed right as the new generation appears, then again while the health check runs.
-        kill_mid_switch(h, "v2", "0")?;
-        kill_mid_switch(h, "v3", "2")?;
+        kill_mid_switch(h, "v2", "0", None)?;
+        kill_mid_switch(h, "v3", "2", None)?;
+        // Killed during the health check and the definition saved again while it was down.
+        kill_mid_switch(h, "v4", "2", Some("v5"))?;
         Ok(())
     })
 }
