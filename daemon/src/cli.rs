@@ -820,9 +820,12 @@ fn request(
 }
 
 fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
-    // One thread is plenty: the daemon waits on systemd and the disk; CPU work is tiny, and
-    // SQLite calls already go to spawn_blocking.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The reconcile loop runs on this thread (`block_on`) and may block in host calls (apt,
+    // dpkg, shadow tools, nft) for minutes; everything spawned — the watchdog ping, the control
+    // socket, signals, D-Bus — runs on one worker thread beside it, so a 45 s dpkg hook neither
+    // gets strackt killed by its own watchdog nor freezes `strackt status`.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -27,6 +27,7 @@ mod restart;
 mod rollback;
 mod settings;
 mod versioned;
+mod watchdog;
 
 use strackt_integration::{ensure, Host, Res};
 

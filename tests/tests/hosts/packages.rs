@@ -9,7 +9,7 @@ use crate::HEADER;
 
 /// Build `strackt-demo` 1.0 and 1.1 and `strackt-extra` 1 as .debs, index them, add the
 /// repository to apt's sources.
-fn local_repository(h: &Host) -> Res {
+pub(crate) fn local_repository(h: &Host) -> Res {
     h.sh_ok(
         r#"set -e
 mkdir -p /srv/repo && cd /srv/repo
