@@ -775,6 +775,10 @@ fn print_operation(op: &Operation, steps: bool) {
                 "    {:<8} {:<14} {}{drift}  {}",
                 s.outcome, s.action, s.target, s.detail
             );
+            // Step output (redacted when stored) is shown here, to root only: HTTP omits it.
+            for line in s.output.as_deref().unwrap_or("").lines() {
+                println!("      | {line}");
+            }
         }
     }
 }
