@@ -101,6 +101,7 @@ fn ep_a_flood_of_idle_connections_starves_neither_apply_nor_healthz() -> Res {
         h.apply_ok()?;
         let quiet = healthz_median(h, 20)?;
         let baseline = daemon_fds(h)?;
+        let pid = crate::running_pid(h, "strackt.service")?;
 
         // Held: 3,000 connections opened once and kept.
         h.sh_ok("rm -f /tmp/flood.opened")?;
@@ -109,6 +110,11 @@ fn ep_a_flood_of_idle_connections_starves_neither_apply_nor_healthz() -> Res {
             Ok(h.sh("cat /tmp/flood.opened")?.stdout.trim() == "3000")
         });
         let held_fds = daemon_fds(h)?;
+        ensure_eq(
+            crate::running_pid(h, "strackt.service")?,
+            pid,
+            "the daemon's PID during the flood",
+        )?;
         ensure(held_fds <= baseline + 260, || {
             format!("the daemon holds {held_fds} descriptors with 3,000 connections open (baseline {baseline}, cap 256)")
         })?;
@@ -136,6 +142,13 @@ fn ep_a_flood_of_idle_connections_starves_neither_apply_nor_healthz() -> Res {
             format!("the daemon holds {redial_fds} descriptors during the redial flood (baseline {baseline})")
         })?;
         h.sh_ok("systemctl stop flood-redial")?;
+        // Not restarted on the way (the unfixed daemon ran out of descriptors and missed its
+        // watchdog pings: systemd killed it every 30 s).
+        ensure_eq(
+            crate::running_pid(h, "strackt.service")?,
+            pid,
+            "the daemon's PID after the floods",
+        )?;
         eprintln!(
             "GET /healthz median: quiet {quiet:?}, 3,000 held {held:?}, 3,000 re-dialled {redial:?}; \
              apply {apply_held:?} (held), {apply_redial:?} (re-dialled)"
