@@ -778,6 +778,10 @@ fn print_operation(op: &Operation, steps: bool) {
                 "    {:<8} {:<14} {}{drift}  {}",
                 s.outcome, s.action, s.target, s.detail
             );
+            // Step output (redacted when stored) is shown here, to root only: HTTP omits it.
+            for line in s.output.as_deref().unwrap_or("").lines() {
+                println!("      | {line}");
+            }
         }
     }
 }
@@ -831,8 +835,17 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let store = Store::open(&paths.root).context("opening the state directory")?;
-        let state = StateHandle::new(
-            State::open(&paths.root.join("state.db")).context("opening the state database")?,
+        let db = paths.root.join("state.db");
+        let mut writer = State::open(&db).context("opening the state database")?;
+        // Nothing a step printed keeps a secret in the operations log.
+        writer.set_redactor(crate::state::Redactor::from_sources(
+            std::path::Path::new(crate::definition::SECRETS_DIR),
+            &[crate::backup::vault::Vault::new(&paths.root).key_path()],
+        ));
+        let state = StateHandle::new(writer);
+        // The HTTP endpoint reads through a connection of its own (see api::http).
+        let reader = StateHandle::new(
+            State::open_reader(&db).context("opening the state database for reading")?,
         );
         let systemd = DbusSystemd::connect()
             .await
@@ -873,8 +886,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
         match listen.parse() {
             Ok(addr) => {
                 if let Err(e) =
-                    crate::api::http::serve(addr, status_rx.clone(), state.clone(), metrics.clone())
-                        .await
+                    crate::api::http::serve(addr, status_rx.clone(), reader, metrics.clone()).await
                 {
                     tracing::error!("HTTP endpoint on {listen} not available: {e}");
                 }

@@ -1,9 +1,15 @@
 //! The control socket: one JSON request line in, one JSON response line out.
+//!
+//! It gives full control of the server, so it answers root only: besides its 0700 directory
+//! and 0600 mode, the peer's uid is checked on every connection (`SO_PEERCRED`) and any other
+//! user is refused with a clear answer. A request is one line of at most [`MAX_REQUEST`] bytes
+//! that must arrive within [`READ_TIMEOUT`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -51,20 +57,75 @@ pub fn serve(
     Ok(())
 }
 
+/// The longest request line (the largest real one is a few hundred bytes).
+pub const MAX_REQUEST: u64 = 64 * 1024;
+/// The request line must arrive within this.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a peer with uid `peer` may use the socket of a daemon running as `own`: root, or
+/// the daemon's own user (a daemon run by hand by someone else, e.g. in tests).
+fn allowed(peer: u32, own: u32) -> bool {
+    peer == 0 || peer == own
+}
+
+/// Check the peer's uid with `may` and read its request.
+async fn read_request(
+    stream: &mut UnixStream,
+    may: impl Fn(u32) -> bool,
+) -> Result<ControlRequest, String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot tell who is connecting (SO_PEERCRED): {e}"))?;
+    if !may(cred.uid()) {
+        tracing::warn!(
+            "control socket: refused uid {} (pid {:?}): root only",
+            cred.uid(),
+            cred.pid()
+        );
+        return Err(format!(
+            "permission denied: the strackt control socket answers root only (you are uid {}); run the command with sudo",
+            cred.uid()
+        ));
+    }
+    read_line(stream, READ_TIMEOUT).await
+}
+
+/// One request line: at most [`MAX_REQUEST`] bytes within `limit`.
+async fn read_line(
+    stream: impl AsyncRead + Unpin,
+    limit: Duration,
+) -> Result<ControlRequest, String> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST + 1));
+    match tokio::time::timeout(limit, reader.read_line(&mut line)).await {
+        Err(_) => {
+            return Err(format!(
+                "bad request: no complete request line within {}",
+                humantime::format_duration(limit)
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("bad request: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    if line.len() as u64 > MAX_REQUEST {
+        return Err(format!("bad request: longer than {MAX_REQUEST} bytes"));
+    }
+    serde_json::from_str::<ControlRequest>(&line).map_err(|e| format!("bad request: {e}"))
+}
+
 async fn handle(
-    stream: UnixStream,
+    mut stream: UnixStream,
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<Status>,
     state: StateHandle,
     apps: Apps,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    let response = match serde_json::from_str::<ControlRequest>(&line) {
+    let own = nix::unistd::geteuid().as_raw();
+    let response = match read_request(&mut stream, |uid| allowed(uid, own)).await {
         Ok(req) => answer(req, &requests, &status, &state, &apps).await,
-        Err(e) => Err(format!("bad request: {e}")),
+        Err(e) => Err(e),
     };
+    let (_, mut write) = stream.into_split();
     let response = match response {
         Ok(data) => ControlResponse {
             ok: true,
@@ -152,5 +213,64 @@ async fn answer(
                 .await
                 .map_err(|e| e.to_string())?,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn only_root_and_the_daemons_own_user_are_allowed() {
+        assert!(allowed(0, 0));
+        assert!(!allowed(1000, 0));
+        assert!(allowed(1000, 1000) && allowed(0, 1000));
+        assert!(!allowed(1001, 1000));
+    }
+
+    #[test]
+    fn another_user_is_refused_before_anything_is_read() {
+        rt().block_on(async {
+            let (mut server, mut client) = UnixStream::pair().expect("pair");
+            client
+                .write_all(b"{\"cmd\":\"status\"}\n")
+                .await
+                .expect("send");
+            let me = nix::unistd::geteuid().as_raw();
+            let ok = read_request(&mut server, |uid| allowed(uid, me)).await;
+            assert!(matches!(ok, Ok(ControlRequest::Status)), "{ok:?}");
+            // The peer (this process) as if it were another user than root.
+            let (mut server, _client) = UnixStream::pair().expect("pair");
+            let err = read_request(&mut server, |uid| uid != me).await;
+            let err = err.expect_err("refused");
+            assert!(
+                err.contains("root only") && err.contains(&format!("uid {me}")),
+                "{err}"
+            );
+        });
+    }
+
+    #[test]
+    fn long_or_slow_requests_are_cut_off() {
+        rt().block_on(async {
+            let long = vec![b' '; MAX_REQUEST as usize + 10];
+            let err = read_line(&long[..], READ_TIMEOUT)
+                .await
+                .expect_err("too long");
+            assert!(err.contains("longer than"), "{err}");
+
+            let (server, _client) = UnixStream::pair().expect("pair");
+            let err = read_line(server, Duration::from_millis(50))
+                .await
+                .expect_err("timed out");
+            assert!(err.contains("no complete request line"), "{err}");
+        });
     }
 }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::StepRecord;
 
+pub mod redact;
 mod releases;
+pub use redact::Redactor;
 pub use releases::ReleaseRow;
 
 /// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
@@ -89,6 +91,9 @@ pub enum StateError {
     /// The blocking task died.
     #[error("state database task failed: {0}")]
     Task(String),
+    /// The database files could not be made root-only.
+    #[error("state database {0}: setting mode 0600: {1}")]
+    Private(String, std::io::Error),
 }
 
 /// A generation as listed to users.
@@ -141,6 +146,37 @@ pub struct Operation {
 #[derive(Debug)]
 pub struct State {
     conn: Connection,
+    /// Masks secrets in every text written to the operations log.
+    redact: Redactor,
+}
+
+/// `state.db`, `state.db-wal` and `state.db-shm` are root's alone: the operations log is not for
+/// other users (step output is redacted, but reasons and targets name the server's inner
+/// workings).
+const DB_MODE: u32 = 0o600;
+
+/// Create `path` (and its `-wal`/`-shm`) with mode 0600, or set that mode on existing ones (an
+/// install from before this rule made them 0644). SQLite gives new `-wal`/`-shm` files the mode
+/// of the database file.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(DB_MODE)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(DB_MODE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl State {
@@ -149,6 +185,7 @@ impl State {
     /// # Errors
     /// SQLite failures, or a schema newer than this binary.
     pub fn open(path: &Path) -> Result<State, StateError> {
+        make_private(path).map_err(|e| StateError::Private(path.display().to_string(), e))?;
         let mut conn = Connection::open(path)?;
         // WAL and synchronous=NORMAL: a commit is one append, durable at the next checkpoint;
         // the flip of `current` (fsynced) is the source of truth after a power cut.
@@ -172,7 +209,31 @@ impl State {
             tx.pragma_update(None, "user_version", known)?;
             tx.commit()?;
         }
-        Ok(State { conn })
+        Ok(State {
+            conn,
+            redact: Redactor::default(),
+        })
+    }
+
+    /// A second connection to the database at `path` (opened and migrated by [`State::open`])
+    /// that only reads: the HTTP endpoint's, so its readers never wait for (or hold up) the
+    /// daemon's writes; WAL lets both run at once.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn open_reader(path: &Path) -> Result<State, StateError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(State {
+            conn,
+            redact: Redactor::default(),
+        })
+    }
+
+    /// Mask these secrets in everything written from now on.
+    pub fn set_redactor(&mut self, redact: Redactor) {
+        self.redact = redact;
     }
 
     /// The next free generation id (never reuses one, even of a deleted generation).
@@ -283,14 +344,16 @@ impl State {
     /// # Errors
     /// SQLite failures.
     pub fn finish_operation(&mut self, op: &Operation) -> Result<(), StateError> {
+        let redact = &self.redact;
+        redact.prepare();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE operations SET outcome = ?2, reason = ?3, summary = ?4, finished = ?5, duration_ms = ?6, generation = ?7 WHERE id = ?1",
-            params![op.id, op.outcome, op.reason, op.summary, op.finished, op.duration_ms, op.generation.map(|g| g as i64)],
+            params![op.id, op.outcome, redact.apply_opt(op.reason.as_deref()), redact.apply_known(&op.summary), op.finished, op.duration_ms, op.generation.map(|g| g as i64)],
         )?;
         tx.execute("DELETE FROM steps WHERE operation = ?1", params![op.id])?;
         for (i, s) in op.steps.iter().enumerate() {
-            put_step(&tx, op.id, i, s)?;
+            put_step(&tx, redact, op.id, i, s)?;
         }
         tx.commit()?;
         Ok(())
@@ -388,15 +451,17 @@ impl State {
     }
 }
 
+/// Store step `seq`, its texts redacted (`redact` prepared by the caller).
 fn put_step(
     conn: &Connection,
+    redact: &Redactor,
     operation: i64,
     seq: usize,
     s: &StepRecord,
 ) -> Result<(), StateError> {
     conn.execute(
         "INSERT OR REPLACE INTO steps (operation, seq, action, target, outcome, detail, drift, duration_ms, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![operation, seq as i64, s.action, s.target, s.outcome, s.detail, s.drift, s.duration_ms, s.output],
+        params![operation, seq as i64, s.action, redact.apply_known(&s.target), s.outcome, redact.apply_known(&s.detail), s.drift, s.duration_ms, redact.apply_opt(s.output.as_deref())],
     )?;
     Ok(())
 }
@@ -514,6 +579,75 @@ mod tests {
             "from start to the restart that found it"
         );
         assert_eq!(s.operations(10, Some(id)).expect("one")[0], op);
+    }
+
+    #[test]
+    fn the_database_files_are_root_only_also_on_existing_installs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        {
+            let s = State::open(&path).expect("create");
+            s.set_meta("k", Some("v")).expect("write");
+            for f in ["state.db", "state.db-wal", "state.db-shm"] {
+                assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+            }
+        }
+        // An install from before: 0644 files.
+        let open_to_all = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&path, open_to_all.clone()).expect("chmod");
+        let wal = dir.path().join("state.db-wal");
+        std::fs::write(&wal, b"").expect("wal");
+        std::fs::set_permissions(&wal, open_to_all).expect("chmod");
+        let _s = State::open(&path).expect("reopen");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+    }
+
+    #[test]
+    fn secrets_never_reach_the_steps_table() {
+        let mut s = State::open(Path::new(":memory:")).expect("open");
+        let r = Redactor::default();
+        r.add_values(["sesame-42"]);
+        s.set_redactor(r);
+        let id = s
+            .start_operation("deploy", "cli", None, "t0")
+            .expect("start");
+        let mut step = StepRecord::new(
+            "fetch",
+            "https://bot:tok-9@git.example.com/shop.git",
+            "failed",
+            "key sesame-42 refused",
+            false,
+        );
+        step.output = Some("APP_KEY=sesame-42\nhttps://bot:tok-9@git.example.com\n".into());
+        s.put_step(id, 0, &step).expect("put");
+        let got = &s.operations(1, Some(id)).expect("ops")[0].steps[0];
+        assert_eq!(got.target, "https://***@git.example.com/shop.git");
+        assert_eq!(got.detail, "key *** refused");
+        assert_eq!(
+            got.output.as_deref(),
+            Some("APP_KEY=***\nhttps://***@git.example.com\n")
+        );
+        let op = Operation {
+            id,
+            kind: "deploy".into(),
+            trigger: "cli".into(),
+            generation: None,
+            outcome: "failed".into(),
+            reason: Some("fetch failed: sesame-42".into()),
+            summary: "fetch failed: sesame-42".into(),
+            started: "t0".into(),
+            finished: Some("t1".into()),
+            duration_ms: Some(1),
+            steps: vec![step],
+        };
+        s.finish_operation(&op).expect("finish");
+        let got = &s.operations(1, Some(id)).expect("ops")[0];
+        assert_eq!(got.reason.as_deref(), Some("fetch failed: ***"));
+        assert_eq!(got.summary, "fetch failed: ***");
+        assert_eq!(got.steps[0].detail, "key *** refused");
     }
 
     #[test]

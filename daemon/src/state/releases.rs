@@ -41,7 +41,8 @@ impl State {
         seq: usize,
         step: &StepRecord,
     ) -> Result<(), StateError> {
-        super::put_step(&self.conn, operation, seq, step)
+        self.redact.prepare();
+        super::put_step(&self.conn, &self.redact, operation, seq, step)
     }
 
     /// Start a release of `app` in state `building`; returns its id (never reused).
@@ -86,6 +87,7 @@ impl State {
                 params![app, id as i64],
             )?;
         }
+        let reason = reason.map(|r| self.redact.apply(r));
         self.conn.execute(
             "UPDATE releases SET state = ?3, reason = COALESCE(?4, reason) WHERE app = ?1 AND id = ?2",
             params![app, id as i64, state, reason],
