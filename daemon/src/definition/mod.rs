@@ -11,6 +11,8 @@ mod locate;
 mod parse;
 mod prescan;
 mod receiver;
+#[cfg(test)]
+mod refusals;
 mod rules;
 pub mod schedule;
 mod validate;
