@@ -7,6 +7,8 @@
 
 mod apps;
 mod backups;
+#[cfg(test)]
+mod fuzz;
 mod locate;
 mod parse;
 mod prescan;
