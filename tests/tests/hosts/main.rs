@@ -9,6 +9,7 @@ mod accounts;
 mod backup;
 mod broken;
 mod changes;
+mod check_refusals;
 mod confirm;
 mod crash;
 mod deploy;
