@@ -434,15 +434,33 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 fn check(file: PathBuf, offline: bool, json: bool) -> anyhow::Result<i32> {
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let problems = match crate::definition::parse(&text, &file) {
-        Ok(_) if offline => Vec::new(),
-        Ok(def) => host_problems(&def, &text),
-        Err(e) => e.problems,
+    let (problems, warnings) = match crate::definition::parse(&text, &file) {
+        Ok(def) if offline => (Vec::new(), def.warnings().to_vec()),
+        Ok(def) => (host_problems(&def, &text), def.warnings().to_vec()),
+        Err(e) => (e.problems, Vec::new()),
     };
     if problems.is_empty() {
         if json {
-            println!("{{\"valid\":true,\"problems\":[]}}");
+            println!(
+                "{}",
+                serde_json::json!({ "valid": true, "problems": [], "warnings": warnings })
+            );
         } else {
+            for w in &warnings {
+                let path = if w.path.is_empty() {
+                    "(document)"
+                } else {
+                    &w.path
+                };
+                eprintln!(
+                    "{}:{}:{}: {}: warning: {}",
+                    file.display(),
+                    w.line,
+                    w.column,
+                    path,
+                    w.message
+                );
+            }
             println!("{}: ok", file.display());
         }
         return Ok(0);

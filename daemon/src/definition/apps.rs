@@ -3,12 +3,13 @@
 //! on the server (secrets present, services up, database reachable) is the deploy preflight's.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::parse::Problems;
+use super::rules;
+use super::validate::{DAY, HOUR, SECOND};
 use super::{SecretRef, Seg};
 
 /// One application.
@@ -22,8 +23,9 @@ pub struct AppSpec {
     pub branch: String,
     /// Absolute directory holding `releases/<id>/`, `shared/` and `current -> releases/<id>`.
     pub path: String,
-    /// User the steps and the service run as (default root). Releases and shared paths are
-    /// owned by this user.
+    /// User the steps and the service run as; required. Releases and shared paths are owned
+    /// by this user. Give each app a user of its own (under `users:`); `root` must be written
+    /// out and is discouraged: the app's code would run with every right on the server.
     #[serde(default)]
     pub user: Option<String>,
     /// Paths (relative to the release) kept across releases in `shared/` and linked into each,
@@ -191,27 +193,6 @@ fn is_app_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn is_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Directories an app may not live in: strackt's own, and system trees.
-const REFUSED_APP_ROOTS: &[&str] = &[
-    "/etc",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/boot",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/strackt",
-];
-
 pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Problems<'_>) {
     let mut listens: BTreeMap<String, &str> = BTreeMap::new();
     for (name, app) in apps {
@@ -220,100 +201,130 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
             p.extend(fields.iter().map(|f| Seg::Key((*f).to_string())));
             p
         };
+        let at_index = |fields: &[&str], i: usize| {
+            let mut p = at(fields);
+            p.push(Seg::Index(i));
+            p
+        };
         if !is_app_name(name) {
             problems.at_key(
                 &at(&[]),
                 format!("{name:?} is not an app name (lowercase letters, digits, - and _, starting with a letter)"),
             );
         }
-        if app.repo.trim().is_empty() {
-            problems.at(&at(&["repo"]), "a git URL or path is needed");
+        if let Err(e) = rules::argument(&app.repo) {
+            problems.at(&at(&["repo"]), format!("not a git URL or path: {e}"));
         }
-        if app.branch.trim().is_empty() || app.branch.starts_with('-') {
-            problems.at(&at(&["branch"]), "not a branch name");
+        if let Err(e) = rules::branch(&app.branch) {
+            problems.at(&at(&["branch"]), e);
         }
-        let path = app.path.trim_end_matches('/');
-        if !app.path.starts_with('/') || path.is_empty() || app.path.contains("/../") {
-            problems.at(
-                &at(&["path"]),
-                "must be an absolute directory, e.g. /srv/shop",
-            );
-        } else if let Some(root) = REFUSED_APP_ROOTS
-            .iter()
-            .find(|r| path == **r || path.starts_with(&format!("{r}/")))
-        {
-            problems.at(
-                &at(&["path"]),
-                format!("apps may not live under {root}; use e.g. /srv/{name}"),
-            );
+        if let Err(e) = rules::own_tree(&app.path, "an app", &[]) {
+            problems.at(&at(&["path"]), format!("{e} (e.g. /srv/{name})"));
+        }
+        match app.user.as_deref() {
+            None => problems.at_key(
+                &at(&[]),
+                format!("needs `user:`: the app's steps and service run as this user, and running code from a git repository as root would give it every right on the server; add a user of its own (`users: {{ {name}: {{ system: true, home: /srv/{name} }} }}`) and write `user: {name}`, or `user: root` if it really must"),
+            ),
+            Some(user) if !is_account_name(user) => problems.at(
+                &at(&["user"]),
+                format!("{user:?} is not a user name"),
+            ),
+            Some("root") => problems.warn(
+                &at(&["user"]),
+                "runs as root: the app's code, its dependencies and every deploy step get every right on the server; prefer a user of its own",
+            ),
+            Some(_) => {}
         }
         for (i, shared) in app.shared.iter().enumerate() {
-            let bad = shared.is_empty()
-                || shared.starts_with('/')
-                || shared.split('/').any(|part| part == ".." || part == ".")
-                || matches!(shared.as_str(), ".git" | ".strackt");
-            if bad {
-                let mut p = at(&["shared"]);
-                p.push(Seg::Index(i));
+            if let Err(e) = rules::release_relative(shared) {
+                problems.at(&at_index(&["shared"], i), e);
+            } else if let Some(other) = app.shared[..i]
+                .iter()
+                .find(|o| rules::overlaps(&format!("/{o}"), &format!("/{shared}")))
+            {
                 problems.at(
-                    &p,
-                    format!("{shared:?} must be a path inside the release, e.g. storage/uploads"),
+                    &at_index(&["shared"], i),
+                    format!("{shared:?} overlaps {other:?}: each shared path is one directory or file of its own"),
                 );
             }
         }
-        for key in app.settings.keys() {
-            if !is_env_name(key) {
-                problems.at_key(
-                    &at(&["settings", key]),
-                    format!("{key:?} is not an environment variable name (letters, digits and _)"),
-                );
+        for (key, value) in &app.settings {
+            let p = at(&["settings", key]);
+            if let Err(e) = rules::env_name(key) {
+                problems.at_key(&p, e);
+            }
+            match value {
+                SettingValue::Plain(text) => {
+                    if let Err(e) = rules::env_value(text) {
+                        problems.at(&p, e);
+                    }
+                }
+                SettingValue::Secret(secret) => {
+                    if let Err(e) = rules::secret_name(&secret.secret) {
+                        problems.at(&at(&["settings", key, "secret"]), e);
+                    }
+                }
             }
         }
         if let Some(db) = &app.database {
-            if db.host.trim().is_empty() {
+            let host_ok = if db.host.starts_with('/') {
+                rules::absolute_path(&db.host)
+            } else {
+                rules::argument(&db.host).and_then(|()| rules::host(&db.host))
+            };
+            if let Err(e) = host_ok {
                 problems.at(
                     &at(&["database", "host"]),
-                    "a host name or address is needed",
+                    format!("a host name, an address or a socket directory: {e}"),
                 );
             }
+            if let Err(e) = rules::port(db.port) {
+                problems.at(&at(&["database", "port"]), e);
+            }
             for (field, value) in [("name", &db.name), ("user", &db.user)] {
-                if value.trim().is_empty() {
-                    problems.at(&at(&["database", field]), "must not be empty");
+                let ok = rules::argument(value).and_then(|()| {
+                    if value.len() > 63 {
+                        Err("longer than PostgreSQL's 63 bytes".to_string())
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = ok {
+                    problems.at(&at(&["database", field]), e);
                 }
+            }
+            if let Err(e) = rules::secret_name(&db.password.secret) {
+                problems.at(&at(&["database", "password", "secret"]), e);
             }
         }
         for (i, unit) in app.requires.iter().enumerate() {
-            if !unit.contains('.') || unit.contains('/') {
-                let mut p = at(&["requires"]);
-                p.push(Seg::Index(i));
+            if let Err(e) = rules::unit_name(unit, &[]) {
                 problems.at(
-                    &p,
-                    format!("{unit:?} is not a unit name, e.g. postgresql.service"),
+                    &at_index(&["requires"], i),
+                    format!("{e}; e.g. postgresql.service"),
                 );
             }
         }
-        for (field, value) in [
-            ("timeout", &app.steps.timeout),
-            ("within", &app.service.within),
+        for (step, command) in app.steps.ordered() {
+            if let Some(Err(e)) = command.map(rules::no_nul) {
+                problems.at(&at(&["steps", step]), e);
+            }
+        }
+        for (fields, value, min, max) in [
+            (&["steps", "timeout"], &app.steps.timeout, SECOND, DAY),
+            (&["service", "within"], &app.service.within, SECOND, HOUR),
         ] {
-            if let Some(text) = value {
-                if humantime::parse_duration(text).is_err() {
-                    let p = if field == "timeout" {
-                        at(&["steps", field])
-                    } else {
-                        at(&["service", field])
-                    };
-                    problems.at(
-                        &p,
-                        format!("{text:?} is not a duration; write e.g. 30s, 10m"),
-                    );
-                }
+            if let Some(Err(e)) = value.as_deref().map(|t| rules::duration(t, min, max)) {
+                problems.at(&at(fields), e);
             }
         }
         if app.service.exec.trim().is_empty() {
             problems.at(&at(&["service", "exec"]), "a command line is needed");
+        } else if let Err(e) = rules::one_line(&app.service.exec) {
+            problems.at(&at(&["service", "exec"]), e);
         }
-        match app.service.listen.parse::<SocketAddr>() {
+        match rules::socket_addr(&app.service.listen, "127.0.0.1:8000") {
             Ok(addr) => {
                 let key = addr.to_string();
                 if let Some(other) = listens.insert(key.clone(), name) {
@@ -323,25 +334,34 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
                     );
                 }
             }
-            Err(_) => problems.at(
-                &at(&["service", "listen"]),
-                format!(
-                    "{:?} is not ADDRESS:PORT, e.g. 127.0.0.1:8000",
-                    app.service.listen
-                ),
-            ),
+            Err(e) => problems.at(&at(&["service", "listen"]), e),
         }
-        if !app.service.health.starts_with('/') {
+        let health = &app.service.health;
+        if !health.starts_with('/')
+            || health.contains(|c: char| c.is_whitespace() || c.is_control())
+        {
             problems.at(
                 &at(&["service", "health"]),
-                "an HTTP path starting with /, e.g. /health",
+                "an HTTP path starting with /, without spaces, e.g. /health",
             );
         }
-        if app.keep_releases == 0 {
+        if !(1..=1000).contains(&app.keep_releases) {
             problems.at(
                 &at(&["keep_releases"]),
-                "at least 1 (the live release is always kept)",
+                "1 to 1000 (the live release is always kept)",
             );
         }
     }
+}
+
+/// `useradd`'s default NAME_REGEX.
+fn is_account_name(name: &str) -> bool {
+    name.len() <= 32
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }

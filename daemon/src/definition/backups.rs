@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::parse::Problems;
+use super::rules;
 use super::schedule::Schedule;
+use super::validate::{DAY, SECOND};
 use super::{AppSpec, SecretRef, Seg};
 
 /// Backups of one app (the key is the app's name in `apps:`).
@@ -138,6 +140,30 @@ pub struct KeepPolicy {
 }
 
 impl KeepPolicy {
+    /// Each count at most 1,000,000, and not all of them 0 (which would forget every snapshot).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let set: Vec<u32> = [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.iter().any(|n| *n > 1_000_000) {
+            return Err("a count above 1,000,000; leave it out to keep everything".into());
+        }
+        if !set.is_empty() && set.iter().all(|n| *n == 0) {
+            return Err(
+                "every count is 0, which keeps no snapshot at all; leave `keep:` out to keep everything"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// restic `forget` flags; empty when nothing is set (keep everything).
     pub fn restic_flags(&self) -> Vec<String> {
         [
@@ -178,9 +204,11 @@ pub(crate) fn check_backups(
             );
         }
         for (i, path) in b.paths.iter().enumerate() {
-            if !app.shared.contains(path) {
-                let mut p = at(&["paths"]);
-                p.push(Seg::Index(i));
+            let mut p = at(&["paths"]);
+            p.push(Seg::Index(i));
+            if b.paths[..i].contains(path) {
+                problems.at(&p, format!("{path:?} is named twice"));
+            } else if !app.shared.contains(path) {
                 problems.at(
                     &p,
                     format!(
@@ -198,28 +226,66 @@ pub(crate) fn check_backups(
         }
         match (&b.to.s3, &b.to.receiver) {
             (Some(s3), None) => {
-                if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://")) {
+                if let Err(e) = rules::url(&s3.endpoint, &["https", "http"]) {
                     problems.at(
                         &at(&["to", "s3", "endpoint"]),
-                        "an http(s):// URL, e.g. https://fsn1.your-objectstorage.com",
+                        format!("{e}, e.g. https://fsn1.your-objectstorage.com"),
                     );
                 }
-                if s3.bucket.is_empty() || s3.bucket.contains('/') {
+                if !is_bucket_name(&s3.bucket) {
                     problems.at(
                         &at(&["to", "s3", "bucket"]),
-                        "a bucket name (no slashes; use `prefix:` for a path)",
+                        format!("{:?} is not a bucket name (3-63 letters, digits, `.-_`, starting and ending with a letter or digit; use `prefix:` for a path)", s3.bucket),
                     );
+                }
+                if let Err(e) = rules::argument(&s3.region) {
+                    problems.at(&at(&["to", "s3", "region"]), e);
+                }
+                let prefix_ok = rules::one_line(&s3.prefix).is_ok()
+                    && (s3.prefix.is_empty()
+                        || (!s3.prefix.starts_with(['-', '/'])
+                            && !s3.prefix.contains(char::is_whitespace)
+                            && s3
+                                .prefix
+                                .split('/')
+                                .all(|c| !c.is_empty() && c != "." && c != "..")));
+                if !prefix_ok {
+                    problems.at(
+                        &at(&["to", "s3", "prefix"]),
+                        format!("{:?} is not a key prefix (e.g. web1/shop: no spaces, no `.`/`..` or empty parts, not starting with `-` or `/`)", s3.prefix),
+                    );
+                }
+                if let Err(e) = rules::secret_name(&s3.credentials.secret) {
+                    problems.at(&at(&["to", "s3", "credentials", "secret"]), e);
                 }
             }
             (None, Some(r)) => {
-                if !r.url.starts_with("https://") {
+                if let Err(e) = rules::url(&r.url, &["https"]) {
                     problems.at(
                         &at(&["to", "receiver", "url"]),
-                        "an https:// URL (receivers always use TLS)",
+                        format!("{e} (receivers always use TLS)"),
                     );
+                }
+                if let Err(e) = rules::secret_name(&r.credentials.secret) {
+                    problems.at(&at(&["to", "receiver", "credentials", "secret"]), e);
+                }
+                if let Some(ca) = &r.ca {
+                    if let Err(e) = rules::absolute_path(ca) {
+                        problems.at(&at(&["to", "receiver", "ca"]), e);
+                    }
                 }
             }
             _ => problems.at(&at(&["to"]), "exactly one of `s3:` and `receiver:`"),
+        }
+        if let Err(e) = b.keep.check() {
+            problems.at(&at(&["keep"]), e);
+        }
+        if let Some(Err(e)) = b
+            .stalled_after
+            .as_deref()
+            .map(|t| rules::duration(t, 5 * SECOND, DAY))
+        {
+            problems.at(&at(&["stalled_after"]), e);
         }
         // Both the timezone and the schedules are checked, each on its own.
         let tz = if b.timezone.parse::<chrono_tz::Tz>().is_ok() {
@@ -243,4 +309,15 @@ pub(crate) fn check_backups(
             }
         }
     }
+}
+
+/// S3 bucket naming (AWS's rules, with `_` that some compatible servers allow).
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        && !name.contains("..")
 }

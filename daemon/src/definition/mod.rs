@@ -7,9 +7,15 @@
 
 mod apps;
 mod backups;
+#[cfg(test)]
+mod fuzz;
 mod locate;
 mod parse;
+mod prescan;
 mod receiver;
+#[cfg(test)]
+mod refusals;
+mod rules;
 pub mod schedule;
 mod validate;
 
@@ -378,9 +384,14 @@ pub struct DaemonSettings {
     /// Period of the reconcile timer that repairs drift, e.g. `30s`, `5m`, `1h`.
     #[serde(default = "default_interval")]
     pub interval: String,
-    /// Address of the read-only HTTP status endpoint (read when the daemon starts).
+    /// Address of the read-only HTTP status endpoint (read when the daemon starts). Only a
+    /// loopback address unless `listen_non_loopback` is set.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Allow `listen` on an address other machines can reach: the endpoint then shows the
+    /// server's state, generations and operations to anyone who can connect (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listen_non_loopback: bool,
     /// How many successful generations to keep for rollback (the current and the previous
     /// one are always kept).
     #[serde(default = "default_keep")]
@@ -408,6 +419,7 @@ impl Default for DaemonSettings {
         DaemonSettings {
             interval: default_interval(),
             listen: default_listen(),
+            listen_non_loopback: false,
             keep_generations: default_keep(),
             settle: default_settle(),
         }
@@ -532,6 +544,7 @@ pub struct HealthSpec {
 pub struct ValidatedDefinition {
     definition: Definition,
     source: String,
+    warnings: Vec<Problem>,
 }
 
 impl ValidatedDefinition {
@@ -542,6 +555,11 @@ impl ValidatedDefinition {
     /// The exact text it was parsed from (kept in each generation).
     pub fn source(&self) -> &str {
         &self.source
+    }
+    /// What is valid but discouraged (e.g. an app that runs as root), each located like a
+    /// problem; `strackt check` prints them.
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
     }
     /// The reconcile interval.
     pub fn interval(&self) -> std::time::Duration {

@@ -24,6 +24,7 @@ const SECTIONS: &[&str] = &[
 pub(crate) struct Problems<'a> {
     locator: &'a Locator,
     list: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Problems<'_> {
@@ -36,6 +37,16 @@ impl Problems<'_> {
     pub(crate) fn at_key(&mut self, path: &[Seg], message: impl Into<String>) {
         let (line, column) = self.locator.key(path);
         self.push(line, column, path, message.into());
+    }
+    /// Not a problem, but something `strackt check` points out (e.g. an app run as root).
+    pub(crate) fn warn(&mut self, path: &[Seg], message: impl Into<String>) {
+        let (line, column) = self.locator.value(path);
+        self.warnings.push(Problem {
+            line,
+            column,
+            path: render_path(path),
+            message: message.into(),
+        });
     }
     fn push(&mut self, line: usize, column: usize, path: &[Seg], message: String) {
         self.list.push(Problem {
@@ -56,6 +67,14 @@ pub fn parse(source: &str, file: &Path) -> Result<ValidatedDefinition, Definitio
         file: file.to_path_buf(),
         problems,
     };
+    if let Err((line, column, message)) = super::prescan::prescan(source) {
+        return Err(fail(vec![Problem {
+            line,
+            column,
+            path: String::new(),
+            message,
+        }]));
+    }
     let value: Value = match serde_yaml::from_str(source) {
         Ok(v) => v,
         Err(e) => {
@@ -78,15 +97,19 @@ pub fn parse(source: &str, file: &Path) -> Result<ValidatedDefinition, Definitio
     let mut problems = Problems {
         locator: &locator,
         list: Vec::new(),
+        warnings: Vec::new(),
     };
     let definition = build(value, &mut problems);
     if problems.list.is_empty() {
         validate(&definition, &mut problems);
     }
     if problems.list.is_empty() {
+        let mut warnings = problems.warnings;
+        warnings.sort_by_key(|p| (p.line, p.column));
         return Ok(ValidatedDefinition {
             definition,
             source: source.to_string(),
+            warnings,
         });
     }
     let mut list = problems.list;

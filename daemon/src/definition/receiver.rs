@@ -80,6 +80,7 @@ pub fn is_client_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.contains("..")
 }
 
 pub(crate) fn check_receiver(r: &ReceiverSpec, problems: &mut Problems<'_>) {
@@ -88,19 +89,22 @@ pub(crate) fn check_receiver(r: &ReceiverSpec, problems: &mut Problems<'_>) {
         p.extend(fields.iter().map(|f| Seg::Key((*f).to_string())));
         p
     };
-    if r.listen.parse::<std::net::SocketAddr>().is_err() {
-        problems.at(
-            &at(&["listen"]),
-            format!("{:?} is not ADDRESS:PORT, e.g. 0.0.0.0:8443", r.listen),
-        );
+    if let Err(e) = super::rules::socket_addr(&r.listen, "0.0.0.0:8443") {
+        problems.at(&at(&["listen"]), e);
+    }
+    if let Err(e) = super::rules::own_tree(
+        &r.storage,
+        "the receiver's storage",
+        &[super::rules::RECEIVER_TREE],
+    ) {
+        problems.at(&at(&["storage"]), e);
     }
     for (field, path) in [
-        (&["storage"][..], &r.storage),
         (&["tls", "certificate"][..], &r.tls.certificate),
         (&["tls", "key"][..], &r.tls.key),
     ] {
-        if !path.starts_with('/') {
-            problems.at(&at(field), format!("{path:?} is not an absolute path"));
+        if let Err(e) = super::rules::absolute_path(path) {
+            problems.at(&at(field), e);
         }
     }
     if r.clients.is_empty() {
@@ -109,19 +113,28 @@ pub(crate) fn check_receiver(r: &ReceiverSpec, problems: &mut Problems<'_>) {
             "no clients: name the servers that send backups here",
         );
     }
-    for name in r.clients.keys() {
+    for (name, client) in &r.clients {
         if !is_client_name(name) {
             problems.at_key(
                 &at(&["clients", name]),
-                format!("{name:?} is not a client name (letters, digits, `-_.`)"),
+                format!("{name:?} is not a client name (letters, digits, `-_.`, no `..`)"),
             );
         }
+        if let Err(e) = super::rules::secret_name(&client.credentials.secret) {
+            problems.at(&at(&["clients", name, "credentials", "secret"]), e);
+        }
+        if let Some(Err(e)) = client.keep.as_ref().map(KeepPolicy::check) {
+            problems.at(&at(&["clients", name, "keep"]), e);
+        }
     }
-    match humantime::parse_duration(&r.retention_after) {
-        Ok(d) if d.as_secs() >= 1 => {}
-        _ => problems.at(
-            &at(&["retention_after"]),
-            format!("{:?} is not a duration such as 5m", r.retention_after),
-        ),
+    if let Err(e) = r.keep.check() {
+        problems.at(&at(&["keep"]), e);
+    }
+    if let Err(e) = super::rules::duration(
+        &r.retention_after,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(7 * 86_400),
+    ) {
+        problems.at(&at(&["retention_after"]), e);
     }
 }

@@ -1,10 +1,17 @@
 //! Semantic rules of a definition: what strackt may manage and what makes sense to systemd.
 //! Runs after the structural pass succeeded, reports every violation.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::parse::Problems;
+use super::rules;
 use super::{Definition, HealthSpec, Seg, ServiceSpec};
+
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 
 /// Where managed files may live. strackt manages configuration, never application code, data
 /// or uploads (which live under /srv, /var/lib, /home), nor kernel or runtime filesystems.
@@ -49,9 +56,7 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 /// Unit types a `unit:` service may name.
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service", ".socket", ".timer", ".path", ".target", ".mount",
-];
+const UNIT_TYPES: &[&str] = &["service", "socket", "timer", "path", "target", "mount"];
 
 fn key(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|s| Seg::Key((*s).to_string())).collect()
@@ -68,29 +73,29 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         );
     }
     let s = &def.strackt;
-    for (field, text, min) in [("interval", &s.interval, 1.0), ("settle", &s.settle, 0.0)] {
-        match humantime::parse_duration(text) {
-            Ok(d) if d.as_secs_f64() >= min => {}
-            Ok(_) => problems.at(
-                &key(&["strackt", field]),
-                format!("must be at least {min}s"),
-            ),
-            Err(e) => problems.at(
-                &key(&["strackt", field]),
-                format!("not a duration ({e}); write e.g. 30s, 5m, 1h"),
-            ),
+    for (field, text, min, max) in [
+        ("interval", &s.interval, SECOND, DAY),
+        ("settle", &s.settle, Duration::ZERO, 10 * MINUTE),
+    ] {
+        if let Err(e) = rules::duration(text, min, max) {
+            problems.at(&key(&["strackt", field]), e);
         }
     }
-    if s.listen.parse::<SocketAddr>().is_err() {
-        problems.at(
+    match rules::socket_addr(&s.listen, "127.0.0.1:7477") {
+        Ok(addr) if !addr.ip().is_loopback() && !s.listen_non_loopback => problems.at(
             &key(&["strackt", "listen"]),
-            format!("{:?} is not an IP:PORT address", s.listen),
-        );
+            format!(
+                "{} is reachable from other machines: the status endpoint shows the server's state and operations to anyone who can connect; keep it on 127.0.0.1 or set `listen_non_loopback: true`",
+                s.listen
+            ),
+        ),
+        Ok(_) => {}
+        Err(e) => problems.at(&key(&["strackt", "listen"]), e),
     }
-    if s.keep_generations < 2 {
+    if !(2..=1000).contains(&s.keep_generations) {
         problems.at(
             &key(&["strackt", "keep_generations"]),
-            "must be at least 2 (the current and the previous generation are always kept)",
+            "must be 2 to 1000 (the current and the previous generation are always kept)",
         );
     }
     for (path, spec) in &def.files {
@@ -104,12 +109,20 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         if let Err(msg) = check_managed_path(path) {
             problems.at_key(&at(""), msg);
         }
+        if let Err(e) = rules::no_nul(&spec.content) {
+            problems.at(&at("content"), e);
+        }
         if let Some(mode) = &spec.mode {
-            if parse_mode(mode).is_none() {
-                problems.at(
+            match parse_mode(mode) {
+                None => problems.at(
                     &at("mode"),
                     format!("{mode:?} is not an octal mode; write it quoted, e.g. \"0640\""),
-                );
+                ),
+                Some(m) => {
+                    if let Err(e) = rules::safe_mode(m) {
+                        problems.at(&at("mode"), e);
+                    }
+                }
             }
         }
         for (field, name) in [("owner", &spec.owner), ("group", &spec.group)] {
@@ -125,6 +138,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     }
     check_accounts(def, problems);
     super::apps::check_apps(&def.apps, problems);
+    check_trees(def, problems);
     super::backups::check_backups(&def.backups, &def.apps, problems);
     if let Some(r) = &def.receiver {
         super::receiver::check_receiver(r, problems);
@@ -145,6 +159,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         }
         let version_ok = version == "latest"
             || (version.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && !version.contains("..")
                 && version
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c)));
@@ -188,7 +203,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
             );
         }
         if let super::SysctlValue::Text(t) = value {
-            if t.trim().is_empty() || t.contains('\n') {
+            if t.trim().is_empty() || t.chars().any(|c| c.is_control() && c != '\t') {
                 problems.at(&at, "a sysctl value must be one non-empty line");
             }
         }
@@ -203,11 +218,8 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
         }
         p
     };
-    if !is_unit_base_name(name) {
-        problems.at_key(
-            &at(""),
-            format!("{name:?} is not a valid service name (letters, digits, `-_.:@`; no suffix)"),
-        );
+    if let Err(e) = rules::service_key(name) {
+        problems.at_key(&at(""), e);
     }
     if name == "strackt" || spec.unit.as_deref() == Some("strackt.service") {
         problems.at_key(
@@ -225,16 +237,8 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
             "needs `exec:` (a unit strackt writes) or `unit:` (an existing unit)",
         ),
         (Some(unit), None) => {
-            if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s))
-                || !is_unit_base_name(unit.rsplit_once('.').map_or("", |x| x.0))
-            {
-                problems.at(
-                    &at("unit"),
-                    format!(
-                        "{unit:?} is not a unit name (e.g. cron.service; types: {})",
-                        UNIT_SUFFIXES.join(", ")
-                    ),
-                );
+            if let Err(e) = rules::unit_name(unit, UNIT_TYPES) {
+                problems.at(&at("unit"), format!("{e}; e.g. cron.service"));
             }
             let writes_unit = [
                 ("description", spec.description.is_some()),
@@ -252,26 +256,23 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
                 }
             }
         }
-        (None, Some(exec)) => {
-            if !exec.trim_start().starts_with('/') {
-                problems.at(
-                    &at("exec"),
-                    "must start with an absolute path to the program",
-                );
+        (None, Some(_)) => {}
+    }
+    for (field, command) in [("exec", &spec.exec), ("exec_reload", &spec.exec_reload)] {
+        if let Some(command) = command {
+            if let Err(e) = command_line(command) {
+                problems.at(&at(field), e);
             }
         }
     }
-    if let Some(reload) = &spec.exec_reload {
-        if !reload.trim_start().starts_with('/') {
-            problems.at(
-                &at("exec_reload"),
-                "must start with an absolute path to the program",
-            );
+    if let Some(text) = &spec.description {
+        if let Err(e) = rules::one_line(text) {
+            problems.at(&at("description"), e);
         }
     }
     if let Some(dir) = &spec.working_directory {
-        if !dir.starts_with('/') {
-            problems.at(&at("working_directory"), "must be an absolute path");
+        if let Err(e) = rules::absolute_path(dir) {
+            problems.at(&at("working_directory"), e);
         }
     }
     for (field, value) in [("user", &spec.user), ("group", &spec.group)] {
@@ -284,37 +285,41 @@ fn check_service(def: &Definition, name: &str, spec: &ServiceSpec, problems: &mu
     for (var, value) in &spec.environment {
         let mut p = at("environment");
         p.push(Seg::Key(var.clone()));
-        if !(var
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
-            problems.at_key(&p, format!("{var:?} is not an environment variable name"));
+        if let Err(e) = rules::env_name(var) {
+            problems.at_key(&p, e);
         }
-        if value.contains('\n') {
-            problems.at(&p, "environment values cannot contain newlines");
+        if let Err(e) = rules::env_value(value) {
+            problems.at(&p, e);
         }
     }
     for (i, unit) in spec.after.iter().enumerate() {
-        if !UNIT_SUFFIXES.iter().any(|s| unit.ends_with(s)) {
+        if let Err(e) = rules::unit_name(unit, &[]) {
             let mut p = at("after");
             p.push(Seg::Index(i));
-            problems.at(
-                &p,
-                format!("{unit:?} is not a unit name (e.g. network-online.target)"),
-            );
+            problems.at(&p, format!("{e}; e.g. network-online.target"));
         }
     }
     for (i, file) in spec.restart_on.iter().enumerate() {
+        let mut p = at("restart_on");
+        p.push(Seg::Index(i));
         if !def.files.contains_key(file) {
-            let mut p = at("restart_on");
-            p.push(Seg::Index(i));
             problems.at(&p, format!("{file:?} is not a file in `files:`"));
+        } else if spec.restart_on[..i].contains(file) {
+            problems.at(&p, format!("{file:?} is named twice"));
         }
     }
     if let Some(health) = &spec.health {
         check_health(health, &at("health"), problems);
+    }
+}
+
+/// A command line written into a unit file: one line, starting with an absolute program path.
+fn command_line(text: &str) -> Result<(), String> {
+    rules::one_line(text)?;
+    if text.trim_start().starts_with('/') {
+        Ok(())
+    } else {
+        Err("must start with an absolute path to the program".into())
     }
 }
 
@@ -332,41 +337,35 @@ fn check_health(h: &HealthSpec, at: &[Seg], problems: &mut Problems<'_>) {
         problems.at(at, "needs exactly one of `command`, `http`, `tcp`");
     }
     if let Some(cmd) = &h.command {
-        if !cmd.trim_start().starts_with('/') {
-            problems.at(
-                &field("command"),
-                "must start with an absolute path to the program",
-            );
+        if let Err(e) = command_line(cmd) {
+            problems.at(&field("command"), e);
         }
     }
     if let Some(url) = &h.http {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.at(
-                &field("http"),
-                format!("{url:?} is not an http:// or https:// URL"),
-            );
+        if let Err(e) = rules::url(url, &["http", "https"]) {
+            problems.at(&field("http"), e);
         }
     }
     if let Some(tcp) = &h.tcp {
-        let port_ok = tcp.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        let ok = tcp.rsplit_once(':').is_some_and(|(host, port)| {
+            rules::host(host).is_ok() && port.parse::<u16>().is_ok_and(|p| p > 0)
         });
-        if !port_ok {
-            problems.at(&field("tcp"), format!("{tcp:?} is not HOST:PORT"));
+        if !ok {
+            problems.at(
+                &field("tcp"),
+                format!("{tcp:?} is not HOST:PORT (a host name or address, a port 1-65535)"),
+            );
         }
     }
     if let Some(within) = &h.within {
-        if humantime::parse_duration(within).is_err() {
-            problems.at(
-                &field("within"),
-                format!("{within:?} is not a duration; write e.g. 10s"),
-            );
+        if let Err(e) = rules::duration(within, SECOND, HOUR) {
+            problems.at(&field("within"), e);
         }
     }
 }
 
 fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
-    let mut gids: std::collections::BTreeMap<u32, &String> = std::collections::BTreeMap::new();
+    let mut gids: BTreeMap<u32, &String> = BTreeMap::new();
     for (name, g) in &def.groups {
         let at = key(&["groups", name]);
         if !is_account_name(name) || name.chars().all(|c| c.is_ascii_digit()) {
@@ -376,7 +375,9 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
             );
         }
         if let Some(gid) = g.gid {
-            if let Some(other) = gids.insert(gid, name) {
+            if let Err(e) = rules::account_id(gid, "gid", name) {
+                problems.at(&key(&["groups", name, "gid"]), e);
+            } else if let Some(other) = gids.insert(gid, name) {
                 problems.at(
                     &key(&["groups", name, "gid"]),
                     format!("gid {gid} is also the gid of group {other:?}"),
@@ -384,7 +385,8 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
             }
         }
     }
-    let mut uids: std::collections::BTreeMap<u32, &String> = std::collections::BTreeMap::new();
+    let mut uids: BTreeMap<u32, &String> = BTreeMap::new();
+    let mut homes: BTreeMap<&str, &String> = BTreeMap::new();
     for (name, u) in &def.users {
         let at = |field: &str| key(&["users", name, field]);
         if !is_account_name(name) || name.chars().all(|c| c.is_ascii_digit()) {
@@ -394,20 +396,43 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
             );
         }
         if let Some(uid) = u.uid {
-            if let Some(other) = uids.insert(uid, name) {
+            if let Err(e) = rules::account_id(uid, "uid", name) {
+                problems.at(&at("uid"), e);
+            } else if let Some(other) = uids.insert(uid, name) {
                 problems.at(
                     &at("uid"),
                     format!("uid {uid} is also the uid of user {other:?}"),
                 );
             }
         }
-        for (field, value) in [("shell", &u.shell), ("home", &u.home)] {
-            if value.as_ref().is_some_and(|v| !v.starts_with('/')) {
-                problems.at(&at(field), "must be an absolute path");
+        if let Some(shell) = &u.shell {
+            if let Err(e) = rules::absolute_path(shell) {
+                problems.at(&at("shell"), e);
             }
         }
-        if u.comment.as_ref().is_some_and(|c| c.contains([':', '\n'])) {
-            problems.at(&at("comment"), "cannot contain `:` or a newline");
+        if let Some(home) = &u.home {
+            // root's home is /root; a database server's account lives in its data directory.
+            let allowed: &[&str] = if name == "root" {
+                &["/root"]
+            } else {
+                &["/var/lib/postgresql", "/var/lib/mysql"]
+            };
+            if let Err(e) = rules::own_tree(home, "a home", allowed) {
+                problems.at(&at("home"), e);
+            } else if let Some(other) = homes.insert(home, name) {
+                problems.at(
+                    &at("home"),
+                    format!("{home} is also the home of user {other:?}: each user needs its own (strackt writes HOME/.ssh/authorized_keys)"),
+                );
+            }
+        }
+        if let Some(c) = &u.comment {
+            if c.contains(':') || rules::one_line(c).is_err() {
+                problems.at(
+                    &at("comment"),
+                    "cannot contain `:`, a newline or another control character",
+                );
+            }
         }
         for (i, g) in u.group.iter().chain(u.groups.iter()).enumerate() {
             if !is_account_name(g) || g.chars().all(|c| c.is_ascii_digit()) {
@@ -426,7 +451,7 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
             let kind = k.split_whitespace().next().unwrap_or("");
             if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
                 || k.split_whitespace().count() < 2
-                || k.contains('\n')
+                || rules::one_line(k).is_err()
             {
                 let mut p = at("ssh_keys");
                 p.push(Seg::Index(i));
@@ -436,25 +461,67 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
                 );
             }
         }
-        if let Some(secret) = &u.password {
-            if secret.secret.is_empty()
-                || !secret
-                    .secret
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-                || secret.secret.starts_with('.')
-            {
+        if !u.ssh_keys.is_empty() {
+            let ssh_dir = format!("{}/.ssh", u.home_of(name));
+            if let Some(file) = def.files.keys().find(|f| rules::overlaps(f, &ssh_dir)) {
                 problems.at(
-                    &key(&["users", name, "password", "secret"]),
-                    format!(
-                        "{:?} is not a secret name (letters, digits, `_.-`)",
-                        secret.secret
-                    ),
+                    &at(if u.home.is_some() { "home" } else { "ssh_keys" }),
+                    format!("{ssh_dir}/authorized_keys is written from `ssh_keys:`, and {file} is a managed file there: one of them must go"),
                 );
+            }
+        }
+        if let Some(secret) = &u.password {
+            if let Err(e) = rules::secret_name(&secret.secret) {
+                problems.at(&key(&["users", name, "password", "secret"]), e);
             }
         }
         if name == "root" && u.remove_home {
             problems.at(&at("remove_home"), "root is never removed");
+        }
+    }
+}
+
+/// The trees different owners write must not overlap: two apps, an app and a managed file,
+/// an app and a user's `.ssh`, an app and the receiver's storage.
+fn check_trees(def: &Definition, problems: &mut Problems<'_>) {
+    let valid = |p: &str| rules::absolute_path(p).is_ok();
+    let apps: Vec<(&String, &str)> = def
+        .apps
+        .iter()
+        .filter(|(_, a)| valid(&a.path))
+        .map(|(n, a)| (n, a.path.as_str()))
+        .collect();
+    for (i, (name, path)) in apps.iter().enumerate() {
+        let at = key(&["apps", name, "path"]);
+        if let Some((other, other_path)) = apps[..i].iter().find(|(_, o)| rules::overlaps(path, o))
+        {
+            problems.at(
+                &at,
+                format!("{path} overlaps app {other}'s {other_path}: each app needs a directory of its own"),
+            );
+        }
+        if let Some(file) = def.files.keys().find(|f| rules::is_within(f, path)) {
+            problems.at(
+                &at,
+                format!("the managed file {file} lies inside this app's directory, which the app's user owns: manage it elsewhere or drop it"),
+            );
+        }
+        for (user, spec) in def.users.iter().filter(|(_, u)| !u.ssh_keys.is_empty()) {
+            let ssh = format!("{}/.ssh", spec.home_of(user));
+            if valid(&ssh) && rules::overlaps(path, &ssh) {
+                problems.at(
+                    &at,
+                    format!("user {user}'s {ssh}/authorized_keys (from `ssh_keys:`) would lie inside this app's directory"),
+                );
+            }
+        }
+        if let Some(r) = &def.receiver {
+            if valid(&r.storage) && rules::overlaps(path, &r.storage) {
+                problems.at(
+                    &at,
+                    format!("overlaps the receiver's storage {}", r.storage),
+                );
+            }
         }
     }
 }
@@ -470,17 +537,16 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 
 /// Whether strackt may manage a file at `path`; `Err` explains why not.
 fn check_managed_path(path: &str) -> Result<(), String> {
+    rules::one_line(path)?;
     if !path.starts_with('/') {
         return Err(format!(
             "{path:?} is a relative path; managed files need an absolute path"
         ));
     }
-    if path.ends_with('/') || path.contains("//") || path.split('/').any(|c| c == "." || c == "..")
-    {
-        return Err(format!(
-            "{path:?} is not a normalized file path (no `.`/`..`, `//` or trailing `/`)"
-        ));
+    if path == "/" {
+        return Err("\"/\" is a directory, not a file".into());
     }
+    rules::absolute_path(path)?;
     if let Some((prefix, why)) = REFUSED
         .iter()
         .find(|(p, _)| path == p.trim_end_matches('/') || (p.ends_with('/') && path.starts_with(p)))
@@ -499,7 +565,10 @@ fn check_managed_path(path: &str) -> Result<(), String> {
 /// `useradd`'s default NAME_REGEX, or a numeric id.
 fn is_account_name(name: &str) -> bool {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
-        return true;
+        // An id; (uid_t)-1 and the 16-bit -1 mean "no change" to chown.
+        return name
+            .parse::<u32>()
+            .is_ok_and(|id| id != u32::MAX && id != 65535);
     }
     let mut chars = name.chars();
     let first_ok = chars
@@ -512,16 +581,6 @@ fn is_account_name(name: &str) -> bool {
             .chars()
             .skip(1)
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// systemd's unit-name charset (without the type suffix).
-fn is_unit_base_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
-        && !name.starts_with('.')
 }
 
 #[cfg(test)]
@@ -578,7 +637,7 @@ bogus: 1
             "server.yaml:5:3: files.\"/etc/strackt/server.yaml\": strackt may not manage",
             "server.yaml:6:34: files.\"/etc/ok\".mode: \"999\" is not an octal mode",
             "server.yaml:7:30: files.\"/etc/typo\".mdoe: unknown field `mdoe`",
-            "server.yaml:9:3: services.\"bad name\": \"bad name\" is not a valid service name",
+            "server.yaml:9:3: services.\"bad name\": \"bad name\" is not a service name",
             "server.yaml:10:14: services.a.unit: \"cron\" is not a unit name",
             "server.yaml:11:14: services.b.exec: must start with an absolute path",
             "server.yaml:12:41: services.c.health.http: \"ftp://x\" is not an http",
@@ -714,7 +773,7 @@ bogus: 1
             "server.yaml:4:13: groups.b.gid: gid 5 is also the gid of group \"a\"",
             "server.yaml:6:3: users.Alice: \"Alice\" is not a user name",
             "server.yaml:7:15: users.bob.uid: uid 7 is also the uid of user \"Alice\"",
-            "server.yaml:7:25: users.bob.shell: must be an absolute path",
+            "server.yaml:7:25: users.bob.shell: \"bash\" is not an absolute path",
             "server.yaml:7:42: users.bob.ssh_keys[0]: not an SSH public key line",
             "server.yaml:7:76: users.bob.password.secret: \"../x\" is not a secret name",
         ] {

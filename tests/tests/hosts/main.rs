@@ -10,6 +10,7 @@ mod attack_endpoint;
 mod backup;
 mod broken;
 mod changes;
+mod check_refusals;
 mod confirm;
 mod crash;
 mod deploy;
