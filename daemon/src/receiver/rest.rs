@@ -1150,6 +1150,24 @@ mod tests {
         assert!(!path.exists());
     }
 
+    #[tokio::test]
+    async fn reads_are_streamed_in_chunks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pack");
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let mut file = tokio::fs::File::open(&path).await.expect("open");
+        file.seek(SeekFrom::Start(10)).await.expect("seek");
+        let chunks: Vec<axum::body::Bytes> = stream_file(file.take(150_000), path)
+            .map(|c| c.expect("chunk"))
+            .collect()
+            .await;
+        assert!(chunks.len() >= 3, "{} chunk(s)", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= READ_CHUNK));
+        let joined: Vec<u8> = chunks.concat();
+        assert_eq!(joined, content[10..150_010]);
+    }
+
     #[test]
     fn ranges() {
         assert_eq!(byte_range("bytes=0-9", 100), Some((0, 10)));
