@@ -32,7 +32,12 @@ enum Command {
     Daemon,
     /// Keep other servers' backups: restic's REST protocol over TLS, append-only, from the
     /// definition's `receiver:` section (what strackt-receiver.service starts).
-    Receiver,
+    Receiver {
+        /// As root (the unit's ExecStartPre=+ and ExecReload=+): copy the secrets, TLS files and
+        /// team key the receiver needs where its own user can read them, then exit.
+        #[arg(long)]
+        stage: bool,
+    },
     /// Validate a definition; every problem at once as FILE:LINE:COL: path: message.
     /// Packages are also looked up in this host's apt sources unless --offline.
     Check {
@@ -189,7 +194,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env();
     match cli.command {
         Command::Daemon => run_daemon(paths),
-        Command::Receiver => crate::receiver::run(&paths),
+        Command::Receiver { stage: false } => crate::receiver::run(&paths),
+        Command::Receiver { stage: true } => crate::receiver::stage(&paths),
         Command::Check { file, offline } => {
             check(file.unwrap_or(paths.definition), offline, cli.json)
         }

@@ -565,6 +565,18 @@ impl Repo {
         self.run(&args, LOOK_LIMIT).await
     }
 
+    /// Forget exactly the snapshots `ids` and prune, after removing stale locks (the
+    /// receiver's retention, which decides the ids itself).
+    ///
+    /// # Errors
+    /// restic failing.
+    pub async fn forget_ids_and_prune(&self, ids: &[&str]) -> Result<String, String> {
+        self.run(&["unlock"], LOOK_LIMIT).await?;
+        let mut args = vec!["forget", "--prune"];
+        args.extend_from_slice(ids);
+        self.run(&args, Duration::from_secs(6 * 3600)).await
+    }
+
     /// `restic check` reading `subset` of the data (e.g. `5%`).
     ///
     /// # Errors

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 pub use apps::{AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, SettingValue};
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use parse::{parse, to_yaml};
-pub use receiver::{is_client_name, ReceiverClient, ReceiverSpec, TlsFiles};
+pub use receiver::{
+    is_client_name, parse_reserve, parse_size, ReceiverClient, ReceiverSpec, TlsFiles,
+};
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
 /// field `path` (keys) of `source`.

@@ -34,6 +34,15 @@ pub struct ReceiverSpec {
     /// does not start between the parts of one run.
     #[serde(default = "default_settle")]
     pub retention_after: String,
+    /// Most a client's repository may hold, e.g. `200GiB` (default: no quota; a client's own
+    /// `quota:` overrides it). An upload beyond it is refused with 413.
+    #[serde(default)]
+    pub quota: Option<String>,
+    /// Free space always left on the storage's filesystem: a size (`10GiB`) or a percentage
+    /// of the filesystem (`5%`, the default). An upload that would take it is refused with
+    /// 507, whichever client sends it.
+    #[serde(default = "default_reserve")]
+    pub reserve: String,
 }
 
 /// The certificate and key the receiver serves.
@@ -55,6 +64,9 @@ pub struct ReceiverClient {
     /// Retention for this client instead of the receiver's `keep:`.
     #[serde(default)]
     pub keep: Option<KeepPolicy>,
+    /// This client's quota instead of the receiver's `quota:`.
+    #[serde(default)]
+    pub quota: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -67,6 +79,39 @@ fn default_storage() -> String {
 
 fn default_settle() -> String {
     "5m".into()
+}
+
+fn default_reserve() -> String {
+    "5%".into()
+}
+
+/// A size such as `500MB`, `200GiB` or `1048576` (bytes); `None` when it is not one.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// `receiver.reserve`: `Ok(Err(percent))` for `N%` (0–90), `Ok(Ok(bytes))` for a size.
+pub fn parse_reserve(text: &str) -> Option<Result<u64, u8>> {
+    match text.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= 90).map(Err),
+        None => parse_size(text).map(Ok),
+    }
 }
 
 /// Whether `name` can be a client: it is a URL path segment and a directory name.
@@ -136,5 +181,30 @@ pub(crate) fn check_receiver(r: &ReceiverSpec, problems: &mut Problems<'_>) {
         std::time::Duration::from_secs(7 * 86_400),
     ) {
         problems.at(&at(&["retention_after"]), e);
+    }
+    let size = |fields: &[&str], text: &str, problems: &mut Problems<'_>| {
+        if parse_size(text).is_none() {
+            problems.at(
+                &at(fields),
+                format!("{text:?} is not a size such as 200GiB or 500MB"),
+            );
+        }
+    };
+    if let Some(q) = &r.quota {
+        size(&["quota"], q, problems);
+    }
+    for (name, c) in &r.clients {
+        if let Some(q) = &c.quota {
+            size(&["clients", name, "quota"], q, problems);
+        }
+    }
+    if parse_reserve(&r.reserve).is_none() {
+        problems.at(
+            &at(&["reserve"]),
+            format!(
+                "{:?} is not a size such as 10GiB or a percentage of the disk (0–90%) such as 5%",
+                r.reserve
+            ),
+        );
     }
 }

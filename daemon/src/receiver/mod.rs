@@ -6,8 +6,17 @@
 //! snapshot arrived. It re-reads `receiver:` when the definition changes and on SIGHUP (clients,
 //! passwords, certificate, retention; `listen` and `storage` need a restart), all or nothing,
 //! and never touches the rest of the server.
+//!
+//! It runs as its own system user (`strackt-receiver`), which cannot read the definition's
+//! secrets, the TLS key or the vault: `strackt receiver --stage`, run as root by the unit
+//! before the start and at each reload (`ExecStartPre=+`, `ExecReload=+`), copies exactly what
+//! the receiver needs into a root-owned directory only that user's group can read
+//! ([`STAGE_DIR`]), and the receiver reads them there. Run as root by hand, it reads them in
+//! place, as before.
 
 pub mod rest;
+pub mod retention;
+pub mod stage;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -23,8 +32,44 @@ use tokio_rustls::rustls::ServerConfig;
 use crate::backup::restic::Repo;
 use crate::backup::vault::Vault;
 use crate::daemon::Paths;
-use crate::definition::{ReceiverSpec, SECRETS_DIR};
+use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
+pub use stage::{stage, STAGE_DIR};
+
+/// Where the receiver reads its definition, secrets, TLS files and the team key.
+#[derive(Debug, Clone)]
+struct Sources {
+    definition: PathBuf,
+    secrets: PathBuf,
+    /// The staged certificate and key; `None`: the files the definition names.
+    tls: Option<(PathBuf, PathBuf)>,
+    vault: Vault,
+    /// Whether these are the staged copies (then the unit's reload re-stages them).
+    staged: bool,
+}
+
+impl Sources {
+    fn for_user(paths: &Paths) -> Sources {
+        if nix::unistd::geteuid().is_root() {
+            Sources {
+                definition: paths.definition.clone(),
+                secrets: PathBuf::from(SECRETS_DIR),
+                tls: None,
+                vault: Vault::new(&paths.root),
+                staged: false,
+            }
+        } else {
+            let dir = Path::new(STAGE_DIR);
+            Sources {
+                definition: dir.join(stage::DEFINITION),
+                secrets: dir.join(stage::SECRETS),
+                tls: Some((dir.join(stage::CERTIFICATE), dir.join(stage::KEY))),
+                vault: Vault::new(dir),
+                staged: true,
+            }
+        }
+    }
+}
 
 /// Run the receiver until SIGTERM; reload on SIGHUP and when the definition changes.
 ///
@@ -32,14 +77,25 @@ use crate::deploy::preflight::read_secret;
 /// No or a broken `receiver:` section, missing secrets or TLS files, a port in use, retention
 /// configured without the team key — all before anything is served.
 pub fn run(paths: &Paths) -> anyhow::Result<i32> {
-    let vault = Vault::new(&paths.root);
-    let settings = match Settings::load(&paths.definition, &vault) {
+    let sources = Sources::for_user(paths);
+    if sources.staged && !sources.definition.is_file() {
+        eprintln!(
+            "{} has nothing staged: start the receiver with `systemctl start strackt-receiver` (its unit stages the secrets it may read), or run `strackt receiver` as root",
+            STAGE_DIR
+        );
+        return Ok(1);
+    }
+    let settings = match Settings::load(&sources) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return Ok(1);
         }
     };
+    // The unit's own cache directory (CacheDirectory=strackt-receiver), else strackt's.
+    let cache = std::env::var_os("CACHE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths.cache.join("receiver"));
     // Hashing uploads is CPU work; two workers keep one client's upload from stalling another's.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -52,15 +108,23 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             passwords,
             tls,
             policy,
+            limits,
         } = settings;
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         let store = Arc::new(rest::Store::new(
             PathBuf::from(&spec.storage),
             &passwords,
+            limits,
             stored_tx.clone(),
         ));
         std::fs::create_dir_all(&spec.storage)
-            .with_context(|| format!("creating {}", spec.storage))?;
+            .and_then(|()| writable(Path::new(&spec.storage)))
+            .with_context(|| {
+                format!(
+                    "storage {} (the receiver's user must be able to write it: keep the default /var/lib/strackt-receiver, or add ReadWritePaths= with `systemctl edit strackt-receiver` and chown it to strackt-receiver)",
+                    spec.storage
+                )
+            })?;
         let tcp = tokio::net::TcpListener::bind(&spec.listen)
             .await
             .with_context(|| format!("listening on {}", spec.listen))?;
@@ -71,6 +135,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             if swept > 0 {
                 tracing::info!("removed {swept} cut-off upload(s) of {client}");
             }
+            store.measure(client);
         }
         // Repositories that got snapshots before a restart get their retention pass too.
         for client in policy.keeps.keys() {
@@ -82,13 +147,12 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
         let retention = Retention {
             store: store.clone(),
             policy: policy_rx,
-            vault: vault.clone(),
-            cache: paths.cache.join("receiver"),
+            vault: sources.vault.clone(),
+            cache,
         };
         tokio::spawn(retention.run(stored_rx));
         let running = Running {
-            file: paths.definition.clone(),
-            vault,
+            sources,
             spec,
             store: store.clone(),
             tls,
@@ -105,7 +169,8 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             .fallback(rest::handle)
             .with_state(store)
             // restic packs are tens of MiB at most; axum's 2 MiB default would refuse them.
-            .layer(axum::extract::DefaultBodyLimit::max(512 << 20));
+            .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
+            .into_make_service_with_connect_info::<tls::Peer>();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -123,34 +188,69 @@ struct Settings {
     passwords: BTreeMap<String, String>,
     tls: Arc<ServerConfig>,
     policy: Policy,
+    limits: rest::Limits,
+}
+
+/// The `receiver:` section of the definition in `file`.
+fn receiver_spec(file: &Path) -> Result<ReceiverSpec, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let def = crate::definition::parse(&text, file).map_err(|e| e.to_string())?;
+    def.definition()
+        .receiver
+        .clone()
+        .ok_or_else(|| format!("{} has no `receiver:` section", file.display()))
+}
+
+/// Quotas and reserve of `spec` (checked by the definition's validation already).
+fn limits(spec: &ReceiverSpec) -> Result<rest::Limits, String> {
+    let mut quotas = BTreeMap::new();
+    for (name, client) in &spec.clients {
+        if let Some(q) = client.quota.as_ref().or(spec.quota.as_ref()) {
+            let bytes =
+                parse_size(q).ok_or_else(|| format!("receiver quota {q:?} is not a size"))?;
+            quotas.insert(name.clone(), bytes);
+        }
+    }
+    let reserve = match parse_reserve(&spec.reserve) {
+        Some(Ok(bytes)) => rest::Reserve::Bytes(bytes),
+        Some(Err(percent)) => rest::Reserve::Percent(percent),
+        None => return Err(format!("receiver.reserve {:?} is not a size", spec.reserve)),
+    };
+    Ok(rest::Limits { quotas, reserve })
+}
+
+/// Whether the current user can create files in `dir`.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(std::io::Error::from)
 }
 
 impl Settings {
     /// # Errors
     /// The first problem, as the user should read it (file, line and field for the definition).
-    fn load(file: &Path, vault: &Vault) -> Result<Settings, String> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("reading {}: {e}", file.display()))?;
-        let def = crate::definition::parse(&text, file).map_err(|e| e.to_string())?;
-        let spec = def
-            .definition()
-            .receiver
-            .clone()
-            .ok_or_else(|| format!("{} has no `receiver:` section", file.display()))?;
-        let passwords = passwords(&spec, Path::new(SECRETS_DIR))?;
-        let tls = tls::server_config(Path::new(&spec.tls.certificate), Path::new(&spec.tls.key))?;
-        let keeps: BTreeMap<String, Vec<String>> = spec
+    fn load(sources: &Sources) -> Result<Settings, String> {
+        let spec = receiver_spec(&sources.definition)?;
+        let passwords = passwords(&spec, &sources.secrets)?;
+        let (certificate, key) = match &sources.tls {
+            Some((c, k)) => (c.clone(), k.clone()),
+            None => (
+                PathBuf::from(&spec.tls.certificate),
+                PathBuf::from(&spec.tls.key),
+            ),
+        };
+        let tls = tls::server_config(&certificate, &key)?;
+        let keeps: BTreeMap<String, KeepPolicy> = spec
             .clients
             .iter()
-            .map(|(c, cl)| {
-                (
-                    c.clone(),
-                    cl.keep.as_ref().unwrap_or(&spec.keep).restic_flags(),
-                )
-            })
-            .filter(|(_, flags)| !flags.is_empty())
+            .map(|(c, cl)| (c.clone(), cl.keep.as_ref().unwrap_or(&spec.keep).clone()))
+            .filter(|(_, keep)| !keep.restic_flags().is_empty())
             .collect();
-        if !keeps.is_empty() && !vault.has_key() {
+        let limits = limits(&spec)?;
+        if !keeps.is_empty() && !sources.vault.has_key() {
             return Err("retention (`receiver.keep`) needs the team's backup key on this server: run `strackt backup key import`".into());
         }
         let settle = humantime::parse_duration(&spec.retention_after)
@@ -160,14 +260,14 @@ impl Settings {
             passwords,
             tls,
             policy: Policy { keeps, settle },
+            limits,
         })
     }
 }
 
 /// What a reload may change in the running receiver.
 struct Running {
-    file: PathBuf,
-    vault: Vault,
+    sources: Sources,
     /// As served: `listen` and `storage` only change with a restart.
     spec: ReceiverSpec,
     store: Arc<rest::Store>,
@@ -177,13 +277,21 @@ struct Running {
 
 impl Running {
     /// Reload on SIGHUP (`systemctl reload strackt-receiver`) and when the definition changes.
-    fn spawn_reloads(self) -> anyhow::Result<notify::RecommendedWatcher> {
+    /// Staged, the unit does the watching: `strackt-receiver-reload.path` reloads the unit,
+    /// which stages again and then signals.
+    fn spawn_reloads(self) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let on_change = tx.clone();
-        let watcher = crate::daemon::spawn_watcher(&self.file, move || {
-            let _ = on_change.send(());
-        })
-        .context("watching the definition")?;
+        let watcher = if self.sources.staged {
+            None
+        } else {
+            Some(
+                crate::daemon::spawn_watcher(&self.sources.definition, move || {
+                    let _ = on_change.send(());
+                })
+                .context("watching the definition")?,
+            )
+        };
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
@@ -204,7 +312,7 @@ impl Running {
     /// All or nothing: a definition, secret or certificate that does not load leaves the
     /// receiver serving exactly as before, and says why.
     fn reload(&self) {
-        let new = match Settings::load(&self.file, &self.vault) {
+        let new = match Settings::load(&self.sources) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("reload refused, still serving as before: {e}");
@@ -218,7 +326,7 @@ impl Running {
                 self.spec.storage
             );
         }
-        self.store.set_clients(&new.passwords);
+        self.store.set_clients(&new.passwords, new.limits);
         *self.tls.write().unwrap_or_else(PoisonError::into_inner) = new.tls;
         self.policy.send_replace(new.policy);
         tracing::info!(
@@ -255,8 +363,8 @@ fn passwords(spec: &ReceiverSpec, secrets: &Path) -> Result<BTreeMap<String, Str
 /// When and how much retention forgets.
 #[derive(Debug, Clone)]
 struct Policy {
-    /// restic keep flags by client (clients without a policy keep everything).
-    keeps: BTreeMap<String, Vec<String>>,
+    /// The keep policy by client (clients without a policy keep everything).
+    keeps: BTreeMap<String, KeepPolicy>,
     /// How long after a client's last snapshot.
     settle: Duration,
 }
@@ -306,6 +414,8 @@ impl Retention {
         }
     }
 
+    /// One retention pass over `client`'s repository: list its snapshots with the times the
+    /// receiver stored them, decide (`retention::select`), forget exactly those ids and prune.
     async fn pass(&self, client: &str) -> Result<(), String> {
         // A reload may have dropped the client or its policy since the pass was due.
         let Some(keep) = self.policy.borrow().keeps.get(client).cloned() else {
@@ -313,21 +423,50 @@ impl Retention {
         };
         let pruning = self.store.pruning(client).ok_or("unknown client")?;
         let _held = pruning.lock().await;
-        let repo = Repo::local(&self.store.repo(client), &self.vault, &self.cache);
-        let out = repo.forget(None, None, &keep).await?;
-        // restic says "remove N snapshots:" per group.
-        let removed: u64 = out
-            .lines()
-            .filter_map(|l| {
-                l.trim()
-                    .strip_prefix("remove ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum();
-        tracing::info!("retention for {client}: {removed} snapshot(s) forgotten and pruned");
+        let dir = self.store.repo(client);
+        let repo = Repo::local(&dir, &self.vault, &self.cache);
+        let listed = repo.snapshots(&["strackt".to_string()], None).await?;
+        let mut snapshots = Vec::with_capacity(listed.len());
+        for s in listed {
+            let file = dir.join("snapshots").join(&s.id);
+            // Gone meanwhile, or not ours to judge: left alone.
+            let Ok(modified) = std::fs::metadata(&file).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let mut paths = s.paths.clone();
+            paths.sort();
+            snapshots.push(retention::Stored {
+                id: s.id.clone(),
+                group: (s.hostname.clone(), paths),
+                stored: chrono::DateTime::<chrono::Utc>::from(modified),
+                written: chrono::DateTime::parse_from_rfc3339(&s.time).ok(),
+            });
+        }
+        let decision = retention::select(&snapshots, &keep, &chrono::Local);
+        if !decision.doubtful.is_empty() {
+            tracing::warn!(
+                "retention for {client}: {} snapshot(s) dated after the receiver stored them (more than {} min) are kept and not counted: {} (a sender's clock far ahead, or a forged date; remove them by hand with restic forget if they are not real backups)",
+                decision.doubtful.len(),
+                retention::FUTURE_SKEW.num_minutes(),
+                decision.doubtful.join(", ")
+            );
+        }
+        if !decision.forget.is_empty() {
+            let ids: Vec<&str> = decision.forget.iter().map(String::as_str).collect();
+            repo.forget_ids_and_prune(&ids).await?;
+        }
+        let size = tokio::task::spawn_blocking({
+            let store = self.store.clone();
+            let client = client.to_string();
+            move || store.measure(&client)
+        })
+        .await
+        .unwrap_or(0);
+        tracing::info!(
+            "retention for {client}: {} snapshot(s) forgotten and pruned, by the time the receiver stored them; repository now {}",
+            decision.forget.len(),
+            crate::backup::restic::bytes(size)
+        );
         Ok(())
     }
 }

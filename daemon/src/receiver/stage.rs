@@ -1,0 +1,148 @@
+//! `strackt receiver --stage`: what the receiver may read, copied for its own user.
+//!
+//! The receiver runs as the system user `strackt-receiver`, which cannot read
+//! `/etc/strackt/secrets`, the TLS key or the vault. Its unit runs this step as root before
+//! the start and at each reload (`ExecStartPre=+`, `ExecReload=+`): it reads the definition's
+//! `receiver:` section and copies the definition, the clients' secrets, the certificate and
+//! key and the team key into [`STAGE_DIR`] — a directory owned by root, readable by the
+//! receiver's group only (0750, files 0440), so the receiver can read them and plant nothing.
+//! All or nothing: everything is read and checked before anything is written, so a missing
+//! secret leaves the running receiver's copies as they were.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::backup::vault::Vault;
+use crate::daemon::Paths;
+use crate::definition::SECRETS_DIR;
+use crate::deploy::preflight::read_secret;
+use crate::host::files::atomic_write;
+
+/// Where the staged copies are (root-owned, group `strackt-receiver`).
+pub const STAGE_DIR: &str = "/run/strackt-receiver-stage";
+/// The receiver's system user and group.
+pub const USER: &str = "strackt-receiver";
+/// The definition, under [`STAGE_DIR`].
+pub const DEFINITION: &str = "definition.yaml";
+/// The clients' secrets, under [`STAGE_DIR`].
+pub const SECRETS: &str = "secrets";
+/// The TLS certificate chain, under [`STAGE_DIR`].
+pub const CERTIFICATE: &str = "tls.crt";
+/// The TLS key, under [`STAGE_DIR`].
+pub const KEY: &str = "tls.key";
+
+/// Stage, printing the reason and returning 1 when something cannot be staged.
+///
+/// # Errors
+/// None of its own: every failure is printed for the journal and is exit code 1.
+pub fn stage(paths: &Paths) -> anyhow::Result<i32> {
+    let dir = Path::new(STAGE_DIR);
+    let reloading = dir.join(DEFINITION).is_file();
+    match stage_into(paths, dir) {
+        Ok(n) => {
+            println!("staged the definition and {n} file(s) for {USER} in {STAGE_DIR}");
+            Ok(0)
+        }
+        Err(e) if reloading => {
+            eprintln!("reload refused, still serving as before: {e}");
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("`strackt receiver --stage` runs as root (the unit's ExecStartPre=+)".into());
+    }
+    let gid = nix::unistd::Group::from_name(USER)
+        .map_err(|e| format!("looking up group {USER}: {e}"))?
+        .ok_or_else(|| {
+            format!("no system user {USER}: install the package again, or run `systemd-sysusers strackt-receiver.conf`")
+        })?
+        .gid
+        .as_raw();
+    // Read and check everything first.
+    let definition = std::fs::read(&paths.definition)
+        .map_err(|e| format!("reading {}: {e}", paths.definition.display()))?;
+    let spec = super::receiver_spec(&paths.definition)?;
+    super::passwords(&spec, Path::new(SECRETS_DIR))?;
+    super::limits(&spec)?;
+    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(dir.join(DEFINITION), definition)];
+    let mut secrets = Vec::new();
+    for client in spec.clients.values() {
+        let name = &client.credentials.secret;
+        let value = read_secret(Path::new(SECRETS_DIR), name)?;
+        secrets.push(name.clone());
+        files.push((
+            dir.join(SECRETS).join(name),
+            format!("{value}\n").into_bytes(),
+        ));
+    }
+    for (field, from, to) in [
+        ("certificate", &spec.tls.certificate, CERTIFICATE),
+        ("key", &spec.tls.key, KEY),
+    ] {
+        let bytes = std::fs::read(from).map_err(|e| format!("TLS {field} {from}: {e}"))?;
+        files.push((dir.join(to), bytes));
+    }
+    super::tls::server_config(Path::new(&spec.tls.certificate), Path::new(&spec.tls.key))?;
+    let vault = Vault::new(&paths.root);
+    let staged_key = Vault::new(dir).key_path();
+    if vault.has_key() {
+        let key = std::fs::read(vault.key_path())
+            .map_err(|e| format!("reading the team key {}: {e}", vault.key_path().display()))?;
+        files.push((staged_key.clone(), key));
+    }
+    // Then write.
+    let vault_dir = staged_key
+        .parent()
+        .map_or_else(|| dir.join("vault"), Path::to_path_buf);
+    for d in [dir.to_path_buf(), dir.join(SECRETS), vault_dir] {
+        own_dir(&d, gid)?;
+    }
+    for (path, bytes) in &files {
+        atomic_write(path, bytes, 0o440, 0, gid).map_err(|e| e.to_string())?;
+    }
+    if !vault.has_key() {
+        let _ = std::fs::remove_file(&staged_key);
+    }
+    // Secrets of clients that left.
+    if let Ok(entries) = std::fs::read_dir(dir.join(SECRETS)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !secrets.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(files.len() - 1)
+}
+
+/// `dir` exists as a real directory owned by root, group `gid`, mode 0750.
+fn own_dir(dir: &Path, gid: u32) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && m.uid() == 0 => {}
+        Ok(_) => {
+            return Err(format!(
+                "{} is not a directory owned by root: remove it",
+                dir.display()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    }
+    nix::unistd::chown(
+        dir,
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))
+}
