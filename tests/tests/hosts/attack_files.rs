@@ -16,7 +16,7 @@
 
 use strackt_integration::{ensure, ensure_eq, with_app_host, with_host, Host, Res};
 
-use crate::deploy::{definition, deploy_ok, setup_with};
+use crate::deploy::{commit, definition, deploy, deploy_ok, get, setup_with};
 use crate::HEADER;
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLE alice@laptop";
@@ -161,6 +161,86 @@ fn a_home_ssh_dir_linked_to_etc_is_refused() -> Res {
             h.read("/home/alice/.ssh/authorized_keys")?,
             format!("{KEY}\n"),
             "authorized_keys repaired",
+        )
+    })
+}
+
+/// The sample app's build script, plus the attack: `shared/storage` becomes a link to
+/// /etc/apt/apt.conf.d.
+const BUILD_THAT_LINKS_SHARED: &str = r#"#!/bin/sh
+set -eu
+mkdir -p public
+echo "assets of version $(cat VERSION)" > public/app.txt
+if [ ! -L /srv/shop/shared/storage ]; then
+    rm -rf /srv/shop/shared/storage
+    ln -s /etc/apt/apt.conf.d /srv/shop/shared/storage
+fi
+echo "built"
+"#;
+
+#[test]
+fn a_shared_dir_linked_to_a_root_dir_is_not_followed() -> Res {
+    with_app_host("attack-shared", |h| {
+        setup_with(h, &definition(5))?;
+        deploy_ok(h)?;
+        // The app's next version: its build step links shared/storage to a directory of root's,
+        // and its repository has a file at the shared path, which the next deploy would seed
+        // shared/ with — an apt configuration that runs a command as root.
+        h.write("/srv/src/shop/scripts/build", BUILD_THAT_LINKS_SHARED, 0o644)?;
+        h.sh_ok("mkdir -p /srv/src/shop/storage")?;
+        h.write(
+            "/srv/src/shop/storage/uploads",
+            "APT::Update::Pre-Invoke {\"touch /tmp/pwned\";};\n",
+            0o644,
+        )?;
+        commit(h, "echo 2 > VERSION", "version 2")?;
+        let before = outside(h, &[])?;
+        deploy_ok(h)?;
+        ensure_eq(
+            h.sh_ok("readlink /srv/shop/shared/storage")?.trim().to_string(),
+            "/etc/apt/apt.conf.d".to_string(),
+            "the build step planted its link",
+        )?;
+        // The next deploy links the shared paths again.
+        let out = deploy(h)?;
+        unchanged(h, &[], &before)?;
+        ensure(
+            !out.success() && out.text().contains("/srv/shop/shared/storage") && out.text().contains("not followed"),
+            || format!("deploy through a linked shared/ directory: {out}"),
+        )?;
+        ensure_eq(
+            h.sh_ok("readlink /srv/shop/current")?.trim().to_string(),
+            "releases/2".to_string(),
+            "the live release stays",
+        )?;
+        ensure_eq(get(h, "/")?.0, 200, "the live release serves")
+    })
+}
+
+#[test]
+fn releases_linked_to_a_root_dir_loses_nothing_to_pruning() -> Res {
+    with_app_host("attack-prune", |h| {
+        setup_with(h, &definition(1))?;
+        deploy_ok(h)?;
+        // A directory of root's named like the release the next deploy prunes, in a directory
+        // everyone can write.
+        h.sh_ok("mkdir -p /tmp/1/data && echo precious > /tmp/1/data/f && chmod 755 /tmp/1")?;
+        let extra = ["/tmp/1", "/tmp/1/data"];
+        let before = outside(h, &extra)?;
+        as_user(
+            h,
+            "shop",
+            "mv /srv/shop/releases /srv/shop/releases.real && ln -s /tmp /srv/shop/releases",
+        )?;
+        let out = deploy(h)?;
+        unchanged(h, &extra, &before)?;
+        ensure(
+            !out.success() && out.text().contains("/srv/shop/releases") && out.text().contains("not followed"),
+            || format!("deploy through a linked releases/: {out}"),
+        )?;
+        ensure(
+            h.exists("/srv/shop/releases.real/1/app.py")?,
+            || "the real release 1 is gone".into(),
         )
     })
 }
