@@ -1147,8 +1147,14 @@ mod tests {
             name: "me".into(),
         };
         let paths = ["storage/uploads".to_string()];
-        let log = swap_in(&scratch, &shared, &paths, std::slice::from_ref(&orig), Some(&me))
-            .expect("swap in");
+        let log = swap_in(
+            &scratch,
+            &shared,
+            &paths,
+            std::slice::from_ref(&orig),
+            Some(&me),
+        )
+        .expect("swap in");
         assert!(log.contains("storage/uploads: restored from"), "{log}");
         let names = |p: &Path| {
             let mut n: Vec<String> = std::fs::read_dir(p)
@@ -1164,8 +1170,14 @@ mod tests {
         std::fs::create_dir_all(restored.join("2027")).expect("mkdir");
         std::fs::rename(shared.join("storage"), app.join("storage.real")).expect("mv");
         symlink(&victim, shared.join("storage")).expect("symlink");
-        let e = swap_in(&scratch, &shared, &paths, std::slice::from_ref(&orig), Some(&me))
-            .expect_err("refused");
+        let e = swap_in(
+            &scratch,
+            &shared,
+            &paths,
+            std::slice::from_ref(&orig),
+            Some(&me),
+        )
+        .expect_err("refused");
         assert!(e.contains("not followed"), "{e}");
         assert_eq!(names(&victim), ["sub"]);
         assert_eq!(names(&victim.join("sub")), ["keep"]);

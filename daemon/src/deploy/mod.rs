@@ -317,9 +317,7 @@ fn link_shared(
                 d.rename(name, &kept_parent, name).map_err(fs_err)?;
                 log.push_str(&format!("{rel}: seeded shared/ from this release\n"));
             } else {
-                kept_parent
-                    .create_dir(name, 0o755, owner)
-                    .map_err(fs_err)?;
+                kept_parent.create_dir(name, 0o755, owner).map_err(fs_err)?;
                 log.push_str(&format!("{rel}: created empty in shared/\n"));
             }
         }
@@ -680,7 +678,12 @@ impl Deployer {
                 .map_err(fs_err)?;
             let env_name = env_path.file_name().unwrap_or_default();
             private
-                .write_file(env_name, units::env_file(&prepared.env).as_bytes(), 0o600, Owner::ROOT)
+                .write_file(
+                    env_name,
+                    units::env_file(&prepared.env).as_bytes(),
+                    0o600,
+                    Owner::ROOT,
+                )
                 .map_err(fs_err)?;
             Ok(out)
         })

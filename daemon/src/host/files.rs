@@ -24,7 +24,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `path`'s directory and name, or an error naming `op`.
-fn split<'a>(op: &'static str, path: &'a Path) -> Result<(&'a Path, &'a std::ffi::OsStr), HostError> {
+fn split<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> Result<(&'a Path, &'a std::ffi::OsStr), HostError> {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => Ok((dir, name)),
         _ => Err(HostError::Io {
@@ -65,7 +68,9 @@ pub fn swap_symlink(link: &Path, target: Option<&Path>) -> Result<(), HostError>
 
 /// fsync a directory so a rename inside it survives a power cut.
 pub fn fsync_dir(dir: &Path) -> Result<(), HostError> {
-    Dir::open(dir).and_then(|d| d.sync()).map_err(io("fsync", dir))
+    Dir::open(dir)
+        .and_then(|d| d.sync())
+        .map_err(io("fsync", dir))
 }
 
 /// The regular file at `path` open for reading (see [`tree::open_file`]); `None` when nothing,
@@ -253,7 +258,10 @@ mod tests {
         atomic_write(&keys, b"ssh-ed25519 k\n", 0o600, me, group).expect("write");
         assert_eq!(fs::read_to_string(&victim).expect("read"), "root:secret\n");
         assert_eq!(fs::read_to_string(&keys).expect("read"), "ssh-ed25519 k\n");
-        assert!(fs::symlink_metadata(&keys).expect("stat").file_type().is_file());
+        assert!(fs::symlink_metadata(&keys)
+            .expect("stat")
+            .file_type()
+            .is_file());
         // ~/.ssh itself a link: refused, nothing created beside the victim.
         fs::rename(home.join(".ssh"), home.join("old-ssh")).expect("mv");
         symlink(dir.path(), home.join(".ssh")).expect("symlink");

@@ -78,10 +78,7 @@ impl Owner {
     pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
 
     fn ids(self) -> (Option<Uid>, Option<Gid>) {
-        (
-            Some(Uid::from_raw(self.uid)),
-            Some(Gid::from_raw(self.gid)),
-        )
+        (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
     }
 }
 
@@ -184,7 +181,8 @@ fn temp_name(name: &OsStr) -> io::Result<OsString> {
     let mut random = [0u8; 8];
     let mut filled = 0;
     while filled < random.len() {
-        filled += rustix::rand::getrandom(&mut random[filled..], rustix::rand::GetRandomFlags::empty())?;
+        filled +=
+            rustix::rand::getrandom(&mut random[filled..], rustix::rand::GetRandomFlags::empty())?;
     }
     let bytes = name.as_bytes();
     let short = &bytes[..bytes.len().min(180)];
@@ -269,7 +267,8 @@ impl Dir {
 
     fn descend(&self, rel: &Path, create: Option<(u32, Owner)>) -> io::Result<Dir> {
         let mut cur = Dir {
-            fd: rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| at("open", &self.path, e))?,
+            fd: rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+                .map_err(|e| at("open", &self.path, e))?,
             path: self.path.clone(),
         };
         for name in names(rel)? {
@@ -287,9 +286,7 @@ impl Dir {
                 Err(Errno::NOENT) if create.is_some() => {
                     let (mode, owner) = create.unwrap_or((0o755, Owner::ROOT));
                     match self.make_dir(name, mode, owner) {
-                        Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
-                            continue
-                        }
+                        Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
                         made => return made,
                     }
                 }
@@ -350,7 +347,8 @@ impl Dir {
     pub fn open_file(&self, name: impl AsRef<Path>) -> io::Result<Option<File>> {
         let name = single(name.as_ref())?;
         let path = self.child(name);
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(None),
@@ -444,8 +442,9 @@ impl Dir {
         let path = self.child(name);
         match target {
             Some(target) => {
-                let (tmp, ()) = with_temp_name(name, |tmp| rustix::fs::symlinkat(target, &self.fd, tmp))
-                    .map_err(|e| at("link", &path, e))?;
+                let (tmp, ()) =
+                    with_temp_name(name, |tmp| rustix::fs::symlinkat(target, &self.fd, tmp))
+                        .map_err(|e| at("link", &path, e))?;
                 if let Err(e) = rustix::fs::renameat(&self.fd, &tmp, &self.fd, name) {
                     let _ = rustix::fs::unlinkat(&self.fd, &tmp, AtFlags::empty());
                     return Err(at("rename", &path, e));
@@ -464,9 +463,15 @@ impl Dir {
     ///
     /// # Errors
     /// I/O failures (`EXDEV` across filesystems).
-    pub fn rename(&self, from: impl AsRef<Path>, dest: &Dir, to: impl AsRef<Path>) -> io::Result<()> {
+    pub fn rename(
+        &self,
+        from: impl AsRef<Path>,
+        dest: &Dir,
+        to: impl AsRef<Path>,
+    ) -> io::Result<()> {
         let (from, to) = (single(from.as_ref())?, single(to.as_ref())?);
-        rustix::fs::renameat(&self.fd, from, &dest.fd, to).map_err(|e| at("rename", &self.child(from), e))
+        rustix::fs::renameat(&self.fd, from, &dest.fd, to)
+            .map_err(|e| at("rename", &self.child(from), e))
     }
 
     /// Remove the file (or link, FIFO, …) `name`; `false` when nothing was there.
@@ -501,14 +506,21 @@ impl Dir {
                 Err(e) => return Err(at("remove", &path, e)),
             }
             let sub = match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
-                Ok(fd) => Dir { fd, path: path.clone() },
+                Ok(fd) => Dir {
+                    fd,
+                    path: path.clone(),
+                },
                 Err(Errno::NOENT) => return Ok(()),
                 // Replaced by something else meanwhile: unlink that.
                 Err(Errno::LOOP | Errno::NOTDIR) => continue,
                 Err(e) => return Err(at("open", &path, e)),
             };
             if depth >= MAX_DEPTH {
-                return Err(at("remove", &path, io::Error::other(format!("deeper than {MAX_DEPTH} levels"))));
+                return Err(at(
+                    "remove",
+                    &path,
+                    io::Error::other(format!("deeper than {MAX_DEPTH} levels")),
+                ));
             }
             for entry in sub.entries()? {
                 sub.remove_at(&entry, depth + 1)?;
@@ -527,7 +539,8 @@ impl Dir {
     /// # Errors
     /// I/O failures.
     pub fn entries(&self) -> io::Result<Vec<OsString>> {
-        let mut dir = rustix::fs::Dir::read_from(&self.fd).map_err(|e| at("read", &self.path, e))?;
+        let mut dir =
+            rustix::fs::Dir::read_from(&self.fd).map_err(|e| at("read", &self.path, e))?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| at("read", &self.path, e))?;
@@ -555,7 +568,11 @@ impl Dir {
             Ok(fd) => {
                 rustix::fs::fchown(&fd, uid, gid).map_err(|e| at("chown", &path, e))?;
                 if depth >= MAX_DEPTH {
-                    return Err(at("chown", &path, io::Error::other(format!("deeper than {MAX_DEPTH} levels"))));
+                    return Err(at(
+                        "chown",
+                        &path,
+                        io::Error::other(format!("deeper than {MAX_DEPTH} levels")),
+                    ));
                 }
                 let sub = Dir { fd, path };
                 for entry in sub.entries()? {
@@ -769,7 +786,10 @@ mod tests {
     fn untouched(s: &Scene) {
         assert_eq!(ls(&s.victim), ["1", "secret"]);
         assert_eq!(ls(&s.victim.join("1")), ["keep"]);
-        assert_eq!(std::fs::read_to_string(s.victim.join("secret")).expect("read"), "s");
+        assert_eq!(
+            std::fs::read_to_string(s.victim.join("secret")).expect("read"),
+            "s"
+        );
     }
 
     // The temp dir lives under a directory of this user, so links below it are not root's:
@@ -802,12 +822,19 @@ mod tests {
         assert_eq!(shared.kind("media").expect("kind"), Some(Kind::Symlink));
         assert!(shared.open_file("media").expect("open").is_none());
         // Writing replaces the link itself, never writes through it.
-        shared.write_file("media", b"x", 0o600, me()).expect("write");
+        shared
+            .write_file("media", b"x", 0o600, me())
+            .expect("write");
         assert_eq!(shared.kind("media").expect("kind"), Some(Kind::File));
         // A link to a file planted at a file's name: replaced as well.
         symlink(s.victim.join("secret"), s.base.join("shared/conf")).expect("symlink");
-        shared.write_file("conf", b"new", 0o644, me()).expect("write");
-        assert_eq!(std::fs::read_to_string(s.base.join("shared/conf")).expect("read"), "new");
+        shared
+            .write_file("conf", b"new", 0o644, me())
+            .expect("write");
+        assert_eq!(
+            std::fs::read_to_string(s.base.join("shared/conf")).expect("read"),
+            "new"
+        );
         // `..` and absolute names never leave the tree.
         for bad in ["..", "../victim", "/etc", "a/../../victim"] {
             assert!(root.open_dir(bad).is_err(), "{bad}");
@@ -828,13 +855,22 @@ mod tests {
         symlink(s.victim.join("secret"), s.base.join(".keys.strackt-tmp")).expect("symlink");
         dir.write_file("keys", b"k1", 0o600, me()).expect("write");
         dir.write_file("keys", b"k2", 0o640, me()).expect("write");
-        assert_eq!(std::fs::read_to_string(s.base.join("keys")).expect("read"), "k2");
-        let mode = std::fs::metadata(s.base.join("keys")).expect("stat").permissions().mode();
+        assert_eq!(
+            std::fs::read_to_string(s.base.join("keys")).expect("read"),
+            "k2"
+        );
+        let mode = std::fs::metadata(s.base.join("keys"))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o640);
         assert_eq!(ls(&s.base), [".keys.strackt-tmp", "keys", "shared"]);
         // A FIFO where a file is read: nothing, at once (no hang).
-        nix::unistd::mkfifo(&s.base.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
+        nix::unistd::mkfifo(
+            &s.base.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
         assert!(dir.open_file("fifo").expect("open").is_none());
         assert!(open_file(&s.base.join("fifo")).expect("open").is_none());
         assert!(open_file(&s.base.join(".keys.strackt-tmp")).is_err() || !is_root());
@@ -851,8 +887,14 @@ mod tests {
         let b = temp_name(OsStr::new("authorized_keys")).expect("name");
         assert_ne!(a, b);
         let a = a.to_string_lossy().into_owned();
-        assert!(a.starts_with(".authorized_keys.") && a.ends_with(".strackt-tmp"), "{a}");
-        assert_eq!(a.len(), ".authorized_keys.".len() + 16 + ".strackt-tmp".len());
+        assert!(
+            a.starts_with(".authorized_keys.") && a.ends_with(".strackt-tmp"),
+            "{a}"
+        );
+        assert_eq!(
+            a.len(),
+            ".authorized_keys.".len() + 16 + ".strackt-tmp".len()
+        );
         let long = "n".repeat(255);
         assert!(temp_name(OsStr::new(&long)).expect("name").len() <= 255);
     }
@@ -861,17 +903,37 @@ mod tests {
     fn existing_ancestors_keep_owner_and_mode_new_dirs_get_theirs() {
         let s = scene();
         std::fs::set_permissions(&s.base, std::fs::Permissions::from_mode(0o751)).expect("chmod");
-        let before = Dir::open(&s.base).expect("open").owner_and_mode().expect("stat");
+        let before = Dir::open(&s.base)
+            .expect("open")
+            .owner_and_mode()
+            .expect("stat");
         let d = Dir::create_all(&s.base.join("releases/7/x"), 0o705, me()).expect("create");
         assert_eq!(d.owner_and_mode().expect("stat"), (me(), 0o705));
         let mid = Dir::open(&s.base.join("releases")).expect("open");
         assert_eq!(mid.owner_and_mode().expect("stat"), (me(), 0o705));
-        assert_eq!(Dir::open(&s.base).expect("open").owner_and_mode().expect("stat"), before);
+        assert_eq!(
+            Dir::open(&s.base)
+                .expect("open")
+                .owner_and_mode()
+                .expect("stat"),
+            before
+        );
         // create_dirs the same way below a Dir.
         let root = Dir::open(&s.base).expect("open");
-        std::fs::set_permissions(s.base.join("shared"), std::fs::Permissions::from_mode(0o770)).expect("chmod");
-        root.create_dirs("shared/storage/uploads", 0o700, me()).expect("create");
-        let mode = |p: &str| std::fs::metadata(s.base.join(p)).expect("stat").permissions().mode() & 0o7777;
+        std::fs::set_permissions(
+            s.base.join("shared"),
+            std::fs::Permissions::from_mode(0o770),
+        )
+        .expect("chmod");
+        root.create_dirs("shared/storage/uploads", 0o700, me())
+            .expect("create");
+        let mode = |p: &str| {
+            std::fs::metadata(s.base.join(p))
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         assert_eq!(mode("shared"), 0o770);
         assert_eq!(mode("shared/storage/uploads"), 0o700);
     }
@@ -927,9 +989,14 @@ mod tests {
     fn swap_symlink_replaces_in_one_rename_and_leaves_no_temp() {
         let s = scene();
         let dir = Dir::open(&s.base).expect("open");
-        dir.swap_symlink("current", Some(Path::new("releases/1"))).expect("swap");
-        dir.swap_symlink("current", Some(Path::new("releases/2"))).expect("swap");
-        assert_eq!(dir.read_link("current").expect("readlink"), Some(PathBuf::from("releases/2")));
+        dir.swap_symlink("current", Some(Path::new("releases/1")))
+            .expect("swap");
+        dir.swap_symlink("current", Some(Path::new("releases/2")))
+            .expect("swap");
+        assert_eq!(
+            dir.read_link("current").expect("readlink"),
+            Some(PathBuf::from("releases/2"))
+        );
         assert_eq!(ls(&s.base), ["current", "shared"]);
         dir.swap_symlink("current", None).expect("remove");
         dir.swap_symlink("current", None).expect("absent is fine");

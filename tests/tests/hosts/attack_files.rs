@@ -53,7 +53,10 @@ fn unchanged(h: &Host, extra: &[&str], before: &str) -> Res {
     let (b, a): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
     let gone: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
     let new: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
-    Err(format!("the attack changed files outside the attacker's tree:\n- {gone:#?}\n+ {new:#?}").into())
+    Err(
+        format!("the attack changed files outside the attacker's tree:\n- {gone:#?}\n+ {new:#?}")
+            .into(),
+    )
 }
 
 fn as_user(h: &Host, user: &str, script: &str) -> Res<String> {
@@ -115,7 +118,11 @@ fn a_link_at_the_old_temp_name_does_not_reach_etc_shadow() -> Res {
         )?;
         // The keys replaced by a link to /etc/shadow: strackt reads nothing through it (the
         // drift check) and puts a file back in its place.
-        as_user(h, "alice", "rm ~/.ssh/authorized_keys; ln -s /etc/shadow ~/.ssh/authorized_keys")?;
+        as_user(
+            h,
+            "alice",
+            "rm ~/.ssh/authorized_keys; ln -s /etc/shadow ~/.ssh/authorized_keys",
+        )?;
         h.apply_ok()?;
         unchanged(h, &[], &before)?;
         ensure_eq(
@@ -127,7 +134,8 @@ fn a_link_at_the_old_temp_name_does_not_reach_etc_shadow() -> Res {
         )?;
         let root_line = h.sh_ok("head -n 1 /etc/shadow")?;
         ensure(
-            !h.sh_ok("strackt history --json")?.contains(root_line.trim()),
+            !h.sh_ok("strackt history --json")?
+                .contains(root_line.trim()),
             || "something of /etc/shadow reached the history".into(),
         )
     })
@@ -150,7 +158,9 @@ fn a_home_ssh_dir_linked_to_etc_is_refused() -> Res {
         })?;
         // Failed cleanly: the pass says why and changed nothing.
         ensure(
-            !out.success() && out.text().contains("/home/alice/.ssh") && out.text().contains("not followed"),
+            !out.success()
+                && out.text().contains("/home/alice/.ssh")
+                && out.text().contains("not followed"),
             || format!("apply through a linked ~/.ssh: {out}"),
         )?;
         // alice puts her directory back: the next pass repairs the keys.
@@ -186,7 +196,11 @@ fn a_shared_dir_linked_to_a_root_dir_is_not_followed() -> Res {
         // The app's next version: its build step links shared/storage to a directory of root's,
         // and its repository has a file at the shared path, which the next deploy would seed
         // shared/ with — an apt configuration that runs a command as root.
-        h.write("/srv/src/shop/scripts/build", BUILD_THAT_LINKS_SHARED, 0o644)?;
+        h.write(
+            "/srv/src/shop/scripts/build",
+            BUILD_THAT_LINKS_SHARED,
+            0o644,
+        )?;
         h.sh_ok("mkdir -p /srv/src/shop/storage")?;
         h.write(
             "/srv/src/shop/storage/uploads",
@@ -197,7 +211,9 @@ fn a_shared_dir_linked_to_a_root_dir_is_not_followed() -> Res {
         let before = outside(h, &[])?;
         deploy_ok(h)?;
         ensure_eq(
-            h.sh_ok("readlink /srv/shop/shared/storage")?.trim().to_string(),
+            h.sh_ok("readlink /srv/shop/shared/storage")?
+                .trim()
+                .to_string(),
             "/etc/apt/apt.conf.d".to_string(),
             "the build step planted its link",
         )?;
@@ -205,7 +221,9 @@ fn a_shared_dir_linked_to_a_root_dir_is_not_followed() -> Res {
         let out = deploy(h)?;
         unchanged(h, &[], &before)?;
         ensure(
-            !out.success() && out.text().contains("/srv/shop/shared/storage") && out.text().contains("not followed"),
+            !out.success()
+                && out.text().contains("/srv/shop/shared/storage")
+                && out.text().contains("not followed"),
             || format!("deploy through a linked shared/ directory: {out}"),
         )?;
         ensure_eq(
@@ -235,12 +253,13 @@ fn releases_linked_to_a_root_dir_loses_nothing_to_pruning() -> Res {
         let out = deploy(h)?;
         unchanged(h, &extra, &before)?;
         ensure(
-            !out.success() && out.text().contains("/srv/shop/releases") && out.text().contains("not followed"),
+            !out.success()
+                && out.text().contains("/srv/shop/releases")
+                && out.text().contains("not followed"),
             || format!("deploy through a linked releases/: {out}"),
         )?;
-        ensure(
-            h.exists("/srv/shop/releases.real/1/app.py")?,
-            || "the real release 1 is gone".into(),
-        )
+        ensure(h.exists("/srv/shop/releases.real/1/app.py")?, || {
+            "the real release 1 is gone".into()
+        })
     })
 }
