@@ -127,8 +127,16 @@ fn host_name(tag: &str) -> String {
         })
         .take(20)
         .collect();
+    // `STRACKT_HOST_PREFIX` (default `st`) keeps the hosts of runs side by side apart.
+    let prefix: String = std::env::var("STRACKT_HOST_PREFIX")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .take(3)
+        .collect();
     format!(
-        "st-{}-{}",
+        "{}-{}-{}",
+        if prefix.is_empty() { "st" } else { &prefix },
         tag.trim_end_matches('-'),
         std::process::id() % 100_000
     )

@@ -9,6 +9,7 @@
 //! - `TESTHOST_CACHE` / `TESTHOST_EXTRA_PACKAGES`: the base the hosts boot from (default
 //!   `/var/cache/testhost-strackt` with `curl`, the base `tests/run` builds before the tests)
 //! - `STRACKT_KEEP_HOSTS=1`: leave the hosts of failed tests up for a look (`testhost shell`)
+//! - `STRACKT_HOST_PREFIX`: the first part of the hosts' names (default `st`), to keep runs apart
 
 mod host;
 mod model;

@@ -27,6 +27,7 @@ use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::{Deployer, Progress, Step};
 use crate::host::systemd::DbusSystemd;
+use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, StateHandle};
 use restic::{bytes, Repo, Snapshot, Summary};
@@ -969,7 +970,10 @@ async fn off_thread<T: Send + 'static>(
 }
 
 /// Move each of `paths` (relative to `shared`) from the restored tree in `scratch` into place;
-/// `taken` are the snapshot's paths as they were on the server that took it.
+/// `taken` are the snapshot's paths as they were on the server that took it. The app's user
+/// can change `shared/` (and what was restored with its ids), so all of it goes through
+/// [`crate::host::tree`]: no link there is followed, and the tree handed to `owner` is walked
+/// through descriptors.
 fn swap_in(
     scratch: &Path,
     shared: &Path,
@@ -977,6 +981,20 @@ fn swap_in(
     taken: &[String],
     owner: Option<&crate::deploy::runner::RunAs>,
 ) -> Result<String, String> {
+    let owner = owner.map(|o| Owner {
+        uid: o.uid,
+        gid: o.gid,
+    });
+    let fail = |e: std::io::Error| e.to_string();
+    let scratch = Dir::open(scratch).map_err(fail)?;
+    // On a fresh server the app's directory comes with this restore: root's, as the deploy
+    // makes it; `shared/` the app's user's.
+    let (Some(app), Some(name)) = (shared.parent(), shared.file_name()) else {
+        return Err(format!("{} has no parent directory", shared.display()));
+    };
+    let shared = Dir::create_all(app, 0o755, Owner::ROOT)
+        .and_then(|d| d.create_dirs(name, 0o755, owner.unwrap_or(Owner::ROOT)))
+        .map_err(fail)?;
     let mut log = String::new();
     for rel in paths {
         // The app's shared directory may live elsewhere here than where the snapshot was taken.
@@ -987,48 +1005,37 @@ fn swap_in(
             log.push_str(&format!("{rel}: not in this backup, left as it is\n"));
             continue;
         };
-        let from = scratch.join(orig.trim_start_matches('/'));
-        let to = shared.join(rel);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        let from = Path::new(orig.trim_start_matches('/'));
+        let to = Path::new(rel);
+        let (Some(from_dir), Some(from_name), Some(to_dir), Some(to_name)) =
+            (from.parent(), from.file_name(), to.parent(), to.file_name())
+        else {
+            return Err(format!("{rel}: not a path inside shared/"));
+        };
+        let from_dir = scratch.open_dir(from_dir).map_err(fail)?;
+        let to_dir = shared
+            .create_dirs(to_dir, 0o755, owner.unwrap_or(Owner::ROOT))
+            .map_err(fail)?;
+        let mut old = std::ffi::OsString::from(".");
+        old.push(to_name);
+        old.push(".pre-restore");
+        let _ = to_dir.remove(&old);
+        if to_dir.kind(to_name).map_err(fail)?.is_some() {
+            to_dir
+                .rename(to_name, &to_dir, &old)
+                .map_err(|e| format!("moving {rel} aside: {e}"))?;
         }
-        let old = to.with_file_name(format!(
-            ".{}.pre-restore",
-            to.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        let _ = std::fs::remove_dir_all(&old);
-        if std::fs::symlink_metadata(&to).is_ok() {
-            std::fs::rename(&to, &old)
-                .map_err(|e| format!("moving {} aside: {e}", to.display()))?;
-        }
-        std::fs::rename(&from, &to).map_err(|e| format!("moving the restored {rel} in: {e}"))?;
-        let _ = std::fs::remove_dir_all(&old);
+        from_dir
+            .rename(from_name, &to_dir, to_name)
+            .map_err(|e| format!("moving the restored {rel} in: {e}"))?;
+        let _ = to_dir.remove(&old);
         if let Some(owner) = owner {
-            chown_tree(&to, owner.uid, owner.gid)?;
+            // The snapshot may come from a server where the app's user has other ids.
+            to_dir.chown_tree(to_name, owner).map_err(fail)?;
         }
         log.push_str(&format!("{rel}: restored from {orig}\n"));
     }
     Ok(log)
-}
-
-/// The snapshot may come from a server where the app's user has other ids.
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .map_err(|e| format!("chown {}: {e}", path.display()))?;
-    if std::fs::symlink_metadata(path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        let entries =
-            std::fs::read_dir(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        for entry in entries.flatten() {
-            chown_tree(&entry.path(), uid, gid)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1113,5 +1120,67 @@ mod tests {
             Some("a")
         );
         assert_eq!(runs[1].trigger, "cli");
+    }
+
+    #[test]
+    fn swap_in_moves_the_restored_tree_in_and_follows_no_link() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let d = tempfile::tempdir().expect("tempdir");
+        let app = d.path().join("app");
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(victim.join("sub")).expect("mkdir");
+        std::fs::write(victim.join("sub/keep"), "k").expect("write");
+        let orig = "/srv/shop/shared/storage/uploads".to_string();
+        let scratch = app.join(".scratch");
+        let restored = scratch.join("srv/shop/shared/storage/uploads");
+        std::fs::create_dir_all(restored.join("2026")).expect("mkdir");
+        std::fs::write(restored.join("2026/photo.jpg"), "p").expect("write");
+        let shared = app.join("shared");
+        std::fs::create_dir_all(shared.join("storage/uploads")).expect("mkdir");
+        std::fs::write(shared.join("storage/uploads/old.txt"), "o").expect("write");
+        // The app's user's: writable by others, so even root's test run sees it as such.
+        std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let me = crate::deploy::runner::RunAs {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            home: "/".into(),
+            name: "me".into(),
+        };
+        let paths = ["storage/uploads".to_string()];
+        let log = swap_in(
+            &scratch,
+            &shared,
+            &paths,
+            std::slice::from_ref(&orig),
+            Some(&me),
+        )
+        .expect("swap in");
+        assert!(log.contains("storage/uploads: restored from"), "{log}");
+        let names = |p: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(p)
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&shared.join("storage/uploads")), ["2026"]);
+        assert_eq!(names(&shared.join("storage")), ["uploads"]);
+        // shared/storage replaced by a link to a directory of root's: refused, nothing moved.
+        std::fs::create_dir_all(restored.join("2027")).expect("mkdir");
+        std::fs::rename(shared.join("storage"), app.join("storage.real")).expect("mv");
+        symlink(&victim, shared.join("storage")).expect("symlink");
+        let e = swap_in(
+            &scratch,
+            &shared,
+            &paths,
+            std::slice::from_ref(&orig),
+            Some(&me),
+        )
+        .expect_err("refused");
+        assert!(e.contains("not followed"), "{e}");
+        assert_eq!(names(&victim), ["sub"]);
+        assert_eq!(names(&victim.join("sub")), ["keep"]);
+        assert_eq!(names(&restored), ["2027"]);
     }
 }

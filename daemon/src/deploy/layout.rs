@@ -1,9 +1,14 @@
 //! An app's directory: `releases/<id>/`, `shared/`, `current -> releases/<id>`, and which
 //! releases may be pruned (pure).
+//!
+//! The app's user can change everything in its directory, so root works there only through
+//! [`crate::host::tree`]: the directory is opened once, without following a link another user
+//! could have planted, and `current`, `releases/` and `shared/` are reached from it.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::host::files::swap_symlink;
+use crate::host::tree::{Dir, Owner};
 use crate::host::HostError;
 use crate::state::ReleaseRow;
 
@@ -62,9 +67,29 @@ impl AppDirs {
             .join("pre-migrate.dump")
     }
 
+    /// The app's directory, opened (see [`Dir::open`]).
+    ///
+    /// # Errors
+    /// `NotFound`, a link on the way another user could have planted, I/O failures.
+    pub fn open(&self) -> io::Result<Dir> {
+        Dir::open(&self.root)
+    }
+
+    /// The app's directory, created when missing: the directories above it root's (0755), the
+    /// app's directory itself `owner`'s. What exists already keeps its owner.
+    ///
+    /// # Errors
+    /// As [`AppDirs::open`], or the creation failed.
+    pub fn create(&self, owner: Owner) -> io::Result<Dir> {
+        let (Some(parent), Some(name)) = (self.root.parent(), self.root.file_name()) else {
+            return self.open();
+        };
+        Dir::create_all(parent, 0o755, Owner::ROOT)?.create_dirs(name, 0o755, owner)
+    }
+
     /// The release `current` points at.
     pub fn live(&self) -> Option<u64> {
-        let target = std::fs::read_link(self.current()).ok()?;
+        let target = self.open().ok()?.read_link("current").ok()??;
         let rest = target.strip_prefix("releases").ok()?;
         rest.to_str()?.parse().ok()
     }
@@ -75,7 +100,23 @@ impl AppDirs {
     /// I/O failures; `current` is then unchanged.
     pub fn flip(&self, id: Option<u64>) -> Result<(), HostError> {
         let target = id.map(|id| Path::new("releases").join(id.to_string()));
-        swap_symlink(&self.current(), target.as_deref())
+        self.open()
+            .and_then(|d| d.swap_symlink("current", target.as_deref()))
+            .map_err(crate::host::io_err("link", &self.current()))
+    }
+
+    /// Delete release `id` with everything in it (absent is fine); a link in it, or
+    /// `releases` itself replaced by a link, is never followed.
+    ///
+    /// # Errors
+    /// I/O failures, or a refusal to follow a link.
+    pub fn remove_release(&self, id: u64) -> io::Result<()> {
+        let releases = match self.open().and_then(|d| d.open_dir("releases")) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        releases.remove(id.to_string())
     }
 }
 

@@ -29,6 +29,7 @@ use crate::definition::{parse, AppSpec, HealthSpec, ValidatedDefinition, SECRETS
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
 use crate::host::systemd::DbusSystemd;
+use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, ReleaseRow, StateHandle};
 use layout::{AppDirs, RELEASE_PRIVATE};
@@ -274,72 +275,55 @@ fn spare_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> (String, String) {
-    let msg = format!("{what} {}", path.display());
-    move |e| (format!("{msg}: {e}"), String::new())
-}
-
-fn chown(path: &Path, user: &RunAs) -> Result<(), (String, String)> {
-    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).map_err(io_err("chown", path))
-}
-
-/// Create `dir` (and parents) owned by `user`.
-fn make_dir(dir: &Path, user: &RunAs) -> Result<(), (String, String)> {
-    let mut missing = Vec::new();
-    let mut p = dir;
-    while !p.exists() {
-        missing.push(p.to_path_buf());
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    for m in missing.iter().rev() {
-        chown(m, user)?;
-    }
-    Ok(())
-}
-
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Who owns what strackt creates for an app.
+fn owner_of(user: &RunAs) -> Owner {
+    Owner {
+        uid: user.uid,
+        gid: user.gid,
     }
 }
 
-/// Link the shared paths into `release`: a path not yet in `shared/` is seeded from the first
-/// release that has it (or created as an empty directory).
+/// A failed file operation as a step's reason.
+fn fs_err(e: std::io::Error) -> (String, String) {
+    (e.to_string(), String::new())
+}
+
+/// Link the shared paths into `release` (relative to its directory: the app's user can change
+/// everything in both trees, so no link in them is followed): a path not yet in `shared/` is
+/// seeded from the first release that has it (or created as an empty directory).
 fn link_shared(
     dirs: &AppDirs,
-    release: &Path,
+    shared: &Dir,
+    release: &Dir,
     app: &AppSpec,
-    user: &RunAs,
+    owner: Owner,
 ) -> Result<((), String), (String, String)> {
     let mut log = String::new();
     for rel in &app.shared {
         let kept = dirs.shared().join(rel);
-        let inside = release.join(rel);
-        if let Some(parent) = kept.parent() {
-            make_dir(parent, user)?;
-        }
-        if std::fs::symlink_metadata(&kept).is_err() {
-            if std::fs::symlink_metadata(&inside).is_ok() {
-                std::fs::rename(&inside, &kept).map_err(io_err("move into shared/", &inside))?;
+        let (Some(parent), Some(name)) = (Path::new(rel).parent(), Path::new(rel).file_name())
+        else {
+            return Err((format!("shared path {rel:?} names no file"), String::new()));
+        };
+        let kept_parent = shared.create_dirs(parent, 0o755, owner).map_err(fs_err)?;
+        if kept_parent.kind(name).map_err(fs_err)?.is_none() {
+            let seed = match release.open_dir(parent) {
+                Ok(d) if d.kind(name).map_err(fs_err)?.is_some() => Some(d),
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(fs_err(e)),
+            };
+            if let Some(d) = seed {
+                d.rename(name, &kept_parent, name).map_err(fs_err)?;
                 log.push_str(&format!("{rel}: seeded shared/ from this release\n"));
             } else {
-                make_dir(&kept, user)?;
+                kept_parent.create_dir(name, 0o755, owner).map_err(fs_err)?;
                 log.push_str(&format!("{rel}: created empty in shared/\n"));
             }
         }
-        remove_any(&inside).map_err(io_err("replace", &inside))?;
-        if let Some(parent) = inside.parent() {
-            make_dir(parent, user)?;
-        }
-        std::os::unix::fs::symlink(&kept, &inside).map_err(io_err("link", &inside))?;
-        chown(&inside, user)?;
+        let inside = release.create_dirs(parent, 0o755, owner).map_err(fs_err)?;
+        inside.remove(name).map_err(fs_err)?;
+        inside.symlink(name, &kept, owner).map_err(fs_err)?;
         log.push_str(&format!("{rel} -> {}\n", kept.display()));
     }
     Ok(((), log))
@@ -447,8 +431,12 @@ impl Deployer {
             if let Some(spec) = def.as_ref().and_then(|d| d.definition().apps.get(&app)) {
                 let dirs = AppDirs::new(&spec.path);
                 if dirs.live() != Some(id) {
-                    let _ = remove_any(&dirs.release(id));
-                    tracing::info!("removed release {id} of {app}, left half-built by a restart");
+                    match dirs.remove_release(id) {
+                        Ok(()) => tracing::info!(
+                            "removed release {id} of {app}, left half-built by a restart"
+                        ),
+                        Err(e) => tracing::warn!("removing release {id} of {app}: {e}"),
+                    }
                 }
             }
         }
@@ -609,7 +597,9 @@ impl Deployer {
                 // A failed release never counts: it is deleted, unless (switch-back failed) it
                 // is what `current` still points at.
                 if dirs.live() != Some(id) {
-                    let _ = remove_any(&dirs.release(id));
+                    if let Err(e) = dirs.remove_release(id) {
+                        tracing::warn!("removing failed release {id} of {app}: {e}");
+                    }
                 }
                 let _ = self
                     .state
@@ -637,7 +627,9 @@ impl Deployer {
 
         let commit = p
             .step("fetch", &format!("{} {branch}", spec.repo), async {
-                make_dir(&dirs.releases(), user)?;
+                dirs.create(owner_of(user))
+                    .and_then(|d| d.create_dirs("releases", 0o755, owner_of(user)))
+                    .map_err(fs_err)?;
                 // Only the commit deployed is needed; a local repository is hard-linked instead
                 // (git ignores --depth there).
                 let depth: &[&str] = if spec.repo.starts_with('/') { &[] } else { &["--depth", "1"] };
@@ -654,7 +646,11 @@ impl Deployer {
                 let commit = rev.stdout.trim().to_string();
                 tail.push_str(&format!("commit {commit}\n"));
                 ran_step(rev)?;
-                if release.join(RELEASE_PRIVATE).exists() {
+                let reserved = dirs
+                    .open()
+                    .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string())))
+                    .and_then(|d| d.kind(RELEASE_PRIVATE));
+                if reserved.map_err(|e| (e.to_string(), tail.clone()))?.is_some() {
                     return Err((format!("the repository has a {RELEASE_PRIVATE} entry, which strackt reserves for its own files"), tail));
                 }
                 Ok((commit, tail))
@@ -668,23 +664,27 @@ impl Deployer {
 
         let env_path = dirs.env_file(&release);
         p.step("link-shared", &dirs.shared().display().to_string(), async {
-            make_dir(&dirs.shared(), user)?;
-            let out = link_shared(dirs, &release, spec, user)?;
-            let private = release.join(RELEASE_PRIVATE);
-            std::fs::create_dir(&private).map_err(io_err("create", &private))?;
-            std::fs::set_permissions(
-                &private,
-                std::os::unix::fs::PermissionsExt::from_mode(0o700),
-            )
-            .map_err(io_err("chmod", &private))?;
-            atomic_write(
-                &env_path,
-                units::env_file(&prepared.env).as_bytes(),
-                0o600,
-                0,
-                0,
-            )
-            .map_err(|e| (e.to_string(), String::new()))?;
+            let owner = owner_of(user);
+            let root = dirs.create(owner).map_err(fs_err)?;
+            let shared = root.create_dirs("shared", 0o755, owner).map_err(fs_err)?;
+            let release_dir = root
+                .open_dir(Path::new("releases").join(id.to_string()))
+                .map_err(fs_err)?;
+            let out = link_shared(dirs, &shared, &release_dir, spec, owner)?;
+            // Root's, in a directory the app's user owns: created here, written through its
+            // own descriptor.
+            let private = release_dir
+                .create_dir(RELEASE_PRIVATE, 0o700, Owner::ROOT)
+                .map_err(fs_err)?;
+            let env_name = env_path.file_name().unwrap_or_default();
+            private
+                .write_file(
+                    env_name,
+                    units::env_file(&prepared.env).as_bytes(),
+                    0o600,
+                    Owner::ROOT,
+                )
+                .map_err(fs_err)?;
             Ok(out)
         })
         .await?;
@@ -948,8 +948,8 @@ impl Deployer {
         for id in layout::prunable(&rows, dirs.live(), spec.keep_releases) {
             // A release with its build output can be many thousand files: off the daemon's
             // single thread, which also answers the status endpoint and pings the watchdog.
-            let release = dirs.release(id);
-            let removed = tokio::task::spawn_blocking(move || remove_any(&release))
+            let d = dirs.clone();
+            let removed = tokio::task::spawn_blocking(move || d.remove_release(id))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             if let Err(e) = removed {

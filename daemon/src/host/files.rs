@@ -1,13 +1,15 @@
-//! The real filesystem behind [`Files`]: atomic replacement, ownership, hashing.
+//! The real filesystem behind [`Files`]: atomic replacement, ownership, hashing — every path
+//! through [`tree`], so root follows no link another user could have planted.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Group, User};
 use sha2::{Digest, Sha256};
 
+use super::tree::{self, Dir, Owner};
 use super::{FileState, Files, HostError};
 
 /// The machine's filesystem.
@@ -21,9 +23,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// `path`'s directory and name, or an error naming `op`.
+fn split<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> Result<(&'a Path, &'a std::ffi::OsStr), HostError> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(HostError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: std::io::Error::new(ErrorKind::InvalidInput, "no parent directory"),
+        }),
+    }
+}
+
 /// Replace `path` with `content` so that a reader (or a crash) sees either the old file or the
-/// new one, never a torn mix: write a temp file beside it, set mode and owner on the open file,
-/// fsync, rename over, fsync the directory.
+/// new one, never a torn mix, and root writes nothing through a link another user planted:
+/// missing parents are created (root, 0755), the directory is reached as [`Dir::open`] does,
+/// and the file is written there as [`Dir::write_file`] does (a random temp name, `O_EXCL`,
+/// owner and mode on the descriptor, fsync, rename over, fsync of the directory).
 pub fn atomic_write(
     path: &Path,
     content: &[u8],
@@ -31,78 +50,33 @@ pub fn atomic_write(
     uid: u32,
     gid: u32,
 ) -> Result<(), HostError> {
-    let dir = path.parent().ok_or_else(|| HostError::Io {
-        op: "write",
-        path: path.to_path_buf(),
-        source: std::io::Error::new(ErrorKind::InvalidInput, "no parent directory"),
-    })?;
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.strackt-tmp"));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        f.write_all(content).map_err(io("write", &tmp))?;
-        nix::unistd::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(
-            |e| HostError::Io {
-                op: "chown",
-                path: tmp.clone(),
-                source: e.into(),
-            },
-        )?;
-        // fchmod after fchown: chown clears setuid/setgid bits.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io("chmod", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("rename", path))?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let (dir, name) = split("write", path)?;
+    Dir::create_all(dir, 0o755, Owner::ROOT)
+        .and_then(|d| d.write_file(name, content, mode, Owner { uid, gid }))
+        .map_err(io("write", path))
 }
 
 /// Point the symlink `link` at `target` in one step — a fresh symlink renamed over it, then the
 /// directory fsynced — so at every instant it names the old target or the new one. `None`
-/// removes it.
+/// removes it. The directory is reached as [`Dir::open`] does.
 pub fn swap_symlink(link: &Path, target: Option<&Path>) -> Result<(), HostError> {
-    let dir = link.parent().unwrap_or(Path::new("/"));
-    match target {
-        Some(target) => {
-            let name = link
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
-            fs::rename(&tmp, link).map_err(io("rename", link))?;
-        }
-        None => match fs::remove_file(link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove", link)(e)),
-        },
-    }
-    fsync_dir(dir)
+    let (dir, name) = split("link", link)?;
+    Dir::open(dir)
+        .and_then(|d| d.swap_symlink(name, target))
+        .map_err(io("link", link))
 }
 
 /// fsync a directory so a rename inside it survives a power cut.
 pub fn fsync_dir(dir: &Path) -> Result<(), HostError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    Dir::open(dir)
+        .and_then(|d| d.sync())
         .map_err(io("fsync", dir))
+}
+
+/// The regular file at `path` open for reading (see [`tree::open_file`]); `None` when nothing,
+/// or no regular file, is there.
+fn open_regular(path: &Path) -> Result<Option<File>, HostError> {
+    tree::open_file(path).map_err(io("open", path))
 }
 
 /// A decimal id as is, else a name looked up through NSS.
@@ -125,16 +99,18 @@ fn resolve(
 
 impl Files for RealFiles {
     fn stat(&self, path: &Path) -> Result<Option<FileState>, HostError> {
-        let meta = match fs::symlink_metadata(path) {
-            Ok(m) => m,
+        // What is at `path` itself: a link there is no file (it is replaced when written).
+        let (dir, name) = split("stat", path)?;
+        let dir = match Dir::open(dir) {
+            Ok(d) => d,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("stat", path)(e)),
         };
-        if !meta.file_type().is_file() {
+        let Some(mut f) = dir.open_file(name).map_err(io("open", path))? else {
             return Ok(None);
-        }
+        };
+        let meta = f.metadata().map_err(io("stat", path))?;
         let mut hasher = Sha256::new();
-        let mut f = File::open(path).map_err(io("open", path))?;
         let mut buf = [0u8; 16 * 1024];
         loop {
             let n = f.read(&mut buf).map_err(io("read", path))?;
@@ -152,11 +128,12 @@ impl Files for RealFiles {
     }
 
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
-        match fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", path)(e)),
-        }
+        let Some(mut f) = open_regular(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(io("read", path))?;
+        Ok(Some(bytes))
     }
 
     fn write(
@@ -171,25 +148,42 @@ impl Files for RealFiles {
     }
 
     fn remove(&self, path: &Path) -> Result<(), HostError> {
-        match fs::remove_file(path) {
-            Ok(()) => path.parent().map_or(Ok(()), fsync_dir),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove", path)(e)),
+        let (dir, name) = split("remove", path)?;
+        let dir = match Dir::open(dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("remove", path)(e)),
+        };
+        if dir.remove_file(name).map_err(io("remove", path))? {
+            dir.sync().map_err(io("fsync", dir.path()))?;
         }
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
-        if let Some(dir) = to.parent() {
-            fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-        }
-        match fs::rename(from, to) {
-            Ok(()) => Ok(()),
+        let (from_dir, from_name) = split("rename", from)?;
+        let (to_dir, to_name) = split("rename", to)?;
+        let src = Dir::open(from_dir).map_err(io("rename", from))?;
+        let dest = Dir::create_all(to_dir, 0o755, Owner::ROOT).map_err(io("rename", to))?;
+        match src.rename(from_name, &dest, to_name) {
+            Ok(()) => dest.sync().map_err(io("fsync", to_dir)),
             // Across filesystems: copy (keeping mode and owner), then remove the original.
             Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
-                let meta = fs::metadata(from).map_err(io("stat", from))?;
-                let bytes = fs::read(from).map_err(io("read", from))?;
-                atomic_write(to, &bytes, meta.mode() & 0o7777, meta.uid(), meta.gid())?;
-                fs::remove_file(from).map_err(io("remove", from))
+                let mut f = src
+                    .open_file(from_name)
+                    .map_err(io("read", from))?
+                    .ok_or_else(|| HostError::Io {
+                        op: "read",
+                        path: from.to_path_buf(),
+                        source: std::io::Error::new(ErrorKind::NotFound, "not a regular file"),
+                    })?;
+                let (owner, mode) = tree::file_owner_and_mode(&f).map_err(io("stat", from))?;
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes).map_err(io("read", from))?;
+                dest.write_file(to_name, &bytes, mode, owner)
+                    .map_err(io("write", to))?;
+                src.remove_file(from_name).map_err(io("remove", from))?;
+                Ok(())
             }
             Err(e) => Err(io("rename", from)(e)),
         }
@@ -210,6 +204,9 @@ impl Files for RealFiles {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
     use super::*;
 
     #[test]
@@ -238,5 +235,41 @@ mod tests {
             None
         );
         assert_eq!(RealFiles.stat(dir.path()).expect("stat"), None);
+    }
+
+    #[test]
+    fn nothing_is_written_or_read_through_a_planted_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let victim = dir.path().join("shadow");
+        fs::write(&victim, "root:secret\n").expect("write");
+        fs::create_dir_all(home.join(".ssh")).expect("mkdir");
+        // Another user's directory (writable by others, so even root's tests see it as such).
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod");
+        fs::set_permissions(home.join(".ssh"), fs::Permissions::from_mode(0o777)).expect("chmod");
+        let me = nix::unistd::geteuid().as_raw();
+        let group = nix::unistd::getegid().as_raw();
+        let keys = home.join(".ssh/authorized_keys");
+        symlink(&victim, home.join(".ssh/.authorized_keys.strackt-tmp")).expect("symlink");
+        symlink(&victim, &keys).expect("symlink");
+        assert_eq!(RealFiles.stat(&keys).expect("stat"), None);
+        let e = RealFiles.read(&keys).expect_err("refused");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        atomic_write(&keys, b"ssh-ed25519 k\n", 0o600, me, group).expect("write");
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "root:secret\n");
+        assert_eq!(fs::read_to_string(&keys).expect("read"), "ssh-ed25519 k\n");
+        assert!(fs::symlink_metadata(&keys)
+            .expect("stat")
+            .file_type()
+            .is_file());
+        // ~/.ssh itself a link: refused, nothing created beside the victim.
+        fs::rename(home.join(".ssh"), home.join("old-ssh")).expect("mv");
+        symlink(dir.path(), home.join(".ssh")).expect("symlink");
+        let e = atomic_write(&keys, b"x", 0o600, me, group).expect_err("refused");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert!(!dir.path().join("authorized_keys").exists());
+        assert!(RealFiles.stat(&keys).is_err());
+        RealFiles.remove(&keys).expect_err("refused");
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "root:secret\n");
     }
 }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod packages;
 pub mod sysctl;
 pub mod systemd;
+pub mod tree;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -79,14 +79,14 @@ pub fn setup_with(host: &Host, definition: &str) -> Res {
 }
 
 /// Run `script` in the app's repository and commit the result.
-fn commit(host: &Host, script: &str, message: &str) -> Res {
+pub fn commit(host: &Host, script: &str, message: &str) -> Res {
     host.sh_ok(&format!(
         "cd /srv/src/shop && {{ {script}; }} && git init -q -b main 2>/dev/null; git add -A && git -c user.name=dev -c user.email=dev@example.com commit -q -m '{message}'"
     ))?;
     Ok(())
 }
 
-fn deploy(host: &Host) -> Res<Out> {
+pub fn deploy(host: &Host) -> Res<Out> {
     host.strackt(&["deploy", "shop"])
 }
 

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod attack_endpoint;
+mod attack_files;
 mod backup;
 mod broken;
 mod changes;
