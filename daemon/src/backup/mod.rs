@@ -928,6 +928,9 @@ async fn restore_database(
             snap.short_id
         )));
     }
+    // restic gives it the snapshot's mode; it becomes a release's pre-migrate dump (0600).
+    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| fail(format!("chmod {}: {e}", dump.display())))?;
     let ((), text) = crate::deploy::database::restore(&dump, db).await?;
     Ok((dump, format!("{out}{text}")))
 }
