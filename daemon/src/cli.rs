@@ -885,8 +885,12 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             .map(|d| d.definition().strackt.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:7477".into());
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
-        let deployer =
-            crate::deploy::Deployer::new(state.clone(), systemd.clone(), paths.definition.clone());
+        let deployer = crate::deploy::Deployer::new(
+            state.clone(),
+            systemd.clone(),
+            paths.definition.clone(),
+            paths.root.clone(),
+        );
         deployer.recover().await;
         let backups = crate::backup::Backups::new(
             state.clone(),

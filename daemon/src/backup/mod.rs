@@ -665,8 +665,13 @@ impl Backups {
         // files side by side measured slower than in turn: 31 s against 28 s for 1.3 GB, with
         // the database then streamed by `restic dump`).
         // The dump comes back as a file, kept until the redeploy has made it the new
-        // release's pre-migrate dump (it is the database as restored).
-        let scratch = Path::new(&app_spec.path).join(format!(".strackt-restore-db-{run}"));
+        // release's pre-migrate dump (it is the database as restored): in strackt's own state,
+        // on the filesystem the release's private files are on, never in the app's tree.
+        let scratch = self
+            .deployer
+            .app_data(app)
+            .restore()
+            .join(format!("db-{}", p.id()));
         let mut dump = None;
         let restored = async {
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
@@ -892,7 +897,8 @@ fn run_time(run: &str) -> Option<String> {
 }
 
 /// Restore the database from the dump `file` of `snap`: first the file, with `restic restore`
-/// into the root-only directory `scratch` (the caller removes it), then `pg_restore` from it.
+/// into `scratch`, a new root-only directory in strackt's state (the caller removes it), then
+/// `pg_restore` from it.
 /// Returns the dump's path. `restic dump | pg_restore` needs no disk, but `restic dump`
 /// fetches the file's chunks one request at a time: 12.6 s for a 330 MB dump from a local S3
 /// server, where `restic restore` (whole packs, in parallel) takes 3.0 s.
@@ -907,14 +913,7 @@ async fn restore_database(
     let s = scratch.to_path_buf();
     off_thread(move || {
         let _ = std::fs::remove_dir_all(&s);
-        // On a fresh server the app's directory comes with this restore, like `shared/`.
-        if let Some(parent) = s.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(&s)
-            .map_err(|e| format!("creating {}: {e}", s.display()))
+        crate::deploy::layout::private_dir(&s)
     })
     .await
     .map_err(fail)?;
@@ -923,9 +922,16 @@ async fn restore_database(
         .await
         .map_err(fail)?;
     let dump = scratch.join(file.trim_start_matches('/'));
-    if !dump.is_file() {
-        return Err(fail(format!("{file} is not in snapshot {}", snap.short_id)));
+    // A link restored from the snapshot would have pg_restore, as root, read what it names.
+    if !std::fs::symlink_metadata(&dump).is_ok_and(|m| m.is_file()) {
+        return Err(fail(format!(
+            "{file} is not a file in snapshot {}",
+            snap.short_id
+        )));
     }
+    // restic gives it the snapshot's mode; it becomes a release's pre-migrate dump (0600).
+    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| fail(format!("chmod {}: {e}", dump.display())))?;
     let ((), text) = crate::deploy::database::restore(&dump, db).await?;
     Ok((dump, format!("{out}{text}")))
 }

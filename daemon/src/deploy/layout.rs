@@ -1,20 +1,27 @@
-//! An app's directory: `releases/<id>/`, `shared/`, `current -> releases/<id>`, and which
-//! releases may be pruned (pure).
+//! An app's directory (`releases/<id>/`, `shared/`, `current -> releases/<id>`), which belongs
+//! to the app's user; the app's root-private files, which live under strackt's own state
+//! instead ([`AppData`]); and which releases may be pruned (pure).
 //!
 //! The app's user can change everything in its directory, so root works there only through
 //! [`crate::host::tree`]: the directory is opened once, without following a link another user
 //! could have planted, and `current`, `releases/` and `shared/` are reached from it.
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
+
+use crate::host::files::swap_symlink;
 use crate::host::tree::{Dir, Owner};
 use crate::host::HostError;
 use crate::state::ReleaseRow;
 
-/// Where strackt keeps its own files inside a release (root-only): the environment file the
-/// units read and the database dump taken before the release's migration.
-pub const RELEASE_PRIVATE: &str = ".strackt";
+/// Where strackt kept a release's root-only files before they moved to [`AppData`]:
+/// `releases/<id>/.strackt/{env,pre-migrate.dump}`, inside the app user's tree. Only read, to
+/// take over what releases made before keep there ([`adopt_legacy`]).
+pub const LEGACY_PRIVATE: &str = ".strackt";
 
 /// The directories of one app.
 #[derive(Debug, Clone)]
@@ -55,16 +62,9 @@ impl AppDirs {
         self.root.join("current")
     }
 
-    /// The environment file of a release.
-    pub fn env_file(&self, release: &Path) -> PathBuf {
-        release.join(RELEASE_PRIVATE).join("env")
-    }
-
-    /// The pre-migration dump of release `id`.
-    pub fn dump(&self, id: u64) -> PathBuf {
-        self.release(id)
-            .join(RELEASE_PRIVATE)
-            .join("pre-migrate.dump")
+    /// Where a release made before [`AppData`] kept its file `name` (`env`, `pre-migrate.dump`).
+    pub fn legacy_file(&self, id: u64, name: &str) -> PathBuf {
+        self.release(id).join(LEGACY_PRIVATE).join(name)
     }
 
     /// The app's directory, opened (see [`Dir::open`]).
@@ -120,6 +120,188 @@ impl AppDirs {
     }
 }
 
+/// The root-private files of one app, under strackt's state root (`/var/lib/strackt/apps/<app>/`,
+/// every directory 0700 root, every file 0600): the app's user can neither read them nor plant
+/// a link that turns strackt's writes there into writes elsewhere.
+///
+/// - `releases/<id>/env`: the environment file of release `id` (the units' `EnvironmentFile=`).
+/// - `releases/<id>/pre-migrate.dump`: the database as it was before release `id` migrated.
+/// - `current -> releases/<id>`: flipped with the app's `current`; the live unit reads
+///   `current/env`, so a switch needs no unit change.
+/// - `restore/`: a restore's scratch (the restored database dump).
+#[derive(Debug, Clone)]
+pub struct AppData {
+    dir: PathBuf,
+}
+
+/// File name of a release's environment file.
+const ENV: &str = "env";
+/// File name of a release's pre-migrate dump.
+pub const DUMP: &str = "pre-migrate.dump";
+
+impl AppData {
+    /// The private files of `app`, under the state root `state_root`.
+    pub fn new(state_root: &Path, app: &str) -> AppData {
+        AppData {
+            dir: state_root.join("apps").join(app),
+        }
+    }
+
+    /// `apps/<app>/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `releases/<id>/`.
+    pub fn release(&self, id: u64) -> PathBuf {
+        self.dir.join("releases").join(id.to_string())
+    }
+
+    /// The environment file of release `id`.
+    pub fn env_file(&self, id: u64) -> PathBuf {
+        self.release(id).join(ENV)
+    }
+
+    /// The environment file of the live release, as the live unit names it.
+    pub fn live_env_file(&self) -> PathBuf {
+        self.dir.join("current").join(ENV)
+    }
+
+    /// The pre-migrate dump of release `id`.
+    pub fn dump(&self, id: u64) -> PathBuf {
+        self.release(id).join(DUMP)
+    }
+
+    /// A restore's scratch directory.
+    pub fn restore(&self) -> PathBuf {
+        self.dir.join("restore")
+    }
+
+    /// Create `releases/<id>/` empty (whatever a killed deploy left there goes), with every
+    /// directory above it up to the state root root-only.
+    ///
+    /// # Errors
+    /// I/O failures, with the path.
+    pub fn fresh_release(&self, id: u64) -> Result<PathBuf, String> {
+        let dir = self.release(id);
+        remove_private(&dir)?;
+        private_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Remove release `id`'s private files.
+    ///
+    /// # Errors
+    /// I/O failures, with the path.
+    pub fn remove_release(&self, id: u64) -> Result<(), String> {
+        remove_private(&self.release(id))
+    }
+
+    /// Point `current` at release `id` (or remove it) in one rename.
+    ///
+    /// # Errors
+    /// I/O failures; `current` is then unchanged.
+    pub fn flip(&self, id: Option<u64>) -> Result<(), HostError> {
+        let target = id.map(|id| Path::new("releases").join(id.to_string()));
+        swap_symlink(&self.dir.join("current"), target.as_deref())
+    }
+}
+
+/// Create `dir` and its missing parents, each 0700; `dir` itself is made 0700 even if it
+/// existed (strackt's own state: nothing else creates these directories).
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| format!("creating {}: {e}", dir.display()))
+}
+
+/// Create the new file `path` (0600, never through a link, never an existing file) in a
+/// directory of strackt's own, for writing.
+///
+/// # Errors
+/// I/O failures (also: `path` exists), with the path.
+pub fn create_private(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .and_then(|f| {
+            // The mode on the fd: a umask cannot have widened it, but say it once.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Ok(f)
+        })
+        .map_err(|e| format!("creating {}: {e}", path.display()))
+}
+
+/// Remove `path` (a directory of strackt's own, or nothing) and what is in it.
+fn remove_private(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("removing {}: {e}", path.display()))
+}
+
+/// Take over file `name` that release `id`, made before [`AppData`], keeps at
+/// `<app>/releases/<id>/.strackt/<name>` in the app user's tree: copied to `to` (a new 0600 file
+/// in strackt's own directory). Only a file strackt itself wrote is taken: no link anywhere on
+/// the way (reached through [`Dir`]), `.strackt` a root-owned directory nobody else may write,
+/// the file a root-owned regular file with one name. The app's user could have put anything
+/// else there.
+///
+/// # Errors
+/// What is wrong with the old file, or I/O failures; `to` is then not left behind.
+pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u64, String> {
+    let from = dirs.legacy_file(id, name);
+    let refuse = |why: &str| format!("{}: {why}", from.display());
+    let private = dirs
+        .open()
+        .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string()).join(LEGACY_PRIVATE)))
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => refuse("not there"),
+            _ if crate::host::tree::is_refused(&e) => refuse("a symbolic link on the way"),
+            _ => refuse(&e.to_string()),
+        })?;
+    let (owner, mode) = private.owner_and_mode().map_err(|e| refuse(&e.to_string()))?;
+    if owner.uid != 0 || mode & 0o022 != 0 {
+        return Err(refuse(&format!(
+            "{LEGACY_PRIVATE} is not a directory only root may write (owner {}, mode {mode:o})",
+            owner.uid
+        )));
+    }
+    let kind = private.kind(name).map_err(|e| refuse(&e.to_string()))?;
+    let mut source = match (kind, private.open_file(name)) {
+        (Some(crate::host::tree::Kind::Symlink), _) => return Err(refuse("a symbolic link")),
+        (_, Ok(Some(f))) => f,
+        (_, Ok(None)) => return Err(refuse("not there, or not a regular file")),
+        (_, Err(e)) => return Err(refuse(&e.to_string())),
+    };
+    let meta = source.metadata().map_err(|e| refuse(&e.to_string()))?;
+    if meta.uid() != 0 || meta.nlink() != 1 {
+        return Err(refuse(
+            "not a regular file of root's with one name; strackt did not write it",
+        ));
+    }
+    let mut target = create_private(to)?;
+    let copied = std::io::copy(&mut source, &mut target)
+        .and_then(|n| target.sync_all().map(|()| n))
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(to);
+    }
+    copied
+}
+
 /// Releases to delete so that `keep` successful ones stay: never the live one, never the
 /// newest successful one (the last good), never one being built; failed releases are gone
 /// already and do not count.
@@ -153,6 +335,105 @@ mod tests {
             dump: None,
             reason: None,
         }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+    }
+
+    #[test]
+    fn private_files_are_root_only_and_never_written_through_a_link() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = AppData::new(tmp.path(), "shop");
+        let dir = data.fresh_release(3).expect("release dir");
+        assert_eq!(dir, tmp.path().join("apps/shop/releases/3"));
+        for d in [
+            "apps",
+            "apps/shop",
+            "apps/shop/releases",
+            "apps/shop/releases/3",
+        ] {
+            assert_eq!(mode(&tmp.path().join(d)), 0o700, "{d}");
+        }
+        std::io::Write::write_all(&mut create_private(&data.env_file(3)).expect("env"), b"A=1")
+            .expect("write");
+        assert_eq!(mode(&data.env_file(3)), 0o600);
+        // An existing file or a link in its place: refused, the link's target untouched.
+        assert!(create_private(&data.env_file(3)).is_err());
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        std::os::unix::fs::symlink(&victim, data.dump(3)).expect("link");
+        assert!(create_private(&data.dump(3)).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep");
+        // A new deploy of the same id starts empty; pruning removes it.
+        data.fresh_release(3).expect("again");
+        assert!(!data.env_file(3).exists());
+        data.remove_release(3).expect("remove");
+        assert!(!data.release(3).exists());
+        assert_eq!(
+            data.live_env_file(),
+            tmp.path().join("apps/shop/current/env")
+        );
+    }
+
+    /// A release made before the private files moved: `<app>/releases/<id>/.strackt/<name>`.
+    fn legacy(root: &Path, id: u64, name: &str, content: &str) -> AppDirs {
+        let dirs = AppDirs::new(&root.join("app").display().to_string());
+        let private = dirs.release(id).join(LEGACY_PRIVATE);
+        std::fs::create_dir_all(&private).expect("mkdir");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::write(private.join(name), content).expect("write");
+        dirs
+    }
+
+    #[test]
+    fn an_old_release_file_is_taken_over_only_when_strackt_wrote_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = AppData::new(tmp.path(), "shop");
+        let dirs = legacy(tmp.path(), 1, "env", "A=\"1\"\n");
+        let to = data.release(1).join("env");
+        private_dir(&data.release(1)).expect("dir");
+        assert_eq!(adopt_legacy(&dirs, 1, "env", &to), Ok(6));
+        assert_eq!(std::fs::read_to_string(&to).expect("copy"), "A=\"1\"\n");
+        assert_eq!(mode(&to), 0o600);
+
+        let secret = tmp.path().join("secret");
+        std::fs::create_dir(&secret).expect("mkdir");
+        std::fs::write(secret.join("env"), "ROOT=secret").expect("write");
+        std::fs::write(secret.join(DUMP), "ROOT=secret").expect("write");
+        let refused = |dirs: &AppDirs, id: u64, name: &str, why: &str| {
+            let to = data.release(id).join(name);
+            private_dir(&data.release(id)).expect("dir");
+            let err = adopt_legacy(dirs, id, name, &to).expect_err("refused");
+            assert!(err.contains(why), "{err}");
+            assert!(!to.exists(), "nothing left behind");
+        };
+        // The app's user replaced `.strackt` with a link to a root directory.
+        let private = dirs.release(2).join(LEGACY_PRIVATE);
+        std::fs::create_dir_all(dirs.release(2)).expect("mkdir");
+        std::os::unix::fs::symlink(&secret, &private).expect("link");
+        refused(&dirs, 2, "env", "symbolic link");
+        // ... or the file with a link, or a second name of a root file.
+        let dirs = legacy(tmp.path(), 3, "other", "");
+        std::os::unix::fs::symlink(secret.join("env"), dirs.legacy_file(3, "env")).expect("link");
+        refused(&dirs, 3, "env", "symbolic link");
+        std::fs::hard_link(secret.join(DUMP), dirs.legacy_file(3, DUMP)).expect("link");
+        refused(&dirs, 3, DUMP, "one name");
+        // ... or made `.strackt` itself (it is not root's, or others may write it).
+        let dirs = legacy(tmp.path(), 4, "env", "B=2");
+        let private = dirs.release(4).join(LEGACY_PRIVATE);
+        std::os::unix::fs::chown(&private, Some(1000), Some(1000)).expect("chown");
+        refused(&dirs, 4, "env", "only root may write");
+        std::os::unix::fs::chown(&private, Some(0), Some(0)).expect("chown");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        refused(&dirs, 4, "env", "only root may write");
+        // ... or `releases` is a link.
+        let moved = tmp.path().join("moved");
+        std::fs::rename(dirs.releases(), &moved).expect("move");
+        std::os::unix::fs::symlink(&moved, dirs.releases()).expect("link");
+        refused(&dirs, 5, "env", "symbolic link");
+        std::fs::remove_file(dirs.releases()).expect("unlink");
+        refused(&dirs, 5, "env", "not there");
     }
 
     #[test]

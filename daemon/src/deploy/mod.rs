@@ -1,7 +1,8 @@
 //! deploy/ — apps: preflight, a release built beside the live one, validated, migrated, and
 //! switched only when every step passed; release rollback; pruning.
 //!
-//! Owns the app directories (`releases/`, `shared/`, `current`), the app units
+//! Owns the app directories (`releases/`, `shared/`, `current`), the apps' root-private files
+//! under strackt's state (`apps/<app>/`: environment files, pre-migrate dumps), the app units
 //! (`strackt-app-<app>.{socket,service}`, written at switch time) and the `releases` table. It
 //! runs beside the reconcile loop, not inside it: a deploy takes minutes and must not hold up
 //! drift repair, and the reconcile pipeline never touches what this module owns. One deploy
@@ -32,7 +33,7 @@ use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, ReleaseRow, StateHandle};
-use layout::{AppDirs, RELEASE_PRIVATE};
+use layout::{AppData, AppDirs};
 use preflight::Prepared;
 use runner::{Ran, RunAs};
 
@@ -68,6 +69,8 @@ pub struct Deployer {
     health: RealHealth,
     definition: PathBuf,
     secrets: PathBuf,
+    /// strackt's state root: the apps' private files are under `apps/`.
+    root: PathBuf,
     /// Apps with a deploy or rollback running: its kind and operation (0 until recorded).
     busy: Mutex<HashMap<String, (&'static str, i64)>>,
 }
@@ -288,6 +291,36 @@ fn fs_err(e: std::io::Error) -> (String, String) {
     (e.to_string(), String::new())
 }
 
+/// Have release `id`'s environment file in strackt's state: there already, or taken over from
+/// where a release made before kept it (`Some(note)` then).
+///
+/// # Errors
+/// The old file cannot be taken over safely.
+async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option<String>, String> {
+    let to = data.env_file(id);
+    if to.is_file() {
+        return Ok(None);
+    }
+    let (dirs, data) = (dirs.clone(), data.clone());
+    tokio::task::spawn_blocking(move || {
+        layout::private_dir(&data.release(id))?;
+        let from = dirs.legacy_file(id, "env");
+        match layout::adopt_legacy(&dirs, id, "env", &to) {
+            Ok(_) => Ok(Some(format!(
+                "release {id}: environment file taken over from {} into {}\n",
+                from.display(),
+                to.display()
+            ))),
+            Err(e) => Err(format!(
+                "release {id} was made before strackt kept environment files in {}, and its old one cannot be taken over safely: {e}; deploy the app instead",
+                data.dir().display()
+            )),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Link the shared paths into `release` (relative to its directory: the app's user can change
 /// everything in both trees, so no link in them is followed): a path not yet in `shared/` is
 /// seeded from the first release that has it (or created as an empty directory).
@@ -330,16 +363,28 @@ fn link_shared(
 }
 
 impl Deployer {
-    /// A deployer for the definition at `definition`.
-    pub fn new(state: StateHandle, systemd: DbusSystemd, definition: PathBuf) -> Arc<Deployer> {
+    /// A deployer for the definition at `definition`, keeping the apps' private files under
+    /// the state root `root`.
+    pub fn new(
+        state: StateHandle,
+        systemd: DbusSystemd,
+        definition: PathBuf,
+        root: PathBuf,
+    ) -> Arc<Deployer> {
         Arc::new(Deployer {
             state,
             systemd,
             health: RealHealth::default(),
             definition,
             secrets: PathBuf::from(SECRETS_DIR),
+            root,
             busy: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where `app`'s root-private files are.
+    pub(crate) fn app_data(&self, app: &str) -> AppData {
+        AppData::new(&self.root, app)
     }
 
     pub(crate) fn load(&self) -> Result<ValidatedDefinition, String> {
@@ -436,6 +481,15 @@ impl Deployer {
                             "removed release {id} of {app}, left half-built by a restart"
                         ),
                         Err(e) => tracing::warn!("removing release {id} of {app}: {e}"),
+                    }
+                    let data = self.app_data(&app);
+                    if let Err(e) = data.remove_release(id) {
+                        tracing::warn!("removing the private files of release {id} of {app}: {e}");
+                    }
+                    // Killed between the two flips of a switch: the environment follows the
+                    // release `current` points at.
+                    if let Err(e) = data.flip(dirs.live()) {
+                        tracing::warn!("pointing {app}'s environment at its live release: {e}");
                     }
                 }
             }
@@ -575,6 +629,7 @@ impl Deployer {
         branch: &str,
     ) -> Result<String, String> {
         let dirs = AppDirs::new(&spec.path);
+        let data = self.app_data(app);
         let (a, b, op) = (app.to_string(), branch.to_string(), p.op.id);
         let id = self
             .state
@@ -582,7 +637,7 @@ impl Deployer {
             .await
             .map_err(|e| e.to_string())?;
         let result = self
-            .build_release(p, app, spec, prepared, branch, &dirs, id)
+            .build_release(p, app, spec, prepared, branch, (&dirs, &data), id)
             .await;
         let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
         match &result {
@@ -591,7 +646,7 @@ impl Deployer {
                     .state
                     .call(move |s| s.set_release(&app_s, id, "live", None))
                     .await;
-                self.prune(app, spec, &dirs).await;
+                self.prune(app, spec, &dirs, &data).await;
             }
             Err(_) => {
                 // A failed release never counts: it is deleted, unless (switch-back failed) it
@@ -599,6 +654,9 @@ impl Deployer {
                 if dirs.live() != Some(id) {
                     if let Err(e) = dirs.remove_release(id) {
                         tracing::warn!("removing failed release {id} of {app}: {e}");
+                    }
+                    if let Err(e) = data.remove_release(id) {
+                        tracing::warn!("removing the private files of failed release {id} of {app}: {e}");
                     }
                 }
                 let _ = self
@@ -618,7 +676,7 @@ impl Deployer {
         spec: &AppSpec,
         prepared: &Prepared,
         branch: &str,
-        dirs: &AppDirs,
+        (dirs, data): (&AppDirs, &AppData),
         id: u64,
     ) -> Result<String, String> {
         let user = &prepared.user;
@@ -632,27 +690,38 @@ impl Deployer {
                     .map_err(fs_err)?;
                 // Only the commit deployed is needed; a local repository is hard-linked instead
                 // (git ignores --depth there).
-                let depth: &[&str] = if spec.repo.starts_with('/') { &[] } else { &["--depth", "1"] };
-                let clone = argv(&["git", "clone", "--quiet", "--single-branch", "--branch", branch])
-                    .into_iter()
-                    .chain(argv(depth))
-                    .chain(argv(&["--", &spec.repo]))
-                    .chain([release.display().to_string()])
-                    .collect::<Vec<_>>();
+                let depth: &[&str] = if spec.repo.starts_with('/') {
+                    &[]
+                } else {
+                    &["--depth", "1"]
+                };
+                let clone = argv(&[
+                    "git",
+                    "clone",
+                    "--quiet",
+                    "--single-branch",
+                    "--branch",
+                    branch,
+                ])
+                .into_iter()
+                .chain(argv(depth))
+                .chain(argv(&["--", &spec.repo]))
+                .chain([release.display().to_string()])
+                .collect::<Vec<_>>();
                 let ran = runner::run(&clone, &dirs.releases(), quiet, user, OWN_LIMIT).await;
                 let mut tail = ran.tail.clone();
                 ran_step(ran)?;
-                let rev = runner::run(&argv(&["git", "rev-parse", "HEAD"]), &release, quiet, user, OWN_LIMIT).await;
+                let rev = runner::run(
+                    &argv(&["git", "rev-parse", "HEAD"]),
+                    &release,
+                    quiet,
+                    user,
+                    OWN_LIMIT,
+                )
+                .await;
                 let commit = rev.stdout.trim().to_string();
                 tail.push_str(&format!("commit {commit}\n"));
                 ran_step(rev)?;
-                let reserved = dirs
-                    .open()
-                    .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string())))
-                    .and_then(|d| d.kind(RELEASE_PRIVATE));
-                if reserved.map_err(|e| (e.to_string(), tail.clone()))?.is_some() {
-                    return Err((format!("the repository has a {RELEASE_PRIVATE} entry, which strackt reserves for its own files"), tail));
-                }
                 Ok((commit, tail))
             })
             .await?;
@@ -662,7 +731,6 @@ impl Deployer {
             .call(move |s| s.set_release_facts(&a, id, Some(&c), None))
             .await;
 
-        let env_path = dirs.env_file(&release);
         p.step("link-shared", &dirs.shared().display().to_string(), async {
             let owner = owner_of(user);
             let root = dirs.create(owner).map_err(fs_err)?;
@@ -671,20 +739,15 @@ impl Deployer {
                 .open_dir(Path::new("releases").join(id.to_string()))
                 .map_err(fs_err)?;
             let out = link_shared(dirs, &shared, &release_dir, spec, owner)?;
-            // Root's, in a directory the app's user owns: created here, written through its
-            // own descriptor.
-            let private = release_dir
-                .create_dir(RELEASE_PRIVATE, 0o700, Owner::ROOT)
-                .map_err(fs_err)?;
-            let env_name = env_path.file_name().unwrap_or_default();
-            private
-                .write_file(
-                    env_name,
-                    units::env_file(&prepared.env).as_bytes(),
-                    0o600,
-                    Owner::ROOT,
-                )
-                .map_err(fs_err)?;
+            // The environment file lives in strackt's own state, never in the release, where
+            // the app's code (run as its user) could put a link in its place.
+            let fail = |e: String| (e, String::new());
+            data.fresh_release(id).map_err(fail)?;
+            let env_path = data.env_file(id);
+            let mut file = layout::create_private(&env_path).map_err(fail)?;
+            std::io::Write::write_all(&mut file, units::env_file(&prepared.env).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| (format!("write {}: {e}", env_path.display()), String::new()))?;
             Ok(out)
         })
         .await?;
@@ -696,7 +759,7 @@ impl Deployer {
         let limit = spec.steps.time_limit();
         for (name, command) in spec.steps.ordered() {
             if name == "migrate" && spec.database.is_some() && command.is_some() {
-                let dump = dirs.dump(id);
+                let dump = data.dump(id);
                 p.step("dump", &dump.display().to_string(), async {
                     if let Some(current) = &prepared.current_dump {
                         if std::fs::rename(current, &dump).is_ok() {
@@ -706,6 +769,9 @@ impl Deployer {
                             ));
                         }
                     }
+                    // pg_dump writes to a file strackt opened in its own directory: it opens no
+                    // path itself, and runs from `/`, not from the app's tree.
+                    let file = layout::create_private(&dump).map_err(|e| (e, String::new()))?;
                     // gzip level 1: the same size as pg_dump's default level 6 on table data,
                     // in a third of the time (300 MB of rows: 5.4 s against 14.6 s).
                     let cmd = argv(&[
@@ -713,15 +779,20 @@ impl Deployer {
                         "--format=custom",
                         "--compress=1",
                         "--no-password",
-                        "--file",
-                    ])
-                    .into_iter()
-                    .chain([dump.display().to_string()])
-                    .collect::<Vec<_>>();
-                    ran_step(
-                        runner::run(&cmd, &release, &prepared.db_env, &RunAs::root(), OWN_LIMIT)
-                            .await,
+                    ]);
+                    let ran = runner::run_into(
+                        &cmd,
+                        Path::new("/"),
+                        &prepared.db_env,
+                        &RunAs::root(),
+                        OWN_LIMIT,
+                        Some(file),
                     )
+                    .await;
+                    if !ran.ok {
+                        let _ = std::fs::remove_file(&dump);
+                    }
+                    ran_step(ran)
                 })
                 .await?;
                 let (a, d) = (app.to_string(), dump.display().to_string());
@@ -741,14 +812,15 @@ impl Deployer {
                 p.step(
                     "validate-boot",
                     &format!("{app} release {id} on a spare port"),
-                    self.boot_check(app, spec, dirs, &release),
+                    self.boot_check(app, spec, &release, &data.env_file(id)),
                 )
                 .await?;
             }
         }
 
         let previous = dirs.live();
-        self.switch(p, app, spec, dirs, Some(id), previous).await?;
+        self.switch(p, app, spec, (dirs, data), Some(id), previous)
+            .await?;
         Ok(format!(
             "deployed {app} release {id} ({}) from {branch}",
             commit.chars().take(12).collect::<String>()
@@ -761,13 +833,13 @@ impl Deployer {
         &self,
         app: &str,
         spec: &AppSpec,
-        dirs: &AppDirs,
         release: &Path,
+        env_file: &Path,
     ) -> Result<((), String), (String, String)> {
         let port = spare_port().map_err(|e| (format!("no spare port: {e}"), String::new()))?;
         let listen = format!("127.0.0.1:{port}");
         let base = format!("{}{app}", units::VALIDATE_PREFIX);
-        let pair = units::render(app, spec, &base, &listen, release, &dirs.env_file(release));
+        let pair = units::render(app, spec, &base, &listen, release, env_file);
         let dir = Path::new(RUNTIME_UNIT_DIR);
         let written = [
             (dir.join(&pair.socket), &pair.socket_text),
@@ -835,13 +907,15 @@ impl Deployer {
     }
 
     /// Point `current` at `to` and hand traffic to it; when its health check fails, go back
-    /// to `back` the same way.
+    /// to `back` the same way. Both must have their environment file in strackt's state (one
+    /// made before it moved there is taken over first, see [`layout::adopt_legacy`]), else
+    /// nothing changes.
     async fn switch(
         &self,
         p: &mut Progress,
         app: &str,
         spec: &AppSpec,
-        dirs: &AppDirs,
+        (dirs, data): (&AppDirs, &AppData),
         to: Option<u64>,
         back: Option<u64>,
     ) -> Result<(), String> {
@@ -851,17 +925,35 @@ impl Deployer {
             &format!("{}{app}", units::LIVE_PREFIX),
             &spec.service.listen,
             &dirs.current(),
-            &dirs.env_file(&dirs.current()),
+            &data.live_env_file(),
         );
         let label = to.map_or("none".to_string(), |t| format!("release {t}"));
+        let flip = |id: Option<u64>| -> Result<(), (String, String)> {
+            let fail = |e: crate::host::HostError| (e.to_string(), String::new());
+            data.flip(id).map_err(fail)?;
+            dirs.flip(id).map_err(fail)
+        };
         p.step("switch", &label, async {
+            let mut log = String::new();
+            if let Some(id) = to {
+                let note = take_over_env(dirs, data, id).await;
+                log.push_str(&note.map_err(|e| (e, String::new()))?.unwrap_or_default());
+            }
+            // The release to go back to is the live one: a problem with it is no reason to
+            // keep the new one from going live, only worth telling.
+            if let Some(id) = back {
+                match take_over_env(dirs, data, id).await {
+                    Ok(note) => log.push_str(&note.unwrap_or_default()),
+                    Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+                }
+            }
             self.install_units(&pair).await?;
-            dirs.flip(to).map_err(|e| (e.to_string(), String::new()))?;
+            flip(to)?;
             self.systemd
                 .run_job(JobKind::Restart, &pair.service)
                 .await
                 .map_err(|e| (e.to_string(), String::new()))?;
-            Ok(((), String::new()))
+            Ok(((), log))
         })
         .await?;
         let url = health_url(&spec.service.listen, &spec.service.health);
@@ -884,8 +976,7 @@ impl Deployer {
         let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
         let went_back = p
             .step("switch-back", &back_label, async {
-                dirs.flip(back)
-                    .map_err(|e| (e.to_string(), String::new()))?;
+                flip(back)?;
                 let job = if back.is_some() {
                     JobKind::Restart
                 } else {
@@ -940,7 +1031,7 @@ impl Deployer {
         self.systemd.run_job(job, &pair.socket).await.map_err(sd)
     }
 
-    async fn prune(&self, app: &str, spec: &AppSpec, dirs: &AppDirs) {
+    async fn prune(&self, app: &str, spec: &AppSpec, dirs: &AppDirs, data: &AppData) {
         let a = app.to_string();
         let Ok(rows) = self.state.call(move |s| s.releases(&a)).await else {
             return;
@@ -956,12 +1047,61 @@ impl Deployer {
                 tracing::warn!("pruning release {id} of {app}: {e}");
                 continue;
             }
+            // Its environment file and dump go with it (a dump is kept for going back to the
+            // release before it, which is then gone too).
+            let d = data.clone();
+            let removed = tokio::task::spawn_blocking(move || d.remove_release(id))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = removed {
+                tracing::warn!("pruning release {id} of {app}: {e}");
+            }
             let a = app.to_string();
             let _ = self
                 .state
                 .call(move |s| s.set_release(&a, id, "removed", None))
                 .await;
         }
+    }
+
+    /// The pre-migrate dump of release `id` in strackt's state: there already, or taken over
+    /// (and recorded) from where a release made before kept it; `None` when it has none.
+    ///
+    /// # Errors
+    /// An old dump that cannot be taken over safely.
+    async fn dump_of(
+        &self,
+        app: &str,
+        dirs: &AppDirs,
+        data: &AppData,
+        id: u64,
+    ) -> Result<Option<PathBuf>, String> {
+        let dump = data.dump(id);
+        if dump.is_file() {
+            return Ok(Some(dump));
+        }
+        let old = dirs.legacy_file(id, layout::DUMP);
+        if std::fs::symlink_metadata(&old).is_err() {
+            return Ok(None);
+        }
+        let (d, to, data) = (dirs.clone(), dump.clone(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            layout::private_dir(&data.release(id))?;
+            layout::adopt_legacy(&d, id, layout::DUMP, &to)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!(
+                "the dump of release {id} was taken before strackt kept dumps in its own state, and cannot be taken over safely: {e}"
+            )
+        })?;
+        let (a, path) = (app.to_string(), dump.display().to_string());
+        let _ = self
+            .state
+            .call(move |s| s.set_release_facts(&a, id, None, Some(&path)))
+            .await;
+        Ok(Some(dump))
     }
 
     /// The releases of `app`.
@@ -1029,17 +1169,26 @@ impl Deployer {
         if target == live {
             return Err(format!("release {target} of {app} is already live"));
         }
+        let data = self.app_data(&app);
         let restore = if with_database {
             // The dump taken before the first migration after `target` holds the database
             // as `target` left it.
-            let dump = rows
+            let none = || {
+                format!("no database dump is kept for going back to release {target} (releases after it ran no migration, or were pruned)")
+            };
+            let after = rows
                 .iter()
                 .filter(|r| r.id > target && r.id <= live.max(target) && r.dump.is_some())
                 .filter(good)
                 .min_by_key(|r| r.id)
-                .and_then(|r| r.dump.clone())
-                .filter(|d| Path::new(d).is_file())
-                .ok_or_else(|| format!("no database dump is kept for going back to release {target} (releases after it ran no migration, or were pruned)"))?;
+                .ok_or_else(none)?
+                .id;
+            let dump = self
+                .dump_of(&app, &dirs, &data, after)
+                .await?
+                .ok_or_else(none)?
+                .display()
+                .to_string();
             let db = preflight::resolve_database(&spec, &self.secrets)?
                 .ok_or_else(|| format!("app {app} has no `database:`"))?;
             Some((dump, db))
@@ -1056,8 +1205,15 @@ impl Deployer {
                 )
                 .await?;
             }
-            self.switch(&mut p, &app, &spec, &dirs, Some(target), Some(live))
-                .await?;
+            self.switch(
+                &mut p,
+                &app,
+                &spec,
+                (&dirs, &data),
+                Some(target),
+                Some(live),
+            )
+            .await?;
             let db_note = if restore.is_some() {
                 " with its database"
             } else {

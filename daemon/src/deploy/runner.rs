@@ -102,6 +102,19 @@ pub async fn run(
     user: &RunAs,
     limit: Duration,
 ) -> Ran {
+    run_into(argv, cwd, env, user, limit, None).await
+}
+
+/// [`run`], with the command's stdout going into `stdout` (a file strackt opened itself, so
+/// the command never opens a path) instead of the kept output.
+pub async fn run_into(
+    argv: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    user: &RunAs,
+    limit: Duration,
+    stdout: Option<std::fs::File>,
+) -> Ran {
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command".into(), String::new());
     };
@@ -121,7 +134,7 @@ pub async fn run(
         .gid(user.gid)
         .process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {

@@ -104,7 +104,7 @@ mod tests {
             "strackt-app-shop",
             "127.0.0.1:8000",
             Path::new("/srv/shop/current"),
-            Path::new("/srv/shop/current/.strackt/env"),
+            Path::new("/var/lib/strackt/apps/shop/current/env"),
         );
         assert_eq!(pair.service, "strackt-app-shop.service");
         assert!(pair
@@ -113,9 +113,9 @@ mod tests {
         assert!(pair.service_text.contains(
             "Requires=strackt-app-shop.socket\nAfter=strackt-app-shop.socket postgresql.service\n"
         ));
-        assert!(pair
-            .service_text
-            .contains("User=shop\nWorkingDirectory=/srv/shop/current\n"));
+        assert!(pair.service_text.contains(
+            "User=shop\nWorkingDirectory=/srv/shop/current\nEnvironmentFile=/var/lib/strackt/apps/shop/current/env\n"
+        ));
         assert!(pair
             .service_text
             .contains("ExecStart=python3 app.py --width 100%%\n"));

@@ -341,9 +341,14 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
             || format!("dump step of the restore: {dump}"),
         )?;
         ensure_eq(
-            b.sh_ok("ls -A /srv/shop | grep strackt-restore || true")?,
+            b.sh_ok("ls -A /srv/shop | grep strackt-restore || true; ls -A /var/lib/strackt/apps/shop/restore")?,
             String::new(),
             "scratch copies of the dump and the files left behind",
+        )?;
+        ensure_eq(
+            b.stat("/var/lib/strackt/apps/shop/releases/1/pre-migrate.dump")?,
+            "600 root root".to_string(),
+            "the restored dump, kept in strackt's own state",
         )?;
         ensure_eq(
             b.stat("/srv/shop/shared/storage/uploads/note.txt")?,

@@ -203,10 +203,18 @@ fn first_and_second_deploy_with_a_migration() -> Res {
             "shared path linked",
         )?;
         ensure_eq(
-            h.stat("/srv/shop/releases/1/.strackt/env")?,
+            h.stat("/var/lib/strackt/apps/shop/releases/1/env")?,
             "600 root root".to_string(),
-            "environment file is root-only",
+            "environment file is root-only, in strackt's own state",
         )?;
+        ensure_eq(
+            h.sh_ok("stat -c '%a %U' /var/lib/strackt/apps /var/lib/strackt/apps/shop /var/lib/strackt/apps/shop/releases/1")?,
+            "700 root\n".repeat(3),
+            "its directories are root-only",
+        )?;
+        ensure(!h.exists("/srv/shop/releases/1/.strackt")?, || {
+            "nothing of strackt's in the release".to_string()
+        })?;
         h.sh_ok("echo photo > /srv/shop/shared/storage/uploads/p.jpg")?;
 
         commit(h, "echo 2 > VERSION && printf \"INSERT INTO items (name) VALUES ('plum');\\n\" > migrations/002_plum.sql", "version 2")?;
@@ -246,7 +254,7 @@ fn first_and_second_deploy_with_a_migration() -> Res {
             "the previous release is kept".to_string()
         })?;
         ensure(
-            h.exists("/srv/shop/releases/2/.strackt/pre-migrate.dump")?,
+            h.exists("/var/lib/strackt/apps/shop/releases/2/pre-migrate.dump")?,
             || "a dump was taken before the migration".to_string(),
         )?;
         ensure_eq(
@@ -586,6 +594,12 @@ fn keep_releases_prunes_old_ones_and_one_deploy_runs_at_a_time() -> Res {
             dirs.trim().to_string(),
             "4 5".to_string(),
             "release directories",
+        )?;
+        let private = h.sh_ok("ls /var/lib/strackt/apps/shop/releases | sort -n | tr '\\n' ' '")?;
+        ensure_eq(
+            private.trim().to_string(),
+            "4 5".to_string(),
+            "private files of pruned and failed releases go with them",
         )?;
         let rel = releases(h)?;
         let states: Vec<String> = rel["releases"]
