@@ -208,3 +208,41 @@ pub(crate) fn check_receiver(r: &ReceiverSpec, problems: &mut Problems<'_>) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_reserves() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("2MiB"), Some(2 << 20));
+        assert_eq!(parse_size("500MB"), Some(500_000_000));
+        assert_eq!(parse_size("200 GiB"), Some(200 << 30));
+        for bad in ["", "MiB", "2 potatoes", "-1GiB", "1.5GiB", "99999999999TiB"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_reserve("5%"), Some(Err(5)));
+        assert_eq!(parse_reserve("10GiB"), Some(Ok(10 << 30)));
+        assert_eq!(parse_reserve("95%"), None, "nothing left to store");
+        assert_eq!(parse_reserve("lots"), None);
+    }
+
+    #[test]
+    fn quota_and_reserve_are_checked_where_they_are_written() {
+        let yaml = "version: 1\nreceiver:\n  tls: { certificate: /etc/r.crt, key: /etc/r.key }\n  clients:\n    web1: { credentials: { secret: r_web1 }, quota: lots }\n  quota: 2 potatoes\n  reserve: 99%\n";
+        let err = crate::definition::parse(yaml, std::path::Path::new("server.yaml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for want in [
+            "server.yaml:5:53: receiver.clients.web1.quota: \"lots\" is not a size",
+            "server.yaml:6:10: receiver.quota: \"2 potatoes\" is not a size",
+            "server.yaml:7:12: receiver.reserve: \"99%\" is not a size",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+        let ok = "version: 1\nreceiver:\n  tls: { certificate: /etc/r.crt, key: /etc/r.key }\n  clients:\n    web1: { credentials: { secret: r_web1 }, quota: 50GiB }\n  quota: 200GiB\n  reserve: 10GiB\n";
+        assert!(crate::definition::parse(ok, std::path::Path::new("server.yaml")).is_ok());
+    }
+}
