@@ -179,6 +179,22 @@ fn app_code_cannot_aim_roots_dump_or_env_through_links_in_its_release() -> Res {
             "nothing changed",
         )?;
         unchanged(h, &before, "after the refused rollback")?;
+        // Release 3's environment file only where `.strackt` is the app's link to /etc.
+        h.sh_ok("rm /var/lib/strackt/apps/shop/releases/3/env")?;
+        let out = h.strackt(&["rollback-release", "shop", "3"])?;
+        ensure(
+            !out.success() && out.text().contains("cannot be taken over safely"),
+            || format!("an environment file behind the app's link is refused: {out}"),
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, v2.to_string()),
+            "release 2 still serves",
+        )?;
+        ensure(
+            !h.exists("/var/lib/strackt/apps/shop/releases/3/env")?,
+            || "nothing taken over".to_string(),
+        )?;
         let out = h.strackt(&["rollback-release", "shop", "1"])?;
         ensure(out.success(), || {
             format!("rollback to an old release: {out}")
