@@ -1197,6 +1197,17 @@ impl Deployer {
         };
         let mut p = self.start("rollback-release", &app).await?;
         let result = async {
+            // A release made before environment files moved to strackt's state: its file is
+            // taken over first, so a refusal comes before the database is touched.
+            if !data.env_file(target).is_file() {
+                let old = dirs.legacy_file(target, "env").display().to_string();
+                p.step("take-over", &old, async {
+                    let note = take_over_env(&dirs, &data, target).await;
+                    note.map(|n| ((), n.unwrap_or_default()))
+                        .map_err(|e| (e, String::new()))
+                })
+                .await?;
+            }
             if let Some((dump, db)) = &restore {
                 p.step(
                     "restore-database",

@@ -15,6 +15,8 @@
 //! 2. Releases made before the move keep their files in the release: a rollback takes the
 //!    environment file over when strackt itself wrote it (root's 0700 `.strackt`, no link), and
 //!    refuses, changing nothing, to take over a dump where the app's user had put a link.
+//! 3. An app whose live release and unit an older strackt made keeps serving; the next deploy
+//!    takes the live release's environment file over (a switch-back or rollback needs it).
 
 use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Out, Res};
 
@@ -177,6 +179,22 @@ fn app_code_cannot_aim_roots_dump_or_env_through_links_in_its_release() -> Res {
             "nothing changed",
         )?;
         unchanged(h, &before, "after the refused rollback")?;
+        // Release 3's environment file only where `.strackt` is the app's link to /etc.
+        h.sh_ok("rm /var/lib/strackt/apps/shop/releases/3/env")?;
+        let out = h.strackt(&["rollback-release", "shop", "3"])?;
+        ensure(
+            !out.success() && out.text().contains("cannot be taken over safely"),
+            || format!("an environment file behind the app's link is refused: {out}"),
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, v2.to_string()),
+            "release 2 still serves",
+        )?;
+        ensure(
+            !h.exists("/var/lib/strackt/apps/shop/releases/3/env")?,
+            || "nothing taken over".to_string(),
+        )?;
         let out = h.strackt(&["rollback-release", "shop", "1"])?;
         ensure(out.success(), || {
             format!("rollback to an old release: {out}")
@@ -198,5 +216,45 @@ fn app_code_cannot_aim_roots_dump_or_env_through_links_in_its_release() -> Res {
             || "the take-over is in the switch step's output".to_string(),
         )?;
         unchanged(h, &before, "at the end")
+    })
+}
+
+#[test]
+fn a_release_made_before_the_move_keeps_serving_until_a_deploy_takes_it_over() -> Res {
+    with_app_host("ad-appdata-legacy", |h| {
+        setup_with(h, &definition(5))?;
+        deploy_ok(h)?;
+        // As an older strackt left it: the files in root's `.strackt` inside the release, the
+        // live unit reading them from there, nothing under /var/lib/strackt/apps.
+        h.sh_ok(
+            "mkdir -m 700 /srv/shop/releases/1/.strackt \
+             && mv /var/lib/strackt/apps/shop/releases/1/env /var/lib/strackt/apps/shop/releases/1/pre-migrate.dump /srv/shop/releases/1/.strackt/ \
+             && rm -r /var/lib/strackt/apps \
+             && sed -i 's|^EnvironmentFile=.*|EnvironmentFile=/srv/shop/current/.strackt/env|' /etc/systemd/system/strackt-app-shop.service \
+             && systemctl daemon-reload && systemctl restart strackt-app-shop.service",
+        )?;
+        let v1 = "version 1; items: apple, pear\n";
+        ensure_eq(get(h, "/")?, (200, v1.to_string()), "the old unit serves")?;
+
+        commit(
+            h,
+            "echo 2 > VERSION && printf \"INSERT INTO items (name) VALUES ('plum');\\n\" > migrations/002_plum.sql",
+            "version 2",
+        )?;
+        deploy_ok(h)?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 2; items: apple, pear, plum\n".to_string()),
+            "release 2",
+        )?;
+        // The switch took release 1's environment file over (it is what a switch-back needs).
+        ensure_eq(
+            h.stat("/var/lib/strackt/apps/shop/releases/1/env")?,
+            "600 root root".to_string(),
+            "release 1's environment file, taken over",
+        )?;
+        let out = h.strackt(&["rollback-release", "shop", "1", "--with-database"])?;
+        ensure(out.success(), || format!("rollback to release 1: {out}"))?;
+        ensure_eq(get(h, "/")?, (200, v1.to_string()), "release 1, its data")
     })
 }
