@@ -68,7 +68,8 @@ fn allowed(peer: u32, own: u32) -> bool {
     peer == 0 || peer == own
 }
 
-/// Check the peer's uid with `may` and read its request.
+/// Read the request and check the peer's uid with `may`. A refused peer's request is read
+/// (and ignored) too, so its client is not cut off while sending and sees the refusal.
 async fn read_request(
     stream: &mut UnixStream,
     may: impl Fn(u32) -> bool,
@@ -76,6 +77,7 @@ async fn read_request(
     let cred = stream
         .peer_cred()
         .map_err(|e| format!("cannot tell who is connecting (SO_PEERCRED): {e}"))?;
+    let request = read_line(&mut *stream, READ_TIMEOUT).await;
     if !may(cred.uid()) {
         tracing::warn!(
             "control socket: refused uid {} (pid {:?}): root only",
@@ -87,7 +89,7 @@ async fn read_request(
             cred.uid()
         ));
     }
-    read_line(stream, READ_TIMEOUT).await
+    request
 }
 
 /// One request line: at most [`MAX_REQUEST`] bytes within `limit`.
@@ -236,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn another_user_is_refused_before_anything_is_read() {
+    fn another_user_is_refused_whatever_it_asks() {
         rt().block_on(async {
             let (mut server, mut client) = UnixStream::pair().expect("pair");
             client
@@ -247,7 +249,11 @@ mod tests {
             let ok = read_request(&mut server, |uid| allowed(uid, me)).await;
             assert!(matches!(ok, Ok(ControlRequest::Status)), "{ok:?}");
             // The peer (this process) as if it were another user than root.
-            let (mut server, _client) = UnixStream::pair().expect("pair");
+            let (mut server, mut client) = UnixStream::pair().expect("pair");
+            client
+                .write_all(b"{\"cmd\":\"apply\"}\n")
+                .await
+                .expect("send");
             let err = read_request(&mut server, |uid| uid != me).await;
             let err = err.expect_err("refused");
             assert!(

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -226,6 +227,7 @@ fn lock(slots: &Shared) -> std::sync::MutexGuard<'_, Slots> {
 /// Accept forever.
 async fn run(listener: TcpListener, app: Router) {
     let slots: Shared = Arc::default();
+    let live = Arc::new(AtomicUsize::new(0));
     let reaper = slots.clone();
     tokio::spawn(async move {
         loop {
@@ -249,7 +251,33 @@ async fn run(listener: TcpListener, app: Router) {
             drop(stream);
             continue;
         };
-        tokio::spawn(connection(stream, id, close, slots.clone(), app.clone()));
+        live.fetch_add(1, Ordering::SeqCst);
+        let guard = Live(live.clone());
+        tokio::spawn(connection(
+            stream,
+            id,
+            close,
+            slots.clone(),
+            app.clone(),
+            guard,
+        ));
+        // A connection told to close is gone at its task's next turn: let it go before
+        // accepting more, so the descriptors in use never exceed the cap by more than one.
+        for _ in 0..1000 {
+            if live.load(Ordering::SeqCst) <= MAX_CONNECTIONS {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Counts a connection's task until it ends.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -265,7 +293,14 @@ impl Drop for Busy {
     }
 }
 
-async fn connection(stream: TcpStream, id: u64, close: Arc<Notify>, slots: Shared, app: Router) {
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    close: Arc<Notify>,
+    slots: Shared,
+    app: Router,
+    _live: Live,
+) {
     let _ = stream.set_nodelay(true);
     let tracked = slots.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
