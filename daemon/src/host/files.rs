@@ -50,6 +50,8 @@ pub fn atomic_write(
     uid: u32,
     gid: u32,
 ) -> Result<(), HostError> {
+    // A relative path (`strackt export --output x.yaml`) is relative to the working directory.
+    let path = &std::path::absolute(path).map_err(io("write", path))?;
     let (dir, name) = split("write", path)?;
     Dir::create_all(dir, 0o755, Owner::ROOT)
         .and_then(|d| d.write_file(name, content, mode, Owner { uid, gid }))

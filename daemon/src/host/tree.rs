@@ -119,7 +119,7 @@ fn refused(path: &Path, holder: Option<u32>) -> io::Error {
             path.display()
         ),
         None => format!(
-            "{} is a symbolic link in a directory another user can change; not followed",
+            "{} is a symbolic link inside a tree another user can change; not followed",
             path.display()
         ),
     };
