@@ -998,8 +998,8 @@ fn swap_in(
     let (Some(app), Some(name)) = (shared.parent(), shared.file_name()) else {
         return Err(format!("{} has no parent directory", shared.display()));
     };
-    let shared = Dir::create_all(app, 0o755, Owner::ROOT)
-        .and_then(|d| d.create_dirs(name, 0o755, owner.unwrap_or(Owner::ROOT)))
+    let shared = Dir::create_all(app, 0o755, Owner::process())
+        .and_then(|d| d.create_dirs(name, 0o755, owner.unwrap_or_else(Owner::process)))
         .map_err(fail)?;
     let mut log = String::new();
     for rel in paths {
@@ -1020,7 +1020,7 @@ fn swap_in(
         };
         let from_dir = scratch.open_dir(from_dir).map_err(fail)?;
         let to_dir = shared
-            .create_dirs(to_dir, 0o755, owner.unwrap_or(Owner::ROOT))
+            .create_dirs(to_dir, 0o755, owner.unwrap_or_else(Owner::process))
             .map_err(fail)?;
         let mut old = std::ffi::OsString::from(".");
         old.push(to_name);

@@ -84,7 +84,7 @@ impl AppDirs {
         let (Some(parent), Some(name)) = (self.root.parent(), self.root.file_name()) else {
             return self.open();
         };
-        Dir::create_all(parent, 0o755, Owner::ROOT)?.create_dirs(name, 0o755, owner)
+        Dir::create_all(parent, 0o755, Owner::process())?.create_dirs(name, 0o755, owner)
     }
 
     /// The release `current` points at.
@@ -455,5 +455,42 @@ mod tests {
         assert_eq!(prunable(&rolled, Some(2), 1), [5, 3]);
         assert_eq!(prunable(&rows, Some(6), 5), Vec::<u64>::new());
         assert_eq!(prunable(&[rel(1, "building")], None, 1), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_app_directory_is_created_beside_ancestors_left_as_they_were() {
+        use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        let me = Owner::process();
+        let dirs = AppDirs::new(&tmp.path().join("srv/apps/shop").display().to_string());
+        let root = dirs.create(me).expect("create");
+        root.create_dirs("releases/1", 0o755, me).expect("releases");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").mode() & 0o7777;
+        assert_eq!(
+            mode(tmp.path()),
+            0o711,
+            "an existing ancestor keeps its mode"
+        );
+        assert_eq!(mode(&tmp.path().join("srv/apps")), 0o755);
+        assert_eq!(mode(dirs.root()), 0o755);
+        dirs.flip(Some(1)).expect("flip");
+        assert_eq!(dirs.live(), Some(1));
+        // `releases` replaced by a link (the app's user owns the app directory): pruning
+        // refuses it and deletes nothing where it points.
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir_all(victim.join("1")).expect("mkdir");
+        std::fs::set_permissions(dirs.root(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        std::fs::rename(dirs.releases(), dirs.root().join("moved")).expect("mv");
+        symlink(&victim, dirs.releases()).expect("symlink");
+        let e = dirs.remove_release(1).expect_err("refused");
+        assert!(crate::host::tree::is_refused(&e), "{e}");
+        assert!(victim.join("1").is_dir());
+        std::fs::remove_file(dirs.releases()).expect("rm");
+        std::fs::rename(dirs.root().join("moved"), dirs.releases()).expect("mv");
+        dirs.remove_release(1).expect("remove");
+        assert!(!dirs.release(1).exists());
     }
 }

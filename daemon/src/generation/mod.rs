@@ -247,7 +247,8 @@ impl Store {
         Ok(())
     }
 
-    /// Remove leftovers of interrupted builds and deletions (`.staging-*`, `.trash-*`).
+    /// Remove leftovers of interrupted builds, deletions and flips (`.staging-*`, `.trash-*`,
+    /// the temporary link of `current`).
     pub fn clean_leftovers(&self) {
         if let Ok(entries) = fs::read_dir(self.generations()) {
             for e in entries.flatten() {
@@ -258,7 +259,18 @@ impl Store {
                 }
             }
         }
-        let _ = fs::remove_file(self.root.join(".current.tmp"));
+        // The link a flip cut off by a crash left (`.current.<random>.strackt-tmp`; before: the
+        // fixed `.current.tmp`).
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == ".current.tmp"
+                    || (name.starts_with(".current.") && name.ends_with(".strackt-tmp"))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 

@@ -50,8 +50,10 @@ pub fn atomic_write(
     uid: u32,
     gid: u32,
 ) -> Result<(), HostError> {
+    // A relative path (`strackt export --output x.yaml`) is relative to the working directory.
+    let path = &std::path::absolute(path).map_err(io("write", path))?;
     let (dir, name) = split("write", path)?;
-    Dir::create_all(dir, 0o755, Owner::ROOT)
+    Dir::create_all(dir, 0o755, Owner::process())
         .and_then(|d| d.write_file(name, content, mode, Owner { uid, gid }))
         .map_err(io("write", path))
 }
@@ -164,7 +166,7 @@ impl Files for RealFiles {
         let (from_dir, from_name) = split("rename", from)?;
         let (to_dir, to_name) = split("rename", to)?;
         let src = Dir::open(from_dir).map_err(io("rename", from))?;
-        let dest = Dir::create_all(to_dir, 0o755, Owner::ROOT).map_err(io("rename", to))?;
+        let dest = Dir::create_all(to_dir, 0o755, Owner::process()).map_err(io("rename", to))?;
         match src.rename(from_name, &dest, to_name) {
             Ok(()) => dest.sync().map_err(io("fsync", to_dir)),
             // Across filesystems: copy (keeping mode and owner), then remove the original.

@@ -278,12 +278,15 @@ pub struct FileState {
 /// The filesystem, as far as strackt touches it. Real implementation: [`files::RealFiles`].
 pub trait Files: Send + Sync {
     /// Observe a regular file; `Ok(None)` when nothing (or something that is not a regular
-    /// file) is there.
+    /// file, a link included) is there. Its directory is reached following no link another
+    /// user could have planted (see [`tree`]); such a link is an error.
     fn stat(&self, path: &std::path::Path) -> Result<Option<FileState>, HostError>;
-    /// Read a whole file; `Ok(None)` when it does not exist.
+    /// Read a whole file; `Ok(None)` when it does not exist or is not a regular file. A link
+    /// is followed only where only root could have put it (see [`tree`]).
     fn read(&self, path: &std::path::Path) -> Result<Option<Vec<u8>>, HostError>;
-    /// Replace `path` atomically (temp file, fchmod/fchown, fsync, rename, fsync dir), creating
-    /// missing parent directories (mode 0755, root).
+    /// Replace `path` atomically (a temp file under a random name, fchown/fchmod, fsync,
+    /// rename, fsync dir), creating missing parent directories (mode 0755, root); nothing is
+    /// written through a link another user could have planted (see [`tree`]).
     fn write(
         &self,
         path: &std::path::Path,

@@ -77,6 +77,14 @@ impl Owner {
     /// root:root.
     pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
 
+    /// This process's effective ids: root's, in the daemon.
+    pub fn process() -> Owner {
+        Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
     fn ids(self) -> (Option<Uid>, Option<Gid>) {
         (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
     }
@@ -119,7 +127,7 @@ fn refused(path: &Path, holder: Option<u32>) -> io::Error {
             path.display()
         ),
         None => format!(
-            "{} is a symbolic link in a directory another user can change; not followed",
+            "{} is a symbolic link inside a tree another user can change; not followed",
             path.display()
         ),
     };
@@ -312,8 +320,12 @@ impl Dir {
             .map_err(|e| at("create directory", &path, e))?;
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty())
             .map_err(|e| at("open", &path, e))?;
-        let (uid, gid) = owner.ids();
-        rustix::fs::fchown(&fd, uid, gid).map_err(|e| at("chown", &path, e))?;
+        // A set-group-id parent gives its group: the owner is set whenever it differs.
+        let st = rustix::fs::fstat(&fd).map_err(|e| at("stat", &path, e))?;
+        if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
+            let (uid, gid) = owner.ids();
+            rustix::fs::fchown(&fd, uid, gid).map_err(|e| at("chown", &path, e))?;
+        }
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| at("chmod", &path, e))?;
         Ok(Dir { fd, path })
     }
@@ -744,10 +756,7 @@ mod tests {
     use super::*;
 
     fn me() -> Owner {
-        Owner {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        }
+        Owner::process()
     }
 
     fn ls(dir: &Path) -> Vec<String> {

@@ -14,8 +14,13 @@
 //! d. During a restore, a directory of the restored tree is swapped for a link to a directory of
 //!    root's while strackt hands the tree to the app's user.
 
-use strackt_integration::{ensure, ensure_eq, with_app_host, with_host, Host, Res};
+use std::time::Duration;
 
+use strackt_integration::{
+    ensure, ensure_eq, wait_until, with_app_host, with_app_host_binds, with_host, Host, Res,
+};
+
+use crate::backup::{backup_ok, prepare, Bucket};
 use crate::deploy::{commit, definition, deploy, deploy_ok, get, setup_with};
 use crate::HEADER;
 
@@ -261,5 +266,80 @@ fn releases_linked_to_a_root_dir_loses_nothing_to_pruning() -> Res {
         ensure(h.exists("/srv/shop/releases.real/1/app.py")?, || {
             "the real release 1 is gone".into()
         })
+    })
+}
+
+/// The app's user, during a restore: once strackt starts handing `uploads/a` to shop (its
+/// ctime changes), `a` is swapped for a link to /etc — whose entries `a` mirrors by name, so
+/// every name still to be chowned by path would be one of /etc.
+const SWAP_DURING_CHOWN: &str = r#"
+import os, sys, time
+up = "/srv/shop/shared/storage/uploads"
+a = up + "/a"
+before = os.stat(up).st_ino
+deadline = time.time() + 150
+def done(what):
+    with open("/tmp/attacker.out", "w") as f:
+        f.write(what + "\n")
+    sys.exit(0)
+while True:
+    try:
+        if os.stat(up).st_ino != before:
+            break
+    except FileNotFoundError:
+        pass
+    if time.time() > deadline:
+        done("no restore seen")
+c0 = os.lstat(a).st_ctime_ns
+while os.lstat(a).st_ctime_ns == c0:
+    if time.time() > deadline:
+        done("no chown seen")
+os.rename(a, up + "/a.real")
+os.symlink("/etc", a)
+done("swapped")
+"#;
+
+#[test]
+fn a_dir_swapped_for_a_link_during_a_restore_chown_changes_nothing_outside() -> Res {
+    let bucket = Bucket::new("attack-restore")?;
+    let binds = bucket.binds()?;
+    with_app_host_binds("attack-restore", &binds, |h| {
+        prepare(h, None, true)?;
+        // The uploads mirror the names of everything in /etc.
+        h.sh_ok("cd /etc && find . -mindepth 1 -type d > /tmp/etc-dirs && find . -mindepth 1 ! -type d > /tmp/etc-files")?;
+        as_user(
+            h,
+            "shop",
+            "cd /srv/shop/shared/storage/uploads && mkdir a && cd a && xargs mkdir -p < /tmp/etc-dirs && xargs touch < /tmp/etc-files",
+        )?;
+        let run = backup_ok(h)?;
+        // Many files to remove before the restored tree is handed over: time for the attacker
+        // to see it arrive.
+        as_user(
+            h,
+            "shop",
+            "mkdir /srv/shop/shared/storage/uploads/bulk && cd /srv/shop/shared/storage/uploads/bulk && seq 20000 | xargs touch",
+        )?;
+        h.write("/tmp/attack.py", SWAP_DURING_CHOWN, 0o644)?;
+        let before = outside(h, &["/etc/ssl", "/etc/ssl/private", "/etc/systemd"])?;
+        h.sh_ok("systemd-run --quiet --collect --unit=attacker --uid=shop python3 /tmp/attack.py")?;
+        let out = h.strackt(&["restore", "shop", &run])?;
+        wait_until("the attacker", Duration::from_secs(60), || {
+            h.exists("/tmp/attacker.out")
+        })?;
+        let attacker = h.read("/tmp/attacker.out")?;
+        unchanged(
+            h,
+            &["/etc/ssl", "/etc/ssl/private", "/etc/systemd"],
+            &before,
+        )?;
+        ensure_eq(attacker.trim(), "swapped", "the attacker's swap")?;
+        ensure(out.success(), || format!("restore: {out}"))?;
+        // What was restored is shop's: the real tree, now under the name the attacker gave it.
+        ensure_eq(
+            h.sh_ok("find /srv/shop/shared/storage/uploads/a.real ! -user shop | head -5")?,
+            String::new(),
+            "the restored tree is shop's",
+        )
     })
 }

@@ -46,10 +46,10 @@ fn s3_server() -> PathBuf {
 }
 
 /// A bucket store on the machine, shared by the hosts of one test; removed on drop.
-struct Bucket(PathBuf);
+pub struct Bucket(PathBuf);
 
 impl Bucket {
-    fn new(tag: &str) -> Res<Bucket> {
+    pub fn new(tag: &str) -> Res<Bucket> {
         let dir = std::env::temp_dir().join(format!("strackt-s3-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("backups"))?;
@@ -57,7 +57,7 @@ impl Bucket {
     }
 
     /// Bind mounts for a host: the store at /srv/s3, the server binary under /opt/s3s.
-    fn binds(&self) -> Res<Vec<String>> {
+    pub fn binds(&self) -> Res<Vec<String>> {
         let bin = s3_server();
         let dir = bin.parent().ok_or("STRACKT_TEST_S3 has no directory")?;
         ensure(bin.is_file(), || {
@@ -87,7 +87,7 @@ fn start_s3(h: &Host) -> Res {
 
 /// The app deployed with backups to the local bucket, and (unless `key` is given to import)
 /// a new team key; returns the key.
-fn prepare(h: &Host, key: Option<&str>, deploy: bool) -> Res<String> {
+pub fn prepare(h: &Host, key: Option<&str>, deploy: bool) -> Res<String> {
     setup_with(h, &format!("{}{BACKUPS}", definition(5)))?;
     h.write(
         "/etc/strackt/secrets/s3_backup",
