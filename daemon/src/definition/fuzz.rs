@@ -258,6 +258,14 @@ fn regressions() -> Vec<(&'static str, String)> {
         .collect();
     vec![
         ("64 KB of [", "[".repeat(64 * 1024)),
+        (
+            "100,000 top-level keys",
+            (0..100_000).map(|i| format!("k{i}: 1\n")).collect(),
+        ),
+        (
+            "300,000 flow items",
+            format!("version: 1\nx: [{}]\n", "a, ".repeat(300_000)),
+        ),
         ("64 KB of {", "{".repeat(64 * 1024)),
         ("nested flow mappings", "{a: ".repeat(20_000)),
         ("deep block nesting", block),
