@@ -1,5 +1,6 @@
 //! A cheap look at the text before any YAML parser sees it: a definition is at most
-//! [`MAX_BYTES`] long and nests at most [`MAX_DEPTH`] levels. The YAML crates take quadratic
+//! [`MAX_BYTES`] long, has at most [`MAX_ENTRIES`] entries and nests at most [`MAX_DEPTH`]
+//! levels. The YAML crates take quadratic
 //! time (or deep recursion) on deeply nested input — 64 KB of `[` took 28 s — so the depth is
 //! measured here, in one linear pass, by a scanner that knows just enough YAML: flow
 //! collections (`[`, `{`), quoted scalars, comments, block indentation, `- ` entries and block
@@ -11,6 +12,10 @@ pub(crate) const MAX_BYTES: usize = 1024 * 1024;
 
 /// Deepest nesting accepted (a real definition nests fewer than 10 levels).
 pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most entries (block lines and flow items) accepted: a definition describes one server, and
+/// parsing (twice: values and positions) stays well under a second below this.
+pub(crate) const MAX_ENTRIES: usize = 50_000;
 
 /// Why the text was not handed to the parser: (1-based line, 1-based column, message).
 pub(crate) type Refusal = (usize, usize, String);
@@ -44,6 +49,7 @@ pub(crate) fn prescan(text: &str) -> Result<(), Refusal> {
     let mut indents: Vec<usize> = Vec::new();
     // Inside a block scalar whose parent line had this indentation.
     let mut block_scalar: Option<usize> = None;
+    let mut entries = 0usize;
     for (n, line) in text.split('\n').enumerate() {
         let line_no = n + 1;
         let indent = line.chars().take_while(|c| *c == ' ').count();
@@ -57,6 +63,7 @@ pub(crate) fn prescan(text: &str) -> Result<(), Refusal> {
             }
             let blank = rest.trim().is_empty() || rest.starts_with('#');
             if !blank {
+                entries += 1;
                 while indents.last().is_some_and(|top| *top > indent) {
                     indents.pop();
                 }
@@ -104,7 +111,10 @@ pub(crate) fn prescan(text: &str) -> Result<(), Refusal> {
                     flow -= 1;
                     token_start = false;
                 }
-                ',' if flow > 0 => token_start = true,
+                ',' if flow > 0 => {
+                    entries += 1;
+                    token_start = true;
+                }
                 '"' if token_start => quote = Quote::Double,
                 '\'' if token_start => quote = Quote::Single,
                 ':' if spaced(next) || flow > 0 => token_start = true,
@@ -134,6 +144,13 @@ pub(crate) fn prescan(text: &str) -> Result<(), Refusal> {
             }
             i += 1;
         }
+        if entries > MAX_ENTRIES {
+            return Err((
+                line_no,
+                1,
+                format!("more than {MAX_ENTRIES} entries; a definition describes one server (put large data in files it references)"),
+            ));
+        }
         if indents.len() + dashes > MAX_DEPTH {
             return Err((
                 line_no,
@@ -159,6 +176,9 @@ mod tests {
         assert!(prescan(&block).is_err());
         assert!(prescan(&"- ".repeat(100)).is_err());
         assert!(prescan(&"a".repeat(MAX_BYTES + 1)).is_err());
+        let keys: String = (0..MAX_ENTRIES + 1).map(|i| format!("k{i}: 1\n")).collect();
+        assert!(prescan(&keys).is_err());
+        assert!(prescan(&format!("x: [{}]", "a,".repeat(MAX_ENTRIES + 1))).is_err());
         // Brackets inside quotes, comments, plain scalars and block scalars are text.
         let ok = format!(
             "version: 1\n# {open}\nfiles:\n  /etc/a: {{ content: \"{open}\" }}\n  /etc/b: {{ content: '{open}' }}\n  /etc/c:\n    content: |\n{deep}\n    mode: \"0644\"\n  /etc/d:\n    content: a{open}\n",

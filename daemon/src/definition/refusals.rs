@@ -127,6 +127,12 @@ fn cases() -> Vec<(&'static str, String, String, &'static str)> {
             "users.shop.home",
         ),
         c(
+            "a home that is another user's default home",
+            "home: /srv/shop",
+            "home: /home/bob }\n  bob: { uid: 3002",
+            "users.shop.home",
+        ),
+        c(
             "authorized_keys collides with a managed file",
             "/etc/app.conf: {",
             "/opt/alice/.ssh/authorized_keys: { content: x }\n  /etc/app.conf: {",

@@ -386,7 +386,7 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
         }
     }
     let mut uids: BTreeMap<u32, &String> = BTreeMap::new();
-    let mut homes: BTreeMap<&str, &String> = BTreeMap::new();
+    let mut homes: BTreeMap<String, &String> = BTreeMap::new();
     for (name, u) in &def.users {
         let at = |field: &str| key(&["users", name, field]);
         if !is_account_name(name) || name.chars().all(|c| c.is_ascii_digit()) {
@@ -419,7 +419,12 @@ fn check_accounts(def: &Definition, problems: &mut Problems<'_>) {
             };
             if let Err(e) = rules::own_tree(home, "a home", allowed) {
                 problems.at(&at("home"), e);
-            } else if let Some(other) = homes.insert(home, name) {
+            }
+        }
+        // Default homes count too (`/home/NAME`); system users without one share /nonexistent.
+        let home = u.home_of(name);
+        if home != "/nonexistent" {
+            if let Some(other) = homes.insert(home.clone(), name) {
                 problems.at(
                     &at("home"),
                     format!("{home} is also the home of user {other:?}: each user needs its own (strackt writes HOME/.ssh/authorized_keys)"),
