@@ -266,13 +266,21 @@ pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u6
     let refuse = |why: &str| format!("{}: {why}", from.display());
     let private = dirs
         .open()
-        .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string()).join(LEGACY_PRIVATE)))
+        .and_then(|d| {
+            d.open_dir(
+                Path::new("releases")
+                    .join(id.to_string())
+                    .join(LEGACY_PRIVATE),
+            )
+        })
         .map_err(|e| match e.kind() {
             ErrorKind::NotFound => refuse("not there"),
             _ if crate::host::tree::is_refused(&e) => refuse("a symbolic link on the way"),
             _ => refuse(&e.to_string()),
         })?;
-    let (owner, mode) = private.owner_and_mode().map_err(|e| refuse(&e.to_string()))?;
+    let (owner, mode) = private
+        .owner_and_mode()
+        .map_err(|e| refuse(&e.to_string()))?;
     if owner.uid != 0 || mode & 0o022 != 0 {
         return Err(refuse(&format!(
             "{LEGACY_PRIVATE} is not a directory only root may write (owner {}, mode {mode:o})",
