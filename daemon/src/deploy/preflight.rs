@@ -10,6 +10,7 @@ use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
 use crate::host::Systemd;
+use crate::state::redact::url_encode;
 
 /// What a deploy runs with, once preflight passed.
 #[derive(Debug, Clone)]
@@ -74,18 +75,6 @@ pub fn read_secret(dir: &Path, name: &str) -> Result<String, String> {
         )),
         Err(e) => Err(format!("secret file {}: {e}", path.display())),
     }
-}
-
-/// Percent-encode a URL component (everything but unreserved characters).
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// libpq's variables and `DATABASE_URL` for `db` with `password`.

@@ -154,7 +154,17 @@ mod tests {
             ..Default::default()
         };
         assert!(h.check(&spec, Duration::from_secs(1)).await.is_ok());
-        drop(listener);
+        // A port bound but not listening refuses connections, and stays ours for the test (a
+        // dropped listener's port can be taken at once by another test of this process).
+        let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+        closed
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let spec = HealthSpec {
+            tcp: Some(closed.local_addr().expect("addr").to_string()),
+            ..Default::default()
+        };
         assert!(h.check(&spec, Duration::from_millis(300)).await.is_err());
+        drop(listener);
     }
 }

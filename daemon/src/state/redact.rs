@@ -131,7 +131,7 @@ fn add_value(known: &mut BTreeSet<String>, text: &str) {
 }
 
 /// Percent-encode everything but unreserved characters (as `DATABASE_URL` is written).
-fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
