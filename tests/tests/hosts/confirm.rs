@@ -3,12 +3,22 @@
 
 use std::time::Duration;
 
-use strackt_integration::{ensure, ensure_eq, wait_until, with_host, Res};
+use strackt_integration::{ensure, ensure_eq, wait_until, with_host, Host, Out, Res};
 
 use crate::HEADER;
 
 fn motd(text: &str) -> String {
     format!("{HEADER}files:\n  /etc/motd: {{ content: \"{text}\\n\" }}\n")
+}
+
+/// Save `definition` and run `strackt apply --confirm-within` at once, in one shell inside the
+/// host: the daemon's watcher would otherwise apply the save on its own (150 ms after it, with
+/// no deadline) whenever entering the host for the CLI takes longer than that.
+fn save_and_apply_within(h: &Host, definition: &str, within: &str) -> Res<Out> {
+    h.write("/root/next.yaml", definition, 0o644)?;
+    h.sh(&format!(
+        "cp /root/next.yaml /etc/strackt/server.yaml.new && mv /etc/strackt/server.yaml.new /etc/strackt/server.yaml && strackt apply --confirm-within {within}"
+    ))
 }
 
 #[test]
@@ -18,8 +28,7 @@ fn unconfirmed_switch_reverts_and_confirmed_one_stays() -> Res {
         h.apply_ok()?;
         let first = h.active_generation()?;
 
-        h.put_definition(&motd("two"))?;
-        let out = h.strackt(&["apply", "--confirm-within", "3s"])?;
+        let out = save_and_apply_within(h, &motd("two"), "3s")?;
         ensure(
             out.success() && out.text().contains("strackt confirm"),
             || format!("apply --confirm-within: {out}"),
@@ -49,8 +58,7 @@ fn unconfirmed_switch_reverts_and_confirmed_one_stays() -> Res {
         ensure_eq(h.read("/etc/motd")?.as_str(), "one\n", "after a later pass")?;
 
         // Confirmed in time: it stays.
-        h.put_definition(&motd("three"))?;
-        let out = h.strackt(&["apply", "--confirm-within", "3s"])?;
+        let out = save_and_apply_within(h, &motd("three"), "3s")?;
         ensure(out.success(), || format!("apply: {out}"))?;
         let out = h.strackt(&["confirm"])?;
         ensure(out.success(), || format!("confirm: {out}"))?;
