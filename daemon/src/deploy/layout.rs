@@ -128,7 +128,8 @@ impl AppDirs {
 /// - `releases/<id>/pre-migrate.dump`: the database as it was before release `id` migrated.
 /// - `current -> releases/<id>`: flipped with the app's `current`; the live unit reads
 ///   `current/env`, so a switch needs no unit change.
-/// - `restore/`: a restore's scratch (the restored database dump).
+/// - `restore/`: a restore's scratch: `db-<operation>/` (the restored database dump) and
+///   `files-<operation>/` (the restored files, before they are moved into `shared/`).
 #[derive(Debug, Clone)]
 pub struct AppData {
     dir: PathBuf,
@@ -221,6 +222,15 @@ pub fn private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
+/// [`private_dir`], empty: whatever was at `dir` (a killed operation's leftovers) goes first.
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn fresh_private_dir(dir: &Path) -> Result<(), String> {
+    remove_private(dir)?;
+    private_dir(dir)
+}
+
 /// Create the new file `path` (0600, never through a link, never an existing file) in a
 /// directory of strackt's own, for writing.
 ///
@@ -242,7 +252,7 @@ pub fn create_private(path: &Path) -> Result<File, String> {
 }
 
 /// Remove `path` (a directory of strackt's own, or nothing) and what is in it.
-fn remove_private(path: &Path) -> Result<(), String> {
+pub fn remove_private(path: &Path) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
@@ -266,13 +276,21 @@ pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u6
     let refuse = |why: &str| format!("{}: {why}", from.display());
     let private = dirs
         .open()
-        .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string()).join(LEGACY_PRIVATE)))
+        .and_then(|d| {
+            d.open_dir(
+                Path::new("releases")
+                    .join(id.to_string())
+                    .join(LEGACY_PRIVATE),
+            )
+        })
         .map_err(|e| match e.kind() {
             ErrorKind::NotFound => refuse("not there"),
             _ if crate::host::tree::is_refused(&e) => refuse("a symbolic link on the way"),
             _ => refuse(&e.to_string()),
         })?;
-    let (owner, mode) = private.owner_and_mode().map_err(|e| refuse(&e.to_string()))?;
+    let (owner, mode) = private
+        .owner_and_mode()
+        .map_err(|e| refuse(&e.to_string()))?;
     if owner.uid != 0 || mode & 0o022 != 0 {
         return Err(refuse(&format!(
             "{LEGACY_PRIVATE} is not a directory only root may write (owner {}, mode {mode:o})",

@@ -656,7 +656,9 @@ impl Deployer {
                         tracing::warn!("removing failed release {id} of {app}: {e}");
                     }
                     if let Err(e) = data.remove_release(id) {
-                        tracing::warn!("removing the private files of failed release {id} of {app}: {e}");
+                        tracing::warn!(
+                            "removing the private files of failed release {id} of {app}: {e}"
+                        );
                     }
                 }
                 let _ = self
