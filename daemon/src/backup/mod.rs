@@ -675,7 +675,7 @@ impl Backups {
             // Another operation on this app cannot run meanwhile (the claim): what is in
             // restore/ is a killed restore's leftovers.
             let r = restore_dir.clone();
-            off_thread(move || crate::deploy::layout::fresh_private_dir(&r)).await?;
+            off_thread(move || crate::deploy::layout::emptied_private_dir(&r)).await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths

@@ -231,6 +231,21 @@ pub fn fresh_private_dir(dir: &Path) -> Result<(), String> {
     private_dir(dir)
 }
 
+/// [`private_dir`], emptied: what is in it goes, the directory itself stays (it may be a
+/// mount point).
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn emptied_private_dir(dir: &Path) -> Result<(), String> {
+    private_dir(dir)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        remove_private(&entry.path())?;
+    }
+    Ok(())
+}
+
 /// Create the new file `path` (0600, never through a link, never an existing file) in a
 /// directory of strackt's own, for writing.
 ///
