@@ -25,6 +25,11 @@
 //! - Removing trees (pruning releases): walked through descriptors, entries unlinked with
 //!   `unlinkat`; a link inside is removed, never followed.
 //! - Links strackt points (`current`): `symlinkat` under a random name, `renameat` over.
+//! - Moving a tree in (restores, from strackt's state into `shared/`): `renameat`, and when the
+//!   two are on different filesystems a copy through descriptors — built under a random name
+//!   with its top directory root-only until complete, files created `O_EXCL|O_NOFOLLOW` and
+//!   streamed, links recreated as links, owner and mode set on each new descriptor, FIFOs,
+//!   sockets and devices skipped with a note — then renamed into place.
 //! - Changing a tree's owner (restores): each directory opened `O_NOFOLLOW` and chowned on its
 //!   descriptor, everything else `fchownat(AT_SYMLINK_NOFOLLOW)` relative to its directory.
 //! - Reading a file another user could replace: opened `O_NOFOLLOW|O_NONBLOCK` (a planted FIFO
