@@ -667,13 +667,15 @@ impl Backups {
         // The dump comes back as a file, kept until the redeploy has made it the new
         // release's pre-migrate dump (it is the database as restored): in strackt's own state,
         // on the filesystem the release's private files are on, never in the app's tree.
-        let scratch = self
-            .deployer
-            .app_data(app)
-            .restore()
-            .join(format!("db-{}", p.id()));
+        let restore_dir = self.deployer.app_data(app).restore();
+        let scratch = restore_dir.join(format!("db-{}", p.id()));
+        let files_scratch = restore_dir.join(format!("files-{}", p.id()));
         let mut dump = None;
         let restored = async {
+            // Another operation on this app cannot run meanwhile (the claim): what is in
+            // restore/ is a killed restore's leftovers.
+            let r = restore_dir.clone();
+            off_thread(move || crate::deploy::layout::emptied_private_dir(&r)).await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths
@@ -695,10 +697,17 @@ impl Backups {
                     "restore-files",
                     &format!("{} → {}", snap.short_id, shared.display()),
                     async {
-                        restore_files(&repo, &snap, &shared, &spec.paths, app_spec.user.as_deref())
-                            .await
-                            .map(|out| ((), out))
-                            .map_err(|e| (e, String::new()))
+                        restore_files(
+                            &repo,
+                            &snap,
+                            &files_scratch,
+                            &shared,
+                            &spec.paths,
+                            app_spec.user.as_deref(),
+                        )
+                        .await
+                        .map(|out| ((), out))
+                        .map_err(|e| (e, String::new()))
                     },
                 )
                 .await?;
@@ -936,34 +945,41 @@ async fn restore_database(
     Ok((dump, format!("{out}{text}")))
 }
 
-/// Restore the files snapshot into a scratch directory beside `shared/`, then swap each
-/// backed-up path in (old content removed), owned by the app's user. The file-tree work (an
-/// uploads directory can be millions of files) runs off the daemon's single thread, which
-/// also answers the status endpoint and pings the watchdog.
+/// Restore the files snapshot into `scratch`, a new root-only directory in strackt's state
+/// (never in the app's tree: its user could swap a scratch there for a link, and restic, as
+/// root, would write through it), then swap each backed-up path in (old content removed),
+/// owned by the app's user; `scratch` is removed afterwards, whatever happened. The file-tree
+/// work (an uploads directory can be millions of files) runs off the daemon's single thread,
+/// which also answers the status endpoint and pings the watchdog.
 async fn restore_files(
     repo: &Repo,
     snap: &Snapshot,
+    scratch: &Path,
     shared: &Path,
     paths: &[String],
     user: Option<&str>,
 ) -> Result<String, String> {
-    let scratch = shared.with_file_name(format!(".strackt-restore-{}", snap.short_id));
-    let s = scratch.clone();
-    off_thread(move || {
-        let _ = std::fs::remove_dir_all(&s);
-        std::fs::create_dir_all(&s).map_err(|e| format!("creating {}: {e}", s.display()))
-    })
-    .await?;
-    let out = repo.restore(&snap.id, &scratch, None).await?;
+    let s = scratch.to_path_buf();
+    off_thread(move || crate::deploy::layout::fresh_private_dir(&s)).await?;
+    let restored = repo.restore(&snap.id, scratch, None).await;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
-    let (shared, paths, taken) = (shared.to_path_buf(), paths.to_vec(), snap.paths.clone());
+    let (s, shared, paths, taken) = (
+        scratch.to_path_buf(),
+        shared.to_path_buf(),
+        paths.to_vec(),
+        snap.paths.clone(),
+    );
     let swapped = off_thread(move || {
-        let swapped = swap_in(&scratch, &shared, &paths, &taken, owner.as_ref());
-        let _ = std::fs::remove_dir_all(&scratch);
-        swapped
+        let swapped = restored.and_then(|out| {
+            swap_in(&s, &shared, &paths, &taken, owner.as_ref()).map(|log| format!("{out}{log}"))
+        });
+        let removed = crate::deploy::layout::remove_private(&s);
+        let swapped = swapped?;
+        removed?;
+        Ok(swapped)
     })
     .await?;
-    Ok(format!("{out}{swapped}"))
+    Ok(swapped)
 }
 
 /// Run blocking file work on tokio's blocking pool, off the daemon's single thread.
@@ -1031,8 +1047,9 @@ fn swap_in(
                 .rename(to_name, &to_dir, &old)
                 .map_err(|e| format!("moving {rel} aside: {e}"))?;
         }
-        from_dir
-            .rename(from_name, &to_dir, to_name)
+        // Renamed when strackt's state and `shared/` are on one filesystem, copied otherwise.
+        let notes = from_dir
+            .move_to(from_name, &to_dir, to_name)
             .map_err(|e| format!("moving the restored {rel} in: {e}"))?;
         let _ = to_dir.remove(&old);
         if let Some(owner) = owner {
@@ -1040,6 +1057,9 @@ fn swap_in(
             to_dir.chown_tree(to_name, owner).map_err(fail)?;
         }
         log.push_str(&format!("{rel}: restored from {orig}\n"));
+        for note in notes {
+            log.push_str(&format!("{rel}: {note}\n"));
+        }
     }
     Ok(log)
 }

@@ -128,7 +128,8 @@ impl AppDirs {
 /// - `releases/<id>/pre-migrate.dump`: the database as it was before release `id` migrated.
 /// - `current -> releases/<id>`: flipped with the app's `current`; the live unit reads
 ///   `current/env`, so a switch needs no unit change.
-/// - `restore/`: a restore's scratch (the restored database dump).
+/// - `restore/`: a restore's scratch: `db-<operation>/` (the restored database dump) and
+///   `files-<operation>/` (the restored files, before they are moved into `shared/`).
 #[derive(Debug, Clone)]
 pub struct AppData {
     dir: PathBuf,
@@ -221,6 +222,30 @@ pub fn private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
+/// [`private_dir`], empty: whatever was at `dir` (a killed operation's leftovers) goes first.
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn fresh_private_dir(dir: &Path) -> Result<(), String> {
+    remove_private(dir)?;
+    private_dir(dir)
+}
+
+/// [`private_dir`], emptied: what is in it goes, the directory itself stays (it may be a
+/// mount point).
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn emptied_private_dir(dir: &Path) -> Result<(), String> {
+    private_dir(dir)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        remove_private(&entry.path())?;
+    }
+    Ok(())
+}
+
 /// Create the new file `path` (0600, never through a link, never an existing file) in a
 /// directory of strackt's own, for writing.
 ///
@@ -242,7 +267,7 @@ pub fn create_private(path: &Path) -> Result<File, String> {
 }
 
 /// Remove `path` (a directory of strackt's own, or nothing) and what is in it.
-fn remove_private(path: &Path) -> Result<(), String> {
+pub fn remove_private(path: &Path) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),

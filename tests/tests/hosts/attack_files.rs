@@ -13,6 +13,10 @@
 //!    holding a root directory named like a release that the next deploy prunes.
 //! d. During a restore, a directory of the restored tree is swapped for a link to a directory of
 //!    root's while strackt hands the tree to the app's user.
+//! e. During a restore, the app's user has planted `.strackt-restore-*` links to /etc in the
+//!    app's directory and replaces every new entry there with a link to /etc (where restic, as
+//!    root, restored into the scratch strackt used to make there); the scratch, in strackt's
+//!    state, is on another filesystem than the app, so the restored files are copied in.
 
 use std::time::Duration;
 
@@ -20,7 +24,9 @@ use strackt_integration::{
     ensure, ensure_eq, wait_until, with_app_host, with_app_host_binds, with_host, Host, Res,
 };
 
-use crate::backup::{backup_ok, prepare, Bucket};
+use crate::backup::{
+    backup_ok, prepare, scratch_only_in_state, scratch_seen, watch_scratch, Bucket,
+};
 use crate::deploy::{commit, definition, deploy, deploy_ok, get, setup_with};
 use crate::HEADER;
 
@@ -323,7 +329,9 @@ fn a_dir_swapped_for_a_link_during_a_restore_chown_changes_nothing_outside() -> 
         h.write("/tmp/attack.py", SWAP_DURING_CHOWN, 0o644)?;
         let before = outside(h, &["/etc/ssl", "/etc/ssl/private", "/etc/systemd"])?;
         h.sh_ok("systemd-run --quiet --collect --unit=attacker --uid=shop python3 /tmp/attack.py")?;
+        watch_scratch(h)?;
         let out = h.strackt(&["restore", "shop", &run])?;
+        let seen = scratch_seen(h)?;
         wait_until("the attacker", Duration::from_secs(60), || {
             h.exists("/tmp/attacker.out")
         })?;
@@ -335,11 +343,103 @@ fn a_dir_swapped_for_a_link_during_a_restore_chown_changes_nothing_outside() -> 
         )?;
         ensure_eq(attacker.trim(), "swapped", "the attacker's swap")?;
         ensure(out.success(), || format!("restore: {out}"))?;
+        scratch_only_in_state(h, seen, &[])?;
         // What was restored is shop's: the real tree, now under the name the attacker gave it.
         ensure_eq(
             h.sh_ok("find /srv/shop/shared/storage/uploads/a.real ! -user shop | head -5")?,
             String::new(),
             "the restored tree is shop's",
+        )
+    })
+}
+
+/// The app's user, during a restore: links to /etc at scratch names planted beforehand, then
+/// every new entry of the app's directory (not a link: `current`'s temporary link is strackt
+/// pointing the app's own link) renamed away and replaced by a link to /etc.
+const REPLACE_NEW_ENTRIES: &str = r#"
+import os, time
+app = "/srv/shop"
+for n in ("x", "0", "latest"):
+    os.symlink("/etc", app + "/.strackt-restore-" + n)
+known = set(os.listdir(app))
+log = open("/tmp/attacker.log", "w")
+log.write("planted\n")
+log.flush()
+deadline = time.time() + 300
+moved = 0
+while not os.path.exists("/tmp/attacker-stop") and time.time() < deadline:
+    for name in os.listdir(app):
+        if name in known:
+            continue
+        known.add(name)
+        p = app + "/" + name
+        try:
+            if os.path.islink(p):
+                continue
+            moved += 1
+            known.add(".moved-%d" % moved)
+            os.rename(p, app + "/.moved-%d" % moved)
+            os.symlink("/etc", p)
+            log.write("swapped " + name + "\n")
+        except OSError as e:
+            log.write("missed %s: %s\n" % (name, e))
+        log.flush()
+log.write("stopped\n")
+log.flush()
+"#;
+
+#[test]
+fn links_planted_at_the_restore_scratch_in_the_app_dir_reach_nothing() -> Res {
+    let bucket = Bucket::new("attack-scratch")?;
+    let binds = bucket.binds()?;
+    with_app_host_binds("attack-scratch", &binds, |h| {
+        prepare(h, None, true)?;
+        h.sh_ok("cd /srv/shop/shared/storage/uploads && mkdir -p 2026/11 && head -c 300000 /dev/urandom > 2026/11/photo.jpg && echo hello > note.txt && ln -s note.txt latest && chown -R shop: .")?;
+        let sums = crate::backup::uploads(h, "/srv/shop/shared/storage/uploads")?;
+        let run = backup_ok(h)?;
+        h.sh_ok("echo changed > /srv/shop/shared/storage/uploads/note.txt")?;
+        // strackt's state on another filesystem than the app: the restored files are copied
+        // into shared/, not renamed.
+        h.sh_ok("mkdir -p /var/lib/strackt/apps/shop/restore && mount -t tmpfs -o mode=0700 tmpfs /var/lib/strackt/apps/shop/restore")?;
+        h.write("/tmp/attack.py", REPLACE_NEW_ENTRIES, 0o644)?;
+        let before = outside(h, &[])?;
+        h.sh_ok("rm -f /tmp/attacker.log /tmp/attacker-stop && systemd-run --quiet --collect --unit=attacker --uid=shop python3 /tmp/attack.py")?;
+        wait_until("the attacker's links", Duration::from_secs(30), || {
+            Ok(h.exists("/tmp/attacker.log")? && h.read("/tmp/attacker.log")?.contains("planted"))
+        })?;
+        watch_scratch(h)?;
+        let out = h.strackt(&["restore", "shop", &run])?;
+        let seen = scratch_seen(h)?;
+        h.sh_ok("touch /tmp/attacker-stop")?;
+        wait_until("the attacker to stop", Duration::from_secs(30), || {
+            Ok(h.read("/tmp/attacker.log")?.contains("stopped"))
+        })?;
+        let attacker = h.read("/tmp/attacker.log")?;
+        unchanged(h, &[], &before)?;
+        ensure(!attacker.contains("strackt-restore"), || {
+            format!("the attacker swapped a restore scratch: {attacker}")
+        })?;
+        ensure(out.success(), || {
+            format!("restore: {out}\nattacker: {attacker}")
+        })?;
+        scratch_only_in_state(
+            h,
+            seen,
+            &[
+                ".strackt-restore-x",
+                ".strackt-restore-0",
+                ".strackt-restore-latest",
+            ],
+        )?;
+        ensure_eq(
+            crate::backup::uploads(h, "/srv/shop/shared/storage/uploads")?,
+            sums,
+            "uploads restored",
+        )?;
+        ensure_eq(
+            h.sh_ok("readlink /srv/shop/shared/storage/uploads/latest; find /srv/shop/shared/storage/uploads ! -user shop | head -5")?,
+            "note.txt\n".to_string(),
+            "the restored link is a link, everything is shop's",
         )
     })
 }

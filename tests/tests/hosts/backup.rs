@@ -37,6 +37,70 @@ const BACKUPS: &str = r#"backups:
 /// The restic repository as a user would name it, for the official CLI.
 const RESTIC: &str = "export RESTIC_REPOSITORY=s3:http://127.0.0.1:9000/backups/shop AWS_ACCESS_KEY_ID=strackt-ak AWS_SECRET_ACCESS_KEY=strackt-sk; R='-o s3.bucket-lookup=path'";
 
+/// Records, until [`scratch_seen`], every `*strackt-restore*` name that appears in the app's
+/// directory and every name that appears in its restore scratch in strackt's state.
+const SCRATCH_WATCH: &str = r#"
+import os
+seen = set()
+out = open("/tmp/scratch-seen", "a")
+while not os.path.exists("/tmp/scratch-stop"):
+    for d, tag in (("/srv/shop", "app:"), ("/var/lib/strackt/apps/shop/restore", "state:")):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if (tag == "state:" or "strackt-restore" in n) and tag + n not in seen:
+                seen.add(tag + n)
+                out.write(tag + n + "\n")
+                out.flush()
+"#;
+
+/// Start watching where a restore puts its scratch (see [`SCRATCH_WATCH`]).
+pub fn watch_scratch(h: &Host) -> Res {
+    h.write("/tmp/scratch-watch.py", SCRATCH_WATCH, 0o644)?;
+    h.sh_ok("rm -f /tmp/scratch-seen /tmp/scratch-stop && touch /tmp/scratch-seen && systemd-run --quiet --collect --unit=scratch-watch python3 /tmp/scratch-watch.py")?;
+    Ok(())
+}
+
+/// Stop the watch: the `*strackt-restore*` names seen in the app's directory, and the names
+/// seen in the restore scratch in strackt's state.
+pub fn scratch_seen(h: &Host) -> Res<(Vec<String>, Vec<String>)> {
+    h.sh_ok("touch /tmp/scratch-stop; for i in $(seq 100); do systemctl is-active -q scratch-watch || exit 0; sleep 0.1; done; exit 1")?;
+    let seen = h.read("/tmp/scratch-seen")?;
+    let of = |tag: &str| -> Vec<String> {
+        seen.lines()
+            .filter_map(|l| l.strip_prefix(tag))
+            .map(String::from)
+            .collect()
+    };
+    Ok((of("app:"), of("state:")))
+}
+
+/// A restore's scratch was in strackt's state only (`db-<op>`, `files-<op>`), never in the
+/// app's directory (`app_dir_seen` beyond the names in `planted`), and is gone afterwards.
+pub fn scratch_only_in_state(
+    h: &Host,
+    (app_dir_seen, state_seen): (Vec<String>, Vec<String>),
+    planted: &[&str],
+) -> Res {
+    let in_app: Vec<&String> = app_dir_seen
+        .iter()
+        .filter(|n| !planted.contains(&n.as_str()))
+        .collect();
+    ensure(in_app.is_empty(), || {
+        format!("restore scratch created in the app's directory: {in_app:?}")
+    })?;
+    ensure(state_seen.iter().any(|n| n.starts_with("files-")), || {
+        format!("no files scratch seen in /var/lib/strackt/apps/shop/restore: {state_seen:?}")
+    })?;
+    ensure_eq(
+        h.sh_ok("ls -A /var/lib/strackt/apps/shop/restore; stat -c '%a %U %G' /var/lib/strackt/apps/shop/restore")?,
+        "700 root root\n".to_string(),
+        "the restore scratch is gone, its directory root-only",
+    )
+}
+
 /// The S3 server (`STRACKT_TEST_S3`; tests/run builds it into /var/cache/strackt-tools).
 fn s3_server() -> PathBuf {
     std::env::var_os("STRACKT_TEST_S3").map_or_else(
@@ -301,8 +365,11 @@ fn backup_on_one_server_and_restore_onto_a_fresh_one() -> Res {
         ensure(theirs.iter().any(|r| r["run"] == run.as_str()), || {
             format!("A's run not listed on B: {theirs:?}")
         })?;
+        watch_scratch(b)?;
         let out = b.strackt(&["restore", "shop", &run])?;
+        let seen = scratch_seen(b)?;
         ensure(out.success(), || format!("restore: {out}"))?;
+        scratch_only_in_state(b, seen, &[])?;
         for step in [
             "check",
             "stop",
