@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::Duration;
 
-use strackt_integration::{ensure, ensure_eq, problems, with_host, Res};
+use strackt_integration::{ensure, ensure_eq, problems, with_host, Host, Res};
 
 use crate::HEADER;
 
@@ -59,7 +59,7 @@ fn cases() -> Vec<(&'static str, String, Vec<u32>, &'static str)> {
     ]
 }
 
-const GOOD: &str = "files:\n  /etc/motd: { content: \"good\\n\" }\nservices:\n  hello:\n    exec: /usr/bin/sleep infinity\n";
+pub(crate) const GOOD: &str = "files:\n  /etc/motd: { content: \"good\\n\" }\nservices:\n  hello:\n    exec: /usr/bin/sleep infinity\n";
 
 #[test]
 fn check_reports_every_problem_with_its_position() -> Res {
@@ -124,14 +124,60 @@ fn check_reports_every_problem_with_its_position() -> Res {
     })
 }
 
+/// What a refused definition must leave as it was, on a host running [`GOOD`].
+pub(crate) struct Baseline {
+    generation: u64,
+    count: usize,
+    hello: u32,
+}
+
+impl Baseline {
+    /// The host as it is now.
+    pub(crate) fn take(h: &Host) -> Res<Baseline> {
+        Ok(Baseline {
+            generation: h.active_generation()?,
+            count: h.generations()?.len(),
+            hello: h.main_pid("hello.service")?,
+        })
+    }
+
+    /// /etc/motd, the active generation, the number of generations, hello's process and the
+    /// daemon are as they were.
+    pub(crate) fn unchanged(&self, h: &Host, name: &str) -> Res {
+        ensure_eq(
+            h.read("/etc/motd")?.as_str(),
+            "good\n",
+            &format!("{name}: /etc/motd"),
+        )?;
+        ensure_eq(
+            h.active_generation()?,
+            self.generation,
+            &format!("{name}: active generation"),
+        )?;
+        ensure_eq(
+            h.generations()?.len(),
+            self.count,
+            &format!("{name}: number of generations"),
+        )?;
+        ensure_eq(
+            h.main_pid("hello.service")?,
+            self.hello,
+            &format!("{name}: MainPID of hello"),
+        )?;
+        ensure_eq(
+            h.is_active("strackt.service")?.as_str(),
+            "active",
+            &format!("{name}: the daemon"),
+        )
+    }
+}
+
 #[test]
 fn broken_definition_changes_nothing() -> Res {
     with_host("broken", |h| {
         h.install(&format!("{HEADER}{GOOD}"))?;
         h.apply_ok()?;
-        let generation = h.active_generation()?;
-        let count = h.generations()?.len();
-        let hello = h.main_pid("hello.service")?;
+        let before = Baseline::take(h)?;
 
         for (name, yaml, _, word) in cases() {
             h.put_definition(&yaml)?;
@@ -144,31 +190,7 @@ fn broken_definition_changes_nothing() -> Res {
                 out.text().contains("server.yaml") && out.text().contains(word),
                 || format!("{name}: `strackt apply` does not name the problem ({word:?}): {out}"),
             )?;
-            ensure_eq(
-                h.read("/etc/motd")?.as_str(),
-                "good\n",
-                &format!("{name}: /etc/motd"),
-            )?;
-            ensure_eq(
-                h.active_generation()?,
-                generation,
-                &format!("{name}: active generation"),
-            )?;
-            ensure_eq(
-                h.generations()?.len(),
-                count,
-                &format!("{name}: number of generations"),
-            )?;
-            ensure_eq(
-                h.main_pid("hello.service")?,
-                hello,
-                &format!("{name}: MainPID of hello"),
-            )?;
-            ensure_eq(
-                h.is_active("strackt.service")?.as_str(),
-                "active",
-                &format!("{name}: the daemon"),
-            )?;
+            before.unchanged(h, name)?;
         }
 
         // Fixed again: the next save goes through.
@@ -179,7 +201,7 @@ fn broken_definition_changes_nothing() -> Res {
             "fixed\n",
             "/etc/motd after the fix",
         )?;
-        ensure(h.active_generation()? > generation, || {
+        ensure(h.active_generation()? > before.generation, || {
             "the fixed definition made no new generation".into()
         })?;
         Ok(())
