@@ -27,6 +27,9 @@ const PINNED: &str = "pinned_definition_sha256";
 pub const MAX_HOLD_SECS: u64 = 30 * 24 * 3600;
 /// The longest `strackt apply --confirm-within`: the revert is a safety net, not a schedule.
 pub const MAX_CONFIRM_SECS: u64 = 24 * 3600;
+/// How recent a switch the watcher made from a save may be for `apply --confirm-within` to
+/// take it as the change to confirm (the user saved, then ran the command).
+const JUST_SAVED: Duration = Duration::from_secs(60);
 
 /// The instant `seconds` from now, refused when it is 0 or above `max` (which also keeps the
 /// chrono arithmetic far from overflow: a request from the control socket is not trusted to be
@@ -77,6 +80,8 @@ pub struct Daemon {
     keep: usize,
     hold: Option<Hold>,
     pending: Option<PendingConfirm>,
+    /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
+    saved_switch: Option<(u64, u64, Instant)>,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -167,6 +172,7 @@ impl Daemon {
             keep: 10,
             hold: None,
             pending: None,
+            saved_switch: None,
         }
     }
 
@@ -230,7 +236,15 @@ impl Daemon {
             op.reason = Some(e);
             return op;
         }
-        let before = self.store.current().ok().flatten();
+        let mut before = self.store.current().ok().flatten();
+        // The watcher applies a save 150 ms after it: a user who saved and then ran
+        // `apply --confirm-within` finds the change already live. That switch is the one they
+        // mean to confirm, so it gets the deadline, reverting to what ran before the save.
+        if let Some((generation, previous, at)) = self.saved_switch {
+            if before == Some(generation) && at.elapsed() < JUST_SAVED && confirm_within.is_some() {
+                before = Some(previous);
+            }
+        }
         let mut op = self.pass(super::Trigger::Cli, true).await;
         let after = self.store.current().ok().flatten();
         if let (Some(secs), "success", Some(previous), Some(generation)) =
@@ -571,6 +585,21 @@ impl Daemon {
 
     /// Run one pass. `retry` re-applies a definition that failed or was rolled back from.
     pub async fn pass(&mut self, trigger: Trigger, retry: bool) -> Operation {
+        let before = self.store.current().ok().flatten();
+        let op = self.pass_inner(trigger, retry).await;
+        let after = self.store.current().ok().flatten();
+        if before != after {
+            self.saved_switch = match (trigger, before, after) {
+                (Trigger::FileChange, Some(previous), Some(generation)) => {
+                    Some((generation, previous, Instant::now()))
+                }
+                _ => None,
+            };
+        }
+        op
+    }
+
+    async fn pass_inner(&mut self, trigger: Trigger, retry: bool) -> Operation {
         if let Some(op) = self.revert_if_unconfirmed().await {
             return op;
         }
@@ -958,6 +987,7 @@ impl Daemon {
     /// with outcome `failed`/`rolled-back`.
     pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, String> {
         let started = Instant::now();
+        self.saved_switch = None;
         let _ = self.load_definition();
         let current = self.current()?;
         let cur_id = current.as_ref().map(|c| c.manifest.id);

@@ -1,5 +1,6 @@
 //! Confirm-or-revert: `strackt apply --confirm-within D` switches, then goes back on its own
-//! unless `strackt confirm` arrives in time.
+//! unless `strackt confirm` arrives in time — also when the watcher already made the save live
+//! a moment before the command.
 
 use std::time::Duration;
 
@@ -57,9 +58,19 @@ fn unconfirmed_switch_reverts_and_confirmed_one_stays() -> Res {
         std::thread::sleep(Duration::from_secs(2));
         ensure_eq(h.read("/etc/motd")?.as_str(), "one\n", "after a later pass")?;
 
-        // Confirmed in time: it stays.
-        let out = save_and_apply_within(h, &motd("three"), "3s")?;
-        ensure(out.success(), || format!("apply: {out}"))?;
+        // Saved first (the watcher makes it live), then `apply --confirm-within`: the change
+        // just saved is the one waiting for confirmation. Confirmed in time, it stays.
+        h.write("/etc/strackt/server.yaml", &motd("three"), 0o644)?;
+        wait_until(
+            "the watcher to apply the save",
+            Duration::from_secs(20),
+            || Ok(h.read("/etc/motd")? == "three\n"),
+        )?;
+        let out = h.strackt(&["apply", "--confirm-within", "3s"])?;
+        ensure(
+            out.success() && out.text().contains("strackt confirm"),
+            || format!("apply --confirm-within after the save: {out}"),
+        )?;
         let out = h.strackt(&["confirm"])?;
         ensure(out.success(), || format!("confirm: {out}"))?;
         std::thread::sleep(Duration::from_secs(5));
