@@ -6,6 +6,7 @@
 //! `cargo build --bin strackt && cargo test -p strackt-integration --test hosts -- --test-threads=3`
 
 mod accounts;
+mod apt_repo;
 mod attack_appdata;
 mod attack_endpoint;
 mod attack_files;

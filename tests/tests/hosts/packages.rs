@@ -5,28 +5,38 @@
 
 use strackt_integration::{ensure, ensure_eq, with_host, Host, Res};
 
+use crate::apt_repo::{publish, Deb, Suite, ROOT};
 use crate::HEADER;
 
-/// Build `strackt-demo` 1.0 and 1.1 and `strackt-extra` 1 as .debs, index them, add the
-/// repository to apt's sources.
+/// `strackt-demo` 1.0 and 1.1 and `strackt-extra` 1 in the test archive's normal suite.
 pub(crate) fn local_repository(h: &Host) -> Res {
-    h.sh_ok(
-        r#"set -e
-mkdir -p /srv/repo && cd /srv/repo
-build() { d=$(mktemp -d); mkdir -p $d/DEBIAN $d/usr/share/$1
-  printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: strackt tests <t@example.org>\nDescription: strackt test package\n' $1 $2 > $d/DEBIAN/control
-  echo $2 > $d/usr/share/$1/version
-  dpkg-deb --build -Zgzip $d ${1}_${2}_all.deb >/dev/null; rm -rf $d; }
-build strackt-demo 1.0; build strackt-demo 1.1; build strackt-extra 1
-: > Packages
-for deb in *.deb; do
-  dpkg-deb -f $deb >> Packages
-  printf 'Filename: ./%s\nSize: %s\nSHA256: %s\n\n' $deb $(stat -c %s $deb) $(sha256sum $deb | cut -d' ' -f1) >> Packages
-done
-echo 'deb [trusted=yes] file:/srv/repo ./' > /etc/apt/sources.list.d/strackt-test.list
-apt-get update -qq -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/strackt-test.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0"#,
-    )?;
-    Ok(())
+    let deb = |name, version, files| Deb {
+        name,
+        version,
+        suite: Suite::Main,
+        depends: "",
+        files,
+    };
+    publish(
+        h,
+        &[
+            deb(
+                "strackt-demo",
+                "1.0",
+                &[("/usr/share/strackt-demo/version", "1.0\n")],
+            ),
+            deb(
+                "strackt-demo",
+                "1.1",
+                &[("/usr/share/strackt-demo/version", "1.1\n")],
+            ),
+            deb(
+                "strackt-extra",
+                "1",
+                &[("/usr/share/strackt-extra/version", "1\n")],
+            ),
+        ],
+    )
 }
 
 fn version(h: &Host, name: &str) -> Res<String> {
@@ -119,7 +129,7 @@ fn exact_versions_upgrade_refuse_roll_back_offline_and_remove_hand_installed() -
         )?;
 
         // The repository is gone (a cut mirror): rollback reinstalls 1.0 from strackt's cache.
-        h.sh_ok("mv /srv/repo /srv/repo.cut")?;
+        h.sh_ok(&format!("mv {ROOT} {ROOT}.cut"))?;
         let out = h.strackt(&["rollback", "1"])?;
         ensure(out.success(), || format!("offline rollback: {out}"))?;
         ensure_eq(
