@@ -2,6 +2,9 @@
 //!    a complete generation, and the host converges on the definition file as it is after the
 //!    restart — also when it was saved again while the daemon was down (no watcher saw that
 //!    save: the restart itself must pick it up, without `strackt apply` or the timer).
+//!
+//! 33 kills in all: three at chosen moments, then 30 at random moments of the switch (the seed
+//! is printed, `STRACKT_CRASH_SEED` replays a run), every third with a save while it is down.
 
 use std::fmt::Write as _;
 use std::thread;
@@ -12,6 +15,8 @@ use strackt_integration::{ensure, ensure_eq, run, testhost, wait_until, with_hos
 use crate::HEADER;
 
 const FILES: usize = 300;
+/// Kills at random moments, after the three chosen ones.
+const RANDOM_TRIALS: u64 = 30;
 
 /// Many files and a service whose health check takes seconds: a long switch to kill.
 fn definition(tag: &str) -> String {
@@ -28,7 +33,7 @@ fn definition(tag: &str) -> String {
   slow:
     exec: /usr/bin/sleep infinity
     environment: {{ TAG: "{tag}" }}
-    health: {{ command: "/usr/bin/sleep 3", within: 60s }}
+    health: {{ command: "/usr/bin/sleep 2", within: 60s }}
 "#
     );
     def
@@ -177,6 +182,30 @@ fn kill_9_during_a_switch_leaves_a_complete_generation() -> Res {
         kill_mid_switch(h, "v3", "2", None)?;
         // Killed during the health check and the definition saved again while it was down.
         kill_mid_switch(h, "v4", "2", Some("v5"))?;
+        // Then at random moments: while the generation is built, flipped, services restarted
+        // or health checked (the switch takes about 2.5 s).
+        let seed: u64 = match std::env::var("STRACKT_CRASH_SEED") {
+            Ok(s) => s.parse()?,
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64,
+        };
+        println!("crash trials: STRACKT_CRASH_SEED={seed}");
+        let mut state = seed;
+        for trial in 0..RANDOM_TRIALS {
+            // 64-bit LCG (Knuth's MMIX constants): enough to spread the moments.
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let centis = (state >> 33) % 250;
+            let delay = format!("{}.{:02}", centis / 100, centis % 100);
+            let tag = format!("r{trial}");
+            let down = format!("r{trial}-down");
+            let saved_while_down = (trial % 3 == 2).then_some(down.as_str());
+            kill_mid_switch(h, &tag, &delay, saved_while_down).map_err(|e| {
+                format!("trial {trial} (kill {delay}s into the switch, seed {seed}): {e}")
+            })?;
+        }
         Ok(())
     })
 }
