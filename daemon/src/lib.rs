@@ -15,6 +15,7 @@ pub mod definition;
 pub mod deploy;
 pub mod generation;
 pub mod host;
+pub mod logging;
 pub mod plan;
 pub mod receiver;
 pub mod state;

@@ -552,6 +552,7 @@ impl Daemon {
                 tracing::error!("recording operation {}: {e}", op.id);
             }
         }
+        crate::logging::operation(&op);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
             "last pass: {} ({})",
             op.outcome, op.summary

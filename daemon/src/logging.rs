@@ -1,0 +1,80 @@
+//! Where strackt's log lines go: straight to journald (with priorities and fields) when systemd
+//! connected stderr to the journal, plain text otherwise — colour only on a terminal and never
+//! with `NO_COLOR`. Also the one place an operation's outcome becomes a log line.
+//!
+//! Owns the tracing subscriber; must not decide anything about operations, only report them.
+
+use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::state::Operation;
+
+/// Whether stderr is the journal stream systemd gave this process (`JOURNAL_STREAM` is
+/// `<device>:<inode>` of it; a child with a redirected stderr inherits the variable, so compare).
+fn stderr_is_journal() -> bool {
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// Install the subscriber for this process. `STRACKT_LOG` filters (default `info`).
+pub fn init() {
+    let filter = || EnvFilter::try_from_env("STRACKT_LOG").unwrap_or_else(|_| "info".into());
+    if stderr_is_journal() {
+        if let Ok(journald) = tracing_journald::layer() {
+            // Fields as they are named (OPERATION_ID, not F_OPERATION_ID): they are ours.
+            let journald = journald
+                .with_field_prefix(None)
+                .with_syslog_identifier("strackt".into());
+            tracing_subscriber::registry()
+                .with(filter())
+                .with(journald)
+                .init();
+            return;
+        }
+    }
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // journald (when it gets stderr after all) adds timestamps; keep lines short.
+    tracing_subscriber::fmt()
+        .without_time()
+        .with_target(false)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter())
+        .init();
+}
+
+/// One log line for a finished operation: an error when it failed or was rolled back, a notice
+/// when it changed something, debug when a pass found nothing to do (the timer's every five
+/// minutes would otherwise fill the journal). Fields: `OPERATION_ID`, `KIND`, `TRIGGER`,
+/// `GENERATION` (0 when none) and `OUTCOME`.
+pub fn operation(op: &Operation) {
+    let generation = op.generation.unwrap_or(0);
+    let (id, kind, trigger, outcome) = (op.id, &op.kind, &op.trigger, &op.outcome);
+    if op.outcome == "success" || op.outcome == "ok" {
+        let quiet = op
+            .steps
+            .iter()
+            .all(|s| s.outcome != "ok" || matches!(s.action.as_str(), "verify" | "health"))
+            && !matches!(op.kind.as_str(), "rollback" | "startup");
+        if quiet {
+            tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id}: {}", op.summary);
+        } else {
+            tracing::info!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id}: {}", op.summary);
+        }
+    } else {
+        let reason = op.reason.as_deref().unwrap_or("no reason recorded");
+        tracing::error!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id} {outcome}: {reason}");
+    }
+}
