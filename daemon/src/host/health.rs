@@ -25,6 +25,10 @@ pub struct RealHealth {
 
 impl Default for RealHealth {
     fn default() -> Self {
+        // `https://` probes verify against the system's roots (rustls-platform-verifier reads
+        // /etc/ssl/certs); the crypto is ring's, as for the receiver. Installing it twice in one
+        // process is refused and harmless.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         RealHealth {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))

@@ -24,6 +24,7 @@ mod firewall;
 mod first_apply;
 mod hold;
 mod http;
+mod https_health;
 mod journal;
 mod ownership;
 mod package;
