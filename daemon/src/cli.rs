@@ -30,6 +30,17 @@ pub struct Cli {
 enum Command {
     /// Run the daemon (what strackt.service starts).
     Daemon,
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (strackt(8), strackt-COMMAND(8)) into DIR (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Where the pages go.
+        dir: PathBuf,
+    },
     /// Keep other servers' backups: restic's REST protocol over TLS, append-only, from the
     /// definition's `receiver:` section (what strackt-receiver.service starts).
     Receiver {
@@ -194,6 +205,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env();
     match cli.command {
         Command::Daemon => run_daemon(paths),
+        Command::Completions { shell } => {
+            crate::docs::completions(shell);
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            for page in crate::docs::man_pages(&dir)? {
+                println!("{}", dir.join(format!("{page}.8")).display());
+            }
+            Ok(0)
+        }
         Command::Receiver { stage: false } => crate::receiver::run(&paths),
         Command::Receiver { stage: true } => crate::receiver::stage(&paths),
         Command::Check { file, offline } => {

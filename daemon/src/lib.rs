@@ -13,6 +13,7 @@ pub mod cli;
 pub mod daemon;
 pub mod definition;
 pub mod deploy;
+pub mod docs;
 pub mod generation;
 pub mod host;
 pub mod logging;

@@ -20,21 +20,27 @@ pub trait Health: Send + Sync {
 /// Probes against the real machine.
 #[derive(Debug, Clone)]
 pub struct RealHealth {
-    http: reqwest::Client,
+    /// `Err` says why no HTTP client could be made; only `http:` probes fail with it.
+    http: Result<reqwest::Client, String>,
 }
 
 impl Default for RealHealth {
     fn default() -> Self {
         // `https://` probes verify against the system's roots (rustls-platform-verifier reads
-        // /etc/ssl/certs); the crypto is ring's, as for the receiver. Installing it twice in one
-        // process is refused and harmless.
+        // /etc/ssl/certs when the client is built, i.e. when strackt starts); the crypto is
+        // ring's, as for the receiver. Installing it twice in one process is refused, harmlessly.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-        RealHealth {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
+        let builder = || reqwest::Client::builder().timeout(Duration::from_secs(5));
+        let http = builder().build().or_else(|e| {
+            // A server without the ca-certificates package: plain http:// probes must still
+            // work, and https:// ones fail verification (no root is trusted) rather than pass.
+            tracing::warn!("no CA certificates on this server ({e}): https:// health probes cannot pass until ca-certificates is installed and strackt restarted");
+            builder()
+                .tls_certs_only([])
                 .build()
-                .unwrap_or_default(),
-        }
+                .map_err(|e| format!("no HTTP client: {e}"))
+        });
+        RealHealth { http }
     }
 }
 
@@ -78,6 +84,7 @@ impl RealHealth {
         if let Some(url) = &spec.http {
             let resp = self
                 .http
+                .as_ref()?
                 .get(url)
                 .send()
                 .await

@@ -60,6 +60,34 @@ fn deb_installs_disabled_then_runs_and_removes_cleanly() -> Res {
         ensure(h.exists("/usr/share/doc/strackt/README.md")?, || {
             "no /usr/share/doc/strackt/README.md".into()
         })?;
+        // The manual and completions are installed and work: `man strackt-deploy` renders (with
+        // man-db from the Debian mirror), systemd finds the unit's `Documentation=man:strackt(8)`,
+        // and bash completes subcommands.
+        h.sh_ok("apt-get install -y -qq --no-install-recommends man-db >/dev/null 2>&1")?;
+        let page = h.sh_ok("MANWIDTH=100 man -P cat strackt-deploy 2>/dev/null")?;
+        ensure(
+            page.contains("strackt-deploy") && page.contains("--branch"),
+            || format!("`man strackt-deploy`: {page}"),
+        )?;
+        let verify = h.sh("systemd-analyze verify /lib/systemd/system/strackt.service")?;
+        ensure(verify.success() && verify.text().trim().is_empty(), || {
+            format!("systemd-analyze verify strackt.service: {verify}")
+        })?;
+        let completed = h.sh_ok(
+            "bash -c 'source /usr/share/bash-completion/completions/strackt; COMP_WORDS=(strackt dep); COMP_CWORD=1; _strackt strackt dep strackt; echo ${COMPREPLY[@]}'",
+        )?;
+        ensure_eq(
+            completed.trim(),
+            "deploy",
+            "bash completion of `strackt dep`",
+        )?;
+        for file in [
+            "/usr/share/zsh/vendor-completions/_strackt",
+            "/usr/share/fish/vendor_completions.d/strackt.fish",
+        ] {
+            ensure(h.exists(file)?, || format!("{file} is not installed"))?;
+        }
+
         // daemon-reload ran: systemd knows the unit without being told.
         ensure_eq(
             h.exec(&[
