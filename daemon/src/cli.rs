@@ -262,8 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             {
                 Ok(secs) => secs,
                 Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(1);
+                    bail!("{e}");
                 }
             };
             operation_command(&paths, &ControlRequest::Apply { confirm_within }, cli.json)
@@ -295,8 +294,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let seconds = match bounded_secs(&text, daemon::MAX_HOLD_SECS, "--for") {
                 Ok(secs) => secs,
                 Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(1);
+                    bail!("{e}");
                 }
             };
             let hold: daemon::Hold = data(request(
@@ -566,8 +564,7 @@ fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow:
     let op: Operation = match request(paths, req)? {
         Ok(v) => serde_json::from_value(v)?,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(1);
+            bail!("{e}");
         }
     };
     if json {
@@ -584,8 +581,7 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
     let started: serde_json::Value = match request(paths, start)? {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(1);
+            bail!("{e}");
         }
     };
     let id = started["operation"]
@@ -690,10 +686,7 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                 println!("\"Restoring without strackt\"). Other servers of the team: `strackt backup key import`.");
                 Ok(0)
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Ok(1)
-            }
+            Err(e) => Err(anyhow::anyhow!("{e}")),
         },
         BackupCommand::Key {
             command: KeyCommand::Import,
@@ -706,10 +699,7 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                     println!("backup key stored in {}", vault.key_path().display());
                     Ok(0)
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Ok(1)
-                }
+                Err(e) => Err(anyhow::anyhow!("{e}")),
             }
         }
         BackupCommand::Run { app } => follow(paths, &ControlRequest::BackupRun { app }, json),
@@ -719,8 +709,7 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                 match request(paths, &ControlRequest::BackupList { app, server })? {
                     Ok(v) => serde_json::from_value(v)?,
                     Err(e) => {
-                        eprintln!("error: {e}");
-                        return Ok(1);
+                        bail!("{e}");
                     }
                 };
             if json {

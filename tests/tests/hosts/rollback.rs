@@ -156,6 +156,14 @@ fn rollback_restores_exactly_the_older_generation() -> Res {
             format!("`strackt rollback 9999` must fail: {out}")
         })?;
         ensure_state(h, &snap1, g1, "after the refused `strackt rollback 9999`")?;
+        // Asked for JSON, the refusal is JSON on stdout (for scripts), naming the generation.
+        let out = h.strackt(&["--json", "rollback", "9999"])?;
+        let error: serde_json::Value = serde_json::from_str(&out.stdout)
+            .map_err(|e| format!("`strackt --json rollback 9999` printed no JSON ({e}): {out}"))?;
+        ensure(
+            out.code == Some(1) && error["error"].as_str().is_some_and(|m| m.contains("9999")),
+            || format!("`strackt --json rollback 9999`: {out}"),
+        )?;
         ensure(snap3 != snap1, || {
             "v3 and v1 look the same; the test proves nothing".into()
         })?;
