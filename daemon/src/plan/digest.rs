@@ -3,7 +3,8 @@
 //! Two hosts in the same managed state have the same digest, whatever their history; a host
 //! changed by hand has a different one until the change is repaired. It covers what the
 //! generation manages (files: content, mode, owner; unit files; units active and enabled;
-//! users and groups; strackt's firewall table; sysctl values), and nothing else, so application data never changes it.
+//! users and groups; the packages it pins: exact installed version and hold; strackt's firewall
+//! table; sysctl values), and nothing else, so application data never changes it.
 
 use std::fmt::Write;
 
@@ -42,6 +43,15 @@ pub fn state_digest(desired: &Generation, observed: &HostSnapshot) -> String {
             text.as_deref().unwrap_or("-")
         )
         .unwrap_or_default();
+    }
+    for name in desired.manifest.packages.keys() {
+        let line = observed
+            .packages
+            .get(name)
+            .map_or("absent".to_string(), |p| {
+                format!("{} held={}", p.version, p.held)
+            });
+        writeln!(canon, "package {name} {line}").unwrap_or_default();
     }
     for name in desired.manifest.groups.keys() {
         writeln!(
@@ -133,5 +143,50 @@ mod tests {
             .expect("unit")
             .active_state = "inactive".into();
         assert_ne!(state_digest(&g, &stopped), base);
+    }
+
+    #[test]
+    fn a_definition_of_only_packages_digests_their_versions() {
+        let r = render(
+            &parse(
+                "version: 1\npackages:\n  curl: \"7.88.1-10+deb12u8\"\n",
+                Path::new("t"),
+            )
+            .expect("valid"),
+        );
+        // Versions are resolved against apt after rendering; as the lock has it:
+        let mut g = r.generation();
+        g.manifest.packages.insert(
+            "curl".into(),
+            crate::generation::PackageLock {
+                version: "7.88.1-10+deb12u8".into(),
+                deb: "curl_7.88.1-10+deb12u8_amd64.deb".into(),
+            },
+        );
+        let installed = |version: &str, held: bool| {
+            let mut s = HostSnapshot::default();
+            s.packages.insert(
+                "curl".into(),
+                crate::host::packages::Installed {
+                    version: version.into(),
+                    held,
+                    auto: false,
+                    essential: false,
+                },
+            );
+            s
+        };
+        let base = state_digest(&g, &installed("7.88.1-10+deb12u8", true));
+        assert_ne!(base, state_digest(&g, &HostSnapshot::default()), "absent");
+        assert_ne!(
+            base,
+            state_digest(&g, &installed("7.88.1-10+deb12u9", true)),
+            "other version"
+        );
+        assert_ne!(
+            base,
+            state_digest(&g, &installed("7.88.1-10+deb12u8", false)),
+            "not held"
+        );
     }
 }
