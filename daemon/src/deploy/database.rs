@@ -13,7 +13,7 @@ use super::preflight::last_line;
 
 /// Drops every table the app's role owns, so tables that only a later migration created go
 /// too; the dump then recreates what it holds.
-const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
+pub(crate) const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
     FOR r IN SELECT schemaname, tablename FROM pg_tables WHERE tableowner = current_user \
     AND schemaname NOT IN ('pg_catalog', 'information_schema') LOOP \
     EXECUTE format('DROP TABLE IF EXISTS %I.%I CASCADE', r.schemaname, r.tablename); \
