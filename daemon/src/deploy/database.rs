@@ -1,5 +1,5 @@
-//! Putting an app's PostgreSQL database back from a dump (a release rollback, a restore):
-//! all or nothing, in one transaction.
+//! Putting an app's PostgreSQL database back from a dump (a release rollback, a failed
+//! deploy, a restore): all or nothing, in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -167,6 +167,8 @@ fn a_deploy_failing_after_its_migration_started_puts_the_database_back() -> Res 
 
         // The release cannot boot (it passes `validate`, which does not serve): the migration
         // waiting in it never runs.
+        // (The switch and switch-back above restarted the live process.)
+        let pid = h.main_pid("strackt-app-shop.service")?;
         commit(
             h,
             "cp app.py /tmp/app.ok && printf 'import sys\\nif \"--check\" not in sys.argv:\\n    sys.exit(\"this release cannot boot\")\\n' | cat - /tmp/app.ok > app.py",
