@@ -1,5 +1,6 @@
 //! A deploy that failed: the database put back from the pre-migrate dump when the migration
-//! had started (the decision is [`super::outcome`]'s), then the failed release removed.
+//! had started (the decision is [`super::outcome`]'s), then the failed release removed; a
+//! deploy cut off after its dump keeps the dump for the operator.
 
 use std::path::PathBuf;
 
@@ -68,5 +69,32 @@ impl Deployer {
             }
         }
         reason
+    }
+
+    /// Release `id`'s deploy was cut off (strackt stopped) after its pre-migrate dump: the
+    /// migration may have run, and putting the database back is the operator's call (at
+    /// startup a restore would hold up strackt itself). The dump is kept, and the release's
+    /// reason says so with the command; `Some(reason)` then, `None` when there is no dump.
+    pub(super) async fn interrupted_migration(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        data: &AppData,
+        id: u64,
+    ) -> Option<String> {
+        let db = spec.database.as_ref()?;
+        let a = app.to_string();
+        let rows = self.state.call(move |s| s.releases(&a)).await.ok()?;
+        let dump = data.dump(id);
+        if !rows.iter().any(|r| r.id == id && r.dump.is_some()) || !dump.is_file() {
+            return None;
+        }
+        let reason = outcome::interrupted(&dump, &outcome::by_hand(&dump, db, &self.secrets));
+        let (a, r) = (app.to_string(), reason.clone());
+        let _ = self
+            .state
+            .call(move |s| s.set_release(&a, id, "failed", Some(&r)))
+            .await;
+        Some(reason)
     }
 }

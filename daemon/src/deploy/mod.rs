@@ -486,7 +486,9 @@ impl Deployer {
                         Err(e) => tracing::warn!("removing release {id} of {app}: {e}"),
                     }
                     let data = self.app_data(&app);
-                    if let Err(e) = data.remove_release(id) {
+                    if let Some(reason) = self.interrupted_migration(&app, spec, &data, id).await {
+                        tracing::error!("release {id} of {app}: {reason}");
+                    } else if let Err(e) = data.remove_release(id) {
                         tracing::warn!("removing the private files of release {id} of {app}: {e}");
                     }
                     // Killed between the two flips of a switch: the environment follows the

@@ -103,6 +103,15 @@ pub(crate) fn reason(
     }
 }
 
+/// The reason of a release whose deploy was cut off (strackt stopped) after its pre-migrate
+/// dump was taken.
+pub(crate) fn interrupted(dump: &Path, by_hand: &str) -> String {
+    format!(
+        "strackt stopped during the deploy, after the pre-migrate dump: the migration may have changed the database, which was NOT put back. The dump is kept at {}; if the database needs it, put it back by hand with:\n  {by_hand}",
+        dump.display()
+    )
+}
+
 /// `text` as one shell word.
 fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -187,6 +196,10 @@ mod tests {
             "NOT put back (restore_on_failure: false): it stays as the migration left it"
         ));
         assert!(say(Database::KeepForLiveRelease, None).ends_with("by hand with:\n  CMD"));
+        let cut = interrupted(dump, "CMD");
+        assert!(cut.starts_with("strackt stopped during the deploy"));
+        assert!(cut.contains("NOT put back. The dump is kept at /var/lib/strackt/apps/shop/releases/3/pre-migrate.dump"));
+        assert!(cut.ends_with("by hand with:\n  CMD"));
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //!    switch each leave the database exactly as before (schema and rows), with the live release
 //!    serving; a release that fails to boot in validation migrates nothing.
 //! 2. When putting the database back fails, the deploy says so, keeps the dump, and the command
-//!    it names puts the database back by hand; with `restore_on_failure: false` a failed deploy
-//!    leaves the database as the migration left it, and says so.
+//!    it names puts the database back by hand; so for a deploy cut off by killing strackt
+//!    during its migration; with `restore_on_failure: false` a failed deploy leaves the
+//!    database as the migration left it, and says so.
 
 use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Operation, Out, Res};
 
-use crate::deploy::{commit, definition, deploy, deploy_ok, get, live_link, releases, setup};
+use crate::deploy::{
+    background, commit, definition, deploy, deploy_ok, get, live_link, releases, setup,
+};
 
 /// Per table of the app's database: its row count and a checksum of its rows.
 const ROWS_SQL: &str = "SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, %L ORDER BY t::text), %L)) FROM %I.%I t', tablename, '|', '', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY schemaname, tablename \\gexec\n";
@@ -251,13 +254,58 @@ fn a_failed_restore_is_told_with_the_command_and_the_opt_out_keeps_the_migration
         h.sh_ok(&by_hand)?;
         serving_release_1(h, "restored by hand", &before)?;
 
+        // strackt killed while a migration runs (after 002 was committed): the next start
+        // keeps the dump and the release's reason says how to put it back.
+        commit(
+            h,
+            "git rm -q migrations/003_lock.sql migrations/009_bad.sql && printf 'SELECT pg_sleep(20);\\n' > migrations/004_slow.sql",
+            "slow",
+        )?;
+        background(h, "strackt deploy shop > /tmp/cut.log 2>&1")?;
+        h.sh_ok(r#"for i in $(seq 600); do n=$(cd / && runuser -u postgres -- psql -X -d shop -tAc "SELECT count(*) FROM schema_migrations WHERE name = '002_fig.sql'" 2>/dev/null); [ "$n" = 1 ] && exit 0; sleep 0.1; done; exit 1"#)?;
+        h.sh_ok(
+            "systemctl kill -s KILL strackt.service; sleep 0.5; systemctl start strackt.service",
+        )?;
+        let rel = releases(h)?;
+        let cut = &rel["releases"][0];
+        ensure_eq(cut["state"].as_str(), Some("failed"), "the cut-off release")?;
+        let reason = cut["reason"].as_str().unwrap_or_default().to_string();
+        let dump = format!(
+            "/var/lib/strackt/apps/shop/releases/{}/pre-migrate.dump",
+            cut["id"]
+        );
+        ensure(
+            reason.starts_with("strackt stopped during the deploy, after the pre-migrate dump")
+                && reason.contains(&format!("kept at {dump}")),
+            || format!("the cut-off release's reason: {reason}"),
+        )?;
+        ensure(h.exists(&dump)?, || format!("{dump} was deleted"))?;
+        ensure_eq(
+            get(h, "/")?,
+            (
+                200,
+                "version 1; items: green apple, pear, fig\n".to_string(),
+            ),
+            "release 1 serves on what the cut-off migration left",
+        )?;
+        let by_hand = reason
+            .split_once("by hand with:\n")
+            .map(|(_, cmd)| cmd.trim().to_string())
+            .ok_or_else(|| format!("no command in: {reason}"))?;
+        h.sh_ok(&by_hand)?;
+        serving_release_1(h, "restored by hand after strackt was cut off", &before)?;
+
         // Opted out: the same halfway migration stays.
         h.put_definition(&definition(5).replace(
             "migrate: sh scripts/migrate",
             "migrate: { run: sh scripts/migrate, restore_on_failure: false }",
         ))?;
         h.apply_ok()?;
-        commit(h, "git rm -q migrations/003_lock.sql", "no lock")?;
+        commit(
+            h,
+            &format!("git rm -q migrations/004_slow.sql && {BAD_MIGRATION}"),
+            "halfway again",
+        )?;
         let (out, op) = deploy_failing_at(h, "migrate")?;
         ensure(
             !op.steps.iter().any(|s| s.action == "restore-database"),
