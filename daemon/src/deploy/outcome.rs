@@ -119,7 +119,7 @@ fn sh_quote(text: &str) -> String {
 
 /// The shell command that does by hand what [`super::database::restore`] does: the dump
 /// turned into SQL first (beside it, in strackt's root-only directory), so `psql` runs only a
-/// complete file, in one transaction with the drop of the app's tables.
+/// complete file, in one transaction with the drop of what the app's role owns.
 pub(crate) fn by_hand(dump: &Path, db: &DatabaseSpec, secrets: &Path) -> String {
     let sql = dump.with_extension("sql");
     let (dump, sql) = (
@@ -133,7 +133,7 @@ pub(crate) fn by_hand(dump: &Path, db: &DatabaseSpec, secrets: &Path) -> String 
         db.port,
         sh_quote(&db.user),
         sh_quote(&db.name),
-        sh_quote(super::database::DROP_OWNED_TABLES.trim()),
+        sh_quote(super::database::DROP_OWNED_OBJECTS.trim()),
     )
 }
 

@@ -91,8 +91,10 @@ fn serving_release_1(h: &Host, what: &str, before: &str) -> Res {
     )
 }
 
-/// A good migration: changes rows of an existing table, adds rows, and creates a table.
-const GOOD_MIGRATION: &str = "printf \"UPDATE items SET name = 'green apple' WHERE name = 'apple';\\nINSERT INTO items (name) VALUES ('fig');\\nCREATE TABLE reviews (id serial PRIMARY KEY, body text);\\nINSERT INTO reviews (body) VALUES ('good');\\n\" > migrations/002_fig.sql";
+/// A good migration: changes rows of an existing table, adds rows, creates a table, and
+/// creates what is not a table (a type, a schema, a sequence, a view, a function), which would
+/// make it fail when run again if a restore left any of it behind.
+const GOOD_MIGRATION: &str = "printf \"UPDATE items SET name = 'green apple' WHERE name = 'apple';\\nINSERT INTO items (name) VALUES ('fig');\\nCREATE TABLE reviews (id serial PRIMARY KEY, body text);\\nINSERT INTO reviews (body) VALUES ('good');\\nCREATE TYPE mood AS ENUM ('happy');\\nCREATE SCHEMA analytics;\\nCREATE TABLE analytics.visits (id int);\\nCREATE SEQUENCE tickets;\\nCREATE VIEW answer AS SELECT 42 AS answer;\\nCREATE FUNCTION answer_of() RETURNS int LANGUAGE sql AS 'SELECT 42';\\n\" > migrations/002_fig.sql";
 
 /// A migration that fails (after the ones before it were committed, each on its own).
 const BAD_MIGRATION: &str =
