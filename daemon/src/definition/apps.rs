@@ -120,15 +120,86 @@ pub struct AppSteps {
     /// port and checks its health path).
     #[serde(default)]
     pub validate: Option<String>,
-    /// Database migrations (a dump is taken first and kept with the release).
+    /// Database migrations: a command, or `{ run: COMMAND, restore_on_failure: false }`. With
+    /// `database:`, a dump is taken first and kept with the release; if anything fails after
+    /// the migration started, the database is put back from it before the deploy reports
+    /// failure (unless `restore_on_failure: false`).
     #[serde(default)]
-    pub migrate: Option<String>,
+    pub migrate: Option<MigrateStep>,
     /// Rebuild caches.
     #[serde(default)]
     pub cache: Option<String>,
     /// Time limit of each step (default `15m`).
     #[serde(default)]
     pub timeout: Option<String>,
+}
+
+/// The `migrate` step as written: a plain command, or a mapping with its options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MigrateStep {
+    /// The command; the database is put back when the deploy fails after it started.
+    Command(String),
+    /// The command and what happens to the database when the deploy fails.
+    Spec(MigrateSpec),
+}
+
+/// `migrate: { run: …, restore_on_failure: … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateSpec {
+    /// The command, as for the plain form.
+    pub run: String,
+    /// Whether a deploy that fails after the migration started puts the database back from
+    /// the pre-migrate dump (default true; needs `database:`). `false` for databases too large
+    /// to restore within a deploy: a failed deploy then leaves the database as the migration
+    /// left it, with the previous release serving on it.
+    #[serde(default)]
+    pub restore_on_failure: Option<bool>,
+}
+
+impl MigrateStep {
+    /// The command line.
+    pub fn command(&self) -> &str {
+        match self {
+            MigrateStep::Command(c) => c,
+            MigrateStep::Spec(s) => &s.run,
+        }
+    }
+
+    /// Whether a failure after the migration started puts the database back.
+    pub fn restore_on_failure(&self) -> bool {
+        match self {
+            MigrateStep::Command(_) => true,
+            MigrateStep::Spec(s) => s.restore_on_failure.unwrap_or(true),
+        }
+    }
+}
+
+// By hand rather than `untagged`: serde's untagged enums answer any mistake in the mapping
+// with "did not match any variant"; this way the mapping's own errors (an unknown field, a
+// wrong type) reach the user at their field.
+impl<'de> Deserialize<'de> for MigrateStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = MigrateStep;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a command, or a mapping `{ run: COMMAND, restore_on_failure: BOOL }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MigrateStep, E> {
+                Ok(MigrateStep::Command(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<MigrateStep, A::Error> {
+                MigrateSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(MigrateStep::Spec)
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 impl AppSteps {
@@ -138,7 +209,7 @@ impl AppSteps {
             ("install", self.install.as_deref()),
             ("build", self.build.as_deref()),
             ("validate", self.validate.as_deref()),
-            ("migrate", self.migrate.as_deref()),
+            ("migrate", self.migrate.as_ref().map(MigrateStep::command)),
             ("cache", self.cache.as_deref()),
         ]
     }
@@ -311,6 +382,17 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
                 problems.at(&at(&["steps", step]), e);
             }
         }
+        if let Some(MigrateStep::Spec(migrate)) = &app.steps.migrate {
+            if migrate.run.trim().is_empty() {
+                problems.at(&at(&["steps", "migrate", "run"]), "a command is needed");
+            }
+            if migrate.restore_on_failure.is_some() && app.database.is_none() {
+                problems.at(
+                    &at(&["steps", "migrate", "restore_on_failure"]),
+                    "needs `database:`: strackt dumps only a database it knows, so without one there is nothing to put back; add `database:` or leave restore_on_failure out",
+                );
+            }
+        }
         for (fields, value, min, max) in [
             (&["steps", "timeout"], &app.steps.timeout, SECOND, DAY),
             (&["service", "within"], &app.service.within, SECOND, HOUR),
@@ -364,4 +446,98 @@ fn is_account_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+    use super::*;
+
+    /// An app whose `steps:` are `steps`, with or without a database.
+    fn app(steps: &str, database: bool) -> String {
+        let db = if database {
+            "    database: { engine: postgresql, name: shop, user: shop, password: { secret: db } }\n"
+        } else {
+            ""
+        };
+        format!(
+            "version: 1\napps:\n  shop:\n    repo: /srv/src/shop\n    path: /srv/shop\n    user: shop\n{db}    steps:\n{steps}    service: {{ exec: /usr/bin/app, listen: \"127.0.0.1:8000\" }}\n"
+        )
+    }
+
+    fn migrate_of(src: &str) -> Result<Option<MigrateStep>, Vec<String>> {
+        parse(src, Path::new("server.yaml"))
+            .map(|d| d.definition().apps["shop"].steps.migrate.clone())
+            .map_err(|e| e.to_string().lines().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn migrate_is_a_command_or_a_mapping_with_its_restore_choice() {
+        let plain = migrate_of(&app("      migrate: sh scripts/migrate\n", true))
+            .expect("valid")
+            .expect("migrate");
+        assert_eq!(
+            (plain.command(), plain.restore_on_failure()),
+            ("sh scripts/migrate", true)
+        );
+        let mapping = migrate_of(&app(
+            "      migrate: { run: sh scripts/migrate, restore_on_failure: false }\n",
+            true,
+        ))
+        .expect("valid")
+        .expect("migrate");
+        assert_eq!(
+            (mapping.command(), mapping.restore_on_failure()),
+            ("sh scripts/migrate", false)
+        );
+        let default = migrate_of(&app("      migrate: { run: sh m }\n", false))
+            .expect("valid without database when restore_on_failure is not written")
+            .expect("migrate");
+        assert!(default.restore_on_failure());
+    }
+
+    #[test]
+    fn mistakes_in_the_migrate_mapping_are_named_at_their_field() {
+        let cases = [
+            (
+                "      migrate: { run: sh m, restore_on_falure: false }\n",
+                true,
+                "server.yaml:9:29: apps.shop.steps.migrate.restore_on_falure: unknown field `restore_on_falure`",
+            ),
+            (
+                "      migrate: { run: sh m, restore_on_failure: sometimes }\n",
+                true,
+                "server.yaml:9:49: apps.shop.steps.migrate.restore_on_failure: invalid type: string \"sometimes\", expected a boolean",
+            ),
+            (
+                "      migrate: { restore_on_failure: false }\n",
+                true,
+                "server.yaml:9:16: apps.shop.steps.migrate: missing field `run`",
+            ),
+            (
+                "      migrate: [sh, m]\n",
+                true,
+                "server.yaml:9:16: apps.shop.steps.migrate: invalid type: sequence, expected a command, or a mapping `{ run: COMMAND, restore_on_failure: BOOL }`",
+            ),
+            (
+                "      migrate: { run: \" \" }\n",
+                true,
+                "server.yaml:9:23: apps.shop.steps.migrate.run: a command is needed",
+            ),
+            (
+                "      migrate: { run: sh m, restore_on_failure: true }\n",
+                false,
+                "server.yaml:8:49: apps.shop.steps.migrate.restore_on_failure: needs `database:`",
+            ),
+        ];
+        for (steps, database, want) in cases {
+            let got = migrate_of(&app(steps, database)).expect_err(steps);
+            assert!(
+                got.iter().any(|l| l.starts_with(want)),
+                "{steps}: want {want:?}, got {got:?}"
+            );
+        }
+    }
 }

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use apps::{AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, SettingValue};
+pub use apps::{
+    AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, MigrateSpec, MigrateStep, SettingValue,
+};
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use parse::{parse, to_yaml};
 pub use receiver::{

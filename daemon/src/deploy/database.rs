@@ -1,5 +1,5 @@
-//! Putting an app's PostgreSQL database back from a dump (a release rollback, a restore):
-//! all or nothing, in one transaction.
+//! Putting an app's PostgreSQL database back from a dump (a release rollback, a failed
+//! deploy, a restore): all or nothing, in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,13 +11,42 @@ use tokio::process::Command;
 
 use super::preflight::last_line;
 
-/// Drops every table the app's role owns, so tables that only a later migration created go
-/// too; the dump then recreates what it holds.
-const DROP_OWNED_TABLES: &str = "DO $$ DECLARE r record; BEGIN \
-    FOR r IN SELECT schemaname, tablename FROM pg_tables WHERE tableowner = current_user \
-    AND schemaname NOT IN ('pg_catalog', 'information_schema') LOOP \
-    EXECUTE format('DROP TABLE IF EXISTS %I.%I CASCADE', r.schemaname, r.tablename); \
-    END LOOP; END $$;\n";
+/// Drops what the app's role owns in its database — schemas other than `public`, tables,
+/// views, sequences, routines, types — so what only a later migration created goes too (and
+/// that migration can run again); the dump then recreates what it holds. Objects of an
+/// extension stay: they are the extension's, and dropping one alone fails.
+pub(crate) const DROP_OWNED_OBJECTS: &str = "DO $$ DECLARE r record; \
+    me oid := current_user::regrole::oid; BEGIN \
+    FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspowner = me \
+    AND n.nspname NOT IN ('public', 'information_schema') AND left(n.nspname, 3) <> 'pg_' \
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass \
+    AND d.objid = n.oid AND d.deptype = 'e') LOOP \
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname); END LOOP; \
+    FOR r IN SELECT n.nspname, c.relname, c.relkind FROM pg_class c \
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relowner = me \
+    AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+    AND d.objid = c.oid AND d.deptype = 'e') LOOP \
+    EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE', CASE r.relkind WHEN 'v' THEN 'VIEW' \
+    WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' \
+    ELSE 'TABLE' END, r.nspname, r.relname); END LOOP; \
+    FOR r IN SELECT p.oid::regprocedure::text AS routine FROM pg_proc p \
+    JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proowner = me \
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+    AND d.objid = p.oid AND d.deptype = 'e') LOOP \
+    EXECUTE 'DROP ROUTINE IF EXISTS ' || r.routine || ' CASCADE'; END LOOP; \
+    FOR r IN SELECT n.nspname, t.typname, t.typtype FROM pg_type t \
+    JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typowner = me \
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' \
+    AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')) \
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass \
+    AND d.objid = t.oid AND d.deptype = 'e') LOOP \
+    EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE', \
+    CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.nspname, r.typname); END LOOP; \
+    END $$;\n";
 
 /// How long a restore may take.
 const LIMIT: Duration = Duration::from_secs(12 * 3600);
@@ -81,7 +110,7 @@ pub async fn restore(
         let mut into = psql.stdin.take().ok_or("psql has no stdin")?;
         let mut sql = restore.stdout.take().ok_or("pg_restore has no stdout")?;
         let copied: Result<(), String> = async {
-            into.write_all(DROP_OWNED_TABLES.as_bytes())
+            into.write_all(DROP_OWNED_OBJECTS.as_bytes())
                 .await
                 .map_err(|e| format!("psql: {e}"))?;
             tokio::io::copy_buf(&mut BufReader::with_capacity(1 << 20, &mut sql), &mut into)

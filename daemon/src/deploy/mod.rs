@@ -7,10 +7,13 @@
 //! runs beside the reconcile loop, not inside it: a deploy takes minutes and must not hold up
 //! drift repair, and the reconcile pipeline never touches what this module owns. One deploy
 //! or release rollback per app at a time. It never changes the live release before the switch,
-//! and never deletes the live release or the last good one.
+//! never deletes the live release or the last good one, and a deploy that fails after its
+//! migration started puts the database back from the pre-migrate dump (`failed.rs`).
 
 pub mod database;
+mod failed;
 pub mod layout;
+mod outcome;
 pub mod preflight;
 pub mod runner;
 pub mod units;
@@ -483,7 +486,9 @@ impl Deployer {
                         Err(e) => tracing::warn!("removing release {id} of {app}: {e}"),
                     }
                     let data = self.app_data(&app);
-                    if let Err(e) = data.remove_release(id) {
+                    if let Some(reason) = self.interrupted_migration(&app, spec, &data, id).await {
+                        tracing::error!("release {id} of {app}: {reason}");
+                    } else if let Err(e) = data.remove_release(id) {
                         tracing::warn!("removing the private files of release {id} of {app}: {e}");
                     }
                     // Killed between the two flips of a switch: the environment follows the
@@ -636,9 +641,23 @@ impl Deployer {
             .call(move |s| s.insert_release(&a, &b, op, &now()))
             .await
             .map_err(|e| e.to_string())?;
+        // The pre-migrate dump, once the migration has started.
+        let mut migrating = None;
         let result = self
-            .build_release(p, app, spec, prepared, branch, (&dirs, &data), id)
+            .build_release(
+                p,
+                (app, spec, prepared, branch),
+                (&dirs, &data),
+                id,
+                &mut migrating,
+            )
             .await;
+        let result = match result {
+            Ok(summary) => Ok(summary),
+            Err(why) => Err(self
+                .after_failure(p, (app, spec, prepared), (&dirs, &data), id, migrating, why)
+                .await),
+        };
         let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
         match &result {
             Ok(_) => {
@@ -649,37 +668,25 @@ impl Deployer {
                 self.prune(app, spec, &dirs, &data).await;
             }
             Err(_) => {
-                // A failed release never counts: it is deleted, unless (switch-back failed) it
-                // is what `current` still points at.
-                if dirs.live() != Some(id) {
-                    if let Err(e) = dirs.remove_release(id) {
-                        tracing::warn!("removing failed release {id} of {app}: {e}");
-                    }
-                    if let Err(e) = data.remove_release(id) {
-                        tracing::warn!(
-                            "removing the private files of failed release {id} of {app}: {e}"
-                        );
-                    }
-                }
+                let a = app.to_string();
                 let _ = self
                     .state
-                    .call(move |s| s.set_release(&app_s, id, "failed", reason.as_deref()))
+                    .call(move |s| s.set_release(&a, id, "failed", reason.as_deref()))
                     .await;
             }
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Fetch, build, validate, migrate and switch release `id`. `migrating` is set to the
+    /// pre-migrate dump just before the migration starts.
     async fn build_release(
         &self,
         p: &mut Progress,
-        app: &str,
-        spec: &AppSpec,
-        prepared: &Prepared,
-        branch: &str,
+        (app, spec, prepared, branch): (&str, &AppSpec, &Prepared, &str),
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
+        migrating: &mut Option<PathBuf>,
     ) -> Result<String, String> {
         let user = &prepared.user;
         let release = dirs.release(id);
@@ -802,6 +809,7 @@ impl Deployer {
                     .state
                     .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
                     .await;
+                *migrating = Some(dump);
             }
             if let Some(command) = command {
                 p.step(name, command, async {
@@ -908,8 +916,8 @@ impl Deployer {
             .map_err(|e| (e, journal))
     }
 
-    /// Point `current` at `to` and hand traffic to it; when its health check fails, go back
-    /// to `back` the same way. Both must have their environment file in strackt's state (one
+    /// Point `current` at `to` and hand traffic to it; when that fails once `current` was
+    /// touched, or its health check fails, go back to `back` the same way. Both must have their environment file in strackt's state (one
     /// made before it moved there is taken over first, see [`layout::adopt_legacy`]), else
     /// nothing changes.
     async fn switch(
@@ -935,45 +943,56 @@ impl Deployer {
             data.flip(id).map_err(fail)?;
             dirs.flip(id).map_err(fail)
         };
-        p.step("switch", &label, async {
-            let mut log = String::new();
-            if let Some(id) = to {
-                let note = take_over_env(dirs, data, id).await;
-                log.push_str(&note.map_err(|e| (e, String::new()))?.unwrap_or_default());
-            }
-            // The release to go back to is the live one: a problem with it is no reason to
-            // keep the new one from going live, only worth telling.
-            if let Some(id) = back {
-                match take_over_env(dirs, data, id).await {
-                    Ok(note) => log.push_str(&note.unwrap_or_default()),
-                    Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+        // Whether `current` may point at `to`: a failure from then on switches back.
+        let mut flipped = false;
+        let switched = p
+            .step("switch", &label, async {
+                let mut log = String::new();
+                if let Some(id) = to {
+                    let note = take_over_env(dirs, data, id).await;
+                    log.push_str(&note.map_err(|e| (e, String::new()))?.unwrap_or_default());
                 }
-            }
-            self.install_units(&pair).await?;
-            flip(to)?;
-            self.systemd
-                .run_job(JobKind::Restart, &pair.service)
-                .await
-                .map_err(|e| (e.to_string(), String::new()))?;
-            Ok(((), log))
-        })
-        .await?;
-        let url = health_url(&spec.service.listen, &spec.service.health);
-        let probe = HealthSpec {
-            http: Some(url.clone()),
-            ..HealthSpec::default()
-        };
-        let checked = p
-            .step("health", &url, async {
-                self.health
-                    .check(&probe, spec.service.health_within())
+                // The release to go back to is the live one: a problem with it is no reason to
+                // keep the new one from going live, only worth telling.
+                if let Some(id) = back {
+                    match take_over_env(dirs, data, id).await {
+                        Ok(note) => log.push_str(&note.unwrap_or_default()),
+                        Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+                    }
+                }
+                self.install_units(&pair).await?;
+                flipped = true;
+                flip(to)?;
+                self.systemd
+                    .run_job(JobKind::Restart, &pair.service)
                     .await
-                    .map(|()| ((), String::new()))
-                    .map_err(|e| (e, String::new()))
+                    .map_err(|e| (e.to_string(), String::new()))?;
+                Ok(((), log))
             })
             .await;
-        let Err(why) = checked else {
-            return Ok(());
+        let why = match switched {
+            Err(why) if !flipped => return Err(why),
+            Err(why) => why,
+            Ok(()) => {
+                let url = health_url(&spec.service.listen, &spec.service.health);
+                let probe = HealthSpec {
+                    http: Some(url.clone()),
+                    ..HealthSpec::default()
+                };
+                let checked = p
+                    .step("health", &url, async {
+                        self.health
+                            .check(&probe, spec.service.health_within())
+                            .await
+                            .map(|()| ((), String::new()))
+                            .map_err(|e| (e, String::new()))
+                    })
+                    .await;
+                let Err(why) = checked else {
+                    return Ok(());
+                };
+                why
+            }
         };
         let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
         let went_back = p

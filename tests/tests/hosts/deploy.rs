@@ -47,7 +47,7 @@ apps:
 }
 
 /// PostgreSQL role and database, the secrets, the sample app as a git repository, strackt.
-fn setup(host: &Host, keep: usize) -> Res {
+pub(crate) fn setup(host: &Host, keep: usize) -> Res {
     setup_with(host, &definition(keep))
 }
 
@@ -129,11 +129,11 @@ pub fn get(host: &Host, path: &str) -> Res<(u16, String)> {
     Ok((code.trim().parse()?, body.to_string()))
 }
 
-fn live_link(host: &Host) -> Res<String> {
+pub(crate) fn live_link(host: &Host) -> Res<String> {
     Ok(host.sh_ok("readlink /srv/shop/current")?.trim().to_string())
 }
 
-fn releases(host: &Host) -> Res<serde_json::Value> {
+pub(crate) fn releases(host: &Host) -> Res<serde_json::Value> {
     host.strackt(&["releases", "shop", "--json"])?.json_ok()
 }
 
