@@ -420,6 +420,10 @@ impl Daemon {
             return;
         }
         self.set_slot(now).await;
+        if self.pins().is_ok_and(|d| d.packages.is_empty()) {
+            // Nothing is pinned: apt's lists are none of strackt's business.
+            return;
+        }
         let report = self.check_updates(true).await;
         let apply = self.updates_policy.apply;
         tracing::info!(

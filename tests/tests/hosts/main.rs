@@ -31,6 +31,7 @@ mod receiver;
 mod restart;
 mod rollback;
 mod settings;
+mod updates;
 mod versioned;
 mod watchdog;
 
