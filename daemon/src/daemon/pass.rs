@@ -529,7 +529,7 @@ impl Daemon {
         .await;
     }
 
-    async fn start_op(
+    pub(super) async fn start_op(
         &self,
         kind: &'static str,
         trigger: Trigger,
@@ -572,7 +572,7 @@ impl Daemon {
         op
     }
 
-    fn op(
+    pub(super) fn op(
         id: Option<i64>,
         kind: &str,
         trigger: Trigger,

@@ -242,6 +242,78 @@ pub fn select(
         .collect())
 }
 
+/// `a 1.0 → 1.1, b 2 → 3`.
+fn listed(picks: &[Upgrade]) -> String {
+    picks
+        .iter()
+        .map(|u| format!("{} {} → {}", u.name, u.from, u.to))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Write the upgrade into the pass's operation: one `upgrade` step per package (old → new,
+/// security or not, from which suite) before the pass's steps, a `restore-definition` step
+/// when the file was put back, the versions (and why, for a scheduled one) in the summary.
+/// A pass that succeeded without landing on the upgrade's generation is a failed upgrade.
+fn record(
+    op: &mut Operation,
+    picks: &[Upgrade],
+    landed: bool,
+    restored: Option<&std::path::Path>,
+    why: Option<&str>,
+) {
+    let mut steps: Vec<StepRecord> = picks
+        .iter()
+        .map(|u| {
+            let kind = if u.security {
+                "security update"
+            } else {
+                "update"
+            };
+            let from = if u.suites.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", u.suites.join(", "))
+            };
+            StepRecord::new(
+                "upgrade",
+                &u.name,
+                if landed { "ok" } else { "failed" },
+                format!("{} → {} ({kind}{from})", u.from, u.to),
+                false,
+            )
+        })
+        .collect();
+    steps.append(&mut op.steps);
+    if let Some(path) = restored {
+        steps.push(StepRecord::new(
+            "restore-definition",
+            &path.display().to_string(),
+            "ok",
+            "put back to its previous bytes: the file says what runs",
+            false,
+        ));
+    }
+    op.steps = steps;
+    op.summary = format!(
+        "{}{}: {}{}",
+        why.map(|w| format!("{w}: ")).unwrap_or_default(),
+        listed(picks),
+        op.summary,
+        if restored.is_some() {
+            "; definition file put back"
+        } else {
+            ""
+        }
+    );
+    if !landed && op.outcome == "success" {
+        // The pass ran but did not end on the upgrade's generation.
+        op.outcome = "failed".into();
+        op.reason
+            .get_or_insert_with(|| "the upgrade's generation is not the one running".into());
+    }
+}
+
 fn stamp() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -449,26 +521,12 @@ impl Daemon {
             // Refused before anything changed: the log says so, or nobody would know.
             tracing::error!("{why}: upgrade refused: {e}");
             let started = Instant::now();
-            let t = stamp();
-            let started_at = t.clone();
-            let id = self
-                .state
-                .call(move |s| s.start_operation("upgrade", trigger.as_str(), None, &t))
-                .await
-                .ok();
-            let op = Operation {
-                id: id.unwrap_or(0),
-                kind: "upgrade".into(),
-                trigger: trigger.as_str().into(),
-                generation: None,
-                outcome: "failed".into(),
-                reason: Some(e),
-                summary: format!("{why}: nothing was changed"),
-                started: started_at,
-                finished: Some(stamp()),
-                duration_ms: Some(started.elapsed().as_millis() as i64),
-                steps: vec![],
-            };
+            let started_at = stamp();
+            let id = self.start_op("upgrade", trigger, None).await;
+            let mut op = Self::op(id, "upgrade", trigger, None, started, &started_at);
+            op.outcome = "failed".into();
+            op.reason = Some(e);
+            op.summary = format!("{why}: nothing was changed");
             if op.id > 0 {
                 let saved = op.clone();
                 let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
@@ -621,7 +679,15 @@ impl Daemon {
             crate::host::files::atomic_write(&path, bytes, mode, uid, gid)
                 .map_err(|e| format!("writing {}: {e}", path.display()))
         };
+        // apt took a while: a save made meanwhile is the user's, and wins.
+        let unchanged_since = |bytes: &[u8]| std::fs::read(&path).is_ok_and(|now| now == bytes);
         if !edits.is_empty() {
+            if !unchanged_since(&before) {
+                return Err(format!(
+                    "{} changed while the updates were checked; nothing was written, run the upgrade again",
+                    path.display()
+                ));
+            }
             write(new_text.as_bytes())?;
             tracing::info!(
                 "upgrade: {} rewritten: {}",
@@ -648,72 +714,20 @@ impl Daemon {
                 .as_ref()
                 .is_some_and(|(id, s)| *s == new_sha && *id != current.manifest.id);
         let mut restored = false;
-        if !landed && !edits.is_empty() {
+        if !landed && !edits.is_empty() && unchanged_since(new_text.as_bytes()) {
             // The file says what runs: back to the exact bytes it had.
             match write(&before) {
                 Ok(()) => restored = true,
                 Err(e) => tracing::error!("putting the definition back: {e}"),
             }
         }
-        let mut steps: Vec<StepRecord> = picks
-            .iter()
-            .map(|u| {
-                let kind = if u.security {
-                    "security update"
-                } else {
-                    "update"
-                };
-                StepRecord::new(
-                    "upgrade",
-                    &u.name,
-                    if landed { "ok" } else { "failed" },
-                    format!(
-                        "{} → {} ({kind}{})",
-                        u.from,
-                        u.to,
-                        if u.suites.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" from {}", u.suites.join(", "))
-                        }
-                    ),
-                    false,
-                )
-            })
-            .collect();
-        steps.append(&mut op.steps);
-        if restored {
-            steps.push(StepRecord::new(
-                "restore-definition",
-                &path.display().to_string(),
-                "ok",
-                "put back to its previous bytes: the file says what runs",
-                false,
-            ));
-        }
-        op.steps = steps;
-        let list = picks
-            .iter()
-            .map(|u| format!("{} {} → {}", u.name, u.from, u.to))
-            .collect::<Vec<_>>()
-            .join(", ");
-        op.summary = format!(
-            "{}{list}: {}{}",
-            why.map(|w| format!("{w}: ")).unwrap_or_default(),
-            op.summary,
-            if restored {
-                "; definition file put back"
-            } else {
-                ""
-            }
+        record(
+            &mut op,
+            &picks,
+            landed,
+            restored.then_some(path.as_path()),
+            why,
         );
-        if !landed && op.outcome == "success" {
-            // The pass ran but did not end on the new text's generation (e.g. it found the
-            // file changed again meanwhile).
-            op.outcome = "failed".into();
-            op.reason
-                .get_or_insert_with(|| "the upgrade's generation is not the one running".into());
-        }
         if op.id > 0 {
             let saved = op.clone();
             let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
@@ -723,6 +737,7 @@ impl Daemon {
                 s.last_pass = Some(op.clone());
             }
         });
+        let list = listed(&picks);
         let message = if landed {
             format!("upgraded {list}")
         } else {
@@ -871,5 +886,75 @@ mod tests {
             e.contains("nginx, x") && e.contains("nothing was changed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_operation_tells_old_and_new_and_the_file_put_back() {
+        let pick = Upgrade {
+            name: "strackt-demo".into(),
+            from: "1.1".into(),
+            to: "3.0".into(),
+            security: true,
+            latest: false,
+            suites: vec!["bookworm-security".into()],
+        };
+        let pass = Operation {
+            id: 7,
+            kind: "apply".into(),
+            trigger: "security".into(),
+            generation: Some(4),
+            outcome: "rolled-back".into(),
+            reason: Some("installing packages: unmet dependencies".into()),
+            summary: "rolled back to generation 3".into(),
+            started: String::new(),
+            finished: None,
+            duration_ms: None,
+            steps: vec![StepRecord::new("flip", "generation 4", "ok", "", false)],
+        };
+        let mut op = pass.clone();
+        let file = std::path::Path::new("/etc/strackt/server.yaml");
+        record(
+            &mut op,
+            std::slice::from_ref(&pick),
+            false,
+            Some(file),
+            Some("scheduled"),
+        );
+        let steps: Vec<(&str, &str, &str)> = op
+            .steps
+            .iter()
+            .map(|s| (s.action.as_str(), s.outcome.as_str(), s.detail.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (
+                    "upgrade",
+                    "failed",
+                    "1.1 → 3.0 (security update from bookworm-security)"
+                ),
+                ("flip", "ok", ""),
+                (
+                    "restore-definition",
+                    "ok",
+                    "put back to its previous bytes: the file says what runs"
+                ),
+            ]
+        );
+        assert_eq!(
+            op.summary,
+            "scheduled: strackt-demo 1.1 → 3.0: rolled back to generation 3; definition file put back"
+        );
+        assert_eq!(op.outcome, "rolled-back");
+
+        // A pass that succeeded elsewhere than on the upgrade's generation is no upgrade.
+        let mut op = Operation {
+            outcome: "success".into(),
+            reason: None,
+            ..pass
+        };
+        record(&mut op, &[pick], false, None, None);
+        assert_eq!(op.outcome, "failed");
+        assert!(op.reason.is_some());
     }
 }
