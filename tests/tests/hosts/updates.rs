@@ -269,7 +269,7 @@ fn updates_are_listed_and_a_security_upgrade_rewrites_only_its_version() -> Res 
         )?;
         ensure_eq(
             h.read(DEFINITION)?,
-            upgraded,
+            upgraded.clone(),
             "the definition after the rollback",
         )?;
         ensure_eq(
@@ -294,7 +294,48 @@ fn updates_are_listed_and_a_security_upgrade_rewrites_only_its_version() -> Res 
                     .contains("strackt-demo 1.1 → 3.0"),
             || format!("the rolled-back upgrade: {}", op.text()),
         )?;
-        Ok(())
+
+        // A package written `latest` is not rewritten: the upgrade rebuilds the generation,
+        // which resolves it to the newer version.
+        let tool = |version| Deb {
+            name: "strackt-tool",
+            version,
+            suite: Suite::Main,
+            depends: "",
+            files: &[],
+        };
+        publish(h, &[tool("1")])?;
+        let with_latest = format!("{upgraded}  strackt-tool: latest\n");
+        h.put_definition(&with_latest)?;
+        h.apply_ok()?;
+        ensure_eq(
+            installed(h, "strackt-tool")?.as_str(),
+            "1",
+            "latest at first",
+        )?;
+        publish(h, &[tool("2")])?;
+        let out = h.strackt(&["upgrade", "strackt-tool"])?;
+        ensure(
+            out.success() && out.stdout.contains("upgraded strackt-tool 1 → 2"),
+            || format!("upgrade of a `latest` package: {out}"),
+        )?;
+        ensure_eq(installed(h, "strackt-tool")?.as_str(), "2", "latest moved")?;
+        ensure_eq(
+            installed(h, "strackt-demo")?.as_str(),
+            "1.1",
+            "the other pin",
+        )?;
+        ensure_eq(
+            h.read(DEFINITION)?,
+            with_latest,
+            "`latest` stays as written",
+        )?;
+        ensure(
+            by_trigger(h, "upgrade")?
+                .first()
+                .is_some_and(|o| o.outcome == "success"),
+            || "no successful operation with trigger upgrade".into(),
+        )
     })
 }
 
