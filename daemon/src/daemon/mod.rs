@@ -23,9 +23,7 @@ pub use pass::{
     MAX_HOLD_SECS,
 };
 
-pub use updates::{
-    assess, report, select, Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome,
-};
+pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
 use crate::state::Operation;
 

@@ -10,6 +10,11 @@
 //! end on the new generation, the file is put back to its exact previous bytes: the file always
 //! says what runs.
 //!
+//! A package written `latest` is never rewritten (it is a choice, not a pin): its "pinned"
+//! version is what the running generation locked, and upgrading it rebuilds the generation from
+//! the same text, which resolves `latest` to apt's candidate again (with `--security` too: a
+//! security update selects it, `latest` then means the newest).
+//!
 //! "Security" is decided as unattended-upgrades' Debian defaults do: a version published in a
 //! suite whose archive or codename ends in `-security` (`bookworm-security`,
 //! `stable-security`), read from `apt-cache policy`'s source lines.
