@@ -198,6 +198,15 @@ async fn answer(
             json(ask(requests, |tx| Request::Rollback(id, tx)).await?)
         }
         ControlRequest::Plan => json(ask(requests, Request::Plan).await?),
+        ControlRequest::Updates => json(ask(requests, Request::Updates).await?),
+        ControlRequest::Upgrade { security, packages } => json(
+            ask(requests, |reply| Request::Upgrade {
+                security,
+                packages,
+                reply,
+            })
+            .await?,
+        ),
         ControlRequest::Hold { change } => ask(requests, |tx| Request::Hold(change, tx)).await,
         ControlRequest::Status => json(status.borrow().clone()),
         ControlRequest::Generations => json(

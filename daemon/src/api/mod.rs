@@ -79,6 +79,17 @@ pub enum ControlRequest {
         /// The run (`strackt backup list`).
         run: String,
     },
+    /// Refresh apt's lists and show what is newer than the pinned packages.
+    Updates,
+    /// Rewrite pinned versions in the definition to newer ones and apply it; waits for the pass.
+    Upgrade {
+        /// Only versions from a security suite.
+        #[serde(default)]
+        security: bool,
+        /// Only these packages (default: every pinned one with an update).
+        #[serde(default)]
+        packages: Vec<String>,
+    },
     /// The daemon's status.
     Status,
     /// The generations.

@@ -8,6 +8,7 @@
 //! so a switch is never cut in half by `systemctl stop strackt`.
 
 mod pass;
+mod updates;
 mod watch;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub use pass::{
     deadline_in, Daemon, Hold, HoldChange, PendingConfirm, PlanView, MAX_CONFIRM_SECS,
     MAX_HOLD_SECS,
 };
+
+pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
 use crate::state::Operation;
 
@@ -64,6 +67,10 @@ pub enum Trigger {
     Signal,
     /// `strackt apply` / `strackt rollback`.
     Cli,
+    /// `strackt upgrade`, or the `strackt.updates` policy with `apply: all`.
+    Upgrade,
+    /// `strackt upgrade --security`, or the policy with `apply: security`.
+    Security,
 }
 
 impl Trigger {
@@ -75,6 +82,8 @@ impl Trigger {
             Trigger::FileChange => "file-change",
             Trigger::Signal => "signal",
             Trigger::Cli => "cli",
+            Trigger::Upgrade => "upgrade",
+            Trigger::Security => "security",
         }
     }
 }
@@ -102,6 +111,8 @@ pub struct Status {
     pub pending_confirm: Option<PendingConfirm>,
     /// Backups per app: next run, last outcome.
     pub backups: std::collections::BTreeMap<String, crate::backup::BackupState>,
+    /// The last check for package updates (`strackt updates`, the `strackt.updates` schedule).
+    pub updates: Option<UpdatesReport>,
 }
 
 /// Prometheus counters.
@@ -119,6 +130,12 @@ pub struct Metrics {
     pub duration_us: AtomicU64,
     /// Backup runs.
     pub backups: crate::backup::BackupMetrics,
+    /// Pinned packages with a newer version, at the last check.
+    pub updates_pending: AtomicU64,
+    /// Of those, with a newer version from a security suite.
+    pub updates_security: AtomicU64,
+    /// Unix time of the last check (0: none yet).
+    pub updates_checked: AtomicU64,
 }
 
 impl Metrics {
@@ -130,13 +147,18 @@ impl Metrics {
              # HELP strackt_pass_failures_total Passes that failed.\n# TYPE strackt_pass_failures_total counter\nstrackt_pass_failures_total {}\n\
              # HELP strackt_rollbacks_total Switches back to an earlier generation.\n# TYPE strackt_rollbacks_total counter\nstrackt_rollbacks_total {}\n\
              # HELP strackt_drift_repairs_total Drifted resources put back.\n# TYPE strackt_drift_repairs_total counter\nstrackt_drift_repairs_total {}\n\
-             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n{}",
+             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n\
+             # HELP strackt_updates_pending Pinned packages with a newer version at the last check (kind=\"security\": from a security suite).\n# TYPE strackt_updates_pending gauge\nstrackt_updates_pending{{kind=\"all\"}} {}\nstrackt_updates_pending{{kind=\"security\"}} {}\n\
+             # HELP strackt_updates_last_check_timestamp_seconds When packages were last checked for updates (0: never).\n# TYPE strackt_updates_last_check_timestamp_seconds gauge\nstrackt_updates_last_check_timestamp_seconds {}\n{}",
             g(&self.passes),
             g(&self.failures),
             g(&self.rollbacks),
             g(&self.drift_repairs),
             g(&self.duration_us) as f64 / 1e6,
             g(&self.passes),
+            g(&self.updates_pending),
+            g(&self.updates_security),
+            g(&self.updates_checked),
             self.backups.render(),
         )
     }
@@ -159,6 +181,18 @@ pub enum Request {
         HoldChange,
         oneshot::Sender<Result<serde_json::Value, String>>,
     ),
+    /// Refresh apt's lists and compare the pinned packages with what apt offers.
+    Updates(oneshot::Sender<Result<UpdatesReport, String>>),
+    /// Upgrade pinned packages (all, or the named ones; only to security versions with the
+    /// flag) by rewriting their versions in the definition and applying it.
+    Upgrade {
+        /// Only versions from a security suite.
+        security: bool,
+        /// The packages (none: every pinned one with an update).
+        packages: Vec<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<UpgradeOutcome, String>>,
+    },
 }
 
 /// Wake-ups from the watcher and signals, coalesced.
@@ -197,6 +231,7 @@ pub async fn run_loop(
     let mut next = tokio::time::Instant::now() + daemon.next_wait();
     daemon.set_next_pass(daemon.next_wait());
     loop {
+        let updates_due = daemon.updates_wait();
         let trigger = tokio::select! {
             biased;
             _ = shutdown.notified() => break,
@@ -207,6 +242,14 @@ pub async fn run_loop(
                     Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
                     Request::Plan(reply) => { let _ = reply.send(daemon.plan().await); }
                     Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await); }
+                    Request::Updates(reply) => {
+                        let report = daemon.check_updates(true).await;
+                        let _ = reply.send(match &report.error {
+                            Some(e) => Err(e.clone()),
+                            None => Ok(report),
+                        });
+                    }
+                    Request::Upgrade { security, packages, reply } => { let _ = reply.send(daemon.upgrade(security, packages).await); }
                 }
                 // A hold moves the moment its end must be acted on.
                 next = tokio::time::Instant::now() + daemon.next_wait();
@@ -215,6 +258,10 @@ pub async fn run_loop(
             }
             why = wake.wait() => why,
             _ = tokio::time::sleep_until(next) => Trigger::Timer,
+            _ = tokio::time::sleep(updates_due) => {
+                daemon.scheduled_updates().await;
+                continue;
+            }
         };
         daemon.pass(trigger, false).await;
         next = tokio::time::Instant::now() + daemon.next_wait();

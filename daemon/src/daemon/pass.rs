@@ -69,12 +69,12 @@ pub struct PlanView {
 /// The daemon's state and host handles.
 #[derive(Debug)]
 pub struct Daemon {
-    paths: Paths,
+    pub(super) paths: Paths,
     store: Store,
-    state: StateHandle,
-    machine: RealMachine,
-    status: tokio::sync::watch::Sender<Status>,
-    metrics: Arc<Metrics>,
+    pub(super) state: StateHandle,
+    pub(super) machine: RealMachine,
+    pub(super) status: tokio::sync::watch::Sender<Status>,
+    pub(super) metrics: Arc<Metrics>,
     interval: Duration,
     settle: Duration,
     keep: usize,
@@ -82,6 +82,13 @@ pub struct Daemon {
     pending: Option<PendingConfirm>,
     /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
     saved_switch: Option<(u64, u64, Instant)>,
+    /// `strackt.updates` of the definition last loaded.
+    pub(super) updates_policy: crate::definition::UpdatesPolicy,
+    /// The scheduled update check has handled every slot up to this time.
+    pub(super) updates_slot: Option<chrono::DateTime<chrono::Utc>>,
+    /// The next pass builds a new generation even when the definition's text is the one
+    /// running (an upgrade of packages written `latest`).
+    pub(super) force_rebuild: bool,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -173,6 +180,9 @@ impl Daemon {
             hold: None,
             pending: None,
             saved_switch: None,
+            updates_policy: crate::definition::UpdatesPolicy::default(),
+            updates_slot: None,
+            force_rebuild: false,
         }
     }
 
@@ -398,10 +408,11 @@ impl Daemon {
         self.interval = def.interval();
         self.settle = def.settle();
         self.keep = def.definition().strackt.keep_generations as usize;
+        self.updates_policy = def.definition().strackt.updates.clone();
         Ok(def)
     }
 
-    fn current(&self) -> Result<Option<Generation>, String> {
+    pub(super) fn current(&self) -> Result<Option<Generation>, String> {
         match self.store.current().map_err(|e| e.to_string())? {
             Some(id) => self
                 .store
@@ -433,6 +444,7 @@ impl Daemon {
             let pending = self.pending.clone();
             self.status.send_modify(|s| s.pending_confirm = pending);
         }
+        self.restore_updates().await;
         if let Ok(Some(text)) = self.state.call(|s| s.meta("hold")).await {
             self.hold = serde_json::from_str(&text).ok();
             let hold = self.hold.clone();
@@ -517,7 +529,7 @@ impl Daemon {
         .await;
     }
 
-    async fn start_op(
+    pub(super) async fn start_op(
         &self,
         kind: &'static str,
         trigger: Trigger,
@@ -561,7 +573,7 @@ impl Daemon {
         op
     }
 
-    fn op(
+    pub(super) fn op(
         id: Option<i64>,
         kind: &str,
         trigger: Trigger,
@@ -596,6 +608,8 @@ impl Daemon {
                 }
                 _ => None,
             };
+            // The pins moved: what is pending is told anew.
+            self.reassess_updates().await;
         }
         op
     }
@@ -635,9 +649,10 @@ impl Daemon {
         if retry {
             let _ = self.state.call(|s| s.set_meta(PINNED, None)).await;
         }
-        let same = current
-            .as_ref()
-            .is_some_and(|c| c.manifest.definition_sha256 == sha);
+        let same = !self.force_rebuild
+            && current
+                .as_ref()
+                .is_some_and(|c| c.manifest.definition_sha256 == sha);
         if same || (!retry && pinned.as_deref() == Some(sha.as_str())) {
             if !same {
                 self.status.send_modify(|s| s.definition_problem = Some("the definition on disk failed or was rolled back from; edit it or run `strackt apply` to try it again".into()));

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::Seg;
 
@@ -17,6 +17,22 @@ use super::Seg;
 pub(crate) struct Locator {
     keys: HashMap<Vec<Seg>, (usize, usize)>,
     values: HashMap<Vec<Seg>, (usize, usize)>,
+    /// Scalar values with how they are written (only with [`Locator::with_scalars`]).
+    scalars: HashMap<Vec<Seg>, ScalarAt>,
+}
+
+/// How a scalar value is written: where it starts and its style, for editing it in place
+/// (`yaml_edit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScalarAt {
+    /// 1-based line of its first character (the opening quote of a quoted scalar).
+    pub line: usize,
+    /// 0-based column of that character, in characters.
+    pub column: usize,
+    /// Plain, single- or double-quoted, literal or folded.
+    pub style: TScalarStyle,
+    /// Its value.
+    pub value: String,
 }
 
 enum Frame {
@@ -29,6 +45,7 @@ struct Walker {
     stack: Vec<Frame>,
     path: Vec<Seg>,
     out: Locator,
+    scalars: bool,
 }
 
 impl Walker {
@@ -69,7 +86,22 @@ impl MarkedEventReceiver for Walker {
                     *key = Some(text);
                 }
             }
-            Event::Scalar(..) | Event::Alias(..) => {
+            Event::Scalar(text, style, ..) => {
+                if let Some(path) = self.value_at(mark) {
+                    if self.scalars {
+                        self.out.scalars.insert(
+                            path,
+                            ScalarAt {
+                                line: mark.line(),
+                                column: mark.col(),
+                                style,
+                                value: text,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::Alias(..) => {
                 self.value_at(mark);
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -103,12 +135,30 @@ impl Locator {
     /// Index `source`. Text that does not parse yields an empty locator (the syntax error is
     /// reported from serde_yaml, with its own position).
     pub(crate) fn new(source: &str) -> Locator {
-        let mut walker = Walker::default();
+        Self::index(source, false).unwrap_or_default()
+    }
+
+    /// Index `source` and also keep every scalar value with how it is written.
+    ///
+    /// # Errors
+    /// The YAML syntax error, located.
+    pub(crate) fn with_scalars(source: &str) -> Result<Locator, String> {
+        Self::index(source, true)
+    }
+
+    fn index(source: &str, scalars: bool) -> Result<Locator, String> {
+        let mut walker = Walker {
+            scalars,
+            ..Walker::default()
+        };
         let mut parser = Parser::new_from_str(source);
-        if parser.load(&mut walker, false).is_err() {
-            return Locator::default();
-        }
-        walker.out
+        parser.load(&mut walker, false).map_err(|e| e.to_string())?;
+        Ok(walker.out)
+    }
+
+    /// The scalar value at `path`, if it is one (indexed with [`Locator::with_scalars`]).
+    pub(crate) fn scalar(&self, path: &[Seg]) -> Option<&ScalarAt> {
+        self.scalars.get(path)
     }
 
     /// Best position for a problem at `path`: the value if known, else the key, else the

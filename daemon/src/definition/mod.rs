@@ -18,6 +18,7 @@ mod refusals;
 mod rules;
 pub mod schedule;
 mod validate;
+mod yaml_edit;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +35,7 @@ pub use parse::{parse, to_yaml};
 pub use receiver::{
     is_client_name, parse_reserve, parse_size, ReceiverClient, ReceiverSpec, TlsFiles,
 };
+pub use yaml_edit::set_package_versions;
 
 /// A problem found outside the parser (e.g. a package apt does not know), located at the
 /// field `path` (keys) of `source`.
@@ -403,6 +405,80 @@ pub struct DaemonSettings {
     /// How long a started or restarted unit must stay active before it counts as healthy.
     #[serde(default = "default_settle")]
     pub settle: String,
+    /// Package updates: when strackt looks for newer versions of the pinned packages, and
+    /// which it applies on its own (default: check daily, apply none — report only).
+    #[serde(default, skip_serializing_if = "UpdatesPolicy::is_default")]
+    pub updates: UpdatesPolicy,
+}
+
+/// `strackt.updates`: when to look for package updates and which to apply unasked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatesPolicy {
+    /// When to refresh apt's lists and look: a preset (`15min`, `30min`, `hourly`, `daily`
+    /// (03:00), `weekly`) or a 5-field cron expression, at most every 15 minutes (default
+    /// `daily`).
+    #[serde(default = "default_check")]
+    pub check: String,
+    /// What a check applies on its own, through `strackt upgrade`'s path (the definition's
+    /// version strings rewritten, a new generation, rolled back on failure): `none` (default:
+    /// report only), `security` (versions from a `-security` suite) or `all`.
+    #[serde(default)]
+    pub apply: UpdatesApply,
+    /// IANA timezone `check` is read in (default `UTC`).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// Which updates a scheduled check applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdatesApply {
+    /// Report only.
+    #[default]
+    None,
+    /// Versions published in a security suite.
+    Security,
+    /// Every newer candidate.
+    All,
+}
+
+impl UpdatesApply {
+    /// As written in the definition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdatesApply::None => "none",
+            UpdatesApply::Security => "security",
+            UpdatesApply::All => "all",
+        }
+    }
+}
+
+fn default_check() -> String {
+    "daily".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+impl Default for UpdatesPolicy {
+    fn default() -> Self {
+        UpdatesPolicy {
+            check: default_check(),
+            apply: UpdatesApply::None,
+            timezone: default_timezone(),
+        }
+    }
+}
+
+impl UpdatesPolicy {
+    fn is_default(&self) -> bool {
+        *self == UpdatesPolicy::default()
+    }
+    /// The check schedule (validation accepted it; `None` only for an unvalidated policy).
+    pub fn schedule(&self) -> Option<schedule::Schedule> {
+        schedule::Schedule::parse(&self.check, &self.timezone).ok()
+    }
 }
 
 fn default_interval() -> String {
@@ -426,6 +502,7 @@ impl Default for DaemonSettings {
             listen_non_loopback: false,
             keep_generations: default_keep(),
             settle: default_settle(),
+            updates: UpdatesPolicy::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Backup schedules: a preset or a 5-field cron expression, evaluated in an IANA timezone
-//! (croner + chrono-tz, which handle the days a clock jumps). Pure: callers pass the time.
+//! Schedules (backups, update checks): a preset or a 5-field cron expression, evaluated in an
+//! IANA timezone (croner + chrono-tz, which handle the days a clock jumps). Pure: callers pass
+//! the time.
 
 use std::str::FromStr;
 
@@ -66,7 +67,7 @@ impl Schedule {
                 let gap = (t - p).num_minutes();
                 if gap < MIN_GAP_MINUTES {
                     return Err(format!(
-                        "runs {gap} minutes apart (at {} and {}); backups run at most every {MIN_GAP_MINUTES} minutes",
+                        "runs {gap} minutes apart (at {} and {}); scheduled work runs at most every {MIN_GAP_MINUTES} minutes",
                         p.with_timezone(&self.tz).format("%Y-%m-%d %H:%M %Z"),
                         t.with_timezone(&self.tz).format("%H:%M %Z")
                     ));

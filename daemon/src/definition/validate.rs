@@ -62,6 +62,25 @@ fn key(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|s| Seg::Key((*s).to_string())).collect()
 }
 
+/// `strackt.updates`: a known timezone and a schedule in the backups' syntax, each located.
+fn check_updates(u: &super::UpdatesPolicy, problems: &mut Problems<'_>) {
+    let tz = if u.timezone.parse::<chrono_tz::Tz>().is_ok() {
+        u.timezone.as_str()
+    } else {
+        problems.at(
+            &key(&["strackt", "updates", "timezone"]),
+            format!(
+                "unknown timezone {:?}; use an IANA name such as Europe/Berlin or UTC",
+                u.timezone
+            ),
+        );
+        "UTC"
+    };
+    if let Err(e) = super::schedule::Schedule::parse(&u.check, tz) {
+        problems.at(&key(&["strackt", "updates", "check"]), e);
+    }
+}
+
 pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     if def.version != 1 {
         problems.at(
@@ -92,6 +111,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
         Ok(_) => {}
         Err(e) => problems.at(&key(&["strackt", "listen"]), e),
     }
+    check_updates(&s.updates, problems);
     if !(2..=1000).contains(&s.keep_generations) {
         problems.at(
             &key(&["strackt", "keep_generations"]),
@@ -599,6 +619,39 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.to_string().lines().map(str::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn update_policies_are_checked_at_their_fields() {
+        assert_eq!(
+            problems("version: 1\nstrackt:\n  updates: { check: daily, apply: security, timezone: Europe/Berlin }\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(
+                "version: 1\nstrackt:\n  updates:\n    check: \"0 */6 * * *\"\n    apply: all\n"
+            ),
+            Vec::<String>::new()
+        );
+        let got = problems("version: 1\nstrackt:\n  updates: { check: daily, apply: sometimes }\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("server.yaml:3:35: strackt.updates.apply: unknown variant `sometimes`, expected one of `none`, `security`, `all`"),
+            "{got:?}"
+        );
+        let got = problems("version: 1\nstrackt:\n  updates:\n    check: \"*/5 * * * *\"\n    timezone: Europe/Berln\n");
+        assert_eq!(
+            got,
+            [
+                "server.yaml:4:12: strackt.updates.check: \"*/5 * * * *\" runs 5 minutes apart (at 2026-01-01 00:05 UTC and 00:10 UTC); scheduled work runs at most every 15 minutes",
+                "server.yaml:5:15: strackt.updates.timezone: unknown timezone \"Europe/Berln\"; use an IANA name such as Europe/Berlin or UTC",
+            ]
+        );
+        let got = problems("version: 1\nstrackt:\n  updates: { check: sometimes, when: now }\n");
+        assert!(
+            got[0].contains("strackt.updates.when: unknown field `when`"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::accounts::{Accounts, UserState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
-use super::packages::{Installed, Packages};
+use super::packages::{compare_versions, Installed, Offer, Offered, Packages};
 use super::sysctl::Sysctl;
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
@@ -53,6 +53,10 @@ pub struct FakeState {
     pub shadow: BTreeMap<String, String>,
     /// The apt repository: package → available versions.
     pub repository: BTreeMap<String, Vec<String>>,
+    /// Versions of the repository published in a security suite: (package, version).
+    pub security: BTreeSet<(String, String)>,
+    /// `apt-get update` runs.
+    pub refreshes: usize,
     /// Installed packages.
     pub installed: BTreeMap<String, Installed>,
     /// `.deb` files in strackt's cache.
@@ -503,6 +507,46 @@ impl Packages for FakeHost {
     fn prune_cache(&self, keep: &BTreeSet<String>) -> Result<(), HostError> {
         self.state().debs.retain(|d| keep.contains(d));
         Ok(())
+    }
+    fn refresh(&self) -> Result<(), HostError> {
+        let mut s = self.state();
+        if s.offline {
+            return Err(HostError::Command {
+                op: "apt-get",
+                message: "could not connect to the mirror".into(),
+            });
+        }
+        s.refreshes += 1;
+        Ok(())
+    }
+    fn candidates(&self, names: &[String]) -> Result<BTreeMap<String, Offer>, HostError> {
+        let s = self.state();
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                let mut versions = s.repository.get(name)?.clone();
+                versions.sort_by(|a, b| compare_versions(b, a));
+                let offered = versions
+                    .iter()
+                    .map(|v| Offered {
+                        version: v.clone(),
+                        suites: vec![if s.security.contains(&(name.clone(), v.clone())) {
+                            "bookworm-security".into()
+                        } else {
+                            "bookworm".into()
+                        }],
+                    })
+                    .collect();
+                Some((
+                    name.clone(),
+                    Offer {
+                        installed: s.installed.get(name).map(|i| i.version.clone()),
+                        candidate: versions.first().cloned(),
+                        versions: offered,
+                    },
+                ))
+            })
+            .collect())
     }
 }
 

@@ -34,6 +34,7 @@ mod receiver;
 mod restart;
 mod rollback;
 mod settings;
+mod updates;
 mod versioned;
 mod watchdog;
 
