@@ -4,6 +4,7 @@
 //! always returns a report of what it did, even when a step fails halfway, so the operations
 //! log records what actually happened.
 
+pub mod apps;
 mod ownership;
 pub mod switch;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use apps::Apps;
 pub use ownership::Ownership;
 
 use crate::definition::SECRETS_DIR;
@@ -104,7 +106,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
     root.join("backups").join(path.trim_start_matches('/'))
 }
 
-/// Read everything the planner needs about the host, without changing anything.
+/// Read everything the planner needs about the host, without changing anything; `apps` says
+/// what the definition's apps need kept.
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
@@ -113,6 +116,7 @@ pub async fn observe<M: Machine>(
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
+    apps: &Apps,
 ) -> Result<HostSnapshot, HostError> {
     let mut snap = HostSnapshot {
         owned_files: owned.files.clone(),
@@ -134,6 +138,11 @@ pub async fn observe<M: Machine>(
     }
     snap.packages = m.packages().installed()?;
     snap.base_packages = owned.base_packages.clone();
+    // Only a definition with packages removes hand-installed ones: only then ask dpkg what the
+    // apps need.
+    if !desired.manifest.packages.is_empty() {
+        snap.needed = apps::needed(m, apps).await?;
+    }
     let users = m.accounts().users()?;
     let groups = m.accounts().groups()?;
     for name in desired.manifest.users.keys().chain(owned.users.iter()) {

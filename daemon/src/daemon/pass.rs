@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Metrics, Paths, Status, Trigger};
 use crate::apply::switch::{switch, SwitchReport};
-use crate::apply::{observe, Ownership, StepRecord};
+use crate::apply::{observe, Apps, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::sha256_hex;
@@ -78,6 +78,8 @@ pub struct Daemon {
     interval: Duration,
     settle: Duration,
     keep: usize,
+    /// The definition's apps, as the last loaded definition has them (see `apply::apps`).
+    apps: Apps,
     hold: Option<Hold>,
     pending: Option<PendingConfirm>,
     /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
@@ -170,6 +172,7 @@ impl Daemon {
             interval: Duration::from_secs(300),
             settle: Duration::from_secs(1),
             keep: 10,
+            apps: Apps::default(),
             hold: None,
             pending: None,
             saved_switch: None,
@@ -369,6 +372,7 @@ impl Daemon {
                     from,
                     self.settle,
                     !self.held(),
+                    &self.apps,
                 )
                 .await
             }
@@ -398,6 +402,7 @@ impl Daemon {
         self.interval = def.interval();
         self.settle = def.settle();
         self.keep = def.definition().strackt.keep_generations as usize;
+        self.apps = Apps::of(def.definition());
         Ok(def)
     }
 
@@ -1127,9 +1132,15 @@ impl Daemon {
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let snapshot = observe(self.machine(), &target, &owned, self.store.root())
-            .await
-            .map_err(|e| format!("observing the host: {e}"))?;
+        let snapshot = observe(
+            self.machine(),
+            &target,
+            &owned,
+            self.store.root(),
+            &self.apps,
+        )
+        .await
+        .map_err(|e| format!("observing the host: {e}"))?;
         let p: Plan = plan(&target, current.as_ref(), &snapshot);
         let steps = p
             .steps

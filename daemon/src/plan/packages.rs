@@ -1,5 +1,8 @@
 //! Package planning (pure): locked versions installed and held, dropped and hand-installed
-//! packages removed — but never what keeps the machine (or strackt) running.
+//! packages removed — but never what keeps the machine (or strackt) running, nor what the
+//! definition's apps and strackt's deploys and backups need (`HostSnapshot::needed`).
+
+use std::collections::BTreeMap;
 
 use super::{Action, HostSnapshot, Step};
 use crate::generation::{Generation, Manifest};
@@ -34,12 +37,15 @@ fn protected(name: &str) -> bool {
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// Push the package steps; returns the hand-installed packages kept because they are needed
+/// (name → why), for `strackt plan` to say so.
 pub(super) fn plan_packages(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
     steps: &mut Vec<Step>,
-) {
+) -> BTreeMap<String, String> {
+    let mut kept = BTreeMap::new();
     let step = |action: Action, why: String, drift: bool| Step { action, why, drift };
     for (name, lock) in &want.packages {
         let drift = previous.is_some_and(|p| p.manifest.packages.get(name) == Some(lock));
@@ -83,6 +89,10 @@ pub(super) fn plan_packages(
                 .as_ref()
                 .is_some_and(|base| !base.contains(name))
         {
+            if let Some(why) = observed.needed.get(name) {
+                kept.insert(name.clone(), why.clone());
+                continue;
+            }
             steps.push(step(
                 Action::RemovePackage { name: name.clone() },
                 "installed by hand".into(),
@@ -90,4 +100,5 @@ pub(super) fn plan_packages(
             ));
         }
     }
+    kept
 }

@@ -1,0 +1,271 @@
+//! The deployed apps as part of a host switch: what the definition's apps and strackt's own
+//! deploys and backups need on the host (kept when hand-installed), restarting the units that
+//! use a package the switch changed, and the apps' health checks after a package change.
+//!
+//! Deciding is `plan::users` and `plan::keep`; this module gathers their inputs through
+//! `host/` and runs the restarts and checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::{Machine, StepRecord};
+use crate::definition::{Definition, HealthSpec};
+use crate::deploy::units::LIVE_PREFIX;
+use crate::generation::Generation;
+use crate::host::health::Health;
+use crate::host::usage::{ProcessInfo, Usage};
+use crate::host::{HostError, JobKind, Systemd};
+use crate::plan::keep::{kept, Need};
+use crate::plan::users::{restarts, PackageChange};
+
+/// One app a switch must keep serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCheck {
+    /// The app's name.
+    pub app: String,
+    /// Its live service, `strackt-app-<app>.service`.
+    pub service: String,
+    /// The socket that holds its listening address.
+    pub socket: String,
+    /// Its health path on its live address.
+    pub probe: HealthSpec,
+    /// How long the health path may take.
+    pub within: Duration,
+}
+
+/// What a switch needs to know about the definition's apps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Apps {
+    /// The apps, each checked after a package change (those deployed).
+    pub checks: Vec<AppCheck>,
+    /// What the apps and strackt's deploys and backups need on the host.
+    pub needs: Vec<Need>,
+}
+
+impl Apps {
+    /// The apps of `def` and what they need.
+    pub fn of(def: &Definition) -> Apps {
+        let mut apps = Apps::default();
+        let tool = |name: &str, why: String| Need::Package {
+            name: name.into(),
+            why,
+        };
+        for (name, spec) in &def.apps {
+            // A wildcard listen address is probed on loopback, as deploys do.
+            let addr = spec
+                .service
+                .listen
+                .replace("0.0.0.0:", "127.0.0.1:")
+                .replace("[::]:", "[::1]:");
+            apps.checks.push(AppCheck {
+                app: name.clone(),
+                service: format!("{LIVE_PREFIX}{name}.service"),
+                socket: format!("{LIVE_PREFIX}{name}.socket"),
+                probe: HealthSpec {
+                    http: Some(format!("http://{addr}{}", spec.service.health)),
+                    ..HealthSpec::default()
+                },
+                within: spec.service.health_within(),
+            });
+            for unit in &spec.requires {
+                apps.needs.push(Need::Unit {
+                    unit: unit.clone(),
+                    by: format!("app {name}"),
+                });
+            }
+            apps.needs.push(tool(
+                "git",
+                format!("strackt deploys app {name} from git with it"),
+            ));
+            if spec.database.is_some() {
+                apps.needs.push(tool(
+                    "postgresql-client",
+                    format!("strackt dumps app {name}'s database with it before migrations"),
+                ));
+            }
+        }
+        for (name, backup) in &def.backups {
+            apps.needs.push(tool(
+                "restic",
+                format!("strackt backs up app {name} with it"),
+            ));
+            if backup.database {
+                apps.needs.push(tool(
+                    "postgresql-client",
+                    format!("strackt dumps app {name}'s database with it for backups"),
+                ));
+            }
+        }
+        apps
+    }
+}
+
+/// Where a unit file may live when systemd does not say (the fake) or names one path of a
+/// merged `/usr` where dpkg knows the other.
+fn unit_file_candidates(unit: &str, fragment: &str) -> Vec<String> {
+    let mut paths: Vec<String> = ["/lib/systemd/system", "/usr/lib/systemd/system"]
+        .iter()
+        .map(|d| format!("{d}/{unit}"))
+        .collect();
+    if !fragment.is_empty() && !paths.iter().any(|p| p == fragment) {
+        paths.push(fragment.to_string());
+    }
+    paths
+}
+
+/// Installed packages `apps` need (see [`kept`]), observed through dpkg.
+///
+/// # Errors
+/// When systemd or dpkg cannot be asked.
+pub async fn needed<M: Machine>(m: &M, apps: &Apps) -> Result<BTreeMap<String, String>, HostError> {
+    if apps.needs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut providers = BTreeMap::new();
+    for need in &apps.needs {
+        let Need::Unit { unit, .. } = need else {
+            continue;
+        };
+        let fragment = m.systemd().unit_state(unit).await?.fragment_path;
+        let owners = m.usage().owners(&unit_file_candidates(unit, &fragment))?;
+        if let Some(pkg) = owners.into_values().next() {
+            providers.insert(unit.clone(), pkg);
+        }
+    }
+    Ok(kept(&apps.needs, &providers, &m.usage().dependencies()?))
+}
+
+/// File lists of the changed packages that are installed now (`dpkg -L`).
+///
+/// # Errors
+/// When dpkg cannot be run.
+pub fn changed_files<M: Machine>(
+    m: &M,
+    changes: &[PackageChange],
+) -> Result<BTreeMap<String, BTreeSet<String>>, HostError> {
+    let names: Vec<String> = changes.iter().map(|c| c.name.clone()).collect();
+    m.usage().package_files(&names)
+}
+
+/// After packages changed: restart every running managed service and deployed app whose
+/// processes use a changed package (`files`: each package's files before and after), and an
+/// app found not running (the change may be what stopped it, or what repairs it). Apps go
+/// through their socket, which keeps listening, so no request is refused. Returns the records
+/// and the first failure.
+pub async fn restart_users<M: Machine>(
+    m: &M,
+    desired: &Generation,
+    apps: &Apps,
+    changes: &[PackageChange],
+    files: &BTreeMap<String, BTreeSet<String>>,
+) -> (Vec<StepRecord>, Option<String>) {
+    let mut records = Vec::new();
+    let mut units: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
+    let mut down_apps: Vec<&AppCheck> = Vec::new();
+    let services = desired
+        .manifest
+        .units
+        .keys()
+        // strackt never restarts itself in the middle of a switch.
+        .filter(|u| u.ends_with(".service") && u.as_str() != "strackt.service");
+    for unit in services {
+        match m.usage().unit_processes(unit) {
+            Ok(p) => {
+                units.insert(unit.clone(), p);
+            }
+            Err(e) => records.push(StepRecord::new(
+                "observe",
+                unit,
+                "failed",
+                e.to_string(),
+                false,
+            )),
+        }
+    }
+    for app in deployed(m, apps).await {
+        match m.usage().unit_processes(&app.service) {
+            Ok(p) if p.is_empty() => down_apps.push(app),
+            Ok(p) => {
+                units.insert(app.service.clone(), p);
+            }
+            Err(e) => records.push(StepRecord::new(
+                "observe",
+                &app.service,
+                "failed",
+                e.to_string(),
+                false,
+            )),
+        }
+    }
+    let mut todo = restarts(changes, files, &units);
+    todo.extend(down_apps.iter().map(|a| {
+        (
+            a.service.clone(),
+            "not running after a package change".to_string(),
+        )
+    }));
+    let mut failure = None;
+    for (unit, why) in todo {
+        let socket = apps
+            .checks
+            .iter()
+            .find(|a| a.service == unit)
+            .map(|a| a.socket.as_str());
+        match restart(m, &unit, socket).await {
+            Ok(()) => records.push(StepRecord::new("restart", &unit, "ok", why, false)),
+            Err(e) => {
+                let msg = format!("restart {unit} ({why}): {e}");
+                records.push(StepRecord::new("restart", &unit, "failed", &msg, false));
+                failure.get_or_insert(msg);
+            }
+        }
+    }
+    (records, failure)
+}
+
+/// Restart `unit`; an app's socket is started first (a crashing service can take its socket
+/// down with it), and failed states are reset so a unit that hit its start limit starts again.
+async fn restart<M: Machine>(m: &M, unit: &str, socket: Option<&str>) -> Result<(), HostError> {
+    m.systemd().reset_failed(unit).await;
+    if let Some(socket) = socket {
+        m.systemd().reset_failed(socket).await;
+        m.systemd().run_job(JobKind::Start, socket).await?;
+    }
+    m.systemd().run_job(JobKind::Restart, unit).await
+}
+
+/// The apps whose live service is installed (deployed at least once).
+async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<&'a AppCheck> {
+    let mut out = Vec::new();
+    for app in &apps.checks {
+        if m.systemd()
+            .unit_state(&app.service)
+            .await
+            .is_ok_and(|s| s.load_state == "loaded")
+        {
+            out.push(app);
+        }
+    }
+    out
+}
+
+/// Every deployed app's health check; the failure names the app.
+pub async fn check_apps<M: Machine>(m: &M, apps: &Apps) -> (Vec<StepRecord>, Option<String>) {
+    let mut records = Vec::new();
+    let mut failure = None;
+    for app in deployed(m, apps).await {
+        let target = format!("app {}", app.app);
+        match m.health().check(&app.probe, app.within).await {
+            Ok(()) => records.push(StepRecord::new("health", &target, "ok", "healthy", false)),
+            Err(e) => {
+                let msg = format!(
+                    "app {} failed its health check after the package change: {e}",
+                    app.app
+                );
+                records.push(StepRecord::new("health", &target, "failed", &msg, false));
+                failure.get_or_insert(msg);
+            }
+        }
+    }
+    (records, failure)
+}
