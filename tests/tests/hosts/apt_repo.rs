@@ -19,7 +19,6 @@ pub enum Suite {
     /// `bookworm` (`a=stable`, label `strackt-test`).
     Main,
     /// `bookworm-security` (`a=stable-security`, label `strackt-test-Security`).
-    #[expect(dead_code, reason = "the security-update tests land next")]
     Security,
 }
 

@@ -26,6 +26,7 @@ mod hold;
 mod http;
 mod ownership;
 mod package;
+mod package_users;
 mod packages;
 mod receiver;
 mod restart;
