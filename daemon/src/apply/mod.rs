@@ -28,7 +28,7 @@ use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
-use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
+use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -138,9 +138,13 @@ pub async fn observe<M: Machine>(
     }
     snap.packages = m.packages().installed()?;
     snap.base_packages = owned.base_packages.clone();
-    // Only a definition with packages removes hand-installed ones: only then ask dpkg what the
-    // apps need.
-    if !desired.manifest.packages.is_empty() {
+    // Asking dpkg what the apps need costs a scan of its database: only when something would
+    // be removed as hand-installed.
+    if snap
+        .packages
+        .keys()
+        .any(|name| by_hand(&desired.manifest, &snap, name))
+    {
         snap.needed = apps::needed(m, apps).await?;
     }
     let users = m.accounts().users()?;

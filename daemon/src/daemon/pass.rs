@@ -64,6 +64,9 @@ pub struct PlanView {
     pub steps: Vec<StepRecord>,
     /// The plan as text.
     pub text: String,
+    /// Hand-installed packages kept because apps or strackt need them: name → why.
+    #[serde(default)]
+    pub kept: std::collections::BTreeMap<String, String>,
 }
 
 /// The daemon's state and host handles.
@@ -1159,6 +1162,7 @@ impl Daemon {
             target: label.into(),
             steps,
             text: p.to_string(),
+            kept: p.kept,
         })
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub use digest::state_digest;
 pub use guard::lockout;
+pub use packages::by_hand;
 pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;

@@ -37,6 +37,24 @@ fn protected(name: &str) -> bool {
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// Whether `name`, installed and not wanted, counts as installed by hand after strackt took
+/// the host over — removed unless something needs it. Only a definition that manages
+/// packages removes hand-installed ones.
+pub fn by_hand(want: &Manifest, observed: &HostSnapshot, name: &str) -> bool {
+    let Some(have) = observed.packages.get(name) else {
+        return false;
+    };
+    !want.packages.is_empty()
+        && !want.packages.contains_key(name)
+        && !have.essential
+        && !have.auto
+        && !protected(name)
+        && observed
+            .base_packages
+            .as_ref()
+            .is_some_and(|base| !base.contains(name))
+}
+
 /// Push the package steps; returns the hand-installed packages kept because they are needed
 /// (name → why), for `strackt plan` to say so.
 pub(super) fn plan_packages(
@@ -82,13 +100,7 @@ pub(super) fn plan_packages(
                 "no longer in the definition".into(),
                 false,
             ));
-        } else if !want.packages.is_empty() // only a definition that manages packages removes hand-installed ones
-            && !have.auto
-            && observed
-                .base_packages
-                .as_ref()
-                .is_some_and(|base| !base.contains(name))
-        {
+        } else if by_hand(want, observed, name) {
             if let Some(why) = observed.needed.get(name) {
                 kept.insert(name.clone(), why.clone());
                 continue;
