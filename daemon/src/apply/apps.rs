@@ -149,15 +149,16 @@ pub fn changed_files<M: Machine>(
 
 /// After packages changed: restart every running managed service and deployed app whose
 /// processes use a changed package (`files`: each package's files before and after), and an
-/// app found not running (the change may be what stopped it, or what repairs it). Apps go
+/// app found crashed (the change may be what broke it, or what repairs it); units in
+/// `started` were (re)started by the plan after the packages changed and are left alone. Apps go
 /// through their socket, which keeps listening, so no request is refused. Returns the records
 /// and the first failure.
 pub async fn restart_users<M: Machine>(
     m: &M,
     desired: &Generation,
     apps: &Apps,
-    changes: &[PackageChange],
-    files: &BTreeMap<String, BTreeSet<String>>,
+    (changes, files): (&[PackageChange], &BTreeMap<String, BTreeSet<String>>),
+    started: &BTreeSet<String>,
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut units: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
@@ -182,8 +183,9 @@ pub async fn restart_users<M: Machine>(
             )),
         }
     }
-    for app in deployed(m, apps).await {
+    for (app, stopped) in deployed(m, apps).await {
         match m.usage().unit_processes(&app.service) {
+            Ok(p) if p.is_empty() && stopped => {}
             Ok(p) if p.is_empty() => down_apps.push(app),
             Ok(p) => {
                 units.insert(app.service.clone(), p);
@@ -201,9 +203,11 @@ pub async fn restart_users<M: Machine>(
     todo.extend(down_apps.iter().map(|a| {
         (
             a.service.clone(),
-            "not running after a package change".to_string(),
+            "crashed; restarted on the changed packages".to_string(),
         )
     }));
+    // A unit the plan (re)started after the packages changed already runs on the new files.
+    todo.retain(|(unit, _)| !started.contains(unit));
     let mut failure = None;
     for (unit, why) in todo {
         let socket = apps
@@ -234,17 +238,22 @@ async fn restart<M: Machine>(m: &M, unit: &str, socket: Option<&str>) -> Result<
     m.systemd().run_job(JobKind::Restart, unit).await
 }
 
-/// The apps whose live service is installed (deployed at least once).
-async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<&'a AppCheck> {
+/// A deployed app (its live service is installed) and whether it is stopped: service and
+/// socket both cleanly inactive, which only an admin's `systemctl stop` does (a crash leaves
+/// them failed or restarting).
+async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<(&'a AppCheck, bool)> {
     let mut out = Vec::new();
     for app in &apps.checks {
-        if m.systemd()
-            .unit_state(&app.service)
-            .await
-            .is_ok_and(|s| s.load_state == "loaded")
-        {
-            out.push(app);
+        let Ok(service) = m.systemd().unit_state(&app.service).await else {
+            continue;
+        };
+        if service.load_state != "loaded" {
+            continue;
         }
+        let socket = m.systemd().unit_state(&app.socket).await;
+        let stopped = service.active_state == "inactive"
+            && socket.is_ok_and(|s| s.active_state == "inactive");
+        out.push((app, stopped));
     }
     out
 }
@@ -253,8 +262,18 @@ async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<&'a AppCheck> {
 pub async fn check_apps<M: Machine>(m: &M, apps: &Apps) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure = None;
-    for app in deployed(m, apps).await {
+    for (app, stopped) in deployed(m, apps).await {
         let target = format!("app {}", app.app);
+        if stopped {
+            records.push(StepRecord::new(
+                "health",
+                &target,
+                "skipped",
+                "stopped by hand",
+                false,
+            ));
+            continue;
+        }
         match m.health().check(&app.probe, app.within).await {
             Ok(()) => records.push(StepRecord::new("health", &target, "ok", "healthy", false)),
             Err(e) => {

@@ -150,7 +150,9 @@ async fn converge<M: Machine>(
             // The lists from before still name what was replaced or removed.
             Err(e) => tracing::warn!("listing the files of the changed packages: {e}"),
         }
-        let (records, failure) = restart_users(m, desired, apps, &changes, &files).await;
+        let started = plan.started_units();
+        let (records, failure) =
+            restart_users(m, desired, apps, (&changes, &files), &started).await;
         checked.steps.extend(
             records
                 .iter()

@@ -830,3 +830,25 @@ async fn a_hand_installed_package_an_app_needs_is_kept_and_plan_says_why() {
     );
     assert!(!s.installed.contains_key("cowsay"), "nothing needs it");
 }
+
+#[tokio::test]
+async fn an_app_stopped_by_hand_is_neither_restarted_nor_checked() {
+    let mut w = app_world().await;
+    let g1 = build_locked(&mut w, &LIB.replace("VERSION", "1.0")).expect("lock 1.0");
+    assert_eq!(w.switch(Some(&g1), None).await.failure, None);
+    w.host.stop_by_hand("strackt-app-shop.service");
+    w.host.stop_by_hand("strackt-app-shop.socket");
+    let g2 = build_locked(&mut w, &LIB.replace("VERSION", "1.1")).expect("lock 1.1");
+    let r = w.switch(Some(&g2), Some(&g1)).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    assert!(
+        r.steps.iter().all(|s| s.action != "restart"),
+        "{:#?}",
+        r.steps
+    );
+    assert!(r
+        .steps
+        .iter()
+        .any(|s| s.action == "health" && s.target == "app shop" && s.outcome == "skipped"));
+    assert_eq!(w.host.running("strackt-app-shop.service"), None);
+}
