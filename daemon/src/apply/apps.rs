@@ -162,7 +162,9 @@ pub async fn restart_users<M: Machine>(
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut units: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
-    let mut down_apps: Vec<&AppCheck> = Vec::new();
+    // Restarted without attribution: apps found crashed, and units whose processes cannot be
+    // read (restarting is the safe guess).
+    let mut unattributed: Vec<(String, String)> = Vec::new();
     let services = desired
         .manifest
         .units
@@ -174,38 +176,27 @@ pub async fn restart_users<M: Machine>(
             Ok(p) => {
                 units.insert(unit.clone(), p);
             }
-            Err(e) => records.push(StepRecord::new(
-                "observe",
-                unit,
-                "failed",
-                e.to_string(),
-                false,
-            )),
+            Err(e) => unattributed.push((unit.clone(), format!("cannot tell what it uses: {e}"))),
         }
     }
     for (app, stopped) in deployed(m, apps).await {
         match m.usage().unit_processes(&app.service) {
             Ok(p) if p.is_empty() && stopped => {}
-            Ok(p) if p.is_empty() => down_apps.push(app),
+            Ok(p) if p.is_empty() => unattributed.push((
+                app.service.clone(),
+                "crashed; restarted on the changed packages".into(),
+            )),
             Ok(p) => {
                 units.insert(app.service.clone(), p);
             }
-            Err(e) => records.push(StepRecord::new(
-                "observe",
-                &app.service,
-                "failed",
-                e.to_string(),
-                false,
+            Err(e) => unattributed.push((
+                app.service.clone(),
+                format!("cannot tell what it uses: {e}"),
             )),
         }
     }
     let mut todo = restarts(changes, files, &units);
-    todo.extend(down_apps.iter().map(|a| {
-        (
-            a.service.clone(),
-            "crashed; restarted on the changed packages".to_string(),
-        )
-    }));
+    todo.extend(unattributed);
     // A unit the plan (re)started after the packages changed already runs on the new files.
     todo.retain(|(unit, _)| !started.contains(unit));
     let mut failure = None;
