@@ -279,3 +279,64 @@ pub async fn check_apps<M: Machine>(m: &M, apps: &Apps) -> (Vec<StepRecord>, Opt
     }
     (records, failure)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEF: &str = r#"version: 1
+users:
+  shop: { system: true, home: /srv/shop }
+apps:
+  shop:
+    repo: /srv/git/shop.git
+    path: /srv/shop
+    user: shop
+    database: { engine: postgresql, name: shop, user: shop, password: { secret: shop_db } }
+    requires: [postgresql.service]
+    service: { exec: python3 app.py, listen: "0.0.0.0:8000", health: /health, within: 5s }
+backups:
+  shop:
+    paths: []
+    database: true
+    to: { s3: { endpoint: "https://s3.example.com", bucket: backups, prefix: web1/shop, credentials: { secret: s3_creds } } }
+    keep: { last: 10 }
+"#;
+
+    #[test]
+    fn apps_are_probed_on_their_live_address_and_need_their_units_and_tools() {
+        let def = crate::definition::parse(DEF, std::path::Path::new("t.yaml")).expect("valid");
+        let apps = Apps::of(def.definition());
+        assert_eq!(
+            apps.checks,
+            [AppCheck {
+                app: "shop".into(),
+                service: "strackt-app-shop.service".into(),
+                socket: "strackt-app-shop.socket".into(),
+                probe: HealthSpec {
+                    http: Some("http://127.0.0.1:8000/health".into()),
+                    ..HealthSpec::default()
+                },
+                within: Duration::from_secs(5),
+            }]
+        );
+        let needed: Vec<String> = apps
+            .needs
+            .iter()
+            .map(|n| match n {
+                Need::Unit { unit, by } => format!("{unit} by {by}"),
+                Need::Package { name, .. } => name.clone(),
+            })
+            .collect();
+        assert_eq!(
+            needed,
+            [
+                "postgresql.service by app shop",
+                "git",
+                "postgresql-client",
+                "restic",
+                "postgresql-client"
+            ]
+        );
+    }
+}
