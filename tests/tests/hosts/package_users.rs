@@ -6,14 +6,15 @@
 //!    restarted through its socket (new main PID, answers the new VERSION) with no failed
 //!    request under load and its health passed; a managed service not using the library
 //!    keeps its PID. Moving to 2.0 breaks the app: the host is rolled back, the reason names
-//!    the app, 1.1 is back and the app serves on it again.
+//!    the app, 1.1 is back (from strackt's cache: the archive no longer has it) and the app
+//!    serves on it again.
 //! 2. Dropping the library from `packages:` removes what the app needs: rolled back, named.
 //!    `postgresql` installed by hand, on a host whose app requires `postgresql.service`, is
 //!    kept by every pass with a `packages:` section, and `strackt plan` says why.
 
 use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Res};
 
-use crate::apt_repo::{publish, Deb, Suite};
+use crate::apt_repo::{publish, Deb, Suite, ROOT};
 use crate::deploy::{self, deploy_ok, get};
 use crate::running_pid;
 
@@ -177,7 +178,12 @@ fn a_library_upgrade_restarts_the_app_without_a_failed_request_and_a_breaking_on
             format!("idle was restarted: {op:#?}")
         })?;
 
-        // 2.0 breaks the app: back to 1.1, serving.
+        // 2.0 breaks the app: back to 1.1, serving. 1.1 is gone from the archive and from
+        // apt's cache first, so it can only come back from strackt's.
+        h.sh_ok(&format!(
+            "rm {ROOT}/pool/bookworm-security/strackt-demo-lib_1.1_all.deb && apt-get clean"
+        ))?;
+        publish(h, &[])?;
         h.put_definition(&definition("2.0"))?;
         let out = h.apply()?;
         ensure(!out.success() && out.text().contains("app shop"), || {
