@@ -16,7 +16,8 @@ use crate::host::health::Health;
 use crate::host::usage::{ProcessInfo, Usage};
 use crate::host::{HostError, JobKind, Systemd};
 use crate::plan::keep::{kept, Need};
-use crate::plan::users::{restarts, PackageChange};
+use crate::plan::users::{package_changes, restarts, PackageChange};
+use crate::plan::{Action, HostSnapshot, Plan, Step};
 
 /// One app a switch must keep serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,58 +148,58 @@ pub fn changed_files<M: Machine>(
     m.usage().package_files(&names)
 }
 
-/// After packages changed: restart every running managed service and deployed app whose
-/// processes use a changed package (`files`: each package's files before and after), and an
-/// app found crashed (the change may be what broke it, or what repairs it); units in
-/// `started` were (re)started by the plan after the packages changed and are left alone. Apps go
-/// through their socket, which keeps listening, so no request is refused. Returns the records
-/// and the first failure.
-pub async fn restart_users<M: Machine>(
+/// The managed services and deployed apps to restart after packages changed, each with why:
+/// those whose processes use a changed package (`files`: each package's files before and
+/// after), an app found crashed (the change may be what broke it, or what repairs it), and a
+/// unit whose processes cannot be read (restarting is the safe guess). Units in `started`
+/// were (re)started by the plan after the packages changed and are left alone.
+pub async fn to_restart<M: Machine>(
     m: &M,
     desired: &Generation,
     apps: &Apps,
     (changes, files): (&[PackageChange], &BTreeMap<String, BTreeSet<String>>),
     started: &BTreeSet<String>,
-) -> (Vec<StepRecord>, Option<String>) {
-    let mut records = Vec::new();
+) -> Vec<(String, String)> {
     let mut units: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
-    // Restarted without attribution: apps found crashed, and units whose processes cannot be
-    // read (restarting is the safe guess).
     let mut unattributed: Vec<(String, String)> = Vec::new();
     let services = desired
         .manifest
         .units
         .keys()
         // strackt never restarts itself in the middle of a switch.
-        .filter(|u| u.ends_with(".service") && u.as_str() != "strackt.service");
-    for unit in services {
-        match m.usage().unit_processes(unit) {
-            Ok(p) => {
-                units.insert(unit.clone(), p);
+        .filter(|u| u.ends_with(".service") && u.as_str() != "strackt.service")
+        .map(|u| (u.clone(), false));
+    let app_services: Vec<(String, bool)> = deployed(m, apps)
+        .await
+        .into_iter()
+        .map(|(app, stopped)| (app.service.clone(), stopped))
+        .collect();
+    for (unit, stopped) in services.chain(app_services) {
+        let is_app = apps.checks.iter().any(|a| a.service == unit);
+        match m.usage().unit_processes(&unit) {
+            Ok(p) if p.is_empty() && is_app && !stopped => {
+                unattributed.push((unit, "crashed; restarted on the changed packages".into()))
             }
-            Err(e) => unattributed.push((unit.clone(), format!("cannot tell what it uses: {e}"))),
-        }
-    }
-    for (app, stopped) in deployed(m, apps).await {
-        match m.usage().unit_processes(&app.service) {
-            Ok(p) if p.is_empty() && stopped => {}
-            Ok(p) if p.is_empty() => unattributed.push((
-                app.service.clone(),
-                "crashed; restarted on the changed packages".into(),
-            )),
             Ok(p) => {
-                units.insert(app.service.clone(), p);
+                units.insert(unit, p);
             }
-            Err(e) => unattributed.push((
-                app.service.clone(),
-                format!("cannot tell what it uses: {e}"),
-            )),
+            Err(e) => unattributed.push((unit, format!("cannot tell what it uses: {e}"))),
         }
     }
     let mut todo = restarts(changes, files, &units);
     todo.extend(unattributed);
-    // A unit the plan (re)started after the packages changed already runs on the new files.
     todo.retain(|(unit, _)| !started.contains(unit));
+    todo
+}
+
+/// Restart `todo` (see [`to_restart`]); apps go through their socket, which keeps listening,
+/// so no request is refused. Returns the records and the first failure.
+pub async fn restart_users<M: Machine>(
+    m: &M,
+    apps: &Apps,
+    todo: Vec<(String, String)>,
+) -> (Vec<StepRecord>, Option<String>) {
+    let mut records = Vec::new();
     let mut failure = None;
     for (unit, why) in todo {
         let socket = apps
@@ -216,6 +217,32 @@ pub async fn restart_users<M: Machine>(
         }
     }
     (records, failure)
+}
+
+/// What `strackt plan` can tell before anything changes: the restarts `plan`'s package
+/// changes would cause, judged by the files the packages have now (a package not installed
+/// yet is judged once it is, during the switch).
+pub async fn predicted_restarts<M: Machine>(
+    m: &M,
+    desired: &Generation,
+    apps: &Apps,
+    plan: &Plan,
+    observed: &HostSnapshot,
+) -> Vec<Step> {
+    let changes = package_changes(plan, observed, &desired.manifest);
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let files = changed_files(m, &changes).unwrap_or_default();
+    to_restart(m, desired, apps, (&changes, &files), &plan.started_units())
+        .await
+        .into_iter()
+        .map(|(unit, why)| Step {
+            action: Action::Restart { unit },
+            why,
+            drift: false,
+        })
+        .collect()
 }
 
 /// Restart `unit`; an app's socket is started first (a crashing service can take its socket

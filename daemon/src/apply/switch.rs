@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::apps::{changed_files, check_apps, restart_users, Apps};
+use super::apps::{changed_files, check_apps, restart_users, to_restart, Apps};
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
 use crate::plan::users::package_changes;
@@ -151,8 +151,8 @@ async fn converge<M: Machine>(
             Err(e) => tracing::warn!("listing the files of the changed packages: {e}"),
         }
         let started = plan.started_units();
-        let (records, failure) =
-            restart_users(m, desired, apps, (&changes, &files), &started).await;
+        let todo = to_restart(m, desired, apps, (&changes, &files), &started).await;
+        let (records, failure) = restart_users(m, apps, todo).await;
         checked.steps.extend(
             records
                 .iter()

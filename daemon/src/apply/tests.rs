@@ -698,6 +698,22 @@ async fn an_upgrade_restarts_the_app_using_the_package_and_checks_its_health() {
     let hello = w.host.running("hello.service");
     let app = w.host.running("strackt-app-shop.service");
     let g2 = build_locked(&mut w, &LIB.replace("VERSION", "1.1")).expect("lock 1.1");
+    // `strackt plan` tells beforehand, from the files the package has now.
+    let snap = observe(machine(&w.host), &g2, &w.owned, w.store.root(), &w.apps)
+        .await
+        .expect("observe");
+    let p = plan(&g2, Some(&g1), &snap);
+    let predicted = apps::predicted_restarts(machine(&w.host), &g2, &w.apps, &p, &snap).await;
+    assert_eq!(
+        predicted
+            .iter()
+            .map(|s| (s.action.target(), s.why.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            "strackt-app-shop.service".to_string(),
+            "uses demo-lib (upgraded 1.0 → 1.1)"
+        )]
+    );
     let r = w.switch(Some(&g2), Some(&g1)).await;
     assert_eq!(r.failure, None, "{:#?}", r.steps);
     let restart = r

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{Metrics, Paths, Status, Trigger};
+use crate::apply::apps::predicted_restarts;
 use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{observe, Apps, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
@@ -1144,7 +1145,9 @@ impl Daemon {
         )
         .await
         .map_err(|e| format!("observing the host: {e}"))?;
-        let p: Plan = plan(&target, current.as_ref(), &snapshot);
+        let mut p: Plan = plan(&target, current.as_ref(), &snapshot);
+        let restarts = predicted_restarts(self.machine(), &target, &self.apps, &p, &snapshot);
+        p.steps.extend(restarts.await);
         let steps = p
             .steps
             .iter()
