@@ -8,7 +8,9 @@
 //!    keeps its PID. Moving to 2.0 breaks the app: the host is rolled back, the reason names
 //!    the app, 1.1 is back (from strackt's cache: the archive no longer has it) and the app
 //!    serves on it again.
-//! 2. Dropping the library from `packages:` removes what the app needs: rolled back, named.
+//! 2. A downgrade by hand is repaired like any drift, and `strackt plan` names the app's
+//!    restart beforehand. Dropping the library from `packages:` removes what the app needs:
+//!    rolled back, named.
 //!    `postgresql` installed by hand, on a host whose app requires `postgresql.service`, is
 //!    kept by every pass with a `packages:` section, and `strackt plan` says why.
 
@@ -228,6 +230,23 @@ fn dropping_a_library_an_app_needs_rolls_back_and_postgresql_installed_by_hand_i
         h.apply_ok()?;
         deploy_ok(h)?;
         ensure_eq(get(h, "/lib")?, (200, "lib 1.1\n".into()), "the app on 1.1")?;
+
+        // A downgrade by hand is drift: `strackt plan` says the app would be restarted, and
+        // the pass does so.
+        h.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades --allow-change-held-packages strackt-demo-lib=1.0 >/dev/null")?;
+        let plan = h.strackt(&["plan"])?;
+        ensure(
+            plan.text().contains(
+                "would restart strackt-app-shop.service  (uses strackt-demo-lib (upgraded 1.0 → 1.1)",
+            ),
+            || format!("`strackt plan` must name the app's restart: {plan}"),
+        )?;
+        let app = running_pid(h, "strackt-app-shop.service")?;
+        h.apply_ok()?;
+        ensure_eq(version(h)?.as_str(), "1.1", "library after the repair")?;
+        ensure(running_pid(h, "strackt-app-shop.service")? != app, || {
+            "the app was not restarted by the repair".into()
+        })?;
 
         // The library leaves the definition: the app cannot start without it.
         h.put_definition(&definition(""))?;
