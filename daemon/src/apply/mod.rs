@@ -4,6 +4,7 @@
 //! always returns a report of what it did, even when a step fails halfway, so the operations
 //! log records what actually happened.
 
+pub mod apps;
 mod ownership;
 pub mod switch;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use apps::Apps;
 pub use ownership::Ownership;
 
 use crate::definition::SECRETS_DIR;
@@ -26,7 +28,7 @@ use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
-use crate::plan::{Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
+use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -104,7 +106,8 @@ pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
     root.join("backups").join(path.trim_start_matches('/'))
 }
 
-/// Read everything the planner needs about the host, without changing anything.
+/// Read everything the planner needs about the host, without changing anything; `apps` says
+/// what the definition's apps need kept.
 ///
 /// # Errors
 /// When the host cannot be read or an owner/group does not exist (nothing has changed yet).
@@ -113,6 +116,7 @@ pub async fn observe<M: Machine>(
     desired: &Generation,
     owned: &Ownership,
     root: &Path,
+    apps: &Apps,
 ) -> Result<HostSnapshot, HostError> {
     let mut snap = HostSnapshot {
         owned_files: owned.files.clone(),
@@ -134,6 +138,15 @@ pub async fn observe<M: Machine>(
     }
     snap.packages = m.packages().installed()?;
     snap.base_packages = owned.base_packages.clone();
+    // Asking dpkg what the apps need costs a scan of its database: only when something would
+    // be removed as hand-installed.
+    if snap
+        .packages
+        .keys()
+        .any(|name| by_hand(&desired.manifest, &snap, name))
+    {
+        snap.needed = apps::needed(m, apps).await?;
+    }
     let users = m.accounts().users()?;
     let groups = m.accounts().groups()?;
     for name in desired.manifest.users.keys().chain(owned.users.iter()) {

@@ -1,11 +1,14 @@
 //! Switching generations: observe → plan → flip → run → verify, and on failure the same path
 //! back to where the host was. A drift pass is a switch from a generation to itself.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::apps::{changed_files, check_apps, restart_users, to_restart, Apps};
 use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
-use crate::plan::{plan, state_digest};
+use crate::plan::users::package_changes;
+use crate::plan::{plan, state_digest, Action, Step};
 
 /// What a switch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +40,10 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
     g.map(|g| g.manifest.id)
 }
 
-/// Bring the host to `target` (None: nothing managed), believing it is on `previous`.
+/// Bring the host to `target` (None: nothing managed), believing it is on `previous`. When
+/// packages change, what uses them is restarted and every deployed app must pass its health
+/// check too.
+#[allow(clippy::too_many_arguments)]
 async fn converge<M: Machine>(
     m: &M,
     store: &Store,
@@ -46,11 +52,12 @@ async fn converge<M: Machine>(
     previous: Option<&Generation>,
     settle: Duration,
     repair_drift: bool,
+    apps: &Apps,
 ) -> Converged {
     let empty = Generation::default();
     let desired = target.unwrap_or(&empty);
     let mut steps = Vec::new();
-    let snapshot = match observe(m, desired, owned, store.root()).await {
+    let snapshot = match observe(m, desired, owned, store.root(), apps).await {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("observing the host: {e}");
@@ -67,6 +74,24 @@ async fn converge<M: Machine>(
     if !repair_drift {
         // On hold: what the definition changes still lands; what was changed by hand stays.
         plan.steps.retain(|s| !s.drift);
+    }
+    let changes = package_changes(&plan, &snapshot, &desired.manifest);
+    // The file lists of the packages as they are now: a removed package's is gone afterwards.
+    let mut files = BTreeMap::new();
+    if !changes.is_empty() {
+        match changed_files(m, &changes) {
+            Ok(f) => files = f,
+            Err(e) => {
+                let msg = format!("listing the files of the packages to change: {e}");
+                steps.push(StepRecord::new("observe", "", "failed", &msg, false));
+                return Converged {
+                    steps,
+                    failure: Some(msg),
+                    drift,
+                    digest: None,
+                };
+            }
+        }
     }
     match store.current() {
         Ok(cur) if cur == id_of(target) => {}
@@ -112,11 +137,54 @@ async fn converge<M: Machine>(
             digest,
         };
     }
-    let (records, failure) = verify(m, desired, &plan, settle, repair_drift).await;
+    // Units restarted for a package change must prove they stay up, like those the plan
+    // started.
+    let mut checked = plan.clone();
+    if !changes.is_empty() {
+        match changed_files(m, &changes) {
+            Ok(after) => {
+                for (name, list) in after {
+                    files.entry(name).or_default().extend(list);
+                }
+            }
+            // The lists from before still name what was replaced or removed.
+            Err(e) => tracing::warn!("listing the files of the changed packages: {e}"),
+        }
+        let started = plan.started_units();
+        let todo = to_restart(m, desired, apps, (&changes, &files), &started).await;
+        let (records, failure) = restart_users(m, apps, todo).await;
+        checked.steps.extend(
+            records
+                .iter()
+                .filter(|r| r.action == "restart")
+                .map(|r| Step {
+                    action: Action::Restart {
+                        unit: r.target.clone(),
+                    },
+                    why: r.detail.clone(),
+                    drift: false,
+                }),
+        );
+        steps.extend(records);
+        if failure.is_some() {
+            return Converged {
+                steps,
+                failure,
+                drift,
+                digest: None,
+            };
+        }
+    }
+    let (records, mut failure) = verify(m, desired, &checked, settle, repair_drift).await;
     steps.extend(records);
+    if failure.is_none() && !changes.is_empty() {
+        let (records, apps_failure) = check_apps(m, apps).await;
+        steps.extend(records);
+        failure = apps_failure;
+    }
     // The host changed: the digest is of what it is now, read again.
     let digest = match failure {
-        None => observe(m, desired, owned, store.root())
+        None => observe(m, desired, owned, store.root(), apps)
             .await
             .ok()
             .map(|after| state_digest(desired, &after)),
@@ -132,6 +200,8 @@ async fn converge<M: Machine>(
 
 /// Switch from `from` to `to`; if anything fails, switch back to `from` by the same code path.
 /// With `repair_drift` false (a hold), steps that would only undo hand-made changes are skipped.
+/// `apps` are the definition's apps: restarted when they use a changed package, and checked.
+#[allow(clippy::too_many_arguments)]
 pub async fn switch<M: Machine>(
     m: &M,
     store: &Store,
@@ -140,8 +210,9 @@ pub async fn switch<M: Machine>(
     from: Option<&Generation>,
     settle: Duration,
     repair_drift: bool,
+    apps: &Apps,
 ) -> SwitchReport {
-    let forward = converge(m, store, owned, to, from, settle, repair_drift).await;
+    let forward = converge(m, store, owned, to, from, settle, repair_drift, apps).await;
     let mut report = SwitchReport {
         steps: forward.steps,
         failure: forward.failure,
@@ -155,7 +226,7 @@ pub async fn switch<M: Machine>(
     if report.failure.is_none() || id_of(to) == id_of(from) || !touched {
         return report;
     }
-    let back = converge(m, store, owned, from, to, settle, repair_drift).await;
+    let back = converge(m, store, owned, from, to, settle, repair_drift, apps).await;
     report.steps.extend(back.steps);
     report.rolled_back = true;
     report.rollback_failure = back.failure;

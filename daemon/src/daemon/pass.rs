@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{Metrics, Paths, Status, Trigger};
+use crate::apply::apps::predicted_restarts;
 use crate::apply::switch::{switch, SwitchReport};
-use crate::apply::{observe, Ownership, StepRecord};
+use crate::apply::{observe, Apps, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::sha256_hex;
@@ -64,6 +65,9 @@ pub struct PlanView {
     pub steps: Vec<StepRecord>,
     /// The plan as text.
     pub text: String,
+    /// Hand-installed packages kept because apps or strackt need them: name → why.
+    #[serde(default)]
+    pub kept: std::collections::BTreeMap<String, String>,
 }
 
 /// The daemon's state and host handles.
@@ -78,6 +82,8 @@ pub struct Daemon {
     interval: Duration,
     settle: Duration,
     keep: usize,
+    /// The definition's apps, as the last loaded definition has them (see `apply::apps`).
+    apps: Apps,
     hold: Option<Hold>,
     pending: Option<PendingConfirm>,
     /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
@@ -177,6 +183,7 @@ impl Daemon {
             interval: Duration::from_secs(300),
             settle: Duration::from_secs(1),
             keep: 10,
+            apps: Apps::default(),
             hold: None,
             pending: None,
             saved_switch: None,
@@ -379,6 +386,7 @@ impl Daemon {
                     from,
                     self.settle,
                     !self.held(),
+                    &self.apps,
                 )
                 .await
             }
@@ -409,6 +417,7 @@ impl Daemon {
         self.settle = def.settle();
         self.keep = def.definition().strackt.keep_generations as usize;
         self.updates_policy = def.definition().strackt.updates.clone();
+        self.apps = Apps::of(def.definition());
         Ok(def)
     }
 
@@ -1143,10 +1152,18 @@ impl Daemon {
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let snapshot = observe(self.machine(), &target, &owned, self.store.root())
-            .await
-            .map_err(|e| format!("observing the host: {e}"))?;
-        let p: Plan = plan(&target, current.as_ref(), &snapshot);
+        let snapshot = observe(
+            self.machine(),
+            &target,
+            &owned,
+            self.store.root(),
+            &self.apps,
+        )
+        .await
+        .map_err(|e| format!("observing the host: {e}"))?;
+        let mut p: Plan = plan(&target, current.as_ref(), &snapshot);
+        let restarts = predicted_restarts(self.machine(), &target, &self.apps, &p, &snapshot);
+        p.steps.extend(restarts.await);
         let steps = p
             .steps
             .iter()
@@ -1164,6 +1181,7 @@ impl Daemon {
             target: label.into(),
             steps,
             text: p.to_string(),
+            kept: p.kept,
         })
     }
 }

@@ -15,6 +15,7 @@ use super::firewall::{Firewall, SshSession};
 use super::health::Health;
 use super::packages::{compare_versions, Installed, Offer, Offered, Packages};
 use super::sysctl::Sysctl;
+use super::usage::{ProcessInfo, Usage};
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
 use crate::generation::ManagedUser;
@@ -39,6 +40,8 @@ pub struct FakeState {
     pub failing: BTreeSet<String>,
     /// Health commands that fail.
     pub unhealthy: BTreeSet<String>,
+    /// HTTP health URLs that fail while a package is at a version: url → (package, version).
+    pub broken_by: BTreeMap<String, (String, String)>,
     /// Kernel parameters that exist, with their live values.
     pub sysctl: BTreeMap<String, String>,
     /// Kernel parameters that refuse writes (read-only outside `net.*` in a container).
@@ -65,6 +68,12 @@ pub struct FakeState {
     pub offline: bool,
     /// Connected SSH clients.
     pub ssh_sessions: Vec<SshSession>,
+    /// Processes of each unit while it runs (see [`Usage`]).
+    pub processes: BTreeMap<String, Vec<ProcessInfo>>,
+    /// Files each package ships (what `dpkg -L` lists once it is installed).
+    pub package_files: BTreeMap<String, BTreeSet<String>>,
+    /// What each package depends on.
+    pub depends: BTreeMap<String, Vec<String>>,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
     pub journal: Vec<String>,
     units: BTreeMap<String, Unit>,
@@ -213,6 +222,60 @@ impl Systemd for FakeHost {
             s.units.entry(unit.clone()).or_default().enabled = false;
         }
         Ok(())
+    }
+
+    async fn reset_failed(&self, unit: &str) {
+        self.state().journal.push(format!("reset-failed {unit}"));
+    }
+}
+
+impl Usage for FakeHost {
+    fn unit_processes(&self, unit: &str) -> Result<Vec<ProcessInfo>, HostError> {
+        let s = self.state();
+        let running = s.units.get(unit).is_some_and(|u| u.active);
+        Ok(if running {
+            s.processes.get(unit).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn package_files(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, HostError> {
+        let s = self.state();
+        Ok(names
+            .iter()
+            .filter(|n| s.installed.contains_key(*n))
+            .map(|n| {
+                (
+                    n.clone(),
+                    s.package_files.get(n).cloned().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    fn owners(&self, paths: &[String]) -> Result<BTreeMap<String, String>, HostError> {
+        let s = self.state();
+        Ok(paths
+            .iter()
+            .filter_map(|p| {
+                s.package_files
+                    .iter()
+                    .find(|(pkg, files)| files.contains(p) && s.installed.contains_key(*pkg))
+                    .map(|(pkg, _)| (p.clone(), pkg.clone()))
+            })
+            .collect())
+    }
+
+    fn dependencies(&self) -> Result<BTreeMap<String, Vec<String>>, HostError> {
+        let s = self.state();
+        Ok(s.installed
+            .keys()
+            .map(|n| (n.clone(), s.depends.get(n).cloned().unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -558,6 +621,7 @@ impl super::Machine for FakeHost {
     type Firewall = FakeHost;
     type Accounts = FakeHost;
     type Packages = FakeHost;
+    type Usage = FakeHost;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -579,6 +643,9 @@ impl super::Machine for FakeHost {
     fn packages(&self) -> &FakeHost {
         self
     }
+    fn usage(&self) -> &FakeHost {
+        self
+    }
 }
 
 impl Health for FakeHost {
@@ -587,7 +654,19 @@ impl Health for FakeHost {
             Some(c) if c.starts_with("/bin/false") || self.state().unhealthy.contains(c) => {
                 Err(format!("health command {c:?} exited with exit status: 1"))
             }
-            _ => Ok(()),
+            _ => {
+                let s = self.state();
+                let broken = spec
+                    .http
+                    .as_ref()
+                    .and_then(|url| s.broken_by.get(url))
+                    .is_some_and(|(pkg, v)| s.installed.get(pkg).is_some_and(|i| &i.version == v));
+                if broken {
+                    Err("GET: connection refused".into())
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod packages;
 pub mod sysctl;
 pub mod systemd;
 pub mod tree;
+pub mod usage;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -177,6 +178,9 @@ pub trait Systemd: Send + Sync {
     fn enable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Disable units (`DisableUnitFiles(runtime=false)`), then daemon-reload.
     fn disable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// `ResetFailedUnit`: forget a unit's failed state and start-limit count, so it can be
+    /// started again. A unit that is not failed (or not loaded) is fine.
+    fn reset_failed(&self, unit: &str) -> impl Future<Output = ()> + Send;
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
@@ -196,6 +200,8 @@ pub trait Machine: Sync {
     type Accounts: accounts::Accounts;
     /// Debian packages.
     type Packages: packages::Packages;
+    /// Processes and dpkg's database: who uses what.
+    type Usage: usage::Usage;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.
@@ -210,6 +216,8 @@ pub trait Machine: Sync {
     fn accounts(&self) -> &Self::Accounts;
     /// Debian packages.
     fn packages(&self) -> &Self::Packages;
+    /// Processes and dpkg's database: who uses what.
+    fn usage(&self) -> &Self::Usage;
 }
 
 /// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
@@ -239,6 +247,7 @@ impl Machine for RealMachine {
     type Firewall = firewall::Nft;
     type Accounts = accounts::ShadowTools;
     type Packages = packages::Apt;
+    type Usage = usage::ProcUsage;
     fn systemd(&self) -> &Self::Systemd {
         &self.systemd
     }
@@ -259,6 +268,9 @@ impl Machine for RealMachine {
     }
     fn packages(&self) -> &Self::Packages {
         &self.packages
+    }
+    fn usage(&self) -> &Self::Usage {
+        &usage::ProcUsage
     }
 }
 

@@ -284,4 +284,8 @@ impl Systemd for DbusSystemd {
         .await?;
         self.daemon_reload().await
     }
+
+    async fn reset_failed(&self, unit: &str) {
+        DbusSystemd::reset_failed(self, unit).await
+    }
 }

@@ -7,8 +7,10 @@
 
 mod digest;
 mod guard;
+pub mod keep;
 mod packages;
 mod units;
+pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +19,7 @@ use serde::Serialize;
 
 pub use digest::state_digest;
 pub use guard::lockout;
+pub use packages::by_hand;
 pub use units::{classify, UnitChange};
 
 use crate::generation::Generation;
@@ -65,6 +68,8 @@ pub struct HostSnapshot {
     /// Packages installed when strackt took the host over (never removed as hand-made);
     /// `None` until recorded, and then nothing is removed as hand-installed.
     pub base_packages: Option<BTreeSet<String>>,
+    /// Packages apps or strackt need (see [`keep`]) → why; never removed as hand-installed.
+    pub needed: BTreeMap<String, String>,
 }
 
 /// The firewall strackt applied: which ruleset, and what the kernel listed right after, so a
@@ -296,6 +301,8 @@ pub struct Step {
 pub struct Plan {
     /// Steps in execution order.
     pub steps: Vec<Step>,
+    /// Hand-installed packages left in place because something needs them: name → why.
+    pub kept: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -328,7 +335,7 @@ impl Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.steps.is_empty() {
-            return writeln!(f, "nothing to do: the host matches the definition");
+            writeln!(f, "nothing to do: the host matches the definition")?;
         }
         for s in &self.steps {
             let target = s.action.target();
@@ -340,6 +347,9 @@ impl fmt::Display for Plan {
                 s.why,
                 if s.drift { ", drift" } else { "" }
             )?;
+        }
+        for (name, why) in &self.kept {
+            writeln!(f, "keep {name}  (installed by hand, but {why})")?;
         }
         Ok(())
     }
@@ -409,7 +419,7 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
         }
     }
     // Phase 2a: packages (before accounts and files: they may provide users, shells, paths).
-    packages::plan_packages(want, previous, observed, &mut steps);
+    let kept = packages::plan_packages(want, previous, observed, &mut steps);
     // Phase 2b: accounts, before files (a file may belong to a user created here).
     for (name, g) in &want.groups {
         let drift = was(&|p| p.manifest.groups.get(name) == Some(g));
@@ -685,7 +695,7 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
-    Plan { steps }
+    Plan { steps, kept }
 }
 
 #[cfg(test)]

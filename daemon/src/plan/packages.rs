@@ -1,5 +1,8 @@
 //! Package planning (pure): locked versions installed and held, dropped and hand-installed
-//! packages removed — but never what keeps the machine (or strackt) running.
+//! packages removed — but never what keeps the machine (or strackt) running, nor what the
+//! definition's apps and strackt's deploys and backups need (`HostSnapshot::needed`).
+
+use std::collections::BTreeMap;
 
 use super::{Action, HostSnapshot, Step};
 use crate::generation::{Generation, Manifest};
@@ -34,12 +37,33 @@ fn protected(name: &str) -> bool {
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// Whether `name`, installed and not wanted, counts as installed by hand after strackt took
+/// the host over — removed unless something needs it. Only a definition that manages
+/// packages removes hand-installed ones.
+pub fn by_hand(want: &Manifest, observed: &HostSnapshot, name: &str) -> bool {
+    let Some(have) = observed.packages.get(name) else {
+        return false;
+    };
+    !want.packages.is_empty()
+        && !want.packages.contains_key(name)
+        && !have.essential
+        && !have.auto
+        && !protected(name)
+        && observed
+            .base_packages
+            .as_ref()
+            .is_some_and(|base| !base.contains(name))
+}
+
+/// Push the package steps; returns the hand-installed packages kept because they are needed
+/// (name → why), for `strackt plan` to say so.
 pub(super) fn plan_packages(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
     steps: &mut Vec<Step>,
-) {
+) -> BTreeMap<String, String> {
+    let mut kept = BTreeMap::new();
     let step = |action: Action, why: String, drift: bool| Step { action, why, drift };
     for (name, lock) in &want.packages {
         let drift = previous.is_some_and(|p| p.manifest.packages.get(name) == Some(lock));
@@ -76,13 +100,11 @@ pub(super) fn plan_packages(
                 "no longer in the definition".into(),
                 false,
             ));
-        } else if !want.packages.is_empty() // only a definition that manages packages removes hand-installed ones
-            && !have.auto
-            && observed
-                .base_packages
-                .as_ref()
-                .is_some_and(|base| !base.contains(name))
-        {
+        } else if by_hand(want, observed, name) {
+            if let Some(why) = observed.needed.get(name) {
+                kept.insert(name.clone(), why.clone());
+                continue;
+            }
             steps.push(step(
                 Action::RemovePackage { name: name.clone() },
                 "installed by hand".into(),
@@ -90,4 +112,5 @@ pub(super) fn plan_packages(
             ));
         }
     }
+    kept
 }

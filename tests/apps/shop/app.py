@@ -7,6 +7,10 @@ the requests it holds, and exits: what an app needs for deploys that lose no req
 
   python3 app.py           serve
   python3 app.py --check   validate: the release can start and reach its database
+
+The package tests give it a library, the module `strackt_demo_lib` (package
+strackt-demo-lib): GET /lib answers its VERSION when it is installed, and with DEMO_LIB=required
+in the app's settings the app cannot start without it.
 """
 import os
 import signal
@@ -21,6 +25,16 @@ import psycopg2
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A release without its VERSION file cannot start: the tests' "broken release".
 VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
+
+# Only a missing module is optional: one that fails to import stops the app, as a broken
+# library upgrade would.
+if os.environ.get("DEMO_LIB") == "required":
+    import strackt_demo_lib
+else:
+    try:
+        import strackt_demo_lib
+    except ImportError:
+        strackt_demo_lib = None
 
 
 def query(sql):
@@ -53,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
             elif self.path == "/":
                 rows = query("SELECT name FROM items ORDER BY id")
                 body = f"version {VERSION}; items: {', '.join(r[0] for r in rows)}\n"
+            elif self.path == "/lib" and strackt_demo_lib is not None:
+                body = f"lib {strackt_demo_lib.VERSION}\n"
             elif self.path == "/slow":
                 time.sleep(3)
                 body = f"slow {VERSION}\n"

@@ -29,6 +29,7 @@ mod https_health;
 mod journal;
 mod ownership;
 mod package;
+mod package_users;
 mod packages;
 mod receiver;
 mod restart;

@@ -1,0 +1,243 @@
+//! Who uses what on the host: the processes of a unit and the files they hold (from `/proc`),
+//! which files a package ships, which package ships a file, and what the installed packages
+//! depend on (from dpkg's database). Read-only; deciding what to restart or keep from these
+//! facts is `plan::users` and `plan::keep`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::{io_err, HostError};
+
+/// One process of a unit, as far as package attribution needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Its executable (`/proc/PID/exe`, without a ` (deleted)` suffix).
+    pub exe: String,
+    /// Files it maps (`/proc/PID/maps`) or holds open (`/proc/PID/fd`); a file dpkg replaced
+    /// since shows under its old path (the ` (deleted)` suffix is dropped).
+    pub files: BTreeSet<String>,
+}
+
+/// Read-only questions about processes and dpkg's database. Real implementation: [`ProcUsage`].
+///
+/// # Errors
+/// [`HostError::Command`] when dpkg cannot be run at all; a package or path dpkg does not
+/// know is left out of the answer, not an error, and a process that exits while it is read
+/// is skipped.
+pub trait Usage: Send + Sync {
+    /// The processes in `unit`'s cgroup (none when the unit is not running).
+    fn unit_processes(&self, unit: &str) -> Result<Vec<ProcessInfo>, HostError>;
+    /// The files each installed package of `names` ships (`dpkg -L`); packages that are not
+    /// installed are left out.
+    fn package_files(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, HostError>;
+    /// The package shipping each of `paths` (`dpkg -S`); paths no package ships are left out.
+    fn owners(&self, paths: &[String]) -> Result<BTreeMap<String, String>, HostError>;
+    /// Every installed package → the names in its `Pre-Depends` and `Depends` (alternatives
+    /// included, versions and architecture qualifiers dropped).
+    fn dependencies(&self) -> Result<BTreeMap<String, Vec<String>>, HostError>;
+}
+
+/// The real machine: `/proc`, the unified cgroup hierarchy, and dpkg.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcUsage;
+
+/// Where systemd puts system services in the unified hierarchy. Managed services and apps run
+/// in `system.slice` (strackt writes no `Slice=`); a unit elsewhere shows no processes.
+const SYSTEM_SLICE: &str = "/sys/fs/cgroup/system.slice";
+
+/// A path as the kernel shows it in maps and fd links, without the mark of a replaced file.
+fn strip_deleted(path: &str) -> &str {
+    path.strip_suffix(" (deleted)").unwrap_or(path)
+}
+
+/// The file paths of a `/proc/PID/maps` text (anonymous and special mappings left out).
+fn mapped_paths(maps: &str) -> impl Iterator<Item = &str> {
+    maps.lines().filter_map(|line| {
+        // address perms offset dev inode path: the path starts at the first '/'.
+        line.find('/').map(|i| strip_deleted(&line[i..]))
+    })
+}
+
+fn dpkg(args: &[&str]) -> Result<std::process::Output, HostError> {
+    Command::new(args[0])
+        .args(&args[1..])
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| HostError::Command {
+            op: "dpkg",
+            message: format!("{}: {e}", args.join(" ")),
+        })
+}
+
+/// Names in a `Depends:` value: `a (>= 1), b:any | c` → a, b, c.
+fn dependency_names(field: &str) -> impl Iterator<Item = String> + '_ {
+    field
+        .split([',', '|'])
+        .filter_map(|alt| alt.split_whitespace().next())
+        .map(|name| name.split(':').next().unwrap_or(name).to_string())
+}
+
+impl ProcUsage {
+    fn process(pid: u32) -> Option<ProcessInfo> {
+        let dir = PathBuf::from(format!("/proc/{pid}"));
+        // Links under /proc are the kernel's, read without following them.
+        let exe = std::fs::read_link(dir.join("exe")).ok()?;
+        let maps = std::fs::read_to_string(dir.join("maps")).ok()?;
+        let mut files: BTreeSet<String> = mapped_paths(&maps).map(str::to_string).collect();
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    let target = target.to_string_lossy();
+                    if target.starts_with('/') {
+                        files.insert(strip_deleted(&target).to_string());
+                    }
+                }
+            }
+        }
+        Some(ProcessInfo {
+            pid,
+            exe: strip_deleted(&exe.to_string_lossy()).to_string(),
+            files,
+        })
+    }
+}
+
+impl Usage for ProcUsage {
+    fn unit_processes(&self, unit: &str) -> Result<Vec<ProcessInfo>, HostError> {
+        let path = Path::new(SYSTEM_SLICE).join(unit).join("cgroup.procs");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            // A process that exited since the cgroup was listed uses nothing any more.
+            .filter_map(ProcUsage::process)
+            .collect())
+    }
+
+    fn package_files(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, HostError> {
+        let mut out = BTreeMap::new();
+        for name in names {
+            let o = dpkg(&["dpkg", "-L", name])?;
+            if o.status.success() {
+                let files = String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with('/'))
+                    .map(str::to_string)
+                    .collect();
+                out.insert(name.clone(), files);
+            }
+        }
+        Ok(out)
+    }
+
+    fn owners(&self, paths: &[String]) -> Result<BTreeMap<String, String>, HostError> {
+        if paths.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut args = vec!["dpkg", "-S"];
+        args.extend(paths.iter().map(String::as_str));
+        // Exit status 1 only says some path is unowned; the owned ones are still listed.
+        let o = dpkg(&args)?;
+        Ok(parse_owners(&String::from_utf8_lossy(&o.stdout)))
+    }
+
+    fn dependencies(&self) -> Result<BTreeMap<String, Vec<String>>, HostError> {
+        let o = dpkg(&[
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${db:Status-Abbrev}\t${Package}\t${Pre-Depends}, ${Depends}\n",
+        ])?;
+        if !o.status.success() {
+            return Err(HostError::Command {
+                op: "dpkg-query",
+                message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            });
+        }
+        Ok(parse_dependencies(&String::from_utf8_lossy(&o.stdout)))
+    }
+}
+
+/// `dpkg -S` output → path → package (a path shared by packages goes to the first; diversion
+/// notes are skipped).
+fn parse_owners(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter(|l| !l.starts_with("diversion by"))
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(pkgs, path)| {
+            let first = pkgs.split(", ").next()?;
+            Some((
+                path.trim().to_string(),
+                first.split(':').next().unwrap_or(first).to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// `dpkg-query` lines (`status\tpackage\tdeps`) of installed packages → package → names.
+fn parse_dependencies(out: &str) -> BTreeMap<String, Vec<String>> {
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (status, name, deps) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            status
+                .starts_with("ii")
+                .then(|| (name.to_string(), dependency_names(deps).collect()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_keep_replaced_files_under_their_path() {
+        let maps = "55d0-55d1 r--p 0 08:01 12 /usr/bin/python3.11\n\
+                    7f00-7f01 r-xp 0 08:01 99 /usr/lib/libfoo.so.1 (deleted)\n\
+                    7f02-7f03 rw-p 0 00:00 0 \n\
+                    7ffd-7ffe rw-p 0 00:00 0 [stack]\n";
+        let got: Vec<&str> = mapped_paths(maps).collect();
+        assert_eq!(got, ["/usr/bin/python3.11", "/usr/lib/libfoo.so.1"]);
+    }
+
+    #[test]
+    fn owners_and_dependencies_parse_dpkg_output() {
+        let owners = parse_owners(
+            "diversion by foo from: /bin/x\npostgresql-common: /lib/systemd/system/postgresql.service\nlibc6:amd64, libc6-dev: /usr/lib/x\n",
+        );
+        assert_eq!(
+            owners.get("/lib/systemd/system/postgresql.service"),
+            Some(&"postgresql-common".to_string())
+        );
+        assert_eq!(owners.get("/usr/lib/x"), Some(&"libc6".to_string()));
+        let deps = parse_dependencies(
+            "ii \tpostgresql\t, postgresql-15\nii \tlibfoo\tlibc6 (>= 2.34), python3:any | python3-minimal, \nrc \tgone\tx\n",
+        );
+        assert_eq!(deps.get("postgresql"), Some(&vec!["postgresql-15".into()]));
+        assert_eq!(
+            deps.get("libfoo"),
+            Some(&vec![
+                "libc6".into(),
+                "python3".into(),
+                "python3-minimal".into()
+            ])
+        );
+        assert!(!deps.contains_key("gone"));
+    }
+}
