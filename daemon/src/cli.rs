@@ -98,7 +98,13 @@ enum Command {
         operation: Option<i64>,
     },
     /// Current generation, last and next pass, health, drift.
-    Status,
+    Status {
+        /// For monitoring: exit 1, naming each problem, when the last verification failed, the
+        /// definition on disk is not applied, security updates are pending, the update check
+        /// failed, or a backup's last run failed or is overdue.
+        #[arg(long)]
+        check: bool,
+    },
     /// Experiment mode: pause drift repair for a while (definition changes still apply).
     Hold {
         /// How long, e.g. 30m, 2h.
@@ -413,8 +419,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Status => {
-            let status: serde_json::Value = data(request(&paths, &ControlRequest::Status)?)?;
+        Command::Status { check } => {
+            let mut status: serde_json::Value = data(request(&paths, &ControlRequest::Status)?)?;
+            let problems = status_problems(&status, chrono::Utc::now());
+            if check {
+                status["problems"] = serde_json::json!(problems);
+            }
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -477,10 +487,57 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("definition:         NOT APPLIED: {p}");
                 }
                 println!("digest:             {}", s("digest"));
+                if check {
+                    for p in &problems {
+                        println!("PROBLEM:            {p}");
+                    }
+                }
             }
-            Ok(0)
+            Ok(if check && !problems.is_empty() { 1 } else { 0 })
         }
     }
+}
+
+/// What `strackt status --check` reports as a problem, from the daemon's status: anything a
+/// monitoring script should page someone for.
+fn status_problems(status: &serde_json::Value, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut problems = vec![];
+    if status["health"] == "failed" {
+        problems.push("health: the last verification failed".to_string());
+    }
+    if let Some(p) = status["definition_problem"].as_str() {
+        problems.push(format!("definition not applied: {p}"));
+    }
+    let updates = &status["updates"];
+    if let Some(e) = updates["error"].as_str() {
+        problems.push(format!("the last update check failed: {e}"));
+    }
+    if updates["security"].as_u64().is_some_and(|n| n > 0) {
+        problems.push(format!(
+            "{} security update(s) pending (`strackt updates`)",
+            updates["security"]
+        ));
+    }
+    // A run more than an hour behind its schedule: the daemon was down, or runs hang.
+    let overdue = |next: &str| {
+        chrono::DateTime::parse_from_rfc3339(next)
+            .is_ok_and(|t| now - t.with_timezone(&chrono::Utc) > chrono::Duration::hours(1))
+    };
+    if let Some(backups) = status["backups"].as_object() {
+        for (app, b) in backups {
+            if b["last_outcome"] == "failed" {
+                let why = b["last_error"].as_str().unwrap_or("no reason recorded");
+                problems.push(format!("backup {app}: the last run failed: {why}"));
+            }
+            if b["next_run"].as_str().is_some_and(overdue) {
+                problems.push(format!(
+                    "backup {app}: overdue since {}",
+                    b["next_run"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// `strackt updates`: exit 0 nothing pending, 2 pending, 1 error.
@@ -1107,6 +1164,38 @@ fn spawn_signals(wake: Arc<Wake>, shutdown: Arc<tokio::sync::Notify>) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_check_names_what_a_monitor_must_see_and_nothing_else() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let healthy = serde_json::json!({
+            "health": "ok",
+            "definition_problem": null,
+            "updates": { "pending": 3, "security": 0 },
+            "backups": { "shop": { "last_outcome": "success", "next_run": "2026-12-02T11:30:00Z" } },
+        });
+        assert_eq!(status_problems(&healthy, now), Vec::<String>::new());
+        let unwell = serde_json::json!({
+            "health": "failed",
+            "definition_problem": "the definition on disk failed",
+            "updates": { "pending": 3, "security": 2 },
+            "backups": {
+                "shop": { "last_outcome": "failed", "last_error": "bucket unreachable" },
+                "blog": { "last_outcome": "success", "next_run": "2026-12-02T10:59:00Z" },
+            },
+        });
+        let problems = status_problems(&unwell, now);
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("2 security update(s)")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("shop: the last run failed: bucket unreachable")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("backup blog: overdue")));
+    }
 
     #[test]
     fn parse_opts() {

@@ -16,7 +16,7 @@ use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::packages::Packages;
 use crate::host::systemd::DbusSystemd;
-use crate::host::{Machine, RealMachine};
+use crate::host::{Files, JobKind, Machine, RealMachine, Systemd};
 use crate::plan::{lockout, plan, Plan};
 use crate::state::{GenerationRow, Operation, StateHandle};
 
@@ -524,7 +524,12 @@ impl Daemon {
         let target = self.store.load(id).ok();
         let from = prev.and_then(|p| self.store.load(p).ok());
         let op_id = self.start_op("startup", Trigger::Startup, Some(id)).await;
-        let report = self.switch_to(target.as_ref(), from.as_ref()).await;
+        let bounced = match (target.as_ref(), from.as_ref()) {
+            (Some(target), Some(from)) => self.finish_cut_off_restarts(from, target).await,
+            _ => vec![],
+        };
+        let mut report = self.switch_to(target.as_ref(), from.as_ref()).await;
+        report.steps.splice(0..0, bounced);
         self.conclude_switch(
             op_id,
             "startup",
@@ -536,6 +541,65 @@ impl Daemon {
             None,
         )
         .await;
+    }
+
+    /// The restarts (and reloads) a cut-off switch owed to units whose new file it had already
+    /// written: the planner sees those files converged and would never restart them.
+    async fn finish_cut_off_restarts(
+        &self,
+        from: &Generation,
+        target: &Generation,
+    ) -> Vec<StepRecord> {
+        let m = self.machine();
+        let on_disk = target
+            .unit_texts
+            .keys()
+            .map(|unit| {
+                let text = m
+                    .files()
+                    .read(&std::path::Path::new(crate::plan::UNIT_DIR).join(unit))
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                (unit.clone(), text)
+            })
+            .collect();
+        let owed = crate::plan::units::interrupted_changes(from, target, &on_disk);
+        if owed.is_empty() {
+            return vec![];
+        }
+        let mut steps = vec![];
+        if let Err(e) = m.systemd().daemon_reload().await {
+            steps.push(StepRecord::new(
+                "daemon-reload",
+                "",
+                "failed",
+                e.to_string(),
+                false,
+            ));
+            return steps;
+        }
+        for (unit, change) in owed {
+            let active = m
+                .systemd()
+                .unit_state(&unit)
+                .await
+                .is_ok_and(|s| s.is_active());
+            if !active {
+                continue; // the switch starts it from the new file
+            }
+            let kind = match change {
+                crate::plan::units::UnitChange::Reload => JobKind::Reload,
+                _ => JobKind::Restart,
+            };
+            let why = "the switch was cut off after writing its unit file";
+            let (outcome, detail) = match m.systemd().run_job(kind, &unit).await {
+                Ok(()) => ("ok", why.to_string()),
+                Err(e) => ("failed", format!("{why}: {e}")),
+            };
+            steps.push(StepRecord::new(kind.verb(), &unit, outcome, &detail, false));
+        }
+        steps
     }
 
     pub(super) async fn start_op(
@@ -927,6 +991,8 @@ impl Daemon {
                 };
                 let state = if rolled_back { "rolled-back" } else { "failed" };
                 let back_to = from;
+                let from_the_file = sha.is_some();
+                let told = reason.clone();
                 let _ = self
                     .state
                     .call(move |s| {
@@ -940,7 +1006,14 @@ impl Daemon {
                         Ok(())
                     })
                     .await;
-                self.status.send_modify(|s| s.health = "failed".into());
+                self.status.send_modify(|s| {
+                    s.health = "failed".into();
+                    // The file says something the host does not run: monitoring must see it
+                    // now, not after the next pass.
+                    if from_the_file {
+                        s.definition_problem = Some(format!("the definition on disk failed ({told}); edit it or run `strackt apply` to try it again"));
+                    }
+                });
                 if self.store.current().ok().flatten() != Some(id) {
                     // A generation the host is not on after a failed switch (rolled back, or
                     // never reached) is never a rollback target: drop its directory.

@@ -34,7 +34,8 @@ impl Default for RealHealth {
         let http = builder().build().or_else(|e| {
             // A server without the ca-certificates package: plain http:// probes must still
             // work, and https:// ones fail verification (no root is trusted) rather than pass.
-            tracing::warn!("no CA certificates on this server ({e}): https:// health probes cannot pass until ca-certificates is installed and strackt restarted");
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| tracing::warn!("no CA certificates on this server ({e}): https:// health probes cannot pass until ca-certificates is installed and strackt restarted"));
             builder()
                 .tls_certs_only([])
                 .build()

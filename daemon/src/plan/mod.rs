@@ -9,7 +9,7 @@ mod digest;
 mod guard;
 pub mod keep;
 mod packages;
-mod units;
+pub mod units;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -72,9 +72,74 @@ pub fn classify(old: &str, new: &str) -> UnitChange {
     change
 }
 
+/// After a switch from `from` to `target` was cut off (strackt killed mid-switch), the units
+/// whose new file was already on disk (`on_disk`) look converged to the planner while their
+/// process may still run the old file: what each must get now, as the switch would have given
+/// it — a restart, or a reload for an `ExecReload=`-only change. Units whose file is not yet
+/// the new one are left to the switch, which writes and restarts them as usual.
+pub fn interrupted_changes(
+    from: &crate::generation::Generation,
+    target: &crate::generation::Generation,
+    on_disk: &BTreeMap<String, Option<String>>,
+) -> Vec<(String, UnitChange)> {
+    target
+        .manifest
+        .units
+        .iter()
+        .filter(|(_, spec)| spec.restart_on_change)
+        .filter_map(|(unit, _)| {
+            let new = target.unit_texts.get(unit)?;
+            let old = from.unit_texts.get(unit)?;
+            if on_disk.get(unit)?.as_deref() != Some(new.as_str()) {
+                return None;
+            }
+            match classify(old, new) {
+                change @ (UnitChange::Restart | UnitChange::Reload) => Some((unit.clone(), change)),
+                UnitChange::Equal | UnitChange::Cosmetic => None,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{classify, UnitChange::*};
+
+    #[test]
+    fn a_cut_off_switch_restarts_what_it_had_already_written() {
+        use std::collections::BTreeMap;
+        use std::path::Path;
+        let generation = |env: &str, reload: &str| {
+            let text = format!("version: 1\nservices:\n  a: {{ exec: /bin/sleep 9, environment: {{ T: {env} }}, exec_reload: /bin/kill -HUP {reload} }}\n  b: {{ exec: /bin/sleep 9 }}\n");
+            crate::generation::render(
+                &crate::definition::parse(&text, Path::new("t")).expect("valid"),
+            )
+            .generation()
+        };
+        let from = generation("x", "1");
+        let restart = generation("y", "1");
+        let reload = generation("x", "2");
+        let disk = |g: &crate::generation::Generation| -> BTreeMap<String, Option<String>> {
+            g.unit_texts
+                .iter()
+                .map(|(u, t)| (u.clone(), Some(t.clone())))
+                .collect()
+        };
+        // Written before the kill: restarted; b never changed: left alone.
+        assert_eq!(
+            super::interrupted_changes(&from, &restart, &disk(&restart)),
+            vec![("a.service".to_string(), Restart)]
+        );
+        assert_eq!(
+            super::interrupted_changes(&from, &reload, &disk(&reload)),
+            vec![("a.service".to_string(), Reload)]
+        );
+        // Not written yet: the switch writes and restarts it itself.
+        assert_eq!(
+            super::interrupted_changes(&from, &restart, &disk(&from)),
+            vec![]
+        );
+    }
 
     const BASE: &str = "[Unit]\nDescription=a\n\n[Service]\nExecStart=/bin/sleep 1\nExecReload=/bin/kill -HUP $MAINPID\nEnvironment=\"A=1\"\n\n[Install]\nWantedBy=multi-user.target\n";
 

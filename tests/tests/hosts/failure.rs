@@ -28,6 +28,11 @@ fn bad_pass_rolls_back(h: &Host, bad_hello: &str) -> Res {
     let steady = running_pid(h, "steady.service")?;
     let gens_before = h.generations()?.len();
 
+    let check = h.strackt(&["status", "--check"])?;
+    ensure(check.success(), || {
+        format!("`strackt status --check` on the good generation: {check}")
+    })?;
+
     h.put_definition(&definition("bad", bad_hello))?;
     let out = h.apply()?;
     ensure(!out.success(), || {
@@ -107,6 +112,12 @@ fn bad_pass_rolls_back(h: &Host, bad_hello: &str) -> Res {
     ensure(!history.iter().any(|o| o.outcome == "running"), || {
         format!("an operation still running: {history:#?}")
     })?;
+    // For monitoring: the host runs the old generation while the file says otherwise.
+    let check = h.strackt(&["status", "--check"])?;
+    ensure(
+        check.code == Some(1) && check.text().contains("definition not applied"),
+        || format!("`strackt status --check` after the rollback: {check}"),
+    )?;
     Ok(())
 }
 
