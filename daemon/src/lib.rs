@@ -20,3 +20,4 @@ pub mod logging;
 pub mod plan;
 pub mod receiver;
 pub mod state;
+pub mod timing;

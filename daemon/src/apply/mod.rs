@@ -29,6 +29,7 @@ use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
 use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
+use crate::timing;
 
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -129,14 +130,17 @@ pub async fn observe<M: Machine>(
         .keys()
         .chain(owned.files.iter())
         .collect();
-    for path in paths {
-        snap.files
-            .insert(path.clone(), m.files().stat(Path::new(path))?);
-        if m.files().stat(&backup_path(root, path))?.is_some() {
-            snap.backed_up.insert(path.clone());
+    timing::time("observe.files", || -> Result<(), HostError> {
+        for path in paths {
+            snap.files
+                .insert(path.clone(), m.files().stat(Path::new(path))?);
+            if m.files().stat(&backup_path(root, path))?.is_some() {
+                snap.backed_up.insert(path.clone());
+            }
         }
-    }
-    snap.packages = m.packages().installed()?;
+        Ok(())
+    })?;
+    snap.packages = timing::time("observe.packages", || m.packages().installed())?;
     snap.base_packages = owned.base_packages.clone();
     // Asking dpkg what the apps need costs a scan of its database: only when something would
     // be removed as hand-installed.
@@ -145,10 +149,11 @@ pub async fn observe<M: Machine>(
         .keys()
         .any(|name| by_hand(&desired.manifest, &snap, name))
     {
-        snap.needed = apps::needed(m, apps).await?;
+        snap.needed = timing::time_async("observe.usage", apps::needed(m, apps)).await?;
     }
-    let users = m.accounts().users()?;
-    let groups = m.accounts().groups()?;
+    let (users, groups) = timing::time("observe.accounts", || {
+        Ok::<_, HostError>((m.accounts().users()?, m.accounts().groups()?))
+    })?;
     for name in desired.manifest.users.keys().chain(owned.users.iter()) {
         snap.users.insert(name.clone(), users.get(name).cloned());
     }
@@ -161,10 +166,9 @@ pub async fn observe<M: Machine>(
         if let Some(secret) = &u.password_secret {
             // A missing secret fails here, before anything changes; the hash stays in memory.
             let want = read_secret(m.files(), secret)?;
-            snap.password_ok.insert(
-                name.clone(),
-                m.accounts().password_hash(name)?.as_deref() == Some(want.as_str()),
-            );
+            let have = timing::time("observe.accounts", || m.accounts().password_hash(name))?;
+            snap.password_ok
+                .insert(name.clone(), have.as_deref() == Some(want.as_str()));
         }
     }
     // Owners the definition creates may not exist yet; any other unknown owner is an error.
@@ -181,11 +185,13 @@ pub async fn observe<M: Machine>(
     };
     for spec in desired.manifest.files.values() {
         for (kind, name) in [("user", &spec.owner), ("group", &spec.group)] {
-            let id = if kind == "user" {
-                m.files().uid(name)
-            } else {
-                m.files().gid(name)
-            };
+            let id = timing::time("observe.owners", || {
+                if kind == "user" {
+                    m.files().uid(name)
+                } else {
+                    m.files().gid(name)
+                }
+            });
             match id {
                 Ok(id) => {
                     snap.ids.insert(format!("{kind}:{name}"), id);
@@ -202,17 +208,20 @@ pub async fn observe<M: Machine>(
             Some(&r.ruleset) == desired.manifest.firewall.as_ref() && !r.listing.is_empty()
         });
         if !applied {
-            m.firewall().check(ruleset)?;
+            timing::time("observe.firewall", || m.firewall().check(ruleset))?;
         }
     }
     snap.firewall_applied = owned.firewall.clone();
     if desired.firewall.is_some() || owned.firewall.is_some() {
-        snap.firewall_live = m.firewall().listing()?.map(|l| sha256_hex(l.as_bytes()));
+        snap.firewall_live = timing::time("observe.firewall", || m.firewall().listing())?
+            .map(|l| sha256_hex(l.as_bytes()));
     }
     for key in desired.manifest.sysctl.keys() {
-        let value = m.sysctl().get(key)?.ok_or_else(|| HostError::UnknownName {
-            kind: "sysctl key",
-            name: key.clone(),
+        let value = timing::time("observe.sysctl", || m.sysctl().get(key))?.ok_or_else(|| {
+            HostError::UnknownName {
+                kind: "sysctl key",
+                name: key.clone(),
+            }
         })?;
         snap.sysctl.insert(key.clone(), value);
     }
@@ -224,15 +233,18 @@ pub async fn observe<M: Machine>(
         .collect();
     // All unit states at once: D-Bus calls on one connection are pipelined, so the pass pays
     // one round trip's latency instead of one per unit.
-    let states =
-        futures_util::future::join_all(units.iter().map(|u| m.systemd().unit_state(u))).await;
+    let states = timing::time_async(
+        "observe.units",
+        futures_util::future::join_all(units.iter().map(|u| m.systemd().unit_state(u))),
+    )
+    .await;
     for (&unit, state) in units.iter().zip(states) {
         snap.units.insert(unit.clone(), state?);
         if desired.unit_texts.contains_key(unit) || owned.units.contains(unit) {
-            let text = m
-                .files()
-                .read(&Path::new(UNIT_DIR).join(unit))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let text = timing::time("observe.unit-files", || {
+                m.files().read(&Path::new(UNIT_DIR).join(unit))
+            })?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
             snap.unit_files.insert(unit.clone(), text);
         }
     }

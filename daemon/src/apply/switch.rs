@@ -9,6 +9,7 @@ use super::{observe, run, verify, Machine, Ownership, StepRecord};
 use crate::generation::{Generation, Store};
 use crate::plan::users::package_changes;
 use crate::plan::{plan, state_digest, Action, Step};
+use crate::timing;
 
 /// What a switch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +70,7 @@ async fn converge<M: Machine>(
             };
         }
     };
-    let mut plan = plan(desired, previous, &snapshot);
+    let mut plan = timing::time("plan", || plan(desired, previous, &snapshot));
     let drift = plan.drift();
     if !repair_drift {
         // On hold: what the definition changes still lands; what was changed by hand stays.
@@ -129,7 +130,7 @@ async fn converge<M: Machine>(
     // A new generation is always verified (its health probes may be all that changed); a
     // drift pass that changed nothing has nothing to prove.
     if plan.is_empty() && id_of(target) == id_of(previous) {
-        let digest = Some(state_digest(desired, &snapshot));
+        let digest = Some(timing::time("digest", || state_digest(desired, &snapshot)));
         return Converged {
             steps,
             failure: None,

@@ -113,6 +113,10 @@ pub struct Status {
     pub backups: std::collections::BTreeMap<String, crate::backup::BackupState>,
     /// The last check for package updates (`strackt updates`, the `strackt.updates` schedule).
     pub updates: Option<UpdatesReport>,
+    /// Microseconds the last pass spent per phase (load, each observe, plan, record), for
+    /// `tests/bench`; see `timing`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub last_pass_phases_us: crate::timing::Phases,
 }
 
 /// Prometheus counters.

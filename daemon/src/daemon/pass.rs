@@ -19,6 +19,7 @@ use crate::host::systemd::DbusSystemd;
 use crate::host::{Files, JobKind, Machine, RealMachine, Systemd};
 use crate::plan::{lockout, plan, Plan};
 use crate::state::{GenerationRow, Operation, StateHandle};
+use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
@@ -376,7 +377,9 @@ impl Daemon {
         target: Option<&Generation>,
         from: Option<&Generation>,
     ) -> SwitchReport {
-        match Ownership::load(Some(self.store.root())) {
+        match timing::time("load.ownership", || {
+            Ownership::load(Some(self.store.root()))
+        }) {
             Ok(mut owned) => {
                 switch(
                     self.machine(),
@@ -609,10 +612,10 @@ impl Daemon {
         generation: Option<u64>,
     ) -> Option<i64> {
         let t = now();
-        self.state
-            .call(move |s| s.start_operation(kind, trigger.as_str(), generation, &t))
-            .await
-            .ok()
+        let started = self
+            .state
+            .call(move |s| s.start_operation(kind, trigger.as_str(), generation, &t));
+        timing::time_async("record", started).await.ok()
     }
 
     async fn finish_op(&self, op: Operation, record: bool) -> Operation {
@@ -633,7 +636,8 @@ impl Daemon {
             .fetch_add(drifted, Ordering::Relaxed);
         if record && op.id > 0 {
             let saved = op.clone();
-            if let Err(e) = self.state.call(move |s| s.finish_operation(&saved)).await {
+            let finished = self.state.call(move |s| s.finish_operation(&saved));
+            if let Err(e) = timing::time_async("record", finished).await {
                 tracing::error!("recording operation {}: {e}", op.id);
             }
         }
@@ -672,7 +676,9 @@ impl Daemon {
     /// Run one pass. `retry` re-applies a definition that failed or was rolled back from.
     pub async fn pass(&mut self, trigger: Trigger, retry: bool) -> Operation {
         let before = self.store.current().ok().flatten();
-        let op = self.pass_inner(trigger, retry).await;
+        let (op, phases) = timing::measure(self.pass_inner(trigger, retry)).await;
+        self.status
+            .send_modify(move |s| s.last_pass_phases_us = phases);
         let after = self.store.current().ok().flatten();
         if before != after {
             self.saved_switch = match (trigger, before, after) {
@@ -699,7 +705,7 @@ impl Daemon {
                 tracing::error!("ending the hold: {e}");
             }
         }
-        let def = match self.load_definition() {
+        let def = match timing::time("load.definition", || self.load_definition()) {
             Ok(d) => d,
             Err(problem) => {
                 return self
@@ -708,7 +714,7 @@ impl Daemon {
             }
         };
         self.status.send_modify(|s| s.definition_problem = None);
-        let current = match self.current() {
+        let current = match timing::time("load.generation", || self.current()) {
             Ok(c) => c,
             Err(e) => {
                 let mut op = Self::op(None, "apply", trigger, None, started, &started_at);
@@ -718,9 +724,13 @@ impl Daemon {
             }
         };
         let sha = sha256_hex(def.source().as_bytes());
-        let pinned = self.state.call(|s| s.meta(PINNED)).await.ok().flatten();
+        let pinned = timing::time_async("state", self.state.call(|s| s.meta(PINNED)))
+            .await
+            .ok()
+            .flatten();
         if retry {
-            let _ = self.state.call(|s| s.set_meta(PINNED, None)).await;
+            let unpin = self.state.call(|s| s.set_meta(PINNED, None));
+            let _ = timing::time_async("state", unpin).await;
         }
         let same = !self.force_rebuild
             && current

@@ -115,12 +115,17 @@ impl DbusSystemd {
         .await;
     }
 
-    async fn get_all(
+    /// The properties `names` of `interface` on the unit at `path`, asked one `Get` each, all
+    /// in flight at once on the one connection. Not `GetAll`: on a service that returns some
+    /// 250 properties, several read from cgroupfs by systemd's single thread, and it was half of
+    /// a no-op pass (issue 16, `observe.units` in `tests/bench`).
+    async fn get(
         &self,
         path: &OwnedObjectPath,
         interface: &'static str,
+        names: &[&'static str],
         unit: &str,
-    ) -> Result<HashMap<String, OwnedValue>, HostError> {
+    ) -> Result<HashMap<&'static str, OwnedValue>, HostError> {
         let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
             .destination("org.freedesktop.systemd1")
             .and_then(|b| b.path(path.as_ref()))
@@ -130,15 +135,20 @@ impl DbusSystemd {
             .await
             .map_err(sd_err("properties", unit))?;
         let iface = zbus::names::InterfaceName::from_static_str_unchecked(interface);
-        props.get_all(iface).await.map_err(|e| HostError::Systemd {
+        let values = futures_util::future::try_join_all(
+            names.iter().map(|name| props.get(iface.clone(), name)),
+        )
+        .await
+        .map_err(|e| HostError::Systemd {
             op: "properties",
             unit: unit.into(),
             message: e.to_string(),
-        })
+        })?;
+        Ok(names.iter().copied().zip(values).collect())
     }
 }
 
-fn text(map: &HashMap<String, OwnedValue>, key: &str) -> String {
+fn text(map: &HashMap<&'static str, OwnedValue>, key: &str) -> String {
     map.get(key)
         .and_then(|v| String::try_from(v.clone()).ok())
         .unwrap_or_default()
@@ -153,7 +163,18 @@ impl Systemd for DbusSystemd {
                 .await
                 .map_err(sd_err("load", unit))?;
             let props = self
-                .get_all(&path, "org.freedesktop.systemd1.Unit", unit)
+                .get(
+                    &path,
+                    "org.freedesktop.systemd1.Unit",
+                    &[
+                        "LoadState",
+                        "ActiveState",
+                        "SubState",
+                        "UnitFileState",
+                        "FragmentPath",
+                    ],
+                    unit,
+                )
                 .await?;
             let mut state = UnitState {
                 load_state: text(&props, "LoadState"),
@@ -166,7 +187,12 @@ impl Systemd for DbusSystemd {
             };
             if unit.ends_with(".service") && state.load_state == "loaded" {
                 let svc = self
-                    .get_all(&path, "org.freedesktop.systemd1.Service", unit)
+                    .get(
+                        &path,
+                        "org.freedesktop.systemd1.Service",
+                        &["MainPID", "NRestarts"],
+                        unit,
+                    )
                     .await?;
                 state.main_pid = svc
                     .get("MainPID")

@@ -31,6 +31,7 @@ mod ownership;
 mod package;
 mod package_users;
 mod packages;
+mod phases;
 mod receiver;
 mod restart;
 mod rollback;
