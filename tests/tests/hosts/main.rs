@@ -32,6 +32,7 @@ mod package;
 mod package_users;
 mod packages;
 mod receiver;
+mod records;
 mod restart;
 mod rollback;
 mod settings;
