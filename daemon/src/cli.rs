@@ -94,7 +94,8 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Switch to an earlier generation (default: the previous), without rebuilding.
+    /// Switch to an earlier generation (default: the previous); one whose directory was pruned
+    /// is rebuilt from its record first.
     Rollback {
         /// Generation id.
         id: Option<u64>,

@@ -1,4 +1,6 @@
-//! generation/ — immutable generation directories, the atomic `current` flip, retention.
+//! generation/ — immutable generation directories, the atomic `current` flip, which
+//! directories retention prunes, and rebuilding a pruned one from its record (the record itself
+//! lives in the state database and is never deleted).
 //!
 //! Layout under the state root (default `/var/lib/strackt`):
 //! `generations/<N>/{definition.yaml, manifest.json, files/…, units/…}` and
