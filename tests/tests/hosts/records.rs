@@ -1,12 +1,14 @@
 //! 7. Every version is kept: retention prunes old generation directories (and the .debs only
 //!    they needed), never their records. `strackt generations --all` lists every generation
 //!    with how it ended, and `strackt rollback N` to a pruned one rebuilds it from its record
-//!    (fetching its packages again), says so, and switches to it like any rollback.
+//!    (fetching its packages again), says so, and switches to it like any rollback; one that
+//!    cannot be rebuilt (its package version is gone) is refused with the reason, host unchanged.
 
 use std::time::Duration;
 
 use strackt_integration::{ensure, ensure_eq, wait_until, with_host, Host, Res};
 
+use crate::apt_repo::ROOT;
 use crate::packages::local_repository;
 
 /// Generation `n`: its own motd; the first also pins a package from the test archive, the
@@ -107,6 +109,34 @@ fn retention_keeps_records_and_a_pruned_generation_is_rebuilt_on_rollback() -> R
                 .contains("strackt-demo"),
             || "the .deb only generation 1 needed is still cached".to_string(),
         )?;
+
+        // A record whose package can no longer be downloaded is refused, and nothing changes.
+        let pool = format!("{ROOT}/pool/bookworm/strackt-demo_1.0_all.deb");
+        h.sh_ok(&format!("mv {pool} /root/"))?;
+        let out = h.strackt(&["rollback", "1"])?;
+        ensure(
+            !out.success()
+                && out.text().contains(
+                    "generation 1 cannot be rebuilt from its record: package strackt-demo 1.0",
+                ),
+            || format!("rollback to 1 without its package in the archive: {out}"),
+        )?;
+        ensure_eq(
+            on_disk(h)?,
+            good[good.len() - 3..].to_vec(),
+            "directories after the refusal",
+        )?;
+        ensure_eq(
+            h.active_generation()?,
+            last,
+            "active generation after the refusal",
+        )?;
+        ensure_eq(
+            h.read("/etc/motd")?.as_str(),
+            "generation 15\n",
+            "/etc/motd after the refusal",
+        )?;
+        h.sh_ok(&format!("mv /root/strackt-demo_1.0_all.deb {pool}"))?;
 
         // A rollback to the first rebuilds it from its record, fetching its package again.
         let out = h.strackt(&["rollback", "1"])?;
