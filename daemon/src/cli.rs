@@ -412,7 +412,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 for g in rows {
                     let mut extra = g.reason.map(|r| format!(" — {r}")).unwrap_or_default();
                     if g.pruned {
-                        extra.push_str(" (directory pruned; a rollback rebuilds it)");
+                        extra.push_str(" (directory pruned)");
                     }
                     println!(
                         "{:>4}  {:<24}  {:<11}  {:<11}  {}{extra}",
@@ -1150,6 +1150,18 @@ mod tests {
             Command::History { operation: Some(7) }
         ));
         assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "generations", "--all", "--json"])
+                .expect("parses")
+                .command,
+            Command::Generations { all: true }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "generations"])
+                .expect("parses")
+                .command,
+            Command::Generations { all: false }
+        ));
         assert!(matches!(
             Cli::try_parse_from(["strackt", "hold", "--for", "30m", "--reason", "x"])
                 .expect("parses")

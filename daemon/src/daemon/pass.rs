@@ -1106,8 +1106,9 @@ impl Daemon {
     /// pruned is rebuilt from its record first (and the operation says so).
     ///
     /// # Errors
-    /// When there is no such generation to switch to; a failed switch is an `Ok` operation
-    /// with outcome `failed`/`rolled-back`.
+    /// When there is no such generation to switch to, or a pruned one cannot be rebuilt from
+    /// its record (the host unchanged then); a failed switch is an `Ok` operation with outcome
+    /// `failed`/`rolled-back`.
     pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, String> {
         let started = Instant::now();
         self.saved_switch = None;
