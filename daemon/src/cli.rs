@@ -15,6 +15,10 @@ use crate::generation::Store;
 use crate::host::systemd::DbusSystemd;
 use crate::state::{GenerationRow, Operation, State, StateHandle};
 
+/// How many generations `strackt generations` lists without `--all`: the ones a rollback
+/// usually reaches, while a long-lived server's hundreds of records stay one flag away.
+const GENERATIONS_SHOWN: usize = 20;
+
 /// strackt keeps this server defined: one definition, generations, rollback.
 #[derive(Debug, Parser)]
 #[command(name = "strackt", version)]
@@ -84,9 +88,14 @@ enum Command {
         #[arg(value_name = "PKG")]
         packages: Vec<String>,
     },
-    /// List generations.
-    Generations,
-    /// Switch to an earlier generation (default: the previous), without rebuilding.
+    /// List the newest generations (every record is kept: `--all` lists them all).
+    Generations {
+        /// List every generation ever built, not only the newest.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Switch to an earlier generation (default: the previous); one whose directory was pruned
+    /// is rebuilt from its record first.
     Rollback {
         /// Generation id.
         id: Option<u64>,
@@ -388,8 +397,17 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rollback { id } => {
             operation_command(&paths, &ControlRequest::Rollback { id }, cli.json)
         }
-        Command::Generations => {
-            let rows: Vec<GenerationRow> = data(request(&paths, &ControlRequest::Generations)?)?;
+        Command::Generations { all } => {
+            let mut rows: Vec<GenerationRow> =
+                data(request(&paths, &ControlRequest::Generations)?)?;
+            let older = rows.len().saturating_sub(GENERATIONS_SHOWN);
+            if !all && older > 0 {
+                rows.truncate(GENERATIONS_SHOWN);
+                // On stderr: stdout keeps the table (or JSON) a script reads.
+                eprintln!(
+                    "{older} older generations not shown; `strackt generations --all` lists them"
+                );
+            }
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -398,7 +416,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     "id", "created", "state", "trigger"
                 );
                 for g in rows {
-                    let extra = g.reason.map(|r| format!(" — {r}")).unwrap_or_default();
+                    let mut extra = g.reason.map(|r| format!(" — {r}")).unwrap_or_default();
+                    if g.pruned {
+                        extra.push_str(" (directory pruned)");
+                    }
                     println!(
                         "{:>4}  {:<24}  {:<11}  {:<11}  {}{extra}",
                         g.id, g.created, g.state, g.trigger, g.summary
@@ -1218,6 +1239,18 @@ mod tests {
             Command::History { operation: Some(7) }
         ));
         assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "generations", "--all", "--json"])
+                .expect("parses")
+                .command,
+            Command::Generations { all: true }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "generations"])
+                .expect("parses")
+                .command,
+            Command::Generations { all: false }
+        ));
         assert!(matches!(
             Cli::try_parse_from(["strackt", "hold", "--for", "30m", "--reason", "x"])
                 .expect("parses")

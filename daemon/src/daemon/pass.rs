@@ -18,7 +18,7 @@ use crate::host::packages::Packages;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Files, JobKind, Machine, RealMachine, Systemd};
 use crate::plan::{lockout, plan, Plan};
-use crate::state::{GenerationRow, Operation, StateHandle};
+use crate::state::{GenerationRecord, GenerationRow, Operation, StateHandle};
 use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
@@ -439,6 +439,7 @@ impl Daemon {
     /// switch), then run the startup pass.
     pub async fn startup(&mut self) {
         self.store.clean_leftovers();
+        self.backfill_records().await;
         // What the host had when strackt took it over is never removed as hand-installed.
         match (
             Ownership::load(Some(self.store.root())),
@@ -888,6 +889,7 @@ impl Daemon {
             summary: String::new(),
             reason: None,
             definition_sha256: rendered.manifest.definition_sha256.clone(),
+            pruned: false,
         };
         let r = row.clone();
         let _ = self.state.call(move |s| s.insert_generation(&r)).await;
@@ -914,6 +916,13 @@ impl Daemon {
                 return self.finish_op(op, true).await;
             }
         };
+        // The record is kept for good, before anything on the host changes.
+        if let Err(e) = self
+            .keep_record(id, &rendered.definition, &target.manifest)
+            .await
+        {
+            tracing::error!("keeping the record of generation {id}: {e}");
+        }
         let t = now();
         let _ = self
             .state
@@ -1026,8 +1035,11 @@ impl Daemon {
                 });
                 if self.store.current().ok().flatten() != Some(id) {
                     // A generation the host is not on after a failed switch (rolled back, or
-                    // never reached) is never a rollback target: drop its directory.
-                    let _ = self.store.remove(id);
+                    // never reached) is never a rollback target: drop its directory (its record
+                    // stays).
+                    if self.store.remove(id).is_ok() {
+                        let _ = self.state.call(move |s| s.set_pruned(id, true)).await;
+                    }
                 }
             }
         }
@@ -1040,34 +1052,33 @@ impl Daemon {
         self.finish_op(op, true).await
     }
 
+    /// Prune generation directories beyond the retention policy, and cached .debs no kept
+    /// directory needs. Records are never deleted: a pruned generation is marked so, and a
+    /// rollback rebuilds it from its record.
     async fn collect_garbage(&self, current: Option<u64>, previous: Option<u64>) {
         let keep = self.keep;
-        let Ok(rows) = self.state.call(|s| s.generations()).await else {
+        let (Ok(rows), Ok(dirs)) = (
+            self.state.call(|s| s.generations()).await,
+            self.store.list(),
+        ) else {
             return;
         };
-        let mut successful: Vec<u64> = rows
+        let on_disk: Vec<retention::OnDisk> = dirs
             .iter()
-            .filter(|g| g.state == "active" || g.state == "superseded")
-            .map(|g| g.id)
+            .map(|&id| retention::OnDisk {
+                id,
+                successful: rows
+                    .iter()
+                    .any(|g| g.id == id && (g.state == "active" || g.state == "superseded")),
+            })
             .collect();
-        successful.sort_unstable();
-        for id in retention::to_delete(&successful, current, previous, keep) {
+        for id in retention::to_prune(&on_disk, current, previous, keep) {
             if self.store.remove(id).is_ok() {
-                let t = now();
-                let _ = self
-                    .state
-                    .call(move |s| {
-                        s.set_generation_state(
-                            id,
-                            "deleted",
-                            Some("beyond the retention policy"),
-                            &t,
-                        )
-                    })
-                    .await;
+                let _ = self.state.call(move |s| s.set_pruned(id, true)).await;
             }
         }
-        // Keep the .deb files of retained generations only (so a rollback needs no network).
+        // Keep the .deb files of retained generations only: a rollback to one of them needs no
+        // network (a pruned one fetches its packages again when it is rebuilt).
         if let Ok(on_disk) = self.store.list() {
             let keep: std::collections::BTreeSet<String> = on_disk
                 .iter()
@@ -1078,21 +1089,109 @@ impl Daemon {
                 tracing::warn!("pruning the package cache: {e}");
             }
         }
-        // Directories of generations that are not successful (failed mid-build) go too.
-        if let Ok(on_disk) = self.store.list() {
-            for id in on_disk {
-                if !successful.contains(&id) && Some(id) != current {
-                    let _ = self.store.remove(id);
-                }
+    }
+
+    /// Store generation `id`'s record (its definition text and manifest) in the state database.
+    async fn keep_record(
+        &self,
+        id: u64,
+        definition: &str,
+        manifest: &crate::generation::Manifest,
+    ) -> Result<(), String> {
+        let record = GenerationRecord {
+            definition: definition.to_string(),
+            manifest: serde_json::to_string(manifest).map_err(|e| e.to_string())?,
+        };
+        self.state
+            .call(move |s| s.put_record(id, &record))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Give every generation directory on disk without a record in the state database one,
+    /// read from the directory (generations built before records were kept there).
+    async fn backfill_records(&self) {
+        let Ok(missing) = self.state.call(|s| s.without_record()).await else {
+            return;
+        };
+        let on_disk = self.store.list().unwrap_or_default();
+        for id in missing.into_iter().filter(|id| on_disk.contains(id)) {
+            let result = match self.store.read_record(id) {
+                Ok(record) => self
+                    .state
+                    .call(move |s| s.put_record(id, &record))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::error!("keeping the record of generation {id}: {e}");
             }
         }
     }
 
-    /// Switch to an earlier generation (default: the previous one) without rebuilding.
+    /// Rebuild generation `id`'s pruned directory from its record (same id, through
+    /// [`Store::build`]), fetching .debs the cache no longer has. Returns the generation and
+    /// the step that says so.
     ///
     /// # Errors
-    /// When there is no such generation to switch to; a failed switch is an `Ok` operation
-    /// with outcome `failed`/`rolled-back`.
+    /// Why it cannot be rebuilt; nothing on the host has changed then.
+    async fn rebuild_from_record(&self, id: u64) -> Result<(Generation, StepRecord), String> {
+        let refused =
+            |why: String| format!("generation {id} cannot be rebuilt from its record: {why}");
+        let record = self
+            .state
+            .call(move |s| s.record(id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                refused("its directory was pruned before strackt kept records".into())
+            })?;
+        let manifest: crate::generation::Manifest = serde_json::from_str(&record.manifest)
+            .map_err(|e| refused(format!("its manifest is unreadable: {e}")))?;
+        let mut rendered =
+            crate::generation::record::rebuild(&record.definition, &manifest).map_err(refused)?;
+        let started = Instant::now();
+        let mut fetched = Vec::new();
+        for (name, lock) in &mut rendered.manifest.packages {
+            if !self.machine.packages().is_cached(&lock.deb) {
+                lock.deb = self
+                    .machine
+                    .packages()
+                    .fetch(name, &lock.version)
+                    .map_err(|e| refused(format!("package {name} {}: {e}", lock.version)))?;
+                fetched.push(format!("{name} {}", lock.version));
+            }
+        }
+        let target = self
+            .store
+            .build(id, &rendered, &manifest.created)
+            .and_then(|_| self.store.load(id))
+            .map_err(|e| refused(e.to_string()))?;
+        let _ = self.state.call(move |s| s.set_pruned(id, false)).await;
+        let detail = if fetched.is_empty() {
+            "its packages were still cached".to_string()
+        } else {
+            format!("fetched again: {}", fetched.join(", "))
+        };
+        let mut step = StepRecord::new(
+            "rebuild",
+            &format!("generation {id} from its record"),
+            "ok",
+            detail,
+            false,
+        );
+        step.duration_ms = Some(started.elapsed().as_millis() as i64);
+        Ok((target, step))
+    }
+
+    /// Switch to an earlier generation (default: the previous one). One whose directory was
+    /// pruned is rebuilt from its record first (and the operation says so).
+    ///
+    /// # Errors
+    /// When there is no such generation to switch to, or a pruned one cannot be rebuilt from
+    /// its record (the host unchanged then); a failed switch is an `Ok` operation with outcome
+    /// `failed`/`rolled-back`.
     pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, String> {
         let started = Instant::now();
         self.saved_switch = None;
@@ -1121,12 +1220,22 @@ impl Daemon {
             Some(g) => return Err(format!("generation {id} is {}; only generations that ran successfully can be rolled back to", g.state)),
             None => return Err(format!("there is no generation {id} (see `strackt generations`)")),
         }
-        let target = self
-            .store
-            .load(id)
-            .map_err(|e| format!("generation {id} is no longer on disk: {e}"))?;
+        // A directory retention pruned comes back from the generation's record first.
+        let (target, rebuilt) = if self.store.list().map_err(|e| e.to_string())?.contains(&id) {
+            let target = self
+                .store
+                .load(id)
+                .map_err(|e| format!("generation {id}: {e}"))?;
+            (target, None)
+        } else {
+            let (target, step) = self.rebuild_from_record(id).await?;
+            (target, Some(step))
+        };
         let op_id = self.start_op("rollback", Trigger::Cli, Some(id)).await;
-        let report = self.switch_to(Some(&target), current.as_ref()).await;
+        let mut report = self.switch_to(Some(&target), current.as_ref()).await;
+        if let Some(step) = rebuilt {
+            report.steps.insert(0, step);
+        }
         let ok = report.failure.is_none();
         let op = self
             .conclude_switch(

@@ -1,4 +1,6 @@
-//! generation/ — immutable generation directories, the atomic `current` flip, retention.
+//! generation/ — immutable generation directories, the atomic `current` flip, which
+//! directories retention prunes, and rebuilding a pruned one from its record (the record itself
+//! lives in the state database and is never deleted).
 //!
 //! Layout under the state root (default `/var/lib/strackt`):
 //! `generations/<N>/{definition.yaml, manifest.json, files/…, units/…}` and
@@ -10,6 +12,7 @@
 //! This module owns strackt's own directories only; it knows nothing of D-Bus or of the
 //! managed host files.
 
+pub mod record;
 pub mod render;
 pub mod retention;
 
@@ -212,6 +215,23 @@ impl Store {
         fs::read(&p).map_err(io("read", &p))
     }
 
+    /// The record of generation `id` as its directory holds it (to backfill the state
+    /// database for generations built before records were kept there).
+    ///
+    /// # Errors
+    /// When its definition or manifest cannot be read.
+    pub fn read_record(&self, id: u64) -> Result<crate::state::GenerationRecord, HostError> {
+        let dir = self.dir(id);
+        let read = |name: &str| {
+            let p = dir.join(name);
+            fs::read_to_string(&p).map_err(io("read", &p))
+        };
+        Ok(crate::state::GenerationRecord {
+            definition: read("definition.yaml")?,
+            manifest: read("manifest.json")?,
+        })
+    }
+
     /// Path of the stored unit file of generation `id`.
     pub fn unit_path(&self, id: u64, unit: &str) -> PathBuf {
         self.dir(id).join("units").join(unit)
@@ -305,8 +325,19 @@ mod tests {
         assert!(g.unit_texts["a.service"].contains("ExecStart=/bin/sleep 1"));
         assert_eq!(store.file_content(2, "/etc/motd").expect("content"), b"two");
         assert_eq!(store.list().expect("list"), vec![1, 2]);
+        let record = store.read_record(1).expect("record");
+        assert!(record.definition.contains("one"));
         store.remove(1).expect("remove");
         assert_eq!(store.list().expect("list"), vec![2]);
+        // A pruned generation comes back from its record, identical.
+        let rebuilt = record::rebuild(
+            &record.definition,
+            &serde_json::from_str(&record.manifest).expect("manifest"),
+        )
+        .expect("rebuilds");
+        assert_eq!(store.build(1, &rebuilt, "t1").expect("rebuild"), m1);
+        assert_eq!(store.load(1).expect("load").manifest, m1);
+        assert_eq!(store.file_content(1, "/etc/motd").expect("content"), b"one");
         store.flip(None).expect("flip none");
         assert_eq!(store.current().expect("current"), None);
     }

@@ -70,6 +70,16 @@ CREATE TABLE releases (
     PRIMARY KEY (app, id)
 );
 ",
+    // Every version is kept: a generation's record (definition text and manifest, which holds
+    // the package lock) lives here for good; retention only prunes its directory. Rows that
+    // retention used to mark `deleted` ran successfully: they become `superseded` and pruned
+    // (without a record, they cannot be rebuilt).
+    "
+ALTER TABLE generations ADD COLUMN definition TEXT;
+ALTER TABLE generations ADD COLUMN manifest TEXT;
+ALTER TABLE generations ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+UPDATE generations SET state = 'superseded', pruned = 1 WHERE state = 'deleted';
+",
 ];
 
 /// A state-store failure.
@@ -113,6 +123,18 @@ pub struct GenerationRow {
     pub reason: Option<String>,
     /// SHA-256 of its definition.
     pub definition_sha256: String,
+    /// Its directory was removed by retention (its record stays; a rollback rebuilds it).
+    #[serde(default)]
+    pub pruned: bool,
+}
+
+/// What the state database keeps of a generation to rebuild its directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationRecord {
+    /// The definition text it was built from.
+    pub definition: String,
+    /// Its `manifest.json` (with the package lock).
+    pub manifest: String,
 }
 
 /// An operation with its steps.
@@ -253,8 +275,69 @@ impl State {
     /// SQLite failures.
     pub fn insert_generation(&self, g: &GenerationRow) -> Result<(), StateError> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO generations (id, created, state, trigger, summary, definition_sha256, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            // An upsert, not a replace: the record and the pruned mark of an existing row stay.
+            "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET created = ?2, state = ?3, trigger = ?4, summary = ?5, definition_sha256 = ?6, reason = ?7",
             params![g.id as i64, g.created, g.state, g.trigger, g.summary, g.definition_sha256, g.reason],
+        )?;
+        Ok(())
+    }
+
+    /// Keep generation `id`'s record (when it is built, or backfilled from its directory).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn put_record(&self, id: u64, record: &GenerationRecord) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE generations SET definition = ?2, manifest = ?3 WHERE id = ?1",
+            params![id as i64, record.definition, record.manifest],
+        )?;
+        Ok(())
+    }
+
+    /// Generation `id`'s record, if it has one.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn record(&self, id: u64) -> Result<Option<GenerationRecord>, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT definition, manifest FROM generations WHERE id = ?1 AND definition IS NOT NULL AND manifest IS NOT NULL",
+                params![id as i64],
+                |r| {
+                    Ok(GenerationRecord {
+                        definition: r.get(0)?,
+                        manifest: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Ids of generations without a record (rows from before records were kept).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn without_record(&self) -> Result<Vec<u64>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM generations WHERE definition IS NULL OR manifest IS NULL ORDER BY id",
+        )?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .map(|id| id.map(|i| i as u64))
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// Mark whether generation `id`'s directory is pruned.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn set_pruned(&self, id: u64, pruned: bool) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE generations SET pruned = ?2 WHERE id = ?1",
+            params![id as i64, pruned],
         )?;
         Ok(())
     }
@@ -290,7 +373,7 @@ impl State {
     /// # Errors
     /// SQLite failures.
     pub fn generations(&self) -> Result<Vec<GenerationRow>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT id, created, state, trigger, summary, reason, definition_sha256 FROM generations ORDER BY id DESC")?;
+        let mut stmt = self.conn.prepare("SELECT id, created, state, trigger, summary, reason, definition_sha256, pruned FROM generations ORDER BY id DESC")?;
         let rows = stmt.query_map([], |r| {
             Ok(GenerationRow {
                 id: r.get::<_, i64>(0)? as u64,
@@ -300,6 +383,7 @@ impl State {
                 summary: r.get(4)?,
                 reason: r.get(5)?,
                 definition_sha256: r.get(6)?,
+                pruned: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -509,6 +593,7 @@ mod tests {
             summary: "s".into(),
             reason: None,
             definition_sha256: "x".into(),
+            pruned: false,
         }
     }
 
@@ -648,6 +733,59 @@ mod tests {
         assert_eq!(got.reason.as_deref(), Some("fetch failed: ***"));
         assert_eq!(got.summary, "fetch failed: ***");
         assert_eq!(got.steps[0].detail, "key *** refused");
+    }
+
+    #[test]
+    fn records_are_kept_through_updates_and_pruning() {
+        let s = State::open(Path::new(":memory:")).expect("open");
+        s.insert_generation(&row(1, "building")).expect("insert");
+        assert_eq!(s.without_record().expect("missing"), vec![1]);
+        let record = GenerationRecord {
+            definition: "version: 1\n".into(),
+            manifest: "{}".into(),
+        };
+        s.put_record(1, &record).expect("record");
+        s.set_pruned(1, true).expect("prune");
+        // Rewriting the row (as the summary update does) keeps the record and the mark.
+        let mut r = row(1, "superseded");
+        r.summary = "1 change".into();
+        s.insert_generation(&r).expect("update");
+        assert_eq!(s.record(1).expect("read"), Some(record));
+        assert!(s.without_record().expect("missing").is_empty());
+        let listed = &s.generations().expect("list")[0];
+        assert!(listed.pruned);
+        assert_eq!(listed.state, "superseded");
+    }
+
+    #[test]
+    fn generations_retention_deleted_before_records_become_pruned_successful_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // A database of the schema before records (version 2).
+            let conn = Connection::open(&path).expect("raw");
+            for m in &MIGRATIONS[..2] {
+                conn.execute_batch(m).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason)
+                 VALUES (1, 't1', 'deleted', 'cli', 's', 'x', 'beyond the retention policy'),
+                        (2, 't2', 'active', 'cli', 's', 'y', NULL);",
+            )
+            .expect("rows");
+        }
+        let s = State::open(&path).expect("migrate");
+        let gens = s.generations().expect("list");
+        assert_eq!(
+            gens.iter()
+                .map(|g| (g.id, g.state.as_str(), g.pruned))
+                .collect::<Vec<_>>(),
+            [(2, "active", false), (1, "superseded", true)]
+        );
+        assert_eq!(s.record(1).expect("read"), None);
+        assert_eq!(s.without_record().expect("missing"), vec![1, 2]);
     }
 
     #[test]

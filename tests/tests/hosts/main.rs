@@ -33,6 +33,7 @@ mod package_users;
 mod packages;
 mod phases;
 mod receiver;
+mod records;
 mod restart;
 mod rollback;
 mod settings;

@@ -109,9 +109,10 @@ fn only_keep_generations_stay_on_disk() -> Res {
         ensure(on_disk.contains(&active), || {
             format!("the active generation {active} was deleted: {dirs:?}")
         })?;
+        // Only its directory went: the record of a pruned generation is still listed.
         let listed: Vec<u64> = h.generations()?.iter().map(|g| g.id).collect();
-        ensure(!listed.contains(&1), || {
-            format!("a deleted generation is still listed: {listed:?}")
+        ensure(listed.contains(&1), || {
+            format!("the record of pruned generation 1 is gone: {listed:?}")
         })?;
         // The previous one is still a rollback target.
         let out = h.strackt(&["rollback"])?;
