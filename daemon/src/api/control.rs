@@ -213,10 +213,7 @@ async fn answer(
             state
                 .call(|s| s.generations())
                 .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|g| g.state != "deleted")
-                .collect::<Vec<_>>(),
+                .map_err(|e| e.to_string())?,
         ),
         ControlRequest::History { operation } => json(
             state

@@ -342,11 +342,7 @@ async fn generations(State(c): State<Ctx>) -> Result<impl IntoResponse, ApiError
         .call(|s| s.generations())
         .await
         .map_err(ApiError::State)?;
-    Ok(Json(
-        rows.into_iter()
-            .filter(|g| g.state != "deleted")
-            .collect::<Vec<_>>(),
-    ))
+    Ok(Json(rows))
 }
 
 async fn operations(State(c): State<Ctx>) -> Result<impl IntoResponse, ApiError> {

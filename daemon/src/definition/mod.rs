@@ -398,8 +398,8 @@ pub struct DaemonSettings {
     /// server's state, generations and operations to anyone who can connect (default false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub listen_non_loopback: bool,
-    /// How many successful generations to keep for rollback (the current and the previous
-    /// one are always kept).
+    /// How many successful generations keep their directories on disk (the current and the
+    /// previous one always do); every generation's record is kept for good.
     #[serde(default = "default_keep")]
     pub keep_generations: u32,
     /// How long a started or restarted unit must stay active before it counts as healthy.
