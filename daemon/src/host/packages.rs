@@ -1,7 +1,8 @@
 //! Debian packages through dpkg and apt: the real [`Packages`].
 //!
 //! Reads the dpkg status and apt's extended states directly (fast enough for every pass);
-//! changes go through apt-get and apt-mark. Packages are installed from `.deb` files kept in
+//! changes go through apt-get and apt-mark, in a transient unit of their own so that no restart
+//! of strackt ever kills a running dpkg. Packages are installed from `.deb` files kept in
 //! strackt's cache, so going back to an earlier generation needs no network.
 
 use std::collections::BTreeMap;
@@ -308,18 +309,91 @@ pub fn parse_policy(text: &str) -> (Option<String>, Vec<String>) {
     (candidate, versions)
 }
 
-fn apt(tool: &'static str, args: &[&str], cwd: Option<&Path>) -> Result<String, HostError> {
-    let mut cmd = Command::new(tool);
-    cmd.args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("LC_ALL", "C");
+/// How an apt tool runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// As strackt's child: reads, downloads and list refreshes, which are harmless to cut off.
+    Child,
+    /// Work that changes the dpkg database (install, remove, hold): in a transient unit of its
+    /// own, outside strackt's cgroup, so that a restart, crash or watchdog kill of strackt (which
+    /// kills everything in strackt's cgroup) never kills dpkg halfway through a package and
+    /// leaves it half-configured. Its output goes to unnamed files, not pipes, so that a dpkg
+    /// outliving strackt never dies of SIGPIPE either. A strackt started meanwhile waits for
+    /// the dpkg lock instead of failing on it.
+    OwnUnit,
+}
+
+/// How long dpkg-changing work waits for the dpkg lock (held by a run that outlived a strackt
+/// restart, or by an administrator's apt) before it fails.
+const LOCK_WAIT_SECS: u32 = 900;
+
+fn apt(
+    tool: &'static str,
+    args: &[&str],
+    cwd: Option<&Path>,
+    how: Run,
+) -> Result<String, HostError> {
+    let failed = |message: String| HostError::Command { op: tool, message };
+    let lock_wait = format!("DPkg::Lock::Timeout={LOCK_WAIT_SECS}");
+    // Without systemd as PID 1 (a container or chroot without it) there is no unit to run in.
+    let own_unit = how == Run::OwnUnit && Path::new("/run/systemd/system").is_dir();
+    let mut cmd = if own_unit {
+        let mut c = Command::new("systemd-run");
+        c.args([
+            "--quiet",
+            "--wait",
+            "--pipe",
+            "--collect",
+            "--service-type=exec",
+            &format!(
+                "--unit=strackt-{tool}-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            ),
+            &format!(
+                "--description=strackt: {tool} {}",
+                args.first().unwrap_or(&"")
+            ),
+            "--setenv=DEBIAN_FRONTEND=noninteractive",
+            "--setenv=LC_ALL=C",
+            "--",
+            tool,
+        ]);
+        c
+    } else {
+        let mut c = Command::new(tool);
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .env("LC_ALL", "C");
+        c
+    };
+    if how == Run::OwnUnit {
+        cmd.args(["-o", &lock_wait]);
+    }
+    cmd.args(args);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let out = cmd.output().map_err(|e| HostError::Command {
-        op: tool,
-        message: format!("running {tool}: {e}"),
-    })?;
+    let out = if own_unit {
+        let file =
+            || tempfile::tempfile().map_err(|e| failed(format!("an output file for {tool}: {e}")));
+        let (stdout, stderr) = (file()?, file()?);
+        let status = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout.try_clone().map_err(|e| failed(e.to_string()))?)
+            .stderr(stderr.try_clone().map_err(|e| failed(e.to_string()))?)
+            .status()
+            .map_err(|e| failed(format!("running {tool} through systemd-run: {e}")))?;
+        std::process::Output {
+            status,
+            stdout: read_back(stdout)
+                .map_err(|e| failed(format!("reading {tool}'s output: {e}")))?,
+            stderr: read_back(stderr)
+                .map_err(|e| failed(format!("reading {tool}'s output: {e}")))?,
+        }
+    } else {
+        cmd.output()
+            .map_err(|e| failed(format!("running {tool}: {e}")))?
+    };
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -334,11 +408,21 @@ fn apt(tool: &'static str, args: &[&str], cwd: Option<&Path>) -> Result<String, 
             .rev()
             .collect::<Vec<_>>()
             .join("\n");
-        Err(HostError::Command {
-            op: tool,
-            message: format!("{} {} failed: {tail}", tool, args.join(" ")),
-        })
+        Err(failed(format!(
+            "{} {} failed: {tail}",
+            tool,
+            args.join(" ")
+        )))
     }
+}
+
+/// Everything written to an unnamed output file.
+fn read_back(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The file name apt-get download gives a package version, without the architecture.
@@ -359,7 +443,8 @@ impl Packages for Apt {
     }
 
     fn resolve(&self, name: &str, want: &str) -> Result<String, HostError> {
-        let (candidate, versions) = parse_policy(&apt("apt-cache", &["policy", name], None)?);
+        let (candidate, versions) =
+            parse_policy(&apt("apt-cache", &["policy", name], None, Run::Child)?);
         let missing = |what: String| HostError::Command {
             op: "apt-cache",
             message: what,
@@ -406,6 +491,7 @@ impl Packages for Apt {
             "apt-get",
             &["download", "-q", &format!("{name}={version}")],
             Some(&self.cache),
+            Run::Child,
         )?;
         find().ok_or_else(|| HostError::Command {
             op: "apt-get",
@@ -430,23 +516,23 @@ impl Packages for Apt {
             "Dpkg::Options::=--force-confold",
         ];
         args.extend(paths.iter().map(String::as_str));
-        apt("apt-get", &args, None).map(|_| ())
+        apt("apt-get", &args, None, Run::OwnUnit).map(|_| ())
     }
 
     fn remove(&self, names: &[String]) -> Result<(), HostError> {
         let mut args = vec!["remove", "-y", "-q", "--allow-change-held-packages"];
         args.extend(names.iter().map(String::as_str));
-        apt("apt-get", &args, None).map(|_| ())
+        apt("apt-get", &args, None, Run::OwnUnit).map(|_| ())
     }
 
     fn hold(&self, names: &[String], hold: bool) -> Result<(), HostError> {
         let mut args = vec![if hold { "hold" } else { "unhold" }];
         args.extend(names.iter().map(String::as_str));
-        apt("apt-mark", &args, None).map(|_| ())
+        apt("apt-mark", &args, None, Run::OwnUnit).map(|_| ())
     }
 
     fn refresh(&self) -> Result<(), HostError> {
-        apt("apt-get", &["update", "-q"], None).map(|_| ())
+        apt("apt-get", &["update", "-q"], None, Run::Child).map(|_| ())
     }
 
     fn candidates(&self, names: &[String]) -> Result<BTreeMap<String, Offer>, HostError> {
@@ -455,7 +541,12 @@ impl Packages for Apt {
         }
         let mut args = vec!["policy"];
         args.extend(names.iter().map(String::as_str));
-        Ok(parse_policy_offers(&apt("apt-cache", &args, None)?))
+        Ok(parse_policy_offers(&apt(
+            "apt-cache",
+            &args,
+            None,
+            Run::Child,
+        )?))
     }
 
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError> {
