@@ -58,8 +58,9 @@ pub fn init() {
 /// One log line for a finished operation: an error when it failed or was rolled back, a notice
 /// when it changed something, debug when a pass found nothing to do (the timer's every five
 /// minutes would otherwise fill the journal). Fields: `OPERATION_ID`, `KIND`, `TRIGGER`,
-/// `GENERATION` (0 when none) and `OUTCOME`.
-pub fn operation(op: &Operation) {
+/// `GENERATION` (0 when none), `OUTCOME`, and `APP` for an operation on one app (deploys,
+/// release rollbacks, restores).
+pub fn operation(op: &Operation, app: Option<&str>) {
     let generation = op.generation.unwrap_or(0);
     let (id, kind, trigger, outcome) = (op.id, &op.kind, &op.trigger, &op.outcome);
     if op.outcome == "success" || op.outcome == "ok" {
@@ -69,12 +70,12 @@ pub fn operation(op: &Operation) {
             .all(|s| s.outcome != "ok" || matches!(s.action.as_str(), "verify" | "health"))
             && !matches!(op.kind.as_str(), "rollback" | "startup");
         if quiet {
-            tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id}: {}", op.summary);
+            tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", op.summary);
         } else {
-            tracing::info!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id}: {}", op.summary);
+            tracing::info!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", op.summary);
         }
     } else {
         let reason = op.reason.as_deref().unwrap_or("no reason recorded");
-        tracing::error!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, "{kind} #{id} {outcome}: {reason}");
+        tracing::error!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id} {outcome}: {reason}");
     }
 }

@@ -204,7 +204,7 @@ impl Backups {
         let def = self.deployer.load()?;
         let (spec, app_spec) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
-        let mut p = self.deployer.progress("backup", trigger).await?;
+        let mut p = self.deployer.progress("backup", trigger, app).await?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {
@@ -551,7 +551,10 @@ impl Backups {
         let def = self.deployer.load()?;
         let (spec, _) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
-        let mut p = self.deployer.progress("backup-verify", trigger).await?;
+        let mut p = self
+            .deployer
+            .progress("backup-verify", trigger, app)
+            .await?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {

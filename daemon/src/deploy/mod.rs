@@ -114,6 +114,8 @@ pub(crate) struct Progress {
     started: Instant,
     /// What the running step says about itself (e.g. bytes read), shown while it runs.
     live: Arc<Mutex<String>>,
+    /// The app the operation is about, for the journal (none for a backup run of several).
+    app: Option<String>,
 }
 
 impl Progress {
@@ -253,6 +255,7 @@ impl Progress {
         if let Err(e) = self.state.call(move |s| s.finish_operation(&op)).await {
             tracing::error!("recording operation {}: {e}", self.op.id);
         }
+        crate::logging::operation(&self.op, self.app.as_deref());
         self.op
     }
 }
@@ -427,7 +430,8 @@ impl Deployer {
             .insert(app.to_string(), (kind, op));
     }
 
-    /// Start a tracked operation of `kind` that claims no app (backups, verifies).
+    /// Start a tracked operation of `kind` on `app` that does not claim it (backups,
+    /// verifies).
     ///
     /// # Errors
     /// The state database failed.
@@ -435,13 +439,16 @@ impl Deployer {
         &self,
         kind: &'static str,
         trigger: &'static str,
+        app: &str,
     ) -> Result<Progress, String> {
         let id = self
             .state
             .call(move |s| s.start_operation(kind, trigger, None, &now()))
             .await
             .map_err(|e| e.to_string())?;
-        self.progress_of(id).await
+        let mut p = self.progress_of(id).await?;
+        p.app = Some(app.to_string());
+        Ok(p)
     }
 
     async fn progress_of(&self, id: i64) -> Result<Progress, String> {
@@ -458,11 +465,12 @@ impl Deployer {
             op,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
+            app: None,
         })
     }
 
     async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
-        let p = self.progress(kind, "cli").await?;
+        let p = self.progress(kind, "cli", app).await?;
         self.mark_busy(kind, app, p.id());
         Ok(p)
     }
@@ -1316,6 +1324,7 @@ mod tests {
             op: recorded().await,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
+            app: None,
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let guard = Dropped(stopped.clone());

@@ -166,6 +166,13 @@ fn first_and_second_deploy_with_a_migration() -> Res {
             "app serves from its database",
         )?;
         ensure_eq(live_link(h)?, "releases/1".to_string(), "current")?;
+        // The operator's journal names the app: `journalctl -u strackt APP=shop`.
+        let journal = h.sh_ok(
+            "journalctl -u strackt.service -t strackt -o json --no-pager APP=shop KIND=deploy",
+        )?;
+        ensure(journal.contains("\"OUTCOME\":\"success\""), || {
+            format!("no journal entry for the deploy with APP=shop: {journal}")
+        })?;
         let head = h
             .sh_ok("git -C /srv/src/shop rev-parse HEAD")?
             .trim()

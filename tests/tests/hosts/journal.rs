@@ -1,6 +1,7 @@
 //! strackt in the journal as an operator reads it: every operation that changed something or
 //! failed is one line with its priority (`journalctl -p err` shows the failures) and the fields
-//! `OPERATION_ID`, `KIND`, `TRIGGER`, `GENERATION`; no terminal colour codes.
+//! `OPERATION_ID`, `KIND`, `TRIGGER`, `GENERATION`; no terminal colour codes. (`APP` on an app's
+//! operations is checked by the deploy test.)
 
 use strackt_integration::{ensure, with_host, Host, Res};
 
