@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use super::http::without_output;
 use crate::daemon::{PackageUpdate, Status};
 use crate::definition::schedule::Schedule;
 use crate::state::{GenerationRow, Operation, ReleaseRow, StateHandle};
@@ -52,6 +53,7 @@ dl { display: grid; grid-template-columns: max-content auto; gap: 0.3em 1.2em; }
 .why { white-space: pre-wrap; } code { font-size: 0.95em; }
 .ok, .success, .active, .live { color: #11752f; } .failed, .rolled-back, .interrupted { color: #b3261e; font-weight: 600; }
 .running, .building, .switching { color: #0b57d0; font-weight: 600; } .unknown, .skipped, .removed, .superseded, .previous { color: #666; }
+tr.current td { font-weight: 600; background: #eef3fd; }
 .box { border: 2px solid #0b57d0; border-radius: 6px; padding: 0.3em 1em; margin: 0.8em 0; }
 ";
 
@@ -173,14 +175,6 @@ fn of_definition(text: &str) -> (BTreeSet<String>, BTreeMap<String, BackupSchedu
         })
         .collect();
     (def.apps.keys().cloned().collect(), schedules)
-}
-
-/// Steps are never shown with their output; it is dropped before anything is rendered.
-fn without_output(mut op: Operation) -> Operation {
-    for s in &mut op.steps {
-        s.output = None;
-    }
-    op
 }
 
 fn page(code: StatusCode, body: Markup) -> Response {
@@ -386,7 +380,7 @@ fn steps(op: &Operation) -> Markup {
                 thead { tr { th { "#" } th { "Step" } th { "On" } th { "Outcome" } th { "Detail" } th { "Took" } } }
                 tbody {
                     @for (i, s) in op.steps.iter().enumerate() {
-                        tr class=(s.outcome) {
+                        tr.current[s.outcome == "running"] {
                             td.num { (i + 1) }
                             td { (s.action) }
                             td { code { (s.target) } }

@@ -342,8 +342,8 @@ async fn connection(
     lock(&slots).open.remove(&id);
 }
 
-/// An operation as HTTP shows it: without step output.
-fn without_output(mut op: Operation) -> Operation {
+/// An operation as HTTP shows it: without step output (the dashboard too).
+pub(super) fn without_output(mut op: Operation) -> Operation {
     for s in &mut op.steps {
         s.output = None;
     }
