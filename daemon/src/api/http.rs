@@ -1,5 +1,5 @@
 //! Read-only HTTP: `/status`, `/generations`, `/operations`, `/operations/{id}`, `/metrics`,
-//! `/healthz`. Only GET routes exist; changing the server goes through the definition or the
+//! `/healthz`, and the dashboard (`/`, `/ui/operations/{id}`: see `api::dashboard`). Only GET routes exist; changing the server goes through the definition or the
 //! root-only control socket.
 //!
 //! Any local user can reach the port, so the endpoint is built not to be starved or to starve
@@ -150,6 +150,20 @@ fn router(ctx: Ctx) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        // The dashboard: the same data as HTML (no step output either).
+        .route(
+            "/",
+            get(|State(c): State<Ctx>| async move {
+                let status = c.status.borrow().clone();
+                super::dashboard::index(status, &c.state).await
+            }),
+        )
+        .route(
+            "/ui/operations/{id}",
+            get(|State(c): State<Ctx>, Path(id): Path<i64>| async move {
+                super::dashboard::operation(&c.state, id).await
+            }),
+        )
         .with_state(ctx)
 }
 
@@ -328,8 +342,8 @@ async fn connection(
     lock(&slots).open.remove(&id);
 }
 
-/// An operation as HTTP shows it: without step output.
-fn without_output(mut op: Operation) -> Operation {
+/// An operation as HTTP shows it: without step output (the dashboard too).
+pub(super) fn without_output(mut op: Operation) -> Operation {
     for s in &mut op.steps {
         s.output = None;
     }

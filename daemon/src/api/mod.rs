@@ -1,7 +1,8 @@
 //! api/ — how users reach the daemon: a root-only Unix socket with full control (the CLI), and
-//! read-only HTTP JSON on loopback. Nothing mutates over TCP.
+//! read-only HTTP (JSON, and an HTML dashboard) on loopback. Nothing mutates over TCP.
 
 pub mod control;
+pub mod dashboard;
 pub mod http;
 
 use serde::{Deserialize, Serialize};

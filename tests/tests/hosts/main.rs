@@ -16,6 +16,7 @@ mod changes;
 mod check_refusals;
 mod confirm;
 mod crash;
+mod dashboard;
 mod deploy;
 mod deploy_db;
 mod drift;
