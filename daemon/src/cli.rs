@@ -719,21 +719,30 @@ fn host_problems(
 ) -> Vec<crate::definition::Problem> {
     use crate::host::packages::{Apt, Packages};
     let apt = Apt::new(Path::new("/var/cache/strackt/debs"));
-    let mut problems = Vec::new();
-    for (name, want) in &def.definition().packages {
-        if let Err(e) = apt.resolve(name, want) {
-            let message = match e {
+    let resolved = match apt.resolve(&def.definition().packages) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            return vec![crate::definition::problem_at(
+                text,
+                &["packages"],
+                format!("apt cannot be asked: {e}"),
+            )]
+        }
+    };
+    resolved
+        .into_iter()
+        .filter_map(|(name, version)| {
+            let message = match version.err()? {
                 crate::host::HostError::Command { message, .. } => message,
                 other => other.to_string(),
             };
-            problems.push(crate::definition::problem_at(
+            Some(crate::definition::problem_at(
                 text,
-                &["packages", name],
+                &["packages", &name],
                 message,
-            ));
-        }
-    }
-    problems
+            ))
+        })
+        .collect()
 }
 
 /// The current generation's definition with its lock folded in: every `latest` package becomes

@@ -543,13 +543,14 @@ fn build_locked(w: &mut World, src: &str) -> Result<Generation, crate::host::Hos
     use crate::host::packages::Packages;
     let def = parse(src, Path::new("t.yaml")).expect("valid definition");
     let mut r = render(&def);
-    for (name, want) in &def.definition().packages {
-        let version = w.host.resolve(name, want)?;
-        let deb = w.host.fetch(name, &version)?;
-        r.manifest.packages.insert(
-            name.clone(),
-            crate::generation::PackageLock { version, deb },
-        );
+    let versions =
+        crate::host::packages::all_resolved(w.host.resolve(&def.definition().packages)?)?;
+    let mut debs = w.host.fetch(&versions)?;
+    for (name, version) in versions {
+        let deb = debs.remove(&name).unwrap_or_default();
+        r.manifest
+            .packages
+            .insert(name, crate::generation::PackageLock { version, deb });
     }
     w.store.build(w.next, &r, "now").expect("build");
     w.next += 1;

@@ -1,5 +1,6 @@
 //! One pass: load → build → observe → plan → switch → verify → record; and rollback.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1152,15 +1153,25 @@ impl Daemon {
         let mut rendered =
             crate::generation::record::rebuild(&record.definition, &manifest).map_err(refused)?;
         let started = Instant::now();
-        let mut fetched = Vec::new();
+        let uncached: BTreeMap<String, String> = rendered
+            .manifest
+            .packages
+            .iter()
+            .filter(|(_, lock)| !self.machine.packages().is_cached(&lock.deb))
+            .map(|(name, lock)| (name.clone(), lock.version.clone()))
+            .collect();
+        let mut debs = self
+            .machine
+            .packages()
+            .fetch(&uncached)
+            .map_err(|e| refused(format!("its packages: {e}")))?;
+        let fetched: Vec<String> = uncached
+            .iter()
+            .map(|(name, version)| format!("{name} {version}"))
+            .collect();
         for (name, lock) in &mut rendered.manifest.packages {
-            if !self.machine.packages().is_cached(&lock.deb) {
-                lock.deb = self
-                    .machine
-                    .packages()
-                    .fetch(name, &lock.version)
-                    .map_err(|e| refused(format!("package {name} {}: {e}", lock.version)))?;
-                fetched.push(format!("{name} {}", lock.version));
+            if let Some(deb) = debs.remove(name) {
+                lock.deb = deb;
             }
         }
         let target = self
@@ -1277,6 +1288,7 @@ impl Daemon {
         // An exact version the current generation already locked (and whose .deb is cached)
         // needs no apt look-up: saving an unrelated edit must not cost 50 of them.
         let current = self.current().ok().flatten();
+        let mut todo = BTreeMap::new();
         for (name, want) in &def.definition().packages {
             if want != "latest" {
                 if let Some(lock) = current
@@ -1293,16 +1305,22 @@ impl Daemon {
                     }
                 }
             }
-            let version = self.machine.packages().resolve(name, want)?;
-            let deb = if fetch {
-                self.machine.packages().fetch(name, &version)?
-            } else {
-                String::new()
-            };
-            rendered.manifest.packages.insert(
-                name.clone(),
-                crate::generation::PackageLock { version, deb },
-            );
+            todo.insert(name.clone(), want.clone());
+        }
+        // One apt look-up and one download for all of them, not one of each per package.
+        let versions =
+            crate::host::packages::all_resolved(self.machine.packages().resolve(&todo)?)?;
+        let mut debs = if fetch {
+            self.machine.packages().fetch(&versions)?
+        } else {
+            BTreeMap::new()
+        };
+        for (name, version) in versions {
+            let deb = debs.remove(&name).unwrap_or_default();
+            rendered
+                .manifest
+                .packages
+                .insert(name, crate::generation::PackageLock { version, deb });
         }
         Ok(())
     }

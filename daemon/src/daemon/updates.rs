@@ -651,18 +651,18 @@ impl Daemon {
             );
         }
         let apt = self.machine.packages().clone();
-        let wanted: Vec<(String, String)> = edits
+        let wanted: std::collections::BTreeMap<String, String> = edits
             .iter()
             .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
             .collect();
-        let checked = tokio::task::spawn_blocking(move || {
-            wanted
+        let checked: Vec<(String, String)> =
+            tokio::task::spawn_blocking(move || apt.resolve(&wanted))
+                .await
+                .map_err(|e| format!("the apt task ended: {e}"))?
+                .map_err(|e| format!("asking apt: {e}; nothing was changed"))?
                 .into_iter()
-                .filter_map(|(n, v)| apt.resolve(&n, &v).err().map(|e| (n, e.to_string())))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| format!("the apt task ended: {e}"))?;
+                .filter_map(|(n, v)| v.err().map(|e| (n, e.to_string())))
+                .collect();
         if !checked.is_empty() {
             let problems = checked
                 .into_iter()

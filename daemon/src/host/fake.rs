@@ -13,7 +13,7 @@ use super::accounts::{Accounts, UserState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
-use super::packages::{compare_versions, Installed, Offer, Offered, Packages};
+use super::packages::{compare_versions, Installed, Offer, Offered, Packages, Resolved};
 use super::sysctl::Sysctl;
 use super::usage::{ProcessInfo, Usage};
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
@@ -490,40 +490,54 @@ impl Packages for FakeHost {
     fn installed(&self) -> Result<BTreeMap<String, Installed>, HostError> {
         Ok(self.state().installed.clone())
     }
-    fn resolve(&self, name: &str, want: &str) -> Result<String, HostError> {
+    fn resolve(&self, wants: &BTreeMap<String, String>) -> Result<Resolved, HostError> {
         let s = self.state();
-        let versions = s.repository.get(name).ok_or_else(|| HostError::Command {
+        let failed = |message: String| HostError::Command {
             op: "apt-cache",
-            message: format!("package {name:?} is not available"),
-        })?;
-        match want {
-            "latest" => versions.last().cloned().ok_or_else(|| HostError::Command {
-                op: "apt-cache",
-                message: "no candidate".into(),
-            }),
-            v if versions.iter().any(|x| x == v) => Ok(v.to_string()),
-            v => Err(HostError::Command {
-                op: "apt-cache",
-                message: format!(
+            message,
+        };
+        let one = |name: &String, want: &String| {
+            let versions = s
+                .repository
+                .get(name)
+                .ok_or_else(|| failed(format!("package {name:?} is not available")))?;
+            match want.as_str() {
+                "latest" => versions
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| failed("no candidate".into())),
+                v if versions.iter().any(|x| x == v) => Ok(v.to_string()),
+                v => Err(failed(format!(
                     "version {v:?} of {name:?} is not available (available: {})",
                     versions.join(", ")
-                ),
-            }),
-        }
-    }
-    fn fetch(&self, name: &str, version: &str) -> Result<String, HostError> {
-        let deb = format!("{name}_{version}_all.deb");
-        let mut s = self.state();
-        if !s.debs.contains(&deb) {
-            if s.offline {
-                return Err(HostError::Command {
-                    op: "apt-get",
-                    message: "could not connect to the mirror".into(),
-                });
+                ))),
             }
-            s.debs.insert(deb.clone());
+        };
+        Ok(wants
+            .iter()
+            .map(|(name, want)| (name.clone(), one(name, want)))
+            .collect())
+    }
+    fn fetch(
+        &self,
+        locks: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, HostError> {
+        let mut s = self.state();
+        let mut out = BTreeMap::new();
+        for (name, version) in locks {
+            let deb = format!("{name}_{version}_all.deb");
+            if !s.debs.contains(&deb) {
+                if s.offline {
+                    return Err(HostError::Command {
+                        op: "apt-get",
+                        message: "could not connect to the mirror".into(),
+                    });
+                }
+                s.debs.insert(deb.clone());
+            }
+            out.insert(name.clone(), deb);
         }
-        Ok(deb)
+        Ok(out)
     }
     fn install(&self, debs: &[String]) -> Result<(), HostError> {
         let mut s = self.state();

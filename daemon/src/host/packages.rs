@@ -26,15 +26,35 @@ pub struct Installed {
     pub essential: bool,
 }
 
+/// Package → the exact version a want means, or why apt has none.
+pub type Resolved = BTreeMap<String, Result<String, HostError>>;
+
+/// Every package's exact version, or the first package apt has none for.
+///
+/// # Errors
+/// A package apt has no such version of.
+pub fn all_resolved(resolved: Resolved) -> Result<BTreeMap<String, String>, HostError> {
+    resolved
+        .into_iter()
+        .map(|(name, version)| version.map(|v| (name, v)))
+        .collect()
+}
+
 /// The package manager. Real implementation: [`Apt`].
 pub trait Packages: Send + Sync {
     /// Every installed package.
     fn installed(&self) -> Result<BTreeMap<String, Installed>, HostError>;
-    /// The exact version `want` (an exact version or `latest`) means, from the apt sources.
-    fn resolve(&self, name: &str, want: &str) -> Result<String, HostError>;
-    /// Make sure the `.deb` of `name` `version` is in the cache (downloading it if needed);
-    /// returns its file name there.
-    fn fetch(&self, name: &str, version: &str) -> Result<String, HostError>;
+    /// The exact version each want (package → an exact version or `latest`) means, from the
+    /// apt sources, in one look-up: package → its version, or why it has none (each package
+    /// apart, so a check can name every one that is missing).
+    fn resolve(&self, wants: &BTreeMap<String, String>) -> Result<Resolved, HostError>;
+    /// Make sure the `.deb` of each package → version is in the cache, downloading the missing
+    /// ones in one apt run (not one per package: that was most of a first converge); returns
+    /// package → its file name there.
+    fn fetch(
+        &self,
+        locks: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, HostError>;
     /// Install (or up/downgrade to) cached `.deb` files, as one apt transaction.
     fn install(&self, debs: &[String]) -> Result<(), HostError>;
     /// Remove packages.
@@ -282,33 +302,6 @@ pub fn parse_installed(status: &str, extended: &str) -> BTreeMap<String, Install
         .collect()
 }
 
-/// The versions apt knows for a package, from `apt-cache policy` output: (candidate, all).
-pub fn parse_policy(text: &str) -> (Option<String>, Vec<String>) {
-    let candidate = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Candidate: "))
-        .filter(|c| *c != "(none)")
-        .map(str::to_string);
-    let mut in_table = false;
-    let mut versions = Vec::new();
-    for line in text.lines() {
-        if line.trim() == "Version table:" {
-            in_table = true;
-            continue;
-        }
-        // Version lines are indented 5 (or start with " *** "); source lines 8 or more.
-        if in_table
-            && (line.starts_with(" *** ")
-                || (line.starts_with("     ") && !line.starts_with("      ")))
-        {
-            if let Some(v) = line.trim_start_matches(" *** ").split_whitespace().next() {
-                versions.push(v.to_string());
-            }
-        }
-    }
-    (candidate, versions)
-}
-
 /// How an apt tool runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Run {
@@ -425,6 +418,35 @@ fn read_back(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The exact version `want` (an exact version or `latest`) of `name` means, given what apt
+/// offers for it (`None`: apt does not know the package).
+fn pick(name: &str, want: &str, offer: Option<&Offer>) -> Result<String, HostError> {
+    let missing = |what: String| HostError::Command {
+        op: "apt-cache",
+        message: what,
+    };
+    let unknown = || {
+        missing(format!(
+            "package {name:?} is not available from the configured apt sources"
+        ))
+    };
+    let offer = offer.ok_or_else(unknown)?;
+    if want == "latest" {
+        return offer.candidate.clone().ok_or_else(unknown);
+    }
+    if offer.versions.iter().any(|v| v.version == want) {
+        return Ok(want.to_string());
+    }
+    if offer.versions.is_empty() {
+        return Err(unknown());
+    }
+    let versions: Vec<&str> = offer.versions.iter().map(|v| v.version.as_str()).collect();
+    Err(missing(format!(
+        "version {want:?} of {name:?} is not available (available: {})",
+        versions.join(", ")
+    )))
+}
+
 /// The file name apt-get download gives a package version, without the architecture.
 fn deb_prefix(name: &str, version: &str) -> String {
     format!("{name}_{}_", version.replace(':', "%3a"))
@@ -442,61 +464,69 @@ impl Packages for Apt {
         Ok(parse_installed(&status, &extended))
     }
 
-    fn resolve(&self, name: &str, want: &str) -> Result<String, HostError> {
-        let (candidate, versions) =
-            parse_policy(&apt("apt-cache", &["policy", name], None, Run::Child)?);
-        let missing = |what: String| HostError::Command {
-            op: "apt-cache",
-            message: what,
-        };
-        if want == "latest" {
-            return candidate.ok_or_else(|| {
-                missing(format!(
-                    "package {name:?} is not available from the configured apt sources"
-                ))
-            });
+    fn resolve(&self, wants: &BTreeMap<String, String>) -> Result<Resolved, HostError> {
+        if wants.is_empty() {
+            return Ok(BTreeMap::new());
         }
-        if versions.iter().any(|v| v == want) {
-            return Ok(want.to_string());
-        }
-        if versions.is_empty() {
-            return Err(missing(format!(
-                "package {name:?} is not available from the configured apt sources"
-            )));
-        }
-        Err(missing(format!(
-            "version {want:?} of {name:?} is not available (available: {})",
-            versions.join(", ")
-        )))
+        let mut args = vec!["policy"];
+        args.extend(wants.keys().map(String::as_str));
+        let offers = parse_policy_offers(&apt("apt-cache", &args, None, Run::Child)?);
+        Ok(wants
+            .iter()
+            .map(|(name, want)| (name.clone(), pick(name, want, offers.get(name))))
+            .collect())
     }
 
-    fn fetch(&self, name: &str, version: &str) -> Result<String, HostError> {
-        let prefix = deb_prefix(name, version);
-        let find = || -> Option<String> {
+    fn fetch(
+        &self,
+        locks: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, HostError> {
+        let cached = || -> Vec<String> {
             std::fs::read_dir(&self.cache)
-                .ok()?
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .find(|f| f.starts_with(&prefix) && f.ends_with(".deb"))
+                .map(|dir| {
+                    dir.flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|f| f.ends_with(".deb"))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
-        if let Some(found) = find() {
-            return Ok(found);
-        }
-        std::fs::create_dir_all(&self.cache).map_err(|source| HostError::Io {
-            op: "create directory",
-            path: self.cache.clone(),
-            source,
-        })?;
-        apt(
-            "apt-get",
-            &["download", "-q", &format!("{name}={version}")],
-            Some(&self.cache),
-            Run::Child,
-        )?;
-        find().ok_or_else(|| HostError::Command {
-            op: "apt-get",
-            message: format!("apt-get download {name}={version} left no {prefix}*.deb"),
-        })
+        let find = |files: &[String], name: &str, version: &str| {
+            let prefix = deb_prefix(name, version);
+            files.iter().find(|f| f.starts_with(&prefix)).cloned()
+        };
+        let files = cached();
+        let missing: Vec<String> = locks
+            .iter()
+            .filter(|(name, version)| find(&files, name, version).is_none())
+            .map(|(name, version)| format!("{name}={version}"))
+            .collect();
+        let files = if missing.is_empty() {
+            files
+        } else {
+            std::fs::create_dir_all(&self.cache).map_err(|source| HostError::Io {
+                op: "create directory",
+                path: self.cache.clone(),
+                source,
+            })?;
+            let mut args = vec!["download", "-q"];
+            args.extend(missing.iter().map(String::as_str));
+            apt("apt-get", &args, Some(&self.cache), Run::Child)?;
+            cached()
+        };
+        locks
+            .iter()
+            .map(|(name, version)| {
+                let deb = find(&files, name, version).ok_or_else(|| HostError::Command {
+                    op: "apt-get",
+                    message: format!(
+                        "apt-get download {name}={version} left no {}*.deb",
+                        deb_prefix(name, version)
+                    ),
+                })?;
+                Ok((name.clone(), deb))
+            })
+            .collect()
     }
 
     fn install(&self, debs: &[String]) -> Result<(), HostError> {
@@ -590,14 +620,26 @@ mod tests {
     #[test]
     fn apt_cache_policy_versions() {
         let text = "strackt-demo:\n  Installed: 1.0\n  Candidate: 1.1\n  Version table:\n     1.1 500\n        500 file:/srv/repo ./ Packages\n *** 1.0 500\n        500 file:/srv/repo ./ Packages\n        100 /var/lib/dpkg/status\n";
+        let offers = parse_policy_offers(text);
+        let demo = offers.get("strackt-demo");
         assert_eq!(
-            parse_policy(text),
-            (Some("1.1".into()), vec!["1.1".into(), "1.0".into()])
+            pick("strackt-demo", "latest", demo).ok(),
+            Some("1.1".into())
         );
-        assert_eq!(
-            parse_policy("nope:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n"),
-            (None, vec![])
+        assert_eq!(pick("strackt-demo", "1.0", demo).ok(), Some("1.0".into()));
+        let wrong = pick("strackt-demo", "2.0", demo).map_err(|e| e.to_string());
+        assert!(
+            wrong
+                .as_ref()
+                .is_err_and(|e| e.contains("available: 1.1, 1.0")),
+            "{wrong:?}"
         );
+        let none = parse_policy_offers(
+            "nope:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n",
+        );
+        assert!(pick("nope", "latest", none.get("nope")).is_err());
+        assert!(pick("nope", "1", none.get("nope")).is_err());
+        assert!(pick("gone", "1", None).is_err());
         assert_eq!(deb_prefix("a", "1:2.0"), "a_1%3a2.0_");
     }
 
