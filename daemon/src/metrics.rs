@@ -297,20 +297,20 @@ struct Scrape {
 /// One sample: its labels and value.
 type Sample<V> = (Vec<(&'static str, String)>, V);
 
-/// Encode a family of samples (nothing at all when it has none).
-fn family<M: EncodeMetric>(
+/// Encode a family of samples, each value made a metric by `metric` (nothing at all when it has
+/// no sample).
+fn family<V, M: EncodeMetric>(
     enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: Vec<(Vec<(&'static str, String)>, M)>,
+    (name, help, kind): (&str, &str, MetricType),
+    samples: Vec<Sample<V>>,
+    metric: impl Fn(V) -> M,
 ) -> Result<(), std::fmt::Error> {
     if samples.is_empty() {
         return Ok(());
     }
-    let mut metric = enc.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in &samples {
-        value.encode(metric.encode_family(labels)?)?;
+    let mut encoder = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        metric(value).encode(encoder.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -321,24 +321,12 @@ fn gauges<V: EncodeGaugeValue + std::fmt::Debug>(
     help: &str,
     samples: Vec<Sample<V>>,
 ) -> Result<(), std::fmt::Error> {
-    let samples = samples
-        .into_iter()
-        .map(|(l, v)| (l, ConstGauge::new(v)))
-        .collect();
-    family(enc, name, help, MetricType::Gauge, samples)
-}
-
-fn counters(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: Vec<Sample<u64>>,
-) -> Result<(), std::fmt::Error> {
-    let samples = samples
-        .into_iter()
-        .map(|(l, v)| (l, ConstCounter::new(v)))
-        .collect();
-    family(enc, name, help, MetricType::Counter, samples)
+    family(
+        enc,
+        (name, help, MetricType::Gauge),
+        samples,
+        ConstGauge::new,
+    )
 }
 
 /// One unlabelled gauge.
@@ -486,20 +474,29 @@ impl Scrape {
                 })
                 .filter(|(_, rec)| !rec.is_empty())
                 .collect();
-            counters(
-                enc,
-                &format!("strackt_{what}s"),
-                &format!("{runs} finished since strackt started, per app."),
-                apps.iter().map(|(l, rec)| (l.clone(), rec.runs)).collect(),
-            )?;
-            counters(
-                enc,
-                &format!("strackt_{what}_failures"),
-                &format!("{runs} that failed since strackt started, per app."),
-                apps.iter()
-                    .map(|(l, rec)| (l.clone(), rec.failures))
-                    .collect(),
-            )?;
+            let runs_of: fn(&Record) -> u64 = |rec| rec.runs;
+            let failures_of: fn(&Record) -> u64 = |rec| rec.failures;
+            for (name, help, count) in [
+                (format!("strackt_{what}s"), "finished", runs_of),
+                (
+                    format!("strackt_{what}_failures"),
+                    "that failed",
+                    failures_of,
+                ),
+            ] {
+                family(
+                    enc,
+                    (
+                        &name,
+                        &format!("{runs} {help} since strackt started, per app."),
+                        MetricType::Counter,
+                    ),
+                    apps.iter()
+                        .map(|(l, rec)| (l.clone(), count(rec)))
+                        .collect(),
+                    ConstCounter::new,
+                )?;
+            }
             gauges(
                 enc,
                 &format!("strackt_{what}_last_outcome"),

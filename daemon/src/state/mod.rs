@@ -227,6 +227,19 @@ fn make_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A step from `SELECT action, target, outcome, detail, drift, duration_ms, output`.
+fn step_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
+    Ok(StepRecord {
+        action: r.get(0)?,
+        target: r.get(1)?,
+        outcome: r.get(2)?,
+        detail: r.get(3)?,
+        drift: r.get(4)?,
+        duration_ms: r.get(5)?,
+        output: r.get(6)?,
+    })
+}
+
 impl State {
     /// Open (creating and migrating) the database at `path`; `:memory:` for tests.
     ///
@@ -510,24 +523,14 @@ impl State {
     /// SQLite failures.
     pub fn unit_checks(&self, limit: usize) -> Result<Vec<StepRecord>, StateError> {
         let mut stmt = self.conn.prepare(
-            "SELECT action, target, outcome, detail, drift FROM steps
+            "SELECT action, target, outcome, detail, drift, duration_ms, output FROM steps
              WHERE action IN ('verify', 'health') AND operation IN
                  (SELECT id FROM operations WHERE kind IN ('apply', 'drift', 'rollback', 'startup')
                   AND outcome != 'running' ORDER BY id DESC LIMIT ?1)
              ORDER BY operation, seq",
         )?;
         let steps = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok(StepRecord {
-                    action: r.get(0)?,
-                    target: r.get(1)?,
-                    outcome: r.get(2)?,
-                    detail: r.get(3)?,
-                    drift: r.get(4)?,
-                    duration_ms: None,
-                    output: None,
-                })
-            })?
+            .query_map(params![limit as i64], step_row)?
             .collect::<Result<_, _>>()?;
         Ok(steps)
     }
@@ -597,17 +600,7 @@ impl State {
         let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift, duration_ms, output FROM steps WHERE operation = ?1 ORDER BY seq")?;
         for op in &mut ops {
             op.steps = steps
-                .query_map(params![op.id], |r| {
-                    Ok(StepRecord {
-                        action: r.get(0)?,
-                        target: r.get(1)?,
-                        outcome: r.get(2)?,
-                        detail: r.get(3)?,
-                        drift: r.get(4)?,
-                        duration_ms: r.get(5)?,
-                        output: r.get(6)?,
-                    })
-                })?
+                .query_map(params![op.id], step_row)?
                 .collect::<Result<_, _>>()?;
         }
         Ok(ops)
@@ -866,25 +859,29 @@ mod tests {
         assert_eq!(listed.state, "superseded");
     }
 
-    #[test]
-    fn generations_retention_deleted_before_records_become_pruned_successful_ones() {
+    /// A database of schema `version` with `rows` in it (in a directory removed on drop).
+    fn older_database(version: usize, rows: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
-        {
-            // A database of the schema before records (version 2).
-            let conn = Connection::open(&path).expect("raw");
-            for m in &MIGRATIONS[..2] {
-                conn.execute_batch(m).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
-            conn.execute_batch(
-                "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason)
-                 VALUES (1, 't1', 'deleted', 'cli', 's', 'x', 'beyond the retention policy'),
-                        (2, 't2', 'active', 'cli', 's', 'y', NULL);",
-            )
-            .expect("rows");
+        let conn = Connection::open(&path).expect("raw");
+        for m in &MIGRATIONS[..version] {
+            conn.execute_batch(m).expect("old schema");
         }
+        conn.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        conn.execute_batch(rows).expect("rows");
+        (dir, path)
+    }
+
+    #[test]
+    fn generations_retention_deleted_before_records_become_pruned_successful_ones() {
+        // A database of the schema before records (version 2).
+        let (_dir, path) = older_database(
+            2,
+            "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason)
+             VALUES (1, 't1', 'deleted', 'cli', 's', 'x', 'beyond the retention policy'),
+                    (2, 't2', 'active', 'cli', 's', 'y', NULL);",
+        );
         let s = State::open(&path).expect("migrate");
         let gens = s.generations().expect("list");
         assert_eq!(
@@ -899,22 +896,12 @@ mod tests {
 
     #[test]
     fn each_apps_last_outcomes_come_from_the_log_also_for_deploys_recorded_before_apps_were() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.db");
-        {
-            // A deploy recorded before operations had an app (version 3): its release says.
-            let conn = Connection::open(&path).expect("raw");
-            for m in &MIGRATIONS[..3] {
-                conn.execute_batch(m).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 3)
-                .expect("version");
-            conn.execute_batch(
-                "INSERT INTO operations (id, kind, trigger, outcome, started, finished) VALUES (1, 'deploy', 'cli', 'success', 't0', 't1');
-                 INSERT INTO releases (app, id, branch, created, state, operation) VALUES ('shop', 1, 'main', 't0', 'live', 1);",
-            )
-            .expect("rows");
-        }
+        // A deploy recorded before operations had an app (version 3): its release says.
+        let (_dir, path) = older_database(
+            3,
+            "INSERT INTO operations (id, kind, trigger, outcome, started, finished) VALUES (1, 'deploy', 'cli', 'success', 't0', 't1');
+             INSERT INTO releases (app, id, branch, created, state, operation) VALUES ('shop', 1, 'main', 't0', 'live', 1);",
+        );
         let mut s = State::open(&path).expect("migrate");
         let finish = |s: &mut State, id: i64, kind: &str, outcome: &str, at: &str| {
             let mut op = s.operations(1, Some(id)).expect("op").remove(0);
