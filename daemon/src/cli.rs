@@ -10,9 +10,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::api::{ControlRequest, ControlResponse};
-use crate::daemon::{self, Daemon, HoldChange, Metrics, Paths, Status, Trigger, Wake};
+use crate::daemon::{self, Daemon, HoldChange, Paths, Status, Trigger, Wake};
 use crate::generation::Store;
 use crate::host::systemd::DbusSystemd;
+use crate::metrics::Metrics;
 use crate::state::{GenerationRow, Operation, State, StateHandle};
 
 /// How many generations `strackt generations` lists without `--all`: the ones a rollback
@@ -1105,7 +1106,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             health: "unknown".into(),
             ..Status::default()
         });
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(status_rx.clone()));
         let listen = std::fs::read_to_string(&paths.definition)
             .ok()
             .and_then(|t| crate::definition::parse(&t, &paths.definition).ok())
@@ -1117,6 +1118,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             systemd.clone(),
             paths.definition.clone(),
             paths.root.clone(),
+            metrics.clone(),
         );
         deployer.recover().await;
         let backups = crate::backup::Backups::new(
@@ -1126,7 +1128,6 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             &paths.root,
             &paths.cache,
             status_tx.clone(),
-            metrics.clone(),
         );
         backups.spawn_scheduler();
         crate::api::control::serve(

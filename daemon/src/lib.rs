@@ -17,6 +17,7 @@ pub mod docs;
 pub mod generation;
 pub mod host;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod receiver;
 pub mod state;

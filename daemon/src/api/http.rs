@@ -33,7 +33,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::daemon::{Metrics, Status};
+use crate::daemon::Status;
+use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::state::{Operation, StateError, StateHandle};
 
 /// Connections open at once, at most.
@@ -143,10 +144,7 @@ fn router(ctx: Ctx) -> Router {
         .route(
             "/metrics",
             get(|State(c): State<Ctx>| async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    c.metrics.render(),
-                )
+                ([("content-type", CONTENT_TYPE)], c.metrics.render())
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

@@ -13,7 +13,6 @@ pub mod vault;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use crate::daemon::{Metrics, Status};
+use crate::daemon::Status;
 use crate::definition::schedule::Schedule;
 use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
@@ -38,32 +37,6 @@ use vault::Vault;
 const RECHECK: Duration = Duration::from_secs(15);
 /// Share of the data `backup verify` reads back.
 const VERIFY_SUBSET: &str = "5%";
-
-/// Backup counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct BackupMetrics {
-    /// Runs finished.
-    pub runs: AtomicU64,
-    /// Runs that failed.
-    pub failures: AtomicU64,
-    /// Unix time of the last successful run.
-    pub last_success: AtomicU64,
-}
-
-impl BackupMetrics {
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "# HELP strackt_backups_total Backup runs finished.\n# TYPE strackt_backups_total counter\nstrackt_backups_total {}\n\
-             # HELP strackt_backup_failures_total Backup runs that failed.\n# TYPE strackt_backup_failures_total counter\nstrackt_backup_failures_total {}\n\
-             # HELP strackt_backup_last_success_timestamp_seconds When a backup last succeeded.\n# TYPE strackt_backup_last_success_timestamp_seconds gauge\nstrackt_backup_last_success_timestamp_seconds {}\n",
-            g(&self.runs),
-            g(&self.failures),
-            g(&self.last_success),
-        )
-    }
-}
 
 /// What `/status` shows per app with backups.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +79,6 @@ pub struct Backups {
     secrets: PathBuf,
     server: String,
     status: tokio::sync::watch::Sender<Status>,
-    metrics: Arc<Metrics>,
     /// Apps with a backup or verify running (runs never overlap).
     running: Mutex<BTreeMap<String, ()>>,
     /// What each app's last successful run saw (in memory: after a restart the first run
@@ -157,7 +129,6 @@ impl Backups {
         root: &Path,
         cache: &Path,
         status: tokio::sync::watch::Sender<Status>,
-        metrics: Arc<Metrics>,
     ) -> Arc<Backups> {
         Arc::new(Backups {
             state,
@@ -168,7 +139,6 @@ impl Backups {
             secrets: PathBuf::from(SECRETS_DIR),
             server: server_name(),
             status,
-            metrics,
             running: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
         })
@@ -217,13 +187,8 @@ impl Backups {
     }
 
     fn record(&self, app: &str, op: &Operation, result: &Result<String, String>) {
-        self.metrics.backups.runs.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(_) => {
-                self.metrics
-                    .backups
-                    .last_success
-                    .store(Utc::now().timestamp() as u64, Ordering::Relaxed);
                 self.set_state(app, |s| {
                     s.last_outcome = Some("success".into());
                     s.last_error = None;
@@ -232,10 +197,6 @@ impl Backups {
                 });
             }
             Err(e) => {
-                self.metrics
-                    .backups
-                    .failures
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!("backup of {app} failed: {e}");
                 self.set_state(app, |s| {
                     s.last_outcome = Some("failed".into());

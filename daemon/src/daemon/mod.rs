@@ -12,7 +12,6 @@ mod updates;
 mod watch;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -117,55 +116,6 @@ pub struct Status {
     /// `tests/bench`; see `timing`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub last_pass_phases_us: crate::timing::Phases,
-}
-
-/// Prometheus counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Passes run.
-    pub passes: AtomicU64,
-    /// Passes that failed.
-    pub failures: AtomicU64,
-    /// Automatic and requested rollbacks.
-    pub rollbacks: AtomicU64,
-    /// Drift repairs (steps).
-    pub drift_repairs: AtomicU64,
-    /// Sum of pass durations, microseconds.
-    pub duration_us: AtomicU64,
-    /// Backup runs.
-    pub backups: crate::backup::BackupMetrics,
-    /// Pinned packages with a newer version, at the last check.
-    pub updates_pending: AtomicU64,
-    /// Of those, with a newer version from a security suite.
-    pub updates_security: AtomicU64,
-    /// Unix time of the last check (0: none yet).
-    pub updates_checked: AtomicU64,
-}
-
-impl Metrics {
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "# HELP strackt_passes_total Reconcile passes run.\n# TYPE strackt_passes_total counter\nstrackt_passes_total {}\n\
-             # HELP strackt_pass_failures_total Passes that failed.\n# TYPE strackt_pass_failures_total counter\nstrackt_pass_failures_total {}\n\
-             # HELP strackt_rollbacks_total Switches back to an earlier generation.\n# TYPE strackt_rollbacks_total counter\nstrackt_rollbacks_total {}\n\
-             # HELP strackt_drift_repairs_total Drifted resources put back.\n# TYPE strackt_drift_repairs_total counter\nstrackt_drift_repairs_total {}\n\
-             # HELP strackt_pass_duration_seconds Time spent in passes.\n# TYPE strackt_pass_duration_seconds summary\nstrackt_pass_duration_seconds_sum {:.6}\nstrackt_pass_duration_seconds_count {}\n\
-             # HELP strackt_updates_pending Pinned packages with a newer version at the last check (kind=\"security\": from a security suite).\n# TYPE strackt_updates_pending gauge\nstrackt_updates_pending{{kind=\"all\"}} {}\nstrackt_updates_pending{{kind=\"security\"}} {}\n\
-             # HELP strackt_updates_last_check_timestamp_seconds When packages were last checked for updates (0: never).\n# TYPE strackt_updates_last_check_timestamp_seconds gauge\nstrackt_updates_last_check_timestamp_seconds {}\n{}",
-            g(&self.passes),
-            g(&self.failures),
-            g(&self.rollbacks),
-            g(&self.drift_repairs),
-            g(&self.duration_us) as f64 / 1e6,
-            g(&self.passes),
-            g(&self.updates_pending),
-            g(&self.updates_security),
-            g(&self.updates_checked),
-            self.backups.render(),
-        )
-    }
 }
 
 /// A request from the control socket to the loop.

@@ -1,13 +1,12 @@
 //! One pass: load → build → observe → plan → switch → verify → record; and rollback.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Metrics, Paths, Status, Trigger};
+use super::{Paths, Status, Trigger};
 use crate::apply::apps::predicted_restarts;
 use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{observe, Apps, Ownership, StepRecord};
@@ -18,6 +17,7 @@ use crate::host::firewall::Firewall;
 use crate::host::packages::Packages;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Files, JobKind, Machine, RealMachine, Systemd};
+use crate::metrics::Metrics;
 use crate::plan::{lockout, plan, Plan};
 use crate::state::{GenerationRecord, GenerationRow, Operation, StateHandle};
 use crate::timing;
@@ -518,9 +518,40 @@ impl Daemon {
                 }
             }
         }
+        self.restore_metrics().await;
         // Whatever the interrupted switch left, the host converges on the definition file as it
         // is *now*: it may have been saved while the daemon was down, before the watcher ran.
         self.pass(Trigger::Startup, false).await;
+    }
+
+    /// What `/metrics` tells of each app's deploys and backups and of each service's health,
+    /// as the operations log has it (operations interrupted by the restart are marked by now).
+    async fn restore_metrics(&self) {
+        // Enough recorded passes to have verified every unit of the current generation.
+        const RECENT_PASSES: usize = 200;
+        let found = self
+            .state
+            .call(|s| Ok((s.app_outcomes()?, s.unit_checks(RECENT_PASSES)?)))
+            .await;
+        let (outcomes, checks) = match found {
+            Ok(f) => f,
+            Err(e) => return tracing::error!("reading the operations log for /metrics: {e}"),
+        };
+        let cur = self.current().ok().flatten();
+        self.metrics.restore(&outcomes, &checks, |u| {
+            cur.as_ref()
+                .is_some_and(|g| g.manifest.units.contains_key(u))
+        });
+        let def = std::fs::read_to_string(&self.paths.definition)
+            .ok()
+            .and_then(|t| parse(&t, &self.paths.definition).ok());
+        if let Some(def) = def {
+            let d = def.definition();
+            self.metrics.keep_apps(
+                |app| d.apps.contains_key(app),
+                |app| d.backups.contains_key(app),
+            );
+        }
     }
 
     async fn finish_interrupted(&mut self, id: u64, prev: Option<u64>) {
@@ -621,21 +652,7 @@ impl Daemon {
     }
 
     async fn finish_op(&self, op: Operation, record: bool) -> Operation {
-        self.metrics.passes.fetch_add(1, Ordering::Relaxed);
-        if op.outcome != "success" {
-            self.metrics.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        self.metrics
-            .duration_us
-            .fetch_add(op.duration_ms.unwrap_or(0) as u64 * 1000, Ordering::Relaxed);
-        let drifted = op
-            .steps
-            .iter()
-            .filter(|s| s.drift && s.outcome == "ok")
-            .count() as u64;
-        self.metrics
-            .drift_repairs
-            .fetch_add(drifted, Ordering::Relaxed);
+        self.metrics.pass_finished(&op);
         if record && op.id > 0 {
             let saved = op.clone();
             let finished = self.state.call(move |s| s.finish_operation(&saved));
@@ -804,6 +821,10 @@ impl Daemon {
             .any(|s| s.action != "verify" && s.action != "health");
         let mut op = Self::op(None, "drift", trigger, Some(id), started, started_at);
         op.steps = report.steps;
+        if !op.steps.is_empty() {
+            self.metrics
+                .services_checked(&op.steps, |u| cur.manifest.units.contains_key(u));
+        }
         op.summary = match (report.drift.is_empty(), &self.hold) {
             (true, _) => "no drift".into(),
             (false, Some(h)) if self.held() => {
@@ -871,6 +892,11 @@ impl Daemon {
                 .definition_failed(trigger, started, started_at, problem)
                 .await;
         }
+        let d = def.definition();
+        self.metrics.keep_apps(
+            |app| d.apps.contains_key(app),
+            |app| d.backups.contains_key(app),
+        );
         let mut rendered = render(def);
         // Build: every `latest` becomes an exact version and every .deb is fetched now, so a
         // version that does not exist (or cannot be downloaded) fails here, host untouched.
@@ -987,9 +1013,9 @@ impl Daemon {
                 self.collect_garbage(Some(id), from).await;
             }
             (Some(failure), rolled_back) => {
-                self.metrics
-                    .rollbacks
-                    .fetch_add(u64::from(rolled_back), Ordering::Relaxed);
+                if rolled_back {
+                    self.metrics.rolled_back();
+                }
                 let mut reason = failure.clone();
                 if let Some(back) = &report.rollback_failure {
                     reason = format!("{reason}; switching back also failed: {back}");
@@ -1045,6 +1071,10 @@ impl Daemon {
             }
         }
         let cur = self.current().ok().flatten();
+        self.metrics.services_checked(&op.steps, |u| {
+            cur.as_ref()
+                .is_some_and(|g| g.manifest.units.contains_key(u))
+        });
         self.status.send_modify(|s| {
             s.current_generation = cur.as_ref().map(|g| g.manifest.id);
             s.digest = digest;
@@ -1261,7 +1291,7 @@ impl Daemon {
             )
             .await;
         if ok {
-            self.metrics.rollbacks.fetch_add(1, Ordering::Relaxed);
+            self.metrics.rolled_back();
             // Keep the host here: the definition on disk (which built the generation we left)
             // is not re-applied until it is edited or `strackt apply` is run.
             if let Ok(text) = std::fs::read_to_string(&self.paths.definition) {

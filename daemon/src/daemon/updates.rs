@@ -20,7 +20,6 @@
 //! `stable-security`), read from `apt-cache policy`'s source lines.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -414,15 +413,6 @@ impl Daemon {
     }
 
     fn publish_report(&self, report: UpdatesReport) {
-        let m = &self.metrics;
-        m.updates_pending
-            .store(report.pending as u64, Ordering::Relaxed);
-        m.updates_security
-            .store(report.security as u64, Ordering::Relaxed);
-        let at = DateTime::parse_from_rfc3339(&report.checked)
-            .map(|t| t.timestamp().max(0) as u64)
-            .unwrap_or(0);
-        m.updates_checked.store(at, Ordering::Relaxed);
         self.status.send_modify(|s| s.updates = Some(report));
     }
 

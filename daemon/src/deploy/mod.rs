@@ -35,6 +35,7 @@ use crate::host::health::{Health, RealHealth};
 use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
+use crate::metrics::Metrics;
 use crate::state::{Operation, ReleaseRow, StateHandle};
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
@@ -76,6 +77,8 @@ pub struct Deployer {
     root: PathBuf,
     /// Apps with a deploy or rollback running: its kind and operation (0 until recorded).
     busy: Mutex<HashMap<String, (&'static str, i64)>>,
+    /// Told every finished operation, with its app.
+    metrics: Arc<Metrics>,
 }
 
 /// An app claimed for one operation; released on drop.
@@ -110,12 +113,13 @@ pub(crate) struct Step<'a, T> {
 /// The record of a running operation, written step by step so watchers see it advance.
 pub(crate) struct Progress {
     state: StateHandle,
+    /// The app the operation is about, and where its outcome is counted.
+    app: String,
+    metrics: Arc<Metrics>,
     op: Operation,
     started: Instant,
     /// What the running step says about itself (e.g. bytes read), shown while it runs.
     live: Arc<Mutex<String>>,
-    /// The app the operation is about, for the journal (none for a backup run of several).
-    app: Option<String>,
 }
 
 impl Progress {
@@ -255,7 +259,8 @@ impl Progress {
         if let Err(e) = self.state.call(move |s| s.finish_operation(&op)).await {
             tracing::error!("recording operation {}: {e}", self.op.id);
         }
-        crate::logging::operation(&self.op, self.app.as_deref());
+        crate::logging::operation(&self.op, Some(&self.app));
+        self.metrics.app_finished(&self.app, &self.op);
         self.op
     }
 }
@@ -376,6 +381,7 @@ impl Deployer {
         systemd: DbusSystemd,
         definition: PathBuf,
         root: PathBuf,
+        metrics: Arc<Metrics>,
     ) -> Arc<Deployer> {
         Arc::new(Deployer {
             state,
@@ -385,6 +391,7 @@ impl Deployer {
             secrets: PathBuf::from(SECRETS_DIR),
             root,
             busy: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -430,7 +437,7 @@ impl Deployer {
             .insert(app.to_string(), (kind, op));
     }
 
-    /// Start a tracked operation of `kind` on `app` that does not claim it (backups,
+    /// Start a tracked operation of `kind` about `app` that does not claim it (backups,
     /// verifies).
     ///
     /// # Errors
@@ -441,17 +448,16 @@ impl Deployer {
         trigger: &'static str,
         app: &str,
     ) -> Result<Progress, String> {
+        let a = app.to_string();
         let id = self
             .state
-            .call(move |s| s.start_operation(kind, trigger, None, &now()))
+            .call(move |s| s.start_app_operation(kind, trigger, &a, &now()))
             .await
             .map_err(|e| e.to_string())?;
-        let mut p = self.progress_of(id).await?;
-        p.app = Some(app.to_string());
-        Ok(p)
+        self.progress_of(id, app).await
     }
 
-    async fn progress_of(&self, id: i64) -> Result<Progress, String> {
+    async fn progress_of(&self, id: i64, app: &str) -> Result<Progress, String> {
         let mut op = self
             .state
             .call(move |s| s.operations(1, Some(id)))
@@ -462,10 +468,11 @@ impl Deployer {
         op.summary = String::new();
         Ok(Progress {
             state: self.state.clone(),
+            app: app.to_string(),
+            metrics: self.metrics.clone(),
             op,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
-            app: None,
         })
     }
 
@@ -1319,12 +1326,14 @@ mod tests {
                 .pop()
                 .expect("the operation")
         };
+        let (_, status) = tokio::sync::watch::channel(crate::daemon::Status::default());
         let mut p = Progress {
             state: state.clone(),
+            app: "shop".into(),
+            metrics: Arc::new(Metrics::new(status)),
             op: recorded().await,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
-            app: None,
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let guard = Dropped(stopped.clone());

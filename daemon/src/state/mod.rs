@@ -80,6 +80,15 @@ ALTER TABLE generations ADD COLUMN manifest TEXT;
 ALTER TABLE generations ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
 UPDATE generations SET state = 'superseded', pruned = 1 WHERE state = 'deleted';
 ",
+    // The app an operation was about (deploys, release rollbacks, restores, backups, verifies):
+    // `/metrics` tells each app's last deploy and backup after a restart from here. Deploys
+    // recorded before know their app from their release.
+    "
+ALTER TABLE operations ADD COLUMN app TEXT;
+UPDATE operations SET app = (SELECT r.app FROM releases r WHERE r.operation = operations.id LIMIT 1)
+    WHERE kind = 'deploy';
+CREATE INDEX operations_app ON operations (app, kind, outcome) WHERE app IS NOT NULL;
+",
 ];
 
 /// A state-store failure.
@@ -164,6 +173,23 @@ pub struct Operation {
     pub steps: Vec<StepRecord>,
 }
 
+/// The newest finished operation of one kind of one app, and its newest successful one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppOutcome {
+    /// The app.
+    pub app: String,
+    /// deploy, backup, …
+    pub kind: String,
+    /// The newest finished operation.
+    pub id: i64,
+    /// Its outcome.
+    pub outcome: String,
+    /// When it finished (RFC 3339).
+    pub finished: Option<String>,
+    /// The newest successful one: id and when it finished.
+    pub last_success: Option<(i64, String)>,
+}
+
 /// The open database.
 #[derive(Debug)]
 pub struct State {
@@ -199,6 +225,19 @@ fn make_private(path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A step from `SELECT action, target, outcome, detail, drift, duration_ms, output`.
+fn step_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
+    Ok(StepRecord {
+        action: r.get(0)?,
+        target: r.get(1)?,
+        outcome: r.get(2)?,
+        detail: r.get(3)?,
+        drift: r.get(4)?,
+        duration_ms: r.get(5)?,
+        output: r.get(6)?,
+    })
 }
 
 impl State {
@@ -416,11 +455,84 @@ impl State {
         generation: Option<u64>,
         now: &str,
     ) -> Result<i64, StateError> {
+        self.insert_operation(kind, trigger, generation, None, now)
+    }
+
+    fn insert_operation(
+        &self,
+        kind: &str,
+        trigger: &str,
+        generation: Option<u64>,
+        app: Option<&str>,
+        now: &str,
+    ) -> Result<i64, StateError> {
         self.conn.execute(
-            "INSERT INTO operations (kind, trigger, generation, outcome, started) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![kind, trigger, generation.map(|g| g as i64), now],
+            "INSERT INTO operations (kind, trigger, generation, app, outcome, started) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+            params![kind, trigger, generation.map(|g| g as i64), app, now],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Start an operation about `app`; returns its id.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn start_app_operation(
+        &self,
+        kind: &str,
+        trigger: &str,
+        app: &str,
+        now: &str,
+    ) -> Result<i64, StateError> {
+        self.insert_operation(kind, trigger, None, Some(app), now)
+    }
+
+    /// For every app and kind of operation about an app: the newest finished one and the
+    /// newest successful one.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn app_outcomes(&self) -> Result<Vec<AppOutcome>, StateError> {
+        let success = "FROM operations s WHERE s.app = o.app AND s.kind = o.kind AND s.outcome = 'success' ORDER BY s.id DESC LIMIT 1";
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT o.app, o.kind, o.id, o.outcome, o.finished, (SELECT s.id {success}), (SELECT s.finished {success})
+             FROM operations o
+             JOIN (SELECT MAX(id) AS id FROM operations WHERE app IS NOT NULL AND outcome != 'running' GROUP BY app, kind) n
+               ON o.id = n.id"
+        ))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let success: (Option<i64>, Option<String>) = (r.get(5)?, r.get(6)?);
+                Ok(AppOutcome {
+                    app: r.get(0)?,
+                    kind: r.get(1)?,
+                    id: r.get(2)?,
+                    outcome: r.get(3)?,
+                    finished: r.get(4)?,
+                    last_success: success.0.zip(success.1),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The `verify` and `health` steps of the newest `limit` finished reconcile operations
+    /// (apply, drift, rollback, startup), oldest first.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn unit_checks(&self, limit: usize) -> Result<Vec<StepRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT action, target, outcome, detail, drift, duration_ms, output FROM steps
+             WHERE action IN ('verify', 'health') AND operation IN
+                 (SELECT id FROM operations WHERE kind IN ('apply', 'drift', 'rollback', 'startup')
+                  AND outcome != 'running' ORDER BY id DESC LIMIT ?1)
+             ORDER BY operation, seq",
+        )?;
+        let steps = stmt
+            .query_map(params![limit as i64], step_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(steps)
     }
 
     /// Finish an operation with its outcome and steps, in one transaction.
@@ -488,17 +600,7 @@ impl State {
         let mut steps = self.conn.prepare("SELECT action, target, outcome, detail, drift, duration_ms, output FROM steps WHERE operation = ?1 ORDER BY seq")?;
         for op in &mut ops {
             op.steps = steps
-                .query_map(params![op.id], |r| {
-                    Ok(StepRecord {
-                        action: r.get(0)?,
-                        target: r.get(1)?,
-                        outcome: r.get(2)?,
-                        detail: r.get(3)?,
-                        drift: r.get(4)?,
-                        duration_ms: r.get(5)?,
-                        output: r.get(6)?,
-                    })
-                })?
+                .query_map(params![op.id], step_row)?
                 .collect::<Result<_, _>>()?;
         }
         Ok(ops)
@@ -757,25 +859,29 @@ mod tests {
         assert_eq!(listed.state, "superseded");
     }
 
-    #[test]
-    fn generations_retention_deleted_before_records_become_pruned_successful_ones() {
+    /// A database of schema `version` with `rows` in it (in a directory removed on drop).
+    fn older_database(version: usize, rows: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
-        {
-            // A database of the schema before records (version 2).
-            let conn = Connection::open(&path).expect("raw");
-            for m in &MIGRATIONS[..2] {
-                conn.execute_batch(m).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
-            conn.execute_batch(
-                "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason)
-                 VALUES (1, 't1', 'deleted', 'cli', 's', 'x', 'beyond the retention policy'),
-                        (2, 't2', 'active', 'cli', 's', 'y', NULL);",
-            )
-            .expect("rows");
+        let conn = Connection::open(&path).expect("raw");
+        for m in &MIGRATIONS[..version] {
+            conn.execute_batch(m).expect("old schema");
         }
+        conn.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        conn.execute_batch(rows).expect("rows");
+        (dir, path)
+    }
+
+    #[test]
+    fn generations_retention_deleted_before_records_become_pruned_successful_ones() {
+        // A database of the schema before records (version 2).
+        let (_dir, path) = older_database(
+            2,
+            "INSERT INTO generations (id, created, state, trigger, summary, definition_sha256, reason)
+             VALUES (1, 't1', 'deleted', 'cli', 's', 'x', 'beyond the retention policy'),
+                    (2, 't2', 'active', 'cli', 's', 'y', NULL);",
+        );
         let s = State::open(&path).expect("migrate");
         let gens = s.generations().expect("list");
         assert_eq!(
@@ -786,6 +892,108 @@ mod tests {
         );
         assert_eq!(s.record(1).expect("read"), None);
         assert_eq!(s.without_record().expect("missing"), vec![1, 2]);
+    }
+
+    #[test]
+    fn each_apps_last_outcomes_come_from_the_log_also_for_deploys_recorded_before_apps_were() {
+        // A deploy recorded before operations had an app (version 3): its release says.
+        let (_dir, path) = older_database(
+            3,
+            "INSERT INTO operations (id, kind, trigger, outcome, started, finished) VALUES (1, 'deploy', 'cli', 'success', 't0', 't1');
+             INSERT INTO releases (app, id, branch, created, state, operation) VALUES ('shop', 1, 'main', 't0', 'live', 1);",
+        );
+        let mut s = State::open(&path).expect("migrate");
+        let finish = |s: &mut State, id: i64, kind: &str, outcome: &str, at: &str| {
+            let mut op = s.operations(1, Some(id)).expect("op").remove(0);
+            assert_eq!(op.kind, kind);
+            op.outcome = outcome.into();
+            op.finished = Some(at.into());
+            s.finish_operation(&op).expect("finish");
+        };
+        let d2 = s
+            .start_app_operation("deploy", "cli", "shop", "t2")
+            .expect("start");
+        finish(&mut s, d2, "deploy", "failed", "t3");
+        let b1 = s
+            .start_app_operation("backup", "schedule", "shop", "t4")
+            .expect("start");
+        finish(&mut s, b1, "backup", "success", "t5");
+        // Running: not an outcome yet.
+        s.start_app_operation("backup", "cli", "shop", "t6")
+            .expect("start");
+        s.start_app_operation("deploy", "cli", "blog", "t7")
+            .expect("start");
+        s.start_operation("apply", "cli", Some(1), "t8")
+            .expect("start");
+        let mut got = s.app_outcomes().expect("outcomes");
+        got.sort_by_key(|o| o.id);
+        assert_eq!(
+            got,
+            [
+                AppOutcome {
+                    app: "shop".into(),
+                    kind: "deploy".into(),
+                    id: d2,
+                    outcome: "failed".into(),
+                    finished: Some("t3".into()),
+                    last_success: Some((1, "t1".into())),
+                },
+                AppOutcome {
+                    app: "shop".into(),
+                    kind: "backup".into(),
+                    id: b1,
+                    outcome: "success".into(),
+                    finished: Some("t5".into()),
+                    last_success: Some((b1, "t5".into())),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_checks_are_the_verify_and_health_steps_of_recent_passes_oldest_first() {
+        let mut s = State::open(Path::new(":memory:")).expect("open");
+        let mut pass = |kind: &str, steps: Vec<StepRecord>| {
+            let id = s.start_operation(kind, "cli", Some(1), "t").expect("start");
+            let mut op = s.operations(1, Some(id)).expect("op").remove(0);
+            op.outcome = "success".into();
+            op.steps = steps;
+            s.finish_operation(&op).expect("finish");
+        };
+        let step = |action: &str, target: &str, outcome: &str| {
+            StepRecord::new(action, target, outcome, "", false)
+        };
+        pass(
+            "apply",
+            vec![
+                step("start", "a.service", "ok"),
+                step("verify", "a.service", "ok"),
+            ],
+        );
+        pass(
+            "deploy",
+            vec![step("health", "http://127.0.0.1:8000/health", "ok")],
+        );
+        pass(
+            "drift",
+            vec![
+                step("verify", "a.service", "ok"),
+                step("health", "a.service", "failed"),
+            ],
+        );
+        let got: Vec<(String, String)> = s
+            .unit_checks(10)
+            .expect("checks")
+            .into_iter()
+            .map(|c| (c.action, c.outcome))
+            .collect();
+        let want = [("verify", "ok"), ("verify", "ok"), ("health", "failed")];
+        assert_eq!(got, want.map(|(a, o)| (a.to_string(), o.to_string())));
+        assert_eq!(
+            s.unit_checks(1).expect("checks").len(),
+            2,
+            "the newest pass only"
+        );
     }
 
     #[test]

@@ -477,9 +477,10 @@ fn refusals_leave_the_app_alone_and_an_interrupted_upload_leaves_no_snapshot() -
             "status",
         )?;
         let (_, metrics) = h.http_get("/metrics")?;
-        ensure(metrics.contains("strackt_backup_failures_total 1"), || {
-            format!("metrics: {metrics}")
-        })?;
+        ensure(
+            metrics.contains("strackt_backup_failures_total{app=\"shop\"} 1\n"),
+            || format!("metrics: {metrics}"),
+        )?;
 
         // Cut off mid-upload: the S3 server is killed while the files go up.
         start_s3(h)?;

@@ -28,6 +28,7 @@ mod hold;
 mod http;
 mod https_health;
 mod journal;
+mod metrics;
 mod ownership;
 mod package;
 mod package_users;
