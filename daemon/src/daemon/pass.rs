@@ -1190,15 +1190,15 @@ impl Daemon {
             .filter(|(_, lock)| !self.machine.packages().is_cached(&lock.deb))
             .map(|(name, lock)| (name.clone(), lock.version.clone()))
             .collect();
-        let mut debs = self
-            .machine
-            .packages()
-            .fetch(&uncached)
-            .map_err(|e| refused(format!("its packages: {e}")))?;
         let fetched: Vec<String> = uncached
             .iter()
             .map(|(name, version)| format!("{name} {version}"))
             .collect();
+        let mut debs = self
+            .machine
+            .packages()
+            .fetch(&uncached)
+            .map_err(|e| refused(format!("package {}: {e}", fetched.join(", "))))?;
         for (name, lock) in &mut rendered.manifest.packages {
             if let Some(deb) = debs.remove(name) {
                 lock.deb = deb;
