@@ -62,8 +62,33 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
-    Plan,
+    /// Show what the next pass would change: unified diffs of the files and units that differ
+    /// from the running generation, packages, users, firewall and settings, then the steps
+    /// (exit 0: nothing, 2: changes, 1: error).
+    Plan {
+        /// Plan this definition file instead of the saved one; nothing is saved or applied
+        /// (for scripts and reviews).
+        #[arg(long, value_name = "FILE")]
+        definition: Option<PathBuf>,
+    },
+    /// Edit the definition safely, like visudo: opens a copy in $VISUAL/$EDITOR (else editor,
+    /// vi), checks it, shows the plan with unified diffs, asks, then saves it and follows the
+    /// pass (exit 0: on the new generation or nothing changed; 1: not saved, or saved and
+    /// rolled back). A refused edit can be edited again; the file is untouched until saved.
+    Edit {
+        /// Save a valid edit without asking (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show what differs between two generations: unified diffs of files, units and the
+    /// firewall, packages with versions, users, groups, settings (default: the previous and the
+    /// current generation; a pruned one is compared from its record).
+    Diff {
+        /// The old generation (default: the one active before the current).
+        from: Option<u64>,
+        /// The new generation (default: the current).
+        to: Option<u64>,
+    },
     /// Run a pass now and wait (exit 0: on the new or unchanged generation).
     Apply {
         /// For risky changes on a remote server: switch back automatically unless
@@ -268,22 +293,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Plan => {
-            let resp = request(&paths, &ControlRequest::Plan)?;
-            let view: daemon::PlanView = match resp {
-                Ok(v) => serde_json::from_value(v)?,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(1);
-                }
-            };
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            } else {
-                print!("{}", view.text);
-            }
-            Ok(if view.steps.is_empty() { 0 } else { 2 })
-        }
+        Command::Plan { definition } => crate::edit::plan(&paths, definition.as_deref(), cli.json),
+        Command::Edit { yes } => crate::edit::edit(&paths, yes, cli.json),
+        Command::Diff { from, to } => crate::edit::diff(&paths, from, to, cli.json),
         Command::Apply { confirm_within } => {
             let confirm_within = match confirm_within
                 .as_deref()
@@ -996,7 +1008,7 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
     }
 }
 
-fn print_operation(op: &Operation, steps: bool) {
+pub(crate) fn print_operation(op: &Operation, steps: bool) {
     let gen = op
         .generation
         .map(|g| format!(" generation {g}"))
@@ -1028,7 +1040,9 @@ fn print_operation(op: &Operation, steps: bool) {
     }
 }
 
-fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) -> anyhow::Result<T> {
+pub(crate) fn data<T: serde::de::DeserializeOwned>(
+    r: Result<serde_json::Value, String>,
+) -> anyhow::Result<T> {
     match r {
         Ok(v) => Ok(serde_json::from_value(v)?),
         Err(e) => bail!("{e}"),
@@ -1036,7 +1050,7 @@ fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) ->
 }
 
 /// Send one request to the daemon; `Ok(Err(..))` is the daemon's refusal.
-fn request(
+pub(crate) fn request(
     paths: &Paths,
     req: &ControlRequest,
 ) -> anyhow::Result<Result<serde_json::Value, String>> {
@@ -1127,6 +1141,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             state.clone(),
             deployer,
             backups,
+            paths.root.clone(),
         )
         .context("binding the control socket")?;
         match listen.parse() {
