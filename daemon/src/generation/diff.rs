@@ -254,7 +254,14 @@ pub fn diff(old: Option<&Rendered>, new: &Rendered, sides: Sides<'_>) -> Generat
         ));
     }
 
-    d.packages = changed(&a.packages, &b.packages, |p| p.version.clone());
+    // By version only: a plan resolves versions without fetching, so its lock names no `.deb`.
+    let versions = |m: &Manifest| -> BTreeMap<String, String> {
+        m.packages
+            .iter()
+            .map(|(name, lock)| (name.clone(), lock.version.clone()))
+            .collect()
+    };
+    d.packages = changed(&versions(a), &versions(b), Clone::clone);
     d.groups = changed(&a.groups, &b.groups, |g| {
         let gid = g
             .gid
@@ -780,6 +787,11 @@ mod tests {
             .packages
             .insert("curl".into(), lock("7.88.1-10+deb12u8"));
         b.manifest.packages.insert("jq".into(), lock("1.6-2.1"));
+        let mut unfetched = a.clone();
+        for lock in unfetched.manifest.packages.values_mut() {
+            lock.deb.clear();
+        }
+        assert!(diff(Some(&a), &unfetched, SIDES).packages.is_empty());
         let d = diff(Some(&a), &b, SIDES);
         let text = d.render();
         assert!(text.contains("packages:\n  ~ curl 7.88.1-10 → 7.88.1-10+deb12u8\n  - hello 2.10-3\n  + jq 1.6-2.1\n"), "{text}");

@@ -19,6 +19,7 @@ mod crash;
 mod deploy;
 mod deploy_db;
 mod drift;
+mod edit;
 mod export;
 mod failure;
 mod firewall;
