@@ -1277,6 +1277,55 @@ mod tests {
             "hold needs --for or --release"
         );
         assert!(Cli::try_parse_from(["strackt", "hold", "--for", "1m", "--release"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "plan"])
+                .expect("parses")
+                .command,
+            Command::Plan { definition: None }
+        ));
+        match Cli::try_parse_from(["strackt", "plan", "--definition", "/root/next.yaml"])
+            .expect("parses")
+            .command
+        {
+            Command::Plan { definition } => {
+                assert_eq!(definition.as_deref(), Some(Path::new("/root/next.yaml")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "edit", "--yes"])
+                .expect("parses")
+                .command,
+            Command::Edit { yes: true }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: None,
+                to: None
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff", "3"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: Some(3),
+                to: None
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff", "3", "5"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: Some(3),
+                to: Some(5)
+            }
+        ));
+        assert!(Cli::try_parse_from(["strackt", "diff", "x"]).is_err());
         match Cli::try_parse_from(["strackt", "upgrade", "--security", "a", "b"])
             .expect("parses")
             .command

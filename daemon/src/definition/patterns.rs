@@ -57,7 +57,7 @@ macro_rules! unit_types {
 pub(crate) const ONE_LINE: &str = concat!("^[^", control!(), "]*$");
 
 /// An environment value: one line, tabs allowed (`rules::env_value`).
-pub(crate) const ENV_VALUE: &str = concat!(r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f]*$");
+pub(crate) const ENV_VALUE: &str = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f]*$";
 
 /// An absolute, normalised path (`rules::absolute_path`).
 pub(crate) const ABSOLUTE_PATH: &str = concat!("^(?:/|(?:/", component!(), ")+)$");
