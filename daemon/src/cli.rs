@@ -62,27 +62,38 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Show what the next pass would change: unified diffs of the files and units that differ
-    /// from the running generation, packages, users, firewall and settings, then the steps
-    /// (exit 0: nothing, 2: changes, 1: error).
+    /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
+    ///
+    /// Unified diffs of the files and units that differ from the running generation, the
+    /// packages (exact versions), users, groups, firewall and settings, then the steps. With
+    /// --definition FILE, what applying FILE would change; nothing is saved.
     Plan {
         /// Plan this definition file instead of the saved one; nothing is saved or applied
         /// (for scripts and reviews).
         #[arg(long, value_name = "FILE")]
         definition: Option<PathBuf>,
     },
-    /// Edit the definition safely, like visudo: opens a copy in $VISUAL/$EDITOR (else editor,
-    /// vi), checks it, shows the plan with unified diffs, asks, then saves it and follows the
-    /// pass (exit 0: on the new generation or nothing changed; 1: not saved, or saved and
-    /// rolled back). A refused edit can be edited again; the file is untouched until saved.
+    /// Edit the definition safely, like visudo: check, show the plan, ask, save, apply.
+    ///
+    /// Opens a private copy of the definition in $VISUAL or $EDITOR (else `editor`, else
+    /// `vi`) and checks it like `strackt check`. A refused edit is shown as FILE:LINE:COL:
+    /// field: message and can be edited again (e) or dropped (x); the file is untouched until
+    /// saved. A valid one shows the plan with unified diffs of files and units and asks before
+    /// it is saved (y: save, e: edit again, anything else: quit). The save keeps the file's
+    /// mode and owner, is refused if the file changed meanwhile, and is followed by the pass
+    /// like `strackt apply` (exit 0: live on the new generation, or nothing changed; 1: not
+    /// saved, or saved but rolled back). Without a terminal on standard input, --yes is needed.
     Edit {
         /// Save a valid edit without asking (needed when standard input is not a terminal).
         #[arg(long)]
         yes: bool,
     },
-    /// Show what differs between two generations: unified diffs of files, units and the
-    /// firewall, packages with versions, users, groups, settings (default: the previous and the
-    /// current generation; a pruned one is compared from its record).
+    /// Show what differs between two generations (default: the previous and the current).
+    ///
+    /// Unified diffs of files, units and the firewall ruleset; packages with their exact
+    /// versions, users, groups, kernel parameters and the daemon's settings; apps, backups and
+    /// the receiver when their sections changed. A generation whose directory was pruned is
+    /// compared from its record.
     Diff {
         /// The old generation (default: the one active before the current).
         from: Option<u64>,
