@@ -161,7 +161,9 @@ pub fn edit(paths: &Paths, yes: bool, json: bool) -> anyhow::Result<i32> {
         let choice = match &reviewed {
             Ok((_, view)) => {
                 print!("{}", view.text);
-                if !has_changes(view) {
+                if view.target == "current" {
+                    println!("(the edit gives the text the running generation was built from: no new generation)");
+                } else if !has_changes(view) {
                     println!("(the edit changes no generation content: a new generation with the same content)");
                 }
                 if yes {

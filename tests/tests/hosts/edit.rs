@@ -223,6 +223,36 @@ fn a_broken_edit_is_refused_at_its_line_and_can_be_edited_again() -> Res {
             || "hello.service does not run the edited command".into(),
         )?;
 
+        // Saved, but the new generation fails its verification: rolled back, exit 1, the edit
+        // stays in the file (like a save made by hand) and the previous generation runs.
+        editor(
+            h,
+            "/usr/local/bin/fail",
+            "sed -i 's|exec: /usr/bin/sleep 1000|exec: /usr/bin/false|' \"$1\"",
+        )?;
+        let out = h.sh("EDITOR=/usr/local/bin/fail strackt edit --yes </dev/null")?;
+        ensure(
+            out.code == Some(1)
+                && out.stdout.contains("saved /etc/strackt/server.yaml")
+                && out.stdout.contains("generation 3: rolled-back")
+                && out.stdout.contains("does not run"),
+            || format!("an edit whose generation fails: {out}"),
+        )?;
+        ensure_eq(
+            h.active_generation()?,
+            2,
+            "generation after the rolled-back edit",
+        )?;
+        ensure(h.read(DEFINITION)?.contains("exec: /usr/bin/false"), || {
+            "the saved edit should stay in the file".into()
+        })?;
+        editor(
+            h,
+            "/usr/local/bin/unfail",
+            "sed -i 's|exec: /usr/bin/false|exec: /usr/bin/sleep 1000|' \"$1\"",
+        )?;
+        h.sh_ok("EDITOR=/usr/local/bin/unfail strackt edit --yes </dev/null")?;
+
         // Declined at the prompt: nothing saved.
         let before = sha(h, DEFINITION)?;
         editor(h, "/usr/local/bin/motd", "sed -i 's/hello/bye/' \"$1\"")?;
