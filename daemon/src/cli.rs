@@ -64,7 +64,43 @@ enum Command {
         offline: bool,
     },
     /// Show what the next pass would change (exit 0: nothing, 2: changes, 1: error).
-    Plan,
+    ///
+    /// Unified diffs of the files and units that differ from the running generation, the
+    /// packages (exact versions), users, groups, firewall and settings, then the steps. With
+    /// --definition FILE, what applying FILE would change; nothing is saved.
+    Plan {
+        /// Plan this definition file instead of the saved one; nothing is saved or applied
+        /// (for scripts and reviews).
+        #[arg(long, value_name = "FILE")]
+        definition: Option<PathBuf>,
+    },
+    /// Edit the definition safely, like visudo: check, show the plan, ask, save, apply.
+    ///
+    /// Opens a private copy of the definition in $VISUAL or $EDITOR (else `editor`, else
+    /// `vi`) and checks it like `strackt check`. A refused edit is shown as FILE:LINE:COL:
+    /// field: message and can be edited again (e) or dropped (x); the file is untouched until
+    /// saved. A valid one shows the plan with unified diffs of files and units and asks before
+    /// it is saved (y: save, e: edit again, anything else: quit). The save keeps the file's
+    /// mode and owner, is refused if the file changed meanwhile, and is followed by the pass
+    /// like `strackt apply` (exit 0: live on the new generation, or nothing changed; 1: not
+    /// saved, or saved but rolled back). Without a terminal on standard input, --yes is needed.
+    Edit {
+        /// Save a valid edit without asking (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show what differs between two generations (default: the previous and the current).
+    ///
+    /// Unified diffs of files, units and the firewall ruleset; packages with their exact
+    /// versions, users, groups, kernel parameters and the daemon's settings; apps, backups and
+    /// the receiver when their sections changed. A generation whose directory was pruned is
+    /// compared from its record.
+    Diff {
+        /// The old generation (default: the one active before the current).
+        from: Option<u64>,
+        /// The new generation (default: the current).
+        to: Option<u64>,
+    },
     /// Run a pass now and wait (exit 0: on the new or unchanged generation).
     Apply {
         /// For risky changes on a remote server: switch back automatically unless
@@ -269,22 +305,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Plan => {
-            let resp = request(&paths, &ControlRequest::Plan)?;
-            let view: daemon::PlanView = match resp {
-                Ok(v) => serde_json::from_value(v)?,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(1);
-                }
-            };
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            } else {
-                print!("{}", view.text);
-            }
-            Ok(if view.steps.is_empty() { 0 } else { 2 })
-        }
+        Command::Plan { definition } => crate::edit::plan(&paths, definition.as_deref(), cli.json),
+        Command::Edit { yes } => crate::edit::edit(&paths, yes, cli.json),
+        Command::Diff { from, to } => crate::edit::diff(&paths, from, to, cli.json),
         Command::Apply { confirm_within } => {
             let confirm_within = match confirm_within
                 .as_deref()
@@ -1006,7 +1029,7 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
     }
 }
 
-fn print_operation(op: &Operation, steps: bool) {
+pub(crate) fn print_operation(op: &Operation, steps: bool) {
     let gen = op
         .generation
         .map(|g| format!(" generation {g}"))
@@ -1038,7 +1061,9 @@ fn print_operation(op: &Operation, steps: bool) {
     }
 }
 
-fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) -> anyhow::Result<T> {
+pub(crate) fn data<T: serde::de::DeserializeOwned>(
+    r: Result<serde_json::Value, String>,
+) -> anyhow::Result<T> {
     match r {
         Ok(v) => Ok(serde_json::from_value(v)?),
         Err(e) => bail!("{e}"),
@@ -1046,7 +1071,7 @@ fn data<T: serde::de::DeserializeOwned>(r: Result<serde_json::Value, String>) ->
 }
 
 /// Send one request to the daemon; `Ok(Err(..))` is the daemon's refusal.
-fn request(
+pub(crate) fn request(
     paths: &Paths,
     req: &ControlRequest,
 ) -> anyhow::Result<Result<serde_json::Value, String>> {
@@ -1137,6 +1162,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             state.clone(),
             deployer,
             backups,
+            paths.root.clone(),
         )
         .context("binding the control socket")?;
         match listen.parse() {
@@ -1272,6 +1298,55 @@ mod tests {
             "hold needs --for or --release"
         );
         assert!(Cli::try_parse_from(["strackt", "hold", "--for", "1m", "--release"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "plan"])
+                .expect("parses")
+                .command,
+            Command::Plan { definition: None }
+        ));
+        match Cli::try_parse_from(["strackt", "plan", "--definition", "/root/next.yaml"])
+            .expect("parses")
+            .command
+        {
+            Command::Plan { definition } => {
+                assert_eq!(definition.as_deref(), Some(Path::new("/root/next.yaml")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "edit", "--yes"])
+                .expect("parses")
+                .command,
+            Command::Edit { yes: true }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: None,
+                to: None
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff", "3"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: Some(3),
+                to: None
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["strackt", "diff", "3", "5"])
+                .expect("parses")
+                .command,
+            Command::Diff {
+                from: Some(3),
+                to: Some(5)
+            }
+        ));
+        assert!(Cli::try_parse_from(["strackt", "diff", "x"]).is_err());
         match Cli::try_parse_from(["strackt", "upgrade", "--security", "a", "b"])
             .expect("parses")
             .command

@@ -30,6 +30,7 @@ pub fn serve(
     state: StateHandle,
     deployer: std::sync::Arc<Deployer>,
     backups: std::sync::Arc<Backups>,
+    root: std::path::PathBuf,
 ) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -39,15 +40,20 @@ pub fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (requests, status, state, deployer, backups) = (
+            let (requests, status, state, deployer, backups, root) = (
                 requests.clone(),
                 status.clone(),
                 state.clone(),
                 deployer.clone(),
                 backups.clone(),
+                root.clone(),
             );
             tokio::spawn(async move {
-                let apps = Apps { deployer, backups };
+                let apps = Apps {
+                    deployer,
+                    backups,
+                    root,
+                };
                 if let Err(e) = handle(stream, requests, status, state, apps).await {
                     tracing::debug!("control connection: {e}");
                 }
@@ -57,8 +63,10 @@ pub fn serve(
     Ok(())
 }
 
-/// The longest request line (the largest real one is a few hundred bytes).
-pub const MAX_REQUEST: u64 = 64 * 1024;
+/// The longest request line: a definition (at most 1 MiB, see `definition::prescan`) sent by
+/// `strackt edit` or `plan --definition`, JSON-escaped; every other request is a few hundred
+/// bytes.
+pub const MAX_REQUEST: u64 = 8 * 1024 * 1024;
 /// The request line must arrive within this.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,10 +153,29 @@ async fn handle(
     write.write_all(&bytes).await
 }
 
-/// The services that run apart from the reconcile loop.
+/// The services that run apart from the reconcile loop, and the state root the generations'
+/// directories are read from.
 struct Apps {
     deployer: std::sync::Arc<Deployer>,
     backups: std::sync::Arc<Backups>,
+    root: std::path::PathBuf,
+}
+
+impl Apps {
+    /// `strackt diff`: read beside the reconcile loop (records and directories only), so a
+    /// long pass does not hold it up.
+    async fn diff(
+        &self,
+        state: &StateHandle,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<crate::generation::diff::DiffView, String> {
+        let store = crate::generation::Store::open(&self.root).map_err(|e| e.to_string())?;
+        state
+            .call(move |s| Ok(crate::generation::diff::between(&store, s, from, to)))
+            .await
+            .map_err(|e| e.to_string())?
+    }
 }
 
 /// Hand a request to the reconcile loop and wait for its answer.
@@ -197,7 +224,21 @@ async fn answer(
         ControlRequest::Rollback { id } => {
             json(ask(requests, |tx| Request::Rollback(id, tx)).await?)
         }
-        ControlRequest::Plan => json(ask(requests, Request::Plan).await?),
+        ControlRequest::Plan { definition } => {
+            json(ask(requests, |tx| Request::Plan(definition, tx)).await?)
+        }
+        ControlRequest::Save {
+            definition,
+            base_sha256,
+        } => json(
+            ask(requests, |reply| Request::Save {
+                definition,
+                base_sha256,
+                reply,
+            })
+            .await?,
+        ),
+        ControlRequest::Diff { from, to } => json(apps.diff(state, from, to).await?),
         ControlRequest::Updates => json(ask(requests, Request::Updates).await?),
         ControlRequest::Upgrade { security, packages } => json(
             ask(requests, |reply| Request::Upgrade {

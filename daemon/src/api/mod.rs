@@ -19,8 +19,30 @@ pub enum ControlRequest {
     },
     /// Keep the generation an `apply --confirm-within` switched to.
     Confirm,
-    /// Show what the next pass would do.
-    Plan,
+    /// Show what the next pass would do; with `definition`, what applying that text would do
+    /// (nothing is saved).
+    Plan {
+        /// The definition to plan instead of the file's.
+        #[serde(default)]
+        definition: Option<DefinitionText>,
+    },
+    /// `strackt edit`: save this definition text over the file, unless the file changed since
+    /// the edit began, and run a pass on it; waits for the pass.
+    Save {
+        /// The new text (the file name in it is only for messages).
+        definition: DefinitionText,
+        /// SHA-256 of the file's bytes when the edit began (`None`: there was no file).
+        base_sha256: Option<String>,
+    },
+    /// What differs between two generations (default: the previous and the current).
+    Diff {
+        /// The old side.
+        #[serde(default)]
+        from: Option<u64>,
+        /// The new side.
+        #[serde(default)]
+        to: Option<u64>,
+    },
     /// Switch to an earlier generation.
     Rollback {
         /// Target generation (default: the previous).
@@ -100,6 +122,15 @@ pub enum ControlRequest {
         /// Only this operation.
         operation: Option<i64>,
     },
+}
+
+/// A definition's text sent over the socket, with the name its messages use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefinitionText {
+    /// The file it came from (for `FILE:LINE:COL` in messages).
+    pub file: String,
+    /// The text.
+    pub text: String,
 }
 
 /// The answer (one JSON line).

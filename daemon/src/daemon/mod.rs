@@ -8,6 +8,7 @@
 //! so a switch is never cut in half by `systemctl stop strackt`.
 
 mod pass;
+mod save;
 mod updates;
 mod watch;
 
@@ -70,6 +71,8 @@ pub enum Trigger {
     Upgrade,
     /// `strackt upgrade --security`, or the policy with `apply: security`.
     Security,
+    /// `strackt edit` saved the definition.
+    Edit,
 }
 
 impl Trigger {
@@ -83,6 +86,7 @@ impl Trigger {
             Trigger::Cli => "cli",
             Trigger::Upgrade => "upgrade",
             Trigger::Security => "security",
+            Trigger::Edit => "edit",
         }
     }
 }
@@ -128,8 +132,21 @@ pub enum Request {
     Confirm(oneshot::Sender<Result<serde_json::Value, String>>),
     /// Switch to an earlier generation.
     Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
-    /// Compute what the next pass would do.
-    Plan(oneshot::Sender<Result<PlanView, String>>),
+    /// Compute what the next pass would do (with a definition text: what applying it would).
+    Plan(
+        Option<crate::api::DefinitionText>,
+        oneshot::Sender<Result<PlanView, String>>,
+    ),
+    /// Save an edited definition (unless the file changed since the edit began) and run a
+    /// pass on it.
+    Save {
+        /// The new text.
+        definition: crate::api::DefinitionText,
+        /// SHA-256 of the file when the edit began (`None`: there was none).
+        base_sha256: Option<String>,
+        /// The pass's operation.
+        reply: oneshot::Sender<Result<Operation, String>>,
+    },
     /// Start or end experiment mode.
     Hold(
         HoldChange,
@@ -194,7 +211,8 @@ pub async fn run_loop(
                     Request::Apply(confirm, reply) => { let _ = reply.send(Ok(daemon.apply(confirm).await)); }
                     Request::Confirm(reply) => { let _ = reply.send(daemon.confirm().await); }
                     Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
-                    Request::Plan(reply) => { let _ = reply.send(daemon.plan().await); }
+                    Request::Plan(input, reply) => { let _ = reply.send(daemon.plan(input).await); }
+                    Request::Save { definition, base_sha256, reply } => { let _ = reply.send(daemon.save(definition, base_sha256).await); }
                     Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await); }
                     Request::Updates(reply) => {
                         let report = daemon.check_updates(true).await;

@@ -11,6 +11,7 @@ use crate::apply::apps::predicted_restarts;
 use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{observe, Apps, Ownership, StepRecord};
 use crate::definition::{parse, ValidatedDefinition};
+use crate::generation::diff::{diff, stored, GenerationDiff, Sides};
 use crate::generation::{render, retention, Generation, Store};
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
@@ -70,6 +71,10 @@ pub struct PlanView {
     /// Hand-installed packages kept because apps or strackt need them: name → why.
     #[serde(default)]
     pub kept: std::collections::BTreeMap<String, String>,
+    /// What differs between the running generation and the one the plan builds (empty when
+    /// the plan stays on the current generation).
+    #[serde(default)]
+    pub changes: GenerationDiff,
 }
 
 /// The daemon's state and host handles.
@@ -1366,21 +1371,36 @@ impl Daemon {
         }
     }
 
-    /// What the next pass would do, computed by the same code as a pass (without building).
+    /// What the next pass would do, computed by the same code as a pass (without building);
+    /// with `input`, what applying that definition text would do instead of the file's (the
+    /// daemon's settings and the file stay as they are). The content diff compares the running
+    /// generation with the one the definition builds.
     ///
     /// # Errors
     /// An invalid definition or an unreadable host.
-    pub async fn plan(&mut self) -> Result<PlanView, String> {
-        let def = self.load_definition()?;
+    pub async fn plan(
+        &mut self,
+        input: Option<crate::api::DefinitionText>,
+    ) -> Result<PlanView, String> {
+        let def = match &input {
+            None => self.load_definition()?,
+            Some(d) => parse(&d.text, std::path::Path::new(&d.file)).map_err(|e| e.to_string())?,
+        };
+        let apps = Apps::of(def.definition());
         let current = self.current()?;
         let sha = sha256_hex(def.source().as_bytes());
-        let pinned = self.state.call(|s| s.meta(PINNED)).await.ok().flatten();
+        // A pinned definition is one the daemon will not apply on its own; a text given to
+        // plan is planned as if applied (`strackt apply` clears the pin too).
+        let pinned = match input {
+            None => self.state.call(|s| s.meta(PINNED)).await.ok().flatten(),
+            Some(_) => None,
+        };
         let same = current
             .as_ref()
             .is_some_and(|c| c.manifest.definition_sha256 == sha)
             || pinned.as_deref() == Some(sha.as_str());
-        let (target, label) = match (&current, same) {
-            (Some(c), true) => (c.clone(), "current"),
+        let (target, label, changes) = match (&current, same) {
+            (Some(c), true) => (c.clone(), "current", GenerationDiff::default()),
             _ => {
                 if let Some(problem) = self.lockout_problem(&def) {
                     return Err(problem);
@@ -1388,21 +1408,37 @@ impl Daemon {
                 let mut r = render(&def);
                 self.lock_packages(&def, &mut r, false)
                     .map_err(|e| format!("resolving packages: {e}"))?;
-                (r.generation(), "new")
+                let mut notes = Vec::new();
+                let running = current
+                    .as_ref()
+                    .map(|c| {
+                        let id = c.manifest.id;
+                        stored(&self.store, id, None, &mut notes).map(|g| (id, g))
+                    })
+                    .transpose()?;
+                let old_side = running
+                    .as_ref()
+                    .map_or("no generation".to_string(), |(id, _)| {
+                        format!("generation {id}")
+                    });
+                let mut changes = diff(
+                    running.as_ref().map(|(_, g)| g),
+                    &r,
+                    Sides {
+                        old: &old_side,
+                        new: "new generation",
+                    },
+                );
+                changes.notes.extend(notes);
+                (r.generation(), "new", changes)
             }
         };
         let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
-        let snapshot = observe(
-            self.machine(),
-            &target,
-            &owned,
-            self.store.root(),
-            &self.apps,
-        )
-        .await
-        .map_err(|e| format!("observing the host: {e}"))?;
+        let snapshot = observe(self.machine(), &target, &owned, self.store.root(), &apps)
+            .await
+            .map_err(|e| format!("observing the host: {e}"))?;
         let mut p: Plan = plan(&target, current.as_ref(), &snapshot);
-        let restarts = predicted_restarts(self.machine(), &target, &self.apps, &p, &snapshot);
+        let restarts = predicted_restarts(self.machine(), &target, &apps, &p, &snapshot);
         p.steps.extend(restarts.await);
         let steps = p
             .steps
@@ -1417,11 +1453,21 @@ impl Daemon {
                 )
             })
             .collect();
+        let text = match (&current, changes.is_empty()) {
+            (_, true) => p.to_string(),
+            (Some(c), false) => format!(
+                "changes from generation {} (running) to the new generation:\n{}\nsteps:\n{p}",
+                c.manifest.id,
+                changes.render()
+            ),
+            (None, false) => format!("the first generation:\n{}\nsteps:\n{p}", changes.render()),
+        };
         Ok(PlanView {
             target: label.into(),
             steps,
-            text: p.to_string(),
+            text,
             kept: p.kept,
+            changes,
         })
     }
 }

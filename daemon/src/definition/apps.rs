@@ -17,23 +17,28 @@ use super::{SecretRef, Seg};
 #[serde(deny_unknown_fields)]
 pub struct AppSpec {
     /// Any git URL the server can reach; a local path works.
+    #[schemars(regex(pattern = super::patterns::ARGUMENT))]
     pub repo: String,
     /// Branch deployed when `strackt deploy` names none (default `main`).
     #[serde(default = "default_branch")]
     pub branch: String,
     /// Absolute directory holding `releases/<id>/`, `shared/` and `current -> releases/<id>`.
+    #[schemars(regex(pattern = super::patterns::ABSOLUTE_PATH))]
     pub path: String,
     /// User the steps and the service run as; required. Releases and shared paths are owned
     /// by this user. Give each app a user of its own (under `users:`); `root` must be written
     /// out and is discouraged: the app's code would run with every right on the server.
     #[serde(default)]
+    #[schemars(regex(pattern = super::patterns::ACCOUNT_KEY))]
     pub user: Option<String>,
     /// Paths (relative to the release) kept across releases in `shared/` and linked into each,
     /// e.g. `storage/uploads` or `.env`.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = super::patterns::RELEASE_RELATIVE)))]
     pub shared: Vec<String>,
     /// The app's environment; secrets by reference (`{ secret: NAME }`), never inline.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": super::patterns::ENV_NAME }))]
     pub settings: BTreeMap<String, SettingValue>,
     /// The app's database; its connection is given to steps and service as `PG*` variables
     /// and `DATABASE_URL`.
@@ -41,6 +46,7 @@ pub struct AppSpec {
     pub database: Option<DatabaseSpec>,
     /// Units that must be active before a deploy starts, e.g. `postgresql.service`.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = super::patterns::UNIT)))]
     pub requires: Vec<String>,
     /// Shell commands run in the new release directory, in this order; each optional.
     #[serde(default)]
@@ -49,6 +55,7 @@ pub struct AppSpec {
     pub service: AppService,
     /// Successful releases kept on disk for `rollback-release` (default 5, at least 1).
     #[serde(default = "default_keep_releases")]
+    #[schemars(range(min = 1, max = 1000))]
     pub keep_releases: usize,
 }
 
@@ -65,7 +72,7 @@ fn default_keep_releases() -> usize {
 #[serde(untagged)]
 pub enum SettingValue {
     /// Written as is.
-    Plain(String),
+    Plain(#[schemars(regex(pattern = super::patterns::ENV_VALUE))] String),
     /// Read from the secret file at deploy time.
     Secret(SecretRef),
 }
@@ -81,6 +88,7 @@ pub struct DatabaseSpec {
     pub host: String,
     /// Port (default 5432).
     #[serde(default = "default_db_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Database name.
     pub name: String,
@@ -131,6 +139,7 @@ pub struct AppSteps {
     pub cache: Option<String>,
     /// Time limit of each step (default `15m`).
     #[serde(default)]
+    #[schemars(regex(pattern = super::patterns::DURATION))]
     pub timeout: Option<String>,
 }
 
@@ -229,15 +238,18 @@ impl AppSteps {
 pub struct AppService {
     /// Command line, run in the live release (`current`). The app accepts connections on the
     /// socket systemd passes it (`LISTEN_FDS`, fd 3): that is what lets a restart lose no request.
+    #[schemars(regex(pattern = super::patterns::NOT_BLANK_LINE))]
     pub exec: String,
     /// `ADDRESS:PORT` the socket listens on.
     pub listen: String,
     /// HTTP path that answers 2xx when the app works (and reaches its database); checked on a
     /// spare port before the switch and on `listen` after it.
     #[serde(default = "default_health_path")]
+    #[schemars(regex(pattern = super::patterns::HTTP_PATH))]
     pub health: String,
     /// How long the health path may take to answer 2xx (default `30s`).
     #[serde(default)]
+    #[schemars(regex(pattern = super::patterns::DURATION))]
     pub within: Option<String>,
 }
 

@@ -41,6 +41,7 @@ pub struct BackupSpec {
     /// reported failed, with no snapshot written (default `2m`). restic opening the repository
     /// counts too: raise it for a very large repository on a slow link.
     #[serde(default)]
+    #[schemars(regex(pattern = super::patterns::DURATION))]
     pub stalled_after: Option<String>,
 }
 
@@ -82,6 +83,7 @@ pub struct S3Destination {
     pub endpoint: String,
     /// Region (default `us-east-1`).
     #[serde(default = "default_region")]
+    #[schemars(regex(pattern = super::patterns::ARGUMENT))]
     pub region: String,
     /// Bucket name.
     pub bucket: String,
@@ -115,6 +117,7 @@ pub struct ReceiverDestination {
     /// CA certificate (PEM) the receiver's certificate is checked against, when it is not
     /// signed by a public CA.
     #[serde(default)]
+    #[schemars(regex(pattern = super::patterns::ABSOLUTE_PATH))]
     pub ca: Option<String>,
 }
 

@@ -11,12 +11,15 @@ mod backups;
 mod fuzz;
 mod locate;
 mod parse;
+mod patterns;
 mod prescan;
 mod receiver;
 #[cfg(test)]
 mod refusals;
 mod rules;
 pub mod schedule;
+#[cfg(test)]
+mod schema_agreement;
 mod validate;
 mod yaml_edit;
 
@@ -58,15 +61,18 @@ pub use validate::parse_mode;
 #[schemars(title = "strackt server definition")]
 pub struct Definition {
     /// Format version; must be `1`.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Settings of the strackt daemon itself.
     #[serde(default)]
     pub strackt: DaemonSettings,
     /// Managed files, keyed by absolute path.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::MANAGED_FILE }))]
     pub files: BTreeMap<String, FileSpec>,
     /// Managed systemd services, keyed by name (`hello` → `hello.service`).
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::SERVICE_KEY }))]
     pub services: BTreeMap<String, ServiceSpec>,
     /// Settings that keep the server running (kernel parameters).
     #[serde(default)]
@@ -76,13 +82,16 @@ pub struct Definition {
     pub firewall: Option<FirewallSpec>,
     /// Local groups, keyed by name.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::ACCOUNT_KEY }))]
     pub groups: BTreeMap<String, GroupSpec>,
     /// Local users, keyed by name.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::ACCOUNT_KEY }))]
     pub users: BTreeMap<String, UserSpec>,
     /// Debian packages: name → an exact version or `latest` (resolved to an exact version
     /// when the generation is built, and kept there).
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::PACKAGE }, "additionalProperties" = { "type": "string", "pattern": patterns::PACKAGE_VERSION }))]
     pub packages: BTreeMap<String, String>,
     /// Applications deployed with `strackt deploy`, keyed by name.
     #[serde(default)]
@@ -101,6 +110,7 @@ pub struct Definition {
 pub struct GroupSpec {
     /// Fixed gid (default: chosen by groupadd).
     #[serde(default)]
+    #[schemars(extend("not" = { "enum": [65535, 4_294_967_295_u32] }))]
     pub gid: Option<u32>,
     /// A system group (gid from the system range).
     #[serde(default)]
@@ -114,21 +124,27 @@ pub struct GroupSpec {
 pub struct UserSpec {
     /// Fixed uid (default: chosen by useradd).
     #[serde(default)]
+    #[schemars(extend("not" = { "enum": [65535, 4_294_967_295_u32] }))]
     pub uid: Option<u32>,
     /// Primary group (default: a group named like the user).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ACCOUNT_KEY))]
     pub group: Option<String>,
     /// Supplementary groups, exactly.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = patterns::ACCOUNT_KEY)))]
     pub groups: Vec<String>,
     /// Login shell (default `/bin/bash`, `/usr/sbin/nologin` for system users).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ABSOLUTE_PATH))]
     pub shell: Option<String>,
     /// Home directory (default `/home/NAME`).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ABSOLUTE_PATH))]
     pub home: Option<String>,
     /// The GECOS comment.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::COMMENT))]
     pub comment: Option<String>,
     /// A system user (uid from the system range, no home created).
     #[serde(default)]
@@ -177,6 +193,7 @@ impl UserSpec {
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// The secret's file name.
+    #[schemars(regex(pattern = patterns::SECRET))]
     pub secret: String,
 }
 
@@ -294,9 +311,9 @@ impl Proto {
 #[serde(untagged)]
 pub enum PortSpec {
     /// One port.
-    Number(i64),
+    Number(#[schemars(range(min = 1, max = 65535))] i64),
     /// A range `"8000-8100"` (or one port as a string).
-    Text(String),
+    Text(#[schemars(regex(pattern = patterns::PORT_RANGE))] String),
 }
 
 impl PortSpec {
@@ -352,6 +369,7 @@ pub struct SettingsSpec {
     /// Kernel parameters, e.g. `net.ipv4.ip_forward: 1`: written to
     /// `/etc/sysctl.d/90-strackt.conf` (applied at boot) and set live.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::SYSCTL_KEY }))]
     pub sysctl: BTreeMap<String, SysctlValue>,
 }
 
@@ -362,7 +380,7 @@ pub enum SysctlValue {
     /// A number.
     Number(i64),
     /// Any other value.
-    Text(String),
+    Text(#[schemars(regex(pattern = patterns::SYSCTL_VALUE))] String),
 }
 
 impl SysctlValue {
@@ -389,6 +407,7 @@ pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-strackt.conf";
 pub struct DaemonSettings {
     /// Period of the reconcile timer that repairs drift, e.g. `30s`, `5m`, `1h`.
     #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = patterns::DURATION))]
     pub interval: String,
     /// Address of the read-only HTTP status endpoint (read when the daemon starts). Only a
     /// loopback address unless `listen_non_loopback` is set.
@@ -401,9 +420,11 @@ pub struct DaemonSettings {
     /// How many successful generations keep their directories on disk (the current and the
     /// previous one always do); every generation's record is kept for good.
     #[serde(default = "default_keep")]
+    #[schemars(range(min = 2, max = 1000))]
     pub keep_generations: u32,
     /// How long a started or restarted unit must stay active before it counts as healthy.
     #[serde(default = "default_settle")]
+    #[schemars(regex(pattern = patterns::DURATION))]
     pub settle: String,
     /// Package updates: when strackt looks for newer versions of the pinned packages, and
     /// which it applies on its own (default: check daily, apply none — report only).
@@ -512,15 +533,19 @@ impl Default for DaemonSettings {
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     /// The exact content.
+    #[schemars(regex(pattern = patterns::NO_NUL))]
     pub content: String,
     /// Permission bits as a quoted octal string, e.g. `"0640"` (default `"0644"`).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::MODE))]
     pub mode: Option<String>,
     /// Owner user name (default `root`).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ACCOUNT))]
     pub owner: Option<String>,
     /// Owner group name (default `root`).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ACCOUNT))]
     pub group: Option<String>,
 }
 
@@ -531,34 +556,43 @@ pub struct ServiceSpec {
     /// An existing unit (from a package) that strackt keeps enabled and running,
     /// e.g. `cron.service`. Excludes `exec` and the other unit-writing keys.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::PROVIDED_UNIT))]
     pub unit: Option<String>,
     /// Command line of the service (absolute path first); strackt writes `<name>.service`.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::COMMAND))]
     pub exec: Option<String>,
     /// `Description=` of the unit.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ONE_LINE))]
     pub description: Option<String>,
     /// User to run as.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ACCOUNT))]
     pub user: Option<String>,
     /// Group to run as.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ACCOUNT))]
     pub group: Option<String>,
     /// Working directory (absolute).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::ABSOLUTE_PATH))]
     pub working_directory: Option<String>,
     /// Environment variables.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::ENV_NAME }, "additionalProperties" = { "type": "string", "pattern": patterns::ENV_VALUE }))]
     pub environment: BTreeMap<String, String>,
     /// Command that reloads the service (`ExecReload=`); a change to only this reloads
     /// instead of restarting.
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::COMMAND))]
     pub exec_reload: Option<String>,
     /// systemd `Restart=` policy (default `on-failure`).
     #[serde(default)]
     pub restart: Option<RestartPolicy>,
     /// Units this one starts after (`After=` and `Wants=`).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = patterns::UNIT)))]
     pub after: Vec<String>,
     /// Enabled at boot (default true).
     #[serde(default = "yes")]
@@ -568,6 +602,7 @@ pub struct ServiceSpec {
     pub restart_on_change: bool,
     /// Managed files whose change restarts this service, e.g. its config file.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = patterns::MANAGED_FILE)))]
     pub restart_on: Vec<String>,
     /// How to tell the service works, checked after every switch that touched it.
     #[serde(default)]
@@ -607,6 +642,7 @@ impl RestartPolicy {
 pub struct HealthSpec {
     /// A command that exits 0 when healthy (run as root, no shell).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::COMMAND))]
     pub command: Option<String>,
     /// A URL that answers 2xx when healthy.
     #[serde(default)]
@@ -616,6 +652,7 @@ pub struct HealthSpec {
     pub tcp: Option<String>,
     /// How long to keep trying before the check fails (default `10s`).
     #[serde(default)]
+    #[schemars(regex(pattern = patterns::DURATION))]
     pub within: Option<String>,
 }
 

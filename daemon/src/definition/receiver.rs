@@ -20,12 +20,14 @@ pub struct ReceiverSpec {
     /// Where the repositories live, one per client: `STORAGE/<client>/` (a plain restic
     /// repository; default `/var/lib/strackt-receiver`).
     #[serde(default = "default_storage")]
+    #[schemars(regex(pattern = super::patterns::ABSOLUTE_PATH))]
     pub storage: String,
     /// The certificate chain and private key (PEM files) it serves.
     pub tls: TlsFiles,
     /// The servers that may send backups, by name. Each uses its own secret `NAME:PASSWORD`
     /// (the same file as the sender's `to.receiver.credentials`) and reaches only its own
     /// repository.
+    #[schemars(extend("propertyNames" = { "pattern": super::patterns::CLIENT }))]
     pub clients: BTreeMap<String, ReceiverClient>,
     /// Retention, applied here because senders cannot delete (default: keep everything).
     #[serde(default)]
@@ -33,6 +35,7 @@ pub struct ReceiverSpec {
     /// Retention runs this long after a client's last snapshot arrived (default `5m`), so it
     /// does not start between the parts of one run.
     #[serde(default = "default_settle")]
+    #[schemars(regex(pattern = super::patterns::DURATION))]
     pub retention_after: String,
     /// Most a client's repository may hold, e.g. `200GiB` (default: no quota; a client's own
     /// `quota:` overrides it). An upload beyond it is refused with 413.
@@ -50,8 +53,10 @@ pub struct ReceiverSpec {
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// PEM certificate chain, leaf first.
+    #[schemars(regex(pattern = super::patterns::ABSOLUTE_PATH))]
     pub certificate: String,
     /// PEM private key (root-only).
+    #[schemars(regex(pattern = super::patterns::ABSOLUTE_PATH))]
     pub key: String,
 }
 

@@ -12,6 +12,7 @@
 //! This module owns strackt's own directories only; it knows nothing of D-Bus or of the
 //! managed host files.
 
+pub mod diff;
 pub mod record;
 pub mod render;
 pub mod retention;

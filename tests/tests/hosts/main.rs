@@ -20,6 +20,7 @@ mod dashboard;
 mod deploy;
 mod deploy_db;
 mod drift;
+mod edit;
 mod export;
 mod failure;
 mod firewall;

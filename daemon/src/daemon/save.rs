@@ -1,0 +1,54 @@
+//! `strackt edit`'s save: the edited text replaces the definition file and a pass runs on it,
+//! both inside the reconcile loop, so no pass of the watcher runs between the two and the
+//! answer is the pass that applied this text.
+//!
+//! The file is replaced the way `strackt upgrade` replaces it (one rename, its mode and owner
+//! kept), and only when it still has the bytes the edit started from: a save made by someone
+//! else meanwhile wins. A text that does not validate is never written.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+
+use super::{Daemon, Trigger};
+use crate::api::DefinitionText;
+use crate::definition::parse;
+use crate::host::files::{atomic_write, sha256_hex};
+use crate::state::Operation;
+
+impl Daemon {
+    /// Save `input` over the definition file and run a pass on it (a definition that failed
+    /// before is tried again, as by `strackt apply`).
+    ///
+    /// # Errors
+    /// Refusals before anything was written: the file changed since `base_sha256`, the text
+    /// does not validate, the file cannot be written.
+    pub async fn save(
+        &mut self,
+        input: DefinitionText,
+        base_sha256: Option<String>,
+    ) -> Result<Operation, String> {
+        let path = self.paths.definition.clone();
+        let on_disk = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        if on_disk.as_deref().map(sha256_hex) != base_sha256 {
+            return Err(format!(
+                "{} changed since the edit began (saved by someone else?); nothing was written: run `strackt edit` again",
+                path.display()
+            ));
+        }
+        parse(&input.text, &path)
+            .map_err(|e| format!("the definition does not validate; nothing was written:\n{e}"))?;
+        // A new file is root's and private, like the packaged one.
+        let (mode, uid, gid) = match std::fs::metadata(&path) {
+            Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
+            Err(_) => (0o600, 0, 0),
+        };
+        atomic_write(&path, input.text.as_bytes(), mode, uid, gid)
+            .map_err(|e| format!("writing {}: {e}; nothing was written", path.display()))?;
+        tracing::info!("strackt edit saved {}", path.display());
+        Ok(self.pass(Trigger::Edit, true).await)
+    }
+}
