@@ -1,9 +1,13 @@
 //! nftables through the `nft` command: the real [`Firewall`]. strackt only ever touches its
 //! own table (`inet strackt`); other tables (Docker's, the distribution's) are left alone.
+//! Listing the table costs an `nft` process; it is skipped while the kernel's ruleset
+//! generation (asked over netlink, as nft's own cache does) is the one it was listed at.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use super::HostError;
 use crate::generation::FIREWALL_TABLE;
@@ -96,8 +100,84 @@ fn parse_endpoint(text: &str) -> Option<(IpAddr, u16)> {
 }
 
 /// The `nft` command.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Nft;
+#[derive(Debug, Default)]
+pub struct Nft {
+    /// strackt's table as last listed (`None`: there was none), with the kernel's ruleset
+    /// generation read just before listing it. Every committed nftables change, by anyone,
+    /// bumps the generation, so while it is unchanged the listing is still what the kernel has.
+    listed: Mutex<Option<(u32, Option<String>)>>,
+}
+
+/// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN` (linux/netfilter/nf_tables.h).
+const NFT_GETGEN: u16 = (10 << 8) | 16;
+/// `NFTA_GEN_ID`: the generation attribute of the answer (a big-endian u32).
+const NFTA_GEN_ID: u16 = 1;
+
+/// The kernel's nftables ruleset generation, from one netlink request (no process).
+fn ruleset_generation() -> Result<u32, String> {
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        SockProtocol, SockType,
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkNetFilter,
+    )
+    .map_err(|e| format!("netlink socket: {e}"))?;
+    // A kernel that does not answer must not hold the pass up: list with nft instead.
+    setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(1, 0),
+    )
+    .map_err(|e| format!("netlink timeout: {e}"))?;
+    // nlmsghdr (length, type, flags = NLM_F_REQUEST, sequence, port) + nfgenmsg (AF_UNSPEC,
+    // NFNETLINK_V0, resource id 0).
+    let mut request = Vec::with_capacity(20);
+    request.extend_from_slice(&20u32.to_ne_bytes());
+    request.extend_from_slice(&NFT_GETGEN.to_ne_bytes());
+    request.extend_from_slice(&1u16.to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(&[0, 0, 0, 0]);
+    sendto(
+        fd.as_raw_fd(),
+        &request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("netlink request: {e}"))?;
+    let mut answer = [0u8; 512];
+    let n = recv(fd.as_raw_fd(), &mut answer, MsgFlags::empty())
+        .map_err(|e| format!("netlink answer: {e}"))?;
+    parse_generation(answer.get(..n).unwrap_or_default())
+        .ok_or_else(|| "netlink answer without a ruleset generation".to_string())
+}
+
+/// The generation in a `NFT_MSG_NEWGEN` answer (`None` for an error or anything else).
+fn parse_generation(msg: &[u8]) -> Option<u32> {
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let len = u32::from_ne_bytes(msg.get(0..4)?.try_into().ok()?) as usize;
+    // The answer to GETGEN is NEWGEN (`… | 15`); NLMSG_ERROR (2) and the rest carry none.
+    if u16_at(msg, 4)? != (10 << 8) | 15 {
+        return None;
+    }
+    let mut attrs = msg.get(20..len.min(msg.len()))?;
+    while attrs.len() >= 4 {
+        let size = usize::from(u16_at(attrs, 0)?);
+        if size < 4 {
+            return None;
+        }
+        // The top bits of the type are flags (nested, byte order).
+        if u16_at(attrs, 2)? & 0x3fff == NFTA_GEN_ID {
+            return Some(u32::from_be_bytes(attrs.get(4..8)?.try_into().ok()?));
+        }
+        attrs = attrs.get(size.next_multiple_of(4)..)?;
+    }
+    None
+}
 
 fn nft(
     op: &'static str,
@@ -163,17 +243,31 @@ impl Firewall for Nft {
     }
 
     fn listing(&self) -> Result<Option<String>, HostError> {
+        // Read before listing: a change between the two makes the next pass list again.
+        let generation = ruleset_generation()
+            .map_err(|e| tracing::debug!("nftables generation unknown, listing: {e}"))
+            .ok();
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(now), Some((then, text))) = (generation, listed.as_ref()) {
+            if now == *then {
+                return Ok(text.clone());
+            }
+        }
         let (family, name) = FIREWALL_TABLE
             .split_once(' ')
             .unwrap_or(("inet", "strackt"));
-        match nft("nft list", &["list", "table", family, name], None)? {
-            (true, out, _) => Ok(Some(out)),
-            (false, _, err) if err.contains("No such file or directory") => Ok(None),
-            (false, _, err) => Err(HostError::Command {
-                op: "nft list",
-                message: tail(&err),
-            }),
-        }
+        let text = match nft("nft list", &["list", "table", family, name], None)? {
+            (true, out, _) => Some(out),
+            (false, _, err) if err.contains("No such file or directory") => None,
+            (false, _, err) => {
+                return Err(HostError::Command {
+                    op: "nft list",
+                    message: tail(&err),
+                })
+            }
+        };
+        *listed = generation.map(|g| (g, text.clone()));
+        Ok(text)
     }
 
     fn remove(&self) -> Result<(), HostError> {
@@ -208,5 +302,41 @@ impl Firewall for Nft {
             }
         }
         Ok(sessions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `NFT_MSG_NEWGEN` answer as the kernel sends it: header, nfgenmsg, then the generation,
+    /// the pid and the name of the process that made the last change.
+    fn newgen(kind: u16, generation: u32) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&NFTA_GEN_ID.to_ne_bytes());
+        attrs.extend_from_slice(&generation.to_be_bytes());
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&2u16.to_ne_bytes());
+        attrs.extend_from_slice(&4242u32.to_be_bytes());
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&3u16.to_ne_bytes());
+        attrs.extend_from_slice(b"nft\0");
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&(20 + attrs.len() as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&[0; 4]);
+        msg.extend(attrs);
+        msg
+    }
+
+    #[test]
+    fn the_generation_is_read_from_newgen_and_nothing_else() {
+        assert_eq!(parse_generation(&newgen((10 << 8) | 15, 77)), Some(77));
+        // NLMSG_ERROR, a truncated answer and an empty one carry no generation.
+        assert_eq!(parse_generation(&newgen(2, 77)), None);
+        assert_eq!(parse_generation(&newgen((10 << 8) | 15, 77)[..22]), None);
+        assert_eq!(parse_generation(&[]), None);
     }
 }

@@ -226,6 +226,7 @@ pub struct RealMachine {
     systemd: systemd::DbusSystemd,
     health: health::RealHealth,
     packages: packages::Apt,
+    firewall: firewall::Nft,
 }
 
 impl RealMachine {
@@ -235,6 +236,7 @@ impl RealMachine {
             systemd,
             health: health::RealHealth::default(),
             packages: packages::Apt::new(deb_cache),
+            firewall: firewall::Nft::default(),
         }
     }
 }
@@ -261,7 +263,7 @@ impl Machine for RealMachine {
         &sysctl::ProcSysctl
     }
     fn firewall(&self) -> &Self::Firewall {
-        &firewall::Nft
+        &self.firewall
     }
     fn accounts(&self) -> &Self::Accounts {
         &accounts::ShadowTools
