@@ -185,6 +185,10 @@ pub async fn observe<M: Machine>(
     };
     for spec in desired.manifest.files.values() {
         for (kind, name) in [("user", &spec.owner), ("group", &spec.group)] {
+            // Most files share a few owners (root, root): each is looked up once per pass.
+            if snap.ids.contains_key(&format!("{kind}:{name}")) {
+                continue;
+            }
             let id = timing::time("observe.owners", || {
                 if kind == "user" {
                     m.files().uid(name)

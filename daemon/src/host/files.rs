@@ -1,10 +1,13 @@
 //! The real filesystem behind [`Files`]: atomic replacement, ownership, hashing — every path
-//! through [`tree`], so root follows no link another user could have planted.
+//! through [`tree`], so root follows no link another user could have planted. A file's hash is
+//! kept while its inode, size and times are unchanged, so a no-op pass reads no content.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::unistd::{Group, User};
 use sha2::{Digest, Sha256};
@@ -13,8 +16,43 @@ use super::tree::{self, Dir, Owner};
 use super::{FileState, Files, HostError};
 
 /// The machine's filesystem.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RealFiles;
+#[derive(Debug, Default)]
+pub struct RealFiles {
+    /// Content hashes by path, with the identity and times of the file they were computed
+    /// from (see [`Identity`]): a file whose identity is unchanged is not read again.
+    hashes: Mutex<HashMap<PathBuf, (Identity, String)>>,
+}
+
+/// What changes whenever a file's content can have changed: its inode (a replacement), size,
+/// modification and change times. The change time cannot be set by anyone (it is the kernel's
+/// clock at the last change), so content written behind strackt's back always changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether a hash taken now can be trusted later: file times have the kernel's coarse
+    /// clock, so a write within a tick of the last change can leave them equal (git's "racy
+    /// clean" case). A file changed in the last two seconds is hashed again next time.
+    fn settled(&self, now: i64) -> bool {
+        self.ctime.0 < now - 2 && self.mtime.0 < now - 2
+    }
+}
 
 use crate::host::io_err as io;
 
@@ -112,17 +150,34 @@ impl Files for RealFiles {
             return Ok(None);
         };
         let meta = f.metadata().map_err(io("stat", path))?;
-        let mut hasher = Sha256::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = f.read(&mut buf).map_err(io("read", path))?;
-            if n == 0 {
-                break;
+        let identity = Identity::of(&meta);
+        let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        let sha256 = match hashes.get(path) {
+            Some((seen, sha)) if *seen == identity => sha.clone(),
+            _ => {
+                let mut hasher = Sha256::new();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = f.read(&mut buf).map_err(io("read", path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                let sha = hex::encode(hasher.finalize());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                if identity.settled(now) {
+                    hashes.insert(path.to_path_buf(), (identity, sha.clone()));
+                } else {
+                    hashes.remove(path);
+                }
+                sha
             }
-            hasher.update(&buf[..n]);
-        }
+        };
         Ok(Some(FileState {
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
@@ -219,7 +274,10 @@ mod tests {
         let group = nix::unistd::getegid().as_raw();
         atomic_write(&path, b"one", 0o640, me, group).expect("first write");
         atomic_write(&path, b"two", 0o600, me, group).expect("second write");
-        let st = RealFiles.stat(&path).expect("stat").expect("exists");
+        let st = RealFiles::default()
+            .stat(&path)
+            .expect("stat")
+            .expect("exists");
         assert_eq!(st.sha256, sha256_hex(b"two"));
         assert_eq!(st.mode, 0o600);
         let names: Vec<_> = fs::read_dir(path.parent().expect("parent"))
@@ -230,13 +288,46 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_hash_is_used_only_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        fs::write(&path, "one\n").expect("write");
+        let files = RealFiles::default();
+        // As if hashed on an earlier pass: the kept hash is what stat answers.
+        let identity = Identity::of(&fs::metadata(&path).expect("stat"));
+        files
+            .hashes
+            .lock()
+            .expect("lock")
+            .insert(path.clone(), (identity, "kept".into()));
+        assert_eq!(
+            files.stat(&path).expect("stat").map(|s| s.sha256),
+            Some("kept".into())
+        );
+        // Written behind strackt's back: its identity moved (here the size; within the same
+        // clock tick the times may not, which is why only settled files are kept), so it is read.
+        fs::write(&path, "three\n").expect("write");
+        assert_eq!(
+            files.stat(&path).expect("stat").map(|s| s.sha256),
+            Some(sha256_hex(b"three\n"))
+        );
+        // A file changed within the last two seconds is never kept (coarse file clocks).
+        let fresh = Identity::of(&fs::metadata(&path).expect("stat"));
+        assert!(!fresh.settled(fresh.ctime.0 + 1));
+        assert!(fresh.settled(fresh.ctime.0.max(fresh.mtime.0) + 3));
+        assert!(!files.hashes.lock().expect("lock").contains_key(&path));
+    }
+
+    #[test]
     fn stat_of_missing_or_directory_is_none() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(
-            RealFiles.stat(&dir.path().join("nope")).expect("stat"),
+            RealFiles::default()
+                .stat(&dir.path().join("nope"))
+                .expect("stat"),
             None
         );
-        assert_eq!(RealFiles.stat(dir.path()).expect("stat"), None);
+        assert_eq!(RealFiles::default().stat(dir.path()).expect("stat"), None);
     }
 
     #[test]
@@ -254,8 +345,8 @@ mod tests {
         let keys = home.join(".ssh/authorized_keys");
         symlink(&victim, home.join(".ssh/.authorized_keys.strackt-tmp")).expect("symlink");
         symlink(&victim, &keys).expect("symlink");
-        assert_eq!(RealFiles.stat(&keys).expect("stat"), None);
-        let e = RealFiles.read(&keys).expect_err("refused");
+        assert_eq!(RealFiles::default().stat(&keys).expect("stat"), None);
+        let e = RealFiles::default().read(&keys).expect_err("refused");
         assert!(e.to_string().contains("not followed"), "{e}");
         atomic_write(&keys, b"ssh-ed25519 k\n", 0o600, me, group).expect("write");
         assert_eq!(fs::read_to_string(&victim).expect("read"), "root:secret\n");
@@ -270,8 +361,8 @@ mod tests {
         let e = atomic_write(&keys, b"x", 0o600, me, group).expect_err("refused");
         assert!(e.to_string().contains("not followed"), "{e}");
         assert!(!dir.path().join("authorized_keys").exists());
-        assert!(RealFiles.stat(&keys).is_err());
-        RealFiles.remove(&keys).expect_err("refused");
+        assert!(RealFiles::default().stat(&keys).is_err());
+        RealFiles::default().remove(&keys).expect_err("refused");
         assert_eq!(fs::read_to_string(&victim).expect("read"), "root:secret\n");
     }
 }

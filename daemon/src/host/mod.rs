@@ -227,6 +227,7 @@ pub struct RealMachine {
     health: health::RealHealth,
     packages: packages::Apt,
     firewall: firewall::Nft,
+    files: files::RealFiles,
 }
 
 impl RealMachine {
@@ -237,6 +238,7 @@ impl RealMachine {
             health: health::RealHealth::default(),
             packages: packages::Apt::new(deb_cache),
             firewall: firewall::Nft::default(),
+            files: files::RealFiles::default(),
         }
     }
 }
@@ -254,7 +256,7 @@ impl Machine for RealMachine {
         &self.systemd
     }
     fn files(&self) -> &Self::Files {
-        &files::RealFiles
+        &self.files
     }
     fn health(&self) -> &Self::Health {
         &self.health

@@ -147,3 +147,30 @@ fn drift_is_repaired_by_the_timer() -> Res {
         Ok(())
     })
 }
+
+/// The no-op pass does not read a managed file again while its inode, size and times are
+/// unchanged. An edit made to look untouched — same size, modification time put back with
+/// `touch -r` — is still found: the change time moved, and nobody can set that.
+#[test]
+fn an_edit_disguised_as_untouched_is_still_found() -> Res {
+    with_host("drift-disguised", |h| {
+        h.install(&definition("1h"))?;
+        h.apply_ok()?;
+        // Past the two seconds after which a file's hash is kept, then a pass that keeps it.
+        std::thread::sleep(Duration::from_secs(3));
+        h.apply_ok()?;
+        h.sh_ok(
+            "set -e
+             cp -p /etc/motd /root/motd.times
+             printf 'MANAGED MOTD\\n' > /etc/motd
+             touch -r /root/motd.times /etc/motd
+             test \"$(stat -c '%s %Y' /etc/motd)\" = \"$(stat -c '%s %Y' /root/motd.times)\"",
+        )?;
+        h.apply_ok()?;
+        ensure_eq(
+            h.read("/etc/motd")?,
+            "managed motd\n".to_string(),
+            "/etc/motd after the pass",
+        )
+    })
+}
