@@ -237,13 +237,10 @@ pub async fn observe<M: Machine>(
         .collect();
     // All unit states at once: D-Bus calls on one connection are pipelined, so the pass pays
     // one round trip's latency instead of one per unit.
-    let states = timing::time_async(
-        "observe.units",
-        futures_util::future::join_all(units.iter().map(|u| m.systemd().unit_state(u))),
-    )
-    .await;
+    let names: Vec<String> = units.iter().map(|u| (*u).clone()).collect();
+    let states = timing::time_async("observe.units", m.systemd().unit_states(&names)).await?;
     for (&unit, state) in units.iter().zip(states) {
-        snap.units.insert(unit.clone(), state?);
+        snap.units.insert(unit.clone(), state);
         if desired.unit_texts.contains_key(unit) || owned.units.contains(unit) {
             let text = timing::time("observe.unit-files", || {
                 m.files().read(&Path::new(UNIT_DIR).join(unit))

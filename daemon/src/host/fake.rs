@@ -148,6 +148,14 @@ impl Systemd for FakeHost {
         })
     }
 
+    async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>, HostError> {
+        let mut states = Vec::with_capacity(units.len());
+        for unit in units {
+            states.push(self.unit_state(unit).await?);
+        }
+        Ok(states)
+    }
+
     async fn daemon_reload(&self) -> Result<(), HostError> {
         let mut s = self.state();
         s.journal.push("daemon-reload".into());

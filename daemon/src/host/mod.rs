@@ -164,6 +164,12 @@ pub trait Systemd: Send + Sync {
     /// Load (never start) `unit` and read its state. A unit without a unit file reports
     /// `load_state == "not-found"`; that is not an error.
     fn unit_state(&self, unit: &str) -> impl Future<Output = Result<UnitState, HostError>> + Send;
+    /// [`Systemd::unit_state`] of every unit in `units`, in that order, asked together (one
+    /// listing for all, not one load per unit: a pass observes every managed unit).
+    fn unit_states(
+        &self,
+        units: &[String],
+    ) -> impl Future<Output = Result<Vec<UnitState>, HostError>> + Send;
     /// `Reload()` (daemon-reload) and wait for `Reloading(false)`.
     fn daemon_reload(&self) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Queue a job for `unit` and wait for its `JobRemoved` signal. `Ok` only when the result is

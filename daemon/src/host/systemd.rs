@@ -24,6 +24,25 @@ trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    /// Loads the units that are not loaded yet (a missing one reports `not-found`).
+    #[allow(clippy::type_complexity)]
+    fn list_units_by_names(
+        &self,
+        names: &[&str],
+    ) -> zbus::Result<
+        Vec<(
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        )>,
+    >;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -156,54 +175,84 @@ fn text(map: &HashMap<&'static str, OwnedValue>, key: &str) -> String {
 
 impl Systemd for DbusSystemd {
     async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
-        bounded(&format!("state of {unit}"), CALL_TIMEOUT, async {
-            let path = self
+        self.unit_states(&[unit.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| HostError::Systemd {
+                op: "list",
+                unit: unit.into(),
+                message: "systemd did not list it".into(),
+            })
+    }
+
+    async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>, HostError> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        bounded("state of the units", CALL_TIMEOUT, async {
+            let names: Vec<&str> = units.iter().map(String::as_str).collect();
+            // Load, active and sub state of all of them in one call; the rest per unit, all
+            // in flight at once on the one connection.
+            let listed = self
                 .manager
-                .load_unit(unit)
+                .list_units_by_names(&names)
                 .await
-                .map_err(sd_err("load", unit))?;
-            let props = self
-                .get(
-                    &path,
-                    "org.freedesktop.systemd1.Unit",
-                    &[
-                        "LoadState",
-                        "ActiveState",
-                        "SubState",
-                        "UnitFileState",
-                        "FragmentPath",
-                    ],
-                    unit,
-                )
-                .await?;
-            let mut state = UnitState {
-                load_state: text(&props, "LoadState"),
-                active_state: text(&props, "ActiveState"),
-                sub_state: text(&props, "SubState"),
-                unit_file_state: text(&props, "UnitFileState"),
-                fragment_path: text(&props, "FragmentPath"),
-                main_pid: 0,
-                n_restarts: 0,
-            };
-            if unit.ends_with(".service") && state.load_state == "loaded" {
-                let svc = self
-                    .get(
-                        &path,
-                        "org.freedesktop.systemd1.Service",
-                        &["MainPID", "NRestarts"],
-                        unit,
-                    )
-                    .await?;
-                state.main_pid = svc
-                    .get("MainPID")
-                    .and_then(|v| u32::try_from(v.clone()).ok())
-                    .unwrap_or(0);
-                state.n_restarts = svc
-                    .get("NRestarts")
-                    .and_then(|v| u32::try_from(v.clone()).ok())
-                    .unwrap_or(0);
+                .map_err(sd_err("list", ""))?;
+            // One entry per name, in the order asked (by position, not by the name listed: an
+            // alias is listed under the unit's own name).
+            if listed.len() != units.len() {
+                return Err(HostError::Systemd {
+                    op: "list",
+                    unit: names.join(" "),
+                    message: format!(
+                        "systemd listed {} units for {} names",
+                        listed.len(),
+                        units.len()
+                    ),
+                });
             }
-            Ok(state)
+            futures_util::future::try_join_all(units.iter().zip(&listed).map(
+                |(unit, listed)| async move {
+                    let (_, _, load, active, sub, _, path, ..) = listed;
+                    let service = unit.ends_with(".service") && load == "loaded";
+                    let unit_props = self.get(
+                        path,
+                        "org.freedesktop.systemd1.Unit",
+                        &["UnitFileState", "FragmentPath"],
+                        unit,
+                    );
+                    let service_props = async {
+                        if service {
+                            self.get(
+                                path,
+                                "org.freedesktop.systemd1.Service",
+                                &["MainPID", "NRestarts"],
+                                unit,
+                            )
+                            .await
+                        } else {
+                            Ok(HashMap::new())
+                        }
+                    };
+                    let (props, svc) =
+                        futures_util::future::try_join(unit_props, service_props).await?;
+                    let number = |key: &str| {
+                        svc.get(key)
+                            .and_then(|v| u32::try_from(v.clone()).ok())
+                            .unwrap_or(0)
+                    };
+                    Ok(UnitState {
+                        load_state: load.clone(),
+                        active_state: active.clone(),
+                        sub_state: sub.clone(),
+                        unit_file_state: text(&props, "UnitFileState"),
+                        fragment_path: text(&props, "FragmentPath"),
+                        main_pid: number("MainPID"),
+                        n_restarts: number("NRestarts"),
+                    })
+                },
+            ))
+            .await
         })
         .await
     }
