@@ -228,7 +228,7 @@ fn no_secrets(dom: &str) -> Res {
 fn chromium(h: &Host, args: &[&str], path: &str) -> Res<Out> {
     if Command::new("chromium").arg("--version").output().is_err() {
         return Err(
-            "no `chromium` on this machine: apt-get install chromium (.ci/run does)".into(),
+            "no `chromium` on this machine: apt-get install chromium (tests/run does)".into(),
         );
     }
     let pid = run(
