@@ -1,6 +1,6 @@
 //! The dashboard (issue 15) in a real browser, while a deploy runs.
 //!
-//! Headless Chromium (Debian's `chromium`, installed on the machine by `.ci/run`) runs on the
+//! Headless Chromium (Debian's `chromium`, installed on the machine by `tests/run`) runs on the
 //! machine inside the test host's network namespace (`nsenter --net`), so it reaches the
 //! daemon's `127.0.0.1:7477` as a browser on the server would, without putting a browser into
 //! a testhost base. The test reads the DOM Chromium built (`--dump-dom`: what a person sees,
