@@ -142,6 +142,10 @@ enum Command {
         /// Show one operation.
         #[arg(long)]
         operation: Option<i64>,
+        /// Follow the operation until it ends, printing each step and what it prints as it
+        /// prints it.
+        #[arg(long, requires = "operation")]
+        follow: bool,
     },
     /// Current generation, last and next pass, health, drift.
     Status {
@@ -452,7 +456,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::History { operation } => {
+        Command::History {
+            operation: Some(id),
+            follow: true,
+        } => watch(&paths, id, "operation", cli.json),
+        Command::History { operation, .. } => {
             let ops: Vec<Operation> =
                 data(request(&paths, &ControlRequest::History { operation })?)?;
             if cli.json {
@@ -816,8 +824,7 @@ fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow:
     Ok(if op.outcome == "success" { 0 } else { 1 })
 }
 
-/// Start an operation (deploy, backup, verify, restore) and follow it: each step is printed
-/// when it starts and when it ends, with its duration, and the output of a failed one.
+/// Start an operation (deploy, backup, verify, restore) and follow it (see [`watch`]).
 fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i32> {
     let started: serde_json::Value = match request(paths, start)? {
         Ok(v) => v,
@@ -837,7 +844,18 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
     if !json {
         println!("{kind} #{id} started (also at /operations/{id})");
     }
+    watch(paths, id, kind, json)
+}
+
+/// Follow operation `id` until it ends: each step is printed when it starts and when it ends,
+/// with its duration, and between the two each line its commands print, as they print it
+/// (masked like the stored output); a failed step that printed nothing live shows the end of
+/// its stored output. Exit 0 when it succeeded.
+fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::Result<i32> {
     let mut shown: Vec<(String, String)> = Vec::new();
+    // The last output line printed, and the steps that printed live.
+    let mut after = 0u64;
+    let mut printed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
     loop {
         let ops: Vec<Operation> = data(request(
             paths,
@@ -848,31 +866,43 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
         let op = ops
             .into_iter()
             .next()
-            .context("the deploy operation vanished")?;
+            .with_context(|| format!("operation {id} vanished"))?;
         if !json {
+            // Asked after the steps: every line of a step recorded as ended is in it.
+            let out: crate::deploy::live::OutputView = data(request(
+                paths,
+                &ControlRequest::Output {
+                    operation: id,
+                    after,
+                },
+            )?)?;
+            if out.skipped > 0 {
+                println!(
+                    "      | … {} lines not shown (printed too fast)",
+                    out.skipped
+                );
+            }
+            let mut lines = out.lines.into_iter().peekable();
             for (i, s) in op.steps.iter().enumerate() {
                 let key = (s.action.clone(), s.outcome.clone());
-                if shown.get(i) == Some(&key) {
-                    continue;
-                }
-                if s.outcome == "running" {
+                let seen = shown.get(i);
+                let prints = lines.peek().is_some_and(|l| l.step == i);
+                if seen.is_none() && (s.outcome == "running" || prints) {
                     println!("  …  {:<14} {}", s.action, s.target);
-                } else {
+                }
+                while let Some(line) = lines.next_if(|l| l.step == i) {
+                    println!("      | {}", line.text);
+                    printed.insert(i);
+                    after = line.n;
+                }
+                if s.outcome != "running" && seen != Some(&key) {
                     let secs = s.duration_ms.unwrap_or(0) as f64 / 1000.0;
                     let mark = if s.outcome == "ok" { "ok" } else { "FAILED" };
                     println!("  {mark:<6} {:<14} {secs:.1}s  {}", s.action, s.detail);
-                    if s.outcome == "failed" {
-                        for line in s
-                            .output
-                            .as_deref()
-                            .unwrap_or("")
-                            .lines()
-                            .rev()
-                            .take(20)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                        {
+                    if s.outcome == "failed" && !printed.contains(&i) {
+                        let text = s.output.as_deref().unwrap_or("");
+                        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                        for line in tail.into_iter().rev() {
                             println!("      | {line}");
                         }
                     }
@@ -883,6 +913,7 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
                     shown.push(key);
                 }
             }
+            // Lines of a step not in the record read above wait for the next round.
         }
         if op.outcome != "running" {
             if json {
@@ -904,8 +935,8 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
             }
             return Ok(if op.outcome == "success" { 0 } else { 1 });
         }
-        // One local request on the control socket: cheap, and the user sees the end at most
-        // 50 ms after the daemon recorded it.
+        // Two local requests on the control socket: cheap, and the user sees a line or the
+        // end at most 50 ms after the daemon has it.
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -1272,7 +1303,10 @@ mod tests {
             Cli::try_parse_from(["strackt", "history", "--operation", "7"])
                 .expect("parses")
                 .command,
-            Command::History { operation: Some(7) }
+            Command::History {
+                operation: Some(7),
+                follow: false
+            }
         ));
         assert!(Cli::try_parse_from(["strackt", "rollback", "x"]).is_err());
         assert!(matches!(

@@ -256,6 +256,7 @@ async fn answer(
                 .await
                 .map_err(|e| e.to_string())?,
         ),
+        ControlRequest::Output { operation, after } => json(deployer.output(operation, after)),
         ControlRequest::History { operation } => json(
             state
                 .call(move |s| s.operations(100, operation))

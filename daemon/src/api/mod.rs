@@ -122,6 +122,15 @@ pub enum ControlRequest {
         /// Only this operation.
         operation: Option<i64>,
     },
+    /// What the steps of an operation printed, masked, after line `after` (the CLI following
+    /// it; never served over HTTP).
+    Output {
+        /// The operation.
+        operation: i64,
+        /// The last line the follower has.
+        #[serde(default)]
+        after: u64,
+    },
 }
 
 /// A definition's text sent over the socket, with the name its messages use.

@@ -13,9 +13,11 @@
 pub mod database;
 mod failed;
 pub mod layout;
+pub mod live;
 mod outcome;
 pub mod preflight;
 pub mod runner;
+mod transient;
 pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,7 +45,8 @@ use runner::{Ran, RunAs};
 
 /// Where the live app units are written.
 const UNIT_DIR: &str = "/etc/systemd/system";
-/// Where the validation units are written (runtime: gone after a reboot).
+/// Where an older strackt wrote its validation units as files (they are transient units now,
+/// with no file): what it left there is removed at startup.
 const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 /// Time limit of strackt's own commands (git clone, pg_dump, pg_restore).
 const OWN_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -79,6 +82,8 @@ pub struct Deployer {
     busy: Mutex<HashMap<String, (&'static str, i64)>>,
     /// Told every finished operation, with its app.
     metrics: Arc<Metrics>,
+    /// What the running steps print, for the CLI following them.
+    outputs: Arc<live::Outputs>,
 }
 
 /// An app claimed for one operation; released on drop.
@@ -120,6 +125,8 @@ pub(crate) struct Progress {
     started: Instant,
     /// What the running step says about itself (e.g. bytes read), shown while it runs.
     live: Arc<Mutex<String>>,
+    /// Where steps run with [`Progress::step_live`] write what they print.
+    outputs: Arc<live::Outputs>,
 }
 
 impl Progress {
@@ -155,6 +162,25 @@ impl Progress {
         results
             .pop()
             .unwrap_or_else(|| Err(format!("{action} did not run")))
+    }
+
+    /// [`Progress::step`] for work that runs commands: `work` gets the step's output, where
+    /// the commands' lines go as they are printed (for the CLI following the operation), and
+    /// the step's `detail` counts them while it runs.
+    pub(crate) async fn step_live<T, F, Fut>(
+        &mut self,
+        action: &str,
+        target: &str,
+        work: F,
+    ) -> Result<T, String>
+    where
+        F: FnOnce(Arc<live::StepOutput>) -> Fut,
+        Fut: Future<Output = StepResult<T>> + Send,
+    {
+        let out = self
+            .outputs
+            .step(self.op.id, self.op.steps.len(), self.live.clone());
+        self.step(action, target, work(Arc::new(out))).await
     }
 
     /// Run several steps at the same time (each recorded as its own step, with its own live
@@ -208,14 +234,21 @@ impl Progress {
                         break;
                     }
                 }
+                // Once a second a running step is recorded with how long it has run and its live
+                // line, so `/operations/{id}` and the dashboard show it advance.
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
                     for (i, live) in lives.iter().enumerate() {
                         let seq = first + i;
-                        let now = live.lock().map(|l| l.clone()).unwrap_or_default();
-                        if results[i].is_none() && !now.is_empty() && now != self.op.steps[seq].detail {
-                            self.op.steps[seq].detail = now;
-                            self.put(seq).await;
+                        if results[i].is_some() {
+                            continue;
                         }
+                        let now = live.lock().map(|l| l.clone()).unwrap_or_default();
+                        let step = &mut self.op.steps[seq];
+                        if !now.is_empty() {
+                            step.detail = now;
+                        }
+                        step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                        self.put(seq).await;
                     }
                 }
             }
@@ -259,6 +292,7 @@ impl Progress {
         if let Err(e) = self.state.call(move |s| s.finish_operation(&op)).await {
             tracing::error!("recording operation {}: {e}", self.op.id);
         }
+        self.outputs.finish(self.op.id);
         crate::logging::operation(&self.op, Some(&self.app));
         self.metrics.app_finished(&self.app, &self.op);
         self.op
@@ -373,6 +407,79 @@ fn link_shared(
     Ok(((), log))
 }
 
+/// The units of a validation boot, stopped when it ends however it ends: awaited at its end,
+/// or in the background when its work is dropped (a step running beside it failed). Being
+/// transient, stopped units are gone: systemd collects them.
+struct StopOnDrop {
+    systemd: DbusSystemd,
+    units: Vec<String>,
+}
+
+impl StopOnDrop {
+    async fn stop(mut self) {
+        let units = std::mem::take(&mut self.units);
+        stop_all(&self.systemd, &units).await;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if self.units.is_empty() {
+            return;
+        }
+        let (systemd, units) = (self.systemd.clone(), std::mem::take(&mut self.units));
+        tokio::spawn(async move { stop_all(&systemd, &units).await });
+    }
+}
+
+/// Stop `units` at the same time; a unit already gone is fine.
+async fn stop_all(systemd: &DbusSystemd, units: &[String]) {
+    futures_util::future::join_all(
+        units
+            .iter()
+            .map(|u| async move { systemd.run_job(JobKind::Stop, u).await }),
+    )
+    .await;
+}
+
+/// Dump the app's database into `dump` (strackt's own root-only file) before the migration;
+/// a restore's dump of the database as it is now is kept instead when there is one.
+async fn take_dump(dump: &Path, prepared: &Prepared) -> StepResult<()> {
+    if let Some(current) = &prepared.current_dump {
+        if std::fs::rename(current, dump).is_ok() {
+            return Ok((
+                (),
+                format!("kept {} (the database as restored)\n", current.display()),
+            ));
+        }
+    }
+    // pg_dump writes to a file strackt opened in its own directory: it opens no path itself,
+    // and runs from `/`, not from the app's tree.
+    let file = layout::create_private(dump).map_err(|e| (e, String::new()))?;
+    // gzip level 1: the same size as pg_dump's default level 6 on table data, in a third of
+    // the time (300 MB of rows: 5.4 s against 14.6 s).
+    let cmd = argv(&[
+        "pg_dump",
+        "--format=custom",
+        "--compress=1",
+        "--no-password",
+    ]);
+    let ran = runner::run_into(
+        &cmd,
+        Path::new("/"),
+        &prepared.db_env,
+        &RunAs::root(),
+        OWN_LIMIT,
+        Some(file),
+        None,
+    )
+    .await;
+    if !ran.ok {
+        let _ = std::fs::remove_file(dump);
+    }
+    ran_step(ran)
+}
+
 impl Deployer {
     /// A deployer for the definition at `definition`, keeping the apps' private files under
     /// the state root `root`.
@@ -383,16 +490,28 @@ impl Deployer {
         root: PathBuf,
         metrics: Arc<Metrics>,
     ) -> Arc<Deployer> {
+        let secrets = PathBuf::from(SECRETS_DIR);
+        // The operations log's sources: live output is masked as the stored output is.
+        let redact = crate::state::Redactor::from_sources(
+            &secrets,
+            &[crate::backup::vault::Vault::new(&root).key_path()],
+        );
         Arc::new(Deployer {
             state,
             systemd,
             health: RealHealth::default(),
             definition,
-            secrets: PathBuf::from(SECRETS_DIR),
+            secrets,
             root,
             busy: Mutex::new(HashMap::new()),
             metrics,
+            outputs: live::Outputs::new(redact),
         })
+    }
+
+    /// The output lines of operation `op` after line `after` (root only: the control socket).
+    pub fn output(&self, op: i64, after: u64) -> live::OutputView {
+        self.outputs.after(op, after)
     }
 
     /// Where `app`'s root-private files are.
@@ -473,6 +592,7 @@ impl Deployer {
             op,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
+            outputs: self.outputs.clone(),
         })
     }
 
@@ -514,6 +634,19 @@ impl Deployer {
                 }
             }
         }
+        // Validation units left running by a strackt that was killed during a validation
+        // boot (transient: stopping them is all it takes, systemd collects them).
+        let pattern = format!("{}*", units::VALIDATE_PREFIX);
+        match self.systemd.units_matching(&pattern).await {
+            Ok(left) => {
+                for unit in left {
+                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+                    self.systemd.reset_failed(&unit).await;
+                }
+            }
+            Err(e) => tracing::warn!("looking for validation units left running: {e}"),
+        }
+        // Files an older strackt wrote for its validation units.
         if let Ok(entries) = std::fs::read_dir(RUNTIME_UNIT_DIR) {
             let stale: Vec<PathBuf> = entries
                 .flatten()
@@ -781,65 +914,52 @@ impl Deployer {
         env.insert("STRACKT_RELEASE".into(), id.to_string());
         env.insert("STRACKT_RELEASE_DIR".into(), release.display().to_string());
         let limit = spec.steps.time_limit();
+        // The pre-migrate dump, when there is a migration against a database.
+        let dump = (spec.database.is_some() && spec.steps.migrate.is_some()).then(|| data.dump(id));
         for (name, command) in spec.steps.ordered() {
-            if name == "migrate" && spec.database.is_some() && command.is_some() {
-                let dump = data.dump(id);
-                p.step("dump", &dump.display().to_string(), async {
-                    if let Some(current) = &prepared.current_dump {
-                        if std::fs::rename(current, &dump).is_ok() {
-                            return Ok((
-                                (),
-                                format!("kept {} (the database as restored)\n", current.display()),
-                            ));
-                        }
-                    }
-                    // pg_dump writes to a file strackt opened in its own directory: it opens no
-                    // path itself, and runs from `/`, not from the app's tree.
-                    let file = layout::create_private(&dump).map_err(|e| (e, String::new()))?;
-                    // gzip level 1: the same size as pg_dump's default level 6 on table data,
-                    // in a third of the time (300 MB of rows: 5.4 s against 14.6 s).
-                    let cmd = argv(&[
-                        "pg_dump",
-                        "--format=custom",
-                        "--compress=1",
-                        "--no-password",
-                    ]);
-                    let ran = runner::run_into(
-                        &cmd,
-                        Path::new("/"),
-                        &prepared.db_env,
-                        &RunAs::root(),
-                        OWN_LIMIT,
-                        Some(file),
-                    )
-                    .await;
-                    if !ran.ok {
-                        let _ = std::fs::remove_file(&dump);
-                    }
-                    ran_step(ran)
-                })
-                .await?;
-                let (a, d) = (app.to_string(), dump.display().to_string());
-                let _ = self
-                    .state
-                    .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
-                    .await;
-                *migrating = Some(dump);
+            if name == "migrate" {
+                if let Some(dump) = &dump {
+                    // Recorded only now, as the migration starts: a deploy cut off before it
+                    // never touched the database (see `interrupted_migration`).
+                    let (a, d) = (app.to_string(), dump.display().to_string());
+                    let _ = self
+                        .state
+                        .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
+                        .await;
+                    *migrating = Some(dump.clone());
+                }
             }
             if let Some(command) = command {
-                p.step(name, command, async {
+                let (release, env) = (&release, &env);
+                p.step_live(name, command, |out| async move {
                     let cmd = argv(&["/bin/sh", "-c", command]);
-                    ran_step(runner::run(&cmd, &release, &env, user, limit).await)
+                    ran_step(runner::run_live(&cmd, release, env, user, limit, &out).await)
                 })
                 .await?;
             }
             if name == "validate" {
-                p.step(
-                    "validate-boot",
-                    &format!("{app} release {id} on a spare port"),
-                    self.boot_check(app, spec, &release, &data.env_file(id)),
-                )
-                .await?;
+                // The dump only reads the database and writes strackt's own file, so it runs
+                // while the release boots: both are done before the migration starts, and a
+                // failure of either stops the other and fails the deploy before anything live
+                // changed.
+                let env_file = data.env_file(id);
+                let mut work = vec![Step {
+                    action: "validate-boot".into(),
+                    target: format!("{app} release {id} on a spare port"),
+                    live: Arc::new(Mutex::new(String::new())),
+                    work: Box::pin(self.boot_check(app, spec, id, &release, &env_file)),
+                }];
+                if let Some(dump) = &dump {
+                    work.push(Step {
+                        action: "dump".into(),
+                        target: dump.display().to_string(),
+                        live: Arc::new(Mutex::new(String::new())),
+                        work: Box::pin(take_dump(dump, prepared)),
+                    });
+                }
+                for done in p.steps(work).await {
+                    done?;
+                }
             }
         }
 
@@ -852,34 +972,33 @@ impl Deployer {
         ))
     }
 
-    /// Boot `release` on its own (socket + service on a spare loopback port, runtime units)
-    /// and check its health path, then remove it again.
+    /// Boot release `id` (at `release`) on its own and check its health path, then stop it
+    /// again: the same socket + service pair as the live units, on a spare loopback port, as
+    /// transient units (one D-Bus call, no unit file and no daemon-reload) named after the
+    /// release, so no two boots ever share a name.
     async fn boot_check(
         &self,
         app: &str,
         spec: &AppSpec,
+        id: u64,
         release: &Path,
         env_file: &Path,
-    ) -> Result<((), String), (String, String)> {
+    ) -> StepResult<()> {
         let port = spare_port().map_err(|e| (format!("no spare port: {e}"), String::new()))?;
         let listen = format!("127.0.0.1:{port}");
-        let base = format!("{}{app}", units::VALIDATE_PREFIX);
+        let base = format!("{}{app}-{id}", units::VALIDATE_PREFIX);
         let pair = units::render(app, spec, &base, &listen, release, env_file);
-        let dir = Path::new(RUNTIME_UNIT_DIR);
-        let written = [
-            (dir.join(&pair.socket), &pair.socket_text),
-            (dir.join(&pair.service), &pair.service_text),
-        ];
+        let socket = transient::properties(&pair.socket, &pair.socket_text)
+            .map_err(|e| (e, String::new()))?;
+        let service = transient::properties(&pair.service, &pair.service_text)
+            .map_err(|e| (e, String::new()))?;
+        let units = StopOnDrop {
+            systemd: self.systemd.clone(),
+            units: vec![pair.service.clone(), pair.socket.clone()],
+        };
         let result = async {
-            for (path, text) in &written {
-                atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())?;
-            }
             self.systemd
-                .daemon_reload()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.systemd
-                .run_job(JobKind::Start, &pair.socket)
+                .start_transient(&pair.socket, &socket, &[(pair.service.clone(), service)])
                 .await
                 .map_err(|e| e.to_string())?;
             let probe = HealthSpec {
@@ -915,17 +1034,7 @@ impl Deployer {
         } else {
             String::new()
         };
-        for unit in [&pair.service, &pair.socket] {
-            let _ = self.systemd.run_job(JobKind::Stop, unit).await;
-        }
-        // The files go; the (inactive) units stay loaded until the next daemon-reload, which
-        // saves a reload per deploy.
-        for (path, _) in &written {
-            let _ = std::fs::remove_file(path);
-        }
-        for unit in [&pair.service, &pair.socket] {
-            self.systemd.reset_failed(unit).await;
-        }
+        units.stop().await;
         result
             .map(|()| ((), String::new()))
             .map_err(|e| (e, journal))
@@ -1058,11 +1167,11 @@ impl Deployer {
                 .map_err(sd)?;
         }
         // A new listening address needs the socket re-bound; otherwise it stays open (and
-        // keeps its queue) across the service restart.
-        let job = if socket_changed && socket.is_active() {
-            JobKind::Restart
-        } else {
-            JobKind::Start
+        // keeps its queue) across the service restart, and a listening one needs no job.
+        let job = match (socket.is_active(), socket_changed) {
+            (true, false) => return Ok(()),
+            (true, true) => JobKind::Restart,
+            (false, _) => JobKind::Start,
         };
         self.systemd.run_job(job, &pair.socket).await.map_err(sd)
     }
@@ -1334,6 +1443,7 @@ mod tests {
             op: recorded().await,
             started: Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
+            outputs: live::Outputs::new(crate::state::Redactor::default()),
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let guard = Dropped(stopped.clone());

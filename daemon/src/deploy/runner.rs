@@ -1,5 +1,6 @@
 //! Runs one deploy command: its own process group, a clean environment, the app's user, a time
-//! limit, and both output streams interleaved into one bounded tail. Whatever the command leaves
+//! limit, and both output streams interleaved into one bounded tail (and, for a step followed
+//! live, line by line into its [`StepOutput`] as they are printed). Whatever the command leaves
 //! running in its group is killed when it ends, so a step never outlives its record.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+use super::live::{StepOutput, Stream};
 
 /// How much output a step keeps (the end of it).
 const TAIL_BYTES: usize = 16 * 1024;
@@ -77,11 +80,15 @@ async fn pump(
     mut from: impl AsyncRead + Unpin,
     both: Arc<Mutex<Vec<u8>>>,
     own: Option<Arc<Mutex<Vec<u8>>>>,
+    mut live: Option<Stream>,
 ) {
     let mut chunk = [0u8; 8192];
     while let Ok(n) = from.read(&mut chunk).await {
         if n == 0 {
             break;
+        }
+        if let Some(s) = live.as_mut() {
+            s.feed(&chunk[..n]);
         }
         for buf in std::iter::once(&both).chain(own.as_ref()) {
             let mut b = buf
@@ -90,6 +97,9 @@ async fn pump(
             b.extend_from_slice(&chunk[..n]);
             trim_front(&mut b);
         }
+    }
+    if let Some(s) = live.as_mut() {
+        s.end();
     }
 }
 
@@ -102,11 +112,23 @@ pub async fn run(
     user: &RunAs,
     limit: Duration,
 ) -> Ran {
-    run_into(argv, cwd, env, user, limit, None).await
+    run_into(argv, cwd, env, user, limit, None, None).await
+}
+
+/// [`run`], each line the command prints also going to `live` as it is printed.
+pub async fn run_live(
+    argv: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    user: &RunAs,
+    limit: Duration,
+    live: &Arc<StepOutput>,
+) -> Ran {
+    run_into(argv, cwd, env, user, limit, None, Some(live)).await
 }
 
 /// [`run`], with the command's stdout going into `stdout` (a file strackt opened itself, so
-/// the command never opens a path) instead of the kept output.
+/// the command never opens a path) instead of the kept output, and what it prints to `live`.
 pub async fn run_into(
     argv: &[String],
     cwd: &Path,
@@ -114,6 +136,7 @@ pub async fn run_into(
     user: &RunAs,
     limit: Duration,
     stdout: Option<std::fs::File>,
+    live: Option<&Arc<StepOutput>>,
 ) -> Ran {
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command".into(), String::new());
@@ -146,10 +169,17 @@ pub async fn run_into(
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(out, both.clone(), Some(stdout.clone()))));
+        let live = live.map(StepOutput::stream);
+        pumps.push(tokio::spawn(pump(
+            out,
+            both.clone(),
+            Some(stdout.clone()),
+            live,
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(err, both.clone(), None)));
+        let live = live.map(StepOutput::stream);
+        pumps.push(tokio::spawn(pump(err, both.clone(), None, live)));
     }
     let status = tokio::time::timeout(limit, child.wait()).await;
     // The step is over: nothing it started may keep running (or keep our pipes open).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::timeout;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 use zbus::Connection;
 
 use super::{HostError, JobKind, Systemd, UnitState};
@@ -48,6 +48,34 @@ trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    /// Create unit `name` (and the `aux` units it needs, e.g. a socket's service) from
+    /// properties alone: no file, no daemon-reload; systemd drops it once it is inactive.
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
+    #[allow(clippy::type_complexity)]
+    fn list_units_by_patterns(
+        &self,
+        states: &[&str],
+        patterns: &[&str],
+    ) -> zbus::Result<
+        Vec<(
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        )>,
+    >;
     fn enable_unit_files(
         &self,
         files: &[&str],
@@ -120,6 +148,99 @@ impl DbusSystemd {
         })
         .await?;
         Ok(DbusSystemd { conn, manager })
+    }
+
+    /// Start the transient unit `unit` with `properties`, defining the units of `aux` (not
+    /// started: e.g. the service a socket activates) in the same call, and wait for its start
+    /// job like [`Systemd::run_job`] does.
+    ///
+    /// # Errors
+    /// systemd refused the properties (or a unit of that name exists), or the start job
+    /// failed.
+    pub async fn start_transient(
+        &self,
+        unit: &str,
+        properties: &[(String, Value<'static>)],
+        aux: &[(String, Vec<(String, Value<'static>)>)],
+    ) -> Result<(), HostError> {
+        let props: Vec<(&str, Value<'_>)> = properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let aux_props: Vec<(&str, Vec<(&str, Value<'_>)>)> = aux
+            .iter()
+            .map(|(name, p)| {
+                let p = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                (name.as_str(), p)
+            })
+            .collect();
+        let aux: Vec<(&str, &[(&str, Value<'_>)])> = aux_props
+            .iter()
+            .map(|(name, p)| (*name, p.as_slice()))
+            .collect();
+        self.job("start", unit, async {
+            self.manager
+                .start_transient_unit(unit, "fail", &props, &aux)
+                .await
+        })
+        .await
+    }
+
+    /// The loaded units whose names match the glob `pattern`.
+    ///
+    /// # Errors
+    /// systemd cannot be asked.
+    pub async fn units_matching(&self, pattern: &str) -> Result<Vec<String>, HostError> {
+        bounded("ListUnitsByPatterns", CALL_TIMEOUT, async {
+            let listed = self
+                .manager
+                .list_units_by_patterns(&[], &[pattern])
+                .await
+                .map_err(sd_err("list", pattern))?;
+            Ok(listed.into_iter().map(|u| u.0).collect())
+        })
+        .await
+    }
+
+    /// Queue a job with `queue` and wait for its end: the `JobRemoved` stream is opened before
+    /// the job is queued, so its end cannot be missed.
+    async fn job(
+        &self,
+        op: &'static str,
+        unit: &str,
+        queue: impl std::future::Future<Output = zbus::Result<OwnedObjectPath>>,
+    ) -> Result<(), HostError> {
+        let mut removed = self
+            .manager
+            .receive_job_removed()
+            .await
+            .map_err(sd_err(op, unit))?;
+        let job = bounded(&format!("{op} {unit}"), CALL_TIMEOUT, async {
+            queue.await.map_err(sd_err(op, unit))
+        })
+        .await?;
+        bounded(&format!("{op} job of {unit}"), JOB_TIMEOUT, async {
+            while let Some(signal) = removed.next().await {
+                let Ok(args) = signal.args() else { continue };
+                if args.job != job {
+                    continue;
+                }
+                return match args.result.as_str() {
+                    "done" => Ok(()),
+                    other => Err(HostError::Systemd {
+                        op,
+                        unit: unit.to_string(),
+                        message: format!("job result: {other}"),
+                    }),
+                };
+            }
+            Err(HostError::Systemd {
+                op,
+                unit: unit.to_string(),
+                message: "JobRemoved stream ended".into(),
+            })
+        })
+        .await
     }
 
     /// `ResetFailedUnit`: forget a unit's failed state, so a unit strackt removed does not
@@ -294,42 +415,13 @@ impl Systemd for DbusSystemd {
     }
 
     async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
-        let op = kind.verb();
-        let mut removed = self
-            .manager
-            .receive_job_removed()
-            .await
-            .map_err(sd_err(op, unit))?;
-        let job = bounded(&format!("{op} {unit}"), CALL_TIMEOUT, async {
-            let r = match kind {
+        self.job(kind.verb(), unit, async {
+            match kind {
                 JobKind::Start => self.manager.start_unit(unit, "replace").await,
                 JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
                 JobKind::Restart => self.manager.restart_unit(unit, "replace").await,
                 JobKind::Reload => self.manager.reload_unit(unit, "replace").await,
-            };
-            r.map_err(sd_err(op, unit))
-        })
-        .await?;
-        bounded(&format!("{op} job of {unit}"), JOB_TIMEOUT, async {
-            while let Some(signal) = removed.next().await {
-                let Ok(args) = signal.args() else { continue };
-                if args.job != job {
-                    continue;
-                }
-                return match args.result.as_str() {
-                    "done" => Ok(()),
-                    other => Err(HostError::Systemd {
-                        op,
-                        unit: unit.to_string(),
-                        message: format!("job result: {other}"),
-                    }),
-                };
             }
-            Err(HostError::Systemd {
-                op,
-                unit: unit.to_string(),
-                message: "JobRemoved stream ended".into(),
-            })
         })
         .await
     }
