@@ -15,6 +15,21 @@ use zbus::Connection;
 
 use super::{HostError, JobKind, Systemd, UnitState};
 
+/// One unit as `ListUnits*` lists it: name, description, load, active and sub state, the unit
+/// it follows, its object path, and its queued job (id, type, path).
+type Listed = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
@@ -25,24 +40,7 @@ trait Manager {
     fn reload(&self) -> zbus::Result<()>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     /// Loads the units that are not loaded yet (a missing one reports `not-found`).
-    #[allow(clippy::type_complexity)]
-    fn list_units_by_names(
-        &self,
-        names: &[&str],
-    ) -> zbus::Result<
-        Vec<(
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        )>,
-    >;
+    fn list_units_by_names(&self, names: &[&str]) -> zbus::Result<Vec<Listed>>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -57,25 +55,11 @@ trait Manager {
         properties: &[(&str, Value<'_>)],
         aux: &[(&str, &[(&str, Value<'_>)])],
     ) -> zbus::Result<OwnedObjectPath>;
-    #[allow(clippy::type_complexity)]
     fn list_units_by_patterns(
         &self,
         states: &[&str],
         patterns: &[&str],
-    ) -> zbus::Result<
-        Vec<(
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        )>,
-    >;
+    ) -> zbus::Result<Vec<Listed>>;
     fn enable_unit_files(
         &self,
         files: &[&str],

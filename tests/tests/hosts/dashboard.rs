@@ -35,7 +35,7 @@ fn the_dashboard_shows_a_running_deploy_in_a_real_browser() -> Res {
         deploy_ok(h)?;
         // A slow install on the markup branch, deployed in the background.
         h.sh_ok(&format!(
-            "cd /srv/src/shop && git checkout -q -b '{EVIL}' && printf 'sleep 8\\n' >> scripts/install \
+            "cd /srv/src/shop && git checkout -q -b '{EVIL}' && printf 'sleep 20\\n' >> scripts/install \
              && git -c user.name=dev -c user.email=dev@example.com commit -qam slow"
         ))?;
         crate::deploy::background(
