@@ -14,7 +14,10 @@
 //!   never sends, or sends its request head slowly), and a request head must arrive within
 //!   [`HEADER_TIMEOUT`]; a request is answered within [`HANDLER_TIMEOUT`] or gets 503;
 //! - step output is not served: `/operations` lists steps without their `output` (it may hold
-//!   what a build printed); `strackt history --operation ID` shows it to root.
+//!   what a build printed); `strackt history --operation ID` shows it to root, and `strackt
+//!   deploy` / `strackt history --operation ID --follow` show it line by line as it is printed.
+//!   A running step shows how long it has run (`duration_ms`) and how much it printed
+//!   (`detail`: `output: N lines, M bytes`), never what.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -275,6 +275,53 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_command_gives_each_line_as_it_prints_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let outputs = super::super::live::Outputs::new(crate::state::Redactor::default());
+        let out = Arc::new(outputs.step(1, 0, Arc::new(Mutex::new(String::new()))));
+        let me = RunAs {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            home: "/tmp".into(),
+            name: "me".into(),
+        };
+        let script = "echo first; echo oops >&2; sleep 2; echo last";
+        let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
+        let texts = |v: super::super::live::OutputView| {
+            v.lines.into_iter().map(|l| l.text).collect::<Vec<_>>()
+        };
+        let env = BTreeMap::new();
+        let (ran, early) = rt.block_on(async {
+            let run = run_live(
+                &argv,
+                Path::new("/"),
+                &env,
+                &me,
+                Duration::from_secs(10),
+                &out,
+            );
+            let look = async {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                outputs.after(1, 0)
+            };
+            tokio::join!(run, look)
+        });
+        assert!(ran.ok);
+        let mut early = texts(early);
+        early.sort();
+        assert_eq!(
+            early,
+            ["first", "oops"],
+            "the lines printed before the sleep"
+        );
+        assert_eq!(texts(outputs.after(1, 2)), ["last"]);
+        assert!(ran.tail.contains("first") && ran.tail.contains("last"));
+    }
+
+    #[test]
     fn the_tail_is_bounded() {
         let loud = sh(
             "head -c 100000 /dev/zero | tr '\\0' x",
