@@ -8,6 +8,8 @@
 //!    printed, and none of what it printed.
 //! 3. The validation boot leaves no unit behind, and a deploy whose units did not change does
 //!    not make systemd reload (the validation units are transient).
+//! 4. strackt killed during a validation boot: the next start stops the validation units it
+//!    left running.
 
 use std::time::Duration;
 
@@ -29,6 +31,15 @@ fn build_over_http(h: &Host, id: u64) -> Res<(serde_json::Value, String)> {
         .cloned()
         .unwrap_or_default();
     Ok((build, body))
+}
+
+/// The validation units systemd has loaded, one per line.
+fn validation_units(h: &Host) -> Res<String> {
+    Ok(
+        h.sh_ok("systemctl list-units --all --plain --no-legend 'strackt-validate-*'")?
+            .trim()
+            .to_string(),
+    )
 }
 
 /// How many times systemd has reloaded its units since the host booted.
@@ -127,9 +138,7 @@ fn a_deploy_shows_each_line_while_its_step_runs_masked_and_never_over_http() -> 
         }
 
         ensure_eq(
-            h.sh_ok("systemctl list-units --all --plain --no-legend 'strackt-validate-*'")?
-                .trim()
-                .to_string(),
+            validation_units(h)?,
             String::new(),
             "validation units left after the deploy",
         )?;
@@ -137,6 +146,45 @@ fn a_deploy_shows_each_line_while_its_step_runs_masked_and_never_over_http() -> 
             reloads(h)?,
             reloaded,
             "systemd reloads during a deploy whose live units did not change",
+        )
+    })
+}
+
+#[test]
+fn validation_units_left_by_a_killed_strackt_are_stopped_at_its_next_start() -> Res {
+    with_app_host("deploy-live-kill", |h| {
+        setup(h, 5)?;
+        deploy_ok(h)?;
+        // A release that passes `validate` but takes 30 s to start serving.
+        commit(
+            h,
+            "cp app.py /tmp/app.ok && printf 'import sys, time\\nif \"--check\" not in sys.argv:\\n    time.sleep(30)\\n' | cat - /tmp/app.ok > app.py",
+            "slow to boot",
+        )?;
+        background(h, "strackt deploy shop > /tmp/killed.log 2>&1")?;
+        wait_until(
+            "the validation boot's service started",
+            Duration::from_secs(120),
+            || {
+                Ok(validation_units(h)?.lines().any(|unit| {
+                    let words: Vec<&str> = unit.split_whitespace().collect();
+                    words.first().is_some_and(|name| name.ends_with(".service"))
+                        && words.get(2) == Some(&"active")
+                }))
+            },
+        )?;
+        h.sh_ok(
+            "systemctl kill -s KILL strackt.service; sleep 0.5; systemctl start strackt.service",
+        )?;
+        ensure_eq(
+            validation_units(h)?,
+            String::new(),
+            "validation units after strackt started again",
+        )?;
+        ensure_eq(
+            crate::deploy::get(h, "/")?,
+            (200, "version 1; items: apple, pear\n".to_string()),
+            "the live release serving",
         )
     })
 }
