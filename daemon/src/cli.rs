@@ -866,7 +866,7 @@ fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::Result<i32> 
         let op = ops
             .into_iter()
             .next()
-            .with_context(|| format!("operation {id} vanished"))?;
+            .with_context(|| format!("no operation {id} in the operations log"))?;
         if !json {
             // Asked after the steps: every line of a step recorded as ended is in it.
             let out: crate::deploy::live::OutputView = data(request(
