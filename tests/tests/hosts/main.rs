@@ -17,6 +17,7 @@ mod check_refusals;
 mod confirm;
 mod crash;
 mod dashboard;
+mod databases;
 mod deploy;
 mod deploy_db;
 mod drift;
