@@ -39,6 +39,7 @@ mod phases;
 mod receiver;
 mod records;
 mod restart;
+mod restore_commit;
 mod rollback;
 mod settings;
 mod updates;
