@@ -637,6 +637,13 @@ impl Backups {
                     .find(|r| r.run == run)
                     .and_then(|r| r.commit);
                 let (at, said) = code_to_deploy(recorded, latest, &app_spec.branch);
+                // The code must be there before the app is stopped and its data replaced.
+                if let Some(c) = &at {
+                    self.deployer
+                        .check_commit(app, app_spec, c)
+                        .await
+                        .map_err(|e| (e, String::new()))?;
+                }
                 Ok(((repo, db, snaps, at, said.clone()), said))
             })
             .await?;

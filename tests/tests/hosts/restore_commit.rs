@@ -5,8 +5,9 @@
 //! Then the branch moves on to commit B (version 2, with a migration adding a row) and A
 //! deploys it. A fresh host B, with A's repository and the team key, restores A's run: it
 //! serves version 1 with A's rows, the migration of B not run. `--latest` serves version 2,
-//! B's migration run on the restored rows. A run whose commit tag is gone (what an older
-//! strackt wrote) redeploys the tip and says so.
+//! B's migration run on the restored rows. A commit no longer on the branch (history
+//! rewritten) is refused before the app is touched; a run whose commit tag is gone (what an
+//! older strackt wrote) redeploys the tip and says so.
 
 use strackt_integration::{ensure, ensure_eq, with_app_host_binds, Res};
 
@@ -88,6 +89,23 @@ fn a_restore_redeploys_the_recorded_commit_even_after_the_branch_moved_on() -> R
                 (200, "version 2; items: apple, pear, kiwi, fig\n".to_string()),
                 "--latest: the tip, its migration run on the restored rows",
             )?;
+
+            // History rewritten: the run's commit is gone from the branch. Refused in
+            // `check`, before the app is stopped or its data touched.
+            b.sh_ok("cd /srv/src/shop && git checkout -q --orphan rewritten && git -c user.name=x -c user.email=x@example.com commit -qm rewritten && git branch -M rewritten main")?;
+            let out = b.strackt(&["restore", "shop", &run])?;
+            ensure(
+                !out.success()
+                    && out.text().contains(&format!("commit {commit_a} is not on branch main"))
+                    && !out.text().contains("ok     stop"),
+                || format!("a commit no longer on the branch: {out}"),
+            )?;
+            ensure_eq(
+                get(b, "/")?,
+                (200, "version 2; items: apple, pear, kiwi, fig\n".to_string()),
+                "the app untouched by the refused restore",
+            )?;
+            b.sh_ok("rm -rf /srv/src/shop && tar -C /srv/src -xf /srv/xfer/shop.tar")?;
 
             // What an older strackt wrote: no commit tag on the run.
             b.sh_ok(&format!(
