@@ -208,12 +208,16 @@ enum Command {
         command: BackupCommand,
     },
     /// Restore a backup run onto this server: stop the app, put its database and files back,
-    /// redeploy it (works on another server of the team with the key and the destination).
+    /// redeploy the commit that was live when the run was taken (works on another server of
+    /// the team with the key and the destination).
     Restore {
         /// The app.
         app: String,
         /// The run, as `strackt backup list APP` shows it.
         run: String,
+        /// Redeploy the branch's tip instead of the commit recorded with the run.
+        #[arg(long)]
+        latest: bool,
     },
     /// Print the JSON Schema of the definition format.
     Schema,
@@ -373,9 +377,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deploy { app, branch } => {
             follow(&paths, &ControlRequest::Deploy { app, branch }, cli.json)
         }
-        Command::Restore { app, run } => {
-            follow(&paths, &ControlRequest::Restore { app, run }, cli.json)
-        }
+        Command::Restore { app, run, latest } => follow(
+            &paths,
+            &ControlRequest::Restore { app, run, latest },
+            cli.json,
+        ),
         Command::Backup { command } => backup(&paths, command, cli.json),
         Command::Releases { app } => {
             let view: crate::deploy::ReleasesView =
@@ -988,8 +994,8 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
                 println!(
-                    "{:<32}  {:<30}  {:<16}  {:<9}  snapshots",
-                    "run", "time", "server", "trigger"
+                    "{:<32}  {:<30}  {:<16}  {:<9}  {:<12}  snapshots",
+                    "run", "time", "server", "trigger", "commit"
                 );
                 for r in &runs {
                     let snaps: Vec<String> = r
@@ -997,8 +1003,12 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                         .iter()
                         .map(|(k, v)| format!("{k} {v}"))
                         .collect();
+                    let commit = r
+                        .commit
+                        .as_deref()
+                        .map_or("-", |c| c.get(..12).unwrap_or(c));
                     println!(
-                        "{:<32}  {:<30}  {:<16}  {:<9}  {}",
+                        "{:<32}  {:<30}  {:<16}  {:<9}  {commit:<12}  {}",
                         r.run,
                         r.time,
                         r.server,

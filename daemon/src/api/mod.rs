@@ -101,6 +101,9 @@ pub enum ControlRequest {
         app: String,
         /// The run (`strackt backup list`).
         run: String,
+        /// Deploy the branch tip rather than the commit recorded with the run.
+        #[serde(default)]
+        latest: bool,
     },
     /// Refresh apt's lists and show what is newer than the pinned packages.
     Updates,
