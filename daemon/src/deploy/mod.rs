@@ -15,6 +15,7 @@ mod failed;
 pub mod layout;
 mod outcome;
 pub mod preflight;
+mod proxy;
 pub mod runner;
 pub mod units;
 
@@ -29,7 +30,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use crate::apply::StepRecord;
-use crate::definition::{parse, AppSpec, HealthSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::definition::{parse, AppSpec, HealthSpec, ServeMode, ValidatedDefinition, SECRETS_DIR};
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
 use crate::host::systemd::DbusSystemd;
@@ -833,7 +834,14 @@ impl Deployer {
                 })
                 .await?;
             }
-            if name == "validate" {
+            if name == "validate" && spec.service.mode == ServeMode::Proxy {
+                p.step(
+                    "validate-boot",
+                    &format!("{app} release {id} on its own port"),
+                    self.proxy_boot_check(app, spec, (dirs, data), id),
+                )
+                .await?;
+            } else if name == "validate" {
                 p.step(
                     "validate-boot",
                     &format!("{app} release {id} on a spare port"),
@@ -944,6 +952,11 @@ impl Deployer {
         to: Option<u64>,
         back: Option<u64>,
     ) -> Result<(), String> {
+        if spec.service.mode == ServeMode::Proxy {
+            return self
+                .proxy_switch(p, app, spec, (dirs, data), to, back)
+                .await;
+        }
         let pair = units::render(
             app,
             spec,
