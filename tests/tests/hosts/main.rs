@@ -19,6 +19,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod deploy_db;
+mod deploy_proxy;
 mod drift;
 mod edit;
 mod export;
