@@ -69,6 +69,8 @@ fn no_failed_request<T>(h: &Host, what: &str, action: impl FnOnce() -> Res<T>) -
     let result = action();
     std::thread::sleep(std::time::Duration::from_secs(1));
     let (requests, failed, wrk) = stop_load(h)?;
+    // Shown with --nocapture: the figures behind the verdict.
+    eprintln!("{what}: {requests} requests, {failed} failed");
     let value = result?;
     ensure(requests > 100 && failed == 0, || {
         format!("{what}: {requests} requests, {failed} failed:\n{wrk}")
