@@ -641,4 +641,80 @@ mod tests {
             );
         }
     }
+
+    /// The `hello` app in proxy mode with `service:` fields `service` and `settings:` `settings`.
+    fn proxy_app(service: &str, settings: &str) -> String {
+        format!(
+            "version: 1\napps:\n  hello:\n    repo: /srv/src/hello\n    path: /srv/hello\n    user: hello\n    settings: {{ {settings} }}\n    service: {{ exec: node server.js, listen: \"127.0.0.1:8000\"{service} }}\n  other:\n    repo: /srv/src/other\n    path: /srv/other\n    user: other\n    service: {{ exec: /usr/bin/other, listen: \"127.0.0.1:9000\" }}\n"
+        )
+    }
+
+    fn problems_of(src: &str) -> Vec<String> {
+        match parse(src, Path::new("server.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn proxy_mode_takes_two_ports_and_socket_mode_none() {
+        let ok = parse(
+            &proxy_app(", mode: proxy, ports: [8001, 8002]", ""),
+            Path::new("server.yaml"),
+        )
+        .expect("valid");
+        let service = &ok.definition().apps["hello"].service;
+        assert_eq!(
+            (service.mode, service.ports),
+            (ServeMode::Proxy, Some([8001, 8002]))
+        );
+        let socket = parse(&proxy_app("", ""), Path::new("server.yaml")).expect("valid");
+        assert_eq!(
+            socket.definition().apps["hello"].service.mode,
+            ServeMode::Socket,
+            "socket mode is the default"
+        );
+        let cases = [
+            (
+                proxy_app(", mode: proxy", ""),
+                "server.yaml:8:64: apps.hello.service.mode: `mode: proxy` needs `ports: [A, B]`",
+            ),
+            (
+                proxy_app(", ports: [8001, 8002]", ""),
+                "server.yaml:8:71: apps.hello.service.ports: only with `mode: proxy`",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8001, 8001]", ""),
+                "server.yaml:8:84: apps.hello.service.ports: two different ports are needed, not 8001 twice",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8000, 8002]", ""),
+                "server.yaml:8:85: apps.hello.service.ports[0]: 127.0.0.1:8000 is already an address of app hello",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [9000, 8002]", ""),
+                // Apps are checked in name order: the later one is told.
+                "server.yaml:13:46: apps.other.service.listen: 127.0.0.1:9000 is already the address of app hello",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [0, 8002]", ""),
+                "server.yaml:8:85: apps.hello.service.ports[0]: port 0 is not a port",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8001, 8002]", "PORT: \"3000\""),
+                "server.yaml:7:17: apps.hello.settings.PORT: with `mode: proxy` strackt sets PORT",
+            ),
+            (
+                proxy_app(", mode: sideways, ports: [8001, 8002]", ""),
+                "apps.hello.service.mode: unknown variant `sideways`, expected `socket` or `proxy`",
+            ),
+        ];
+        for (src, want) in cases {
+            let got = problems_of(&src);
+            assert!(
+                got.iter().any(|l| l.contains(want)),
+                "want {want:?}, got {got:?}\n{src}"
+            );
+        }
+    }
 }
