@@ -495,6 +495,10 @@ impl Deployer {
             if let Some(spec) = def.as_ref().and_then(|d| d.definition().apps.get(&app)) {
                 let dirs = AppDirs::new(&spec.path);
                 if dirs.live() != Some(id) {
+                    if spec.service.mode == ServeMode::Proxy {
+                        // Cut off during its validation boot or start: it runs on, serving no one.
+                        self.stop_release(&app, id).await;
+                    }
                     match dirs.remove_release(id) {
                         Ok(()) => tracing::info!(
                             "removed release {id} of {app}, left half-built by a restart"

@@ -508,7 +508,7 @@ impl Deployer {
     }
 
     /// Stop release `id` and keep it from starting at boot (best effort: it is logged).
-    async fn stop_release(&self, app: &str, id: u64) {
+    pub(super) async fn stop_release(&self, app: &str, id: u64) {
         let unit = instance(app, id);
         if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
             tracing::warn!("stopping {unit}: {e}");

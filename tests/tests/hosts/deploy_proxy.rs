@@ -10,6 +10,8 @@
 //! 2. A deploy whose build fails, and one whose release never answers its health path on its
 //!    own port, fail under load with 0 failed requests: the site is unchanged and the live
 //!    release keeps serving. Preflight names nginx when it is missing.
+//! 3. A release that fails to start after its migration ran: the database is put back from the
+//!    pre-migrate dump, the site is unchanged, and no request fails.
 
 use strackt_integration::{ensure, ensure_eq, repo_root, with_app_host, Host, Out, Res};
 
@@ -17,8 +19,8 @@ use crate::deploy::{background, get};
 use crate::package_users::{start_load, stop_load};
 use crate::HEADER;
 
-/// The app's definition.
-fn definition() -> String {
+/// The app's definition; `extra` goes into the app (e.g. its database).
+fn definition(extra: &str) -> String {
     format!(
         r#"{HEADER}users:
   hello: {{}}
@@ -27,9 +29,10 @@ apps:
     repo: /srv/src/hello
     path: /srv/hello
     user: hello
-    steps:
+{extra}    steps:
       build: sh build.sh
       validate: node server.js --check
+      migrate: sh migrate.sh
     service:
       exec: node server.js
       listen: "127.0.0.1:8000"
@@ -41,14 +44,21 @@ apps:
     )
 }
 
-/// The sample app as a git repository in the host, and strackt with the definition.
-fn setup(h: &Host) -> Res {
+/// The sample app as a git repository in the host (its migration `migrate.sh`), and strackt
+/// with `definition`.
+fn setup_with(h: &Host, definition: &str, migrate: &str) -> Res {
     let app = repo_root().join("tests/apps/hello");
     for rel in ["server.js", "build.sh", "VERSION", "README.md"] {
         h.copy_in(&app.join(rel), &format!("/srv/src/hello/{rel}"))?;
     }
+    h.write("/srv/src/hello/migrate.sh", migrate, 0o644)?;
     commit(h, "true", "version 1")?;
-    h.install(&definition())
+    h.install(definition)
+}
+
+/// The app without a database.
+fn setup(h: &Host) -> Res {
+    setup_with(h, &definition(""), "true\n")
 }
 
 /// Run `script` in the app's repository and commit the result.
@@ -229,6 +239,59 @@ fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
                     "apps.hello.service: `nginx` is not installed: add `nginx: latest` under `packages:`",
                 ),
             || format!("preflight must name nginx: {out}"),
+        )?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_proxy_release_failing_to_start_after_its_migration_puts_the_database_back() -> Res {
+    with_app_host("proxy-db", |h| {
+        h.sh_ok(
+            "runuser -u postgres -- psql -q -c \"CREATE ROLE hello LOGIN PASSWORD 'pw-hello'\" -c 'CREATE DATABASE hello OWNER hello'",
+        )?;
+        h.sh_ok("mkdir -p /etc/strackt/secrets && chmod 700 /etc/strackt/secrets")?;
+        h.write("/etc/strackt/secrets/hello_db", "pw-hello\n", 0o600)?;
+        let database = "    database: { engine: postgresql, name: hello, user: hello, password: { secret: hello_db } }\n    requires: [postgresql.service]\n";
+        setup_with(
+            h,
+            &definition(database),
+            "psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE TABLE marks (n int)'\n",
+        )?;
+        let out = deploy(h)?;
+        ensure(out.success(), || format!("first deploy failed: {out}"))?;
+        let site = h.read("/etc/nginx/conf.d/strackt-hello.conf")?;
+
+        // Release 2 migrates, then leaves itself a FAIL_HEALTH file: it passed its validation
+        // boot (before the migration) and fails on its port at the switch.
+        commit(
+            h,
+            "echo 2 > VERSION && printf \"psql -X -q -v ON_ERROR_STOP=1 -c 'INSERT INTO marks VALUES (2)' && touch FAIL_HEALTH\\n\" > migrate.sh",
+            "migrates, then cannot start",
+        )?;
+        let out = no_failed_request(h, "deploy failing at its start", || deploy(h))?;
+        ensure(
+            !out.success()
+                && out.stdout.contains("FAILED start")
+                && out.text().contains("the database was put back"),
+            || format!("the failed start must put the database back: {out}"),
+        )?;
+        ensure_eq(
+            h.sh_ok("runuser -u postgres -- psql -X -At -d hello -c 'SELECT count(*) FROM marks'")?
+                .trim()
+                .to_string(),
+            "0".to_string(),
+            "the migration's row is gone",
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 1\n".into()),
+            "release 1 serves on",
+        )?;
+        ensure_eq(
+            h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
+            site,
+            "the site is unchanged",
         )?;
         Ok(())
     })
