@@ -992,6 +992,7 @@ impl Deployer {
                         Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
                     }
                 }
+                log.push_str(&self.retire_proxy(app, back).await?);
                 self.install_units(&pair).await?;
                 flipped = true;
                 flip(to)?;

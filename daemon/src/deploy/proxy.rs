@@ -341,16 +341,35 @@ impl Deployer {
             .await
             .map_err(fail)?;
         for unit in [&socket, &service] {
-            let path = Path::new(UNIT_DIR).join(unit);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(format!("removing {}: {e}", path.display()))),
-            }
+            remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
         }
         self.systemd.daemon_reload().await.map_err(fail)?;
         Ok(format!(
             "socket mode retired: {socket} and {service} stopped and removed\n"
+        ))
+    }
+
+    /// An app leaving proxy mode: its site goes (nginx reloaded, which lets go of `listen` for
+    /// the socket to take) and release `live`, which ran behind it, is stopped once nginx's old
+    /// workers are done with it. Nothing to do when the app has no site.
+    pub(super) async fn retire_proxy(
+        &self,
+        app: &str,
+        live: Option<u64>,
+    ) -> Result<String, Failure> {
+        let path = site_path(app);
+        if !remove_if_there(&path)? {
+            return Ok(String::new());
+        }
+        let old = self.reload_nginx().await?;
+        wait_children(old.master, DRAIN_LIMIT, |now| now.is_disjoint(&old.workers)).await;
+        if let Some(id) = live {
+            self.stop_release(app, id).await;
+        }
+        remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
+        Ok(format!(
+            "proxy mode retired: {} removed, nginx reloaded\n",
+            path.display()
         ))
     }
 
@@ -517,6 +536,15 @@ impl Deployer {
             tracing::warn!("disabling {unit}: {e}");
         }
         self.systemd.reset_failed(&unit).await;
+    }
+}
+
+/// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
+fn remove_if_there(path: &Path) -> Result<bool, Failure> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
     }
 }
 

@@ -1,5 +1,6 @@
 // strackt's sample app that binds its own port, for the deploy tests of `mode: proxy`: plain
-// Node (Debian's nodejs, no npm packages), listening on the HOST:PORT strackt gives it.
+// Node (Debian's nodejs, no npm packages), listening on the HOST:PORT strackt gives it — or, in
+// socket mode, on the socket systemd passes (LISTEN_FDS: fd 3), so one app can change modes.
 //
 //   node server.js          serve
 //   node server.js --check  validate: the release can start (its VERSION file is there)
@@ -36,8 +37,11 @@ const server = http.createServer((req, res) => {
   }
 });
 
-server.listen(Number(process.env.PORT), process.env.HOST || "127.0.0.1", () => {
-  console.log(`version ${version} listening on ${process.env.HOST || "127.0.0.1"}:${process.env.PORT}`);
+const where = process.env.LISTEN_FDS
+  ? { fd: 3 }
+  : { port: Number(process.env.PORT), host: process.env.HOST || "127.0.0.1" };
+server.listen(where, () => {
+  console.log(`version ${version} listening on ${JSON.stringify(where)}`);
 });
 
 process.on("SIGTERM", () => {

@@ -12,6 +12,8 @@
 //!    release keeps serving. Preflight names nginx when it is missing.
 //! 3. A release that fails to start after its migration ran: the database is put back from the
 //!    pre-migrate dump, the site is unchanged, and no request fails.
+//! 4. An app changes mode both ways: socket → proxy retires its socket units, proxy → socket
+//!    removes its site and its release units.
 
 use strackt_integration::{ensure, ensure_eq, repo_root, with_app_host, Host, Out, Res};
 
@@ -292,6 +294,58 @@ fn a_proxy_release_failing_to_start_after_its_migration_puts_the_database_back()
             h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
             site,
             "the site is unchanged",
+        )?;
+        Ok(())
+    })
+}
+
+#[test]
+fn an_app_changes_from_socket_to_proxy_mode_and_back() -> Res {
+    with_app_host("proxy-mode-change", |h| {
+        let proxy = definition("");
+        let socket = proxy.replace("      mode: proxy\n      ports: [8001, 8002]\n", "");
+        ensure(socket != proxy, || "the socket-mode definition".to_string())?;
+        setup_with(h, &socket, "true\n")?;
+        let out = deploy(h)?;
+        ensure(out.success(), || {
+            format!("socket-mode deploy failed: {out}")
+        })?;
+        ensure_eq(get(h, "/")?, (200, "version 1\n".into()), "socket mode")?;
+
+        h.put_definition(&proxy)?;
+        commit(h, "echo 2 > VERSION", "version 2")?;
+        let out = deploy(h)?;
+        ensure(out.success(), || {
+            format!("deploy into proxy mode failed: {out}")
+        })?;
+        ensure_eq(get(h, "/")?, (200, "version 2\n".into()), "proxy mode")?;
+        ensure_eq(site_port(h)?, "8001".to_string(), "through nginx")?;
+        ensure(
+            !h.exists("/etc/systemd/system/strackt-app-hello.socket")?
+                && h.is_active("strackt-app-hello.socket")? != "active",
+            || "the socket unit is gone".to_string(),
+        )?;
+
+        h.put_definition(&socket)?;
+        commit(h, "echo 3 > VERSION", "version 3")?;
+        let out = deploy(h)?;
+        ensure(out.success(), || {
+            format!("deploy back into socket mode failed: {out}")
+        })?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 3\n".into()),
+            "socket mode again",
+        )?;
+        ensure(
+            !h.exists("/etc/nginx/conf.d/strackt-hello.conf")?
+                && !h.exists("/etc/systemd/system/strackt-app-hello@.service")?,
+            || "the site and the template unit are gone".to_string(),
+        )?;
+        ensure_eq(
+            h.is_active("strackt-app-hello@2.service")?,
+            "inactive".to_string(),
+            "the proxy-mode release stopped",
         )?;
         Ok(())
     })
