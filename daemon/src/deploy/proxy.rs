@@ -265,7 +265,7 @@ impl Deployer {
         } else {
             Err((
                 format!(
-                    "nginx -t refused the site: {}",
+                    "nginx -t failed with the new site in place: {}",
                     super::preflight::last_line(&tested.tail)
                 ),
                 tested.tail,

@@ -7,9 +7,10 @@
 //!    deploy under load starts release 2 on the other port, moves the traffic with a reload and
 //!    stops release 1 — 0 failed requests, and a slow request in flight at the switch finishes.
 //!    `rollback-release` under load goes back the same way, 0 failed requests.
-//! 2. A deploy whose build fails, and one whose release never answers its health path on its
-//!    own port, fail under load with 0 failed requests: the site is unchanged and the live
-//!    release keeps serving. Preflight names nginx when it is missing.
+//! 2. A deploy whose build fails, one whose release never answers its health path on its own
+//!    port, and one whose site `nginx -t` refuses fail under load with 0 failed requests: the
+//!    site is unchanged (put back) and the live release keeps serving. Preflight names nginx
+//!    when it is missing.
 //! 3. A release that fails to start after its migration ran: the database is put back from the
 //!    pre-migrate dump, the site is unchanged, and no request fails.
 //! 4. An app changes mode both ways: socket → proxy retires its socket units, proxy → socket
@@ -222,13 +223,47 @@ fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
         )?;
         ensure_eq(
             h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
-            site,
+            site.clone(),
             "the site is unchanged",
         )?;
         ensure_eq(
             h.sh_ok("systemctl list-units --plain --no-legend 'strackt-app-hello@*' | awk '{print $1, $3}'")?,
             "strackt-app-hello@1.service active\n".to_string(),
             "only release 1 runs",
+        )?;
+
+        // A release that starts fine, but nginx refuses the configuration (another site is
+        // broken): the site is put back, nginx was never reloaded, the new release stopped.
+        commit(h, "rm FAIL_HEALTH && echo 4 > VERSION", "version 4")?;
+        h.write(
+            "/etc/nginx/conf.d/zz-broken.conf",
+            "this is not nginx\n",
+            0o644,
+        )?;
+        let out = no_failed_request(h, "deploy refused by nginx -t", || deploy(h))?;
+        h.sh_ok("rm /etc/nginx/conf.d/zz-broken.conf")?;
+        ensure(
+            !out.success()
+                && out.stdout.contains("FAILED switch")
+                && out
+                    .text()
+                    .contains("nginx -t failed with the new site in place"),
+            || format!("nginx -t must fail the switch: {out}"),
+        )?;
+        ensure_eq(
+            get(h, "/")?,
+            (200, "version 1\n".into()),
+            "release 1 serves on",
+        )?;
+        ensure_eq(
+            h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
+            site.clone(),
+            "the site is put back",
+        )?;
+        ensure_eq(
+            h.sh_ok("systemctl list-units --plain --no-legend 'strackt-app-hello@*' | awk '{print $1, $3}'")?,
+            "strackt-app-hello@1.service active\n".to_string(),
+            "the new release was stopped",
         )?;
 
         // Without nginx, preflight says what to install and nothing starts.
