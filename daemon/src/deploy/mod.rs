@@ -3,7 +3,8 @@
 //!
 //! Owns the app directories (`releases/`, `shared/`, `current`), the apps' root-private files
 //! under strackt's state (`apps/<app>/`: environment files, pre-migrate dumps), the app units
-//! (`strackt-app-<app>.{socket,service}`, written at switch time) and the `releases` table. It
+//! (`strackt-app-<app>.{socket,service}`, written at switch time; `mode: proxy` apps have a
+//! template unit and an nginx site instead, see `proxy.rs`) and the `releases` table. It
 //! runs beside the reconcile loop, not inside it: a deploy takes minutes and must not hold up
 //! drift repair, and the reconcile pipeline never touches what this module owns. One deploy
 //! or release rollback per app at a time. It never changes the live release before the switch,
