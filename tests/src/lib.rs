@@ -59,10 +59,12 @@ pub fn strackt_bin() -> PathBuf {
         })
 }
 
-/// The base of the app tests: PostgreSQL, git, Python with psycopg2 (the sample app) and wrk.
+/// The base of the app tests: PostgreSQL, git, Python with psycopg2 (the sample app), wrk, and
+/// nodejs with nginx (the app that binds its own port, `mode: proxy`).
 pub const APPS_CACHE: &str = "/var/cache/testhost-strackt-apps";
 /// Extra Debian packages of the apps base.
-pub const APPS_EXTRA_PACKAGES: &str = "curl,postgresql,git,python3-psycopg2,wrk,jq,restic";
+pub const APPS_EXTRA_PACKAGES: &str =
+    "curl,postgresql,git,python3-psycopg2,wrk,jq,restic,nodejs,nginx";
 
 /// Which testhost base a host boots from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

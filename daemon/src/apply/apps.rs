@@ -84,6 +84,12 @@ impl Apps {
                     format!("strackt dumps app {name}'s database with it before migrations"),
                 ));
             }
+            if spec.service.mode == crate::definition::ServeMode::Proxy {
+                apps.needs.push(tool(
+                    "nginx",
+                    format!("app {name} is reached through it (mode: proxy)"),
+                ));
+            }
         }
         // The cluster holding `databases:` is never removed as hand-installed.
         if let Some(name) = def.databases.keys().next() {

@@ -51,7 +51,7 @@ pub struct AppSpec {
     /// Shell commands run in the new release directory, in this order; each optional.
     #[serde(default)]
     pub steps: AppSteps,
-    /// How the app serves: strackt writes a socket-activated unit pair for it.
+    /// How the app serves: strackt writes its units (and, with `mode: proxy`, its nginx site).
     pub service: AppService,
     /// Successful releases kept on disk for `rollback-release` (default 5, at least 1).
     #[serde(default = "default_keep_releases")]
@@ -236,11 +236,12 @@ impl AppSteps {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppService {
-    /// Command line, run in the live release (`current`). The app accepts connections on the
-    /// socket systemd passes it (`LISTEN_FDS`, fd 3): that is what lets a restart lose no request.
+    /// Command line, run in the live release. In socket mode the app accepts connections on the
+    /// socket systemd passes it (`LISTEN_FDS`, fd 3): that is what lets a restart lose no request;
+    /// with `mode: proxy` it listens on `HOST:PORT` from its environment.
     #[schemars(regex(pattern = super::patterns::NOT_BLANK_LINE))]
     pub exec: String,
-    /// `ADDRESS:PORT` the socket listens on.
+    /// `ADDRESS:PORT` the app is reached on: its socket, or (`mode: proxy`) nginx's.
     pub listen: String,
     /// HTTP path that answers 2xx when the app works (and reaches its database); checked on a
     /// spare port before the switch and on `listen` after it.
@@ -251,6 +252,27 @@ pub struct AppService {
     #[serde(default)]
     #[schemars(regex(pattern = super::patterns::DURATION))]
     pub within: Option<String>,
+    /// How traffic reaches the app: `socket` (default) or `proxy`.
+    #[serde(default)]
+    pub mode: ServeMode,
+    /// With `mode: proxy`: the two loopback ports releases take turns on (the new release
+    /// starts on the one the live release does not use), e.g. `[8001, 8002]`.
+    #[serde(default)]
+    pub ports: Option<[u16; 2]>,
+}
+
+/// How traffic reaches an app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServeMode {
+    /// strackt owns `listen` as a systemd socket and passes it to the app (`LISTEN_FDS`): a
+    /// restart queues connections instead of refusing them.
+    #[default]
+    Socket,
+    /// The app binds its own port (`HOST`, `PORT` in its environment, one of `ports`), and
+    /// Debian's nginx listens on `listen` and forwards to the live release; a deploy starts
+    /// the new release beside the old one and moves the traffic with a graceful nginx reload.
+    Proxy,
 }
 
 fn default_health_path() -> String {
@@ -430,6 +452,7 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
             }
             Err(e) => problems.at(&at(&["service", "listen"]), e),
         }
+        check_proxy(name, app, &mut listens, problems, &at(&["service"]));
         let health = &app.service.health;
         if !health.starts_with('/')
             || health.contains(|c: char| c.is_whitespace() || c.is_control())
@@ -444,6 +467,72 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
                 &at(&["keep_releases"]),
                 "1 to 1000 (the live release is always kept)",
             );
+        }
+    }
+}
+
+/// `mode: proxy` needs its two ports (loopback, not another app's, not its own `listen`), and
+/// leaves `PORT`/`HOST` to strackt; `ports` means nothing in socket mode.
+fn check_proxy<'a>(
+    name: &'a str,
+    app: &AppSpec,
+    listens: &mut BTreeMap<String, &'a str>,
+    problems: &mut Problems<'_>,
+    service: &[Seg],
+) {
+    let at = |field: &str| {
+        let mut p = service.to_vec();
+        p.push(Seg::Key(field.to_string()));
+        p
+    };
+    match (app.service.mode, app.service.ports) {
+        (ServeMode::Socket, None) => {}
+        (ServeMode::Socket, Some(_)) => problems.at(
+            &at("ports"),
+            "only with `mode: proxy` (a socket-mode app is handed its socket; it binds no port)",
+        ),
+        (ServeMode::Proxy, None) => problems.at_key(
+            &at("mode"),
+            "`mode: proxy` needs `ports: [A, B]`: two free loopback ports the releases take turns on, e.g. `ports: [8001, 8002]`",
+        ),
+        (ServeMode::Proxy, Some([a, b])) => {
+            let ports = at("ports");
+            if a == b {
+                problems.at(&ports, format!("two different ports are needed, not {a} twice: the new release starts beside the live one"));
+            }
+            for (i, port) in [a, b].into_iter().enumerate() {
+                let mut p = ports.clone();
+                p.push(Seg::Index(i));
+                if let Err(e) = rules::port(port) {
+                    problems.at(&p, e);
+                    continue;
+                }
+                let key = format!("127.0.0.1:{port}");
+                let clash = listens
+                    .get(&key)
+                    .or_else(|| listens.get(&format!("0.0.0.0:{port}")))
+                    .copied();
+                if let Some(other) = clash {
+                    problems.at(&p, format!("{key} is already an address of app {other}"));
+                } else {
+                    listens.insert(key, name);
+                }
+            }
+        }
+    }
+    if app.service.mode == ServeMode::Proxy {
+        for key in ["PORT", "HOST"] {
+            if app.settings.contains_key(key) {
+                problems.at_key(
+                    &[
+                        Seg::Key("apps".into()),
+                        Seg::Key(name.to_string()),
+                        Seg::Key("settings".into()),
+                        Seg::Key(key.into()),
+                    ],
+                    format!("with `mode: proxy` strackt sets {key} (the address the release listens on); remove it from settings"),
+                );
+            }
         }
     }
 }
@@ -549,6 +638,82 @@ mod tests {
             assert!(
                 got.iter().any(|l| l.starts_with(want)),
                 "{steps}: want {want:?}, got {got:?}"
+            );
+        }
+    }
+
+    /// The `hello` app in proxy mode with `service:` fields `service` and `settings:` `settings`.
+    fn proxy_app(service: &str, settings: &str) -> String {
+        format!(
+            "version: 1\napps:\n  hello:\n    repo: /srv/src/hello\n    path: /srv/hello\n    user: hello\n    settings: {{ {settings} }}\n    service: {{ exec: node server.js, listen: \"127.0.0.1:8000\"{service} }}\n  other:\n    repo: /srv/src/other\n    path: /srv/other\n    user: other\n    service: {{ exec: /usr/bin/other, listen: \"127.0.0.1:9000\" }}\n"
+        )
+    }
+
+    fn problems_of(src: &str) -> Vec<String> {
+        match parse(src, Path::new("server.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn proxy_mode_takes_two_ports_and_socket_mode_none() {
+        let ok = parse(
+            &proxy_app(", mode: proxy, ports: [8001, 8002]", ""),
+            Path::new("server.yaml"),
+        )
+        .expect("valid");
+        let service = &ok.definition().apps["hello"].service;
+        assert_eq!(
+            (service.mode, service.ports),
+            (ServeMode::Proxy, Some([8001, 8002]))
+        );
+        let socket = parse(&proxy_app("", ""), Path::new("server.yaml")).expect("valid");
+        assert_eq!(
+            socket.definition().apps["hello"].service.mode,
+            ServeMode::Socket,
+            "socket mode is the default"
+        );
+        let cases = [
+            (
+                proxy_app(", mode: proxy", ""),
+                "server.yaml:8:64: apps.hello.service.mode: `mode: proxy` needs `ports: [A, B]`",
+            ),
+            (
+                proxy_app(", ports: [8001, 8002]", ""),
+                "server.yaml:8:71: apps.hello.service.ports: only with `mode: proxy`",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8001, 8001]", ""),
+                "server.yaml:8:84: apps.hello.service.ports: two different ports are needed, not 8001 twice",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8000, 8002]", ""),
+                "server.yaml:8:85: apps.hello.service.ports[0]: 127.0.0.1:8000 is already an address of app hello",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [9000, 8002]", ""),
+                // Apps are checked in name order: the later one is told.
+                "server.yaml:13:46: apps.other.service.listen: 127.0.0.1:9000 is already the address of app hello",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [0, 8002]", ""),
+                "server.yaml:8:85: apps.hello.service.ports[0]: port 0 is not a port",
+            ),
+            (
+                proxy_app(", mode: proxy, ports: [8001, 8002]", "PORT: \"3000\""),
+                "server.yaml:7:17: apps.hello.settings.PORT: with `mode: proxy` strackt sets PORT",
+            ),
+            (
+                proxy_app(", mode: sideways, ports: [8001, 8002]", ""),
+                "apps.hello.service.mode: unknown variant `sideways`, expected `socket` or `proxy`",
+            ),
+        ];
+        for (src, want) in cases {
+            let got = problems_of(&src);
+            assert!(
+                got.iter().any(|l| l.contains(want)),
+                "want {want:?}, got {got:?}\n{src}"
             );
         }
     }

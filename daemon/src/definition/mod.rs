@@ -32,7 +32,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use apps::{
-    AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, MigrateSpec, MigrateStep, SettingValue,
+    AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, MigrateSpec, MigrateStep, ServeMode,
+    SettingValue,
 };
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use databases::{is_pg_name, DatabaseEntry};

@@ -3,7 +3,8 @@
 //!
 //! Owns the app directories (`releases/`, `shared/`, `current`), the apps' root-private files
 //! under strackt's state (`apps/<app>/`: environment files, pre-migrate dumps), the app units
-//! (`strackt-app-<app>.{socket,service}`, written at switch time) and the `releases` table. It
+//! (`strackt-app-<app>.{socket,service}`, written at switch time; `mode: proxy` apps have a
+//! template unit and an nginx site instead, see `proxy.rs`) and the `releases` table. It
 //! runs beside the reconcile loop, not inside it: a deploy takes minutes and must not hold up
 //! drift repair, and the reconcile pipeline never touches what this module owns. One deploy
 //! or release rollback per app at a time. It never changes the live release before the switch,
@@ -16,6 +17,7 @@ pub mod layout;
 pub mod live;
 mod outcome;
 pub mod preflight;
+mod proxy;
 pub mod runner;
 mod transient;
 pub mod units;
@@ -31,7 +33,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use crate::apply::StepRecord;
-use crate::definition::{parse, AppSpec, HealthSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::definition::{parse, AppSpec, HealthSpec, ServeMode, ValidatedDefinition, SECRETS_DIR};
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
 use crate::host::systemd::DbusSystemd;
@@ -614,6 +616,10 @@ impl Deployer {
             if let Some(spec) = def.as_ref().and_then(|d| d.definition().apps.get(&app)) {
                 let dirs = AppDirs::new(&spec.path);
                 if dirs.live() != Some(id) {
+                    if spec.service.mode == ServeMode::Proxy {
+                        // Cut off during its validation boot or start: it runs on, serving no one.
+                        self.stop_release(&app, id).await;
+                    }
                     match dirs.remove_release(id) {
                         Ok(()) => tracing::info!(
                             "removed release {id} of {app}, left half-built by a restart"
@@ -1045,12 +1051,22 @@ impl Deployer {
                 // failure of either stops the other and fails the deploy before anything live
                 // changed.
                 let env_file = data.env_file(id);
-                let mut work = vec![Step {
-                    action: "validate-boot".into(),
-                    target: format!("{app} release {id} on a spare port"),
-                    live: Arc::new(Mutex::new(String::new())),
-                    work: Box::pin(self.boot_check(app, spec, id, &release, &env_file)),
-                }];
+                let boot: Step<()> = if spec.service.mode == ServeMode::Proxy {
+                    Step {
+                        action: "validate-boot".into(),
+                        target: format!("{app} release {id} on its own port"),
+                        live: Arc::new(Mutex::new(String::new())),
+                        work: Box::pin(self.proxy_boot_check(app, spec, (dirs, data), id)),
+                    }
+                } else {
+                    Step {
+                        action: "validate-boot".into(),
+                        target: format!("{app} release {id} on a spare port"),
+                        live: Arc::new(Mutex::new(String::new())),
+                        work: Box::pin(self.boot_check(app, spec, id, &release, &env_file)),
+                    }
+                };
+                let mut work = vec![boot];
                 if let Some(dump) = &dump {
                     work.push(Step {
                         action: "dump".into(),
@@ -1155,6 +1171,11 @@ impl Deployer {
         to: Option<u64>,
         back: Option<u64>,
     ) -> Result<(), String> {
+        if spec.service.mode == ServeMode::Proxy {
+            return self
+                .proxy_switch(p, app, spec, (dirs, data), to, back)
+                .await;
+        }
         let pair = units::render(
             app,
             spec,
@@ -1186,6 +1207,7 @@ impl Deployer {
                         Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
                     }
                 }
+                log.push_str(&self.retire_proxy(app, back).await?);
                 self.install_units(&pair).await?;
                 flipped = true;
                 flip(to)?;

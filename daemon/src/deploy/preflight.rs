@@ -233,6 +233,9 @@ pub async fn check(
             tools.push(("pg_dump", "steps", "postgresql-client"));
         }
     }
+    if app.service.mode == crate::definition::ServeMode::Proxy {
+        tools.push(("nginx", "service", "nginx"));
+    }
     for (tool, field, package) in &tools {
         if !on_path(tool) {
             at(

@@ -21,6 +21,7 @@ mod databases;
 mod deploy;
 mod deploy_db;
 mod deploy_live;
+mod deploy_proxy;
 mod drift;
 mod edit;
 mod export;

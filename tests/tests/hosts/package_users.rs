@@ -71,18 +71,18 @@ fn version(h: &Host) -> Res<String> {
     )
 }
 
-/// Start wrk against the app's `/lib` in the background (a transient unit).
-fn start_load(h: &Host) -> Res {
-    h.sh_ok(
+/// Start wrk against the app's `path` on 127.0.0.1:8000 in the background (a transient unit).
+pub(crate) fn start_load(h: &Host, path: &str) -> Res {
+    h.sh_ok(&format!(
         "rm -f /tmp/wrk.out; systemd-run --quiet --collect --unit=pkg-wrk -p StandardOutput=file:/tmp/wrk.out \
-         wrk -t2 -c8 --timeout 5s -d600s http://127.0.0.1:8000/lib && sleep 1",
-    )?;
+         wrk -t2 -c8 --timeout 5s -d600s http://127.0.0.1:8000{path} && sleep 1"
+    ))?;
     Ok(())
 }
 
 /// Stop wrk (it prints its summary when interrupted): (requests, failed), failed being socket
 /// errors plus non-2xx answers.
-fn stop_load(h: &Host) -> Res<(u64, u64, String)> {
+pub(crate) fn stop_load(h: &Host) -> Res<(u64, u64, String)> {
     let out = h.sh_ok(
         "systemctl kill -s INT pkg-wrk.service; for i in $(seq 100); do systemctl is-active -q pkg-wrk.service || break; sleep 0.1; done; cat /tmp/wrk.out",
     )?;
@@ -135,7 +135,7 @@ fn a_library_upgrade_restarts_the_app_without_a_failed_request_and_a_breaking_on
         let idle = running_pid(h, "idle.service")?;
 
         // 1.1 under load.
-        start_load(h)?;
+        start_load(h, "/lib")?;
         h.put_definition(&definition("1.1"))?;
         h.apply_ok()?;
         let (requests, failed, wrk) = stop_load(h)?;

@@ -1,0 +1,598 @@
+//! Proxy mode (`service.mode: proxy`): deploys with zero failed requests for an app that binds
+//! its own port (a plain Node `http.createServer`, anything that cannot take a socket from
+//! systemd), fronted by Debian's nginx.
+//!
+//! Owns one nginx site per app, `/etc/nginx/conf.d/strackt-<app>.conf` (nginx listens on the
+//! app's `listen` and forwards to the live release's port), the template unit
+//! `strackt-app-<app>@.service` (instance = release id) and each release's `listen` file in
+//! strackt's state (`HOST`, `PORT`). A switch starts the new release on the port of `ports` the
+//! live one does not use and checks its health there — no traffic reaches it before that — then
+//! rewrites the site (`nginx -t` first, the old text put back on any failure), reloads nginx over
+//! D-Bus and waits until nginx's new workers run, checks health through nginx, and only then
+//! lets the old release drain: nginx's old workers finish what they hold, then the old release
+//! gets SIGTERM. A failure before the reload leaves the site untouched and stops the new release.
+//!
+//! It must not touch nginx beyond its own site files and reloads (never a restart: that would
+//! drop every connection nginx holds), nor decide anything about the database (`failed.rs`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::layout::{AppData, AppDirs};
+use super::runner::{self, RunAs};
+use super::{argv, health_url, take_over_env, units, Deployer, Progress, StepResult, UNIT_DIR};
+use crate::definition::{AppSpec, HealthSpec};
+use crate::host::files::atomic_write;
+use crate::host::health::Health;
+use crate::host::{JobKind, Systemd};
+
+/// Where nginx reads the sites strackt writes (Debian's nginx.conf includes `conf.d/*.conf`).
+pub const NGINX_CONF_DIR: &str = "/etc/nginx/conf.d";
+/// nginx's unit.
+const NGINX: &str = "nginx.service";
+/// File name of a release's `HOST`/`PORT` environment file, beside its `env`.
+const LISTEN_FILE: &str = "listen";
+/// How long nginx may take to start its new workers after a reload.
+const RELOAD_LIMIT: Duration = Duration::from_secs(10);
+/// How long nginx's old workers may take to finish the requests they hold before the old
+/// release is stopped anyway (it then has its own 30 s, `TimeoutStopSec`).
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How often the nginx workers are looked at while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The nginx site of `app`.
+pub fn site_path(app: &str) -> PathBuf {
+    Path::new(NGINX_CONF_DIR).join(format!("strackt-{app}.conf"))
+}
+
+/// The template unit of `app` (`strackt-app-<app>@.service`).
+fn template(app: &str) -> String {
+    format!("{}{app}@.service", units::LIVE_PREFIX)
+}
+
+/// The unit running release `id` of `app`.
+pub fn instance(app: &str, id: u64) -> String {
+    format!("{}{app}@{id}.service", units::LIVE_PREFIX)
+}
+
+/// The nginx site sending `listen` to the release on loopback `port` (pure).
+pub fn site(app: &str, listen: &str, port: u16, release: u64) -> String {
+    format!(
+        "# Written by strackt for app {app} (mode: proxy); changes are overwritten at the next deploy.\n\
+         # Live: release {release}.\n\
+         upstream strackt_app_{app} {{\n    server 127.0.0.1:{port};\n}}\n\n\
+         server {{\n    listen {listen};\n\
+         \x20   # No keep-alive with clients: at a reload nginx's old workers close the keep-alive\n\
+         \x20   # connections they hold without telling the client, whose next request on one fails.\n\
+         \x20   # With every response ending its connection, a switch fails no request.\n\
+         \x20   keepalive_timeout 0;\n\
+         \x20   location / {{\n\
+         \x20       proxy_pass http://strackt_app_{app};\n\
+         \x20       proxy_set_header Host $host;\n\
+         \x20       proxy_set_header X-Real-IP $remote_addr;\n\
+         \x20       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         \x20       proxy_set_header X-Forwarded-Proto $scheme;\n\
+         \x20   }}\n}}\n"
+    )
+}
+
+/// The loopback port a site strackt wrote sends its traffic to (pure).
+pub fn live_port(site: &str) -> Option<u16> {
+    site.lines()
+        .find_map(|l| l.trim().strip_prefix("server 127.0.0.1:"))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .and_then(|p| p.parse().ok())
+}
+
+/// The port the next release starts on: the one of `ports` the live release does not use.
+pub fn next_port(ports: [u16; 2], live: Option<u16>) -> u16 {
+    if live == Some(ports[0]) {
+        ports[1]
+    } else {
+        ports[0]
+    }
+}
+
+/// The children of process `pid` (nginx's master: its workers). A process that is gone has none.
+fn children(pid: u32) -> HashSet<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait (bounded) until `done` holds for the children of `pid`.
+async fn wait_children(pid: u32, limit: Duration, done: impl Fn(&HashSet<u32>) -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if done(&children(pid)) {
+            return true;
+        }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// What a failed step says: the reason, and the output to keep.
+type Failure = (String, String);
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    (e.to_string(), String::new())
+}
+
+/// nginx's master and the workers it ran before a reload: they drain after it.
+struct OldWorkers {
+    master: u32,
+    workers: HashSet<u32>,
+}
+
+/// A site put in place: what was there before, to put back.
+struct SiteChange {
+    path: PathBuf,
+    before: Option<String>,
+}
+
+impl Deployer {
+    /// The port release `id` is to start on, and the site as it is now.
+    fn proxy_port(app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
+        let ports = spec
+            .service
+            .ports
+            .ok_or_else(|| fail("`mode: proxy` without `ports`"))?;
+        let path = site_path(app);
+        let now = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(format!("reading {}: {e}", path.display()))),
+        };
+        Ok((next_port(ports, now.as_deref().and_then(live_port)), now))
+    }
+
+    /// Write the template unit when it changed.
+    async fn install_template(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        dirs: &AppDirs,
+        data: &AppData,
+    ) -> Result<(), Failure> {
+        let releases = data.dir().join("releases");
+        let text = units::render_template(app, spec, &dirs.releases(), &releases, LISTEN_FILE);
+        let path = Path::new(UNIT_DIR).join(template(app));
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            atomic_write(&path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+            self.systemd.daemon_reload().await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Start release `id` on loopback `port` and wait for its health path there. On failure
+    /// it is stopped again, and the output is the end of its journal.
+    async fn start_release(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        data: &AppData,
+        id: u64,
+        port: u16,
+    ) -> Result<(), Failure> {
+        let unit = instance(app, id);
+        let vars = BTreeMap::from([
+            ("HOST".to_string(), "127.0.0.1".to_string()),
+            ("PORT".to_string(), port.to_string()),
+        ]);
+        let listen_file = data.release(id).join(LISTEN_FILE);
+        atomic_write(&listen_file, units::env_file(&vars).as_bytes(), 0o600, 0, 0).map_err(fail)?;
+        self.systemd.reset_failed(&unit).await;
+        let started = async {
+            // Restart, not start: an instance left running (a killed deploy) must take the
+            // port it is given now.
+            self.systemd
+                .run_job(JobKind::Restart, &unit)
+                .await
+                .map_err(|e| e.to_string())?;
+            let probe = HealthSpec {
+                http: Some(health_url(
+                    &format!("127.0.0.1:{port}"),
+                    &spec.service.health,
+                )),
+                ..HealthSpec::default()
+            };
+            self.health
+                .check(&probe, spec.service.health_within())
+                .await
+                .map_err(|e| {
+                    format!("health check of release {id} on 127.0.0.1:{port} failed: {e}")
+                })
+        }
+        .await;
+        if let Err(why) = started {
+            let journal = journal_tail(&unit).await;
+            let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+            self.systemd.reset_failed(&unit).await;
+            return Err((why, journal));
+        }
+        Ok(())
+    }
+
+    /// validate-boot in proxy mode: release `id` started on the port it will take, its health
+    /// checked there, and stopped again (it is started for good at the switch, after the
+    /// migration). No traffic reaches it.
+    pub(super) async fn proxy_boot_check(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        (dirs, data): (&AppDirs, &AppData),
+        id: u64,
+    ) -> StepResult<()> {
+        let (port, _) = Self::proxy_port(app, spec)?;
+        self.install_template(app, spec, dirs, data).await?;
+        self.start_release(app, spec, data, id, port).await?;
+        let unit = instance(app, id);
+        self.systemd
+            .run_job(JobKind::Stop, &unit)
+            .await
+            .map_err(fail)?;
+        Ok(((), format!("release {id} answered on 127.0.0.1:{port}\n")))
+    }
+
+    /// Put `text` in place as the site at `path` and have nginx serve it: `nginx -t` first, then
+    /// a reload awaited until nginx's new workers run. On failure the site is as before (and
+    /// nginx told so).
+    async fn put_site(
+        &self,
+        path: &Path,
+        text: &str,
+        before: Option<&str>,
+    ) -> Result<OldWorkers, Failure> {
+        atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+        let tested = runner::run(
+            &argv(&["nginx", "-t", "-q"]),
+            Path::new("/"),
+            &BTreeMap::new(),
+            &RunAs::root(),
+            Duration::from_secs(30),
+        )
+        .await;
+        let reloaded = if tested.ok {
+            self.reload_nginx().await
+        } else {
+            Err((
+                format!(
+                    "nginx -t failed with the new site in place: {}",
+                    super::preflight::last_line(&tested.tail)
+                ),
+                tested.tail,
+            ))
+        };
+        if reloaded.is_err() {
+            let restored = match before {
+                Some(old) => {
+                    atomic_write(path, old.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())
+                }
+                None => std::fs::remove_file(path).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = restored {
+                tracing::error!("putting back {}: {e}", path.display());
+            } else if tested.ok {
+                // The reload may have taken after all: nginx is told the old site again.
+                let _ = self.reload_nginx().await;
+            }
+        }
+        reloaded
+    }
+
+    /// Reload nginx (or start it when it is not running) and wait until its new workers run:
+    /// the reload job ends once nginx was signalled, and a configuration nginx cannot use is
+    /// only logged, its old workers serving on. Returns the old workers, which now drain.
+    async fn reload_nginx(&self) -> Result<OldWorkers, Failure> {
+        let state = self.systemd.unit_state(NGINX).await.map_err(fail)?;
+        if !state.is_active() || state.main_pid == 0 {
+            self.systemd
+                .run_job(JobKind::Start, NGINX)
+                .await
+                .map_err(fail)?;
+            return Ok(OldWorkers {
+                master: 0,
+                workers: HashSet::new(),
+            });
+        }
+        let master = state.main_pid;
+        let workers = children(master);
+        self.systemd
+            .run_job(JobKind::Reload, NGINX)
+            .await
+            .map_err(fail)?;
+        let took = wait_children(master, RELOAD_LIMIT, |now| {
+            now.iter().any(|pid| !workers.contains(pid))
+        })
+        .await;
+        if !took {
+            return Err(fail(format!(
+                "nginx did not start workers with the new site within {}s (see journalctl -u nginx and /var/log/nginx/error.log)",
+                RELOAD_LIMIT.as_secs()
+            )));
+        }
+        Ok(OldWorkers { master, workers })
+    }
+
+    /// A socket-mode app turning proxy: its socket would hold `listen`, which nginx takes now.
+    async fn retire_socket_units(&self, app: &str) -> Result<String, Failure> {
+        let base = format!("{}{app}", units::LIVE_PREFIX);
+        let (socket, service) = (format!("{base}.socket"), format!("{base}.service"));
+        let socket_path = Path::new(UNIT_DIR).join(&socket);
+        if !socket_path.exists() {
+            return Ok(String::new());
+        }
+        for unit in [&socket, &service] {
+            self.systemd
+                .run_job(JobKind::Stop, unit)
+                .await
+                .map_err(fail)?;
+        }
+        self.systemd
+            .disable(std::slice::from_ref(&socket))
+            .await
+            .map_err(fail)?;
+        for unit in [&socket, &service] {
+            remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
+        }
+        self.systemd.daemon_reload().await.map_err(fail)?;
+        Ok(format!(
+            "socket mode retired: {socket} and {service} stopped and removed\n"
+        ))
+    }
+
+    /// An app leaving proxy mode: its site goes (nginx reloaded, which lets go of `listen` for
+    /// the socket to take) and release `live`, which ran behind it, is stopped once nginx's old
+    /// workers are done with it. Nothing to do when the app has no site.
+    pub(super) async fn retire_proxy(
+        &self,
+        app: &str,
+        live: Option<u64>,
+    ) -> Result<String, Failure> {
+        let path = site_path(app);
+        if !remove_if_there(&path)? {
+            return Ok(String::new());
+        }
+        let old = self.reload_nginx().await?;
+        wait_children(old.master, DRAIN_LIMIT, |now| now.is_disjoint(&old.workers)).await;
+        if let Some(id) = live {
+            self.stop_release(app, id).await;
+        }
+        remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
+        Ok(format!(
+            "proxy mode retired: {} removed, nginx reloaded\n",
+            path.display()
+        ))
+    }
+
+    /// The switch in proxy mode (see the module doc): steps `start`, `switch`, `health`
+    /// (through nginx) and `drain`; `switch-back` when the health check through nginx fails.
+    pub(super) async fn proxy_switch(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        spec: &AppSpec,
+        (dirs, data): (&AppDirs, &AppData),
+        to: Option<u64>,
+        back: Option<u64>,
+    ) -> Result<(), String> {
+        let to = to.ok_or_else(|| "proxy mode: no release to switch to".to_string())?;
+        let (port, before) = Self::proxy_port(app, spec).map_err(|(why, _)| why)?;
+        let new_unit = instance(app, to);
+        p.step(
+            "start",
+            &format!("release {to} on 127.0.0.1:{port}"),
+            async {
+                let mut log = take_over_env(dirs, data, to)
+                    .await
+                    .map_err(fail)?
+                    .unwrap_or_default();
+                if let Some(id) = back {
+                    match take_over_env(dirs, data, id).await {
+                        Ok(note) => log.push_str(&note.unwrap_or_default()),
+                        Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+                    }
+                }
+                self.install_template(app, spec, dirs, data).await?;
+                self.start_release(app, spec, data, to, port).await?;
+                Ok(((), log))
+            },
+        )
+        .await?;
+
+        let path = site_path(app);
+        let change = SiteChange {
+            path: path.clone(),
+            before,
+        };
+        let switched = p
+            .step("switch", &path.display().to_string(), async {
+                let mut log = self.retire_socket_units(app).await?;
+                // Everything that can fail comes before the reload, which is the moment traffic
+                // moves: a failure up to it leaves nginx serving the old release.
+                self.systemd
+                    .enable(std::slice::from_ref(&new_unit))
+                    .await
+                    .map_err(fail)?;
+                data.flip(Some(to)).map_err(fail)?;
+                dirs.flip(Some(to)).map_err(fail)?;
+                let text = site(app, &spec.service.listen, port, to);
+                let old = self
+                    .put_site(&path, &text, change.before.as_deref())
+                    .await?;
+                log.push_str(&format!(
+                    "nginx sends {} to release {to} on 127.0.0.1:{port}\n",
+                    spec.service.listen
+                ));
+                Ok((old, log))
+            })
+            .await;
+        let old = match switched {
+            Ok(old) => old,
+            Err(why) => {
+                self.stop_release(app, to).await;
+                // `current` names the release nginx serves, which is still the old one.
+                let _ = data.flip(back).and_then(|()| dirs.flip(back));
+                return Err(why);
+            }
+        };
+
+        let url = health_url(&spec.service.listen, &spec.service.health);
+        let probe = HealthSpec {
+            http: Some(url.clone()),
+            ..HealthSpec::default()
+        };
+        let checked = p
+            .step("health", &url, async {
+                self.health
+                    .check(&probe, spec.service.health_within())
+                    .await
+                    .map(|()| ((), String::new()))
+                    .map_err(fail)
+            })
+            .await;
+        if let Err(why) = checked {
+            return Err(self
+                .proxy_switch_back(p, app, (dirs, data), &change, to, back, why)
+                .await);
+        }
+
+        let old_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
+        p.step("drain", &old_label, async {
+            let mut log = String::new();
+            let drained = wait_children(old.master, DRAIN_LIMIT, |now| {
+                now.is_disjoint(&old.workers)
+            })
+            .await;
+            if !drained {
+                log.push_str(&format!(
+                    "nginx's old workers still held requests after {}s; stopping the old release anyway\n",
+                    DRAIN_LIMIT.as_secs()
+                ));
+            }
+            if let Some(id) = back {
+                self.stop_release(app, id).await;
+                log.push_str(&format!("release {id} stopped\n"));
+            }
+            Ok(((), log))
+        })
+        .await
+    }
+
+    /// The health check through nginx failed: the old site back, nginx reloaded, `current`
+    /// back, the new release stopped. Returns the operation's reason.
+    #[allow(clippy::too_many_arguments)]
+    async fn proxy_switch_back(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        (dirs, data): (&AppDirs, &AppData),
+        change: &SiteChange,
+        to: u64,
+        back: Option<u64>,
+        why: String,
+    ) -> String {
+        let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
+        let went_back = p
+            .step("switch-back", &back_label, async {
+                match &change.before {
+                    Some(old) => {
+                        // Its text is known good: nginx served it until the switch.
+                        atomic_write(&change.path, old.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+                        self.reload_nginx().await?;
+                    }
+                    None => {
+                        std::fs::remove_file(&change.path).map_err(fail)?;
+                        self.reload_nginx().await?;
+                    }
+                }
+                data.flip(back).map_err(fail)?;
+                dirs.flip(back).map_err(fail)?;
+                self.stop_release(app, to).await;
+                Ok(((), String::new()))
+            })
+            .await;
+        match went_back {
+            Ok(()) => format!("{why}; switched back to {back_label}"),
+            Err(e) => format!("{why}; and switching back failed: {e}"),
+        }
+    }
+
+    /// Stop release `id` and keep it from starting at boot (best effort: it is logged).
+    pub(super) async fn stop_release(&self, app: &str, id: u64) {
+        let unit = instance(app, id);
+        if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
+            tracing::warn!("stopping {unit}: {e}");
+        }
+        if let Err(e) = self.systemd.disable(std::slice::from_ref(&unit)).await {
+            tracing::warn!("disabling {unit}: {e}");
+        }
+        self.systemd.reset_failed(&unit).await;
+    }
+}
+
+/// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
+fn remove_if_there(path: &Path) -> Result<bool, Failure> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
+    }
+}
+
+/// The last lines `unit` logged, for a failed step's output.
+async fn journal_tail(unit: &str) -> String {
+    let cmd = argv(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-n",
+        "30",
+        "-u",
+        unit,
+    ]);
+    runner::run(
+        &cmd,
+        Path::new("/"),
+        &BTreeMap::new(),
+        &RunAs::root(),
+        Duration::from_secs(10),
+    )
+    .await
+    .stdout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_site_sends_listen_to_the_live_port_and_names_it() {
+        let text = site("hello", "0.0.0.0:80", 8002, 7);
+        assert!(text.contains("upstream strackt_app_hello {\n    server 127.0.0.1:8002;\n}\n"));
+        assert!(text.contains("    listen 0.0.0.0:80;\n"));
+        assert!(text.contains("    keepalive_timeout 0;\n"));
+        assert!(text.contains("        proxy_pass http://strackt_app_hello;\n"));
+        assert_eq!(live_port(&text), Some(8002));
+        assert_eq!(live_port("# not strackt's\n"), None);
+    }
+
+    #[test]
+    fn releases_take_turns_on_the_two_ports() {
+        let ports = [8001, 8002];
+        assert_eq!(next_port(ports, None), 8001);
+        assert_eq!(next_port(ports, Some(8001)), 8002);
+        assert_eq!(next_port(ports, Some(8002)), 8001);
+        // A site naming a port no longer in `ports` (they were changed): the first one.
+        assert_eq!(next_port(ports, Some(9000)), 8001);
+    }
+}
