@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() {
+    // Before any thread exists: one malloc arena per thread is most of an idle daemon's heap.
+    strackt::daemon::limit_arenas();
     strackt::logging::init();
     let cli = strackt::cli::Cli::parse();
     let json = cli.json;

@@ -28,7 +28,7 @@ use crate::host::health::Health;
 use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
-use crate::host::{Files, HostError, JobKind, Systemd};
+use crate::host::{Files, HostError, JobKind, Systemd, UnitState};
 use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, RoleObserved, UNIT_DIR};
 use crate::timing;
 
@@ -373,6 +373,33 @@ pub async fn run<M: Machine>(
             i += 1;
             continue;
         }
+        // Consecutive jobs of one kind (a switch's restarts, its starts) are queued together
+        // and awaited together: systemd orders queued jobs by their units' dependencies as it
+        // would one by one, and the switch waits for the slowest job instead of their sum.
+        if let Some(kind) = job_kind(&step.action) {
+            let batch: Vec<&crate::plan::Step> = plan.steps[i..]
+                .iter()
+                .take_while(|s| job_kind(&s.action) == Some(kind))
+                .collect();
+            let results = timing::time_async(
+                kind.verb(),
+                futures_util::future::join_all(batch.iter().map(|s| {
+                    let unit = s.action.target();
+                    async move { m.systemd().run_job(kind, &unit).await }
+                })),
+            )
+            .await;
+            for (s, result) in batch.iter().zip(&results) {
+                records.push(record(s, result));
+                if let Err(e) = result {
+                    failure.get_or_insert_with(|| {
+                        format!("{} {}: {e}", s.action.name(), s.action.target())
+                    });
+                }
+            }
+            i += batch.len();
+            continue;
+        }
         // Consecutive enables, installs, removals and holds go out as one call each: one
         // daemon-reload, one apt transaction, instead of one per unit or package.
         if BATCHED.contains(&step.action.name()) {
@@ -385,7 +412,7 @@ pub async fn run<M: Machine>(
                 .iter()
                 .map(|s| s.action.target())
                 .collect();
-            let result = run_batch(m, kind, &targets, source).await;
+            let result = timing::time_async(kind, run_batch(m, kind, &targets, source)).await;
             for s in &plan.steps[i..i + len] {
                 records.push(record(s, &result));
             }
@@ -395,7 +422,11 @@ pub async fn run<M: Machine>(
             i += len;
             continue;
         }
-        let result = run_one(m, &step.action, store, source, owned).await;
+        let result = timing::time_async(
+            step.action.name(),
+            run_one(m, &step.action, store, source, owned),
+        )
+        .await;
         records.push(record(step, &result));
         if let Err(e) = result {
             failure = Some(format!(
@@ -407,6 +438,17 @@ pub async fn run<M: Machine>(
         i += 1;
     }
     (records, failure)
+}
+
+/// The systemd job an action is, if it is one (they run concurrently, see [`run`]).
+fn job_kind(action: &Action) -> Option<JobKind> {
+    match action {
+        Action::Stop { .. } => Some(JobKind::Stop),
+        Action::Start { .. } => Some(JobKind::Start),
+        Action::Restart { .. } => Some(JobKind::Restart),
+        Action::Reload { .. } => Some(JobKind::Reload),
+        _ => None,
+    }
 }
 
 /// Actions run in batches by [`run_batch`].
@@ -472,10 +514,6 @@ async fn run_one<M: Machine>(
     let unit_path = |unit: &str| Path::new(UNIT_DIR).join(unit);
     let gen_id = source.map_or(0, |g| g.manifest.id);
     match action {
-        Action::Stop { unit } => m.systemd().run_job(JobKind::Stop, unit).await,
-        Action::Start { unit } => m.systemd().run_job(JobKind::Start, unit).await,
-        Action::Restart { unit } => m.systemd().run_job(JobKind::Restart, unit).await,
-        Action::Reload { unit } => m.systemd().run_job(JobKind::Reload, unit).await,
         Action::Disable { unit } => m.systemd().disable(std::slice::from_ref(unit)).await,
         Action::DaemonReload => m.systemd().daemon_reload().await,
         Action::SetSysctl { key, value } => m.sysctl().set(key, value),
@@ -547,7 +585,11 @@ async fn run_one<M: Machine>(
         Action::InstallPackage { .. }
         | Action::RemovePackage { .. }
         | Action::HoldPackage { .. }
-        | Action::Enable { .. } => unreachable_batched(action),
+        | Action::Enable { .. }
+        | Action::Stop { .. }
+        | Action::Start { .. }
+        | Action::Restart { .. }
+        | Action::Reload { .. } => unreachable_batched(action),
         Action::CreateGroup { name } => {
             let spec = source
                 .and_then(|g| g.manifest.groups.get(name))
@@ -621,19 +663,26 @@ pub async fn verify<M: Machine>(
         .filter(|u| all_units || started.contains(*u))
         .collect();
     // A unit that dies at once may already be back up by systemd's Restart= when we look;
-    // its restart counter, read before and after settling, gives it away.
+    // its restart counter, read before and after settling, gives it away. All units are read
+    // in one request each time (not one round trip per unit).
+    let names: Vec<String> = units.iter().map(|u| (*u).clone()).collect();
     let mut restarts_before = std::collections::BTreeMap::new();
     if !plan.started_units().is_empty() {
-        for unit in &units {
-            if let Ok(s) = m.systemd().unit_state(unit).await {
-                restarts_before.insert((*unit).clone(), s.n_restarts);
+        if let Ok(states) = m.systemd().unit_states(&names).await {
+            for (unit, s) in names.iter().zip(states) {
+                restarts_before.insert(unit.clone(), s.n_restarts);
             }
         }
-        tokio::time::sleep(settle).await;
+        timing::time_async("settle", tokio::time::sleep(settle)).await;
     }
-    for unit in &units {
-        let before = restarts_before.get(*unit).copied();
-        match m.systemd().unit_state(unit).await {
+    let states: Vec<Result<UnitState, String>> =
+        match timing::time_async("verify", m.systemd().unit_states(&names)).await {
+            Ok(states) => states.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e.to_string()); names.len()],
+        };
+    for (unit, state) in names.iter().zip(states) {
+        let before = restarts_before.get(unit).copied();
+        match state {
             Ok(s) if s.is_active() && before.is_none_or(|b| s.n_restarts <= b) => {
                 records.push(StepRecord::new(
                     "verify",
@@ -659,29 +708,29 @@ pub async fn verify<M: Machine>(
                 failure.get_or_insert(msg);
             }
             Err(e) => {
-                records.push(StepRecord::new(
-                    "verify",
-                    unit,
-                    "failed",
-                    e.to_string(),
-                    false,
-                ));
-                failure.get_or_insert(e.to_string());
+                records.push(StepRecord::new("verify", unit, "failed", &e, false));
+                failure.get_or_insert(e);
             }
         }
     }
     if failure.is_some() {
         return (records, failure);
     }
-    for (unit, spec) in desired
+    // Health probes run side by side: the switch waits for the slowest, not for their sum.
+    let probes = desired
         .manifest
         .units
         .iter()
         .filter(|(u, _)| units.contains(u))
-    {
-        let Some(health) = &spec.health else { continue };
-        let within = crate::definition::duration_or(health.within.as_deref().unwrap_or("10s"), 10);
-        match m.health().check(health, within).await {
+        .filter_map(|(unit, spec)| Some((unit, spec.health.as_ref()?)))
+        .map(|(unit, health)| async move {
+            let within =
+                crate::definition::duration_or(health.within.as_deref().unwrap_or("10s"), 10);
+            (unit, m.health().check(health, within).await)
+        });
+    let checked = timing::time_async("health", futures_util::future::join_all(probes)).await;
+    for (unit, result) in checked {
+        match result {
             Ok(()) => records.push(StepRecord::new("health", unit, "ok", "healthy", false)),
             Err(e) => {
                 let msg = format!("health check of {unit} failed: {e}");

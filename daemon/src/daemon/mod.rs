@@ -5,8 +5,10 @@
 //! of wake-ups coalesce into one extra pass (`Notify` keeps one permit). A pass takes no
 //! input beyond its trigger: it re-reads the definition and the host every time, and it never
 //! retries inside itself; the next activation does. Shutdown is checked between passes only,
-//! so a switch is never cut in half by `systemctl stop strackt`.
+//! so a switch is never cut in half by `systemctl stop strackt`. Once the loop has been idle
+//! for two seconds, it hands back the memory the last pass left resident (see `memory`).
 
+mod memory;
 mod pass;
 mod save;
 mod updates;
@@ -23,6 +25,7 @@ pub use pass::{
     MAX_HOLD_SECS,
 };
 
+pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
 use crate::state::Operation;
@@ -116,8 +119,8 @@ pub struct Status {
     pub backups: std::collections::BTreeMap<String, crate::backup::BackupState>,
     /// The last check for package updates (`strackt updates`, the `strackt.updates` schedule).
     pub updates: Option<UpdatesReport>,
-    /// Microseconds the last pass spent per phase (load, each observe, plan, record), for
-    /// `tests/bench`; see `timing`.
+    /// Microseconds the last pass or rollback spent per phase (load, each observe, plan, each
+    /// kind of step, the settle wait, record), for `tests/bench`; see `timing`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub last_pass_phases_us: crate::timing::Phases,
 }
@@ -201,11 +204,19 @@ pub async fn run_loop(
 ) {
     let mut next = tokio::time::Instant::now() + daemon.next_wait();
     daemon.set_next_pass(daemon.next_wait());
+    // When to release memory: after every pass or request, once nothing followed it for a while.
+    let mut release_at = memory::idle_deadline();
     loop {
         let updates_due = daemon.updates_wait();
         let trigger = tokio::select! {
             biased;
             _ = shutdown.notified() => break,
+            _ = tokio::time::sleep_until(release_at.unwrap_or(next)), if release_at.is_some() => {
+                release_at = None;
+                let bytes = memory::release();
+                tracing::debug!("idle: released {} kB of mapped files and free heap", bytes / 1024);
+                continue;
+            }
             Some(req) = requests.recv() => {
                 match req {
                     Request::Apply(confirm, reply) => { let _ = reply.send(Ok(daemon.apply(confirm).await)); }
@@ -226,18 +237,21 @@ pub async fn run_loop(
                 // A hold moves the moment its end must be acted on.
                 next = tokio::time::Instant::now() + daemon.next_wait();
                 daemon.set_next_pass(daemon.next_wait());
+                release_at = memory::idle_deadline();
                 continue;
             }
             why = wake.wait() => why,
             _ = tokio::time::sleep_until(next) => Trigger::Timer,
             _ = tokio::time::sleep(updates_due) => {
                 daemon.scheduled_updates().await;
+                release_at = memory::idle_deadline();
                 continue;
             }
         };
         daemon.pass(trigger, false).await;
         next = tokio::time::Instant::now() + daemon.next_wait();
         daemon.set_next_pass(daemon.next_wait());
+        release_at = memory::idle_deadline();
     }
 }
 

@@ -1239,6 +1239,14 @@ impl Daemon {
     /// its record (the host unchanged then); a failed switch is an `Ok` operation with outcome
     /// `failed`/`rolled-back`.
     pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, String> {
+        // Timed phase by phase like a pass (each step kind, the settle wait), for `tests/bench`.
+        let (op, phases) = timing::measure(self.rollback_inner(target)).await;
+        self.status
+            .send_modify(move |s| s.last_pass_phases_us = phases);
+        op
+    }
+
+    async fn rollback_inner(&mut self, target: Option<u64>) -> Result<Operation, String> {
         let started = Instant::now();
         self.saved_switch = None;
         let _ = self.load_definition();

@@ -32,6 +32,7 @@ mod hold;
 mod http;
 mod https_health;
 mod journal;
+mod lean;
 mod metrics;
 mod ownership;
 mod package;
