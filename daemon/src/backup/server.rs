@@ -1,0 +1,424 @@
+//! backup/server.rs — the server bundle: what it takes to build this server again elsewhere,
+//! stored beside each backup run, encrypted with the team key in the same repository.
+//!
+//! One file, `/server.json`, in a restic snapshot tagged `strackt`, `kind=server`,
+//! `server=<name>`, `app=<app>` and `run=<run>`: the live generation's definition and lock,
+//! the secrets the definition refers to, each app's live commit and the state digest at that
+//! moment. JSON so `restic dump … /server.json | jq` is all a restore without strackt needs.
+//! This module collects and reads bundles; it does not write the server (`rebuild` does) and
+//! it never logs a bundle (it holds secrets).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::restic::Repo;
+use super::{off_thread, Backups, RunTags};
+use crate::definition::ValidatedDefinition;
+use crate::deploy::preflight::read_secret;
+use crate::deploy::Progress;
+use crate::generation::render::PackageLock;
+use crate::host::files::atomic_write;
+
+/// The file name of the bundle inside its snapshot.
+pub const FILE: &str = "server.json";
+/// The `kind=` tag of bundle snapshots.
+pub const KIND: &str = "server";
+/// The bundle format this strackt writes and reads.
+const FORMAT: u32 = 1;
+/// A bundle is a few kilobytes: a minute without progress is a dead destination.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Everything a fresh server needs, besides the team key and the destination's credentials,
+/// to become this one again.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Bundle format version.
+    pub format: u32,
+    /// The server's name (restic's host).
+    pub server: String,
+    /// The backup run it was stored with.
+    pub run: String,
+    /// The live generation.
+    pub generation: u64,
+    /// That generation's definition text.
+    pub definition: String,
+    /// Its lock: package → exact version and cached file.
+    #[serde(default)]
+    pub lock: BTreeMap<String, PackageLock>,
+    /// Secret name → value, for every secret the definition refers to.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Each app's live release.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppAt>,
+    /// The state digest (`strackt status`) when it was taken.
+    pub digest: Option<String>,
+}
+
+// Hand-written so a bundle can never reach a log with its secrets.
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("server", &self.server)
+            .field("run", &self.run)
+            .field("generation", &self.generation)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("apps", &self.apps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An app as it was live (release 0: none was).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppAt {
+    /// The live release's id.
+    pub release: u64,
+    /// Its commit.
+    pub commit: Option<String>,
+}
+
+impl Bundle {
+    /// Read a bundle from `restic dump` output.
+    ///
+    /// # Errors
+    /// Not a bundle, or one of a newer format.
+    pub fn from_json(text: &str) -> Result<Bundle, String> {
+        let b: Bundle = serde_json::from_str(text)
+            .map_err(|e| format!("the server bundle does not read: {e}"))?;
+        if b.format > FORMAT {
+            return Err(format!(
+                "the server bundle is of format {} (this strackt reads {FORMAT}): upgrade strackt",
+                b.format
+            ));
+        }
+        Ok(b)
+    }
+
+    /// The definition to write on the rebuilt server: the bundle's, with `latest` packages
+    /// pinned to the locked versions, so the rebuilt generation installs what the lost one
+    /// had.
+    ///
+    /// # Errors
+    /// The definition does not parse.
+    pub fn pinned_definition(&self) -> Result<String, String> {
+        pinned(
+            &self.definition,
+            Path::new("server.json:definition"),
+            &self.lock,
+            self.generation,
+        )
+    }
+}
+
+/// `text` with every `latest` package pinned to its version in `lock` (`text` itself when it
+/// has none): what `strackt export` prints and a rebuild writes.
+///
+/// # Errors
+/// `text` does not parse.
+pub fn pinned(
+    text: &str,
+    path: &Path,
+    lock: &BTreeMap<String, PackageLock>,
+    generation: u64,
+) -> Result<String, String> {
+    let def = crate::definition::parse(text, path).map_err(|e| e.to_string())?;
+    if !def.definition().packages.values().any(|v| v == "latest") {
+        return Ok(text.to_string());
+    }
+    let mut pinned = def.definition().clone();
+    for (name, want) in pinned.packages.iter_mut() {
+        if let Some(l) = lock.get(name) {
+            want.clone_from(&l.version);
+        }
+    }
+    Ok(format!(
+        "# strackt export of generation {generation}: package versions pinned from its lock.json.\n{}",
+        crate::definition::to_yaml(&pinned).map_err(|e| e.to_string())?
+    ))
+}
+
+/// The names of the secrets `def` refers to (every `{ secret: NAME }`, wherever it is).
+pub fn secret_names(def: &ValidatedDefinition) -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let (1, Some(serde_json::Value::String(name))) = (map.len(), map.get("secret")) {
+                    out.insert(name.clone());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(v) = serde_json::to_value(def.definition()) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+/// The bundle of the live generation of the state root `root`, with the secrets in `secrets`
+/// its definition refers to; `server`, `run`, the apps' releases and the digest are left for
+/// the caller (each app is listed, at release 0).
+///
+/// # Errors
+/// No generation applied yet, unreadable files, a referenced secret missing.
+pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, String> {
+    let current = root.join("current");
+    let read = |name: &str| {
+        std::fs::read_to_string(current.join(name))
+            .map_err(|e| format!("reading {}: {e}", current.join(name).display()))
+    };
+    let manifest: crate::generation::Manifest = serde_json::from_str(&read("manifest.json")?)
+        .map_err(|e| format!("the live manifest: {e}"))?;
+    let definition = read("definition.yaml")?;
+    let def = crate::definition::parse(&definition, &current.join("definition.yaml"))
+        .map_err(|e| e.to_string())?;
+    let mut values = BTreeMap::new();
+    for name in secret_names(&def) {
+        values.insert(name.clone(), read_secret(secrets, &name)?);
+    }
+    let apps = def
+        .definition()
+        .apps
+        .keys()
+        .map(|a| (a.clone(), AppAt::default()))
+        .collect();
+    Ok(Bundle {
+        format: FORMAT,
+        server: String::new(),
+        run: String::new(),
+        generation: manifest.id,
+        definition,
+        lock: manifest.packages,
+        secrets: values,
+        apps,
+        digest: None,
+    })
+}
+
+/// What a rebuild (`crate::rebuild`) uses of the backup service.
+impl Backups {
+    /// The deployer the restores go through.
+    pub(crate) fn deployer(&self) -> &Arc<crate::deploy::Deployer> {
+        &self.deployer
+    }
+
+    /// restic's cache directory.
+    pub(crate) fn cache_dir(&self) -> std::path::PathBuf {
+        self.cache.clone()
+    }
+
+    /// The secrets directory.
+    pub(crate) fn secrets_dir(&self) -> std::path::PathBuf {
+        self.secrets.clone()
+    }
+
+    /// The team key in the vault, if there is one.
+    pub(crate) fn vault_key(&self) -> Option<String> {
+        std::fs::read_to_string(self.vault.key_path())
+            .ok()
+            .map(|k| k.trim().to_string())
+    }
+
+    /// Put the team key in the vault.
+    pub(crate) fn import_key(&self, key: &str) -> Result<(), String> {
+        self.vault.import(key)
+    }
+
+    /// The state digest as the last pass observed it.
+    pub(crate) fn digest(&self) -> Option<String> {
+        self.status.borrow().digest.clone()
+    }
+
+    /// The commit of `app`'s live release.
+    pub(crate) async fn live_commit(&self, app: &str) -> Result<Option<String>, String> {
+        let view = self.deployer.releases(app.to_string()).await?;
+        Ok(view.live.and_then(|live| {
+            view.releases
+                .into_iter()
+                .find(|r| r.id == live)
+                .and_then(|r| r.commit)
+        }))
+    }
+
+    /// Restore run `run` of `app` as steps of the operation `p` (holding the app's claim).
+    pub(crate) async fn restore_in(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        run: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<String, String> {
+        let (spec, app_spec) = super::spec_of(def, app)?;
+        let _claim = self.deployer.claim("restore", app)?;
+        self.put_back(p, app, run, &spec, &app_spec, def).await
+    }
+
+    /// Deploy `app` as steps of the operation `p` (holding the app's claim).
+    pub(crate) async fn deploy_in(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<String, String> {
+        let _claim = self.deployer.claim("deploy", app)?;
+        self.deployer.redeploy(p, app, def, None).await
+    }
+
+    /// Store the server bundle of run `tags` in `repo` (step `server`). The bundle is written
+    /// to a root-only file in strackt's state for restic to read, and removed afterwards.
+    pub(super) async fn store_server(
+        &self,
+        p: &mut Progress,
+        repo: &Repo,
+        tags: &RunTags<'_>,
+    ) -> Result<(), String> {
+        let (root, secrets) = (self.root.clone(), self.secrets.clone());
+        let mut bundle = off_thread(move || live(&root, &secrets)).await?;
+        bundle.server.clone_from(&self.server);
+        bundle.run = tags.run.to_string();
+        bundle.digest.clone_from(&self.status.borrow().digest);
+        for (app, at) in &mut bundle.apps {
+            let view = self.deployer.releases(app.clone()).await?;
+            if let Some(live) = view.live {
+                at.release = live;
+                at.commit = view
+                    .releases
+                    .into_iter()
+                    .find(|r| r.id == live)
+                    .and_then(|r| r.commit);
+            }
+        }
+        let dir = self.root.join("bundle");
+        let file = dir.join(format!("{}-{}.json", tags.run, tags.app));
+        let json = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
+        let f = file.clone();
+        off_thread(move || {
+            crate::deploy::layout::private_dir(&dir)?;
+            atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
+        })
+        .await?;
+        let mut cat = Command::new("cat");
+        cat.arg("--")
+            .arg(&file)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin");
+        let target = format!(
+            "definition, lock, {} secret(s), {} app(s) → {}",
+            bundle.secrets.len(),
+            bundle.apps.len(),
+            repo.location
+        );
+        let live = Arc::new(Mutex::new(String::new()));
+        let stored = p
+            .step("server", &target, async {
+                repo.backup(
+                    &[],
+                    Some((cat, FILE.to_string())),
+                    &self::tags(&self.server, tags.app, tags.run, tags.trigger),
+                    &self.server,
+                    &live,
+                    STALL,
+                )
+                .await
+                .map(|s| ((), format!("snapshot {}", s.snapshot_id)))
+                .map_err(|e| (e, String::new()))
+            })
+            .await;
+        let _ = std::fs::remove_file(&file);
+        stored
+    }
+}
+
+/// The tags of the bundle snapshot of `run` (of `app`'s backup) taken on `server`.
+pub fn tags(server: &str, app: &str, run: &str, trigger: &str) -> Vec<String> {
+    vec![
+        "strackt".to_string(),
+        format!("kind={KIND}"),
+        format!("server={server}"),
+        format!("app={app}"),
+        format!("run={run}"),
+        format!("trigger={trigger}"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEF: &str = "version: 1\npackages:\n  curl: latest\n  jq: \"1.6-2.1\"\nfiles:\n  /etc/motd: { content: \"x\\n\" }\n";
+
+    fn lock() -> BTreeMap<String, PackageLock> {
+        BTreeMap::from([(
+            "curl".to_string(),
+            PackageLock {
+                version: "7.88.1-10+deb12u8".into(),
+                deb: "curl.deb".into(),
+            },
+        )])
+    }
+
+    #[test]
+    fn latest_is_pinned_to_the_lock_and_a_pinned_definition_is_kept_as_it_is() {
+        let text = pinned(DEF, Path::new("d.yaml"), &lock(), 7).expect("pinned");
+        assert!(
+            text.starts_with("# strackt export of generation 7"),
+            "{text}"
+        );
+        let def = crate::definition::parse(&text, Path::new("d.yaml")).expect("parses");
+        let p = &def.definition().packages;
+        assert_eq!(p["curl"], "7.88.1-10+deb12u8");
+        assert_eq!(p["jq"], "1.6-2.1");
+        let exact = DEF.replace("latest", "\"1.0\"");
+        assert_eq!(
+            pinned(&exact, Path::new("d.yaml"), &lock(), 7).expect("kept"),
+            exact
+        );
+    }
+
+    #[test]
+    fn every_secret_reference_is_found_and_nothing_else() {
+        let text = "version: 1\nusers:\n  shop: {}\napps:\n  shop:\n    repo: /srv/src/shop\n    path: /srv/shop\n    user: shop\n    settings:\n      APP_KEY: { secret: shop_app_key }\n      PLAIN: secret\n    database: { engine: postgresql, name: shop, user: shop, password: { secret: shop_db } }\n    service: { exec: python3 app.py, listen: \"127.0.0.1:8000\" }\n";
+        let def = crate::definition::parse(text, Path::new("d.yaml")).expect("parses");
+        let names: Vec<String> = secret_names(&def).into_iter().collect();
+        assert_eq!(names, ["shop_app_key", "shop_db"]);
+    }
+
+    #[test]
+    fn a_bundle_reads_back_and_its_debug_form_shows_no_secret() {
+        let b = Bundle {
+            format: FORMAT,
+            server: "web1".into(),
+            run: "web1-20261202T060000Z".into(),
+            generation: 3,
+            definition: DEF.into(),
+            lock: lock(),
+            secrets: BTreeMap::from([("s3".to_string(), "AWS_SECRET=hunter2".to_string())]),
+            apps: BTreeMap::from([(
+                "shop".to_string(),
+                AppAt {
+                    release: 2,
+                    commit: Some("abc".into()),
+                },
+            )]),
+            digest: Some("d".into()),
+        };
+        let text = serde_json::to_string(&b).expect("json");
+        assert_eq!(Bundle::from_json(&text).expect("reads"), b);
+        assert!(!format!("{b:?}").contains("hunter2"));
+        let newer = text.replace("\"format\":1", "\"format\":99");
+        assert!(Bundle::from_json(&newer)
+            .expect_err("newer")
+            .contains("upgrade strackt"));
+        assert!(Bundle::from_json("{}").is_err());
+    }
+}
