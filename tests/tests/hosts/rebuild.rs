@@ -1,0 +1,336 @@
+//! `strackt rebuild` (issue 14): the server goes off-host with its data, and a fresh server
+//! becomes it again.
+//!
+//! Host A has every kind (packages at `latest` from a local archive, users, firewall, sysctl,
+//! files, services, an app with a database and uploads, backups to the test S3 server). A
+//! backup run also stores the server bundle, readable with restic and jq alone. A is then
+//! destroyed; a fresh B with nothing but strackt (started without a definition), the team key
+//! and the S3 credentials — and a newer version of A's `latest` package in its archive — runs
+//! `strackt rebuild`: a wrong key, an unknown server or run and an unreachable destination
+//! are refused with nothing changed; then the rebuild gives the same digest as A at the run,
+//! the package at A's locked version, the app serving A's rows and files at A's commit.
+
+use strackt_integration::{ensure, ensure_eq, with_app_host_binds, Host, Res};
+
+use crate::apt_repo::{publish, Deb, Suite};
+use crate::backup::{items, start_s3, uploads, Bucket};
+use crate::deploy::{definition, deploy_ok, get, setup_with};
+
+/// Everything beyond the app: the kinds of `export.rs`, a package, a firewall.
+const KINDS: &str = r#"packages:
+  strackt-demo: latest
+firewall:
+  input: drop
+  allow:
+    - { port: 22 }
+files:
+  /etc/motd: { content: "rebuilt\n" }
+  /etc/app/app.conf: { content: "x=1\n", mode: "0640", group: adm }
+services:
+  hello:
+    exec: /usr/bin/sleep infinity
+    user: nobody
+settings:
+  sysctl:
+    net.ipv4.ip_forward: 1
+backups:
+  shop:
+    database: true
+    paths: [storage/uploads]
+    to:
+      s3: { endpoint: "http://127.0.0.1:9000", bucket: backups, prefix: shop, path_style: true, credentials: { secret: s3_backup } }
+    schedule: daily
+    keep: { last: 10 }
+"#;
+
+const S3_CREDENTIALS: &str = "AWS_ACCESS_KEY_ID=strackt-ak\nAWS_SECRET_ACCESS_KEY=strackt-sk\n";
+const REPOSITORY: &str = "s3:http://127.0.0.1:9000/backups/shop";
+
+/// The archive of `strackt-demo` versions `versions`.
+fn archive(h: &Host, versions: &[&str]) -> Res {
+    let debs: Vec<Deb> = versions
+        .iter()
+        .map(|&version| Deb {
+            name: "strackt-demo",
+            version,
+            suite: Suite::Main,
+            depends: "",
+            files: &[],
+        })
+        .collect();
+    publish(h, &debs)
+}
+
+fn digest(h: &Host) -> Res<String> {
+    let status: serde_json::Value = h.strackt(&["status", "--json"])?.json_ok()?;
+    status["digest"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no digest in {status}").into())
+}
+
+/// What A looked like at the run B is rebuilt from.
+#[derive(Default)]
+struct Lost {
+    server: String,
+    key: String,
+    run: String,
+    digest: String,
+    commit: String,
+    page: String,
+    sums: String,
+}
+
+/// Host A: every kind, the app with rows and uploads, one backup run; what it was at that run.
+fn lost_server(a: &Host) -> Res<Lost> {
+    archive(a, &["1.0", "1.1"])?;
+    a.sh_ok("mkdir -p /etc/strackt/secrets && chmod 700 /etc/strackt/secrets")?;
+    a.write("/etc/strackt/secrets/s3_backup", S3_CREDENTIALS, 0o600)?;
+    start_s3(a)?;
+    setup_with(a, &format!("{}{KINDS}", definition(5)))?;
+    deploy_ok(a)?;
+    a.sh_ok("runuser -u postgres -- psql -d shop -qc \"INSERT INTO items (name) VALUES ('kiwi'), ('fig')\"")?;
+    a.sh_ok("cd /srv/shop/shared/storage/uploads && mkdir -p 2026 && head -c 200000 /dev/urandom > 2026/photo.jpg && echo hi > note.txt && chown -R shop: .")?;
+    let out = a.strackt(&["backup", "key", "init"])?;
+    let key = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("stk1-"))
+        .ok_or_else(|| format!("no key printed: {out}"))?
+        .to_string();
+    a.apply_ok()?;
+    let out = a.strackt(&["backup", "run", "shop"])?;
+    ensure(out.success(), || format!("backup run: {out}"))?;
+    let run = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("backup ")?.split_whitespace().next())
+        .ok_or_else(|| format!("no run id: {out}"))?
+        .to_string();
+    let releases: serde_json::Value = a.strackt(&["releases", "shop", "--json"])?.json_ok()?;
+    let commit = releases["releases"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == releases["live"]))
+        .and_then(|r| r["commit"].as_str())
+        .ok_or_else(|| format!("no live commit: {releases}"))?
+        .to_string();
+    let lost = Lost {
+        server: a.sh_ok("hostname")?.trim().to_string(),
+        key,
+        run,
+        digest: digest(a)?,
+        commit,
+        page: get(a, "/")?.1,
+        sums: uploads(a, "/srv/shop/shared/storage/uploads")?,
+    };
+    // The bundle with restic and jq alone, as the README's restic layout says.
+    let bundle = a.sh_ok(&format!(
+        "export RESTIC_REPOSITORY={REPOSITORY} RESTIC_PASSWORD='{}' {}; R='-o s3.bucket-lookup=path'
+         id=$(restic $R snapshots --json --tag strackt,kind=server,server={},run={} | jq -r '.[0].id')
+         restic $R dump \"$id\" /server.json",
+        lost.key,
+        S3_CREDENTIALS.replace('\n', " "),
+        lost.server,
+        lost.run
+    ))?;
+    let bundle: serde_json::Value = serde_json::from_str(&bundle)?;
+    ensure_eq(
+        bundle["definition"].as_str(),
+        Some(a.read("/var/lib/strackt/current/definition.yaml")?.as_str()),
+        "the bundle's definition is the live generation's",
+    )?;
+    ensure_eq(
+        bundle["lock"]["strackt-demo"]["version"].as_str(),
+        Some("1.1"),
+        "the bundle's lock",
+    )?;
+    ensure_eq(
+        bundle["secrets"]["shop_db_password"].as_str(),
+        Some("pw-shop"),
+        "a secret in the bundle",
+    )?;
+    ensure_eq(
+        bundle["apps"]["shop"]["commit"].as_str(),
+        Some(lost.commit.as_str()),
+        "the live commit in the bundle",
+    )?;
+    ensure_eq(
+        bundle["digest"].as_str(),
+        Some(lost.digest.as_str()),
+        "the digest in the bundle",
+    )?;
+    ensure(!a.journal(2000).contains("pw-shop"), || {
+        "a secret is in the journal".to_string()
+    })?;
+    Ok(lost)
+}
+
+/// `strackt rebuild … ARGS` on B with the key in /root/team.key.
+fn rebuild(b: &Host, args: &[&str]) -> Res<strackt_integration::Out> {
+    let mut all = vec![
+        "rebuild",
+        "--key",
+        "/root/team.key",
+        "--credentials",
+        "/root/s3.env",
+        "--path-style",
+    ];
+    all.extend_from_slice(args);
+    b.strackt(&all)
+}
+
+/// A refused rebuild: fails, says `why`, and nothing on B changed.
+fn refused(b: &Host, args: &[&str], why: &str) -> Res {
+    let out = rebuild(b, args)?;
+    ensure(!out.success(), || {
+        format!("rebuild {args:?} succeeded: {out}")
+    })?;
+    ensure(out.stdout.contains(why) || out.stderr.contains(why), || {
+        format!("rebuild {args:?} does not say `{why}`: {out}")
+    })?;
+    ensure_eq(
+        b.sh_ok("ls -A /etc/strackt; ls /srv; test -e /var/lib/strackt/vault/backup.key && echo key; true")?,
+        "s3\nsrc\n".to_string(),
+        "B after a refused rebuild (no definition, secret, app or key)",
+    )
+}
+
+#[test]
+fn a_lost_server_is_rebuilt_from_its_backups() -> Res {
+    let bucket = Bucket::new("rebuild")?;
+    let src = std::env::temp_dir().join(format!("strackt-rebuild-src-{}", std::process::id()));
+    std::fs::create_dir_all(&src)?;
+    let mut binds = bucket.binds()?;
+    binds.push(format!("{}:/srv/src", src.display()));
+    let mut lost = Lost::default();
+    with_app_host_binds("rebuild-a", &binds, |a| {
+        lost = lost_server(a)?;
+        Ok(())
+    })?;
+    // A is gone. B: strackt installed and started without a definition, the key, the S3
+    // credentials, the S3 server and the package archive (with a newer version than A had).
+    let result = with_app_host_binds("rebuild-b", &binds, |b| {
+        archive(b, &["1.0", "1.1", "1.2"])?;
+        start_s3(b)?;
+        b.install_unit()?;
+        b.sh_ok("systemctl daemon-reload && systemctl start strackt")?;
+        b.write("/root/team.key", &format!("{}\n", lost.key), 0o600)?;
+        b.write("/root/s3.env", S3_CREDENTIALS, 0o600)?;
+        b.write("/root/wrong.key", "stk1-0000\n", 0o600)?;
+        // Until `databases:` creates them: the app's role and database, empty.
+        b.sh_ok("runuser -u postgres -- psql -q -c \"CREATE ROLE shop LOGIN PASSWORD 'pw-shop'\" -c 'CREATE DATABASE shop OWNER shop'")?;
+
+        let server = lost.server.as_str();
+        let at = ["--repository", REPOSITORY];
+        refused(
+            b,
+            &["--server", "web9", at[0], at[1]],
+            &format!("no server web9 at {REPOSITORY} (servers there: {server})"),
+        )?;
+        refused(
+            b,
+            &[
+                "--server",
+                server,
+                "--run",
+                "web9-20260101T000000Z",
+                at[0],
+                at[1],
+            ],
+            &format!(
+                "has no run web9-20260101T000000Z at {REPOSITORY} (its runs, newest first: {})",
+                lost.run
+            ),
+        )?;
+        refused(
+            b,
+            &[
+                "--server",
+                server,
+                "--repository",
+                "s3:http://127.0.0.1:9009/backups/shop",
+            ],
+            "is unreachable",
+        )?;
+        let out = b.strackt(&[
+            "rebuild",
+            "--key",
+            "/root/wrong.key",
+            "--credentials",
+            "/root/s3.env",
+            "--path-style",
+            "--server",
+            server,
+            at[0],
+            at[1],
+        ])?;
+        ensure(
+            !out.success()
+                && out
+                    .stdout
+                    .contains("the backup key does not open the repository"),
+            || format!("a wrong key: {out}"),
+        )?;
+
+        let out = rebuild(b, &["--server", server, "--run", &lost.run, at[0], at[1]])?;
+        ensure(out.success(), || format!("rebuild: {out}"))?;
+        for step in [
+            "check",
+            "put-back",
+            "switch",
+            "restore-database",
+            "restore-files",
+            "switch",
+            "verify",
+        ] {
+            ensure(out.stdout.contains(&format!(" {step}")), || {
+                format!("no live step {step}: {out}")
+            })?;
+        }
+        ensure_eq(
+            digest(b)?,
+            lost.digest.clone(),
+            "B's digest, A's at the run",
+        )?;
+        ensure_eq(
+            b.sh_ok("dpkg-query -W -f '${Version}' strackt-demo")?,
+            "1.1".to_string(),
+            "the package at A's locked version, not the newest",
+        )?;
+        ensure_eq(
+            get(b, "/")?,
+            (200, lost.page.clone()),
+            "the app serves A's rows",
+        )?;
+        ensure_eq(items(b, "shop")?.contains("kiwi,fig"), true, "A's rows")?;
+        ensure_eq(
+            uploads(b, "/srv/shop/shared/storage/uploads")?,
+            lost.sums.clone(),
+            "A's uploads",
+        )?;
+        let releases: serde_json::Value = b.strackt(&["releases", "shop", "--json"])?.json_ok()?;
+        ensure(
+            releases["releases"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["id"] == releases["live"] && r["commit"] == lost.commit.as_str())
+            }),
+            || format!("not live at A's commit {}: {releases}", lost.commit),
+        )?;
+        ensure_eq(
+            b.sh_ok("stat -c '%a %U' /etc/strackt/secrets/shop_db_password /var/lib/strackt/vault/backup.key")?,
+            "600 root\n600 root\n".to_string(),
+            "secrets and key root-only",
+        )?;
+        // Now it has a definition: another rebuild is refused without --force.
+        let out = rebuild(b, &["--server", server, at[0], at[1]])?;
+        ensure(
+            !out.success()
+                && (out.stdout.contains("already has a definition")
+                    || out.stderr.contains("already has a definition")),
+            || format!("a second rebuild: {out}"),
+        )?;
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&src);
+    result
+}
