@@ -13,7 +13,7 @@
 use strackt_integration::{ensure, ensure_eq, with_app_host_binds, Host, Res};
 
 use crate::apt_repo::{publish, Deb, Suite};
-use crate::backup::{items, start_s3, uploads, Bucket};
+use crate::backup::{backup_ok, items, start_s3, uploads, Bucket};
 use crate::deploy::{definition, deploy_ok, get, setup_with};
 
 /// Everything beyond the app: the kinds of `export.rs`, a package, a firewall.
@@ -99,14 +99,7 @@ fn lost_server(a: &Host) -> Res<Lost> {
         .ok_or_else(|| format!("no key printed: {out}"))?
         .to_string();
     a.apply_ok()?;
-    let out = a.strackt(&["backup", "run", "shop"])?;
-    ensure(out.success(), || format!("backup run: {out}"))?;
-    let run = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("backup ")?.split_whitespace().next())
-        .ok_or_else(|| format!("no run id: {out}"))?
-        .to_string();
+    let run = backup_ok(a)?;
     let releases: serde_json::Value = a.strackt(&["releases", "shop", "--json"])?.json_ok()?;
     let commit = releases["releases"]
         .as_array()
@@ -190,7 +183,7 @@ fn refused(b: &Host, args: &[&str], why: &str) -> Res {
     })?;
     ensure_eq(
         b.sh_ok("ls -A /etc/strackt; ls /srv; test -e /var/lib/strackt/vault/backup.key && echo key; true")?,
-        "s3\nsrc\n".to_string(),
+        "apt\ns3\nsrc\n".to_string(),
         "B after a refused rebuild (no definition, secret, app or key)",
     )
 }
