@@ -21,6 +21,7 @@ use crate::definition::SECRETS_DIR;
 use crate::generation::{Generation, Store};
 use crate::generation::{ManagedGroup, ManagedUser};
 use crate::host::accounts::Accounts;
+use crate::host::databases::{scram_matches, scram_verifier, Databases};
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::health::Health;
@@ -28,7 +29,7 @@ use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
-use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, UNIT_DIR};
+use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, RoleObserved, UNIT_DIR};
 use crate::timing;
 
 /// One executed (or skipped) step, as the operations log stores it.
@@ -229,6 +230,7 @@ pub async fn observe<M: Machine>(
         })?;
         snap.sysctl.insert(key.clone(), value);
     }
+    observe_databases(m, desired, &mut snap).await?;
     let units: BTreeSet<&String> = desired
         .manifest
         .units
@@ -250,6 +252,100 @@ pub async fn observe<M: Machine>(
         }
     }
     Ok(snap)
+}
+
+/// What PostgreSQL holds of `databases:`. A cluster that does not answer is not an error
+/// here (the switch may install or start it); a missing password secret is, before anything
+/// changes. Passwords are compared in memory with the stored verifiers, never kept.
+async fn observe_databases<M: Machine>(
+    m: &M,
+    desired: &Generation,
+    snap: &mut HostSnapshot,
+) -> Result<(), HostError> {
+    let want = &desired.manifest.databases;
+    if want.is_empty() {
+        return Ok(());
+    }
+    let pg = match timing::time_async("observe.databases", m.databases().observe()).await {
+        Ok(pg) => pg,
+        Err(e) => {
+            snap.postgres_unreadable = Some(e.to_string());
+            return Ok(());
+        }
+    };
+    for db in want.values() {
+        let Some(role) = pg.roles.get(&db.owner) else {
+            continue;
+        };
+        let password_ok = match (&db.password_secret, &role.verifier) {
+            (Some(secret), Some(verifier)) => {
+                scram_matches(verifier, &read_secret(m.files(), secret)?)?
+            }
+            (Some(secret), None) => {
+                read_secret(m.files(), secret)?;
+                false
+            }
+            (None, _) => false,
+        };
+        snap.db_roles.insert(
+            db.owner.clone(),
+            RoleObserved {
+                login: role.login,
+                password_ok,
+            },
+        );
+    }
+    for name in want.keys() {
+        if let Some(owner) = pg.databases.get(name) {
+            snap.databases.insert(name.clone(), owner.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Create or complete a role or database of `databases:` (the generation says its owner and
+/// password secret); failures name the entry.
+async fn ensure_database<M: Machine>(
+    m: &M,
+    action: &Action,
+    source: Option<&Generation>,
+) -> Result<(), HostError> {
+    let dbs = source.map(|g| &g.manifest.databases);
+    let entry = |pick: &dyn Fn(&String, &crate::generation::ManagedDatabase) -> bool| {
+        dbs.and_then(|d| d.iter().find(|(n, db)| pick(n, db)))
+            .ok_or_else(|| HostError::UnknownName {
+                kind: "database entry in the generation",
+                name: action.target(),
+            })
+    };
+    let target = action.target();
+    let (entry_name, result) = match action {
+        Action::CreateRole { name } | Action::SetRolePassword { name } => {
+            let (db, spec) = entry(&|_, d| &d.owner == name)?;
+            let verifier = match &spec.password_secret {
+                Some(secret) => Some(scram_verifier(&read_secret(m.files(), secret)?)?),
+                None => None,
+            };
+            (
+                db,
+                m.databases().ensure_role(name, verifier.as_deref()).await,
+            )
+        }
+        _ => {
+            let (db, spec) = entry(&|n, _| *n == target)?;
+            (db, m.databases().ensure_database(db, &spec.owner).await)
+        }
+    };
+    result.map_err(|e| {
+        let why = match e {
+            HostError::Command { message, .. } => message,
+            other => other.to_string(),
+        };
+        HostError::Command {
+            op: "postgresql",
+            message: format!("databases.{entry_name}: {why}"),
+        }
+    })
 }
 
 /// Run `plan` (whose files come from generation `source` in `store`). Stops at the first
@@ -486,6 +582,10 @@ async fn run_one<M: Machine>(
             m.accounts().delete_user(name, *remove_home)?;
             owned.forget_account("user", name)
         }
+        Action::CreateRole { .. }
+        | Action::SetRolePassword { .. }
+        | Action::CreateDatabase { .. }
+        | Action::SetDatabaseOwner { .. } => ensure_database(m, action, source).await,
         Action::WriteUnit { unit } => {
             owned.own_unit(unit)?;
             let text = source

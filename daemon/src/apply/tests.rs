@@ -32,6 +32,11 @@ impl World {
         let store = Store::open(dir.path()).expect("store");
         let host = FakeHost::default();
         host.state().vendor_units.insert("cron.service".into());
+        host.state().pg_running = true;
+        host.state().files.insert(
+            Path::new(crate::definition::SECRETS_DIR).join("dbpw"),
+            (b"pw-1\n".to_vec(), 0o600, 0, 0),
+        );
         World {
             _dir: dir,
             store,
@@ -298,7 +303,9 @@ fn definition_strategy() -> impl Strategy<Value = String> {
         0..4,
     );
     let services = prop::collection::btree_map("[e-h]", (1u32..4, any::<bool>()), 0..3);
-    (files, services).prop_map(|(files, services)| {
+    let databases =
+        prop::collection::btree_map("[p-s]", prop::sample::select(vec!["", "owner: own"]), 0..3);
+    (files, services, databases, any::<bool>()).prop_map(|(files, services, databases, pw)| {
         let mut s = String::from("version: 1\nfiles:\n");
         for (name, (content, mode)) in &files {
             s.push_str(&format!(
@@ -310,6 +317,16 @@ fn definition_strategy() -> impl Strategy<Value = String> {
             s.push_str(&format!(
                 "  {name}: {{ exec: /bin/sleep {n}, enabled: {enabled} }}\n"
             ));
+        }
+        s.push_str("databases:\n");
+        let password = if pw { "password: { secret: dbpw }" } else { "" };
+        for (name, owner) in &databases {
+            let sep = if owner.is_empty() || password.is_empty() {
+                ""
+            } else {
+                ", "
+            };
+            s.push_str(&format!("  {name}: {{ {owner}{sep}{password} }}\n"));
         }
         s
     })
@@ -337,6 +354,80 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+const DATABASES: &str = "version: 1\ndatabases:\n  shop: { password: { secret: dbpw } }\n  shop_log: { owner: shop, password: { secret: dbpw } }\n";
+
+#[tokio::test]
+async fn databases_are_created_completed_and_never_dropped() {
+    let mut w = World::new();
+    let g1 = w.build(DATABASES);
+    let r = w.switch(Some(&g1), None).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    let verifier = {
+        let s = w.host.state();
+        assert_eq!(s.pg.databases["shop"], "shop");
+        assert_eq!(s.pg.databases["shop_log"], "shop");
+        s.pg.roles["shop"].verifier.clone().expect("a password")
+    };
+    assert!(
+        crate::host::databases::scram_matches(&verifier, "pw-1").expect("ascii"),
+        "the role's password is the secret's"
+    );
+    assert!(w.plan_for(&g1).await.is_empty());
+    // Drift: a database dropped and the password changed by hand come back, as drift.
+    w.host.state().pg.databases.remove("shop_log");
+    w.host.state().files.insert(
+        Path::new(crate::definition::SECRETS_DIR).join("dbpw"),
+        (b"pw-2\n".to_vec(), 0o600, 0, 0),
+    );
+    let r = w.switch(Some(&g1), Some(&g1)).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    assert_eq!(
+        r.drift,
+        vec![
+            "set-role-password shop: password differs from its secret".to_string(),
+            "create-database shop_log: missing (owner shop)".to_string()
+        ]
+    );
+    assert!(w.plan_for(&g1).await.is_empty());
+    // Removed from the definition: left as it is, said so.
+    let g2 = w.build("version: 1\ndatabases:\n  shop: { password: { secret: dbpw } }\n");
+    let snap = observe(machine(&w.host), &g2, &w.owned, w.store.root(), &w.apps)
+        .await
+        .expect("observe");
+    let p = plan(&g2, Some(&g1), &snap);
+    assert!(p.is_empty(), "{p}");
+    assert!(
+        p.to_string()
+            .contains("leave database shop_log  (no longer in the definition"),
+        "{p}"
+    );
+    let r = w.switch(Some(&g2), Some(&g1)).await;
+    assert_eq!(r.failure, None);
+    assert!(w.host.state().pg.databases.contains_key("shop_log"));
+}
+
+#[tokio::test]
+async fn databases_without_postgresql_fail_naming_the_entry_and_roll_back() {
+    let mut w = World::new();
+    let g0 = w.build(V1);
+    let _ = w.switch(Some(&g0), None).await;
+    w.host.state().pg_running = false;
+    let g1 = w.build(&format!("{V1}databases:\n  shop: {{}}\n"));
+    let snap = observe(machine(&w.host), &g1, &w.owned, w.store.root(), &w.apps)
+        .await
+        .expect("an unreachable cluster is no observe error");
+    assert!(plan(&g1, Some(&g0), &snap)
+        .to_string()
+        .contains("would create-role shop  (PostgreSQL could not be read"));
+    let r = w.switch(Some(&g1), Some(&g0)).await;
+    let failure = r.failure.unwrap_or_default();
+    assert!(
+        failure.contains("create-role shop: postgresql: databases.shop: PostgreSQL is not installed or not running"),
+        "{failure}"
+    );
+    assert!(r.rolled_back);
 }
 
 const SYSCTL: &str = "version: 1\nsettings:\n  sysctl:\n    net.ipv4.ip_forward: 1\n    net.ipv4.tcp_rmem: \"4096\t87380  6291456\"\n";

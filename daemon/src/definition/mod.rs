@@ -7,6 +7,7 @@
 
 mod apps;
 mod backups;
+mod databases;
 #[cfg(test)]
 mod fuzz;
 mod locate;
@@ -34,6 +35,7 @@ pub use apps::{
     AppService, AppSpec, AppSteps, DatabaseSpec, DbEngine, MigrateSpec, MigrateStep, SettingValue,
 };
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
+pub use databases::{is_pg_name, DatabaseEntry};
 pub use parse::{parse, to_yaml};
 pub use receiver::{
     is_client_name, parse_reserve, parse_size, ReceiverClient, ReceiverSpec, TlsFiles,
@@ -96,6 +98,11 @@ pub struct Definition {
     /// Applications deployed with `strackt deploy`, keyed by name.
     #[serde(default)]
     pub apps: BTreeMap<String, AppSpec>,
+    /// PostgreSQL databases and their owning roles, keyed by database name: created when
+    /// missing, never dropped or emptied (an entry removed is only no longer managed).
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": patterns::PG_NAME }))]
+    pub databases: BTreeMap<String, DatabaseEntry>,
     /// Scheduled, encrypted backups of apps, keyed by app name.
     #[serde(default)]
     pub backups: BTreeMap<String, BackupSpec>,

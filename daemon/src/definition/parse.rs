@@ -16,8 +16,19 @@ use super::{render_path, Definition, DefinitionError, Problem, Seg, ValidatedDef
 
 /// The top-level keys, in the order the schema documents them.
 const SECTIONS: &[&str] = &[
-    "version", "strackt", "files", "services", "settings", "firewall", "groups", "users",
-    "packages", "apps", "backups", "receiver",
+    "version",
+    "strackt",
+    "files",
+    "services",
+    "settings",
+    "firewall",
+    "groups",
+    "users",
+    "packages",
+    "apps",
+    "databases",
+    "backups",
+    "receiver",
 ];
 
 /// Collects problems with their positions.
@@ -174,6 +185,7 @@ fn build(value: Value, problems: &mut Problems<'_>) -> Definition {
             "groups" => def.groups = section(v, &path, problems),
             "users" => def.users = section(v, &path, problems),
             "packages" => def.packages = section(v, &path, problems),
+            "databases" => def.databases = section(v, &path, problems),
             "apps" => def.apps = section(v, &path, problems),
             "backups" => def.backups = section(v, &path, problems),
             "receiver" => def.receiver = entry(v, &path, problems),

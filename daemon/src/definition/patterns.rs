@@ -127,6 +127,9 @@ pub(crate) const ENV_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
 /// A secret's file name in /etc/strackt/secrets (`rules::secret_name`).
 pub(crate) const SECRET: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 
+/// A PostgreSQL database or role name strackt manages (`databases::is_pg_name`).
+pub(crate) const PG_NAME: &str = "^[a-z_][a-z0-9_]{0,62}$";
+
 /// A Debian package name (policy 5.6.1).
 pub(crate) const PACKAGE: &str = "^[a-z0-9][a-z0-9+.-]+$";
 

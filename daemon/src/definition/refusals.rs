@@ -51,6 +51,9 @@ apps:
     steps: { install: "sh scripts/install", timeout: 15m }
     service: { exec: /usr/bin/python3 app.py, listen: "127.0.0.1:8000", health: /health, within: 30s }
     keep_releases: 5
+databases:
+  shop: { password: { secret: shop_db } }
+  shop_log: { owner: shop, password: { secret: shop_db } }
 backups:
   shop:
     database: true
@@ -626,6 +629,54 @@ fn cases() -> Vec<(&'static str, String, String, &'static str)> {
             "paths: [storage/uploads]",
             "paths: [storage/uploads, storage/uploads]",
             "backups.shop.paths[1]",
+        ),
+        c(
+            "database name with a capital",
+            "  shop_log: { owner",
+            "  Shop_log: { owner",
+            "databases.Shop_log",
+        ),
+        c(
+            "PostgreSQL's own database",
+            "  shop_log: { owner",
+            "  template1: { owner",
+            "databases.template1",
+        ),
+        c(
+            "a reserved role",
+            "shop_log: { owner: shop,",
+            "shop_log: { owner: pg_monitor,",
+            "databases.shop_log.owner",
+        ),
+        c(
+            "the superuser as owner",
+            "shop_log: { owner: shop,",
+            "shop_log: { owner: postgres,",
+            "databases.shop_log.owner",
+        ),
+        c(
+            "a role name with a quote",
+            "shop_log: { owner: shop,",
+            "shop_log: { owner: \"a'b\",",
+            "databases.shop_log.owner",
+        ),
+        c(
+            "one role, two passwords",
+            "owner: shop, password: { secret: shop_db }",
+            "owner: shop, password: { secret: other_db }",
+            "databases.shop_log.password",
+        ),
+        c(
+            "database password secret with a path",
+            "  shop: { password: { secret: shop_db } }",
+            "  shop: { password: { secret: ../shadow } }",
+            "databases.shop.password.secret",
+        ),
+        c(
+            "an app logging in with another secret than its role's",
+            "  shop: { password: { secret: shop_db } }\n  shop_log: { owner: shop, password: { secret: shop_db } }",
+            "  shop: { password: { secret: shop_pw } }\n  shop_log: { owner: shop, password: { secret: shop_pw } }",
+            "apps.shop.database.password",
         ),
         // Apps run as a user of their own unless `user: root` is written.
         c("app without user", "    user: shop\n", "", "apps.shop"),

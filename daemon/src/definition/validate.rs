@@ -158,6 +158,7 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
     }
     check_accounts(def, problems);
     super::apps::check_apps(&def.apps, problems);
+    super::databases::check_databases(&def.databases, &def.apps, problems);
     check_trees(def, problems);
     super::backups::check_backups(&def.backups, &def.apps, problems);
     if let Some(r) = &def.receiver {

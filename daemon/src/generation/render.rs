@@ -35,6 +35,9 @@ pub struct Manifest {
     /// Local users: name → spec.
     #[serde(default)]
     pub users: BTreeMap<String, ManagedUser>,
+    /// PostgreSQL databases: name → owner and password secret.
+    #[serde(default)]
+    pub databases: BTreeMap<String, ManagedDatabase>,
     /// Packages with their exact versions and cached `.deb` files (also written as
     /// `lock.json`); filled in when the generation is built.
     #[serde(default)]
@@ -48,6 +51,15 @@ pub struct PackageLock {
     pub version: String,
     /// Its file in `/var/cache/strackt/debs`.
     pub deb: String,
+}
+
+/// A PostgreSQL database as a generation wants it (the owner's name resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedDatabase {
+    /// The owning role.
+    pub owner: String,
+    /// Name of the secret holding the owner's password (the password is never stored).
+    pub password_secret: Option<String>,
 }
 
 /// A group as a generation wants it.
@@ -246,6 +258,15 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
             files.insert(path, content);
         }
         manifest.users.insert(name.clone(), managed);
+    }
+    for (name, db) in &d.databases {
+        manifest.databases.insert(
+            name.clone(),
+            ManagedDatabase {
+                owner: db.owner_of(name).to_string(),
+                password_secret: db.password.as_ref().map(|p| p.secret.clone()),
+            },
+        );
     }
     let firewall = d.firewall.as_ref().map(firewall_text);
     manifest.firewall = firewall.as_deref().map(|t| sha256_hex(t.as_bytes()));

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::accounts::{Accounts, UserState};
+use super::databases::{Databases, PgState, RoleState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
@@ -74,6 +75,10 @@ pub struct FakeState {
     pub package_files: BTreeMap<String, BTreeSet<String>>,
     /// What each package depends on.
     pub depends: BTreeMap<String, Vec<String>>,
+    /// PostgreSQL answers (installed and running).
+    pub pg_running: bool,
+    /// PostgreSQL's roles and databases.
+    pub pg: PgState,
     /// Every job run, in order (`start a.service`, `daemon-reload`, …).
     pub journal: Vec<String>,
     units: BTreeMap<String, Unit>,
@@ -644,6 +649,7 @@ impl super::Machine for FakeHost {
     type Accounts = FakeHost;
     type Packages = FakeHost;
     type Usage = FakeHost;
+    type Databases = FakeHost;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -667,6 +673,52 @@ impl super::Machine for FakeHost {
     }
     fn usage(&self) -> &FakeHost {
         self
+    }
+    fn databases(&self) -> &FakeHost {
+        self
+    }
+}
+
+impl FakeState {
+    fn postgres(&mut self) -> Result<&mut PgState, HostError> {
+        if self.pg_running {
+            Ok(&mut self.pg)
+        } else {
+            Err(HostError::Command {
+                op: "postgresql",
+                message: "PostgreSQL is not installed or not running".into(),
+            })
+        }
+    }
+}
+
+impl Databases for FakeHost {
+    async fn observe(&self) -> Result<PgState, HostError> {
+        self.state().postgres().cloned()
+    }
+    async fn ensure_role(&self, name: &str, verifier: Option<&str>) -> Result<(), HostError> {
+        let mut s = self.state();
+        let role = s.postgres()?.roles.entry(name.into()).or_insert(RoleState {
+            login: true,
+            verifier: None,
+        });
+        role.login = true;
+        if let Some(v) = verifier {
+            role.verifier = Some(v.into());
+        }
+        Ok(())
+    }
+    async fn ensure_database(&self, name: &str, owner: &str) -> Result<(), HostError> {
+        let mut s = self.state();
+        let pg = s.postgres()?;
+        if !pg.roles.contains_key(owner) {
+            return Err(HostError::Command {
+                op: "postgresql",
+                message: format!("role {owner:?} does not exist"),
+            });
+        }
+        pg.databases.insert(name.into(), owner.into());
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 //! Deciding is `plan/`'s job, sequencing is `apply/`'s.
 
 pub mod accounts;
+pub mod databases;
 pub mod fake;
 pub mod files;
 pub mod firewall;
@@ -208,6 +209,8 @@ pub trait Machine: Sync {
     type Packages: packages::Packages;
     /// Processes and dpkg's database: who uses what.
     type Usage: usage::Usage;
+    /// PostgreSQL roles and databases.
+    type Databases: databases::Databases;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.
@@ -224,6 +227,8 @@ pub trait Machine: Sync {
     fn packages(&self) -> &Self::Packages;
     /// Processes and dpkg's database: who uses what.
     fn usage(&self) -> &Self::Usage;
+    /// PostgreSQL roles and databases.
+    fn databases(&self) -> &Self::Databases;
 }
 
 /// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
@@ -258,6 +263,7 @@ impl Machine for RealMachine {
     type Accounts = accounts::ShadowTools;
     type Packages = packages::Apt;
     type Usage = usage::ProcUsage;
+    type Databases = databases::Postgres;
     fn systemd(&self) -> &Self::Systemd {
         &self.systemd
     }
@@ -281,6 +287,9 @@ impl Machine for RealMachine {
     }
     fn usage(&self) -> &Self::Usage {
         &usage::ProcUsage
+    }
+    fn databases(&self) -> &Self::Databases {
+        &databases::Postgres
     }
 }
 

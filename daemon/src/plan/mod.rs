@@ -5,6 +5,7 @@
 //! the definition, write files, write unit files, daemon-reload, firewall, settings, enable, reload,
 //! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
+mod databases;
 mod digest;
 mod guard;
 pub mod keep;
@@ -70,6 +71,22 @@ pub struct HostSnapshot {
     pub base_packages: Option<BTreeSet<String>>,
     /// Packages apps or strackt need (see [`keep`]) → why; never removed as hand-installed.
     pub needed: BTreeMap<String, String>,
+    /// Roles of `databases:` that PostgreSQL has (absent: missing).
+    pub db_roles: BTreeMap<String, RoleObserved>,
+    /// Databases of `databases:` that PostgreSQL has → their owner (absent: missing).
+    pub databases: BTreeMap<String, String>,
+    /// Why PostgreSQL could not be read, when `databases:` needed it (it may be installed or
+    /// started later in the same switch).
+    pub postgres_unreadable: Option<String>,
+}
+
+/// A role of `databases:` as observed (its password compared, never kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleObserved {
+    /// It may log in.
+    pub login: bool,
+    /// Its stored password verifier accepts the password secret (false without one).
+    pub password_ok: bool,
 }
 
 /// The firewall strackt applied: which ruleset, and what the kernel listed right after, so a
@@ -216,6 +233,26 @@ pub enum Action {
         /// Unit name.
         unit: String,
     },
+    /// Create a PostgreSQL login role if missing (with its password).
+    CreateRole {
+        /// Role name.
+        name: String,
+    },
+    /// Let a role log in with its password secret.
+    SetRolePassword {
+        /// Role name.
+        name: String,
+    },
+    /// Create a PostgreSQL database owned by its role if missing.
+    CreateDatabase {
+        /// Database name.
+        name: String,
+    },
+    /// Give a database back to its declared owner.
+    SetDatabaseOwner {
+        /// Database name.
+        name: String,
+    },
 }
 
 impl Action {
@@ -247,6 +284,10 @@ impl Action {
             Action::Reload { .. } => "reload",
             Action::Restart { .. } => "restart",
             Action::Start { .. } => "start",
+            Action::CreateRole { .. } => "create-role",
+            Action::SetRolePassword { .. } => "set-role-password",
+            Action::CreateDatabase { .. } => "create-database",
+            Action::SetDatabaseOwner { .. } => "set-database-owner",
         }
     }
 
@@ -275,7 +316,11 @@ impl Action {
             | Action::CreateUser { name }
             | Action::ModifyUser { name }
             | Action::SetPassword { name }
-            | Action::RemoveUser { name, .. } => name.clone(),
+            | Action::RemoveUser { name, .. }
+            | Action::CreateRole { name }
+            | Action::SetRolePassword { name }
+            | Action::CreateDatabase { name }
+            | Action::SetDatabaseOwner { name } => name.clone(),
             Action::ApplyFirewall | Action::RemoveFirewall => {
                 crate::generation::FIREWALL_TABLE.to_string()
             }
@@ -303,6 +348,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Hand-installed packages left in place because something needs them: name → why.
     pub kept: BTreeMap<String, String>,
+    /// Databases that left the definition, left as they are: name → why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub released: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -350,6 +398,9 @@ impl fmt::Display for Plan {
         }
         for (name, why) in &self.kept {
             writeln!(f, "keep {name}  (installed by hand, but {why})")?;
+        }
+        for (name, why) in &self.released {
+            writeln!(f, "leave database {name}  ({why})")?;
         }
         Ok(())
     }
@@ -695,7 +746,13 @@ pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &Host
             );
         }
     }
-    Plan { steps, kept }
+    // Phase 9: databases, once PostgreSQL may have been installed and started above.
+    let released = databases::plan_databases(want, previous, observed, &mut steps);
+    Plan {
+        steps,
+        kept,
+        released,
+    }
 }
 
 #[cfg(test)]
