@@ -2,7 +2,7 @@
 //! becomes it again.
 //!
 //! Host A has every kind (packages at `latest` from a local archive, users, firewall, sysctl,
-//! files, services, an app with a database and uploads, backups to the test S3 server). A
+//! files, services, `databases:`, an app with a database and uploads, backups to the test S3 server). A
 //! backup run also stores the server bundle, readable with restic and jq alone. A is then
 //! destroyed; a fresh B with nothing but strackt (started without a definition), the team key
 //! and the S3 credentials — and a newer version of A's `latest` package in its archive — runs
@@ -17,7 +17,9 @@ use crate::backup::{backup_ok, items, start_s3, uploads, Bucket};
 use crate::deploy::{definition, deploy_ok, get, setup_with};
 
 /// Everything beyond the app: the kinds of `export.rs`, a package, a firewall.
-const KINDS: &str = r#"packages:
+const KINDS: &str = r#"databases:
+  shop: { owner: shop, password: { secret: shop_db_password } }
+packages:
   strackt-demo: latest
 firewall:
   input: drop
@@ -210,8 +212,6 @@ fn a_lost_server_is_rebuilt_from_its_backups() -> Res {
         b.write("/root/team.key", &format!("{}\n", lost.key), 0o600)?;
         b.write("/root/s3.env", S3_CREDENTIALS, 0o600)?;
         b.write("/root/wrong.key", "stk1-0000\n", 0o600)?;
-        // Until `databases:` creates them: the app's role and database, empty.
-        b.sh_ok("runuser -u postgres -- psql -q -c \"CREATE ROLE shop LOGIN PASSWORD 'pw-shop'\" -c 'CREATE DATABASE shop OWNER shop'")?;
 
         let server = lost.server.as_str();
         let at = ["--repository", REPOSITORY];
