@@ -1203,6 +1203,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             status_tx.clone(),
         );
         backups.spawn_scheduler();
+        backups.spawn_generation_bundles();
         crate::api::control::serve(
             &paths.socket,
             req_tx,

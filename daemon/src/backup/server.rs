@@ -274,6 +274,93 @@ impl Backups {
         self.deployer.redeploy(p, app, def, None).await
     }
 
+    /// Store a server bundle whenever a new generation goes live, in each destination of its
+    /// `backups:` (once per destination), as an operation `server-backup` triggered by
+    /// `generation`. Nothing is stored before the server has the team key. The generation
+    /// last stored is kept in the state database, so a restart stores nothing new.
+    pub fn spawn_generation_bundles(self: &Arc<Self>) {
+        let (me, mut rx) = (self.clone(), self.status.subscribe());
+        tokio::spawn(async move {
+            loop {
+                let now = rx.borrow_and_update().current_generation;
+                if let Some(generation) = now {
+                    me.bundle_generation(generation).await;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn bundle_generation(&self, generation: u64) {
+        const KEY: &str = "server_bundle_generation";
+        let stored = self.state.call(|s| s.meta(KEY)).await.ok().flatten();
+        if stored == Some(generation.to_string()) || !self.vault.has_key() {
+            return;
+        }
+        let (root, secrets) = (self.root.clone(), self.secrets.clone());
+        let Ok(Ok(def)) = tokio::task::spawn_blocking(move || {
+            live(&root, &secrets).and_then(|b| {
+                crate::definition::parse(&b.definition, Path::new("definition.yaml"))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .await
+        else {
+            return;
+        };
+        let mut done = BTreeSet::new();
+        for (app, spec) in &def.definition().backups {
+            let repo = match self.repo(spec) {
+                Ok(r) if done.insert(r.location.clone()) => r,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!("server bundle of generation {generation} for {app}: {e}");
+                    continue;
+                }
+            };
+            let Ok(mut p) = self
+                .deployer
+                .progress("server-backup", "generation", app)
+                .await
+            else {
+                continue;
+            };
+            let run = format!(
+                "{}-{}",
+                self.server,
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            );
+            let tags = RunTags {
+                app,
+                run: &run,
+                trigger: "generation",
+            };
+            let result = async {
+                p.step("repository", &repo.location, async {
+                    repo.ensure()
+                        .await
+                        .map(|_| ((), String::new()))
+                        .map_err(|e| (e, String::new()))
+                })
+                .await?;
+                self.store_server(&mut p, &repo, &tags).await?;
+                Ok(format!(
+                    "server bundle of generation {generation} → {}",
+                    repo.location
+                ))
+            }
+            .await;
+            if let Err(e) = &result {
+                tracing::error!("server bundle of generation {generation}: {e}");
+            }
+            p.finish(&result).await;
+        }
+        let g = generation.to_string();
+        let _ = self.state.call(move |s| s.set_meta(KEY, Some(&g))).await;
+    }
+
     /// Store the server bundle of run `tags` in `repo` (step `server`). The bundle is written
     /// to a root-only file in strackt's state for restic to read, and removed afterwards.
     pub(super) async fn store_server(

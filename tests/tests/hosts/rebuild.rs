@@ -2,15 +2,18 @@
 //! becomes it again.
 //!
 //! Host A has every kind (packages at `latest` from a local archive, users, firewall, sysctl,
-//! files, services, `databases:`, an app with a database and uploads, backups to the test S3 server). A
-//! backup run also stores the server bundle, readable with restic and jq alone. A is then
-//! destroyed; a fresh B with nothing but strackt (started without a definition), the team key
-//! and the S3 credentials — and a newer version of A's `latest` package in its archive — runs
-//! `strackt rebuild`: a wrong key, an unknown server or run and an unreachable destination
-//! are refused with nothing changed; then the rebuild gives the same digest as A at the run,
-//! the package at A's locked version, the app serving A's rows and files at A's commit.
+//! files, services, `databases:`, an app with a database and uploads, backups to the test S3
+//! server). A backup run also stores the server bundle, readable with restic and jq alone, and
+//! so does a new generation. A is then destroyed; a fresh B with nothing but strackt (started
+//! without a definition), the team key and the S3 credentials — and a newer version of A's
+//! `latest` package in its archive — runs `strackt rebuild`: a wrong key, an unknown server or
+//! run and an unreachable destination are refused with nothing changed; then the rebuild gives
+//! the same digest as A at the run, the package at A's locked version, the app serving A's
+//! rows and files at A's commit.
 
-use strackt_integration::{ensure, ensure_eq, with_app_host_binds, Host, Res};
+use std::time::Duration;
+
+use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host_binds, Host, Res};
 
 use crate::apt_repo::{publish, Deb, Suite};
 use crate::backup::{backup_ok, items, start_s3, uploads, Bucket};
@@ -119,14 +122,16 @@ fn lost_server(a: &Host) -> Res<Lost> {
         sums: uploads(a, "/srv/shop/shared/storage/uploads")?,
     };
     // The bundle with restic and jq alone, as the README's restic layout says.
+    let restic = format!(
+        "export RESTIC_REPOSITORY={REPOSITORY} RESTIC_PASSWORD='{}' {}; R='-o s3.bucket-lookup=path'",
+        lost.key,
+        S3_CREDENTIALS.replace('\n', " ")
+    );
     let bundle = a.sh_ok(&format!(
-        "export RESTIC_REPOSITORY={REPOSITORY} RESTIC_PASSWORD='{}' {}; R='-o s3.bucket-lookup=path'
+        "{restic}
          id=$(restic $R snapshots --json --tag strackt,kind=server,server={},run={} | jq -r '.[0].id')
          restic $R dump \"$id\" /server.json",
-        lost.key,
-        S3_CREDENTIALS.replace('\n', " "),
-        lost.server,
-        lost.run
+        lost.server, lost.run
     ))?;
     let bundle: serde_json::Value = serde_json::from_str(&bundle)?;
     ensure_eq(
@@ -153,6 +158,19 @@ fn lost_server(a: &Host) -> Res<Lost> {
         bundle["digest"].as_str(),
         Some(lost.digest.as_str()),
         "the digest in the bundle",
+    )?;
+    // A new generation stores a bundle too (the rebuild below still takes the backup run's).
+    a.put_definition(&format!("{}{KINDS}", definition(5)).replace("rebuilt\\n", "changed\\n"))?;
+    a.apply_ok()?;
+    let newer = format!(
+        "{restic}
+         id=$(restic $R snapshots --json --tag strackt,kind=server,trigger=generation | jq -r '.[-1].id')
+         [ \"$id\" != null ] && restic $R dump \"$id\" /server.json | jq -r .definition"
+    );
+    wait_until(
+        "a bundle of the new generation",
+        Duration::from_secs(60),
+        || Ok(a.sh(&newer)?.stdout.contains("changed\\n")),
     )?;
     ensure(!a.journal(2000).contains("pw-shop"), || {
         "a secret is in the journal".to_string()
