@@ -276,7 +276,8 @@ impl Backups {
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its
     /// `backups:` (once per destination), as an operation `server-backup` triggered by
-    /// `generation`. Nothing is stored before the server has the team key. The generation
+    /// `generation`. Nothing is stored before the server has the team key and the destination
+    /// has a repository (the first backup run creates it). The generation
     /// last stored is kept in the state database, so a restart stores nothing new.
     pub fn spawn_generation_bundles(self: &Arc<Self>) {
         let (me, mut rx) = (self.clone(), self.status.subscribe());
@@ -320,6 +321,12 @@ impl Backups {
                     continue;
                 }
             };
+            // The first backup run creates the repository (and stores a bundle); creating it
+            // here as well could race with that run's `restic init`.
+            let probed = repo.probe().await;
+            if matches!(&probed, Err(e) if e.starts_with("no backup repository")) {
+                continue;
+            }
             let Ok(mut p) = self
                 .deployer
                 .progress("server-backup", "generation", app)
@@ -339,9 +346,8 @@ impl Backups {
             };
             let result = async {
                 p.step("repository", &repo.location, async {
-                    repo.ensure()
-                        .await
-                        .map(|_| ((), String::new()))
+                    probed
+                        .map(|()| ((), String::new()))
                         .map_err(|e| (e, String::new()))
                 })
                 .await?;
