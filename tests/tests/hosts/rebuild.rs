@@ -248,10 +248,7 @@ fn a_lost_server_is_rebuilt_from_its_backups() -> Res {
                 at[0],
                 at[1],
             ],
-            &format!(
-                "has no run web9-20260101T000000Z at {REPOSITORY} (its runs, newest first: {})",
-                lost.run
-            ),
+            &format!("has no run web9-20260101T000000Z at {REPOSITORY} (its runs, newest first: "),
         )?;
         refused(
             b,
