@@ -45,7 +45,7 @@ const STORE: &str = "/var/lib/strackt-receiver/web1";
 
 /// Install the receiver the way the package does: its units, its system user
 /// (`systemd-sysusers`, as the package's postinst), `systemctl daemon-reload`.
-fn install_receiver(h: &Host) -> Res {
+pub fn install_receiver(h: &Host) -> Res {
     for unit in [
         "strackt-receiver.service",
         "strackt-receiver-reload.path",
@@ -65,7 +65,7 @@ fn install_receiver(h: &Host) -> Res {
 }
 
 /// A self-signed certificate for 127.0.0.1 at /etc/strackt/receiver.{crt,key}.
-fn certificate(h: &Host) -> Res {
+pub fn certificate(h: &Host) -> Res {
     h.sh_ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=backup-host -addext subjectAltName=IP:127.0.0.1 -keyout /etc/strackt/receiver.key -out /etc/strackt/receiver.crt 2>/dev/null && chmod 600 /etc/strackt/receiver.key")?;
     Ok(())
 }
