@@ -276,8 +276,8 @@ impl Backups {
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its
     /// `backups:` (once per destination), as an operation `server-backup` triggered by
-    /// `generation`. Nothing is stored before the server has the team key and the destination
-    /// has a repository (the first backup run creates it). The generation
+    /// `generation`, when the server has the team key and the destination has a repository
+    /// (the first backup run creates it, with a bundle). The generation
     /// last stored is kept in the state database, so a restart stores nothing new.
     pub fn spawn_generation_bundles(self: &Arc<Self>) {
         let (me, mut rx) = (self.clone(), self.status.subscribe());
@@ -297,7 +297,14 @@ impl Backups {
     async fn bundle_generation(&self, generation: u64) {
         const KEY: &str = "server_bundle_generation";
         let stored = self.state.call(|s| s.meta(KEY)).await.ok().flatten();
-        if stored == Some(generation.to_string()) || !self.vault.has_key() {
+        if stored == Some(generation.to_string()) {
+            return;
+        }
+        let g = generation.to_string();
+        let _ = self.state.call(move |s| s.set_meta(KEY, Some(&g))).await;
+        // A generation that went live before the key came is not stored later: the next
+        // backup run stores the server as it is then.
+        if !self.vault.has_key() {
             return;
         }
         let (root, secrets) = (self.root.clone(), self.secrets.clone());
@@ -363,8 +370,6 @@ impl Backups {
             }
             p.finish(&result).await;
         }
-        let g = generation.to_string();
-        let _ = self.state.call(move |s| s.set_meta(KEY, Some(&g))).await;
     }
 
     /// Store the server bundle of run `tags` in `repo` (step `server`). The bundle is written

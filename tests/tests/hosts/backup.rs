@@ -167,18 +167,20 @@ pub fn prepare(h: &Host, key: Option<&str>, deploy: bool) -> Res<String> {
             h.sh_ok(&format!("echo '{k}' | strackt backup key import"))?;
             Ok(k.to_string())
         }
-        None => {
-            let out = h.strackt(&["backup", "key", "init"])?;
-            ensure(out.success(), || format!("key init: {out}"))?;
-            let key = out
-                .stdout
-                .split_whitespace()
-                .find(|w| w.starts_with("stk1-"))
-                .ok_or_else(|| format!("no key printed: {out}"))?
-                .to_string();
-            Ok(key)
-        }
+        None => key_init(h),
     }
+}
+
+/// `strackt backup key init`, which must succeed; returns the key it printed.
+pub fn key_init(h: &Host) -> Res<String> {
+    let out = h.strackt(&["backup", "key", "init"])?;
+    ensure(out.success(), || format!("key init: {out}"))?;
+    Ok(out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("stk1-"))
+        .ok_or_else(|| format!("no key printed: {out}"))?
+        .to_string())
 }
 
 /// `strackt backup run shop`, which must succeed; returns the run id.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host_binds, Host, Res};
 
 use crate::apt_repo::{publish, Deb, Suite};
-use crate::backup::{backup_ok, items, start_s3, uploads, Bucket};
+use crate::backup::{backup_ok, items, key_init, start_s3, uploads, Bucket};
 use crate::deploy::{definition, deploy_ok, get, setup_with};
 use crate::receiver::{certificate, install_receiver};
 use crate::HEADER;
@@ -177,13 +177,7 @@ fn lost_server(a: &Host, dest: Dest) -> Res<Lost> {
     deploy_ok(a)?;
     a.sh_ok("runuser -u postgres -- psql -d shop -qc \"INSERT INTO items (name) VALUES ('kiwi'), ('fig')\"")?;
     a.sh_ok("cd /srv/shop/shared/storage/uploads && mkdir -p 2026 && head -c 200000 /dev/urandom > 2026/photo.jpg && echo hi > note.txt && chown -R shop: .")?;
-    let out = a.strackt(&["backup", "key", "init"])?;
-    let key = out
-        .stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("stk1-"))
-        .ok_or_else(|| format!("no key printed: {out}"))?
-        .to_string();
+    let key = key_init(a)?;
     if let Dest::Receiver = dest {
         // The receiver keeps the team key for its retention, and reads A's definition.
         a.sh_ok("systemctl start strackt-receiver.service")?;
@@ -255,6 +249,16 @@ fn lost_server(a: &Host, dest: Dest) -> Res<Lost> {
     )?;
     ensure(!a.journal(2000).contains("pw-shop"), || {
         "a secret is in the journal".to_string()
+    })?;
+    Ok(lost)
+}
+
+/// Host A built, backed up, and destroyed: what it was.
+fn lose(tag: &str, binds: &[String], dest: Dest) -> Res<Lost> {
+    let mut lost = Lost::default();
+    with_app_host_binds(tag, binds, |a| {
+        lost = lost_server(a, dest)?;
+        Ok(())
     })?;
     Ok(lost)
 }
@@ -386,11 +390,7 @@ fn a_lost_server_is_rebuilt_from_its_backups() -> Res {
     let src = Shared::new("src")?;
     let mut binds = bucket.binds()?;
     binds.push(src.bind("/srv/src"));
-    let mut lost = Lost::default();
-    with_app_host_binds("rebuild-a", &binds, |a| {
-        lost = lost_server(a, Dest::S3)?;
-        Ok(())
-    })?;
+    let lost = lose("rebuild-a", &binds, Dest::S3)?;
     // A is gone.
     with_app_host_binds("rebuild-b", &binds, |b| {
         fresh(b, &lost, Dest::S3)?;
@@ -454,11 +454,7 @@ fn a_lost_server_is_rebuilt_through_a_receiver() -> Res {
         src.bind("/srv/src"),
         storage.bind("/var/lib/strackt-receiver"),
     ];
-    let mut lost = Lost::default();
-    with_app_host_binds("rebuild-ra", &binds, |a| {
-        lost = lost_server(a, Dest::Receiver)?;
-        Ok(())
-    })?;
+    let lost = lose("rebuild-ra", &binds, Dest::Receiver)?;
     // A is gone; its receiver's storage is not (the receiver is another server). On B the
     // receiver reads a definition of its own, so B itself starts without one.
     with_app_host_binds("rebuild-rb", &binds, |b| {
