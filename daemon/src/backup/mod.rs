@@ -3,7 +3,8 @@
 //!
 //! Owns the vault (the team key), the schedule loop and the backup, verify and restore
 //! operations. A backup run writes two restic snapshots tagged with the same `run=…`: the
-//! database dump streamed from `pg_dump` (never a temporary file), and the shared paths. It
+//! database dump streamed from `pg_dump` (never a temporary file), and the shared paths; then
+//! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
 //! never changes the app; a restore does, through the deployer (it stops the app's units, puts
 //! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
 
