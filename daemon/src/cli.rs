@@ -204,12 +204,16 @@ enum Command {
         command: BackupCommand,
     },
     /// Restore a backup run onto this server: stop the app, put its database and files back,
-    /// redeploy it (works on another server of the team with the key and the destination).
+    /// redeploy the commit that was live when the run was taken (works on another server of
+    /// the team with the key and the destination).
     Restore {
         /// The app.
         app: String,
         /// The run, as `strackt backup list APP` shows it.
         run: String,
+        /// Redeploy the branch's tip instead of the commit recorded with the run.
+        #[arg(long)]
+        latest: bool,
     },
     /// Build a lost server again on this fresh one from its backups: the definition, its lock
     /// and secrets, the generation, each app at its commit with its data; one operation,
@@ -401,9 +405,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deploy { app, branch } => {
             follow(&paths, &ControlRequest::Deploy { app, branch }, cli.json)
         }
-        Command::Restore { app, run } => {
-            follow(&paths, &ControlRequest::Restore { app, run }, cli.json)
-        }
+        Command::Restore { app, run, latest } => follow(
+            &paths,
+            &ControlRequest::Restore { app, run, latest },
+            cli.json,
+        ),
         Command::Rebuild {
             server,
             run,
@@ -1005,8 +1011,8 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
                 println!(
-                    "{:<32}  {:<30}  {:<16}  {:<9}  snapshots",
-                    "run", "time", "server", "trigger"
+                    "{:<32}  {:<30}  {:<16}  {:<9}  {:<12}  snapshots",
+                    "run", "time", "server", "trigger", "commit"
                 );
                 for r in &runs {
                     let snaps: Vec<String> = r
@@ -1014,8 +1020,12 @@ fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyhow::Result<i
                         .iter()
                         .map(|(k, v)| format!("{k} {v}"))
                         .collect();
+                    let commit = r
+                        .commit
+                        .as_deref()
+                        .map_or("-", |c| c.get(..12).unwrap_or(c));
                     println!(
-                        "{:<32}  {:<30}  {:<16}  {:<9}  {}",
+                        "{:<32}  {:<30}  {:<16}  {:<9}  {commit:<12}  {}",
                         r.run,
                         r.time,
                         r.server,

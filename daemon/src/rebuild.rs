@@ -147,9 +147,11 @@ async fn run(
             let run = app_run(backups, app, bundle).await?;
             backups.restore_in(p, app, &run, &def).await?
         } else {
-            backups.deploy_in(p, app, &def).await?
+            backups
+                .deploy_in(p, app, &def, at.commit.as_deref())
+                .await?
         };
-        let live = backups.live_commit(app).await?;
+        let live = backups.commit_of(app, &def).await?;
         if at.commit.is_some() && live != at.commit {
             return Err(format!(
                 "{app} is live at commit {}, the lost server had {} ({deployed})",

@@ -209,7 +209,9 @@ async fn answer(
         ControlRequest::BackupRun { app } => operation(backups.start(&app, "cli").await?),
         ControlRequest::BackupVerify { app } => operation(backups.start_verify(&app, "cli").await?),
         ControlRequest::BackupList { app, server } => json(backups.list(&app, server).await?),
-        ControlRequest::Restore { app, run } => operation(backups.start_restore(&app, &run).await?),
+        ControlRequest::Restore { app, run, latest } => {
+            operation(backups.start_restore(&app, &run, latest).await?)
+        }
         ControlRequest::Rebuild(r) => operation(crate::rebuild::start(backups, requests, r).await?),
         ControlRequest::Deploy { app, branch } => operation(deployer.deploy(app, branch).await?),
         ControlRequest::Releases { app } => json(deployer.releases(app).await?),

@@ -101,6 +101,9 @@ pub enum ControlRequest {
         app: String,
         /// The run (`strackt backup list`).
         run: String,
+        /// Deploy the branch tip rather than the commit recorded with the run.
+        #[serde(default)]
+        latest: bool,
     },
     /// Start rebuilding a lost server onto this one from its backups; answers with the
     /// operation id.

@@ -85,6 +85,13 @@ impl Apps {
                 ));
             }
         }
+        // The cluster holding `databases:` is never removed as hand-installed.
+        if let Some(name) = def.databases.keys().next() {
+            apps.needs.push(Need::Unit {
+                unit: "postgresql.service".into(),
+                by: format!("databases.{name}"),
+            });
+        }
         for (name, backup) in &def.backups {
             apps.needs.push(tool(
                 "restic",
@@ -328,6 +335,8 @@ backups:
     database: true
     to: { s3: { endpoint: "https://s3.example.com", bucket: backups, prefix: web1/shop, credentials: { secret: s3_creds } } }
     keep: { last: 10 }
+databases:
+  shop: {}
 "#;
 
     #[test]
@@ -361,6 +370,7 @@ backups:
                 "postgresql.service by app shop",
                 "git",
                 "postgresql-client",
+                "postgresql.service by databases.shop",
                 "restic",
                 "postgresql-client"
             ]

@@ -68,6 +68,16 @@ pub struct RunView {
     pub trigger: String,
     /// The restic snapshots: kind (database, files) → short id.
     pub snapshots: BTreeMap<String, String>,
+    /// The app's commit live when the run was taken (`None`: not recorded, an older strackt
+    /// or no release live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// Whether `text` is a full git commit id (SHA-1 or SHA-256, lowercase hex). Tags come from
+/// the repository, which every server of the team can write: nothing else reaches git.
+pub fn is_commit(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Runs backups, verifies and restores.
@@ -243,10 +253,12 @@ impl Backups {
             })
             .await?;
         }
+        let commit = self.live_commit(app, app_spec).await;
         let tags = RunTags {
             app,
             run: &run,
             trigger,
+            commit: commit.as_deref(),
         };
         let mut said = Vec::new();
         let mut written = Vec::new();
@@ -305,6 +317,23 @@ impl Backups {
                 },
             );
         Ok(format!("backup {run} of {app}: {}", said.join("; ")))
+    }
+
+    /// The commit of `app`'s live release, recorded with each run so a restore can redeploy
+    /// the code that ran with the data.
+    async fn live_commit(
+        &self,
+        app: &str,
+        app_spec: &crate::definition::AppSpec,
+    ) -> Option<String> {
+        let live = crate::deploy::layout::AppDirs::new(&app_spec.path).live()?;
+        let a = app.to_string();
+        let releases = self.state.call(move |s| s.releases(&a)).await.ok()?;
+        releases
+            .into_iter()
+            .find(|r| r.id == live)?
+            .commit
+            .filter(|c| is_commit(c))
     }
 
     /// The parts of a run of `app`: the database dump and the shared paths, each with the
@@ -555,12 +584,18 @@ impl Backups {
     }
 
     /// Start restoring run `run` of `app` onto this server: one tracked operation that checks
-    /// everything first, stops the app, puts the database and files back, and redeploys.
+    /// everything first, stops the app, puts the database and files back, and redeploys the
+    /// commit recorded with the run (the branch tip with `latest`, or when none was recorded).
     ///
     /// # Errors
     /// Unknown app, an operation on the app already running. Everything else is recorded in
     /// the operation — before the app is stopped whenever it can be known before.
-    pub async fn start_restore(self: &Arc<Self>, app: &str, run: &str) -> Result<i64, String> {
+    pub async fn start_restore(
+        self: &Arc<Self>,
+        app: &str,
+        run: &str,
+        latest: bool,
+    ) -> Result<i64, String> {
         let def = self.deployer.load()?;
         let (spec, app_spec) = spec_of(&def, app)?;
         let (claim, mut p) = self.deployer.begin("restore", app).await?;
@@ -569,7 +604,7 @@ impl Backups {
         tokio::spawn(async move {
             let _claim = claim;
             let result = me
-                .put_back(&mut p, &app, &run, &spec, &app_spec, &def)
+                .put_back(&mut p, (&app, &run, latest), &spec, &app_spec, &def)
                 .await;
             p.finish(&result).await;
         });
@@ -579,14 +614,13 @@ impl Backups {
     async fn put_back(
         &self,
         p: &mut Progress,
-        app: &str,
-        run: &str,
+        (app, run, latest): (&str, &str, bool),
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
         def: &ValidatedDefinition,
     ) -> Result<String, String> {
         // Everything that can fail without touching the server, first.
-        let (repo, db, snaps) = p
+        let (repo, db, snaps, at, code) = p
             .step("check", run, async {
                 let repo = self.repo(spec).map_err(|e| (e, String::new()))?;
                 repo.probe().await.map_err(|e| (e, String::new()))?;
@@ -608,7 +642,19 @@ impl Backups {
                 }
                 let db =
                     resolve_database(app_spec, &self.secrets).map_err(|e| (e, String::new()))?;
-                Ok(((repo, db, snaps), String::new()))
+                let recorded = group_runs(&snaps)
+                    .into_iter()
+                    .find(|r| r.run == run)
+                    .and_then(|r| r.commit);
+                let (at, said) = code_to_deploy(recorded, latest, &app_spec.branch);
+                // The code must be there before the app is stopped and its data replaced.
+                if let Some(c) = &at {
+                    self.deployer
+                        .check_commit(app, app_spec, c)
+                        .await
+                        .map_err(|e| (e, String::new()))?;
+                }
+                Ok(((repo, db, snaps, at, said.clone()), said))
             })
             .await?;
         let by_kind = |kind: &str| snaps.iter().find(|s| s.tag("kind") == Some(kind)).cloned();
@@ -690,7 +736,11 @@ impl Backups {
         }
         .await;
         let deployed = match restored {
-            Ok(()) => self.deployer.redeploy(p, app, def, dump).await,
+            Ok(()) => {
+                self.deployer
+                    .redeploy(p, app, def, dump, at.as_deref())
+                    .await
+            }
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in units.iter().rev() {
@@ -701,7 +751,10 @@ impl Backups {
         };
         let _ =
             off_thread(move || std::fs::remove_dir_all(&scratch).map_err(|e| e.to_string())).await;
-        Ok(format!("restored {app} from backup {run}; {}", deployed?))
+        Ok(format!(
+            "restored {app} from backup {run} ({code}); {}",
+            deployed?
+        ))
     }
 
     /// Start the schedule loop: each app's backups (and verifies) run at their times; a run
@@ -782,6 +835,30 @@ impl Backups {
     }
 }
 
+/// Which code a restore deploys: the commit `recorded` with the run, or the tip of `branch`
+/// with `latest` or when the run recorded none; and how to say so.
+fn code_to_deploy(
+    recorded: Option<String>,
+    latest: bool,
+    branch: &str,
+) -> (Option<String>, String) {
+    match (recorded, latest) {
+        (Some(c), false) => {
+            let said = format!("redeploys commit {c}, live when the run was taken");
+            (Some(c), said)
+        }
+        (Some(c), true) => (
+            None,
+            format!("--latest: redeploys the tip of {branch} (the run was taken at {c})"),
+        ),
+        (None, true) => (None, format!("--latest: redeploys the tip of {branch}")),
+        (None, false) => (
+            None,
+            format!("no commit was recorded with this run (an older strackt, or no release was live): redeploys the tip of {branch}"),
+        ),
+    }
+}
+
 /// One snapshot of a run: its step name (and `kind=` tag), what it reads, and either paths or
 /// a stream (a command and the file name it gets in the snapshot).
 struct Part {
@@ -798,6 +875,8 @@ struct RunTags<'a> {
     app: &'a str,
     run: &'a str,
     trigger: &'a str,
+    /// The app's live commit.
+    commit: Option<&'a str>,
 }
 
 impl RunTags<'_> {
@@ -810,6 +889,9 @@ impl RunTags<'_> {
             format!("trigger={}", self.trigger),
             format!("kind={kind}"),
         ]
+        .into_iter()
+        .chain(self.commit.map(|c| format!("commit={c}")))
+        .collect()
     }
 
     /// The tags added to an earlier run's snapshot that this run shares. The trigger goes
@@ -820,6 +902,9 @@ impl RunTags<'_> {
             format!("run={}", self.run),
             format!("trigger:{}={}", self.run, self.trigger),
         ]
+        .into_iter()
+        .chain(self.commit.map(|c| format!("commit:{}={c}", self.run)))
+        .collect()
     }
 }
 
@@ -850,7 +935,17 @@ fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
                 server: s.hostname.clone(),
                 trigger: "?".into(),
                 snapshots: BTreeMap::new(),
+                commit: None,
             });
+            // Like the trigger: a shared snapshot's plain `commit=` is its first run's.
+            let first = s.tags_of("run").next() == Some(run);
+            let commit = s
+                .tag(&format!("commit:{run}"))
+                .or_else(|| s.tag("commit").filter(|_| first))
+                .filter(|c| is_commit(c));
+            if let Some(c) = commit {
+                view.commit = Some(c.to_string());
+            }
             // A run that reused a snapshot recorded its trigger as `trigger:RUN=…`.
             let trigger = s
                 .tag(&format!("trigger:{run}"))
@@ -1087,6 +1182,48 @@ mod tests {
     }
 
     #[test]
+    fn each_run_tells_the_commit_live_when_it_was_taken() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        let (r1, r2, r3) = (
+            "web1-20261122T100000Z",
+            "web1-20261122T101500Z",
+            "old-20261122T090000Z",
+        );
+        let tags = |run, commit| RunTags {
+            app: "shop",
+            run,
+            trigger: "cli",
+            commit,
+        };
+        let mut db = snap("a", "2026-11-22T10:00:01Z", "database", r1);
+        db.tags = tags(r1, Some(a.as_str())).of("database");
+        // r2 shares r1's snapshot, at another commit; r3 (an older strackt) recorded none,
+        // and a tag that is not a commit id is never taken for one.
+        db.tags.extend(tags(r2, Some(b.as_str())).shared());
+        let mut old = snap("o", "2026-11-22T09:00:01Z", "database", r3);
+        old.tags.push("commit=--upload-pack=evil".into());
+        let runs = group_runs(&[db, old]);
+        let commit_of = |run: &str| {
+            runs.iter()
+                .find(|r| r.run == run)
+                .and_then(|r| r.commit.clone())
+        };
+        assert_eq!(commit_of(r1), Some(a.clone()));
+        assert_eq!(commit_of(r2), Some(b.clone()));
+        assert_eq!(commit_of(r3), None);
+        assert_eq!(
+            code_to_deploy(Some(a.clone()), false, "main").0,
+            Some(a.clone())
+        );
+        assert_eq!(code_to_deploy(Some(a), true, "main").0, None);
+        let (at, said) = code_to_deploy(None, false, "main");
+        assert!(
+            at.is_none() && said.contains("no commit was recorded"),
+            "{said}"
+        );
+    }
+
+    #[test]
     fn an_unchanged_part_is_shared_by_consecutive_runs() {
         let (r1, r2) = ("web1-20261122T100000Z", "web1-20261122T101500Z");
         let mut db = snap("a", "2026-11-22T10:00:01Z", "database", r1);
@@ -1096,6 +1233,7 @@ mod tests {
                 app: "shop",
                 run: r2,
                 trigger: "schedule",
+                commit: None,
             }
             .shared(),
         );

@@ -55,7 +55,7 @@ pub struct Bundle {
     /// Secret name → value, for every secret the definition refers to.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
-    /// Each app's live release.
+    /// Each app's live code.
     #[serde(default)]
     pub apps: BTreeMap<String, AppAt>,
     /// The state digest (`strackt status`) when it was taken.
@@ -75,12 +75,10 @@ impl std::fmt::Debug for Bundle {
     }
 }
 
-/// An app as it was live (release 0: none was).
+/// An app as it was live.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppAt {
-    /// The live release's id.
-    pub release: u64,
-    /// Its commit.
+    /// The commit of its live release (`None`: no release was live).
     pub commit: Option<String>,
 }
 
@@ -166,8 +164,8 @@ pub fn secret_names(def: &ValidatedDefinition) -> BTreeSet<String> {
 }
 
 /// The bundle of the live generation of the state root `root`, with the secrets in `secrets`
-/// its definition refers to; `server`, `run`, the apps' releases and the digest are left for
-/// the caller (each app is listed, at release 0).
+/// its definition refers to; `server`, `run`, the apps' commits and the digest are left for
+/// the caller (each app is listed, without a commit).
 ///
 /// # Errors
 /// No generation applied yet, unreadable files, a referenced secret missing.
@@ -239,15 +237,18 @@ impl Backups {
         self.status.borrow().digest.clone()
     }
 
-    /// The commit of `app`'s live release.
-    pub(crate) async fn live_commit(&self, app: &str) -> Result<Option<String>, String> {
-        let view = self.deployer.releases(app.to_string()).await?;
-        Ok(view.live.and_then(|live| {
-            view.releases
-                .into_iter()
-                .find(|r| r.id == live)
-                .and_then(|r| r.commit)
-        }))
+    /// The commit of `app`'s live release (`def`'s app).
+    pub(crate) async fn commit_of(
+        &self,
+        app: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<Option<String>, String> {
+        let app_spec = def
+            .definition()
+            .apps
+            .get(app)
+            .ok_or_else(|| format!("no app `{app}` in the definition"))?;
+        Ok(self.live_commit(app, app_spec).await)
     }
 
     /// Restore run `run` of `app` as steps of the operation `p` (holding the app's claim).
@@ -260,18 +261,21 @@ impl Backups {
     ) -> Result<String, String> {
         let (spec, app_spec) = super::spec_of(def, app)?;
         let _claim = self.deployer.claim("restore", app)?;
-        self.put_back(p, app, run, &spec, &app_spec, def).await
+        self.put_back(p, (app, run, false), &spec, &app_spec, def)
+            .await
     }
 
-    /// Deploy `app` as steps of the operation `p` (holding the app's claim).
+    /// Deploy `app` at `commit` (default: its branch's tip) as steps of the operation `p`
+    /// (holding the app's claim).
     pub(crate) async fn deploy_in(
         &self,
         p: &mut Progress,
         app: &str,
         def: &ValidatedDefinition,
+        commit: Option<&str>,
     ) -> Result<String, String> {
         let _claim = self.deployer.claim("deploy", app)?;
-        self.deployer.redeploy(p, app, def, None).await
+        self.deployer.redeploy(p, app, def, None, commit).await
     }
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its
@@ -350,6 +354,7 @@ impl Backups {
                 app,
                 run: &run,
                 trigger: "generation",
+                commit: None,
             };
             let result = async {
                 p.step("repository", &repo.location, async {
@@ -385,15 +390,11 @@ impl Backups {
         bundle.server.clone_from(&self.server);
         bundle.run = tags.run.to_string();
         bundle.digest.clone_from(&self.status.borrow().digest);
+        let def = crate::definition::parse(&bundle.definition, Path::new("definition.yaml"))
+            .map_err(|e| e.to_string())?;
         for (app, at) in &mut bundle.apps {
-            let view = self.deployer.releases(app.clone()).await?;
-            if let Some(live) = view.live {
-                at.release = live;
-                at.commit = view
-                    .releases
-                    .into_iter()
-                    .find(|r| r.id == live)
-                    .and_then(|r| r.commit);
+            if let Some(spec) = def.definition().apps.get(app) {
+                at.commit = self.live_commit(app, spec).await;
             }
         }
         let dir = self.root.join("bundle");
@@ -504,7 +505,6 @@ mod tests {
             apps: BTreeMap::from([(
                 "shop".to_string(),
                 AppAt {
-                    release: 2,
                     commit: Some("abc".into()),
                 },
             )]),

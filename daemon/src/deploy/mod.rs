@@ -563,7 +563,7 @@ impl Deployer {
         tokio::spawn(async move {
             let _claim = claim;
             let result = me
-                .build_and_switch(&mut progress, &app, &spec, &prepared, &branch)
+                .build_and_switch(&mut progress, &app, &spec, &prepared, (&branch, None))
                 .await;
             progress.finish(&result).await;
         });
@@ -622,22 +622,96 @@ impl Deployer {
 
     /// Deploy `app` inside another operation (a restore): preflight, then build and switch. A
     /// `current_dump` of the database as it is now becomes the release's pre-migrate dump
-    /// (moved, when it is on the same filesystem) instead of a new `pg_dump`.
+    /// (moved, when it is on the same filesystem) instead of a new `pg_dump`. With `at`, that
+    /// commit of the branch is deployed instead of its tip.
     ///
     /// # Errors
-    /// The failed step, as for a deploy.
+    /// The failed step, as for a deploy; a commit `at` that is not on the branch.
     pub(crate) async fn redeploy(
         &self,
         p: &mut Progress,
         app: &str,
         def: &ValidatedDefinition,
         current_dump: Option<PathBuf>,
+        at: Option<&str>,
     ) -> Result<String, String> {
         let spec = Self::app(def, app)?;
         let mut prepared = self.preflight(p, app, &spec.branch, def).await?;
         prepared.current_dump = current_dump;
-        self.build_and_switch(p, app, &spec, &prepared, &spec.branch)
+        self.build_and_switch(p, app, &spec, &prepared, (&spec.branch, at))
             .await
+    }
+
+    /// Whether commit `at` is on `app`'s branch, asked before a restore stops anything: the
+    /// branch's history (no file contents where the server allows it) cloned into a scratch
+    /// directory of the app's user, who reaches the repository with its own credentials.
+    ///
+    /// # Errors
+    /// Not on the branch, or the repository cannot be read: the reason.
+    pub(crate) async fn check_commit(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        at: &str,
+    ) -> Result<(), String> {
+        let user = match &spec.user {
+            Some(u) => RunAs::lookup(u)
+                .ok_or_else(|| format!("user `{u}` does not exist on this server"))?,
+            None => RunAs::root(),
+        };
+        let git = preflight::git_env(app, spec, &user)?;
+        let limit = Duration::from_secs(10 * 60);
+        let made = runner::run(&argv(&["mktemp", "-d"]), Path::new("/"), &git, &user, limit).await;
+        let scratch = made.stdout.trim().to_string();
+        ran_step(made).map_err(|(e, _)| format!("a scratch directory for git: {e}"))?;
+        let scratch_dir = Path::new(&scratch);
+        let clone = argv(&["git", "clone", "--quiet", "--bare", "--filter=blob:none"])
+            .into_iter()
+            .chain(argv(&[
+                "--single-branch",
+                "--branch",
+                &spec.branch,
+                "--",
+                &spec.repo,
+            ]))
+            .chain([format!("{scratch}/repo")])
+            .collect::<Vec<_>>();
+        let cloned = runner::run(&clone, scratch_dir, &git, &user, limit).await;
+        let result = if cloned.ok {
+            let repo = scratch_dir.join("repo");
+            let on = runner::run(
+                &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
+                &repo,
+                &git,
+                &user,
+                limit,
+            )
+            .await;
+            if on.ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "commit {at} is not on branch {} of {} (rewritten history?); `strackt restore --latest` deploys the branch tip",
+                    spec.branch, spec.repo
+                ))
+            }
+        } else {
+            Err(format!(
+                "reading branch {} of {}: {}",
+                spec.branch,
+                spec.repo,
+                cloned.failure.unwrap_or_default()
+            ))
+        };
+        let _ = runner::run(
+            &argv(&["rm", "-rf", "--", &scratch]),
+            Path::new("/"),
+            &git,
+            &user,
+            limit,
+        )
+        .await;
+        result
     }
 
     async fn build_and_switch(
@@ -646,7 +720,7 @@ impl Deployer {
         app: &str,
         spec: &AppSpec,
         prepared: &Prepared,
-        branch: &str,
+        (branch, at): (&str, Option<&str>),
     ) -> Result<String, String> {
         let dirs = AppDirs::new(&spec.path);
         let data = self.app_data(app);
@@ -661,7 +735,7 @@ impl Deployer {
         let result = self
             .build_release(
                 p,
-                (app, spec, prepared, branch),
+                (app, spec, prepared, branch, at),
                 (&dirs, &data),
                 id,
                 &mut migrating,
@@ -698,7 +772,7 @@ impl Deployer {
     async fn build_release(
         &self,
         p: &mut Progress,
-        (app, spec, prepared, branch): (&str, &AppSpec, &Prepared, &str),
+        (app, spec, prepared, branch, at): (&str, &AppSpec, &Prepared, &str, Option<&str>),
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
         migrating: &mut Option<PathBuf>,
@@ -714,7 +788,7 @@ impl Deployer {
                     .map_err(fs_err)?;
                 // Only the commit deployed is needed; a local repository is hard-linked instead
                 // (git ignores --depth there).
-                let depth: &[&str] = if spec.repo.starts_with('/') {
+                let depth: &[&str] = if spec.repo.starts_with('/') || at.is_some() {
                     &[]
                 } else {
                     &["--depth", "1"]
@@ -735,6 +809,34 @@ impl Deployer {
                 let ran = runner::run(&clone, &dirs.releases(), quiet, user, OWN_LIMIT).await;
                 let mut tail = ran.tail.clone();
                 ran_step(ran)?;
+                // A given commit (a restore) must be one of the branch's: never an arbitrary
+                // object the repository happens to hold.
+                if let Some(at) = at {
+                    let on_branch = runner::run(
+                        &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
+                        &release,
+                        quiet,
+                        user,
+                        OWN_LIMIT,
+                    )
+                    .await;
+                    if !on_branch.ok {
+                        return Err((
+                            format!("commit {at} is not on branch {branch} of {} (rewritten history?); `strackt restore --latest` deploys the branch tip", spec.repo),
+                            tail,
+                        ));
+                    }
+                    let checkout = runner::run(
+                        &argv(&["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", at]),
+                        &release,
+                        quiet,
+                        user,
+                        OWN_LIMIT,
+                    )
+                    .await;
+                    tail.push_str(&checkout.tail);
+                    ran_step(checkout)?;
+                }
                 let rev = runner::run(
                     &argv(&["git", "rev-parse", "HEAD"]),
                     &release,

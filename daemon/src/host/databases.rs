@@ -125,11 +125,13 @@ async fn psql(sql: &str) -> Result<String, HostError> {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let err = String::from_utf8_lossy(&out.stderr);
+        // psql's first error line says what went wrong; later lines only point at it.
         let why = err
             .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+            .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
+            .or_else(|| err.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or("")
+            .trim();
         Err(fail(format!(
             "PostgreSQL is not installed, not running or refused the change ({}): {why}; install the `postgresql` package and keep postgresql.service running",
             out.status
@@ -153,7 +155,7 @@ fn parse_state(text: &str) -> PgState {
                 state.roles.insert(
                     (*name).to_string(),
                     RoleState {
-                        login: *login == "t",
+                        login: *login == "true",
                         verifier: (!verifier.is_empty()).then(|| (*verifier).to_string()),
                     },
                 );
@@ -172,8 +174,9 @@ fn parse_state(text: &str) -> PgState {
 impl Databases for Postgres {
     async fn observe(&self) -> Result<PgState, HostError> {
         let out = psql(
-            "SELECT 'r', rolname, rolcanlogin, coalesce(rolpassword, '') FROM pg_authid \
-             UNION ALL SELECT 'd', datname, pg_get_userbyid(datdba), '' FROM pg_database;\n",
+            "SELECT 'r', rolname::text, rolcanlogin::text, coalesce(rolpassword, '') \
+             FROM pg_authid UNION ALL \
+             SELECT 'd', datname::text, pg_get_userbyid(datdba)::text, '' FROM pg_database;\n",
         )
         .await?;
         Ok(parse_state(&out))
@@ -313,7 +316,8 @@ mod tests {
 
     #[test]
     fn psql_output_is_parsed() {
-        let s = parse_state("r\0shop\0t\0SCRAM-SHA-256$x\nr\0postgres\0t\0\nd\0shop\0shop\0\n");
+        let s =
+            parse_state("r\0shop\0true\0SCRAM-SHA-256$x\nr\0postgres\0true\0\nd\0shop\0shop\0\n");
         assert_eq!(s.roles["shop"].verifier.as_deref(), Some("SCRAM-SHA-256$x"));
         assert!(s.roles["postgres"].verifier.is_none());
         assert_eq!(s.databases["shop"], "shop");

@@ -17,11 +17,15 @@ pub(super) fn plan_databases(
     steps: &mut Vec<Step>,
 ) -> BTreeMap<String, String> {
     let before = previous.map(|p| &p.manifest.databases);
-    // Only a cluster that could not be read excuses a missing answer: then every entry gets
-    // its step, and the step itself creates only what is missing.
-    let unread = observed.postgres_unreadable.as_ref().map(|why| {
-        format!("PostgreSQL could not be read when the host was ({why}); created if missing")
-    });
+    // A cluster that could not be read: what the running generation already had was created
+    // then and is left for a pass that can see it (a stopped PostgreSQL must not fail every
+    // pass, nor the switch back); a new entry gets its step, which creates only what is
+    // missing (PostgreSQL may be installed earlier in this very switch) and fails naming the
+    // entry when PostgreSQL still does not answer.
+    let unread = observed
+        .postgres_unreadable
+        .as_ref()
+        .map(|why| format!("PostgreSQL could not be read ({why}); created if missing"));
     let mut roles: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     for db in want.databases.values() {
         roles
@@ -36,6 +40,7 @@ pub(super) fn plan_databases(
         });
         let name = role.to_string();
         let (action, why) = match (&unread, observed.db_roles.get(role)) {
+            (Some(_), _) if drift => continue,
             (Some(why), _) => (Action::CreateRole { name }, why.clone()),
             (None, None) => (Action::CreateRole { name }, "missing".to_string()),
             (None, Some(r)) if !r.login => (
@@ -53,6 +58,7 @@ pub(super) fn plan_databases(
     for (name, db) in &want.databases {
         let drift = before.is_some_and(|b| b.get(name) == Some(db));
         let (action, why) = match (&unread, observed.databases.get(name)) {
+            (Some(_), _) if drift => continue,
             (Some(why), _) => (Action::CreateDatabase { name: name.clone() }, why.clone()),
             (None, None) => (
                 Action::CreateDatabase { name: name.clone() },
@@ -194,5 +200,12 @@ mod tests {
         let released = plan_databases(&want, Some(&previous), &seen, &mut steps);
         assert!(steps.is_empty(), "{steps:?}");
         assert_eq!(released.keys().collect::<Vec<_>>(), vec!["old"]);
+        // PostgreSQL stopped: what the running generation had is left for a later pass, a
+        // new entry is still ensured.
+        seen.postgres_unreadable = Some("connection refused".into());
+        let want = manifest(&[("shop", "shop", None), ("blog", "writer", None)]);
+        plan_databases(&want, Some(&previous), &seen, &mut steps);
+        let targets: Vec<String> = steps.iter().map(|s| s.action.target()).collect();
+        assert_eq!(targets, vec!["writer", "blog"]);
     }
 }

@@ -78,10 +78,12 @@ pub fn setup_with(host: &Host, definition: &str) -> Res {
     host.install(definition)
 }
 
-/// Run `script` in the app's repository and commit the result.
+/// Run `script` in the app's repository and commit the result. Commits carry fixed dates, so
+/// the same history made on two hosts is the same commits: one team repository, as a
+/// restore onto another server (which redeploys the run's commit) expects.
 pub fn commit(host: &Host, script: &str, message: &str) -> Res {
     host.sh_ok(&format!(
-        "cd /srv/src/shop && {{ {script}; }} && git init -q -b main 2>/dev/null; git add -A && git -c user.name=dev -c user.email=dev@example.com commit -q -m '{message}'"
+        "cd /srv/src/shop && {{ {script}; }} && git init -q -b main 2>/dev/null; git add -A && GIT_AUTHOR_DATE=2026-01-01T00:00:00Z GIT_COMMITTER_DATE=2026-01-01T00:00:00Z git -c user.name=dev -c user.email=dev@example.com commit -q -m '{message}'"
     ))?;
     Ok(())
 }

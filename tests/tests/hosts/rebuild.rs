@@ -9,7 +9,7 @@
 //! `latest` package in its archive — runs `strackt rebuild`: a wrong key, an unknown server or
 //! run and an unreachable destination are refused with nothing changed; then the rebuild gives
 //! the same digest as A at the run, the package at A's locked version, the app serving A's
-//! rows and files at A's commit.
+//! rows and files at A's commit (the branch has moved on since).
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host_binds, Ho
 
 use crate::apt_repo::{publish, Deb, Suite};
 use crate::backup::{backup_ok, items, key_init, start_s3, uploads, Bucket};
-use crate::deploy::{definition, deploy_ok, get, setup_with};
+use crate::deploy::{commit, definition, deploy_ok, get, setup_with};
 use crate::receiver::{certificate, install_receiver};
 use crate::HEADER;
 
@@ -234,6 +234,8 @@ fn lost_server(a: &Host, dest: Dest) -> Res<Lost> {
         Some(lost.digest.as_str()),
         "the digest in the bundle",
     )?;
+    // The branch moves on after the run (not deployed): B must run the commit A ran.
+    commit(a, "echo 2 > VERSION", "version 2, never live on A")?;
     // A new generation stores a bundle too (the rebuild below still takes the backup run's).
     a.put_definition(&dest.definition().replace("rebuilt\\n", "changed\\n"))?;
     a.apply_ok()?;
