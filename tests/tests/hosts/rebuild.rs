@@ -17,7 +17,7 @@ use strackt_integration::{ensure, ensure_eq, wait_until, with_app_host_binds, Ho
 
 use crate::apt_repo::{publish, Deb, Suite};
 use crate::backup::{backup_ok, items, key_init, start_s3, uploads, Bucket};
-use crate::deploy::{commit, definition, deploy_ok, get, setup_with};
+use crate::deploy::{definition, deploy_ok, get, setup_with};
 use crate::receiver::{certificate, install_receiver};
 use crate::HEADER;
 
@@ -235,7 +235,7 @@ fn lost_server(a: &Host, dest: Dest) -> Res<Lost> {
         "the digest in the bundle",
     )?;
     // The branch moves on after the run (not deployed): B must run the commit A ran.
-    commit(a, "echo 2 > VERSION", "version 2, never live on A")?;
+    crate::deploy::commit(a, "echo 2 > VERSION", "version 2, never live on A")?;
     // A new generation stores a bundle too (the rebuild below still takes the backup run's).
     a.put_definition(&dest.definition().replace("rebuilt\\n", "changed\\n"))?;
     a.apply_ok()?;
