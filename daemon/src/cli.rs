@@ -219,6 +219,38 @@ enum Command {
         #[arg(long)]
         latest: bool,
     },
+    /// Build a lost server again on this fresh one from its backups: the definition, its lock
+    /// and secrets, the generation, each app at its commit with its data; one operation,
+    /// followed live. Nothing changes when the key, the server, the run or the destination is
+    /// wrong. Start strackt first (`systemctl start strackt`; it waits for a definition).
+    Rebuild {
+        /// The lost server's name (`strackt backup list APP` shows it).
+        #[arg(long)]
+        server: String,
+        /// The backup run (default: the newest).
+        #[arg(long)]
+        run: Option<String>,
+        /// The repository: s3:https://ENDPOINT/BUCKET/PREFIX, or rest:https://HOST:PORT/NAME/
+        /// for a receiver.
+        #[arg(long)]
+        repository: String,
+        /// A file (root-only) with the team key.
+        #[arg(long)]
+        key: PathBuf,
+        /// A file with the destination's credentials: AWS_ACCESS_KEY_ID=… and
+        /// AWS_SECRET_ACCESS_KEY=… lines, or USER:PASSWORD for a receiver.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// The S3 server is addressed by path (path_style: true in the definition).
+        #[arg(long)]
+        path_style: bool,
+        /// The CA certificate of a receiver not signed by a public CA.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Replace the definition (and secrets, apps' data) this server already has.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the JSON Schema of the definition format.
     Schema,
 }
@@ -382,6 +414,34 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             &ControlRequest::Restore { app, run, latest },
             cli.json,
         ),
+        Command::Rebuild {
+            server,
+            run,
+            repository,
+            key,
+            credentials,
+            path_style,
+            cacert,
+            force,
+        } => {
+            // The daemon runs in `/`: it is given absolute paths, checked here first.
+            let absolute = |p: PathBuf, what: &str| {
+                std::fs::canonicalize(&p).with_context(|| format!("{what} {}", p.display()))
+            };
+            let req = crate::rebuild::RebuildRequest {
+                server,
+                run,
+                repository,
+                key_file: absolute(key, "--key")?,
+                credentials: credentials
+                    .map(|c| absolute(c, "--credentials"))
+                    .transpose()?,
+                path_style,
+                cacert: cacert.map(|c| absolute(c, "--cacert")).transpose()?,
+                force,
+            };
+            follow(&paths, &ControlRequest::Rebuild(req), cli.json)
+        }
         Command::Backup { command } => backup(&paths, command, cli.json),
         Command::Releases { app } => {
             let view: crate::deploy::ReleasesView =
@@ -795,24 +855,11 @@ fn export(paths: &Paths) -> anyhow::Result<String> {
             path.display()
         )
     })?;
-    let def = crate::definition::parse(&text, &path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !def.definition().packages.values().any(|v| v == "latest") {
-        return Ok(text);
-    }
     let manifest: crate::generation::Manifest = serde_json::from_slice(
         &std::fs::read(current.join("manifest.json")).context("reading the current manifest")?,
     )?;
-    let mut pinned = def.definition().clone();
-    for (name, want) in pinned.packages.iter_mut() {
-        if let Some(lock) = manifest.packages.get(name) {
-            *want = lock.version.clone();
-        }
-    }
-    Ok(format!(
-        "# strackt export of generation {}: package versions pinned from its lock.json.\n{}",
-        manifest.id,
-        crate::definition::to_yaml(&pinned)?
-    ))
+    crate::backup::server::pinned(&text, &path, &manifest.packages, manifest.id)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn operation_command(paths: &Paths, req: &ControlRequest, json: bool) -> anyhow::Result<i32> {
@@ -844,6 +891,7 @@ fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyhow::Result<i
     let kind = match start {
         ControlRequest::Deploy { .. } => "deploy",
         ControlRequest::Restore { .. } => "restore",
+        ControlRequest::Rebuild(_) => "rebuild",
         ControlRequest::BackupVerify { .. } => "verify",
         _ => "backup",
     };
@@ -1196,6 +1244,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             status_tx.clone(),
         );
         backups.spawn_scheduler();
+        backups.spawn_generation_bundles();
         crate::api::control::serve(
             &paths.socket,
             req_tx,

@@ -20,6 +20,7 @@ pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod rebuild;
 pub mod receiver;
 pub mod state;
 pub mod timing;

@@ -212,6 +212,7 @@ async fn answer(
         ControlRequest::Restore { app, run, latest } => {
             operation(backups.start_restore(&app, &run, latest).await?)
         }
+        ControlRequest::Rebuild(r) => operation(crate::rebuild::start(backups, requests, r).await?),
         ControlRequest::Deploy { app, branch } => operation(deployer.deploy(app, branch).await?),
         ControlRequest::Releases { app } => json(deployer.releases(app).await?),
         ControlRequest::RollbackRelease {

@@ -105,6 +105,9 @@ pub enum ControlRequest {
         #[serde(default)]
         latest: bool,
     },
+    /// Start rebuilding a lost server onto this one from its backups; answers with the
+    /// operation id.
+    Rebuild(crate::rebuild::RebuildRequest),
     /// Refresh apt's lists and show what is newer than the pinned packages.
     Updates,
     /// Rewrite pinned versions in the definition to newer ones and apply it; waits for the pass.

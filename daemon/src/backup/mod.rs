@@ -3,11 +3,13 @@
 //!
 //! Owns the vault (the team key), the schedule loop and the backup, verify and restore
 //! operations. A backup run writes two restic snapshots tagged with the same `run=…`: the
-//! database dump streamed from `pg_dump` (never a temporary file), and the shared paths. It
+//! database dump streamed from `pg_dump` (never a temporary file), and the shared paths; then
+//! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
 //! never changes the app; a restore does, through the deployer (it stops the app's units, puts
 //! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
 
 pub mod restic;
+pub mod server;
 pub mod unchanged;
 pub mod vault;
 
@@ -85,6 +87,8 @@ pub struct Backups {
     systemd: DbusSystemd,
     deployer: Arc<Deployer>,
     vault: Vault,
+    /// strackt's state root (the live generation, the server bundle's scratch).
+    root: PathBuf,
     cache: PathBuf,
     secrets: PathBuf,
     server: String,
@@ -145,6 +149,7 @@ impl Backups {
             systemd,
             deployer,
             vault: Vault::new(root),
+            root: root.to_path_buf(),
             cache: cache.join("restic"),
             secrets: PathBuf::from(SECRETS_DIR),
             server: server_name(),
@@ -270,6 +275,11 @@ impl Backups {
                 &mut written,
             )
             .await;
+        // The server goes with its data: a run without its bundle is not complete.
+        let result = match result {
+            Ok(f) => self.store_server(p, &repo, &tags).await.map(|()| f),
+            Err(e) => Err(e),
+        };
         let fingerprints = match result {
             Ok(f) => f,
             Err(e) => {
@@ -955,7 +965,7 @@ fn group_runs(snaps: &[Snapshot]) -> Vec<RunView> {
 }
 
 /// The time in a run id `<server>-YYYYMMDDTHHMMSSZ`, as RFC 3339.
-fn run_time(run: &str) -> Option<String> {
+pub(crate) fn run_time(run: &str) -> Option<String> {
     let (_, stamp) = run.rsplit_once('-')?;
     let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
     Some(

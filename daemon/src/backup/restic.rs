@@ -216,6 +216,62 @@ impl Repo {
         })
     }
 
+    /// A repository named as restic names it (`s3:…`, `rest:https://…/`), opened with the key
+    /// in `key_file` — a fresh server's rebuild, before anything is in the vault or the
+    /// definition. `credentials` is the text of a credentials file: `AWS_…=…` lines for S3,
+    /// `USER:PASSWORD` for a receiver.
+    ///
+    /// # Errors
+    /// An unknown scheme, or credentials that do not fit it.
+    pub fn at(
+        location: &str,
+        key_file: &Path,
+        credentials: Option<&str>,
+        options: Vec<String>,
+        cache: &Path,
+    ) -> Result<Repo, String> {
+        let mut env = BTreeMap::from([
+            (
+                "RESTIC_PASSWORD_FILE".to_string(),
+                key_file.display().to_string(),
+            ),
+            ("RESTIC_CACHE_DIR".to_string(), cache.display().to_string()),
+        ]);
+        let repository = if location.starts_with("s3:") {
+            let creds = key_values(credentials.unwrap_or_default());
+            for k in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION",
+            ] {
+                if let Some(v) = creds.get(k) {
+                    env.insert(k.to_string(), v.clone());
+                }
+            }
+            location.to_string()
+        } else if let Some(url) = location.strip_prefix("rest:") {
+            let (scheme, rest) = url
+                .split_once("://")
+                .ok_or_else(|| format!("{location}: expected rest:https://HOST:PORT/NAME/"))?;
+            match credentials.map(str::trim) {
+                Some(c) if c.contains(':') => format!("rest:{scheme}://{c}@{rest}"),
+                Some(_) => return Err("the receiver's credentials file holds USER:PASSWORD".into()),
+                None => location.to_string(),
+            }
+        } else {
+            return Err(format!(
+                "{location}: the repository is s3:https://ENDPOINT/BUCKET/PREFIX or rest:https://HOST:PORT/NAME/"
+            ));
+        };
+        env.insert("RESTIC_REPOSITORY".into(), repository);
+        Ok(Repo {
+            env,
+            options,
+            location: location.to_string(),
+            append_only: location.starts_with("rest:"),
+        })
+    }
+
     /// A repository in a local directory (the receiver's own storage), opened with the key.
     pub fn local(path: &Path, vault: &Vault, cache: &Path) -> Repo {
         let location = path.display().to_string();
@@ -585,6 +641,14 @@ impl Repo {
         let arg = format!("--read-data-subset={subset}");
         self.run(&["check", &arg], Duration::from_secs(6 * 3600))
             .await
+    }
+
+    /// The content of `file` in snapshot `id` (a small file: it is held in memory).
+    ///
+    /// # Errors
+    /// restic failing, no such file.
+    pub async fn dump(&self, id: &str, file: &str) -> Result<String, String> {
+        self.run(&["dump", id, file], LOOK_LIMIT).await
     }
 
     /// Restore snapshot `id` under `target`: all of it, or only the file `include`.

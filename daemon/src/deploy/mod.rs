@@ -534,7 +534,7 @@ impl Deployer {
         })
     }
 
-    fn claim(self: &Arc<Self>, kind: &'static str, app: &str) -> Result<Claim, String> {
+    pub(crate) fn claim(self: &Arc<Self>, kind: &'static str, app: &str) -> Result<Claim, String> {
         let mut busy = self
             .busy
             .lock()

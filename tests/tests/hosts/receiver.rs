@@ -45,7 +45,7 @@ const STORE: &str = "/var/lib/strackt-receiver/web1";
 
 /// Install the receiver the way the package does: its units, its system user
 /// (`systemd-sysusers`, as the package's postinst), `systemctl daemon-reload`.
-fn install_receiver(h: &Host) -> Res {
+pub fn install_receiver(h: &Host) -> Res {
     for unit in [
         "strackt-receiver.service",
         "strackt-receiver-reload.path",
@@ -65,7 +65,7 @@ fn install_receiver(h: &Host) -> Res {
 }
 
 /// A self-signed certificate for 127.0.0.1 at /etc/strackt/receiver.{crt,key}.
-fn certificate(h: &Host) -> Res {
+pub fn certificate(h: &Host) -> Res {
     h.sh_ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=backup-host -addext subjectAltName=IP:127.0.0.1 -keyout /etc/strackt/receiver.key -out /etc/strackt/receiver.crt 2>/dev/null && chmod 600 /etc/strackt/receiver.key")?;
     Ok(())
 }
@@ -393,8 +393,8 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             serde_json::from_str(&h.sh_ok(&format!("{rest} snapshots --json"))?)?;
         ensure_eq(
             v.as_array().map(Vec::len),
-            Some(2),
-            "snapshots restic lists over rest:",
+            Some(3),
+            "snapshots restic lists over rest: (database, files, server bundle)",
         )?;
         let snap = v[0]["id"].as_str().ok_or("no snapshot id")?.to_string();
 
@@ -445,7 +445,7 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
             "403".into(),
             "overwriting the config",
         )?;
-        ensure_eq(stored(h)?, 2, "snapshots after the refusals")?;
+        ensure_eq(stored(h)?, 3, "snapshots after the refusals")?;
         ensure_eq(
             curl(h, "web1:wrong", &format!("{url}/config"))?,
             "401".into(),
@@ -489,13 +489,13 @@ fn receiver_takes_backups_refuses_deletes_and_overwrites_and_applies_retention()
         )?;
         ensure_eq(get(h, "/")?.0, 200, "app serving after the restore")?;
 
-        // Retention is the receiver's: keep last 1 leaves one run (two snapshots).
+        // Retention is the receiver's: keep last 1 leaves one run (three snapshots).
         backup_ok(h)?;
         let newest = backup_ok(h)?;
         wait_until(
             "the receiver applies keep: last 1",
             std::time::Duration::from_secs(90),
-            || Ok(stored(h)? == 2),
+            || Ok(stored(h)? == 3),
         )?;
         let listed = runs(h, None)?;
         ensure_eq(listed.len(), 1, "runs after retention")?;

@@ -1,0 +1,434 @@
+//! rebuild — `strackt rebuild`: a fresh server becomes a lost one again, from the server
+//! bundle stored with its backups (see `backup::server`), the team key and the destination's
+//! credentials.
+//!
+//! One tracked operation in the daemon, so it has live steps, a record in the history and the
+//! same claims as deploys and restores: `check` (the key opens the repository, the server and
+//! run exist, the bundle reads and its definition parses — a failure here changes nothing),
+//! `put-back` (the key into the vault, the secrets, the definition with `latest` pinned to the
+//! locked versions), `switch` (a pass of the reconcile loop builds and switches the
+//! generation), then each app restored from its backup run through the restore path (or
+//! deployed, without backups) and checked against the commit that was live, and `verify`
+//! (the state digest equals the lost server's at that run). It owns that order and its
+//! refusals; it must not write the host itself beyond strackt's own files (the pass and the
+//! restores do the rest).
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backup::restic::{Repo, Snapshot};
+use crate::backup::server::{self, Bundle};
+use crate::backup::Backups;
+use crate::daemon::{Paths, Request};
+use crate::deploy::Progress;
+use crate::host::files::atomic_write;
+
+/// What `strackt rebuild` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildRequest {
+    /// The lost server's name (its backups' restic host).
+    pub server: String,
+    /// The backup run (default: the newest with a bundle).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// The repository as restic names it: `s3:https://ENDPOINT/BUCKET/PREFIX` or
+    /// `rest:https://HOST:PORT/NAME/`.
+    pub repository: String,
+    /// A root-only file with the team key.
+    pub key_file: PathBuf,
+    /// A file with the destination's credentials (`AWS_…=…` lines, or `USER:PASSWORD`).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// An S3 server addressed by path, not by bucket host name.
+    #[serde(default)]
+    pub path_style: bool,
+    /// The CA of a receiver's certificate not signed by a public CA.
+    #[serde(default)]
+    pub cacert: Option<PathBuf>,
+    /// Replace the definition this server already has.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What the check step found: the repository, the bundle and the key to import.
+struct Found {
+    bundle: Bundle,
+    definition: String,
+    key: String,
+}
+
+/// Start a rebuild: refused at once when the server already has a definition (unless
+/// `force`); everything else is recorded in the operation, whose id is returned.
+///
+/// # Errors
+/// A definition is there, or the state database failed.
+pub async fn start(
+    backups: &Arc<Backups>,
+    requests: &mpsc::Sender<Request>,
+    req: RebuildRequest,
+) -> Result<i64, String> {
+    let paths = Paths::from_env();
+    if paths.definition.exists() && !req.force {
+        return Err(format!(
+            "this server already has a definition ({}): a rebuild replaces it, the server's secrets and its apps' data; run it with --force to do that",
+            paths.definition.display()
+        ));
+    }
+    let mut p = backups
+        .deployer()
+        .progress("rebuild", "cli", &req.server)
+        .await?;
+    let id = p.id();
+    let (me, requests) = (backups.clone(), requests.clone());
+    tokio::spawn(async move {
+        let result = run(&me, &requests, &mut p, &req, &paths.definition).await;
+        if let Err(e) = &result {
+            tracing::error!("rebuild of {}: {e}", req.server);
+        }
+        p.finish(&result).await;
+    });
+    Ok(id)
+}
+
+async fn run(
+    backups: &Arc<Backups>,
+    requests: &mpsc::Sender<Request>,
+    p: &mut Progress,
+    req: &RebuildRequest,
+    definition: &Path,
+) -> Result<String, String> {
+    let which = req.run.as_deref().unwrap_or("the newest run");
+    let found = p
+        .step(
+            "check",
+            &format!("server {}, {which}, at {}", req.server, req.repository),
+            async {
+                let found = check(backups, req).await.map_err(|e| (e, String::new()))?;
+                let b = &found.bundle;
+                let said = format!(
+                    "run {}, generation {}, {} secret(s), apps: {}",
+                    b.run,
+                    b.generation,
+                    b.secrets.len(),
+                    apps_said(b)
+                );
+                Ok((found, said))
+            },
+        )
+        .await?;
+    let bundle = &found.bundle;
+
+    p.step("put-back", &definition.display().to_string(), async {
+        put_back(backups, &found, definition)
+            .await
+            .map(|()| ((), String::new()))
+            .map_err(|e| (e, String::new()))
+    })
+    .await?;
+
+    let generation = p
+        .step("switch", "the definition's generation", async {
+            let op = apply(requests).await.map_err(|e| (e, String::new()))?;
+            Ok((op.clone(), format!("{} (operation {})", op.summary, op.id)))
+        })
+        .await?
+        .generation;
+
+    let def = backups.deployer().load()?;
+    let mut apps = Vec::new();
+    for (app, at) in &bundle.apps {
+        if !def.definition().apps.contains_key(app) {
+            continue;
+        }
+        let deployed = if def.definition().backups.contains_key(app) {
+            let run = app_run(backups, app, bundle).await?;
+            backups.restore_in(p, app, &run, &def).await?
+        } else {
+            backups
+                .deploy_in(p, app, &def, at.commit.as_deref())
+                .await?
+        };
+        let live = backups.commit_of(app, &def).await?;
+        if at.commit.is_some() && live != at.commit {
+            return Err(format!(
+                "{app} is live at commit {}, the lost server had {} ({deployed})",
+                live.as_deref().unwrap_or("none"),
+                at.commit.as_deref().unwrap_or("none")
+            ));
+        }
+        apps.push(format!("{app} at {}", short(live.as_deref())));
+    }
+
+    let digest = p
+        .step("verify", "the state digest", async {
+            // A pass observes the host as it is now, apps included.
+            apply(requests).await.map_err(|e| (e, String::new()))?;
+            let now = backups.digest();
+            match (&bundle.digest, &now) {
+                (Some(was), Some(is)) if was == is => Ok((is.clone(), format!("{is} (equal)"))),
+                (Some(was), is) => Err((
+                    format!(
+                        "the digest is {}, the lost server's was {was} at run {}",
+                        is.as_deref().unwrap_or("unknown"),
+                        bundle.run
+                    ),
+                    String::new(),
+                )),
+                (None, is) => Ok((
+                    is.clone().unwrap_or_default(),
+                    "the bundle has no digest to compare".into(),
+                )),
+            }
+        })
+        .await?;
+    Ok(format!(
+        "rebuilt server {} from run {}: generation {}, digest {}{}",
+        bundle.server,
+        bundle.run,
+        generation.map_or_else(|| "?".into(), |g| g.to_string()),
+        short(Some(&digest)),
+        if apps.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", apps.join(", "))
+        }
+    ))
+}
+
+/// Everything that can fail without changing the server: the key, the repository, the
+/// server and run, the bundle, its definition and secret names.
+async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, String> {
+    let key = std::fs::read_to_string(&req.key_file)
+        .map_err(|e| format!("reading the key file {}: {e}", req.key_file.display()))?
+        .trim()
+        .to_string();
+    if key.is_empty() || key.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{} must hold the team key on one line, as `strackt backup key init` printed it",
+            req.key_file.display()
+        ));
+    }
+    if let Some(have) = backups.vault_key() {
+        if have != key {
+            return Err(
+                "this server already has a different backup key; it is not replaced".into(),
+            );
+        }
+    }
+    let credentials = req
+        .credentials
+        .as_ref()
+        .map(|c| {
+            std::fs::read_to_string(c)
+                .map_err(|e| format!("reading the credentials file {}: {e}", c.display()))
+        })
+        .transpose()?;
+    let mut options = Vec::new();
+    if req.path_style {
+        options.extend(["-o".to_string(), "s3.bucket-lookup=path".to_string()]);
+    }
+    if let Some(ca) = &req.cacert {
+        options.extend(["--cacert".to_string(), ca.display().to_string()]);
+    }
+    let repo = Repo::at(
+        &req.repository,
+        &req.key_file,
+        credentials.as_deref(),
+        options,
+        &backups.cache_dir(),
+    )?;
+    repo.probe().await?;
+    let mut tags = vec![
+        "strackt".to_string(),
+        format!("kind={}", server::KIND),
+        format!("server={}", req.server),
+    ];
+    if let Some(run) = &req.run {
+        tags.push(format!("run={run}"));
+    }
+    let snaps = repo.snapshots(&tags, None).await?;
+    let Some(snap) = snaps.last() else {
+        return Err(unknown(&repo, req).await);
+    };
+    let text = repo.dump(&snap.id, &format!("/{}", server::FILE)).await?;
+    let bundle = Bundle::from_json(&text)?;
+    if bundle.server != req.server {
+        return Err(format!(
+            "snapshot {} holds server {}, not {}",
+            snap.short_id, bundle.server, req.server
+        ));
+    }
+    if let Some(bad) = bundle.secrets.keys().find(|n| !plain_name(n)) {
+        return Err(format!(
+            "the bundle names a secret `{bad}` that is not a file name"
+        ));
+    }
+    let definition = bundle.pinned_definition()?;
+    Ok(Found {
+        bundle,
+        definition,
+        key,
+    })
+}
+
+/// Why no bundle was found: the servers (or the server's runs) the repository has.
+async fn unknown(repo: &Repo, req: &RebuildRequest) -> String {
+    let all = ["strackt".to_string(), format!("kind={}", server::KIND)];
+    let snaps: Vec<Snapshot> = repo.snapshots(&all, None).await.unwrap_or_default();
+    let of_server: Vec<&Snapshot> = snaps
+        .iter()
+        .filter(|s| s.tag("server") == Some(req.server.as_str()))
+        .collect();
+    match (&req.run, of_server.is_empty()) {
+        (Some(run), false) => {
+            let runs: Vec<&str> = of_server
+                .iter()
+                .rev()
+                .filter_map(|s| s.tag("run"))
+                .collect();
+            format!(
+                "server {} has no run {run} at {} (its runs, newest first: {})",
+                req.server,
+                repo.location,
+                runs.join(", ")
+            )
+        }
+        _ => {
+            let mut servers: Vec<&str> = snaps.iter().filter_map(|s| s.tag("server")).collect();
+            servers.sort_unstable();
+            servers.dedup();
+            format!(
+                "no server {} at {} (servers there: {})",
+                req.server,
+                repo.location,
+                if servers.is_empty() {
+                    "none".to_string()
+                } else {
+                    servers.join(", ")
+                }
+            )
+        }
+    }
+}
+
+/// A secret's name is a plain file name in the secrets directory, never a path.
+fn plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(Component::Normal(_)), None)
+    ) && !name.contains('/')
+}
+
+/// The key into the vault, the secrets (root-only), the definition.
+async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result<(), String> {
+    backups.import_key(&found.key)?;
+    let dir = backups.secrets_dir();
+    let (secrets, text, def) = (
+        found.bundle.secrets.clone(),
+        found.definition.clone(),
+        definition.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        crate::deploy::layout::private_dir(&dir)?;
+        for (name, value) in &secrets {
+            atomic_write(
+                &dir.join(name),
+                format!("{value}\n").as_bytes(),
+                0o600,
+                0,
+                0,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        if let Some(parent) = def.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        atomic_write(&def, text.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("writing the definition: {e}"))?
+}
+
+/// A pass of the reconcile loop; `Err` unless it ended on the definition's generation.
+async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::state::Operation, String> {
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send(Request::Apply(None, tx))
+        .await
+        .map_err(|_| "the daemon is shutting down")?;
+    let op = rx
+        .await
+        .map_err(|_| "the daemon is shutting down".to_string())??;
+    if op.outcome == "success" {
+        Ok(op)
+    } else {
+        Err(format!(
+            "the pass ended {}: {} (strackt history --operation {})",
+            op.outcome,
+            op.reason.as_deref().unwrap_or(&op.summary),
+            op.id
+        ))
+    }
+}
+
+/// The backup run to restore `app` from: the bundle's own run for its app, else the app's
+/// newest complete run taken no later than the bundle's.
+async fn app_run(backups: &Backups, app: &str, bundle: &Bundle) -> Result<String, String> {
+    let runs = backups.list(app, Some(bundle.server.clone())).await?;
+    if let Some(r) = runs.iter().find(|r| r.run == bundle.run) {
+        return Ok(r.run.clone());
+    }
+    let at = crate::backup::run_time(&bundle.run).unwrap_or_default();
+    runs.into_iter()
+        .find(|r| r.time <= at)
+        .map(|r| r.run)
+        .ok_or_else(|| {
+            format!(
+                "no backup of {app} by {} at or before run {}",
+                bundle.server, bundle.run
+            )
+        })
+}
+
+fn apps_said(b: &Bundle) -> String {
+    if b.apps.is_empty() {
+        return "none".into();
+    }
+    b.apps
+        .iter()
+        .map(|(app, at)| format!("{app} at {}", short(at.commit.as_deref())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".into(), |s| s.chars().take(12).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_name_is_one_plain_file_name() {
+        assert!(plain_name("s3_backup"));
+        for bad in ["", ".", "..", "../x", "/etc/shadow", "a/b"] {
+            assert!(!plain_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_request_reads_from_the_control_socket_line() {
+        let line = r#"{"cmd":"rebuild","server":"web1","repository":"s3:http://x/b","key_file":"/root/key"}"#;
+        let req: crate::api::ControlRequest = serde_json::from_str(line).expect("parses");
+        let crate::api::ControlRequest::Rebuild(r) = req else {
+            panic!("not a rebuild: {req:?}");
+        };
+        assert_eq!((r.server.as_str(), r.run, r.force), ("web1", None, false));
+    }
+}
