@@ -102,6 +102,9 @@ pub struct Daemon {
     /// The next pass builds a new generation even when the definition's text is the one
     /// running (an upgrade of packages written `latest`).
     pub(super) force_rebuild: bool,
+    /// The definition last parsed. Parsing is a pure function of the text, so a file whose
+    /// text is unchanged is not parsed and validated again (most of a no-op pass's load time).
+    parsed: Option<ValidatedDefinition>,
 }
 
 /// Experiment mode: drift repair paused until `until`.
@@ -197,6 +200,7 @@ impl Daemon {
             updates_policy: crate::definition::UpdatesPolicy::default(),
             updates_slot: None,
             force_rebuild: false,
+            parsed: None,
         }
     }
 
@@ -421,7 +425,11 @@ impl Daemon {
     fn load_definition(&mut self) -> Result<ValidatedDefinition, String> {
         let text = std::fs::read_to_string(&self.paths.definition)
             .map_err(|e| format!("{}: {e}", self.paths.definition.display()))?;
-        let def = parse(&text, &self.paths.definition).map_err(|e| e.to_string())?;
+        let def = match self.parsed.take() {
+            Some(last) if last.source() == text => last,
+            _ => parse(&text, &self.paths.definition).map_err(|e| e.to_string())?,
+        };
+        self.parsed = Some(def.clone());
         self.interval = def.interval();
         self.settle = def.settle();
         self.keep = def.definition().strackt.keep_generations as usize;
