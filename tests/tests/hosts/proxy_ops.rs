@@ -3,7 +3,7 @@
 //!
 //! A restore takes the live release's instance down before it puts the files back (else the
 //! app would serve on while its data is replaced), and the redeploy brings the restored
-//! release up behind nginx.
+//! release up behind nginx; a restore failing after the stop starts that instance again.
 
 use strackt_integration::{ensure, ensure_eq, with_app_host_binds, Host, Res};
 
@@ -96,6 +96,29 @@ fn a_restore_stops_the_live_release_and_brings_the_restored_one_up() -> Res {
         ensure_eq(get(h, "/note")?, (200, "changed\n".into()), "the new note")?;
         let old = "strackt-app-hello@1.service";
         ensure_eq(h.is_active(old)?, "active".to_string(), "release 1 runs")?;
+
+        // A restore failing after the stop (its scratch directory cannot be made): the
+        // release it stopped is started again and serves what it had.
+        let pid = h.main_pid(old)?;
+        h.sh_ok("rm -rf /var/lib/strackt/apps/hello/restore && touch /var/lib/strackt/apps/hello/restore")?;
+        let out = h.strackt(&["restore", "hello", &run])?;
+        ensure(!out.success() && out.stdout.contains("ok     stop"), || {
+            format!("restore with no scratch directory: {out}")
+        })?;
+        ensure_eq(
+            h.is_active(old)?,
+            "active".to_string(),
+            "release 1 started again",
+        )?;
+        ensure(h.main_pid(old)? != pid, || {
+            "release 1 was not stopped".to_string()
+        })?;
+        ensure_eq(
+            get(h, "/note")?,
+            (200, "changed\n".into()),
+            "the note as it was",
+        )?;
+        h.sh_ok("rm /var/lib/strackt/apps/hello/restore")?;
 
         let out = h.strackt(&["restore", "hello", &run])?;
         ensure(out.success(), || format!("restore: {out}"))?;
