@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::layout::{AppData, AppDirs};
 use super::runner::{self, RunAs};
 use super::{argv, health_url, take_over_env, units, Deployer, Progress, StepResult, UNIT_DIR};
-use crate::definition::{AppSpec, HealthSpec, ServeMode};
+use crate::definition::{AppSpec, HealthSpec};
 use crate::host::files::atomic_write;
 use crate::host::health::Health;
 use crate::host::{JobKind, Systemd};
@@ -579,7 +579,7 @@ impl Deployer {
     pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
         let base = format!("{}{app}", units::LIVE_PREFIX);
         let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
-        if spec.service.mode == ServeMode::Proxy {
+        if spec.service.mode == crate::definition::ServeMode::Proxy {
             if let Some(id) = AppDirs::new(&spec.path).live() {
                 all.push(instance(app, id));
             }
