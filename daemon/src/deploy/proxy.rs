@@ -571,6 +571,23 @@ async fn journal_tail(unit: &str) -> String {
     .stdout
 }
 
+impl Deployer {
+    /// The units serving `app`, for an operation that must take the app down (a restore): its
+    /// socket and service (socket mode, or left from it before a switch to proxy mode), and in
+    /// proxy mode the instance of its live release (`current`'s target), the one nginx sends
+    /// the traffic to. Whether each is loaded is for the caller to ask.
+    pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
+        let base = format!("{}{app}", units::LIVE_PREFIX);
+        let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
+        if spec.service.mode == crate::definition::ServeMode::Proxy {
+            if let Some(id) = AppDirs::new(&spec.path).live() {
+                all.push(instance(app, id));
+            }
+        }
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ mod package;
 mod package_users;
 mod packages;
 mod phases;
+mod proxy_ops;
 mod rebuild;
 mod receiver;
 mod records;
