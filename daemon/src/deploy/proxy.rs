@@ -38,8 +38,10 @@ const RELOAD_LIMIT: Duration = Duration::from_secs(10);
 /// How long nginx's old workers may take to finish the requests they hold before the old
 /// release is stopped anyway (it then has its own 30 s, `TimeoutStopSec`).
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-/// How often the nginx workers are looked at while waiting.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the nginx workers are looked at while waiting: one small read of /proc, and each
+/// switch waits on it twice (new workers up, old ones gone), so a short period is cheap and
+/// what the deploy waits beyond the workers themselves.
+const POLL: Duration = Duration::from_millis(10);
 
 /// The nginx site of `app`.
 pub fn site_path(app: &str) -> PathBuf {
@@ -496,8 +498,10 @@ impl Deployer {
                 let mut log = self.retire_socket_units(app).await?;
                 // Everything that can fail comes before the reload, which is the moment traffic
                 // moves: a failure up to it leaves nginx serving the old release.
+                // No daemon-reload: the instance is loaded and running, and the boot reads the
+                // symlink from disk.
                 self.systemd
-                    .enable(std::slice::from_ref(&new_unit))
+                    .enable_for_boot(std::slice::from_ref(&new_unit))
                     .await
                     .map_err(fail)?;
                 data.flip(Some(to)).map_err(fail)?;
@@ -610,7 +614,12 @@ impl Deployer {
         if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
             tracing::warn!("stopping {unit}: {e}");
         }
-        if let Err(e) = self.systemd.disable(std::slice::from_ref(&unit)).await {
+        // No daemon-reload: the boot reads the (removed) symlink from disk.
+        if let Err(e) = self
+            .systemd
+            .disable_for_boot(std::slice::from_ref(&unit))
+            .await
+        {
             tracing::warn!("disabling {unit}: {e}");
         }
         self.systemd.reset_failed(&unit).await;
