@@ -197,35 +197,20 @@ impl Deployer {
         let text = units::env_file(&listen_vars(port));
         atomic_write(&listen_file, text.as_bytes(), 0o600, 0, 0).map_err(fail)?;
         self.systemd.reset_failed(&unit).await;
-        let started = async {
-            // Restart, not start: an instance left running (a killed deploy) must take the
-            // port it is given now.
-            self.systemd
-                .run_job(JobKind::Restart, &unit)
-                .await
-                .map_err(|e| e.to_string())?;
-            let probe = HealthSpec {
-                http: Some(health_url(
-                    &format!("127.0.0.1:{port}"),
-                    &spec.service.health,
-                )),
-                ..HealthSpec::default()
-            };
-            self.health
-                .check(&probe, spec.service.health_within())
-                .await
-                .map_err(|e| {
-                    format!("health check of release {id} on 127.0.0.1:{port} failed: {e}")
-                })
+        // Restart, not start: an instance left running (a killed deploy) must take the port
+        // it is given now.
+        if let Err(e) = self.systemd.run_job(JobKind::Restart, &unit).await {
+            return Err(self.stop_failed(&unit, e.to_string()).await);
         }
-        .await;
-        if let Err(why) = started {
-            let journal = journal_tail(&unit).await;
-            let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
-            self.systemd.reset_failed(&unit).await;
-            return Err((why, journal));
-        }
-        Ok(())
+        self.check_running(app, spec, id, port).await
+    }
+
+    /// A release that failed to start or to answer: the end of its journal kept, then stopped.
+    async fn stop_failed(&self, unit: &str, why: String) -> Failure {
+        let journal = journal_tail(unit).await;
+        let _ = self.systemd.run_job(JobKind::Stop, unit).await;
+        self.systemd.reset_failed(unit).await;
+        (why, journal)
     }
 
     /// validate-boot in proxy mode: release `id` started on the port it will take and its
@@ -287,21 +272,19 @@ impl Deployer {
             )),
             ..HealthSpec::default()
         };
-        if let Err(e) = self
+        match self
             .health
             .check(&probe, spec.service.health_within())
             .await
         {
-            let unit = instance(app, id);
-            let journal = journal_tail(&unit).await;
-            let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
-            self.systemd.reset_failed(&unit).await;
-            return Err((
-                format!("health check of release {id} on 127.0.0.1:{port} failed: {e}"),
-                journal,
-            ));
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .stop_failed(
+                    &instance(app, id),
+                    format!("health check of release {id} on 127.0.0.1:{port} failed: {e}"),
+                )
+                .await),
         }
-        Ok(())
     }
 
     /// Put `text` in place as the site at `path` and have nginx serve it: `nginx -t` first, then
