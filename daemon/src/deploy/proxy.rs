@@ -38,8 +38,10 @@ const RELOAD_LIMIT: Duration = Duration::from_secs(10);
 /// How long nginx's old workers may take to finish the requests they hold before the old
 /// release is stopped anyway (it then has its own 30 s, `TimeoutStopSec`).
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-/// How often the nginx workers are looked at while waiting.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the nginx workers are looked at while waiting: one small read of /proc, and each
+/// switch waits on it twice (new workers up, old ones gone), so a short period is cheap and
+/// what the deploy waits beyond the workers themselves.
+const POLL: Duration = Duration::from_millis(10);
 
 /// The nginx site of `app`.
 pub fn site_path(app: &str) -> PathBuf {
@@ -103,6 +105,14 @@ fn children(pid: u32) -> HashSet<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The environment a release gets beyond its own: where to listen.
+fn listen_vars(port: u16) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("HOST".to_string(), "127.0.0.1".to_string()),
+        ("PORT".to_string(), port.to_string()),
+    ])
 }
 
 /// Wait (bounded) until `done` holds for the children of `pid`.
@@ -183,47 +193,31 @@ impl Deployer {
         port: u16,
     ) -> Result<(), Failure> {
         let unit = instance(app, id);
-        let vars = BTreeMap::from([
-            ("HOST".to_string(), "127.0.0.1".to_string()),
-            ("PORT".to_string(), port.to_string()),
-        ]);
         let listen_file = data.release(id).join(LISTEN_FILE);
-        atomic_write(&listen_file, units::env_file(&vars).as_bytes(), 0o600, 0, 0).map_err(fail)?;
+        let text = units::env_file(&listen_vars(port));
+        atomic_write(&listen_file, text.as_bytes(), 0o600, 0, 0).map_err(fail)?;
         self.systemd.reset_failed(&unit).await;
-        let started = async {
-            // Restart, not start: an instance left running (a killed deploy) must take the
-            // port it is given now.
-            self.systemd
-                .run_job(JobKind::Restart, &unit)
-                .await
-                .map_err(|e| e.to_string())?;
-            let probe = HealthSpec {
-                http: Some(health_url(
-                    &format!("127.0.0.1:{port}"),
-                    &spec.service.health,
-                )),
-                ..HealthSpec::default()
-            };
-            self.health
-                .check(&probe, spec.service.health_within())
-                .await
-                .map_err(|e| {
-                    format!("health check of release {id} on 127.0.0.1:{port} failed: {e}")
-                })
+        // Restart, not start: an instance left running (a killed deploy) must take the port
+        // it is given now.
+        if let Err(e) = self.systemd.run_job(JobKind::Restart, &unit).await {
+            return Err(self.stop_failed(&unit, e.to_string()).await);
         }
-        .await;
-        if let Err(why) = started {
-            let journal = journal_tail(&unit).await;
-            let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
-            self.systemd.reset_failed(&unit).await;
-            return Err((why, journal));
-        }
-        Ok(())
+        self.check_running(app, spec, id, port).await
     }
 
-    /// validate-boot in proxy mode: release `id` started on the port it will take, its health
-    /// checked there, and stopped again (it is started for good at the switch, after the
-    /// migration). No traffic reaches it.
+    /// A release that failed to start or to answer: the end of its journal kept, then stopped.
+    async fn stop_failed(&self, unit: &str, why: String) -> Failure {
+        let journal = journal_tail(unit).await;
+        let _ = self.systemd.run_job(JobKind::Stop, unit).await;
+        self.systemd.reset_failed(unit).await;
+        (why, journal)
+    }
+
+    /// validate-boot in proxy mode: release `id` started on the port it will take and its
+    /// health checked there. No traffic reaches it. With a `migrate` or `cache` step it is
+    /// stopped again and started for good at the switch, so its code sees what those steps
+    /// changed; without, nothing runs between this boot and the switch, so it keeps running
+    /// into `start` (a second boot would prove nothing more and take as long as this one).
     pub(super) async fn proxy_boot_check(
         &self,
         app: &str,
@@ -234,12 +228,63 @@ impl Deployer {
         let (port, _) = Self::proxy_port(app, spec)?;
         self.install_template(app, spec, dirs, data).await?;
         self.start_release(app, spec, data, id, port).await?;
+        if spec.steps.migrate.is_none() && spec.steps.cache.is_none() {
+            return Ok((
+                (),
+                format!("release {id} answered on 127.0.0.1:{port}; it keeps running for the switch (no migrate or cache step)\n"),
+            ));
+        }
         let unit = instance(app, id);
         self.systemd
             .run_job(JobKind::Stop, &unit)
             .await
             .map_err(fail)?;
         Ok(((), format!("release {id} answered on 127.0.0.1:{port}\n")))
+    }
+
+    /// Whether release `id` still runs from its validation boot on `port`: its unit is active
+    /// and its `listen` file (strackt's, root-only) names that port.
+    async fn still_running(&self, app: &str, data: &AppData, id: u64, port: u16) -> bool {
+        let want = units::env_file(&listen_vars(port));
+        let file = std::fs::read_to_string(data.release(id).join(LISTEN_FILE)).ok();
+        if file.as_deref() != Some(want.as_str()) {
+            return false;
+        }
+        self.systemd
+            .unit_state(&instance(app, id))
+            .await
+            .is_ok_and(|s| s.is_active())
+    }
+
+    /// Check the health of release `id`, already running on `port`; on failure it is stopped,
+    /// and the output is the end of its journal.
+    async fn check_running(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        id: u64,
+        port: u16,
+    ) -> Result<(), Failure> {
+        let probe = HealthSpec {
+            http: Some(health_url(
+                &format!("127.0.0.1:{port}"),
+                &spec.service.health,
+            )),
+            ..HealthSpec::default()
+        };
+        match self
+            .health
+            .check(&probe, spec.service.health_within())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .stop_failed(
+                    &instance(app, id),
+                    format!("health check of release {id} on 127.0.0.1:{port} failed: {e}"),
+                )
+                .await),
+        }
     }
 
     /// Put `text` in place as the site at `path` and have nginx serve it: `nginx -t` first, then
@@ -385,28 +430,46 @@ impl Deployer {
         back: Option<u64>,
     ) -> Result<(), String> {
         let to = to.ok_or_else(|| "proxy mode: no release to switch to".to_string())?;
-        let (port, before) = Self::proxy_port(app, spec).map_err(|(why, _)| why)?;
         let new_unit = instance(app, to);
-        p.step(
-            "start",
-            &format!("release {to} on 127.0.0.1:{port}"),
-            async {
-                let mut log = take_over_env(dirs, data, to)
-                    .await
-                    .map_err(fail)?
-                    .unwrap_or_default();
-                if let Some(id) = back {
-                    match take_over_env(dirs, data, id).await {
-                        Ok(note) => log.push_str(&note.unwrap_or_default()),
-                        Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+        let (port, before) = match Self::proxy_port(app, spec) {
+            Ok(found) => found,
+            Err((why, _)) => {
+                // A release its validation boot left running serves no one.
+                self.stop_release(app, to).await;
+                return Err(why);
+            }
+        };
+        let started = p
+            .step(
+                "start",
+                &format!("release {to} on 127.0.0.1:{port}"),
+                async {
+                    let mut log = take_over_env(dirs, data, to)
+                        .await
+                        .map_err(fail)?
+                        .unwrap_or_default();
+                    if let Some(id) = back {
+                        match take_over_env(dirs, data, id).await {
+                            Ok(note) => log.push_str(&note.unwrap_or_default()),
+                            Err(e) => log.push_str(&format!("switching back would fail: {e}\n")),
+                        }
                     }
-                }
-                self.install_template(app, spec, dirs, data).await?;
-                self.start_release(app, spec, data, to, port).await?;
-                Ok(((), log))
-            },
-        )
-        .await?;
+                    self.install_template(app, spec, dirs, data).await?;
+                    if self.still_running(app, data, to, port).await {
+                        self.check_running(app, spec, to, port).await?;
+                        log.push_str(&format!("release {to} runs on from its validation boot\n"));
+                    } else {
+                        self.start_release(app, spec, data, to, port).await?;
+                    }
+                    Ok(((), log))
+                },
+            )
+            .await;
+        if let Err(why) = started {
+            // It may still run from its validation boot; it serves no one.
+            self.stop_release(app, to).await;
+            return Err(why);
+        }
 
         let path = site_path(app);
         let change = SiteChange {
@@ -418,8 +481,10 @@ impl Deployer {
                 let mut log = self.retire_socket_units(app).await?;
                 // Everything that can fail comes before the reload, which is the moment traffic
                 // moves: a failure up to it leaves nginx serving the old release.
+                // No daemon-reload: the instance is loaded and running, and the boot reads the
+                // symlink from disk.
                 self.systemd
-                    .enable(std::slice::from_ref(&new_unit))
+                    .enable_for_boot(std::slice::from_ref(&new_unit))
                     .await
                     .map_err(fail)?;
                 data.flip(Some(to)).map_err(fail)?;
@@ -532,7 +597,12 @@ impl Deployer {
         if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
             tracing::warn!("stopping {unit}: {e}");
         }
-        if let Err(e) = self.systemd.disable(std::slice::from_ref(&unit)).await {
+        // No daemon-reload: the boot reads the (removed) symlink from disk.
+        if let Err(e) = self
+            .systemd
+            .disable_for_boot(std::slice::from_ref(&unit))
+            .await
+        {
             tracing::warn!("disabling {unit}: {e}");
         }
         self.systemd.reset_failed(&unit).await;

@@ -185,6 +185,23 @@ pub trait Systemd: Send + Sync {
     fn enable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Disable units (`DisableUnitFiles(runtime=false)`), then daemon-reload.
     fn disable(&self, units: &[String]) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Enable units for the next boot only: their `[Install]` symlinks, no daemon-reload. For
+    /// a unit already loaded and started (a proxy-mode release): the boot reads the symlinks
+    /// from disk, `systemctl is-enabled` too; only the running manager's copy of the
+    /// `WantedBy=` dependency and its cached `UnitFileState` wait for the next reload.
+    fn enable_for_boot(
+        &self,
+        units: &[String],
+    ) -> impl Future<Output = Result<(), HostError>> + Send {
+        self.enable(units)
+    }
+    /// Undo [`Systemd::enable_for_boot`]: the symlinks go, no daemon-reload.
+    fn disable_for_boot(
+        &self,
+        units: &[String],
+    ) -> impl Future<Output = Result<(), HostError>> + Send {
+        self.disable(units)
+    }
     /// `ResetFailedUnit`: forget a unit's failed state and start-limit count, so it can be
     /// started again. A unit that is not failed (or not loaded) is fine.
     fn reset_failed(&self, unit: &str) -> impl Future<Output = ()> + Send;

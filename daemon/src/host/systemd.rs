@@ -411,6 +411,16 @@ impl Systemd for DbusSystemd {
     }
 
     async fn enable(&self, units: &[String]) -> Result<(), HostError> {
+        self.enable_for_boot(units).await?;
+        self.daemon_reload().await
+    }
+
+    async fn disable(&self, units: &[String]) -> Result<(), HostError> {
+        self.disable_for_boot(units).await?;
+        self.daemon_reload().await
+    }
+
+    async fn enable_for_boot(&self, units: &[String]) -> Result<(), HostError> {
         let names: Vec<&str> = units.iter().map(String::as_str).collect();
         let joined = units.join(" ");
         bounded("enable", CALL_TIMEOUT, async {
@@ -420,10 +430,10 @@ impl Systemd for DbusSystemd {
                 .map_err(sd_err("enable", &joined))
         })
         .await?;
-        self.daemon_reload().await
+        Ok(())
     }
 
-    async fn disable(&self, units: &[String]) -> Result<(), HostError> {
+    async fn disable_for_boot(&self, units: &[String]) -> Result<(), HostError> {
         let names: Vec<&str> = units.iter().map(String::as_str).collect();
         let joined = units.join(" ");
         bounded("disable", CALL_TIMEOUT, async {
@@ -433,7 +443,7 @@ impl Systemd for DbusSystemd {
                 .map_err(sd_err("disable", &joined))
         })
         .await?;
-        self.daemon_reload().await
+        Ok(())
     }
 
     async fn reset_failed(&self, unit: &str) {

@@ -103,7 +103,10 @@ fn site_port(h: &Host) -> Res<String> {
 #[test]
 fn proxy_deploys_and_rollback_under_load_fail_no_request() -> Res {
     with_app_host("proxy-deploy", |h| {
-        setup(h)?;
+        // No migrate step: the release that passed its validation boot keeps running into the
+        // switch (the other tests, with one, cover the second boot).
+        let plain = definition("").replace("      migrate: sh migrate.sh\n", "");
+        setup_with(h, &plain, "true\n")?;
         let out = deploy(h)?;
         ensure(out.success(), || format!("first deploy failed: {out}"))?;
         for step in ["validate-boot", "start", "switch", "health", "drain"] {
@@ -160,6 +163,15 @@ fn proxy_deploys_and_rollback_under_load_fail_no_request() -> Res {
             h.sh_ok("readlink /srv/hello/current")?.trim().to_string(),
             "releases/2".to_string(),
             "current",
+        )?;
+        ensure_eq(
+            h.sh_ok(
+                "journalctl --no-pager -o cat -u strackt-app-hello@2.service | grep -c '^Started '",
+            )?
+            .trim()
+            .to_string(),
+            "1".to_string(),
+            "release 2 booted once: its validation boot ran on into the switch",
         )?;
 
         let out = no_failed_request(h, "rollback-release", || {
