@@ -57,6 +57,29 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The last lines `unit` logged, for a failed step's output.
+async fn journal_tail(unit: &str) -> String {
+    let cmd = argv(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-n",
+        "30",
+        "-u",
+        unit,
+    ]);
+    runner::run(
+        &cmd,
+        Path::new("/"),
+        &BTreeMap::new(),
+        &RunAs::root(),
+        Duration::from_secs(10),
+    )
+    .await
+    .stdout
+}
+
 fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_string()).collect()
 }
@@ -483,6 +506,24 @@ async fn take_dump(dump: &Path, prepared: &Prepared) -> StepResult<()> {
 }
 
 impl Deployer {
+    /// The `health` step after a switch: the app's health path answers through `listen`,
+    /// whichever mode serves it.
+    async fn live_health(&self, p: &mut Progress, spec: &AppSpec) -> Result<(), String> {
+        let url = health_url(&spec.service.listen, &spec.service.health);
+        let probe = HealthSpec {
+            http: Some(url.clone()),
+            ..HealthSpec::default()
+        };
+        p.step("health", &url, async {
+            self.health
+                .check(&probe, spec.service.health_within())
+                .await
+                .map(|()| ((), String::new()))
+                .map_err(|e| (e, String::new()))
+        })
+        .await
+    }
+
     /// A deployer for the definition at `definition`, keeping the apps' private files under
     /// the state root `root`.
     pub fn new(
@@ -1130,25 +1171,7 @@ impl Deployer {
         }
         .await;
         let journal = if result.is_err() {
-            let cmd = argv(&[
-                "journalctl",
-                "--no-pager",
-                "-o",
-                "cat",
-                "-n",
-                "30",
-                "-u",
-                &pair.service,
-            ]);
-            runner::run(
-                &cmd,
-                Path::new("/"),
-                &BTreeMap::new(),
-                &RunAs::root(),
-                Duration::from_secs(10),
-            )
-            .await
-            .stdout
+            journal_tail(&pair.service).await
         } else {
             String::new()
         };
@@ -1222,21 +1245,7 @@ impl Deployer {
             Err(why) if !flipped => return Err(why),
             Err(why) => why,
             Ok(()) => {
-                let url = health_url(&spec.service.listen, &spec.service.health);
-                let probe = HealthSpec {
-                    http: Some(url.clone()),
-                    ..HealthSpec::default()
-                };
-                let checked = p
-                    .step("health", &url, async {
-                        self.health
-                            .check(&probe, spec.service.health_within())
-                            .await
-                            .map(|()| ((), String::new()))
-                            .map_err(|e| (e, String::new()))
-                    })
-                    .await;
-                let Err(why) = checked else {
+                let Err(why) = self.live_health(p, spec).await else {
                     return Ok(());
                 };
                 why

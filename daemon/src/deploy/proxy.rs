@@ -207,7 +207,7 @@ impl Deployer {
 
     /// A release that failed to start or to answer: the end of its journal kept, then stopped.
     async fn stop_failed(&self, unit: &str, why: String) -> Failure {
-        let journal = journal_tail(unit).await;
+        let journal = super::journal_tail(unit).await;
         let _ = self.systemd.run_job(JobKind::Stop, unit).await;
         self.systemd.reset_failed(unit).await;
         (why, journal)
@@ -510,21 +510,7 @@ impl Deployer {
             }
         };
 
-        let url = health_url(&spec.service.listen, &spec.service.health);
-        let probe = HealthSpec {
-            http: Some(url.clone()),
-            ..HealthSpec::default()
-        };
-        let checked = p
-            .step("health", &url, async {
-                self.health
-                    .check(&probe, spec.service.health_within())
-                    .await
-                    .map(|()| ((), String::new()))
-                    .map_err(fail)
-            })
-            .await;
-        if let Err(why) = checked {
+        if let Err(why) = self.live_health(p, spec).await {
             return Err(self
                 .proxy_switch_back(p, app, (dirs, data), &change, to, back, why)
                 .await);
@@ -616,29 +602,6 @@ fn remove_if_there(path: &Path) -> Result<bool, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
     }
-}
-
-/// The last lines `unit` logged, for a failed step's output.
-async fn journal_tail(unit: &str) -> String {
-    let cmd = argv(&[
-        "journalctl",
-        "--no-pager",
-        "-o",
-        "cat",
-        "-n",
-        "30",
-        "-u",
-        unit,
-    ]);
-    runner::run(
-        &cmd,
-        Path::new("/"),
-        &BTreeMap::new(),
-        &RunAs::root(),
-        Duration::from_secs(10),
-    )
-    .await
-    .stdout
 }
 
 impl Deployer {

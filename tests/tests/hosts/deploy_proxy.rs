@@ -193,6 +193,28 @@ fn proxy_deploys_and_rollback_under_load_fail_no_request() -> Res {
     })
 }
 
+/// After a failed deploy: release 1 serves, nginx's site is still release 1's, and no other
+/// release instance runs.
+fn release_1_alone(h: &Host, site: &str, what: &str) -> Res {
+    ensure_eq(
+        get(h, "/")?,
+        (200, "version 1\n".into()),
+        &format!("{what}: release 1 serves on"),
+    )?;
+    ensure_eq(
+        h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
+        site.to_string(),
+        &format!("{what}: the site is release 1's"),
+    )?;
+    ensure_eq(
+        h.sh_ok(
+            "systemctl list-units --plain --no-legend 'strackt-app-hello@*' | awk '{print $1, $3}'",
+        )?,
+        "strackt-app-hello@1.service active\n".to_string(),
+        &format!("{what}: only release 1 runs"),
+    )
+}
+
 #[test]
 fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
     with_app_host("proxy-failed", |h| {
@@ -211,11 +233,7 @@ fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
             !out.success() && out.stdout.contains("FAILED build"),
             || format!("the build must fail the deploy: {out}"),
         )?;
-        ensure_eq(
-            get(h, "/")?,
-            (200, "version 1\n".into()),
-            "release 1 serves on",
-        )?;
+        release_1_alone(h, &site, "after a failing build")?;
 
         // Builds, but its health path fails on its own port: no request may reach it.
         commit(
@@ -228,21 +246,7 @@ fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
             !out.success() && out.stdout.contains("FAILED validate-boot"),
             || format!("the health check on its own port must fail the deploy: {out}"),
         )?;
-        ensure_eq(
-            get(h, "/")?,
-            (200, "version 1\n".into()),
-            "release 1 serves on",
-        )?;
-        ensure_eq(
-            h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
-            site.clone(),
-            "the site is unchanged",
-        )?;
-        ensure_eq(
-            h.sh_ok("systemctl list-units --plain --no-legend 'strackt-app-hello@*' | awk '{print $1, $3}'")?,
-            "strackt-app-hello@1.service active\n".to_string(),
-            "only release 1 runs",
-        )?;
+        release_1_alone(h, &site, "after a release failing its health")?;
 
         // A release that starts fine, but nginx refuses the configuration (another site is
         // broken): the site is put back, nginx was never reloaded, the new release stopped.
@@ -262,20 +266,10 @@ fn failed_proxy_deploys_under_load_fail_no_request() -> Res {
                     .contains("nginx -t failed with the new site in place"),
             || format!("nginx -t must fail the switch: {out}"),
         )?;
-        ensure_eq(
-            get(h, "/")?,
-            (200, "version 1\n".into()),
-            "release 1 serves on",
-        )?;
-        ensure_eq(
-            h.read("/etc/nginx/conf.d/strackt-hello.conf")?,
-            site.clone(),
-            "the site is put back",
-        )?;
-        ensure_eq(
-            h.sh_ok("systemctl list-units --plain --no-legend 'strackt-app-hello@*' | awk '{print $1, $3}'")?,
-            "strackt-app-hello@1.service active\n".to_string(),
-            "the new release was stopped",
+        release_1_alone(
+            h,
+            &site,
+            "after nginx -t refused (site put back, new release stopped)",
         )?;
 
         // Without nginx, preflight says what to install and nothing starts.
