@@ -110,4 +110,7 @@ pub struct Status {
     pub drift: Vec<String>,
     /// Digest of the current definition.
     pub digest: String,
+    /// The last pass (or rollback) timed phase by phase, in µs (`settle` is the wait).
+    #[serde(default)]
+    pub last_pass_phases_us: std::collections::BTreeMap<String, u64>,
 }

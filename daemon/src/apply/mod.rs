@@ -643,7 +643,7 @@ async fn run_one<M: Machine>(
 /// Check that every unit of `desired` (or, with `all_units` false, every unit the plan
 /// started) is active and its health probe passes. Waits
 /// `settle` first when the plan started anything, so a unit that dies right after starting is
-/// caught. Returns the records and the first failure.
+/// caught (a zero `settle` waits for nothing and looks once). Returns the records and the first failure.
 pub async fn verify<M: Machine>(
     m: &M,
     desired: &Generation,
@@ -667,7 +667,7 @@ pub async fn verify<M: Machine>(
     // in one request each time (not one round trip per unit).
     let names: Vec<String> = units.iter().map(|u| (*u).clone()).collect();
     let mut restarts_before = std::collections::BTreeMap::new();
-    if !plan.started_units().is_empty() {
+    if !started.is_empty() && !settle.is_zero() {
         if let Ok(states) = m.systemd().unit_states(&names).await {
             for (unit, s) in names.iter().zip(states) {
                 restarts_before.insert(unit.clone(), s.n_restarts);

@@ -386,6 +386,7 @@ impl Daemon {
         &self,
         target: Option<&Generation>,
         from: Option<&Generation>,
+        settle: Duration,
     ) -> SwitchReport {
         match timing::time("load.ownership", || {
             Ownership::load(Some(self.store.root()))
@@ -397,7 +398,7 @@ impl Daemon {
                     &mut owned,
                     target,
                     from,
-                    self.settle,
+                    settle,
                     !self.held(),
                     &self.apps,
                 )
@@ -577,7 +578,9 @@ impl Daemon {
             (Some(target), Some(from)) => self.finish_cut_off_restarts(from, target).await,
             _ => vec![],
         };
-        let mut report = self.switch_to(target.as_ref(), from.as_ref()).await;
+        let mut report = self
+            .switch_to(target.as_ref(), from.as_ref(), self.settle)
+            .await;
         report.steps.splice(0..0, bounced);
         self.conclude_switch(
             op_id,
@@ -827,7 +830,7 @@ impl Daemon {
             return self.finish_op(op, false).await;
         };
         let id = cur.manifest.id;
-        let report = self.switch_to(Some(&cur), Some(&cur)).await;
+        let report = self.switch_to(Some(&cur), Some(&cur), self.settle).await;
         let changed = report
             .steps
             .iter()
@@ -968,7 +971,9 @@ impl Daemon {
             .state
             .call(move |s| s.set_generation_state(id, "switching", None, &t))
             .await;
-        let report = self.switch_to(Some(&target), current.as_ref()).await;
+        let report = self
+            .switch_to(Some(&target), current.as_ref(), self.settle)
+            .await;
         let sha = rendered.manifest.definition_sha256.clone();
         self.conclude_switch(
             op_id,
@@ -1294,7 +1299,13 @@ impl Daemon {
             (target, Some(step))
         };
         let op_id = self.start_op("rollback", Trigger::Cli, Some(id)).await;
-        let mut report = self.switch_to(Some(&target), current.as_ref()).await;
+        // No settle wait: `settle` exists to catch a configuration that starts and then dies,
+        // and this generation already ran on this host and passed its settle (only
+        // `active`/`superseded` ones get here). Its units must still be active and its health
+        // probes pass; a unit that dies later is drift, restarted by the next pass.
+        let mut report = self
+            .switch_to(Some(&target), current.as_ref(), Duration::ZERO)
+            .await;
         if let Some(step) = rebuilt {
             report.steps.insert(0, step);
         }

@@ -1,5 +1,6 @@
 //! 6. `strackt rollback [ID]` puts back exactly the files and units of that generation, without
-//!    a rebuild.
+//!    a rebuild, and without the `settle` wait an apply makes: that generation already ran
+//!    here and passed its settle.
 
 use std::collections::BTreeMap;
 
@@ -100,31 +101,60 @@ fn ensure_state(h: &Host, want: &BTreeMap<String, String>, generation: u64, when
     )
 }
 
+/// How long the last pass or rollback waited for its units to settle (0: not at all).
+fn settle_us(h: &Host) -> Res<u64> {
+    Ok(h.status()?
+        .last_pass_phases_us
+        .get("settle")
+        .copied()
+        .unwrap_or(0))
+}
+
 #[test]
 fn rollback_restores_exactly_the_older_generation() -> Res {
     with_host("rollback", |h| {
-        h.install(&format!("{HEADER}{V1}"))?;
+        // A settle long enough that an apply is seen to wait it.
+        let header = HEADER.replace("interval: 1h\n", "interval: 1h\n  settle: 3s\n");
+        ensure(header != HEADER, || {
+            "HEADER has no `interval: 1h` line".into()
+        })?;
+        h.install(&format!("{header}{V1}"))?;
         h.apply_ok()?;
         let g1 = h.active_generation()?;
         let snap1 = snapshot(h)?;
 
-        h.put_definition(&format!("{HEADER}{V2}"))?;
+        h.put_definition(&format!("{header}{V2}"))?;
         h.apply_ok()?;
         let g2 = h.active_generation()?;
         ensure(g2 > g1, || format!("generation {g2} after {g1}"))?;
         let snap2 = snapshot(h)?;
         ensure(snap2 != snap1, || "v2 changed nothing on the host".into())?;
 
+        // The apply that built g2 restarted s1 and waited the settle before verifying.
+        let history = h.history()?;
+        let built = history
+            .iter()
+            .find(|o| o.kind == "apply" && o.generation == Some(g2));
+        ensure(
+            built.is_some_and(|o| o.duration_ms.is_some_and(|ms| ms >= 3_000)),
+            || format!("the apply that built {g2} did not wait `settle: 3s`: {built:#?}"),
+        )?;
+
         // Default: the previous generation.
         let out = h.strackt(&["rollback"])?;
         ensure(out.success(), || format!("`strackt rollback`: {out}"))?;
         ensure_state(h, &snap1, g1, "after `strackt rollback`")?;
+        ensure_eq(
+            settle_us(h)?,
+            0,
+            "µs the rollback (which restarted s1) waited to settle",
+        )?;
 
         let out = h.strackt(&["rollback", &g2.to_string()])?;
         ensure(out.success(), || format!("`strackt rollback {g2}`: {out}"))?;
         ensure_state(h, &snap2, g2, &format!("after `strackt rollback {g2}`"))?;
 
-        h.put_definition(&format!("{HEADER}{V3}"))?;
+        h.put_definition(&format!("{header}{V3}"))?;
         h.apply_ok()?;
         let g3 = h.active_generation()?;
         ensure(g3 > g2, || format!("generation {g3} after {g2}"))?;
