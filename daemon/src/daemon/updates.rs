@@ -517,14 +517,14 @@ impl Daemon {
             tracing::error!("{why}: upgrade refused: {e}");
             let started = Instant::now();
             let started_at = stamp();
-            let id = self.start_op("upgrade", trigger, None).await;
-            let mut op = Self::op(id, "upgrade", trigger, None, started, &started_at);
-            op.outcome = "failed".into();
-            op.reason = Some(e);
-            op.summary = format!("{why}: nothing was changed");
-            if op.id > 0 {
-                let saved = op.clone();
-                let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
+            // A row that cannot be written is reported by `db`: the journal has the refusal.
+            if let Ok(id) = self.start_op("upgrade", trigger, None).await {
+                let mut op = Self::op(Some(id), "upgrade", trigger, None, started, &started_at);
+                op.outcome = "failed".into();
+                op.reason = Some(e);
+                op.summary = format!("{why}: nothing was changed");
+                let what = format!("recording operation {id}");
+                let _reported = self.db(&what, move |s| s.finish_operation(&op)).await;
             }
         }
     }
@@ -725,7 +725,10 @@ impl Daemon {
         );
         if op.id > 0 {
             let saved = op.clone();
-            let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
+            let what = format!("recording operation {}", op.id);
+            if let Err(e) = self.db(&what, move |s| s.finish_operation(&saved)).await {
+                super::record::fail(&mut op, e);
+            }
         }
         self.status.send_modify(|s| {
             if s.last_pass.as_ref().is_some_and(|p| p.id == op.id) {
