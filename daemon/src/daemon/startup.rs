@@ -78,9 +78,9 @@ impl Daemon {
                 Ok(recovery)
             })
             .await;
-        // Unrecorded, the interrupted switch is still finished when `current` names a
-        // generation: the host must end on a complete one (the pass after it then applies the
-        // file); the failure is reported by `db`.
+        // Rows that cannot be read or written (reported by `db`) leave nothing to finish here:
+        // the pass that follows still converges the host on the file from whatever `current`
+        // names, a complete generation.
         if let Ok(Recovery {
             finish: Some(id),
             back_to,
