@@ -86,14 +86,23 @@ impl Daemon {
         )
     }
 
+    /// Keep `value` (JSON; `None` deletes it) under the meta `key`, which survives restarts.
+    async fn save_meta<T: Serialize>(
+        &self,
+        what: &str,
+        key: &'static str,
+        value: Option<&T>,
+    ) -> Result<(), String> {
+        // These small structs always serialize.
+        let stored = value.map(|v| serde_json::to_string(v).unwrap_or_default());
+        self.db(what, move |s| s.set_meta(key, stored.as_deref()))
+            .await
+    }
+
     async fn save_pending(&mut self, pending: Option<PendingConfirm>) -> Result<(), String> {
-        let stored = pending
-            .as_ref()
-            .map(|p| serde_json::to_string(p).unwrap_or_default());
-        self.db("recording the confirmation deadline", move |s| {
-            s.set_meta("pending_confirm", stored.as_deref())
-        })
-        .await?;
+        let what = "recording the confirmation deadline";
+        self.save_meta(what, "pending_confirm", pending.as_ref())
+            .await?;
         self.status
             .send_modify(|s| s.pending_confirm = pending.clone());
         self.pending = pending;
@@ -209,13 +218,8 @@ impl Daemon {
     }
 
     async fn save_hold(&mut self, hold: Option<Hold>) -> Result<(), String> {
-        let stored = hold
-            .as_ref()
-            .map(|h| serde_json::to_string(h).unwrap_or_default());
-        self.db("recording the hold", move |s| {
-            s.set_meta("hold", stored.as_deref())
-        })
-        .await?;
+        self.save_meta("recording the hold", "hold", hold.as_ref())
+            .await?;
         self.status.send_modify(|s| s.hold = hold.clone());
         self.hold = hold;
         Ok(())
