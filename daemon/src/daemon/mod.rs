@@ -113,7 +113,7 @@ pub struct Status {
     /// Drift repaired by the last pass.
     pub drift: Vec<String>,
     /// Why the last write to the state database (operations log, generation records, hold,
-    /// confirmation) failed, until an operation is recorded again.
+    /// confirmation) failed, until the next operation is started in the log.
     pub record_problem: Option<String>,
     /// Why the definition on disk is not applied, if it is not.
     pub definition_problem: Option<String>,

@@ -45,7 +45,11 @@ impl Daemon {
         let started = self.db(&what, move |s| {
             s.start_operation(kind, trigger.as_str(), generation, &t)
         });
-        timing::time_async("record", started).await
+        let id = timing::time_async("record", started).await?;
+        // A new operation is recorded: what failed before it no longer stands (what fails
+        // during it is shown until the next one).
+        self.status.send_modify(|s| s.record_problem = None);
+        Ok(id)
     }
 
     /// Publish a finished operation (log, metrics, systemd status, `/status`) and, with
@@ -56,9 +60,8 @@ impl Daemon {
             let saved = op.clone();
             let what = format!("recording operation {}", op.id);
             let finished = self.db(&what, move |s| s.finish_operation(&saved));
-            match timing::time_async("record", finished).await {
-                Ok(()) => self.status.send_modify(|s| s.record_problem = None),
-                Err(e) => fail(&mut op, e),
+            if let Err(e) = timing::time_async("record", finished).await {
+                fail(&mut op, e);
             }
         }
         self.metrics.pass_finished(&op);
