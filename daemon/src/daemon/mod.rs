@@ -8,9 +8,15 @@
 //! so a switch is never cut in half by `systemctl stop strackt`. Once the loop has been idle
 //! for two seconds, it hands back the memory the last pass left resident (see `memory`).
 
+mod control;
+mod decide;
+mod generations;
 mod memory;
 mod pass;
+mod preview;
+mod record;
 mod save;
+mod startup;
 mod updates;
 mod watch;
 
@@ -20,10 +26,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-pub use pass::{
-    deadline_in, Daemon, Hold, HoldChange, PendingConfirm, PlanView, MAX_CONFIRM_SECS,
-    MAX_HOLD_SECS,
-};
+pub use control::{deadline_in, Hold, HoldChange, PendingConfirm, MAX_CONFIRM_SECS, MAX_HOLD_SECS};
+pub use pass::Daemon;
+pub use preview::PlanView;
 
 pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
@@ -107,6 +112,9 @@ pub struct Status {
     pub health: String,
     /// Drift repaired by the last pass.
     pub drift: Vec<String>,
+    /// Why the last write to the state database (operations log, generation records, hold,
+    /// confirmation) failed, until the next operation is started in the log.
+    pub record_problem: Option<String>,
     /// Why the definition on disk is not applied, if it is not.
     pub definition_problem: Option<String>,
     /// Digest over what the current generation manages.

@@ -5,11 +5,16 @@
 //! the definition, write files, write unit files, daemon-reload, firewall, settings, enable, reload,
 //! restart, start. Verification (units active, health) is the apply layer's job after the plan ran.
 
+mod accounts;
 mod databases;
 mod digest;
+mod files;
+mod firewall;
 mod guard;
 pub mod keep;
 mod packages;
+mod services;
+mod sysctl;
 pub mod units;
 pub mod users;
 
@@ -406,346 +411,47 @@ impl fmt::Display for Plan {
     }
 }
 
+/// A step.
+pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> Step {
+    Step {
+        action,
+        why: why.into(),
+        drift,
+    }
+}
+
 /// Compute the steps that take the host from `observed` to `desired`.
 ///
 /// `previous` is the generation the host is supposed to be on now (`None` before the first
-/// switch); a difference that `previous` already did not want is marked as drift.
+/// switch); a difference that `previous` already did not want is marked as drift. Each kind
+/// has its planner; this composes them in the switch's phase order (see the module doc).
 pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &HostSnapshot) -> Plan {
     let want = &desired.manifest;
     let mut steps: Vec<Step> = Vec::new();
-    macro_rules! push {
-        ($action:expr, $why:expr, $drift:expr) => {
-            steps.push(Step {
-                action: $action,
-                why: $why,
-                drift: $drift,
-            })
-        };
-    }
-    let was = |f: &dyn Fn(&Generation) -> bool| previous.is_some_and(f);
-
-    // Phase 1: units that left the definition (only those strackt wrote are stopped/removed).
-    for unit in &observed.owned_units {
-        if want.units.get(unit).is_some_and(|u| u.sha256.is_some()) {
-            continue;
-        }
-        let state = observed.units.get(unit);
-        if state.is_some_and(UnitState::is_active) {
-            push!(
-                Action::Stop { unit: unit.clone() },
-                "no longer in the definition".into(),
-                false
-            );
-        }
-        if state.is_some_and(|s| s.unit_file_state == "enabled") {
-            push!(
-                Action::Disable { unit: unit.clone() },
-                "no longer in the definition".into(),
-                false
-            );
-        }
-        push!(
-            Action::RemoveUnit { unit: unit.clone() },
-            "no longer in the definition".into(),
-            false
-        );
-    }
-    // Phase 2: files that left the definition.
-    for path in &observed.owned_files {
-        if !want.files.contains_key(path) {
-            let restore = observed.backed_up.contains(path);
-            let why = if restore {
-                "no longer in the definition; original restored"
-            } else {
-                "no longer in the definition"
-            };
-            push!(
-                Action::RemoveFile {
-                    path: path.clone(),
-                    restore_backup: restore
-                },
-                why.into(),
-                false
-            );
-        }
-    }
+    // Phase 1 and 2: units, then files, that left the definition.
+    services::plan_removed_units(desired, observed, &mut steps);
+    files::plan_removed_files(want, observed, &mut steps);
     // Phase 2a: packages (before accounts and files: they may provide users, shells, paths).
     let kept = packages::plan_packages(want, previous, observed, &mut steps);
     // Phase 2b: accounts, before files (a file may belong to a user created here).
-    for (name, g) in &want.groups {
-        let drift = was(&|p| p.manifest.groups.get(name) == Some(g));
-        match observed.groups.get(name).copied().flatten() {
-            None => push!(
-                Action::CreateGroup { name: name.clone() },
-                "missing".into(),
-                drift
-            ),
-            Some(have) => {
-                if let Some(gid) = g.gid.filter(|gid| *gid != have) {
-                    push!(
-                        Action::SetGid {
-                            name: name.clone(),
-                            gid
-                        },
-                        format!("gid {have}, want {gid}"),
-                        drift
-                    );
-                }
-            }
-        }
-    }
-    for name in &observed.owned_users {
-        if !want.users.contains_key(name) && observed.users.get(name).is_some_and(Option::is_some) {
-            let remove_home = previous
-                .and_then(|p| p.manifest.users.get(name))
-                .is_some_and(|u| u.remove_home);
-            let why = if remove_home {
-                "no longer in the definition; home removed"
-            } else {
-                "no longer in the definition; home kept"
-            };
-            push!(
-                Action::RemoveUser {
-                    name: name.clone(),
-                    remove_home
-                },
-                why.into(),
-                false
-            );
-        }
-    }
-    for (name, u) in &want.users {
-        let drift = was(&|p| p.manifest.users.get(name) == Some(u));
-        match observed.users.get(name).cloned().flatten() {
-            None => push!(
-                Action::CreateUser { name: name.clone() },
-                "missing".into(),
-                drift
-            ),
-            Some(have) => {
-                let mut differs = Vec::new();
-                if u.uid.is_some_and(|uid| uid != have.uid) {
-                    differs.push(format!("uid {}", have.uid));
-                }
-                for (what, has, wants) in [
-                    ("group", &have.group, &u.group),
-                    ("shell", &have.shell, &u.shell),
-                    ("home", &have.home, &u.home),
-                    ("comment", &have.comment, &u.comment),
-                ] {
-                    if has != wants {
-                        differs.push(format!("{what} {has:?}"));
-                    }
-                }
-                if have.groups != u.groups {
-                    differs.push(format!("groups {:?}", have.groups));
-                }
-                if !differs.is_empty() {
-                    push!(
-                        Action::ModifyUser { name: name.clone() },
-                        format!("{} differ", differs.join(", ")),
-                        drift
-                    );
-                }
-            }
-        }
-        if u.password_secret.is_some() && observed.password_ok.get(name) != Some(&true) {
-            push!(
-                Action::SetPassword { name: name.clone() },
-                "password differs from its secret".into(),
-                drift
-            );
-        }
-    }
-    for name in &observed.owned_groups {
-        if !want.groups.contains_key(name) && observed.groups.get(name).is_some_and(Option::is_some)
-        {
-            push!(
-                Action::RemoveGroup { name: name.clone() },
-                "no longer in the definition".into(),
-                false
-            );
-        }
-    }
+    accounts::plan_accounts(want, previous, observed, &mut steps);
     // Phase 3: managed files.
-    let mut changed_files = BTreeSet::new();
-    for (path, spec) in &want.files {
-        // An owner that does not exist yet (created in this switch) has no id: write.
-        let uid = observed.ids.get(&format!("user:{}", spec.owner)).copied();
-        let gid = observed.ids.get(&format!("group:{}", spec.group)).copied();
-        let have = observed.files.get(path).cloned().flatten();
-        let why = match &have {
-            None => "missing".to_string(),
-            Some(h) if h.sha256 != spec.sha256 => "content differs".into(),
-            Some(h) if h.mode != spec.mode => {
-                format!("mode {:04o}, want {:04o}", h.mode, spec.mode)
-            }
-            Some(h) if Some(h.uid) != uid || Some(h.gid) != gid => {
-                format!(
-                    "owner {}:{}, want {}:{}",
-                    h.uid, h.gid, spec.owner, spec.group
-                )
-            }
-            Some(_) => continue,
-        };
-        let drift = was(&|g| g.manifest.files.get(path) == Some(spec));
-        if have.is_some()
-            && !observed.owned_files.contains(path)
-            && !observed.backed_up.contains(path)
-        {
-            push!(
-                Action::BackupFile { path: path.clone() },
-                "existed before strackt managed it".into(),
-                false
-            );
-        }
-        if have.as_ref().is_none_or(|h| h.sha256 != spec.sha256) {
-            changed_files.insert(path.clone());
-        }
-        push!(
-            Action::WriteFile {
-                path: path.clone(),
-                mode: spec.mode,
-                owner: spec.owner.clone(),
-                group: spec.group.clone(),
-            },
-            why,
-            drift
-        );
-    }
-    // Phase 4: unit files strackt writes, and what their change means.
-    let mut reload_units = BTreeSet::new();
-    let mut restart_units = BTreeSet::new();
-    let mut unit_files_changed = steps
-        .iter()
-        .any(|s| matches!(s.action, Action::RemoveUnit { .. }));
-    for (unit, spec) in &want.units {
-        let Some(text) = desired.unit_texts.get(unit) else {
-            continue;
-        };
-        let have = observed.unit_files.get(unit).cloned().flatten();
-        if have.as_deref() == Some(text.as_str()) {
-            continue;
-        }
-        let drift = was(&|g| g.unit_texts.get(unit) == Some(text));
-        let active = observed.units.get(unit).is_some_and(UnitState::is_active);
-        let (why, change) = match &have {
-            None => ("unit file missing".to_string(), UnitChange::Equal),
-            Some(old) => ("unit file differs".to_string(), classify(old, text)),
-        };
-        push!(Action::WriteUnit { unit: unit.clone() }, why, drift);
-        unit_files_changed = true;
-        if active && spec.restart_on_change {
-            match change {
-                UnitChange::Restart => {
-                    restart_units.insert(unit.clone());
-                }
-                UnitChange::Reload => {
-                    reload_units.insert(unit.clone());
-                }
-                UnitChange::Equal | UnitChange::Cosmetic => {}
-            }
-        }
-    }
-    if unit_files_changed {
-        push!(Action::DaemonReload, "unit files changed".into(), false);
-    }
-    // Phase 5: the firewall, as one transaction.
-    match (&want.firewall, &observed.firewall_applied) {
-        (Some(ruleset), Some(applied)) if &applied.ruleset == ruleset => {
-            if observed.firewall_live.as_ref() != Some(&applied.listing) {
-                let why = if observed.firewall_live.is_none() {
-                    "table deleted"
-                } else {
-                    "rules changed by hand"
-                };
-                push!(Action::ApplyFirewall, why.into(), true);
-            }
-        }
-        (Some(_), _) => push!(Action::ApplyFirewall, "ruleset changed".into(), false),
-        (None, Some(_)) => push!(
-            Action::RemoveFirewall,
-            "no longer in the definition".into(),
-            false
-        ),
-        (None, None) => {}
-    }
-    // Phase 6: settings, live (the file was written with the other files).
-    for (key, value) in &want.sysctl {
-        let have = observed.sysctl.get(key);
-        if have != Some(value) {
-            let drift = was(&|g| g.manifest.sysctl.get(key) == Some(value));
-            let why = format!(
-                "live value {}, want {value}",
-                have.map_or("unknown", String::as_str)
-            );
-            push!(
-                Action::SetSysctl {
-                    key: key.clone(),
-                    value: value.clone()
-                },
-                why,
-                drift
-            );
-        }
-    }
-    // Phase 7: enablement.
-    for (unit, spec) in &want.units {
-        let state = observed.units.get(unit);
-        if spec.enabled && !state.is_some_and(UnitState::is_enabled) {
-            let drift = was(&|g| g.manifest.units.get(unit).is_some_and(|u| u.enabled));
-            push!(
-                Action::Enable { unit: unit.clone() },
-                "not enabled".into(),
-                drift
-            );
-        }
-        if !spec.enabled && state.is_some_and(|s| s.unit_file_state == "enabled") {
-            push!(
-                Action::Disable { unit: unit.clone() },
-                "enabled, want disabled".into(),
-                false
-            );
-        }
-    }
-    // Phase 8: reload, restart, start.
-    for (unit, spec) in &want.units {
-        if spec.restart_on_change
-            && spec.restart_on.iter().any(|f| changed_files.contains(f))
-            && observed.units.get(unit).is_some_and(UnitState::is_active)
-        {
-            restart_units.insert(unit.clone());
-        }
-    }
-    for unit in reload_units.difference(&restart_units) {
-        push!(
-            Action::Reload { unit: unit.clone() },
-            "only ExecReload changed".into(),
-            false
-        );
-    }
-    for unit in &restart_units {
-        push!(
-            Action::Restart { unit: unit.clone() },
-            "its unit or a file it depends on changed".into(),
-            false
-        );
-    }
-    for unit in want.units.keys() {
-        let active = observed.units.get(unit).is_some_and(UnitState::is_active);
-        if !active && !restart_units.contains(unit) {
-            let drift = was(&|g| g.manifest.units.contains_key(unit));
-            let state = observed
-                .units
-                .get(unit)
-                .map_or("absent", |s| s.active_state.as_str());
-            push!(
-                Action::Start { unit: unit.clone() },
-                format!("{state}, want active"),
-                drift
-            );
-        }
-    }
+    let changed_files = files::plan_files(want, previous, observed, &mut steps);
+    // Phase 4: unit files, and what their change means for running units.
+    let bounces = services::plan_unit_files(desired, previous, observed, &mut steps);
+    // Phase 5 and 6: the firewall as one transaction; settings, live.
+    firewall::plan_firewall(want, observed, &mut steps);
+    sysctl::plan_sysctl(want, previous, observed, &mut steps);
+    // Phase 7 and 8: enablement; then reload, restart, start.
+    services::plan_enablement(desired, previous, observed, &mut steps);
+    services::plan_activation(
+        desired,
+        previous,
+        observed,
+        bounces,
+        &changed_files,
+        &mut steps,
+    );
     // Phase 9: databases, once PostgreSQL may have been installed and started above.
     let released = databases::plan_databases(want, previous, observed, &mut steps);
     Plan {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, Step};
 use crate::generation::{Generation, Manifest};
 
 /// Packages strackt never removes as hand-installed, whatever their priority: the kernel, the
@@ -64,7 +64,6 @@ pub(super) fn plan_packages(
     steps: &mut Vec<Step>,
 ) -> BTreeMap<String, String> {
     let mut kept = BTreeMap::new();
-    let step = |action: Action, why: String, drift: bool| Step { action, why, drift };
     for (name, lock) in &want.packages {
         let drift = previous.is_some_and(|p| p.manifest.packages.get(name) == Some(lock));
         match observed.packages.get(name) {
@@ -72,7 +71,7 @@ pub(super) fn plan_packages(
                 if !have.held {
                     steps.push(step(
                         Action::HoldPackage { name: name.clone() },
-                        "not held at its version".into(),
+                        "not held at its version",
                         drift,
                     ));
                 }
@@ -97,7 +96,7 @@ pub(super) fn plan_packages(
         if was_defined(name) {
             steps.push(step(
                 Action::RemovePackage { name: name.clone() },
-                "no longer in the definition".into(),
+                "no longer in the definition",
                 false,
             ));
         } else if by_hand(want, observed, name) {
@@ -107,7 +106,7 @@ pub(super) fn plan_packages(
             }
             steps.push(step(
                 Action::RemovePackage { name: name.clone() },
-                "installed by hand".into(),
+                "installed by hand",
                 true,
             ));
         }
