@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use crate::daemon::Status;
 use crate::definition::schedule::Schedule;
@@ -29,6 +28,7 @@ use crate::deploy::preflight::resolve_database;
 use crate::deploy::{Deployer, Progress, Step};
 use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
+use crate::host::processes::{Cmd, RealProcesses};
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, StateHandle};
 use restic::{bytes, Repo, Snapshot, Summary};
@@ -98,6 +98,8 @@ pub struct Backups {
     /// What each app's last successful run saw (in memory: after a restart the first run
     /// reads everything).
     seen: Mutex<BTreeMap<String, Seen>>,
+    /// The programs backups run (restic, pg_dump, psql).
+    processes: RealProcesses,
 }
 
 /// This server's name, as snapshots are tagged with it.
@@ -156,11 +158,12 @@ impl Backups {
             status,
             running: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
+            processes: RealProcesses,
         })
     }
 
     fn repo(&self, spec: &BackupSpec) -> Result<Repo, String> {
-        Repo::open(spec, &self.vault, &self.secrets, &self.cache)
+        Repo::open(spec, &self.vault, &self.secrets, &self.cache, self.processes)
     }
 
     fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running, String> {
@@ -369,7 +372,7 @@ impl Backups {
         let (db_print, files_print) = tokio::join!(
             async {
                 match &db {
-                    Some(env) if look => unchanged::database(env).await,
+                    Some(env) if look => unchanged::database(&self.processes, env).await,
                     _ => None,
                 }
             },
@@ -389,10 +392,8 @@ impl Backups {
             // Uncompressed: restic compresses (zstd) after content-defined chunking, so the
             // table data that did not change since the last run is found again and not stored
             // twice; a compressed dump would differ from its first changed byte on.
-            let mut dump = Command::new("pg_dump");
-            dump.args(["--format=custom", "--compress=0", "--no-password"])
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
+            let dump = Cmd::new("pg_dump", restic::BACKUP_LIMIT)
+                .args(["--format=custom", "--compress=0", "--no-password"])
                 .envs(&db);
             parts.push(Part {
                 kind: "database",
@@ -707,7 +708,7 @@ impl Backups {
                     p.step(
                         "restore-database",
                         &format!("{} {file}", snap.short_id),
-                        restore_database(&repo, &snap, &file, &scratch, db),
+                        restore_database(&self.processes, &repo, &snap, &file, &scratch, db),
                     )
                     .await?,
                 );
@@ -868,7 +869,7 @@ struct Part {
     kind: &'static str,
     target: String,
     paths: Vec<String>,
-    stream: Option<(Command, String)>,
+    stream: Option<(Cmd, String)>,
     /// What it looks like now, to tell whether it changed since the last run.
     fingerprint: Option<String>,
 }
@@ -984,6 +985,7 @@ pub(crate) fn run_time(run: &str) -> Option<String> {
 /// fetches the file's chunks one request at a time: 12.6 s for a 330 MB dump from a local S3
 /// server, where `restic restore` (whole packs, in parallel) takes 3.0 s.
 async fn restore_database(
+    p: &impl crate::host::processes::Processes,
     repo: &Repo,
     snap: &Snapshot,
     file: &str,
@@ -1013,7 +1015,7 @@ async fn restore_database(
     // restic gives it the snapshot's mode; it becomes a release's pre-migrate dump (0600).
     std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(|e| fail(format!("chmod {}: {e}", dump.display())))?;
-    let ((), text) = crate::deploy::database::restore(&dump, db).await?;
+    let ((), text) = crate::deploy::database::restore(p, &dump, db).await?;
     Ok((dump, format!("{out}{text}")))
 }
 

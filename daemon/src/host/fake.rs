@@ -4,6 +4,10 @@
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
 //! restarting gives a new MainPID.
 
+mod processes;
+
+pub use processes::{FakeProcesses, FakeSnapshot, ProcessState, ResticModel};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -89,6 +93,8 @@ pub struct FakeState {
 #[derive(Debug, Default)]
 pub struct FakeHost {
     state: Mutex<FakeState>,
+    /// Running programs.
+    pub processes: FakeProcesses,
 }
 
 impl FakeHost {
@@ -650,6 +656,7 @@ impl super::Machine for FakeHost {
     type Packages = FakeHost;
     type Usage = FakeHost;
     type Databases = FakeHost;
+    type Processes = FakeProcesses;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -676,6 +683,9 @@ impl super::Machine for FakeHost {
     }
     fn databases(&self) -> &FakeHost {
         self
+    }
+    fn processes(&self) -> &FakeProcesses {
+        &self.processes
     }
 }
 
