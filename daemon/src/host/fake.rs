@@ -63,8 +63,10 @@ pub struct FakeState {
     pub repository: BTreeMap<String, Vec<String>>,
     /// Versions of the repository published in a security suite: (package, version).
     pub security: BTreeSet<(String, String)>,
-    /// `apt-get update` runs.
+    /// `apt-get update` runs (failed ones too).
     pub refreshes: usize,
+    /// apt's sources list does not parse: every refresh fails until someone fixes it.
+    pub sources_broken: bool,
     /// Installed packages.
     pub installed: BTreeMap<String, Installed>,
     /// `.deb` files in strackt's cache.
@@ -606,14 +608,18 @@ impl Packages for FakeHost {
     }
     fn refresh(&self) -> Result<(), HostError> {
         let mut s = self.state();
-        if s.offline {
-            return Err(HostError::Command {
-                op: "apt-get",
-                message: "could not connect to the mirror".into(),
-            });
-        }
         s.refreshes += 1;
-        Ok(())
+        let message = if s.sources_broken {
+            "E: Malformed entry 1 in list file /etc/apt/sources.list (Component)"
+        } else if s.offline {
+            "could not connect to the mirror"
+        } else {
+            return Ok(());
+        };
+        Err(HostError::Command {
+            op: "apt-get",
+            message: message.into(),
+        })
     }
     fn candidates(&self, names: &[String]) -> Result<BTreeMap<String, Offer>, HostError> {
         let s = self.state();

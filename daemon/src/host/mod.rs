@@ -101,6 +101,7 @@ const TRANSIENT_WORDS: &[&str] = &[
     "temporary failure resolving",
     "temporary failure in name resolution",
     "could not resolve",
+    "could not connect",
     "connection refused",
     "connection reset",
     "connection timed out",

@@ -13,8 +13,8 @@
 //! failed `pg_dump` never becomes a restic snapshot, a failed `pg_restore` never a committed
 //! transaction (BACKUP-NOTES.md: a stream that silently lost data).
 //!
-//! The synchronous host tools (nft, the shadow tools, apt, dpkg) use [`run_blocking`], the
-//! same command shape with the output collected in unnamed files.
+//! The synchronous host tools (nft, the shadow tools, apt, dpkg) use [`run_blocking`]: the
+//! same command, environment, group and limit, with the output collected in unnamed files.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -641,11 +641,10 @@ impl Processes for RealProcesses {
     }
 }
 
-/// Run `cmd` to its end on this thread (the synchronous host tools), its output collected in
-/// unnamed files, each kept to its last `cmd.keep` bytes: nothing the command prints can block
-/// it, and work that may outlive strackt (dpkg run through `systemd-run`) never dies of
-/// SIGPIPE. The time limit and live output of `cmd` are not used here: these tools end on
-/// their own (apt waits for its lock within its own timeout).
+/// Run `cmd` to its end (or its limit) on this thread: the synchronous host tools. Its output
+/// is collected in unnamed files, each kept to its last `cmd.keep` bytes, so nothing the
+/// command prints can block it and work that may outlive strackt (dpkg run through
+/// `systemd-run`) never dies of SIGPIPE. Live output and stop are not used here.
 ///
 /// # Errors
 /// [`HostError::Spawn`] when it cannot be started, [`HostError::Command`] when its output
@@ -672,7 +671,7 @@ pub fn run_blocking(op: &'static str, cmd: Cmd) -> Result<Output, HostError> {
         // A tool that exits without reading all of it is judged by its status, not by EPIPE.
         let _ = stdin.write_all(&cmd.stdin);
     }
-    let status = child.wait().map_err(io)?;
+    let end = wait_blocking(&mut child, cmd.limit).map_err(io)?;
     let read_end = |mut f: std::fs::File| -> std::io::Result<String> {
         let len = f.seek(SeekFrom::End(0))?;
         f.seek(SeekFrom::Start(len.saturating_sub(cmd.keep as u64)))?;
@@ -682,11 +681,34 @@ pub fn run_blocking(op: &'static str, cmd: Cmd) -> Result<Output, HostError> {
     };
     let (stdout, stderr) = (read_end(out).map_err(io)?, read_end(err).map_err(io)?);
     Ok(Output {
-        end: End::of(status),
+        end,
         tail: format!("{stdout}{stderr}"),
         stdout,
         stderr,
     })
+}
+
+/// Wait for `child` until `limit`, then kill its group; what it left in its group goes too.
+fn wait_blocking(child: &mut std::process::Child, limit: Duration) -> std::io::Result<End> {
+    let group = i32::try_from(child.id()).ok().map(Pid::from_raw);
+    let deadline = std::time::Instant::now() + limit;
+    // Most tools end within milliseconds: look often at first, then every 50 ms.
+    let mut pause = Duration::from_millis(1);
+    let end = loop {
+        if let Some(status) = child.try_wait()? {
+            break End::of(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            break End::TimedOut(limit);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    if let Some(g) = group {
+        let _ = killpg(g, Signal::SIGKILL);
+    }
+    child.wait()?;
+    Ok(end)
 }
 
 #[cfg(test)]
