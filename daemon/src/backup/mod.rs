@@ -26,9 +26,9 @@ use crate::definition::schedule::Schedule;
 use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::{Deployer, Progress, Step};
+use crate::host::processes::{Cmd, RealProcesses};
 use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
-use crate::host::processes::{Cmd, RealProcesses};
 use crate::host::{JobKind, Systemd};
 use crate::state::{Operation, StateHandle};
 use restic::{bytes, Repo, Snapshot, Summary};
@@ -163,7 +163,13 @@ impl Backups {
     }
 
     fn repo(&self, spec: &BackupSpec) -> Result<Repo, String> {
-        Repo::open(spec, &self.vault, &self.secrets, &self.cache, self.processes)
+        Repo::open(
+            spec,
+            &self.vault,
+            &self.secrets,
+            &self.cache,
+            self.processes,
+        )
     }
 
     fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running, String> {

@@ -471,10 +471,7 @@ impl<P: Processes> Repo<P> {
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (stop, stopped) = watch::channel(false);
-        let restic = self
-            .command(&args, BACKUP_LIMIT)
-            .live(tx)
-            .stop_on(stopped);
+        let restic = self.command(&args, BACKUP_LIMIT).live(tx).stop_on(stopped);
         let work = async {
             match source {
                 Some(source) => self
@@ -664,6 +661,55 @@ mod tests {
         assert!(explain(at, missing).starts_with("no backup repository at"));
         let wrong = "Fatal: wrong password or no key found";
         assert!(explain(at, wrong).starts_with("the backup key does not open"));
+    }
+
+    #[test]
+    fn a_failed_dump_writes_no_snapshot_and_a_whole_one_does() {
+        use crate::host::fake::FakeProcesses;
+        let fake = FakeProcesses::default();
+        fake.state().restic.initialized = true;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = Vault::new(dir.path());
+        let repo = Repo::local(dir.path(), &vault, dir.path(), fake.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let live = Arc::new(Mutex::new(String::new()));
+        let tags = ["strackt".to_string(), "app=shop".to_string()];
+        let backup = |what: &'static str| {
+            let dump = Cmd::new("pg_dump", BACKUP_LIMIT).env("PGDATABASE", what);
+            let stream = Some((dump, "shop.pgdump".to_string()));
+            rt.block_on(repo.backup(&[], stream, &tags, "web1", &live, LOOK_LIMIT))
+        };
+        fake.script(
+            "pg_dump",
+            Output::with(
+                End::Exited(1),
+                "half a dump",
+                "pg_dump: error: connection lost",
+            ),
+        );
+        let err = backup("shop").expect_err("the dump failed");
+        assert_eq!(
+            err,
+            "the dump failed (exited with status 1): pg_dump: error: connection lost"
+        );
+        assert!(fake.state().restic.snapshots.is_empty());
+
+        fake.script("pg_dump", Output::with(End::Exited(0), "a whole dump", ""));
+        let summary = backup("shop").expect("backed up");
+        let listed = rt
+            .block_on(repo.snapshots(&["app=shop".to_string()], Some("web1")))
+            .expect("listed");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, summary.snapshot_id);
+        assert_eq!(listed[0].tag("app"), Some("shop"));
+        let s = fake.state();
+        assert_eq!(s.restic.snapshots[0].content, b"a whole dump");
+        let restic = s.calls.iter().find(|c| c.program == "restic").expect("ran");
+        assert!(restic.env.contains_key("RESTIC_PASSWORD_FILE"));
+        assert!(!restic.args.iter().any(|a| a.contains("PASSWORD")));
     }
 
     #[test]

@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::restic::{self, Repo};
-use crate::host::processes::Cmd;
 use super::{off_thread, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
 use crate::deploy::Progress;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
+use crate::host::processes::Cmd;
 
 /// The file name of the bundle inside its snapshot.
 pub const FILE: &str = "server.json";
@@ -410,7 +410,8 @@ impl Backups {
             atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
         })
         .await?;
-        let cat = Cmd::new("cat", restic::BACKUP_LIMIT).args(["--".to_string(), file.display().to_string()]);
+        let cat = Cmd::new("cat", restic::BACKUP_LIMIT)
+            .args(["--".to_string(), file.display().to_string()]);
         let target = format!(
             "definition, lock, {} secret(s), {} app(s) → {}",
             bundle.secrets.len(),

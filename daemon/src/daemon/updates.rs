@@ -796,7 +796,11 @@ mod tests {
         assert_eq!(host.state().refreshes, 1 + REFRESH_TRIES as usize);
         host.state().sources_broken = true;
         assert!(refresh_lists(&host, Duration::ZERO).is_some());
-        assert_eq!(host.state().refreshes, 2 + REFRESH_TRIES as usize, "not tried again");
+        assert_eq!(
+            host.state().refreshes,
+            2 + REFRESH_TRIES as usize,
+            "not tried again"
+        );
     }
 
     fn pins(list: &[(&str, &str)]) -> BTreeMap<String, String> {

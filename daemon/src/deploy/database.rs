@@ -109,3 +109,43 @@ pub async fn restore(
     }
     Ok(((), text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeProcesses;
+    use crate::host::processes::Output;
+
+    #[test]
+    fn a_failed_pg_restore_never_lets_psql_see_the_end_of_its_input() {
+        let fake = FakeProcesses::default();
+        fake.script(
+            "pg_restore",
+            Output::with(
+                End::Exited(1),
+                "CREATE TABLE half",
+                "pg_restore: error: corrupt",
+            ),
+        );
+        let db = BTreeMap::from([("PGDATABASE".to_string(), "shop".to_string())]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (why, _) = rt
+            .block_on(restore(&fake, Path::new("/var/lib/strackt/x.dump"), &db))
+            .expect_err("failed");
+        assert_eq!(why, "pg_restore failed: pg_restore: error: corrupt");
+        let s = fake.state();
+        let psql = s
+            .calls
+            .iter()
+            .find(|c| c.program == "psql")
+            .expect("started");
+        assert_eq!(
+            psql.stdin,
+            DROP_OWNED_OBJECTS.as_bytes(),
+            "none of the dump"
+        );
+        assert_eq!(psql.env["PGDATABASE"], "shop");
+    }
+}

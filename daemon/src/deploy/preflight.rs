@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::runner::{self, RunAs};
-use crate::host::processes::Processes;
 use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
+use crate::host::processes::Processes;
 use crate::host::Systemd;
 use crate::state::redact::url_encode;
 

@@ -199,11 +199,6 @@ impl Cmd {
         self
     }
 
-    /// The program.
-    pub fn program(&self) -> &str {
-        &self.program
-    }
-
     /// What a fake records of it.
     pub fn call(&self) -> Call {
         Call {
@@ -364,11 +359,8 @@ pub trait Processes: Send + Sync {
     /// Run `source` with its stdout going to `sink`'s stdin (after `sink`'s own stdin bytes).
     /// The sink sees the end of its input only after the source exited 0; a source that fails
     /// (or runs out of time) gets its sink killed first ([`End::Cut`]).
-    fn pipe(
-        &self,
-        source: Cmd,
-        sink: Cmd,
-    ) -> impl Future<Output = Result<Piped, HostError>> + Send;
+    fn pipe(&self, source: Cmd, sink: Cmd)
+        -> impl Future<Output = Result<Piped, HostError>> + Send;
 }
 
 /// The real processes (tokio::process).
@@ -429,27 +421,24 @@ impl Running {
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw);
         let kept = Arc::new(Mutex::new(Kept::default()));
-        let mut pumps = Vec::new();
-        if !take_stdout {
-            if let Some(out) = child.stdout.take() {
-                pumps.push(tokio::spawn(pump(
-                    out,
-                    Stream::Stdout,
-                    kept.clone(),
-                    cmd.keep,
-                    cmd.live.clone(),
-                )));
-            }
-        }
-        if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(
-                err,
-                Stream::Stderr,
-                kept.clone(),
-                cmd.keep,
-                cmd.live.clone(),
-            )));
-        }
+        let stdout = match take_stdout {
+            true => None,
+            false => child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn AsyncRead + Send + Unpin>),
+        };
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn AsyncRead + Send + Unpin>);
+        let pumps = [(Stream::Stdout, stdout), (Stream::Stderr, stderr)]
+            .into_iter()
+            .filter_map(|(stream, from)| {
+                let (kept, live) = (kept.clone(), cmd.live.clone());
+                Some(tokio::spawn(pump(from?, stream, kept, cmd.keep, live)))
+            })
+            .collect();
         Ok(Running {
             child,
             group,
@@ -616,14 +605,16 @@ impl Processes for RealProcesses {
                 copied
             };
             // Side by side: a source past its limit is killed, which ends the copy.
-            let (copied, mut out) = tokio::join!(copied, src.finish(source.limit, source.stop.take()));
+            let (copied, mut out) =
+                tokio::join!(copied, src.finish(source.limit, source.stop.take()));
             match copied {
                 Ok(()) if out.success() => feed.close(),
                 Ok(()) => drop(feed),
                 Err(e) => {
                     drop(feed);
                     out.end = End::Cut;
-                    out.stderr.push_str(&format!("\nstreaming into {sink_name}: {e}"));
+                    out.stderr
+                        .push_str(&format!("\nstreaming into {sink_name}: {e}"));
                 }
             }
             out

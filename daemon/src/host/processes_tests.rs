@@ -17,11 +17,13 @@ fn sh(script: &str) -> Cmd {
 
 #[test]
 fn a_command_gets_only_its_environment_and_its_stdin() {
-    let out = block_on(RealProcesses.run(
-        sh("echo \"$GREETING ${HOME:-nohome}\"; cat; echo oops >&2; exit 3")
-            .env("GREETING", "hi")
-            .stdin("typed\n"),
-    ))
+    let out = block_on(
+        RealProcesses.run(
+            sh("echo \"$GREETING ${HOME:-nohome}\"; cat; echo oops >&2; exit 3")
+                .env("GREETING", "hi")
+                .stdin("typed\n"),
+        ),
+    )
     .expect("starts");
     assert_eq!(out.end, End::Exited(3));
     assert_eq!(out.stdout, "hi nohome\ntyped\n");
@@ -38,20 +40,24 @@ fn a_command_gets_only_its_environment_and_its_stdin() {
 #[test]
 fn a_command_over_its_limit_is_killed_with_what_it_started() {
     let started = Instant::now();
-    let out = block_on(RealProcesses.run(
-        Cmd::new("/bin/sh", Duration::from_millis(300)).args(["-c", "sleep 30 & sleep 30"]),
-    ))
-    .expect("starts");
+    let out =
+        block_on(RealProcesses.run(
+            Cmd::new("/bin/sh", Duration::from_millis(300)).args(["-c", "sleep 30 & sleep 30"]),
+        ))
+        .expect("starts");
     assert_eq!(out.end, End::TimedOut(Duration::from_millis(300)));
-    assert!(started.elapsed() < Duration::from_secs(10), "the background sleep holds no pipe");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the background sleep holds no pipe"
+    );
     assert!(out.checked("sh").expect_err("timed out").is_transient());
 }
 
 #[test]
 fn each_output_keeps_its_end_within_the_cap() {
-    let out = block_on(RealProcesses.run(
-        sh("head -c 100000 /dev/zero | tr '\\0' x; echo END").keep(1000),
-    ))
+    let out = block_on(
+        RealProcesses.run(sh("head -c 100000 /dev/zero | tr '\\0' x; echo END").keep(1000)),
+    )
     .expect("starts");
     assert!(out.success());
     assert_eq!(out.stdout.len(), 1000);
@@ -81,7 +87,11 @@ fn live_output_arrives_in_order_while_the_command_runs() {
         (out, early, all)
     });
     assert!(out.expect("starts").success());
-    assert_eq!(String::from_utf8_lossy(&early), "one\ntwo\n", "before the sleep");
+    assert_eq!(
+        String::from_utf8_lossy(&early),
+        "one\ntwo\n",
+        "before the sleep"
+    );
     assert_eq!(String::from_utf8_lossy(&all), "one\ntwo\nthree\n");
 }
 
@@ -89,9 +99,8 @@ fn live_output_arrives_in_order_while_the_command_runs() {
 fn a_stopped_command_gets_sigint_first() {
     let (stop, on) = watch::channel(false);
     let out = block_on(async {
-        let run = RealProcesses.run(
-            sh("trap 'echo interrupted; exit 130' INT; sleep 30 & wait").stop_on(on),
-        );
+        let run = RealProcesses
+            .run(sh("trap 'echo interrupted; exit 130' INT; sleep 30 & wait").stop_on(on));
         let later = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let _ = stop.send(true);
@@ -105,10 +114,7 @@ fn a_stopped_command_gets_sigint_first() {
 
 /// A sink that records whether it saw a clean end of its input.
 fn recording_sink(dir: &std::path::Path) -> Cmd {
-    let script = format!(
-        "cat > {0}/got; echo eof > {0}/eof",
-        dir.display()
-    );
+    let script = format!("cat > {0}/got; echo eof > {0}/eof", dir.display());
     sh(&script)
 }
 
@@ -127,7 +133,10 @@ fn a_source_that_fails_after_writing_gets_its_sink_killed_before_the_end_of_inpu
         std::fs::read_to_string(dir.path().join("got")).expect("started"),
         "partial\n"
     );
-    assert!(!dir.path().join("eof").exists(), "the sink saw a clean end of input");
+    assert!(
+        !dir.path().join("eof").exists(),
+        "the sink saw a clean end of input"
+    );
 }
 
 #[test]
@@ -175,11 +184,17 @@ fn a_source_over_its_limit_fails_the_pipe() {
 fn the_blocking_helper_collects_both_outputs_and_names_the_failure() {
     let out = run_blocking("sh", sh("cat; echo err >&2").stdin("in\n")).expect("runs");
     assert!(out.success());
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("in\n", "err\n"));
-    let e = run_blocking("apt-get", sh("echo 'E: Could not get lock /var/lib/dpkg/lock-frontend' >&2; exit 100"))
-        .expect("runs")
-        .checked("apt-get")
-        .expect_err("failed");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("in\n", "err\n")
+    );
+    let e = run_blocking(
+        "apt-get",
+        sh("echo 'E: Could not get lock /var/lib/dpkg/lock-frontend' >&2; exit 100"),
+    )
+    .expect("runs")
+    .checked("apt-get")
+    .expect_err("failed");
     assert!(e.to_string().contains("Could not get lock"), "{e}");
     assert!(e.is_transient());
 }
@@ -189,25 +204,67 @@ fn the_fake_records_calls_and_keeps_a_restic_repository() {
     let fake = FakeProcesses::default();
     let restic = |args: &[&str]| Cmd::new("restic", Duration::from_secs(5)).args(args);
     let run = |cmd: Cmd| block_on(fake.run(cmd)).expect("runs");
-    assert!(!run(restic(&["cat", "config"])).success(), "no repository yet");
+    assert!(
+        !run(restic(&["cat", "config"])).success(),
+        "no repository yet"
+    );
     assert!(run(restic(&["init"])).success());
     let piped = block_on(fake.pipe(
         Cmd::new("pg_dump", Duration::from_secs(5)).env("PGDATABASE", "shop"),
-        restic(&["backup", "--json", "--host", "web1", "--tag", "app=shop", "--tag", "kind=database", "--stdin", "--stdin-filename", "shop.pgdump"]),
+        restic(&[
+            "backup",
+            "--json",
+            "--host",
+            "web1",
+            "--tag",
+            "app=shop",
+            "--tag",
+            "kind=database",
+            "--stdin",
+            "--stdin-filename",
+            "shop.pgdump",
+        ]),
     ))
     .expect("runs");
     assert!(piped.sink.success());
     assert!(piped.sink.stdout.contains("\"message_type\":\"summary\""));
-    run(restic(&["backup", "--json", "--host", "web1", "--tag", "app=shop", "--tag", "kind=files", "--", "/srv/shop/shared/up"]));
-    let listed = run(restic(&["snapshots", "--json", "--tag", "app=shop,kind=files"]));
+    run(restic(&[
+        "backup",
+        "--json",
+        "--host",
+        "web1",
+        "--tag",
+        "app=shop",
+        "--tag",
+        "kind=files",
+        "--",
+        "/srv/shop/shared/up",
+    ]));
+    let listed = run(restic(&[
+        "snapshots",
+        "--json",
+        "--tag",
+        "app=shop,kind=files",
+    ]));
     let list: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("json");
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["paths"][0], "/srv/shop/shared/up");
-    let tagged = run(restic(&["tag", "--host", "web1", "--tag", "kind=files", "--add", "run=2"]));
+    let tagged = run(restic(&[
+        "tag",
+        "--host",
+        "web1",
+        "--tag",
+        "kind=files",
+        "--add",
+        "run=2",
+    ]));
     assert_eq!(tagged.stdout, "modified tags on 1 snapshots\n");
 
     // A dump that fails writes no snapshot.
-    fake.script("pg_dump", Output::with(End::Exited(1), "half a dump", "pg_dump: error"));
+    fake.script(
+        "pg_dump",
+        Output::with(End::Exited(1), "half a dump", "pg_dump: error"),
+    );
     let failed = block_on(fake.pipe(
         Cmd::new("pg_dump", Duration::from_secs(5)),
         restic(&["backup", "--tag", "app=shop", "--stdin"]),
@@ -222,18 +279,35 @@ fn the_fake_records_calls_and_keeps_a_restic_repository() {
     assert_eq!(s.restic.snapshots.len(), 1);
     assert!(s.restic.snapshots[0].tags.contains(&"run=2".to_string()));
     let dump = &s.calls[2];
-    assert_eq!((dump.program.as_str(), dump.env["PGDATABASE"].as_str()), ("pg_dump", "shop"));
+    assert_eq!(
+        (dump.program.as_str(), dump.env["PGDATABASE"].as_str()),
+        ("pg_dump", "shop")
+    );
     assert_eq!(s.calls.len(), 10, "both ends of both pipes");
 }
 
 #[test]
 fn errors_are_told_transient_or_permanent() {
-    let cmd = |m: &str| HostError::Command { op: "apt-get", message: m.into() };
-    assert!(cmd("E: Could not get lock /var/lib/apt/lists/lock. It is held by process 7").is_transient());
+    let cmd = |m: &str| HostError::Command {
+        op: "apt-get",
+        message: m.into(),
+    };
+    assert!(
+        cmd("E: Could not get lock /var/lib/apt/lists/lock. It is held by process 7")
+            .is_transient()
+    );
     assert!(cmd("Temporary failure resolving 'deb.debian.org'").is_transient());
     assert!(!cmd("E: Unable to locate package nosuch").is_transient());
-    let sd = |m: &str| HostError::Systemd { op: "start", unit: "a.service".into(), message: m.into() };
+    let sd = |m: &str| HostError::Systemd {
+        op: "start",
+        unit: "a.service".into(),
+        message: m.into(),
+    };
     assert!(sd("org.freedesktop.DBus.Error.Disconnected: Connection is closed").is_transient());
     assert!(!sd("job result: failed").is_transient());
-    assert!(!HostError::UnknownName { kind: "user", name: "x".into() }.is_transient());
+    assert!(!HostError::UnknownName {
+        kind: "user",
+        name: "x".into()
+    }
+    .is_transient());
 }

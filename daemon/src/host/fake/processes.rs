@@ -83,7 +83,10 @@ impl FakeProcesses {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
-        let scripted = s.script.get_mut(&call.program).and_then(VecDeque::pop_front);
+        let scripted = s
+            .script
+            .get_mut(&call.program)
+            .and_then(VecDeque::pop_front);
         let out = match scripted {
             Some(out) => out,
             None if call.program == "restic" => s.restic.run(&call),
@@ -100,7 +103,10 @@ fn deliver(cmd: &mut Cmd, out: &mut Output) -> Result<(), HostError> {
         op: "fake process",
         message: e.to_string(),
     };
-    if cmd.deliver(Stream::Stdout, out.stdout.as_bytes()).map_err(io)? {
+    if cmd
+        .deliver(Stream::Stdout, out.stdout.as_bytes())
+        .map_err(io)?
+    {
         out.stdout.clear();
     }
     cmd.deliver(Stream::Stderr, out.stderr.as_bytes())
@@ -127,7 +133,8 @@ impl Processes for FakeProcesses {
                 sink: Output::with(End::Cut, "", ""),
             });
         }
-        call.stdin.extend(std::mem::take(&mut src.stdout).into_bytes());
+        call.stdin
+            .extend(std::mem::take(&mut src.stdout).into_bytes());
         let mut out = self.answer(call)?;
         deliver(&mut sink, &mut out)?;
         Ok(Piped {
@@ -147,7 +154,8 @@ fn values<'a>(args: &'a [String], flag: &'a str) -> impl Iterator<Item = &'a str
 impl FakeSnapshot {
     /// Whether it has every tag of the comma list `all`.
     fn has(&self, all: &str) -> bool {
-        all.split(',').all(|t| self.tags.iter().any(|have| have == t))
+        all.split(',')
+            .all(|t| self.tags.iter().any(|have| have == t))
     }
 
     /// Whether it is of `host` (if given) and has one of the tag lists `filters` (if any).
