@@ -370,7 +370,10 @@ impl<P: Processes> Repo<P> {
     /// The explained failure of a restic command that ended as `out`, or its start failing.
     fn failed(&self, what: &str, out: Result<&Output, &HostError>) -> String {
         match out {
-            Err(e) => format!("{e} (install the `restic` package)"),
+            Err(e @ HostError::Spawn { program, .. }) if program == "restic" => {
+                format!("{e} (install the `restic` package)")
+            }
+            Err(e) => e.to_string(),
             Ok(out) => match &out.end {
                 End::TimedOut(limit) => explain(
                     &self.location,
@@ -485,11 +488,14 @@ impl<P: Processes> Repo<P> {
         tokio::pin!(work);
         let mut seen = Reading::new(live);
         let mut stalled = false;
+        // An interval, not a sleep per turn: restic prints about once a second, which would
+        // restart a sleep every time and never look at a frozen status.
+        let mut look = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {
             tokio::select! {
                 done = &mut work => break done,
                 Some(chunk) = rx.recv() => seen.feed(&chunk),
-                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = look.tick() => {
                     if seen.last_change.elapsed() > stall_limit && !stalled {
                         stalled = true;
                         // SIGINT: restic stops cleanly and writes no snapshot.
