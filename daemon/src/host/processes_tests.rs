@@ -209,37 +209,21 @@ fn the_fake_records_calls_and_keeps_a_restic_repository() {
         "no repository yet"
     );
     assert!(run(restic(&["init"])).success());
+    let backup = |kind: &str, what: &[&str]| {
+        let tag = format!("kind={kind}");
+        let head = [
+            "backup", "--json", "--host", "web1", "--tag", "app=shop", "--tag", &tag,
+        ];
+        restic(&head).args(what)
+    };
     let piped = block_on(fake.pipe(
         Cmd::new("pg_dump", Duration::from_secs(5)).env("PGDATABASE", "shop"),
-        restic(&[
-            "backup",
-            "--json",
-            "--host",
-            "web1",
-            "--tag",
-            "app=shop",
-            "--tag",
-            "kind=database",
-            "--stdin",
-            "--stdin-filename",
-            "shop.pgdump",
-        ]),
+        backup("database", &["--stdin", "--stdin-filename", "shop.pgdump"]),
     ))
     .expect("runs");
     assert!(piped.sink.success());
     assert!(piped.sink.stdout.contains("\"message_type\":\"summary\""));
-    run(restic(&[
-        "backup",
-        "--json",
-        "--host",
-        "web1",
-        "--tag",
-        "app=shop",
-        "--tag",
-        "kind=files",
-        "--",
-        "/srv/shop/shared/up",
-    ]));
+    run(backup("files", &["--", "/srv/shop/shared/up"]));
     let listed = run(restic(&[
         "snapshots",
         "--json",
