@@ -9,6 +9,11 @@
 //! itself is the daemon's (`ControlRequest::Save`), which replaces the file only if nobody else
 //! saved it meanwhile and runs the pass the answer reports. This module reads the definition and
 //! the terminal and starts the editor; it never writes the definition file itself.
+//!
+//! The editor is the one program strackt starts outside `host::processes`, on purpose: it is
+//! the operator's own tool, run by the CLI in the operator's terminal (inherited stdin, stdout
+//! and environment, no time limit, no output kept), not host work the daemon does. Routing it
+//! through the seam would take exactly what the seam exists to enforce away from it.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;

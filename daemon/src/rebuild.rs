@@ -239,6 +239,7 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, String>
         credentials.as_deref(),
         options,
         &backups.cache_dir(),
+        backups.processes(),
     )?;
     repo.probe().await?;
     let mut tags = vec![

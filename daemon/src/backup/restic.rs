@@ -6,26 +6,29 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
 
 use super::vault::Vault;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::{last_line, read_secret};
+use crate::host::processes::{Chunk, Cmd, End, Output, Processes, RealProcesses, Stream};
+use crate::host::HostError;
 
 /// Time limit of restic commands that only look (snapshots, cat config).
 const LOOK_LIMIT: Duration = Duration::from_secs(60);
+/// Time limit of a backup (and of the command it reads): none in practice, a stall stops it.
+pub const BACKUP_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How much of restic's output is kept: all of a `snapshots --json` listing.
+const KEEP: usize = 256 << 20;
 
-/// A restic repository at one destination.
+/// A restic repository at one destination, reached through `processes`.
 #[derive(Debug, Clone)]
-pub struct Repo {
+pub struct Repo<P = RealProcesses> {
+    processes: P,
     env: BTreeMap<String, String>,
     options: Vec<String>,
     /// Where it is, for messages (no credentials).
@@ -86,6 +89,65 @@ pub struct Summary {
     pub total_files_processed: u64,
 }
 
+/// What `restic backup --json` said so far: its summary, and when its progress last moved.
+struct Reading<'a> {
+    live: &'a Mutex<String>,
+    pending: Vec<u8>,
+    summary: Option<Summary>,
+    counters: Option<[u64; 4]>,
+    last_change: Instant,
+}
+
+impl Reading<'_> {
+    fn new(live: &Mutex<String>) -> Reading<'_> {
+        Reading {
+            live,
+            pending: Vec::new(),
+            summary: None,
+            counters: None,
+            last_change: Instant::now(),
+        }
+    }
+
+    /// Take a chunk of restic's output: each JSON line of stdout it completes.
+    fn feed(&mut self, chunk: &Chunk) {
+        if chunk.stream != Stream::Stdout {
+            return;
+        }
+        self.pending.extend_from_slice(&chunk.bytes);
+        while let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=at).collect();
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            match v["message_type"].as_str() {
+                Some("status") => {
+                    // Scanning (totals growing), unchanged files (files_done) and reading
+                    // (bytes_done) are all progress; only a frozen status is not.
+                    let done = v["bytes_done"].as_u64().unwrap_or(0);
+                    let counters = ["bytes_done", "files_done", "total_files", "total_bytes"]
+                        .map(|k| v[k].as_u64().unwrap_or(0));
+                    if self.counters != Some(counters) {
+                        self.counters = Some(counters);
+                        self.last_change = Instant::now();
+                    }
+                    let pct = v["percent_done"]
+                        .as_f64()
+                        .map(|p| format!(", {:.0}%", p * 100.0))
+                        .unwrap_or_default();
+                    *self
+                        .live
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        format!("{} read{pct}", bytes(done));
+                }
+                Some("summary") => self.summary = serde_json::from_value::<Summary>(v).ok(),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// A human size.
 pub fn bytes(n: u64) -> String {
     let n = n as f64;
@@ -141,7 +203,7 @@ fn key_values(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-impl Repo {
+impl<P: Processes> Repo<P> {
     /// The repository of `spec`'s destination, opened with the vault's key.
     ///
     /// # Errors
@@ -151,7 +213,8 @@ impl Repo {
         vault: &Vault,
         secrets: &Path,
         cache: &Path,
-    ) -> Result<Repo, String> {
+        processes: P,
+    ) -> Result<Repo<P>, String> {
         if !vault.has_key() {
             return Err("this server has no backup key: run `strackt backup key init` (first server of the team) or `strackt backup key import`".into());
         }
@@ -185,6 +248,7 @@ impl Repo {
                 options.extend(["-o".to_string(), "s3.bucket-lookup=path".to_string()]);
             }
             return Ok(Repo {
+                processes,
                 env,
                 options,
                 location,
@@ -209,6 +273,7 @@ impl Repo {
             options.extend(["--cacert".to_string(), ca.clone()]);
         }
         Ok(Repo {
+            processes,
             env,
             options,
             location: format!("{url}/{user}/"),
@@ -229,7 +294,8 @@ impl Repo {
         credentials: Option<&str>,
         options: Vec<String>,
         cache: &Path,
-    ) -> Result<Repo, String> {
+        processes: P,
+    ) -> Result<Repo<P>, String> {
         let mut env = BTreeMap::from([
             (
                 "RESTIC_PASSWORD_FILE".to_string(),
@@ -265,6 +331,7 @@ impl Repo {
         };
         env.insert("RESTIC_REPOSITORY".into(), repository);
         Ok(Repo {
+            processes,
             env,
             options,
             location: location.to_string(),
@@ -273,9 +340,10 @@ impl Repo {
     }
 
     /// A repository in a local directory (the receiver's own storage), opened with the key.
-    pub fn local(path: &Path, vault: &Vault, cache: &Path) -> Repo {
+    pub fn local(path: &Path, vault: &Vault, cache: &Path, processes: P) -> Repo<P> {
         let location = path.display().to_string();
         Repo {
+            processes,
             env: BTreeMap::from([
                 ("RESTIC_REPOSITORY".to_string(), location.clone()),
                 (
@@ -290,52 +358,38 @@ impl Repo {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("restic");
-        cmd.env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+    fn command<S: AsRef<str>>(&self, args: &[S], limit: Duration) -> Cmd {
+        Cmd::new("restic", limit)
             .env("HOME", "/root")
             .envs(&self.env)
             .args(&self.options)
             .args(args)
-            .process_group(0)
-            .kill_on_drop(true);
-        cmd
+            .keep(KEEP)
+    }
+
+    /// The explained failure of a restic command that ended as `out`, or its start failing.
+    fn failed(&self, what: &str, out: Result<&Output, &HostError>) -> String {
+        match out {
+            Err(e @ HostError::Spawn { program, .. }) if program == "restic" => {
+                format!("{e} (install the `restic` package)")
+            }
+            Err(e) => e.to_string(),
+            Ok(out) => match &out.end {
+                End::TimedOut(limit) => explain(
+                    &self.location,
+                    &format!("restic {what} did not finish within {}s", limit.as_secs()),
+                ),
+                _ => explain(&self.location, &out.tail),
+            },
+        }
     }
 
     /// Run a restic command to its end; `Ok(stdout)` or the explained failure.
     async fn run(&self, args: &[&str], limit: Duration) -> Result<String, String> {
-        let child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("restic: {e} (install the `restic` package)"))?;
-        match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(Ok(out)) if out.status.success() => {
-                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-            }
-            Ok(Ok(out)) => Err(explain(
-                &self.location,
-                &format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )),
-            Ok(Err(e)) => Err(format!("restic: {e}")),
-            Err(_) => Err(explain(
-                &self.location,
-                &format!(
-                    "restic {} did not finish within {}s",
-                    args.first().unwrap_or(&""),
-                    limit.as_secs()
-                ),
-            )),
+        let what = args.first().unwrap_or(&"");
+        match self.processes.run(self.command(args, limit)).await {
+            Ok(out) if out.success() => Ok(out.stdout),
+            out => Err(self.failed(what, out.as_ref())),
         }
     }
 
@@ -385,15 +439,17 @@ impl Repo {
         Ok(list)
     }
 
-    /// `restic backup` of `paths` (or, with `stdin`, of a stream named `stdin_name`), tagged.
-    /// Progress lines go to `live`; no progress for `stall_limit` stops it.
+    /// `restic backup` of `paths` (or, with `stream`, of the output of a command, named as
+    /// the file `stdin_name`), tagged. Progress lines go to `live`; no progress for
+    /// `stall_limit` stops it.
     ///
     /// # Errors
-    /// restic failing, the source failing (its snapshot is then never written), a stall.
+    /// restic failing, the source failing (its snapshot is then never written: the pipe kills
+    /// restic before the end of the stream), a stall.
     pub async fn backup(
         &self,
         paths: &[String],
-        stream: Option<(Command, String)>,
+        stream: Option<(Cmd, String)>,
         tags: &[String],
         host: &str,
         live: &Arc<Mutex<String>>,
@@ -416,141 +472,63 @@ impl Repo {
             args.push("--".into());
             args.extend(paths.iter().cloned());
         }
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut restic = self
-            .command(&argv)
-            .stdin(if source.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("restic: {e} (install the `restic` package)"))?;
-        let restic_pid = restic.id().map(|p| Pid::from_raw(p as i32));
-
-        // The stream: source stdout → restic stdin through this process, so a source that
-        // fails is seen *before* restic is told the stream ended — restic is then killed and
-        // writes no snapshot of a truncated dump.
-        let pump = match (source, restic.stdin.take()) {
-            (Some(mut cmd), Some(mut into)) => {
-                let mut child = cmd
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| format!("starting the dump: {e}"))?;
-                let mut out = child.stdout.take().ok_or("dump has no stdout")?;
-                let mut err = child.stderr.take().ok_or("dump has no stderr")?;
-                Some(tokio::spawn(async move {
-                    let copied = tokio::io::copy_buf(
-                        &mut BufReader::with_capacity(1 << 20, &mut out),
-                        &mut into,
-                    )
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(false);
+        let restic = self.command(&args, BACKUP_LIMIT).live(tx).stop_on(stopped);
+        let work = async {
+            match source {
+                Some(source) => self
+                    .processes
+                    .pipe(source, restic)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| format!("streaming the dump into restic: {e}"));
-                    let mut errors = String::new();
-                    let _ = err.read_to_string(&mut errors).await;
-                    let status = child.wait().await.map_err(|e| e.to_string());
-                    match (copied, status) {
-                        (Ok(()), Ok(s)) if s.success() => {
-                            drop(into); // end of stream: restic may now write the snapshot
-                            Ok(())
-                        }
-                        (Ok(()), Ok(s)) => {
-                            Err(format!("the dump failed ({s}): {}", last_line(&errors)))
-                        }
-                        (Err(e), _) | (_, Err(e)) => Err(e),
-                    }
-                }))
+                    .map(|p| (Some(p.source), p.sink)),
+                None => self.processes.run(restic).await.map(|o| (None, o)),
             }
-            _ => None,
         };
-
-        let stdout = restic.stdout.take().ok_or("restic has no stdout")?;
-        let mut stderr = restic.stderr.take().ok_or("restic has no stderr")?;
-        let err_task = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let mut summary = None;
-        let mut last_counters = None;
-        let mut last_change = Instant::now();
+        tokio::pin!(work);
+        let mut seen = Reading::new(live);
         let mut stalled = false;
-        let mut pump = pump;
-        let mut pump_error = None;
-        loop {
+        // An interval, not a sleep per turn: restic prints about once a second, which would
+        // restart a sleep every time and never look at a frozen status.
+        let mut look = tokio::time::interval(Duration::from_secs(1));
+        let ended = loop {
             tokio::select! {
-                line = lines.next_line() => {
-                    let Ok(Some(line)) = line else { break };
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                    match v["message_type"].as_str() {
-                        Some("status") => {
-                            // Scanning (totals growing), unchanged files (files_done) and
-                            // reading (bytes_done) are all progress; only a frozen status is not.
-                            let done = v["bytes_done"].as_u64().unwrap_or(0);
-                            let counters = ["bytes_done", "files_done", "total_files", "total_bytes"]
-                                .map(|k| v[k].as_u64().unwrap_or(0));
-                            if last_counters != Some(counters) {
-                                last_counters = Some(counters);
-                                last_change = Instant::now();
-                            }
-                            let pct = v["percent_done"].as_f64().map(|p| format!(", {:.0}%", p * 100.0)).unwrap_or_default();
-                            *live.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                format!("{} read{pct}", bytes(done));
-                        }
-                        Some("summary") => summary = serde_json::from_value::<Summary>(v).ok(),
-                        _ => {}
-                    }
-                }
-                result = async { pump.as_mut().expect("guarded").await }, if pump.is_some() => {
-                    pump = None;
-                    if let Ok(Err(e)) | Err(e) = result.map_err(|e| e.to_string()) {
-                        // Kill restic before it can see end-of-stream and commit a snapshot.
-                        if let Some(pid) = restic_pid {
-                            let _ = kill(pid, Signal::SIGKILL);
-                        }
-                        pump_error = Some(e);
-                    }
-                }
-                () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if last_change.elapsed() > stall_limit && !stalled {
+                done = &mut work => break done,
+                Some(chunk) = rx.recv() => seen.feed(&chunk),
+                _ = look.tick() => {
+                    if seen.last_change.elapsed() > stall_limit && !stalled {
                         stalled = true;
                         // SIGINT: restic stops cleanly and writes no snapshot.
-                        if let Some(pid) = restic_pid {
-                            let _ = kill(pid, Signal::SIGINT);
-                        }
-                    }
-                    if stalled && last_change.elapsed() > stall_limit + Duration::from_secs(30) {
-                        if let Some(pid) = restic_pid {
-                            let _ = kill(pid, Signal::SIGKILL);
-                        }
+                        let _ = stop.send(true);
                     }
                 }
             }
+        };
+        // What it printed last (its summary) may still be on its way.
+        while let Ok(chunk) = rx.try_recv() {
+            seen.feed(&chunk);
         }
-        let status = restic.wait().await.map_err(|e| e.to_string())?;
-        let errors = err_task.await.unwrap_or_default();
-        if let Some(e) = pump_error {
-            return Err(e);
+        let (source, restic) = ended.map_err(|e| self.failed("backup", Err(&e)))?;
+        if let Some(src) = source.filter(|_| restic.end == End::Cut) {
+            return Err(format!(
+                "the dump failed ({}): {}",
+                src.failure().unwrap_or_default(),
+                last_line(&src.stderr)
+            ));
         }
         if stalled {
             return Err(explain(
                 &self.location,
                 &format!(
-                    "{errors}\nstopped: no progress for {}s",
+                    "{}\nstopped: no progress for {}s",
+                    restic.stderr,
                     stall_limit.as_secs()
                 ),
             ));
         }
-        match summary {
-            Some(s) if status.success() => Ok(s),
-            _ => Err(explain(&self.location, &errors)),
+        match seen.summary {
+            Some(s) if restic.success() => Ok(s),
+            _ => Err(self.failed("backup", Ok(&restic))),
         }
     }
 
@@ -689,6 +667,55 @@ mod tests {
         assert!(explain(at, missing).starts_with("no backup repository at"));
         let wrong = "Fatal: wrong password or no key found";
         assert!(explain(at, wrong).starts_with("the backup key does not open"));
+    }
+
+    #[test]
+    fn a_failed_dump_writes_no_snapshot_and_a_whole_one_does() {
+        use crate::host::fake::FakeProcesses;
+        let fake = FakeProcesses::default();
+        fake.state().restic.initialized = true;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = Vault::new(dir.path());
+        let repo = Repo::local(dir.path(), &vault, dir.path(), fake.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let live = Arc::new(Mutex::new(String::new()));
+        let tags = ["strackt".to_string(), "app=shop".to_string()];
+        let backup = |what: &'static str| {
+            let dump = Cmd::new("pg_dump", BACKUP_LIMIT).env("PGDATABASE", what);
+            let stream = Some((dump, "shop.pgdump".to_string()));
+            rt.block_on(repo.backup(&[], stream, &tags, "web1", &live, LOOK_LIMIT))
+        };
+        fake.script(
+            "pg_dump",
+            Output::with(
+                End::Exited(1),
+                "half a dump",
+                "pg_dump: error: connection lost",
+            ),
+        );
+        let err = backup("shop").expect_err("the dump failed");
+        assert_eq!(
+            err,
+            "the dump failed (exited with status 1): pg_dump: error: connection lost"
+        );
+        assert!(fake.state().restic.snapshots.is_empty());
+
+        fake.script("pg_dump", Output::with(End::Exited(0), "a whole dump", ""));
+        let summary = backup("shop").expect("backed up");
+        let listed = rt
+            .block_on(repo.snapshots(&["app=shop".to_string()], Some("web1")))
+            .expect("listed");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, summary.snapshot_id);
+        assert_eq!(listed[0].tag("app"), Some("shop"));
+        let s = fake.state();
+        assert_eq!(s.restic.snapshots[0].content, b"a whole dump");
+        let restic = s.calls.iter().find(|c| c.program == "restic").expect("ran");
+        assert!(restic.env.contains_key("RESTIC_PASSWORD_FILE"));
+        assert!(!restic.args.iter().any(|a| a.contains("PASSWORD")));
     }
 
     #[test]

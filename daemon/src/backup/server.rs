@@ -16,15 +16,14 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::process::Command;
-
-use super::restic::Repo;
+use super::restic::{self, Repo};
 use super::{off_thread, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
 use crate::deploy::Progress;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
+use crate::host::processes::Cmd;
 
 /// The file name of the bundle inside its snapshot.
 pub const FILE: &str = "server.json";
@@ -208,6 +207,11 @@ impl Backups {
     /// The deployer the restores go through.
     pub(crate) fn deployer(&self) -> &Arc<crate::deploy::Deployer> {
         &self.deployer
+    }
+
+    /// The programs restic runs through.
+    pub(crate) fn processes(&self) -> crate::host::processes::RealProcesses {
+        self.processes
     }
 
     /// restic's cache directory.
@@ -406,11 +410,8 @@ impl Backups {
             atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
         })
         .await?;
-        let mut cat = Command::new("cat");
-        cat.arg("--")
-            .arg(&file)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin");
+        let cat = Cmd::new("cat", restic::BACKUP_LIMIT)
+            .args(["--".to_string(), file.display().to_string()]);
         let target = format!(
             "definition, lock, {} secret(s), {} app(s) → {}",
             bundle.secrets.len(),

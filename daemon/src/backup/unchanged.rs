@@ -17,26 +17,30 @@
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use tokio::process::Command;
+use std::time::Duration;
+
+use crate::host::processes::{Cmd, Processes};
 
 /// One line that changes whenever anything pg_dump would write can have changed.
 const FINGERPRINT_SQL: &str = "SELECT concat_ws('|', pg_current_snapshot(), pg_postmaster_start_time(), \
      (SELECT oid FROM pg_database WHERE datname = current_database()), \
      (SELECT string_agg(schemaname || '.' || sequencename || '=' || coalesce(last_value::text, '?'), ',' ORDER BY schemaname, sequencename) FROM pg_sequences))";
 
+/// How long the fingerprint query may take (it reads a few catalog rows).
+const LIMIT: Duration = Duration::from_secs(60);
+
 /// The database's fingerprint, or `None` when it cannot be told (then it counts as changed).
-pub async fn database(env: &BTreeMap<String, String>) -> Option<String> {
-    let out = Command::new("psql")
-        .args(["--no-psqlrc", "-tAc", FINGERPRINT_SQL])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .envs(env)
-        .kill_on_drop(true)
-        .output()
+pub async fn database(p: &impl Processes, env: &BTreeMap<String, String>) -> Option<String> {
+    let out = p
+        .run(
+            Cmd::new("psql", LIMIT)
+                .args(["--no-psqlrc", "-tAc", FINGERPRINT_SQL])
+                .envs(env),
+        )
         .await
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !text.is_empty()).then_some(text)
+    let text = out.stdout.trim().to_string();
+    (out.success() && !text.is_empty()).then_some(text)
 }
 
 /// A digest of the metadata of every entry under `paths` (symlinks not followed).

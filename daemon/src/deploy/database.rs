@@ -3,13 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
-
 use super::preflight::last_line;
+use crate::host::processes::{Cmd, End, Processes};
 
 /// Drops what the app's role owns in its database — schemas other than `public`, tables,
 /// views, sequences, routines, types — so what only a later migration created goes too (and
@@ -51,119 +48,104 @@ pub(crate) const DROP_OWNED_OBJECTS: &str = "DO $$ DECLARE r record; \
 /// How long a restore may take.
 const LIMIT: Duration = Duration::from_secs(12 * 3600);
 
-fn client(program: &str, db: &BTreeMap<String, String>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .envs(db)
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Restore the database `db` (libpq variables) from the custom-format dump (`pg_dump -Fc`)
-/// in the file `dump`: `pg_restore` turns it into SQL, which `psql --single-transaction` runs
+/// in the file `dump`: `pg_restore` turns it into SQL, piped into `psql --single-transaction`
 /// after the drop. If `pg_restore` fails, `psql` is killed before it sees the end of its
-/// input, so nothing is committed.
+/// input (the pipe's guarantee), so nothing is committed.
 ///
 /// # Errors
 /// The one-line reason and the output of the tools.
 pub async fn restore(
+    p: &impl Processes,
     dump: &Path,
     db: &BTreeMap<String, String>,
 ) -> Result<((), String), (String, String)> {
-    let work = async {
-        let mut pg_restore = client("pg_restore", db);
-        pg_restore
-            .args([
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--no-privileges",
-                "--file",
-                "-",
-            ])
-            .arg(dump)
-            .stdin(Stdio::null());
-        // Killed if this is dropped half-way: psql would otherwise see end of input and
-        // COMMIT whatever part of the dump it had.
-        let mut restore = pg_restore
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("pg_restore: {e}"))?;
-        let mut psql = client("psql", db)
-            .args([
-                "-X",
-                "-q",
-                "-w",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--single-transaction",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("psql: {e}"))?;
-        let mut into = psql.stdin.take().ok_or("psql has no stdin")?;
-        let mut sql = restore.stdout.take().ok_or("pg_restore has no stdout")?;
-        let copied: Result<(), String> = async {
-            into.write_all(DROP_OWNED_OBJECTS.as_bytes())
-                .await
-                .map_err(|e| format!("psql: {e}"))?;
-            tokio::io::copy_buf(&mut BufReader::with_capacity(1 << 20, &mut sql), &mut into)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("streaming pg_restore's output into psql: {e}"))
-        }
-        .await;
-        let mut restore_err = String::new();
-        if let Some(mut e) = restore.stderr.take() {
-            let _ = e.read_to_string(&mut restore_err).await;
-        }
-        let restore_ok = restore.wait().await.is_ok_and(|s| s.success());
-        let failure = match (&copied, restore_ok) {
-            (Err(e), _) => Some(e.clone()),
-            (_, false) => Some(format!("pg_restore failed: {}", last_line(&restore_err))),
-            _ => None,
-        };
-        if let Some(f) = failure {
-            // Before psql sees end of input: its transaction is rolled back.
-            let _ = psql.start_kill();
-            let _ = psql.wait().await;
-            return Err(format!("{f}\n{restore_err}"));
-        }
-        drop(into);
-        let out = psql
-            .wait_with_output()
-            .await
-            .map_err(|e| format!("psql: {e}"))?;
-        let text = format!(
-            "{}{}{}",
+    let pg_restore = Cmd::new("pg_restore", LIMIT)
+        .envs(db)
+        .args([
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--file",
+            "-",
+        ])
+        .args([dump.display().to_string()]);
+    let psql = Cmd::new("psql", LIMIT)
+        .envs(db)
+        .args([
+            "-X",
+            "-q",
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+        ])
+        .stdin(DROP_OWNED_OBJECTS);
+    let piped = p
+        .pipe(pg_restore, psql)
+        .await
+        .map_err(|e| (e.to_string(), String::new()))?;
+    let restore_err = piped.source.stderr.clone();
+    let text = format!("{restore_err}{}", piped.sink.tail);
+    if piped.sink.end == End::Cut {
+        return Err((
+            format!("pg_restore failed: {}", last_line(&restore_err)),
             restore_err,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if let End::TimedOut(_) = piped.sink.end {
+        return Err(("the restore did not finish within 12 h".into(), text));
+    }
+    if !piped.sink.success() {
+        return Err((
+            format!("psql failed, nothing restored: {}", last_line(&text)),
+            text,
+        ));
+    }
+    // psql ended well without reading all of pg_restore's output: not a whole restore.
+    if let Some(why) = piped.source.failure() {
+        return Err((format!("pg_restore: {why}"), text));
+    }
+    Ok(((), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeProcesses;
+    use crate::host::processes::Output;
+
+    #[test]
+    fn a_failed_pg_restore_never_lets_psql_see_the_end_of_its_input() {
+        let fake = FakeProcesses::default();
+        fake.script(
+            "pg_restore",
+            Output::with(
+                End::Exited(1),
+                "CREATE TABLE half",
+                "pg_restore: error: corrupt",
+            ),
         );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!(
-                "psql failed, nothing restored: {}\n{text}",
-                last_line(&text)
-            ))
-        }
-    };
-    match tokio::time::timeout(LIMIT, work).await {
-        Ok(Ok(text)) => Ok(((), text)),
-        Ok(Err(e)) => {
-            let (first, rest) = e.split_once('\n').unwrap_or((&e, ""));
-            Err((first.to_string(), rest.to_string()))
-        }
-        Err(_) => Err((
-            "the restore did not finish within 12 h".into(),
-            String::new(),
-        )),
+        let db = BTreeMap::from([("PGDATABASE".to_string(), "shop".to_string())]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (why, _) = rt
+            .block_on(restore(&fake, Path::new("/var/lib/strackt/x.dump"), &db))
+            .expect_err("failed");
+        assert_eq!(why, "pg_restore failed: pg_restore: error: corrupt");
+        let s = fake.state();
+        let psql = s
+            .calls
+            .iter()
+            .find(|c| c.program == "psql")
+            .expect("started");
+        assert_eq!(
+            psql.stdin,
+            DROP_OWNED_OBJECTS.as_bytes(),
+            "none of the dump"
+        );
+        assert_eq!(psql.env["PGDATABASE"], "shop");
     }
 }

@@ -40,7 +40,7 @@ impl Deployer {
                 .step(
                     "restore-database",
                     &format!("{name} from the pre-migrate dump {}", dump.display()),
-                    database::restore(&dump, &prepared.db_env),
+                    database::restore(&self.processes, &dump, &prepared.db_env),
                 )
                 .await;
             Some(match put_back {

@@ -36,6 +36,7 @@ use crate::apply::StepRecord;
 use crate::definition::{parse, AppSpec, HealthSpec, ServeMode, ValidatedDefinition, SECRETS_DIR};
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
+use crate::host::processes::{Processes, RealProcesses};
 use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
@@ -58,7 +59,7 @@ fn now() -> String {
 }
 
 /// The last lines `unit` logged, for a failed step's output.
-async fn journal_tail(unit: &str) -> String {
+async fn journal_tail(p: &impl Processes, unit: &str) -> String {
     let cmd = argv(&[
         "journalctl",
         "--no-pager",
@@ -70,6 +71,7 @@ async fn journal_tail(unit: &str) -> String {
         unit,
     ]);
     runner::run(
+        p,
         &cmd,
         Path::new("/"),
         &BTreeMap::new(),
@@ -109,6 +111,8 @@ pub struct Deployer {
     metrics: Arc<Metrics>,
     /// What the running steps print, for the CLI following them.
     outputs: Arc<live::Outputs>,
+    /// The programs deploys run (git, the app's steps, pg_dump, psql).
+    processes: RealProcesses,
 }
 
 /// An app claimed for one operation; released on drop.
@@ -469,7 +473,7 @@ async fn stop_all(systemd: &DbusSystemd, units: &[String]) {
 
 /// Dump the app's database into `dump` (strackt's own root-only file) before the migration;
 /// a restore's dump of the database as it is now is kept instead when there is one.
-async fn take_dump(dump: &Path, prepared: &Prepared) -> StepResult<()> {
+async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> StepResult<()> {
     if let Some(current) = &prepared.current_dump {
         if std::fs::rename(current, dump).is_ok() {
             return Ok((
@@ -490,6 +494,7 @@ async fn take_dump(dump: &Path, prepared: &Prepared) -> StepResult<()> {
         "--no-password",
     ]);
     let ran = runner::run_into(
+        p,
         &cmd,
         Path::new("/"),
         &prepared.db_env,
@@ -549,6 +554,7 @@ impl Deployer {
             busy: Mutex::new(HashMap::new()),
             metrics,
             outputs: live::Outputs::new(redact),
+            processes: RealProcesses,
         })
     }
 
@@ -782,6 +788,7 @@ impl Deployer {
                     &self.definition,
                     &self.secrets,
                     &self.systemd,
+                    &self.processes,
                 )
                 .await
                 .map(|p| (p, String::new()))
@@ -841,7 +848,15 @@ impl Deployer {
         };
         let git = preflight::git_env(app, spec, &user)?;
         let limit = Duration::from_secs(10 * 60);
-        let made = runner::run(&argv(&["mktemp", "-d"]), Path::new("/"), &git, &user, limit).await;
+        let made = runner::run(
+            &self.processes,
+            &argv(&["mktemp", "-d"]),
+            Path::new("/"),
+            &git,
+            &user,
+            limit,
+        )
+        .await;
         let scratch = made.stdout.trim().to_string();
         ran_step(made).map_err(|(e, _)| format!("a scratch directory for git: {e}"))?;
         let scratch_dir = Path::new(&scratch);
@@ -856,10 +871,11 @@ impl Deployer {
             ]))
             .chain([format!("{scratch}/repo")])
             .collect::<Vec<_>>();
-        let cloned = runner::run(&clone, scratch_dir, &git, &user, limit).await;
+        let cloned = runner::run(&self.processes, &clone, scratch_dir, &git, &user, limit).await;
         let result = if cloned.ok {
             let repo = scratch_dir.join("repo");
             let on = runner::run(
+                &self.processes,
                 &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
                 &repo,
                 &git,
@@ -884,6 +900,7 @@ impl Deployer {
             ))
         };
         let _ = runner::run(
+            &self.processes,
             &argv(&["rm", "-rf", "--", &scratch]),
             Path::new("/"),
             &git,
@@ -986,13 +1003,22 @@ impl Deployer {
                 .chain(argv(&["--", &spec.repo]))
                 .chain([release.display().to_string()])
                 .collect::<Vec<_>>();
-                let ran = runner::run(&clone, &dirs.releases(), quiet, user, OWN_LIMIT).await;
+                let ran = runner::run(
+                    &self.processes,
+                    &clone,
+                    &dirs.releases(),
+                    quiet,
+                    user,
+                    OWN_LIMIT,
+                )
+                .await;
                 let mut tail = ran.tail.clone();
                 ran_step(ran)?;
                 // A given commit (a restore) must be one of the branch's: never an arbitrary
                 // object the repository happens to hold.
                 if let Some(at) = at {
                     let on_branch = runner::run(
+                        &self.processes,
                         &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
                         &release,
                         quiet,
@@ -1007,6 +1033,7 @@ impl Deployer {
                         ));
                     }
                     let checkout = runner::run(
+                        &self.processes,
                         &argv(&["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", at]),
                         &release,
                         quiet,
@@ -1018,6 +1045,7 @@ impl Deployer {
                     ran_step(checkout)?;
                 }
                 let rev = runner::run(
+                    &self.processes,
                     &argv(&["git", "rev-parse", "HEAD"]),
                     &release,
                     quiet,
@@ -1082,7 +1110,10 @@ impl Deployer {
                 let (release, env) = (&release, &env);
                 p.step_live(name, command, |out| async move {
                     let cmd = argv(&["/bin/sh", "-c", command]);
-                    ran_step(runner::run_live(&cmd, release, env, user, limit, &out).await)
+                    ran_step(
+                        runner::run_live(&self.processes, &cmd, release, env, user, limit, &out)
+                            .await,
+                    )
                 })
                 .await?;
             }
@@ -1113,7 +1144,7 @@ impl Deployer {
                         action: "dump".into(),
                         target: dump.display().to_string(),
                         live: Arc::new(Mutex::new(String::new())),
-                        work: Box::pin(take_dump(dump, prepared)),
+                        work: Box::pin(take_dump(&self.processes, dump, prepared)),
                     });
                 }
                 for done in p.steps(work).await {
@@ -1171,7 +1202,7 @@ impl Deployer {
         }
         .await;
         let journal = if result.is_err() {
-            journal_tail(&pair.service).await
+            journal_tail(&self.processes, &pair.service).await
         } else {
             String::new()
         };
@@ -1490,7 +1521,7 @@ impl Deployer {
                 p.step(
                     "restore-database",
                     dump,
-                    database::restore(Path::new(dump), db),
+                    database::restore(&self.processes, Path::new(dump), db),
                 )
                 .await?;
             }

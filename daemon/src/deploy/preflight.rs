@@ -9,6 +9,7 @@ use super::runner::{self, RunAs};
 use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
+use crate::host::processes::Processes;
 use crate::host::Systemd;
 use crate::state::redact::url_encode;
 
@@ -154,6 +155,7 @@ pub async fn check(
     file: &Path,
     secrets: &Path,
     systemd: &impl Systemd,
+    processes: &impl Processes,
 ) -> Result<Prepared, DefinitionError> {
     let mut problems: Vec<Problem> = Vec::new();
     let source = def.source();
@@ -254,8 +256,8 @@ pub async fn check(
     };
     // The two look-ups that wait on something else run side by side.
     let (git_problem, db_problem) = tokio::join!(
-        check_branch(app, branch, &git, &user),
-        check_database(app, db_env.as_ref())
+        check_branch(processes, app, branch, &git, &user),
+        check_database(processes, app, db_env.as_ref())
     );
     for (field, message) in git_problem.into_iter().chain(db_problem) {
         at(field, message);
@@ -282,6 +284,7 @@ type Found = Option<(&'static [&'static str], String)>;
 
 /// The branch exists in the repository (and the repository can be read).
 async fn check_branch(
+    p: &impl Processes,
     app: &AppSpec,
     branch: &str,
     git: &BTreeMap<String, String>,
@@ -302,7 +305,7 @@ async fn check_branch(
     .iter()
     .map(|s| (*s).to_string())
     .collect();
-    let ran = runner::run(&argv, Path::new("/"), git, user, LOOKUP_LIMIT).await;
+    let ran = runner::run(p, &argv, Path::new("/"), git, user, LOOKUP_LIMIT).await;
     if ran.ok {
         None
     } else if ran.tail.trim().is_empty() {
@@ -319,7 +322,11 @@ async fn check_branch(
 }
 
 /// The database host resolves and accepts the credentials.
-async fn check_database(app: &AppSpec, db_env: Option<&BTreeMap<String, String>>) -> Found {
+async fn check_database(
+    p: &impl Processes,
+    app: &AppSpec,
+    db_env: Option<&BTreeMap<String, String>>,
+) -> Found {
     let (Some(db), Some(db_env)) = (&app.database, db_env) else {
         return None;
     };
@@ -338,7 +345,7 @@ async fn check_database(app: &AppSpec, db_env: Option<&BTreeMap<String, String>>
         .iter()
         .map(|s| (*s).to_string())
         .collect();
-    let ran = runner::run(&argv, Path::new("/"), &env, &RunAs::root(), LOOKUP_LIMIT).await;
+    let ran = runner::run(p, &argv, Path::new("/"), &env, &RunAs::root(), LOOKUP_LIMIT).await;
     (!ran.ok).then(|| {
         (
             &["database"][..],

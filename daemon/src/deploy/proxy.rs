@@ -207,7 +207,7 @@ impl Deployer {
 
     /// A release that failed to start or to answer: the end of its journal kept, then stopped.
     async fn stop_failed(&self, unit: &str, why: String) -> Failure {
-        let journal = super::journal_tail(unit).await;
+        let journal = super::journal_tail(&self.processes, unit).await;
         let _ = self.systemd.run_job(JobKind::Stop, unit).await;
         self.systemd.reset_failed(unit).await;
         (why, journal)
@@ -298,6 +298,7 @@ impl Deployer {
     ) -> Result<OldWorkers, Failure> {
         atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
         let tested = runner::run(
+            &self.processes,
             &argv(&["nginx", "-t", "-q"]),
             Path::new("/"),
             &BTreeMap::new(),

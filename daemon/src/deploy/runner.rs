@@ -1,20 +1,18 @@
-//! Runs one deploy command: its own process group, a clean environment, the app's user, a time
-//! limit, and both output streams interleaved into one bounded tail (and, for a step followed
-//! live, line by line into its [`StepOutput`] as they are printed). Whatever the command leaves
-//! running in its group is killed when it ends, so a step never outlives its record.
+//! Runs one deploy command through the host's [`Processes`]: its own process group, a clean
+//! environment, the app's user, a time limit, and both output streams interleaved into one
+//! bounded tail (and, for a step followed live, line by line into its [`StepOutput`] as they
+//! are printed). Whatever the command leaves running in its group is killed when it ends, so a
+//! step never outlives its record.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::sync::mpsc;
 
-use super::live::{StepOutput, Stream};
+use super::live::StepOutput;
+use crate::host::processes::{Chunk, Cmd, Processes, Stream};
 
 /// How much output a step keeps (the end of it).
 const TAIL_BYTES: usize = 16 * 1024;
@@ -68,55 +66,22 @@ pub struct Ran {
     pub stdout: String,
 }
 
-/// Keep only the last `TAIL_BYTES` of `buf`.
-fn trim_front(buf: &mut Vec<u8>) {
-    if buf.len() > TAIL_BYTES {
-        let cut = buf.len() - TAIL_BYTES;
-        buf.drain(..cut);
-    }
-}
-
-async fn pump(
-    mut from: impl AsyncRead + Unpin,
-    both: Arc<Mutex<Vec<u8>>>,
-    own: Option<Arc<Mutex<Vec<u8>>>>,
-    mut live: Option<Stream>,
-) {
-    let mut chunk = [0u8; 8192];
-    while let Ok(n) = from.read(&mut chunk).await {
-        if n == 0 {
-            break;
-        }
-        if let Some(s) = live.as_mut() {
-            s.feed(&chunk[..n]);
-        }
-        for buf in std::iter::once(&both).chain(own.as_ref()) {
-            let mut b = buf
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            b.extend_from_slice(&chunk[..n]);
-            trim_front(&mut b);
-        }
-    }
-    if let Some(s) = live.as_mut() {
-        s.end();
-    }
-}
-
 /// Run `argv` in `cwd` as `user` with exactly `env` (plus PATH, HOME, USER), for at most
 /// `limit`.
 pub async fn run(
+    p: &impl Processes,
     argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
     user: &RunAs,
     limit: Duration,
 ) -> Ran {
-    run_into(argv, cwd, env, user, limit, None, None).await
+    run_into(p, argv, cwd, env, user, limit, None, None).await
 }
 
 /// [`run`], each line the command prints also going to `live` as it is printed.
 pub async fn run_live(
+    p: &impl Processes,
     argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
@@ -124,12 +89,14 @@ pub async fn run_live(
     limit: Duration,
     live: &Arc<StepOutput>,
 ) -> Ran {
-    run_into(argv, cwd, env, user, limit, None, Some(live)).await
+    run_into(p, argv, cwd, env, user, limit, None, Some(live)).await
 }
 
 /// [`run`], with the command's stdout going into `stdout` (a file strackt opened itself, so
 /// the command never opens a path) instead of the kept output, and what it prints to `live`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_into(
+    p: &impl Processes,
     argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
@@ -138,85 +105,50 @@ pub async fn run_into(
     stdout: Option<std::fs::File>,
     live: Option<&Arc<StepOutput>>,
 ) -> Ran {
-    let Some((program, args)) = argv.split_first() else {
+    let Some(cmd) = Cmd::argv(argv, limit) else {
         return failed("empty command".into(), String::new());
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+    // The user's own identity and nothing of root's environment; `env` may override these.
+    let mut cmd = cmd
+        .cwd(cwd)
         .env("HOME", &user.home)
         .env("USER", &user.name)
         .env("LANG", "C.UTF-8")
         .envs(env)
-        .uid(user.uid)
-        .gid(user.gid)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return failed(format!("{program}: {e}"), String::new()),
+        .user(user.uid, user.gid)
+        .keep(TAIL_BYTES);
+    if let Some(file) = stdout {
+        cmd = cmd.stdout_to(file);
+    }
+    let ran = match live {
+        None => p.run(cmd).await,
+        Some(live) => {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Chunk>();
+            let follow = async {
+                let (mut out, mut err) = (live.stream(), live.stream());
+                while let Some(c) = rx.recv().await {
+                    match c.stream {
+                        Stream::Stdout => out.feed(&c.bytes),
+                        Stream::Stderr => err.feed(&c.bytes),
+                    }
+                }
+                out.end();
+                err.end();
+            };
+            tokio::join!(p.run(cmd.live(tx)), follow).0
+        }
     };
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let both = Arc::new(Mutex::new(Vec::new()));
-    let stdout = Arc::new(Mutex::new(Vec::new()));
-    let mut pumps = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        let live = live.map(StepOutput::stream);
-        pumps.push(tokio::spawn(pump(
-            out,
-            both.clone(),
-            Some(stdout.clone()),
-            live,
-        )));
-    }
-    if let Some(err) = child.stderr.take() {
-        let live = live.map(StepOutput::stream);
-        pumps.push(tokio::spawn(pump(err, both.clone(), None, live)));
-    }
-    let status = tokio::time::timeout(limit, child.wait()).await;
-    // The step is over: nothing it started may keep running (or keep our pipes open).
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGKILL);
-    }
-    let _ = child.wait().await;
-    for p in pumps {
-        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
-    }
-    let text = |b: &Arc<Mutex<Vec<u8>>>| {
-        String::from_utf8_lossy(&b.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            .into_owned()
-    };
-    let (tail, stdout) = (text(&both), text(&stdout));
-    match status {
-        Ok(Ok(s)) if s.success() => Ran {
-            ok: true,
-            failure: None,
-            tail,
-            stdout,
-        },
-        Ok(Ok(s)) => failed(
-            match s.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => format!("killed by {s}"),
+    match ran {
+        Ok(out) => match out.failure() {
+            None => Ran {
+                ok: true,
+                failure: None,
+                tail: out.tail,
+                stdout: out.stdout,
             },
-            tail,
-        ),
-        Ok(Err(e)) => failed(format!("waiting for it: {e}"), tail),
-        Err(_) => failed(
-            format!(
-                "did not finish within {}",
-                humantime::format_duration(limit)
-            ),
-            tail,
-        ),
+            Some(why) => failed(why, out.tail),
+        },
+        Err(e) => failed(e.to_string(), String::new()),
     }
 }
 
@@ -232,6 +164,8 @@ fn failed(why: String, tail: String) -> Ran {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::processes::RealProcesses;
+    use std::sync::Mutex;
 
     fn sh(script: &str, limit: Duration) -> Ran {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -245,6 +179,7 @@ mod tests {
             name: "me".into(),
         };
         rt.block_on(run(
+            &RealProcesses,
             &["/bin/sh".into(), "-c".into(), script.into()],
             Path::new("/"),
             &BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
@@ -296,6 +231,7 @@ mod tests {
         let env = BTreeMap::new();
         let (ran, early) = rt.block_on(async {
             let run = run_live(
+                &RealProcesses,
                 &argv,
                 Path::new("/"),
                 &env,

@@ -3,11 +3,11 @@
 //! the databases, nscd and the locks consistent.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::processes::{run_blocking, Cmd};
 use super::HostError;
 use crate::generation::ManagedUser;
 
@@ -119,33 +119,14 @@ pub fn parse_users(passwd: &str, group: &str) -> BTreeMap<String, UserState> {
         .collect()
 }
 
+/// How long one shadow tool call may take.
+const LIMIT: Duration = Duration::from_secs(120);
+
 fn run(tool: &'static str, args: &[String], stdin: Option<&str>) -> Result<(), HostError> {
-    let fail = |message: String| HostError::Command { op: tool, message };
-    let mut child = Command::new(tool)
+    let cmd = Cmd::new(tool, LIMIT)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("running {tool}: {e}")))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(format!(
-            "{} ({})",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            out.status
-        )))
-    }
+        .stdin(stdin.unwrap_or_default());
+    run_blocking(tool, cmd)?.checked(tool).map(|_| ())
 }
 
 /// Options shared by useradd and usermod.

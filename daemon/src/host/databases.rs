@@ -12,14 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use ring::rand::SecureRandom;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
+use super::processes::{Cmd, End, Processes, RealProcesses};
 use super::HostError;
 use crate::definition::is_pg_name;
 
@@ -93,56 +91,39 @@ fn ident(name: &str) -> Result<&str, HostError> {
 
 /// Run `sql` as the `postgres` superuser; its standard output.
 async fn psql(sql: &str) -> Result<String, HostError> {
-    let work = async {
-        let mut child = Command::new("runuser")
-            .args(["-u", "postgres", "--", "psql"])
-            .args(["-X", "-q", "-A", "-t", "-z", "-v", "ON_ERROR_STOP=1"])
-            .args(["-d", "postgres"])
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            // The postgres user cannot enter root's working directory.
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("running runuser -u postgres -- psql: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(sql.as_bytes())
-                .await
-                .map_err(|e| fail(format!("psql: {e}")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| fail(format!("psql: {e}")))?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        // psql's first error line says what went wrong; later lines only point at it.
-        let why = err
-            .lines()
-            .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
-            .or_else(|| err.lines().find(|l| !l.trim().is_empty()))
-            .unwrap_or("")
-            .trim();
-        Err(fail(format!(
-            "PostgreSQL is not installed, not running or refused the change ({}): {why}; install the `postgresql` package and keep postgresql.service running",
-            out.status
-        )))
-    };
-    tokio::time::timeout(LIMIT, work).await.unwrap_or_else(|_| {
-        Err(HostError::Timeout {
+    let cmd = Cmd::new("runuser", LIMIT)
+        .args(["-u", "postgres", "--", "psql"])
+        .args(["-X", "-q", "-A", "-t", "-z", "-v", "ON_ERROR_STOP=1"])
+        .args(["-d", "postgres"])
+        // The postgres user cannot enter root's working directory.
+        .cwd("/")
+        .stdin(sql)
+        .keep(16 << 20);
+    let out = RealProcesses
+        .run(cmd)
+        .await
+        .map_err(|e| fail(format!("running runuser -u postgres -- psql: {e}")))?;
+    if let End::TimedOut(limit) = out.end {
+        return Err(HostError::Timeout {
             what: "psql".into(),
-            secs: LIMIT.as_secs(),
-        })
-    })
+            secs: limit.as_secs(),
+        });
+    }
+    if out.success() {
+        return Ok(out.stdout);
+    }
+    let err = &out.stderr;
+    // psql's first error line says what went wrong; later lines only point at it.
+    let why = err
+        .lines()
+        .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
+        .or_else(|| err.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("")
+        .trim();
+    Err(fail(format!(
+        "PostgreSQL is not installed, not running or refused the change ({}): {why}; install the `postgresql` package and keep postgresql.service running",
+        out.failure().unwrap_or_default()
+    )))
 }
 
 /// Parse psql's unaligned output: records by line, fields by NUL (`-A -t -z`).

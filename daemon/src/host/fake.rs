@@ -4,6 +4,10 @@
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
 //! restarting gives a new MainPID.
 
+mod processes;
+
+pub use processes::{FakeProcesses, FakeSnapshot, ProcessState, ResticModel};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -59,8 +63,10 @@ pub struct FakeState {
     pub repository: BTreeMap<String, Vec<String>>,
     /// Versions of the repository published in a security suite: (package, version).
     pub security: BTreeSet<(String, String)>,
-    /// `apt-get update` runs.
+    /// `apt-get update` runs (failed ones too).
     pub refreshes: usize,
+    /// apt's sources list does not parse: every refresh fails until someone fixes it.
+    pub sources_broken: bool,
     /// Installed packages.
     pub installed: BTreeMap<String, Installed>,
     /// `.deb` files in strackt's cache.
@@ -89,6 +95,8 @@ pub struct FakeState {
 #[derive(Debug, Default)]
 pub struct FakeHost {
     state: Mutex<FakeState>,
+    /// Running programs.
+    pub processes: FakeProcesses,
 }
 
 impl FakeHost {
@@ -600,14 +608,18 @@ impl Packages for FakeHost {
     }
     fn refresh(&self) -> Result<(), HostError> {
         let mut s = self.state();
-        if s.offline {
-            return Err(HostError::Command {
-                op: "apt-get",
-                message: "could not connect to the mirror".into(),
-            });
-        }
         s.refreshes += 1;
-        Ok(())
+        let message = if s.sources_broken {
+            "E: Malformed entry 1 in list file /etc/apt/sources.list (Component)"
+        } else if s.offline {
+            "could not connect to the mirror"
+        } else {
+            return Ok(());
+        };
+        Err(HostError::Command {
+            op: "apt-get",
+            message: message.into(),
+        })
     }
     fn candidates(&self, names: &[String]) -> Result<BTreeMap<String, Offer>, HostError> {
         let s = self.state();
@@ -650,6 +662,7 @@ impl super::Machine for FakeHost {
     type Packages = FakeHost;
     type Usage = FakeHost;
     type Databases = FakeHost;
+    type Processes = FakeProcesses;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -676,6 +689,9 @@ impl super::Machine for FakeHost {
     }
     fn databases(&self) -> &FakeHost {
         self
+    }
+    fn processes(&self) -> &FakeProcesses {
+        &self.processes
     }
 }
 

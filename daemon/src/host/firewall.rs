@@ -3,12 +3,12 @@
 //! Listing the table costs an `nft` process; it is skipped while the kernel's ruleset
 //! generation (asked over netlink, as nft's own cache does) is the one it was listed at.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use super::processes::{run_blocking, Cmd};
 use super::HostError;
 use crate::generation::FIREWALL_TABLE;
 
@@ -179,39 +179,27 @@ fn parse_generation(msg: &[u8]) -> Option<u32> {
     None
 }
 
+/// How long one nft call may take.
+const NFT_LIMIT: Duration = Duration::from_secs(60);
+
 fn nft(
     op: &'static str,
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<(bool, String, String), HostError> {
-    let fail = |message: String| HostError::Command { op, message };
-    let mut child = Command::new("nft")
+    let cmd = Cmd::new("nft", NFT_LIMIT)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            fail(format!(
-                "running nft: {e} (is the nftables package installed?)"
-            ))
-        })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| fail(format!("writing to nft: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("waiting for nft: {e}")))?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+        .stdin(stdin.unwrap_or_default())
+        // A listing is compared whole with the ruleset it should be.
+        .keep(16 << 20);
+    let out = run_blocking(op, cmd).map_err(|e| match e {
+        HostError::Spawn { .. } => HostError::Command {
+            op,
+            message: format!("running {e} (is the nftables package installed?)"),
+        },
+        e => e,
+    })?;
+    Ok((out.success(), out.stdout, out.stderr))
 }
 
 /// The end of a command's stderr: enough to explain, short enough for a log line.

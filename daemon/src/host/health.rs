@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::{sleep, timeout, Instant};
 
+use super::processes::{Cmd, Processes, RealProcesses};
 use crate::definition::HealthSpec;
 
 /// Runs one health probe to completion. Real implementation: [`RealHealth`].
@@ -53,17 +54,16 @@ impl RealHealth {
         if let Some(cmd) = &spec.command {
             let mut words = cmd.split_whitespace();
             let program = words.next().ok_or("empty health command")?;
-            let out = tokio::process::Command::new(program)
-                .args(words)
-                .kill_on_drop(true)
-                .output()
+            // The caller bounds the whole probe (`check`'s `within`); dropping the run kills it.
+            let out = RealProcesses
+                .run(Cmd::new(program, Duration::from_secs(3600)).args(words))
                 .await
                 .map_err(|e| format!("health command {cmd:?}: {e}"))?;
-            if out.status.success() {
+            if out.success() {
                 return Ok(());
             }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
+            let tail: String = out
+                .stderr
                 .trim()
                 .chars()
                 .rev()
@@ -73,8 +73,8 @@ impl RealHealth {
                 .rev()
                 .collect();
             return Err(format!(
-                "health command {cmd:?} exited with {}{}",
-                out.status,
+                "health command {cmd:?} {}{}",
+                out.failure().unwrap_or_default(),
                 if tail.is_empty() {
                     String::new()
                 } else {

@@ -14,6 +14,7 @@ pub mod files;
 pub mod firewall;
 pub mod health;
 pub mod packages;
+pub mod processes;
 pub mod sysctl;
 pub mod systemd;
 pub mod tree;
@@ -80,6 +81,60 @@ pub enum HostError {
         /// The name that was looked up.
         name: String,
     },
+    /// A program could not be started (not installed, not executable).
+    #[error("{program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a command's or systemd's words say about a failure that goes away by itself: another
+/// apt holding the dpkg or lists lock, a mirror or bucket that does not answer, a bus that
+/// went away.
+const TRANSIENT_WORDS: &[&str] = &[
+    "could not get lock",
+    "unable to acquire the dpkg frontend lock",
+    "temporary failure resolving",
+    "temporary failure in name resolution",
+    "could not resolve",
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "connection timed out",
+    "network is unreachable",
+    "i/o timeout",
+    "disconnected",
+    "broken pipe",
+];
+
+impl HostError {
+    /// Whether trying the same thing again later may succeed without anyone changing anything:
+    /// a timeout, a lock held by another apt, an unreachable network, a lost D-Bus
+    /// connection. Everything else (a refusal, a missing program, bad input, a missing
+    /// secret) is permanent: it fails the same way until someone acts.
+    pub fn is_transient(&self) -> bool {
+        let says = |text: &str| {
+            let low = text.to_lowercase();
+            TRANSIENT_WORDS.iter().any(|w| low.contains(w))
+        };
+        match self {
+            HostError::Timeout { .. } => true,
+            HostError::Command { message, .. } | HostError::Systemd { message, .. } => {
+                says(message)
+            }
+            HostError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+            ),
+            HostError::Secret { .. } | HostError::UnknownName { .. } | HostError::Spawn { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// Build a closure that wraps an `io::Error` with the operation and path (for `map_err`).
@@ -228,6 +283,8 @@ pub trait Machine: Sync {
     type Usage: usage::Usage;
     /// PostgreSQL roles and databases.
     type Databases: databases::Databases;
+    /// Running programs.
+    type Processes: processes::Processes;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.
@@ -246,6 +303,8 @@ pub trait Machine: Sync {
     fn usage(&self) -> &Self::Usage;
     /// PostgreSQL roles and databases.
     fn databases(&self) -> &Self::Databases;
+    /// Running programs.
+    fn processes(&self) -> &Self::Processes;
 }
 
 /// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
@@ -281,6 +340,7 @@ impl Machine for RealMachine {
     type Packages = packages::Apt;
     type Usage = usage::ProcUsage;
     type Databases = databases::Postgres;
+    type Processes = processes::RealProcesses;
     fn systemd(&self) -> &Self::Systemd {
         &self.systemd
     }
@@ -307,6 +367,9 @@ impl Machine for RealMachine {
     }
     fn databases(&self) -> &Self::Databases {
         &databases::Postgres
+    }
+    fn processes(&self) -> &Self::Processes {
+        &processes::RealProcesses
     }
 }
 

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::processes::{run_blocking, Cmd};
 use super::HostError;
 
 /// An installed package.
@@ -320,6 +321,10 @@ enum Run {
 /// restart, or by an administrator's apt) before it fails.
 const LOCK_WAIT_SECS: u32 = 900;
 
+/// How long one apt run may take (an install waits up to [`LOCK_WAIT_SECS`] for the lock
+/// first). Past it the run counts as failed; dpkg in its own unit is not cut off.
+const APT_LIMIT: Duration = Duration::from_secs(2 * 3600);
+
 fn apt(
     tool: &'static str,
     args: &[&str],
@@ -327,12 +332,10 @@ fn apt(
     how: Run,
 ) -> Result<String, HostError> {
     let failed = |message: String| HostError::Command { op: tool, message };
-    let lock_wait = format!("DPkg::Lock::Timeout={LOCK_WAIT_SECS}");
     // Without systemd as PID 1 (a container or chroot without it) there is no unit to run in.
     let own_unit = how == Run::OwnUnit && Path::new("/run/systemd/system").is_dir();
     let mut cmd = if own_unit {
-        let mut c = Command::new("systemd-run");
-        c.args([
+        Cmd::new("systemd-run", APT_LIMIT).args([
             "--quiet",
             "--wait",
             "--pipe",
@@ -351,71 +354,36 @@ fn apt(
             "--setenv=LC_ALL=C",
             "--",
             tool,
-        ]);
-        c
+        ])
     } else {
-        let mut c = Command::new(tool);
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .env("LC_ALL", "C");
-        c
+        Cmd::new(tool, APT_LIMIT)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("LC_ALL", "C")
     };
     if how == Run::OwnUnit {
-        cmd.args(["-o", &lock_wait]);
+        cmd = cmd.args(["-o", &format!("DPkg::Lock::Timeout={LOCK_WAIT_SECS}")]);
     }
-    cmd.args(args);
+    cmd = cmd.args(args).keep(256 << 20);
     if let Some(dir) = cwd {
-        cmd.current_dir(dir);
+        cmd = cmd.cwd(dir);
     }
-    let out = if own_unit {
-        let file =
-            || tempfile::tempfile().map_err(|e| failed(format!("an output file for {tool}: {e}")));
-        let (stdout, stderr) = (file()?, file()?);
-        let status = cmd
-            .stdin(std::process::Stdio::null())
-            .stdout(stdout.try_clone().map_err(|e| failed(e.to_string()))?)
-            .stderr(stderr.try_clone().map_err(|e| failed(e.to_string()))?)
-            .status()
-            .map_err(|e| failed(format!("running {tool} through systemd-run: {e}")))?;
-        std::process::Output {
-            status,
-            stdout: read_back(stdout)
-                .map_err(|e| failed(format!("reading {tool}'s output: {e}")))?,
-            stderr: read_back(stderr)
-                .map_err(|e| failed(format!("reading {tool}'s output: {e}")))?,
-        }
-    } else {
-        cmd.output()
-            .map_err(|e| failed(format!("running {tool}: {e}")))?
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: String = err
-            .trim()
-            .lines()
-            .rev()
-            .take(6)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        Err(failed(format!(
-            "{} {} failed: {tail}",
-            tool,
-            args.join(" ")
-        )))
+    // Unnamed files, not pipes: a dpkg that outlives strackt never dies of SIGPIPE.
+    let out = run_blocking(tool, cmd)?;
+    if out.success() {
+        return Ok(out.stdout);
     }
-}
-
-/// Everything written to an unnamed output file.
-fn read_back(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek};
-    file.rewind()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    let tail: Vec<&str> = out.stderr.trim().lines().rev().take(6).collect();
+    let mut tail: Vec<&str> = tail.into_iter().rev().collect();
+    let why = out.failure().unwrap_or_default();
+    if tail.is_empty() {
+        tail.push(&why);
+    }
+    Err(failed(format!(
+        "{} {} failed: {}",
+        tool,
+        args.join(" "),
+        tail.join("\n")
+    )))
 }
 
 /// The exact version `want` (an exact version or `latest`) of `name` means, given what apt

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::processes::{run_blocking, Cmd, Output};
 use super::{io_err, HostError};
 
 /// One process of a unit, as far as package attribution needs it.
@@ -66,15 +67,17 @@ fn mapped_paths(maps: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn dpkg(args: &[&str]) -> Result<std::process::Output, HostError> {
-    Command::new(args[0])
-        .args(&args[1..])
+fn dpkg(args: &[&str]) -> Result<Output, HostError> {
+    let (program, rest) = args.split_first().ok_or(HostError::Command {
+        op: "dpkg",
+        message: "no command".into(),
+    })?;
+    // The whole package database can be listed: keep all of it.
+    let cmd = Cmd::new(*program, Duration::from_secs(120))
+        .args(rest)
         .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| HostError::Command {
-            op: "dpkg",
-            message: format!("{}: {e}", args.join(" ")),
-        })
+        .keep(256 << 20);
+    run_blocking("dpkg", cmd)
 }
 
 /// Names in a `Depends:` value: `a (>= 1), b:any | c` → a, b, c.
@@ -133,8 +136,9 @@ impl Usage for ProcUsage {
         let mut out = BTreeMap::new();
         for name in names {
             let o = dpkg(&["dpkg", "-L", name])?;
-            if o.status.success() {
-                let files = String::from_utf8_lossy(&o.stdout)
+            if o.success() {
+                let files = o
+                    .stdout
                     .lines()
                     .filter(|l| l.starts_with('/'))
                     .map(str::to_string)
@@ -153,7 +157,7 @@ impl Usage for ProcUsage {
         args.extend(paths.iter().map(String::as_str));
         // Exit status 1 only says some path is unowned; the owned ones are still listed.
         let o = dpkg(&args)?;
-        Ok(parse_owners(&String::from_utf8_lossy(&o.stdout)))
+        Ok(parse_owners(&o.stdout))
     }
 
     fn dependencies(&self) -> Result<BTreeMap<String, Vec<String>>, HostError> {
@@ -163,13 +167,13 @@ impl Usage for ProcUsage {
             "-f",
             "${db:Status-Abbrev}\t${Package}\t${Pre-Depends}, ${Depends}\n",
         ])?;
-        if !o.status.success() {
+        if !o.success() {
             return Err(HostError::Command {
                 op: "dpkg-query",
-                message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                message: o.stderr.trim().to_string(),
             });
         }
-        Ok(parse_dependencies(&String::from_utf8_lossy(&o.stdout)))
+        Ok(parse_dependencies(&o.stdout))
     }
 }
 

@@ -424,7 +424,12 @@ impl Retention {
         let pruning = self.store.pruning(client).ok_or("unknown client")?;
         let _held = pruning.lock().await;
         let dir = self.store.repo(client);
-        let repo = Repo::local(&dir, &self.vault, &self.cache);
+        let repo = Repo::local(
+            &dir,
+            &self.vault,
+            &self.cache,
+            crate::host::processes::RealProcesses,
+        );
         let listed = repo.snapshots(&["strackt".to_string()], None).await?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {

@@ -89,7 +89,7 @@ impl Daemon {
                 let names: Vec<String> = def.packages.keys().cloned().collect();
                 let work = tokio::task::spawn_blocking(move || {
                     let problem = if refresh {
-                        apt.refresh().err().map(|e| e.to_string())
+                        refresh_lists(&apt, REFRESH_PAUSE)
                     } else {
                         None
                     };
@@ -247,5 +247,54 @@ impl Daemon {
                 let _reported = self.db(&what, move |s| s.finish_operation(&op)).await;
             }
         }
+    }
+}
+
+/// How many times a refresh is tried while it fails for a reason that passes, and the pause
+/// between tries (another apt, often the system's own daily `apt-get update`, holds the lists
+/// for a minute or so).
+const REFRESH_TRIES: u32 = 3;
+const REFRESH_PAUSE: Duration = Duration::from_secs(20);
+
+/// `apt-get update` (on a blocking thread): a failure that passes by itself (the lists lock
+/// held by another apt, a mirror that does not answer) is tried again after `pause`, a
+/// permanent one (a broken sources list) is not. `None` when the lists were refreshed, else why
+/// not: the check then goes on with the lists as they were.
+fn refresh_lists(apt: &impl Packages, pause: Duration) -> Option<String> {
+    let mut tries = 1;
+    loop {
+        match apt.refresh() {
+            Ok(()) => return None,
+            Err(e) if e.is_transient() && tries < REFRESH_TRIES => {
+                tracing::info!("refreshing apt's lists: {e}; trying again in {pause:?}");
+                std::thread::sleep(pause);
+                tries += 1;
+            }
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+
+    #[test]
+    fn a_refresh_is_tried_again_only_while_it_fails_for_a_reason_that_passes() {
+        let host = FakeHost::default();
+        assert_eq!(refresh_lists(&host, Duration::ZERO), None);
+        assert_eq!(host.state().refreshes, 1);
+        host.state().offline = true;
+        let offline = refresh_lists(&host, Duration::ZERO).expect("fails");
+        assert!(offline.contains("could not connect"), "{offline}");
+        assert_eq!(host.state().refreshes, 1 + REFRESH_TRIES as usize);
+        host.state().sources_broken = true;
+        assert!(refresh_lists(&host, Duration::ZERO).is_some());
+        assert_eq!(
+            host.state().refreshes,
+            2 + REFRESH_TRIES as usize,
+            "not tried again"
+        );
     }
 }
