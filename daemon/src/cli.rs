@@ -14,7 +14,8 @@ use crate::daemon::{self, Daemon, HoldChange, Paths, Status, Trigger, Wake};
 use crate::generation::Store;
 use crate::host::systemd::DbusSystemd;
 use crate::metrics::Metrics;
-use crate::state::{GenerationRow, Operation, State, StateHandle};
+use crate::ops::Operation;
+use crate::state::{GenerationRow, State, StateHandle};
 
 /// How many generations `strackt generations` lists without `--all`: the ones a rollback
 /// usually reaches, while a long-lived server's hundreds of records stay one flag away.
@@ -923,7 +924,7 @@ fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::Result<i32> 
             .with_context(|| format!("no operation {id} in the operations log"))?;
         if !json {
             // Asked after the steps: every line of a step recorded as ended is in it.
-            let out: crate::deploy::live::OutputView = data(request(
+            let out: crate::ops::live::OutputView = data(request(
                 paths,
                 &ControlRequest::Output {
                     operation: id,

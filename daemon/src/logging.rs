@@ -11,7 +11,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::state::Operation;
+use crate::ops::Operation;
 
 /// Whether stderr is the journal stream systemd gave this process (`JOURNAL_STREAM` is
 /// `<device>:<inode>` of it; a child with a redirected stderr inherits the variable, so compare).

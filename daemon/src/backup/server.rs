@@ -22,9 +22,9 @@ use super::restic::Repo;
 use super::{off_thread, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
-use crate::deploy::Progress;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
+use crate::ops::Progress;
 
 /// The file name of the bundle inside its snapshot.
 pub const FILE: &str = "server.json";

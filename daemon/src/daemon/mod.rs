@@ -28,7 +28,7 @@ pub use pass::{
 pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
-use crate::state::Operation;
+use crate::ops::Operation;
 
 /// Where strackt's files are; overridable by environment for tests and benchmarks.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Paths, Status, Trigger};
 use crate::apply::apps::predicted_restarts;
 use crate::apply::switch::{switch, SwitchReport};
-use crate::apply::{observe, Apps, Ownership, StepRecord};
+use crate::apply::{observe, Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::diff::{diff, stored, GenerationDiff, Sides};
 use crate::generation::{render, retention, Generation, Store};
@@ -19,8 +19,9 @@ use crate::host::packages::Packages;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Files, JobKind, Machine, RealMachine, Systemd};
 use crate::metrics::Metrics;
+use crate::ops::{Operation, StepRecord};
 use crate::plan::{lockout, plan, Plan};
-use crate::state::{GenerationRecord, GenerationRow, Operation, StateHandle};
+use crate::state::{GenerationRecord, GenerationRow, StateHandle};
 use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user

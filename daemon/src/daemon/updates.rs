@@ -27,12 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use super::pass::Daemon;
 use super::Trigger;
-use crate::apply::StepRecord;
 use crate::definition::{parse, set_package_versions, Definition, UpdatesApply};
 use crate::host::files::sha256_hex;
 use crate::host::packages::{compare_versions, Offer, Packages};
 use crate::host::Machine;
-use crate::state::Operation;
+use crate::ops::{self, Operation, StepRecord};
 
 /// Meta key of the last check's report (survives restarts).
 const REPORT: &str = "updates";
@@ -523,8 +522,8 @@ impl Daemon {
             op.reason = Some(e);
             op.summary = format!("{why}: nothing was changed");
             if op.id > 0 {
-                let saved = op.clone();
-                let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
+                // A failed write is logged by `ops::finish`; the refusal stands either way.
+                let _logged = ops::finish(&self.state, &op).await;
             }
         }
     }
@@ -724,8 +723,8 @@ impl Daemon {
             why,
         );
         if op.id > 0 {
-            let saved = op.clone();
-            let _ = self.state.call(move |s| s.finish_operation(&saved)).await;
+            // A failed write is logged by `ops::finish`; the upgrade's outcome stands either way.
+            let _logged = ops::finish(&self.state, &op).await;
         }
         self.status.send_modify(|s| {
             if s.last_pass.as_ref().is_some_and(|p| p.id == op.id) {
