@@ -1242,7 +1242,7 @@ fn run_daemon(paths: Paths) -> anyhow::Result<i32> {
             deployer.clone(),
             &paths.root,
             &paths.cache,
-            status_tx.clone(),
+            Arc::new(status_tx.clone()),
         );
         backups.spawn_scheduler();
         backups.spawn_generation_bundles();

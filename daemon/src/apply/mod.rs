@@ -16,9 +16,9 @@ pub use apps::Apps;
 pub use ownership::Ownership;
 
 use crate::definition::SECRETS_DIR;
+use crate::generation::ManagedGroup;
 use crate::generation::{Generation, Store};
-use crate::generation::{ManagedGroup, ManagedUser};
-use crate::host::accounts::Accounts;
+use crate::host::accounts::{Accounts, ManagedUser};
 use crate::host::databases::{scram_matches, scram_verifier, Databases};
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;

@@ -674,7 +674,7 @@ impl Daemon {
                 tracing::error!("recording operation {}: {e}", op.id);
             }
         }
-        crate::logging::operation(&op, None);
+        op.journal(None);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
             "last pass: {} ({})",
             op.outcome, op.summary

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::definition::{parse, AppSpec, HealthSpec, ServeMode, ValidatedDefinition, SECRETS_DIR};
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
-use crate::host::systemd::DbusSystemd;
+use crate::host::systemd::{DbusSystemd, UNIT_DIR};
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::metrics::Metrics;
@@ -41,8 +41,6 @@ use layout::{AppData, AppDirs};
 use preflight::Prepared;
 use runner::{Ran, RunAs};
 
-/// Where the live app units are written.
-const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where an older strackt wrote its validation units as files (they are transient units now,
 /// with no file): what it left there is removed at startup.
 const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";

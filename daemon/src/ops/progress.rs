@@ -242,7 +242,7 @@ impl Progress {
         // Already logged; the operation's outcome is what the caller acts on.
         let _logged = finish(&self.state, &self.op).await;
         self.outputs.finish(self.op.id);
-        crate::logging::operation(&self.op, Some(&self.app));
+        self.op.journal(Some(&self.app));
         self.watch.app_finished(&self.app, &self.op);
         self.op
     }

@@ -71,6 +71,33 @@ pub struct Operation {
     pub steps: Vec<StepRecord>,
 }
 
+impl Operation {
+    /// One log line for a finished operation: an error when it failed or was rolled back, a notice
+    /// when it changed something, debug when a pass found nothing to do (the timer's every five
+    /// minutes would otherwise fill the journal). Fields: `OPERATION_ID`, `KIND`, `TRIGGER`,
+    /// `GENERATION` (0 when none), `OUTCOME`, and `APP` for an operation on one app (deploys,
+    /// release rollbacks, restores).
+    pub fn journal(&self, app: Option<&str>) {
+        let generation = self.generation.unwrap_or(0);
+        let (id, kind, trigger, outcome) = (self.id, &self.kind, &self.trigger, &self.outcome);
+        if self.outcome == "success" || self.outcome == "ok" {
+            let quiet = self
+                .steps
+                .iter()
+                .all(|s| s.outcome != "ok" || matches!(s.action.as_str(), "verify" | "health"))
+                && !matches!(self.kind.as_str(), "rollback" | "startup");
+            if quiet {
+                tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", self.summary);
+            } else {
+                tracing::info!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", self.summary);
+            }
+        } else {
+            let reason = self.reason.as_deref().unwrap_or("no reason recorded");
+            tracing::error!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id} {outcome}: {reason}");
+        }
+    }
+}
+
 /// The newest finished operation of one kind of one app, and its newest successful one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppOutcome {
