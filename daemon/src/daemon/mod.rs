@@ -10,6 +10,7 @@
 
 mod memory;
 mod pass;
+mod run;
 mod save;
 mod updates;
 mod watch;
@@ -292,4 +293,5 @@ pub fn spawn_watchdog() {
     }
 }
 
+pub use run::run;
 pub use watch::spawn_watcher;
