@@ -1,8 +1,8 @@
 //! Where strackt's log lines go: straight to journald (with priorities and fields) when systemd
 //! connected stderr to the journal, plain text otherwise — colour only on a terminal and never
-//! with `NO_COLOR`. Also the one place an operation's outcome becomes a log line.
+//! with `NO_COLOR`.
 //!
-//! Owns the tracing subscriber; must not decide anything about operations, only report them.
+//! Owns the tracing subscriber (an operation's log line is `ops::Operation::journal`).
 
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
@@ -10,8 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
-
-use crate::state::Operation;
 
 /// Whether stderr is the journal stream systemd gave this process (`JOURNAL_STREAM` is
 /// `<device>:<inode>` of it; a child with a redirected stderr inherits the variable, so compare).
@@ -53,29 +51,4 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_env_filter(filter())
         .init();
-}
-
-/// One log line for a finished operation: an error when it failed or was rolled back, a notice
-/// when it changed something, debug when a pass found nothing to do (the timer's every five
-/// minutes would otherwise fill the journal). Fields: `OPERATION_ID`, `KIND`, `TRIGGER`,
-/// `GENERATION` (0 when none), `OUTCOME`, and `APP` for an operation on one app (deploys,
-/// release rollbacks, restores).
-pub fn operation(op: &Operation, app: Option<&str>) {
-    let generation = op.generation.unwrap_or(0);
-    let (id, kind, trigger, outcome) = (op.id, &op.kind, &op.trigger, &op.outcome);
-    if op.outcome == "success" || op.outcome == "ok" {
-        let quiet = op
-            .steps
-            .iter()
-            .all(|s| s.outcome != "ok" || matches!(s.action.as_str(), "verify" | "health"))
-            && !matches!(op.kind.as_str(), "rollback" | "startup");
-        if quiet {
-            tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", op.summary);
-        } else {
-            tracing::info!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", op.summary);
-        }
-    } else {
-        let reason = op.reason.as_deref().unwrap_or("no reason recorded");
-        tracing::error!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id} {outcome}: {reason}");
-    }
 }

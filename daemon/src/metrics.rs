@@ -26,9 +26,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::apply::StepRecord;
 use crate::daemon::Status;
-use crate::state::{AppOutcome, Operation};
+use crate::ops::{AppOutcome, Operation, StepRecord, Watch};
 
 /// The `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -228,20 +227,6 @@ impl Metrics {
         }
     }
 
-    /// An operation of `app` finished (deploys and backups are counted; others are ignored).
-    pub fn app_finished(&self, app: &str, op: &Operation) {
-        let Some(kind) = AppKind::of(&op.kind) else {
-            return;
-        };
-        let mut r = self.records();
-        let record = r.apps.entry(app.to_string()).or_default().of(kind);
-        record.runs += 1;
-        if op.outcome != "success" {
-            record.failures += 1;
-        }
-        record.finished(op.id, &op.outcome, unix(op.finished.as_deref()));
-    }
-
     /// Forget the records of apps the definition no longer has (`has_app`), and the backup
     /// records of apps without backups (`has_backups`).
     pub fn keep_apps(&self, has_app: impl Fn(&str) -> bool, has_backups: impl Fn(&str) -> bool) {
@@ -284,6 +269,22 @@ impl Metrics {
                 r.services.insert(s.target.clone(), s.outcome == "ok");
             }
         }
+    }
+}
+
+impl Watch for Metrics {
+    /// An operation of `app` finished (deploys and backups are counted; others are ignored).
+    fn app_finished(&self, app: &str, op: &Operation) {
+        let Some(kind) = AppKind::of(&op.kind) else {
+            return;
+        };
+        let mut r = self.records();
+        let record = r.apps.entry(app.to_string()).or_default().of(kind);
+        record.runs += 1;
+        if op.outcome != "success" {
+            record.failures += 1;
+        }
+        record.finished(op.id, &op.outcome, unix(op.finished.as_deref()));
     }
 }
 

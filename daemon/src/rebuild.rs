@@ -23,8 +23,8 @@ use crate::backup::restic::{Repo, Snapshot};
 use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
 use crate::daemon::{Paths, Request};
-use crate::deploy::Progress;
 use crate::host::files::atomic_write;
+use crate::ops::Progress;
 
 /// What `strackt rebuild` asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +356,7 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
 }
 
 /// A pass of the reconcile loop; `Err` unless it ended on the definition's generation.
-async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::state::Operation, String> {
+async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::ops::Operation, String> {
     let (tx, rx) = oneshot::channel();
     requests
         .send(Request::Apply(None, tx))

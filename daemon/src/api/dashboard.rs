@@ -25,7 +25,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::http::without_output;
 use crate::daemon::{PackageUpdate, Status};
 use crate::definition::schedule::Schedule;
-use crate::state::{GenerationRow, Operation, ReleaseRow, StateHandle};
+use crate::ops::Operation;
+use crate::state::{GenerationRow, ReleaseRow, StateHandle};
 
 /// Operations listed on the overview (newest first).
 const OPERATIONS: usize = 50;
@@ -612,7 +613,7 @@ fn duration(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::StepRecord;
+    use crate::ops::StepRecord;
 
     const EVIL: &str = "x\"><script>document.title='pwned'</script><img src=x onerror=alert(1)>";
 

@@ -38,7 +38,8 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use crate::daemon::Status;
 use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::state::{Operation, StateError, StateHandle};
+use crate::ops::Operation;
+use crate::state::{StateError, StateHandle};
 
 /// Connections open at once, at most.
 pub const MAX_CONNECTIONS: usize = 256;

@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{Machine, StepRecord};
+use super::Machine;
 use crate::definition::{Definition, HealthSpec};
 use crate::deploy::units::LIVE_PREFIX;
 use crate::generation::Generation;
 use crate::host::health::Health;
 use crate::host::usage::{ProcessInfo, Usage};
 use crate::host::{HostError, JobKind, Systemd};
+use crate::ops::StepRecord;
 use crate::plan::keep::{kept, Need};
 use crate::plan::users::{package_changes, restarts, PackageChange};
 use crate::plan::{Action, HostSnapshot, Plan, Step};

@@ -12,15 +12,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
 pub use apps::Apps;
 pub use ownership::Ownership;
 
 use crate::definition::SECRETS_DIR;
+use crate::generation::ManagedGroup;
 use crate::generation::{Generation, Store};
-use crate::generation::{ManagedGroup, ManagedUser};
-use crate::host::accounts::Accounts;
+use crate::host::accounts::{Accounts, ManagedUser};
 use crate::host::databases::{scram_matches, scram_verifier, Databases};
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
@@ -29,50 +27,9 @@ use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 pub use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd, UnitState};
+use crate::ops::StepRecord;
 use crate::plan::{by_hand, Action, FirewallRecord, HostSnapshot, Plan, RoleObserved, UNIT_DIR};
 use crate::timing;
-
-/// One executed (or skipped) step, as the operations log stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StepRecord {
-    /// Verb: write-file, start, flip, verify, health, …
-    pub action: String,
-    /// What it acted on.
-    pub target: String,
-    /// ok, failed or skipped.
-    pub outcome: String,
-    /// Why it ran, or how it failed.
-    pub detail: String,
-    /// Whether it repaired drift.
-    pub drift: bool,
-    /// How long it took (deploy steps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<i64>,
-    /// The tail of its output (deploy steps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-impl StepRecord {
-    /// A record with the given fields.
-    pub fn new(
-        action: &str,
-        target: &str,
-        outcome: &str,
-        detail: impl Into<String>,
-        drift: bool,
-    ) -> StepRecord {
-        StepRecord {
-            action: action.into(),
-            target: target.into(),
-            outcome: outcome.into(),
-            detail: detail.into(),
-            drift,
-            duration_ms: None,
-            output: None,
-        }
-    }
-}
 
 /// Batched actions never reach `run_one`; if one did, fail loudly rather than skip it.
 fn unreachable_batched(action: &Action) -> Result<(), HostError> {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::apps::{changed_files, check_apps, restart_users, to_restart, Apps};
-use super::{observe, run, verify, Machine, Ownership, StepRecord};
+use super::{observe, run, verify, Machine, Ownership};
 use crate::generation::{Generation, Store};
+use crate::ops::StepRecord;
 use crate::plan::users::package_changes;
 use crate::plan::{plan, state_digest, Action, Step};
 use crate::timing;

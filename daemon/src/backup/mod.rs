@@ -22,16 +22,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::Status;
 use crate::definition::schedule::Schedule;
 use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
-use crate::deploy::{Deployer, Progress, Step};
+use crate::deploy::Deployer;
 use crate::host::processes::{Cmd, RealProcesses};
 use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
-use crate::state::{Operation, StateHandle};
+use crate::ops::{Operation, Progress, Step};
+use crate::state::StateHandle;
 use restic::{bytes, Repo, Snapshot, Summary};
 use unchanged::Seen;
 use vault::Vault;
@@ -54,6 +54,18 @@ pub struct BackupState {
     pub last_error: Option<String>,
     /// When the last successful run finished.
     pub last_success: Option<String>,
+}
+
+/// The daemon's published status as backups see it: they read the state digest and the live
+/// generation, and publish their own state per app. Implemented by the daemon's status channel;
+/// backups must not know the rest of the daemon.
+pub trait StatusBoard: Send + Sync + std::fmt::Debug {
+    /// The state digest (`strackt status`) the last pass observed.
+    fn digest(&self) -> Option<String>;
+    /// Change what status shows of `app`'s backups.
+    fn set_backup(&self, app: &str, f: &mut dyn FnMut(&mut BackupState));
+    /// The live generation now, then each time it may have changed; ends with the daemon.
+    fn live_generations(&self) -> futures_util::stream::BoxStream<'static, Option<u64>>;
 }
 
 /// One backup run as `strackt backup list` shows it.
@@ -93,7 +105,7 @@ pub struct Backups {
     cache: PathBuf,
     secrets: PathBuf,
     server: String,
-    status: tokio::sync::watch::Sender<Status>,
+    status: Arc<dyn StatusBoard>,
     /// Apps with a backup or verify running (runs never overlap).
     running: Mutex<BTreeMap<String, ()>>,
     /// What each app's last successful run saw (in memory: after a restart the first run
@@ -145,7 +157,7 @@ impl Backups {
         deployer: Arc<Deployer>,
         root: &Path,
         cache: &Path,
-        status: tokio::sync::watch::Sender<Status>,
+        status: Arc<dyn StatusBoard>,
     ) -> Arc<Backups> {
         Arc::new(Backups {
             state,
@@ -186,8 +198,12 @@ impl Backups {
     }
 
     fn set_state(&self, app: &str, f: impl FnOnce(&mut BackupState)) {
-        self.status
-            .send_modify(|s| f(s.backups.entry(app.to_string()).or_default()));
+        let mut f = Some(f);
+        self.status.set_backup(app, &mut |b| {
+            if let Some(f) = f.take() {
+                f(b);
+            }
+        });
     }
 
     /// Start a backup of `app` now: one tracked operation (its id is returned at once).

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use std::sync::{Arc, Mutex};
@@ -20,10 +21,10 @@ use super::restic::{self, Repo};
 use super::{off_thread, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
-use crate::deploy::Progress;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
 use crate::host::processes::Cmd;
+use crate::ops::Progress;
 
 /// The file name of the bundle inside its snapshot.
 pub const FILE: &str = "server.json";
@@ -238,7 +239,7 @@ impl Backups {
 
     /// The state digest as the last pass observed it.
     pub(crate) fn digest(&self) -> Option<String> {
-        self.status.borrow().digest.clone()
+        self.status.digest()
     }
 
     /// The commit of `app`'s live release (`def`'s app).
@@ -288,15 +289,11 @@ impl Backups {
     /// (the first backup run creates it, with a bundle). The generation
     /// last stored is kept in the state database, so a restart stores nothing new.
     pub fn spawn_generation_bundles(self: &Arc<Self>) {
-        let (me, mut rx) = (self.clone(), self.status.subscribe());
+        let (me, mut live) = (self.clone(), self.status.live_generations());
         tokio::spawn(async move {
-            loop {
-                let now = rx.borrow_and_update().current_generation;
+            while let Some(now) = live.next().await {
                 if let Some(generation) = now {
                     me.bundle_generation(generation).await;
-                }
-                if rx.changed().await.is_err() {
-                    return;
                 }
             }
         });
@@ -393,7 +390,7 @@ impl Backups {
         let mut bundle = off_thread(move || live(&root, &secrets)).await?;
         bundle.server.clone_from(&self.server);
         bundle.run = tags.run.to_string();
-        bundle.digest.clone_from(&self.status.borrow().digest);
+        bundle.digest = self.status.digest();
         let def = crate::definition::parse(&bundle.definition, Path::new("definition.yaml"))
             .map_err(|e| e.to_string())?;
         for (app, at) in &mut bundle.apps {

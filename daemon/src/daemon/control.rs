@@ -14,7 +14,7 @@ use super::decide::{self, Unconfirmed};
 use super::pass::{now, Daemon};
 use super::record::fail;
 use super::Trigger;
-use crate::state::Operation;
+use crate::ops::Operation;
 
 /// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
 pub const MAX_HOLD_SECS: u64 = 30 * 24 * 3600;

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 
 use super::control::{Hold, PendingConfirm};
 use super::Trigger;
-use crate::apply::StepRecord;
 use crate::generation::retention;
+use crate::ops::StepRecord;
 use crate::state::GenerationRow;
 
 /// A point in time.

@@ -13,13 +13,14 @@ use super::decide;
 use super::pass::{Daemon, PINNED};
 use super::record::fail;
 use super::Trigger;
-use crate::apply::StepRecord;
 use crate::definition::ValidatedDefinition;
 use crate::generation::Generation;
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
-use crate::state::{GenerationRecord, Operation};
+use crate::ops::Operation;
+use crate::ops::StepRecord;
+use crate::state::GenerationRecord;
 use crate::timing;
 
 impl Daemon {

@@ -15,6 +15,7 @@ mod memory;
 mod pass;
 mod preview;
 mod record;
+mod run;
 mod save;
 mod startup;
 mod updates;
@@ -33,7 +34,7 @@ pub use preview::PlanView;
 pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
-use crate::state::Operation;
+use crate::ops::Operation;
 
 /// Where strackt's files are; overridable by environment for tests and benchmarks.
 #[derive(Debug, Clone)]
@@ -131,6 +132,30 @@ pub struct Status {
     /// kind of step, the settle wait, record), for `tests/bench`; see `timing`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub last_pass_phases_us: crate::timing::Phases,
+}
+
+impl crate::backup::StatusBoard for tokio::sync::watch::Sender<Status> {
+    fn digest(&self) -> Option<String> {
+        self.borrow().digest.clone()
+    }
+
+    fn set_backup(&self, app: &str, f: &mut dyn FnMut(&mut crate::backup::BackupState)) {
+        self.send_modify(|s| f(s.backups.entry(app.to_string()).or_default()));
+    }
+
+    fn live_generations(&self) -> futures_util::stream::BoxStream<'static, Option<u64>> {
+        use futures_util::StreamExt;
+        // The first item is the generation now; each next one waits for a change (a change
+        // made while the previous item was handled is not lost: it is not marked seen yet).
+        futures_util::stream::unfold((self.subscribe(), true), |(mut rx, first)| async move {
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            let now = rx.borrow_and_update().current_generation;
+            Some((now, (rx, false)))
+        })
+        .boxed()
+    }
 }
 
 /// A request from the control socket to the loop.
@@ -276,4 +301,5 @@ pub fn spawn_watchdog() {
     }
 }
 
+pub use run::run;
 pub use watch::spawn_watcher;

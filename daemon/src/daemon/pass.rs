@@ -23,7 +23,8 @@ use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
 use crate::host::RealMachine;
 use crate::metrics::Metrics;
-use crate::state::{GenerationRow, Operation, StateHandle};
+use crate::ops::Operation;
+use crate::state::{GenerationRow, StateHandle};
 use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user

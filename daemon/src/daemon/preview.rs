@@ -8,13 +8,14 @@ use serde::Serialize;
 
 use super::pass::{Daemon, PINNED};
 use crate::apply::apps::predicted_restarts;
-use crate::apply::{observe, Apps, Ownership, StepRecord};
+use crate::apply::{observe, Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::diff::{diff, stored, GenerationDiff, Sides};
 use crate::generation::render;
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::Machine;
+use crate::ops::StepRecord;
 use crate::plan::{lockout, plan, Plan};
 
 /// What `strackt plan` shows.

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use super::pass::{now, Daemon};
 use super::Trigger;
-use crate::state::{Operation, State, StateError};
+use crate::ops::Operation;
+use crate::state::{State, StateError};
 use crate::timing;
 
 impl Daemon {
@@ -65,7 +66,7 @@ impl Daemon {
             }
         }
         self.metrics.pass_finished(&op);
-        crate::logging::operation(&op, None);
+        op.journal(None);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
             "last pass: {} ({})",
             op.outcome, op.summary

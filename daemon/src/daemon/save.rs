@@ -13,7 +13,7 @@ use super::{Daemon, Trigger};
 use crate::api::DefinitionText;
 use crate::definition::parse;
 use crate::host::files::{atomic_write, sha256_hex};
-use crate::state::Operation;
+use crate::ops::Operation;
 
 impl Daemon {
     /// Save `input` over the definition file and run a pass on it (a definition that failed

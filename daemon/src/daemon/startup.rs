@@ -11,11 +11,12 @@ use std::time::Instant;
 use super::decide::{self, Recovery};
 use super::pass::{now, Daemon};
 use super::Trigger;
-use crate::apply::{Ownership, StepRecord};
+use crate::apply::Ownership;
 use crate::definition::parse;
 use crate::generation::Generation;
 use crate::host::packages::Packages;
 use crate::host::{Files, JobKind, Machine, Systemd};
+use crate::ops::StepRecord;
 
 impl Daemon {
     /// Reconcile the database with `current` after a start (a crash may have interrupted a

@@ -14,7 +14,6 @@
 pub mod database;
 mod failed;
 pub mod layout;
-pub mod live;
 mod outcome;
 pub mod preflight;
 mod proxy;
@@ -23,40 +22,31 @@ mod transient;
 pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
-use crate::apply::StepRecord;
 use crate::definition::{parse, AppSpec, HealthSpec, ServeMode, ValidatedDefinition, SECRETS_DIR};
 use crate::host::files::atomic_write;
 use crate::host::health::{Health, RealHealth};
 use crate::host::processes::{Processes, RealProcesses};
-use crate::host::systemd::DbusSystemd;
+use crate::host::systemd::{DbusSystemd, UNIT_DIR};
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::metrics::Metrics;
-use crate::state::{Operation, ReleaseRow, StateHandle};
+use crate::ops::{live, now, Operation, Progress, Step, StepResult};
+use crate::state::{ReleaseRow, StateHandle};
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
 use runner::{Ran, RunAs};
 
-/// Where the live app units are written.
-const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where an older strackt wrote its validation units as files (they are transient units now,
 /// with no file): what it left there is removed at startup.
 const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 /// Time limit of strackt's own commands (git clone, pg_dump, pg_restore).
 const OWN_LIMIT: Duration = Duration::from_secs(30 * 60);
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// The last lines `unit` logged, for a failed step's output.
 async fn journal_tail(p: &impl Processes, unit: &str) -> String {
@@ -128,203 +118,6 @@ impl Drop for Claim {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.app);
-    }
-}
-
-/// What a step's work gives: a value and the output to keep, or the one-line reason and the
-/// output.
-pub(crate) type StepResult<T> = Result<(T, String), (String, String)>;
-
-/// One step to run with [`Progress::steps`].
-pub(crate) struct Step<'a, T> {
-    pub(crate) action: String,
-    pub(crate) target: String,
-    /// Where the work writes its progress line.
-    pub(crate) live: Arc<Mutex<String>>,
-    pub(crate) work: Pin<Box<dyn Future<Output = StepResult<T>> + Send + 'a>>,
-}
-
-/// The record of a running operation, written step by step so watchers see it advance.
-pub(crate) struct Progress {
-    state: StateHandle,
-    /// The app the operation is about, and where its outcome is counted.
-    app: String,
-    metrics: Arc<Metrics>,
-    op: Operation,
-    started: Instant,
-    /// What the running step says about itself (e.g. bytes read), shown while it runs.
-    live: Arc<Mutex<String>>,
-    /// Where steps run with [`Progress::step_live`] write what they print.
-    outputs: Arc<live::Outputs>,
-}
-
-impl Progress {
-    async fn put(&self, seq: usize) {
-        let (state, id, step) = (self.state.clone(), self.op.id, self.op.steps[seq].clone());
-        if let Err(e) = state.call(move |s| s.put_step(id, seq, &step)).await {
-            tracing::warn!("recording step: {e}");
-        }
-    }
-
-    /// The operation's id.
-    pub(crate) fn id(&self) -> i64 {
-        self.op.id
-    }
-
-    /// Run `work` as step `action` on `target`: recorded as running, then with its outcome,
-    /// duration and output. `Err` is the one-line reason.
-    pub(crate) async fn step<T>(
-        &mut self,
-        action: &str,
-        target: &str,
-        work: impl Future<Output = StepResult<T>> + Send,
-    ) -> Result<T, String> {
-        let live = self.live.clone();
-        let mut results = self
-            .steps(vec![Step {
-                action: action.to_string(),
-                target: target.to_string(),
-                live,
-                work: Box::pin(work),
-            }])
-            .await;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(format!("{action} did not run")))
-    }
-
-    /// [`Progress::step`] for work that runs commands: `work` gets the step's output, where
-    /// the commands' lines go as they are printed (for the CLI following the operation), and
-    /// the step's `detail` counts them while it runs.
-    pub(crate) async fn step_live<T, F, Fut>(
-        &mut self,
-        action: &str,
-        target: &str,
-        work: F,
-    ) -> Result<T, String>
-    where
-        F: FnOnce(Arc<live::StepOutput>) -> Fut,
-        Fut: Future<Output = StepResult<T>> + Send,
-    {
-        let out = self
-            .outputs
-            .step(self.op.id, self.op.steps.len(), self.live.clone());
-        self.step(action, target, work(Arc::new(out))).await
-    }
-
-    /// Run several steps at the same time (each recorded as its own step, with its own live
-    /// line). The first failure stops the others: their work is dropped (child processes are
-    /// killed) and they are recorded as failed because of it. Results in the given order.
-    pub(crate) async fn steps<'a, T>(&mut self, work: Vec<Step<'a, T>>) -> Vec<Result<T, String>> {
-        let first = self.op.steps.len();
-        let mut lives = Vec::new();
-        let mut pending = FuturesUnordered::new();
-        for (i, w) in work.into_iter().enumerate() {
-            self.op
-                .steps
-                .push(StepRecord::new(&w.action, &w.target, "running", "", false));
-            self.put(first + i).await;
-            w.live
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clear();
-            lives.push(w.live);
-            let fut = w.work;
-            pending.push(async move { (i, fut.await) });
-        }
-        let t0 = Instant::now();
-        let mut results: Vec<Option<Result<T, String>>> = (0..lives.len()).map(|_| None).collect();
-        let mut failed: Option<String> = None;
-        while !pending.is_empty() {
-            tokio::select! {
-                Some((i, r)) = pending.next() => {
-                    let seq = first + i;
-                    let action = self.op.steps[seq].action.clone();
-                    let step = &mut self.op.steps[seq];
-                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
-                    let out = match r {
-                        Ok((v, tail)) => {
-                            step.outcome = "ok".into();
-                            step.detail = lives[i].lock().map(|l| l.clone()).unwrap_or_default();
-                            results[i] = Some(Ok(v));
-                            tail
-                        }
-                        Err((why, tail)) => {
-                            step.outcome = "failed".into();
-                            step.detail = why.clone();
-                            results[i] = Some(Err(format!("{action} failed: {why}")));
-                            failed = Some(action);
-                            tail
-                        }
-                    };
-                    step.output = (!out.trim().is_empty()).then_some(out);
-                    self.put(seq).await;
-                    if failed.is_some() {
-                        break;
-                    }
-                }
-                // Once a second a running step is recorded with how long it has run and its live
-                // line, so `/operations/{id}` and the dashboard show it advance.
-                () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    for (i, live) in lives.iter().enumerate() {
-                        let seq = first + i;
-                        if results[i].is_some() {
-                            continue;
-                        }
-                        let now = live.lock().map(|l| l.clone()).unwrap_or_default();
-                        let step = &mut self.op.steps[seq];
-                        if !now.is_empty() {
-                            step.detail = now;
-                        }
-                        step.duration_ms = Some(t0.elapsed().as_millis() as i64);
-                        self.put(seq).await;
-                    }
-                }
-            }
-        }
-        drop(pending);
-        let mut out = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
-            let r = match r {
-                Some(r) => r,
-                None => {
-                    let why = format!("stopped: {} failed", failed.as_deref().unwrap_or("a step"));
-                    let step = &mut self.op.steps[first + i];
-                    step.outcome = "failed".into();
-                    step.detail = why.clone();
-                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
-                    let action = step.action.clone();
-                    self.put(first + i).await;
-                    Err(format!("{action} failed: {why}"))
-                }
-            };
-            out.push(r);
-        }
-        out
-    }
-
-    pub(crate) async fn finish(mut self, result: &Result<String, String>) -> Operation {
-        self.op.finished = Some(now());
-        self.op.duration_ms = Some(self.started.elapsed().as_millis() as i64);
-        match result {
-            Ok(summary) => {
-                self.op.outcome = "success".into();
-                self.op.summary = summary.clone();
-            }
-            Err(reason) => {
-                self.op.outcome = "failed".into();
-                self.op.reason = Some(reason.clone());
-                self.op.summary = reason.lines().next().unwrap_or_default().to_string();
-            }
-        }
-        let op = self.op.clone();
-        if let Err(e) = self.state.call(move |s| s.finish_operation(&op)).await {
-            tracing::error!("recording operation {}: {e}", self.op.id);
-        }
-        self.outputs.finish(self.op.id);
-        crate::logging::operation(&self.op, Some(&self.app));
-        self.metrics.app_finished(&self.app, &self.op);
-        self.op
     }
 }
 
@@ -616,33 +409,16 @@ impl Deployer {
         trigger: &'static str,
         app: &str,
     ) -> Result<Progress, String> {
-        let a = app.to_string();
-        let id = self
-            .state
-            .call(move |s| s.start_app_operation(kind, trigger, &a, &now()))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.progress_of(id, app).await
-    }
-
-    async fn progress_of(&self, id: i64, app: &str) -> Result<Progress, String> {
-        let mut op = self
-            .state
-            .call(move |s| s.operations(1, Some(id)))
-            .await
-            .map_err(|e| e.to_string())?
-            .pop()
-            .ok_or("operation vanished")?;
-        op.summary = String::new();
-        Ok(Progress {
-            state: self.state.clone(),
-            app: app.to_string(),
-            metrics: self.metrics.clone(),
-            op,
-            started: Instant::now(),
-            live: Arc::new(Mutex::new(String::new())),
-            outputs: self.outputs.clone(),
-        })
+        Progress::start(
+            &self.state,
+            kind,
+            trigger,
+            app,
+            self.metrics.clone(),
+            self.outputs.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
@@ -778,7 +554,7 @@ impl Deployer {
         branch: &str,
         def: &ValidatedDefinition,
     ) -> Result<Prepared, String> {
-        let seq = p.op.steps.len();
+        let seq = p.records().len();
         let checked = p
             .step("preflight", app, async {
                 preflight::check(
@@ -802,7 +578,7 @@ impl Deployer {
             })
             .await;
         checked.map_err(|reason| {
-            let details = p.op.steps[seq].output.clone().unwrap_or_default();
+            let details = p.records()[seq].output.clone().unwrap_or_default();
             format!("{reason}\n{details}")
         })
     }
@@ -921,7 +697,7 @@ impl Deployer {
     ) -> Result<String, String> {
         let dirs = AppDirs::new(&spec.path);
         let data = self.app_data(app);
-        let (a, b, op) = (app.to_string(), branch.to_string(), p.op.id);
+        let (a, b, op) = (app.to_string(), branch.to_string(), p.id());
         let id = self
             .state
             .call(move |s| s.insert_release(&a, &b, op, &now()))
@@ -1552,105 +1328,5 @@ impl Deployer {
                 .await;
         }
         Ok(p.finish(&result).await)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use super::*;
-    use crate::state::State;
-
-    /// Sets its flag when dropped: tells whether the work holding it was stopped.
-    struct Dropped(Arc<AtomicBool>);
-
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn step<'a>(
-        action: &str,
-        work: impl Future<Output = StepResult<u32>> + Send + 'a,
-    ) -> Step<'a, u32> {
-        Step {
-            action: action.into(),
-            target: "t".into(),
-            live: Arc::new(Mutex::new(String::new())),
-            work: Box::pin(work),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_first_failing_step_stops_the_others_and_every_step_is_recorded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = StateHandle::new(State::open(&dir.path().join("state.db")).expect("state"));
-        let id = state
-            .call(|s| s.start_operation("backup", "cli", None, &now()))
-            .await
-            .expect("operation");
-        let recorded = || async {
-            state
-                .call(move |s| s.operations(1, Some(id)))
-                .await
-                .expect("operations")
-                .pop()
-                .expect("the operation")
-        };
-        let (_, status) = tokio::sync::watch::channel(crate::daemon::Status::default());
-        let mut p = Progress {
-            state: state.clone(),
-            app: "shop".into(),
-            metrics: Arc::new(Metrics::new(status)),
-            op: recorded().await,
-            started: Instant::now(),
-            live: Arc::new(Mutex::new(String::new())),
-            outputs: live::Outputs::new(crate::state::Redactor::default()),
-        };
-        let stopped = Arc::new(AtomicBool::new(false));
-        let guard = Dropped(stopped.clone());
-        // A bound, so a regression fails instead of hanging on the step that never ends.
-        let results = tokio::time::timeout(
-            Duration::from_secs(5),
-            p.steps(vec![
-                step("quick", async { Ok((1, "out".to_string())) }),
-                step("fails", async {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Err(("boom".to_string(), String::new()))
-                }),
-                step("forever", async move {
-                    let _guard = guard;
-                    std::future::pending::<()>().await;
-                    Ok((3, String::new()))
-                }),
-            ]),
-        )
-        .await
-        .expect("the failure stopped the step that never ends");
-        assert_eq!(
-            results,
-            [
-                Ok(1),
-                Err("fails failed: boom".to_string()),
-                Err("forever failed: stopped: fails failed".to_string())
-            ]
-        );
-        assert!(
-            stopped.load(Ordering::SeqCst),
-            "the unfinished work was dropped"
-        );
-        let recorded = recorded().await;
-        let outcomes: Vec<(&str, &str)> = recorded
-            .steps
-            .iter()
-            .map(|s| (s.action.as_str(), s.outcome.as_str()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            [("quick", "ok"), ("fails", "failed"), ("forever", "failed")]
-        );
-        assert_eq!(recorded.steps[0].output.as_deref(), Some("out"));
     }
 }

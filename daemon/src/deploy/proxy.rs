@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use super::layout::{AppData, AppDirs};
 use super::runner::{self, RunAs};
-use super::{argv, health_url, take_over_env, units, Deployer, Progress, StepResult, UNIT_DIR};
+use super::{argv, health_url, take_over_env, units, Deployer, UNIT_DIR};
 use crate::definition::{AppSpec, HealthSpec};
 use crate::host::files::atomic_write;
 use crate::host::health::Health;
 use crate::host::{JobKind, Systemd};
+use crate::ops::{Progress, StepResult};
 
 /// Where nginx reads the sites strackt writes (Debian's nginx.conf includes `conf.d/*.conf`).
 pub const NGINX_CONF_DIR: &str = "/etc/nginx/conf.d";

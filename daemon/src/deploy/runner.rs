@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::live::StepOutput;
 use crate::host::processes::{Chunk, Cmd, Processes, Stream};
+use crate::ops::live::StepOutput;
 
 /// How much output a step keeps (the end of it).
 const TAIL_BYTES: usize = 16 * 1024;
@@ -215,7 +215,7 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let outputs = super::super::live::Outputs::new(crate::state::Redactor::default());
+        let outputs = crate::ops::live::Outputs::new(crate::state::Redactor::default());
         let out = Arc::new(outputs.step(1, 0, Arc::new(Mutex::new(String::new()))));
         let me = RunAs {
             uid: nix::unistd::getuid().as_raw(),
@@ -225,7 +225,7 @@ mod tests {
         };
         let script = "echo first; echo oops >&2; sleep 2; echo last";
         let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
-        let texts = |v: super::super::live::OutputView| {
+        let texts = |v: crate::ops::live::OutputView| {
             v.lines.into_iter().map(|l| l.text).collect::<Vec<_>>()
         };
         let env = BTreeMap::new();

@@ -22,8 +22,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 pub use render::{
-    render, ManagedDatabase, ManagedFile, ManagedGroup, ManagedUnit, ManagedUser, Manifest,
-    PackageLock, Rendered, FIREWALL_TABLE,
+    render, ManagedDatabase, ManagedFile, ManagedGroup, ManagedUnit, Manifest, PackageLock,
+    Rendered,
 };
 
 use crate::definition::generation_relative;

@@ -8,7 +8,9 @@ use crate::definition::{
     parse_cidr, unit_name, FirewallSpec, HealthSpec, Policy, ServiceSpec, ValidatedDefinition,
     SYSCTL_FILE,
 };
+use crate::host::accounts::ManagedUser;
 use crate::host::files::sha256_hex;
+use crate::host::firewall::FIREWALL_TABLE;
 
 /// The description of one generation, stored as `manifest.json` inside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,29 +71,6 @@ pub struct ManagedGroup {
     pub gid: Option<u32>,
     /// System group.
     pub system: bool,
-}
-
-/// A user as a generation wants it (every default resolved).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManagedUser {
-    /// Fixed uid, if any.
-    pub uid: Option<u32>,
-    /// Primary group.
-    pub group: String,
-    /// Supplementary groups, sorted.
-    pub groups: Vec<String>,
-    /// Login shell.
-    pub shell: String,
-    /// Home directory.
-    pub home: String,
-    /// GECOS comment.
-    pub comment: String,
-    /// System user.
-    pub system: bool,
-    /// Name of the secret holding the password hash (the hash itself is never stored).
-    pub password_secret: Option<String>,
-    /// Delete the home directory when the user is removed.
-    pub remove_home: bool,
 }
 
 /// A file as a generation wants it.
@@ -278,9 +257,6 @@ pub fn render(def: &ValidatedDefinition) -> Rendered {
         firewall,
     }
 }
-
-/// The nftables table strackt owns; nothing outside it is ever touched.
-pub const FIREWALL_TABLE: &str = "inet strackt";
 
 /// strackt's table as one `nft -f` transaction: declaring the table first makes the delete
 /// valid when it does not exist yet, so the whole file replaces the table atomically.

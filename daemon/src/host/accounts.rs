@@ -5,11 +5,33 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::processes::{run_blocking, Cmd};
 use super::HostError;
-use crate::generation::ManagedUser;
+
+/// A user as a generation wants it (every default resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedUser {
+    /// Fixed uid, if any.
+    pub uid: Option<u32>,
+    /// Primary group.
+    pub group: String,
+    /// Supplementary groups, sorted.
+    pub groups: Vec<String>,
+    /// Login shell.
+    pub shell: String,
+    /// Home directory.
+    pub home: String,
+    /// GECOS comment.
+    pub comment: String,
+    /// System user.
+    pub system: bool,
+    /// Name of the secret holding the password hash (the hash itself is never stored).
+    pub password_secret: Option<String>,
+    /// Delete the home directory when the user is removed.
+    pub remove_home: bool,
+}
 
 /// A user as the host has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -13,18 +13,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::accounts::{Accounts, UserState};
+use super::accounts::{Accounts, ManagedUser, UserState};
 use super::databases::{Databases, PgState, RoleState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
 use super::packages::{compare_versions, Installed, Offer, Offered, Packages, Resolved};
 use super::sysctl::Sysctl;
+use super::systemd::UNIT_DIR;
 use super::usage::{ProcessInfo, Usage};
 use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
 use crate::definition::HealthSpec;
-use crate::generation::ManagedUser;
-use crate::plan::UNIT_DIR;
 
 #[derive(Debug, Clone, Default)]
 struct Unit {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::processes::{run_blocking, Cmd};
 use super::HostError;
-use crate::generation::FIREWALL_TABLE;
+
+/// The nftables table strackt owns; nothing outside it is ever touched.
+pub const FIREWALL_TABLE: &str = "inet strackt";
 
 /// The packet filter. Real implementation: [`Nft`].
 pub trait Firewall: Send + Sync {

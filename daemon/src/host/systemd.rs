@@ -15,6 +15,9 @@ use zbus::Connection;
 
 use super::{HostError, JobKind, Systemd, UnitState};
 
+/// Directory where strackt writes the units it owns (the reconcile loop's and the apps').
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
 /// One unit as `ListUnits*` lists it: name, description, load, active and sub state, the unit
 /// it follows, its object path, and its queued job (id, type, path).
 type Listed = (

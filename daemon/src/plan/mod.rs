@@ -33,8 +33,7 @@ use crate::host::accounts::UserState;
 use crate::host::packages::Installed;
 use crate::host::{FileState, UnitState};
 
-/// Directory where strackt writes the units it owns.
-pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub use crate::host::systemd::UNIT_DIR;
 
 /// Everything observed on the host that the plan depends on (read-only, gathered by `observe`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -327,7 +326,7 @@ impl Action {
             | Action::CreateDatabase { name }
             | Action::SetDatabaseOwner { name } => name.clone(),
             Action::ApplyFirewall | Action::RemoveFirewall => {
-                crate::generation::FIREWALL_TABLE.to_string()
+                crate::host::firewall::FIREWALL_TABLE.to_string()
             }
         }
     }

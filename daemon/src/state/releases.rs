@@ -1,10 +1,9 @@
-//! Releases of deployed apps, and live step records of running operations.
+//! Releases of deployed apps.
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
-use crate::apply::StepRecord;
 
 /// A release as listed to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,21 +29,6 @@ pub struct ReleaseRow {
 }
 
 impl State {
-    /// Record step `seq` of a running operation (replacing an earlier record of it), so
-    /// watchers see it advance.
-    ///
-    /// # Errors
-    /// SQLite failures.
-    pub fn put_step(
-        &self,
-        operation: i64,
-        seq: usize,
-        step: &StepRecord,
-    ) -> Result<(), StateError> {
-        self.redact.prepare();
-        super::put_step(&self.conn, &self.redact, operation, seq, step)
-    }
-
     /// Start a release of `app` in state `building`; returns its id (never reused).
     ///
     /// # Errors

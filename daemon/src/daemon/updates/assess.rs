@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::StepRecord;
 use crate::host::packages::{compare_versions, Offer};
-use crate::state::Operation;
+use crate::ops::Operation;
+use crate::ops::StepRecord;
 
 /// A newer version and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,153 @@
+//! Work on whole trees: removing, listing, changing owners — following no link inside.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode};
+use rustix::io::Errno;
+
+use super::*;
+
+impl Dir {
+    /// Remove the file (or link, FIFO, …) `name`; `false` when nothing was there.
+    ///
+    /// # Errors
+    /// A directory is there; I/O failures.
+    pub fn remove_file(&self, name: impl AsRef<Path>) -> io::Result<bool> {
+        let name = single(name.as_ref())?;
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(at("remove", &self.child(name), e)),
+        }
+    }
+
+    /// Remove whatever `name` is, a directory with everything in it; absent is fine. A link
+    /// anywhere in the tree is removed itself, never followed.
+    ///
+    /// # Errors
+    /// I/O failures, or a tree deeper than 256 levels (what was reached is gone).
+    pub fn remove(&self, name: impl AsRef<Path>) -> io::Result<()> {
+        self.remove_at(single(name.as_ref())?, 0)
+    }
+
+    pub(super) fn remove_at(&self, name: &OsStr, depth: usize) -> io::Result<()> {
+        let path = self.child(name);
+        loop {
+            match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => return Ok(()),
+                // Linux answers EISDIR for a directory (POSIX allows EPERM).
+                Err(Errno::ISDIR | Errno::PERM) => {}
+                Err(e) => return Err(at("remove", &path, e)),
+            }
+            let sub = match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => Dir {
+                    fd,
+                    path: path.clone(),
+                },
+                Err(Errno::NOENT) => return Ok(()),
+                // Replaced by something else meanwhile: unlink that.
+                Err(Errno::LOOP | Errno::NOTDIR) => continue,
+                Err(e) => return Err(at("open", &path, e)),
+            };
+            if depth >= MAX_DEPTH {
+                return Err(at(
+                    "remove",
+                    &path,
+                    io::Error::other(format!("deeper than {MAX_DEPTH} levels")),
+                ));
+            }
+            for entry in sub.entries()? {
+                sub.remove_at(&entry, depth + 1)?;
+            }
+            match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => return Ok(()),
+                // Something was added meanwhile: another round.
+                Err(Errno::NOTEMPTY) => continue,
+                Err(e) => return Err(at("remove", &path, e)),
+            }
+        }
+    }
+
+    /// The names in this directory (without `.` and `..`).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn entries(&self) -> io::Result<Vec<OsString>> {
+        let mut dir =
+            rustix::fs::Dir::read_from(&self.fd).map_err(|e| at("read", &self.path, e))?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| at("read", &self.path, e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Give `name` and everything under it to `owner`. Directories are opened `O_NOFOLLOW` and
+    /// chowned on their descriptor; anything else is chowned without following (a link itself).
+    ///
+    /// # Errors
+    /// I/O failures, or a tree deeper than 256 levels.
+    pub fn chown_tree(&self, name: impl AsRef<Path>, owner: Owner) -> io::Result<()> {
+        self.chown_at(single(name.as_ref())?, owner, 0)
+    }
+
+    fn chown_at(&self, name: &OsStr, owner: Owner, depth: usize) -> io::Result<()> {
+        let path = self.child(name);
+        let (uid, gid) = owner.ids();
+        match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => {
+                rustix::fs::fchown(&fd, uid, gid).map_err(|e| at("chown", &path, e))?;
+                if depth >= MAX_DEPTH {
+                    return Err(at(
+                        "chown",
+                        &path,
+                        io::Error::other(format!("deeper than {MAX_DEPTH} levels")),
+                    ));
+                }
+                let sub = Dir { fd, path };
+                for entry in sub.entries()? {
+                    sub.chown_at(&entry, owner, depth + 1)?;
+                }
+                Ok(())
+            }
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                match rustix::fs::chownat(&self.fd, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Err(e) => Err(at("chown", &path, e)),
+                }
+            }
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(at("open", &path, e)),
+        }
+    }
+
+    /// Owner and permission bits of this directory.
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn owner_and_mode(&self) -> io::Result<(Owner, u32)> {
+        let st = rustix::fs::fstat(&self.fd).map_err(|e| at("stat", &self.path, e))?;
+        Ok((
+            Owner {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
+            st.st_mode & 0o7777,
+        ))
+    }
+
+    /// fsync the directory, so renames inside it survive a power cut.
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(|e| at("fsync", &self.path, e))
+    }
+}
