@@ -33,6 +33,10 @@ impl Backups {
         Ok(id)
     }
 
+    // Whole on purpose (~150 lines): check → stop → restore → redeploy (or restart on what
+    // the app had) is one sequence whose order is the safety argument (nothing touched before
+    // every check passed, the app back up however the restore ends); the steps share the
+    // repository, the snapshots and the scratch paths it opens.
     pub(super) async fn put_back(
         &self,
         p: &mut Progress,

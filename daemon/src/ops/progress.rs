@@ -14,6 +14,9 @@ use crate::state::StateHandle;
 /// output.
 pub(crate) type StepResult<T> = Result<(T, String), (String, String)>;
 
+/// How often running steps are recorded with their duration and live line.
+const LOOK: Duration = Duration::from_secs(1);
+
 /// One step to run with [`Progress::steps`].
 pub(crate) struct Step<'a, T> {
     pub(crate) action: String,
@@ -157,6 +160,10 @@ impl Progress {
         let t0 = Instant::now();
         let mut results: Vec<Option<Result<T, String>>> = (0..lives.len()).map(|_| None).collect();
         let mut failed: Option<String> = None;
+        // An interval, not a sleep per turn: a sleep would start again every time a step
+        // finishes, so while parallel steps keep finishing the running ones are never recorded.
+        let mut look = tokio::time::interval_at(tokio::time::Instant::now() + LOOK, LOOK);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !pending.is_empty() {
             tokio::select! {
                 Some((i, r)) = pending.next() => {
@@ -187,7 +194,7 @@ impl Progress {
                 }
                 // Once a second a running step is recorded with how long it has run and its live
                 // line, so `/operations/{id}` and the dashboard show it advance.
-                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = look.tick() => {
                     for (i, live) in lives.iter().enumerate() {
                         let seq = first + i;
                         if results[i].is_some() {
@@ -351,5 +358,64 @@ mod tests {
             [("quick", "ok"), ("fails", "failed"), ("forever", "failed")]
         );
         assert_eq!(recorded.steps[0].output.as_deref(), Some("out"));
+    }
+
+    /// A step still running is recorded once a second, however often other steps finish
+    /// meanwhile (a sleep restarted on every finish never fired while they kept finishing).
+    #[tokio::test(start_paused = true)]
+    async fn a_running_step_is_recorded_while_other_steps_keep_finishing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateHandle::new(State::open(&dir.path().join("state.db")).expect("state"));
+        let id = state
+            .call(|s| s.start_operation("deploy", "cli", None, &now()))
+            .await
+            .expect("operation");
+        let recorded = || async {
+            state
+                .call(move |s| s.operations(1, Some(id)))
+                .await
+                .expect("operations")
+                .pop()
+                .expect("the operation")
+        };
+        let mut p = Progress {
+            state: state.clone(),
+            app: "shop".into(),
+            watch: Arc::new(Unwatched),
+            op: recorded().await,
+            started: Instant::now(),
+            live: Arc::new(Mutex::new(String::new())),
+            outputs: live::Outputs::new(crate::state::Redactor::default()),
+        };
+        let long = step("long", async { Ok((0, String::new())) });
+        let line = long.live.clone();
+        let long = Step {
+            work: Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                *line.lock().expect("live") = "halfway".into();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok((0, String::new()))
+            }),
+            ..long
+        };
+        // Finishing every 0.6 s: each finish would have started a 1 s sleep again.
+        let mut work = vec![long];
+        for i in 1..=4u32 {
+            work.push(step("quick", async move {
+                tokio::time::sleep(Duration::from_millis(600) * i).await;
+                Ok((i, String::new()))
+            }));
+        }
+        let (results, seen) = tokio::join!(p.steps(work), async {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            recorded().await.steps[0].clone()
+        });
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(
+            (seen.outcome.as_str(), seen.detail.as_str()),
+            ("running", "halfway"),
+            "the running step was recorded with its live line"
+        );
+        assert!(seen.duration_ms.is_some(), "and how long it had run");
     }
 }

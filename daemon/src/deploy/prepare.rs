@@ -1,0 +1,136 @@
+//! The deploy's first phase: the preflight step, and the check that a commit asked for is on
+//! the app's branch.
+//!
+//! Owns deciding, before anything is built, whether a deploy can run. It must not create a
+//! release, write to the app's directories or touch its units or database.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::definition::{AppSpec, ValidatedDefinition};
+use crate::ops::Progress;
+use preflight::Prepared;
+use runner::RunAs;
+
+use super::{argv, preflight, ran_step, runner, Deployer};
+
+impl Deployer {
+    /// The preflight step: `Err` is the reason with every problem, one per line.
+    pub(super) async fn preflight(
+        &self,
+        p: &mut Progress,
+        app: &str,
+        branch: &str,
+        def: &ValidatedDefinition,
+    ) -> Result<Prepared, String> {
+        let seq = p.records().len();
+        let checked = p
+            .step("preflight", app, async {
+                preflight::check(
+                    app,
+                    branch,
+                    def,
+                    &self.definition,
+                    &self.secrets,
+                    &self.systemd,
+                    &self.processes,
+                )
+                .await
+                .map(|p| (p, String::new()))
+                .map_err(|e| {
+                    let n = e.problems.len();
+                    (
+                        format!("{n} thing(s) missing, nothing was started"),
+                        e.to_string(),
+                    )
+                })
+            })
+            .await;
+        checked.map_err(|reason| {
+            let details = p.records()[seq].output.clone().unwrap_or_default();
+            format!("{reason}\n{details}")
+        })
+    }
+
+    /// Whether commit `at` is on `app`'s branch, asked before a restore stops anything: the
+    /// branch's history (no file contents where the server allows it) cloned into a scratch
+    /// directory of the app's user, who reaches the repository with its own credentials.
+    ///
+    /// # Errors
+    /// Not on the branch, or the repository cannot be read: the reason.
+    pub(crate) async fn check_commit(
+        &self,
+        app: &str,
+        spec: &AppSpec,
+        at: &str,
+    ) -> Result<(), String> {
+        let user = match &spec.user {
+            Some(u) => RunAs::lookup(u)
+                .ok_or_else(|| format!("user `{u}` does not exist on this server"))?,
+            None => RunAs::root(),
+        };
+        let git = preflight::git_env(app, spec, &user)?;
+        let limit = Duration::from_secs(10 * 60);
+        let made = runner::run(
+            &self.processes,
+            &argv(&["mktemp", "-d"]),
+            Path::new("/"),
+            &git,
+            &user,
+            limit,
+        )
+        .await;
+        let scratch = made.stdout.trim().to_string();
+        ran_step(made).map_err(|(e, _)| format!("a scratch directory for git: {e}"))?;
+        let scratch_dir = Path::new(&scratch);
+        let clone = argv(&["git", "clone", "--quiet", "--bare", "--filter=blob:none"])
+            .into_iter()
+            .chain(argv(&[
+                "--single-branch",
+                "--branch",
+                &spec.branch,
+                "--",
+                &spec.repo,
+            ]))
+            .chain([format!("{scratch}/repo")])
+            .collect::<Vec<_>>();
+        let cloned = runner::run(&self.processes, &clone, scratch_dir, &git, &user, limit).await;
+        let result = if cloned.ok {
+            let repo = scratch_dir.join("repo");
+            let on = runner::run(
+                &self.processes,
+                &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
+                &repo,
+                &git,
+                &user,
+                limit,
+            )
+            .await;
+            if on.ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "commit {at} is not on branch {} of {} (rewritten history?); `strackt restore --latest` deploys the branch tip",
+                    spec.branch, spec.repo
+                ))
+            }
+        } else {
+            Err(format!(
+                "reading branch {} of {}: {}",
+                spec.branch,
+                spec.repo,
+                cloned.failure.unwrap_or_default()
+            ))
+        };
+        let _ = runner::run(
+            &self.processes,
+            &argv(&["rm", "-rf", "--", &scratch]),
+            Path::new("/"),
+            &git,
+            &user,
+            limit,
+        )
+        .await;
+        result
+    }
+}

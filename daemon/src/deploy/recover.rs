@@ -1,0 +1,91 @@
+//! Recovery at start: what a killed deploy left behind (half-built releases, validation units,
+//! unit files of an older strackt) is removed or stopped.
+//!
+//! Owns only that clean-up after a restart. It must not build, switch or roll back a release,
+//! nor touch the live release or its units: a deploy that was interrupted is recorded as such
+//! and left for the user to run again.
+
+use std::path::PathBuf;
+
+use crate::definition::ServeMode;
+use crate::host::{JobKind, Systemd};
+use layout::AppDirs;
+
+use super::{layout, units, Deployer};
+
+/// Where an older strackt wrote its validation units as files (they are transient units now,
+/// with no file): what it left there is removed at startup.
+const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
+
+impl Deployer {
+    /// After a restart: releases a killed deploy left half-built are removed, and validation
+    /// units are stopped.
+    pub async fn recover(&self) {
+        let left = match self.state.call(|s| s.interrupt_building()).await {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("recovering deploys: {e}"),
+        };
+        let def = self.load().ok();
+        for (app, id) in left {
+            if let Some(spec) = def.as_ref().and_then(|d| d.definition().apps.get(&app)) {
+                let dirs = AppDirs::new(&spec.path);
+                if dirs.live() != Some(id) {
+                    if spec.service.mode == ServeMode::Proxy {
+                        // Cut off during its validation boot or start: it runs on, serving no one.
+                        self.stop_release(&app, id).await;
+                    }
+                    match dirs.remove_release(id) {
+                        Ok(()) => tracing::info!(
+                            "removed release {id} of {app}, left half-built by a restart"
+                        ),
+                        Err(e) => tracing::warn!("removing release {id} of {app}: {e}"),
+                    }
+                    let data = self.app_data(&app);
+                    if let Some(reason) = self.interrupted_migration(&app, spec, &data, id).await {
+                        tracing::error!("release {id} of {app}: {reason}");
+                    } else if let Err(e) = data.remove_release(id) {
+                        tracing::warn!("removing the private files of release {id} of {app}: {e}");
+                    }
+                    // Killed between the two flips of a switch: the environment follows the
+                    // release `current` points at.
+                    if let Err(e) = data.flip(dirs.live()) {
+                        tracing::warn!("pointing {app}'s environment at its live release: {e}");
+                    }
+                }
+            }
+        }
+        // Validation units left running by a strackt that was killed during a validation
+        // boot (transient: stopping them is all it takes, systemd collects them).
+        let pattern = format!("{}*", units::VALIDATE_PREFIX);
+        match self.systemd.units_matching(&pattern).await {
+            Ok(left) => {
+                for unit in left {
+                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+                    self.systemd.reset_failed(&unit).await;
+                }
+            }
+            Err(e) => tracing::warn!("looking for validation units left running: {e}"),
+        }
+        // Files an older strackt wrote for its validation units.
+        if let Ok(entries) = std::fs::read_dir(RUNTIME_UNIT_DIR) {
+            let stale: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(units::VALIDATE_PREFIX))
+                })
+                .collect();
+            for path in &stale {
+                if let Some(unit) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+                    let _ = std::fs::remove_file(path);
+                    self.systemd.reset_failed(&unit).await;
+                }
+            }
+            if !stale.is_empty() {
+                let _ = self.systemd.daemon_reload().await;
+            }
+        }
+    }
+}

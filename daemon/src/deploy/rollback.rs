@@ -1,0 +1,139 @@
+//! Release rollback: `app` switched back to an earlier release, its database put back from the
+//! pre-migrate dump when asked.
+//!
+//! Owns the rollback operation only: it checks everything before any change, and goes through
+//! [`switch`](super::switch) like a deploy. It must not build a release or run a migration.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::ops::Operation;
+use crate::state::ReleaseRow;
+use layout::AppDirs;
+
+use super::{database, layout, preflight, take_over_env, Deployer};
+
+impl Deployer {
+    /// Switch `app` back to release `to` (default: the one live before), restoring the database
+    /// dump taken before the later migration when `with_database`.
+    ///
+    /// # Errors
+    /// Nothing to roll back to, a missing dump, a deploy in progress — all before any change.
+    pub async fn rollback_release(
+        self: &Arc<Self>,
+        app: String,
+        to: Option<u64>,
+        with_database: bool,
+    ) -> Result<Operation, String> {
+        let def = self.load()?;
+        let spec = Self::app(&def, &app)?;
+        let _claim = self.claim("rollback-release", &app)?;
+        let dirs = AppDirs::new(&spec.path);
+        let live = dirs
+            .live()
+            .ok_or_else(|| format!("{app} has no live release"))?;
+        let a = app.clone();
+        let rows = self
+            .state
+            .call(move |s| s.releases(&a))
+            .await
+            .map_err(|e| e.to_string())?;
+        let good = |r: &&ReleaseRow| {
+            matches!(r.state.as_str(), "live" | "previous") && dirs.release(r.id).is_dir()
+        };
+        let target = match to {
+            Some(id) => rows
+                .iter()
+                .filter(good)
+                .find(|r| r.id == id)
+                .ok_or_else(|| {
+                    format!(
+                        "release {id} of {app} is not on this server (see strackt releases {app})"
+                    )
+                })?,
+            None => rows
+                .iter()
+                .filter(good)
+                .find(|r| r.id != live)
+                .ok_or_else(|| format!("{app} has no earlier release to go back to"))?,
+        }
+        .id;
+        if target == live {
+            return Err(format!("release {target} of {app} is already live"));
+        }
+        let data = self.app_data(&app);
+        let restore = if with_database {
+            // The dump taken before the first migration after `target` holds the database
+            // as `target` left it.
+            let none = || {
+                format!("no database dump is kept for going back to release {target} (releases after it ran no migration, or were pruned)")
+            };
+            let after = rows
+                .iter()
+                .filter(|r| r.id > target && r.id <= live.max(target) && r.dump.is_some())
+                .filter(good)
+                .min_by_key(|r| r.id)
+                .ok_or_else(none)?
+                .id;
+            let dump = self
+                .dump_of(&app, &dirs, &data, after)
+                .await?
+                .ok_or_else(none)?
+                .display()
+                .to_string();
+            let db = preflight::resolve_database(&spec, &self.secrets)?
+                .ok_or_else(|| format!("app {app} has no `database:`"))?;
+            Some((dump, db))
+        } else {
+            None
+        };
+        let mut p = self.start("rollback-release", &app).await?;
+        let result = async {
+            // A release made before environment files moved to strackt's state: its file is
+            // taken over first, so a refusal comes before the database is touched.
+            if !data.env_file(target).is_file() {
+                let old = dirs.legacy_file(target, "env").display().to_string();
+                p.step("take-over", &old, async {
+                    let note = take_over_env(&dirs, &data, target).await;
+                    note.map(|n| ((), n.unwrap_or_default()))
+                        .map_err(|e| (e, String::new()))
+                })
+                .await?;
+            }
+            if let Some((dump, db)) = &restore {
+                p.step(
+                    "restore-database",
+                    dump,
+                    database::restore(&self.processes, Path::new(dump), db),
+                )
+                .await?;
+            }
+            self.switch(
+                &mut p,
+                &app,
+                &spec,
+                (&dirs, &data),
+                Some(target),
+                Some(live),
+            )
+            .await?;
+            let db_note = if restore.is_some() {
+                " with its database"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "rolled {app} back from release {live} to {target}{db_note}"
+            ))
+        }
+        .await;
+        if result.is_ok() {
+            let a = app.clone();
+            let _ = self
+                .state
+                .call(move |s| s.set_release(&a, target, "live", None))
+                .await;
+        }
+        Ok(p.finish(&result).await)
+    }
+}
