@@ -60,8 +60,9 @@ fn read_secret<F: Files>(files: &F, name: &str) -> Result<String, HostError> {
     }
 }
 
-/// Where a pre-strackt original of `path` is kept.
-pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
+/// Where a pre-strackt original of `path` is kept. The directory is still named `backups/`
+/// on disk (operators and tests know it there); it has nothing to do with restic backups.
+pub fn original_path(root: &Path, path: &str) -> std::path::PathBuf {
     root.join("backups").join(path.trim_start_matches('/'))
 }
 
@@ -92,8 +93,8 @@ pub async fn observe<M: Machine>(
         for path in paths {
             snap.files
                 .insert(path.clone(), m.files().stat(Path::new(path))?);
-            if m.files().stat(&backup_path(root, path))?.is_some() {
-                snap.backed_up.insert(path.clone());
+            if m.files().stat(&original_path(root, path))?.is_some() {
+                snap.originals_kept.insert(path.clone());
             }
         }
         Ok(())
@@ -502,16 +503,16 @@ async fn run_one<M: Machine>(
         }
         Action::RemoveFile {
             path,
-            restore_backup,
+            restore_original,
         } => {
             m.files().remove(Path::new(path))?;
-            if *restore_backup {
+            if *restore_original {
                 m.files()
-                    .rename(&backup_path(store.root(), path), Path::new(path))?;
+                    .rename(&original_path(store.root(), path), Path::new(path))?;
             }
             owned.forget_file(path)
         }
-        Action::BackupFile { path } => {
+        Action::KeepOriginal { path } => {
             let (Some(content), Some(st)) = (
                 m.files().read(Path::new(path))?,
                 m.files().stat(Path::new(path))?,
@@ -519,7 +520,7 @@ async fn run_one<M: Machine>(
                 return Ok(());
             };
             m.files().write(
-                &backup_path(store.root(), path),
+                &original_path(store.root(), path),
                 &content,
                 st.mode,
                 st.uid,

@@ -48,8 +48,10 @@ pub struct HostSnapshot {
     pub owned_files: BTreeSet<String>,
     /// Unit files strackt wrote (its ownership record).
     pub owned_units: BTreeSet<String>,
-    /// Files whose pre-strackt original is already backed up.
-    pub backed_up: BTreeSet<String>,
+    /// Files whose pre-strackt original is already kept (see `apply::original_path`). The
+    /// serialized name stays `backed_up`, so no JSON changes with the rename.
+    #[serde(rename = "backed_up")]
+    pub originals_kept: BTreeSet<String>,
     /// Resolved ids: `user:NAME` / `group:NAME` → id.
     pub ids: BTreeMap<String, u32>,
     /// Live values of the desired kernel parameters (normalized).
@@ -126,11 +128,15 @@ pub enum Action {
     RemoveFile {
         /// Absolute path.
         path: String,
-        /// Whether a backup of the original exists to restore.
-        restore_backup: bool,
+        /// Whether a kept original exists to put back (`restore_backup` in plan JSON, as
+        /// before the originals/backups rename).
+        #[serde(rename = "restore_backup")]
+        restore_original: bool,
     },
-    /// Keep the pre-strackt original of a file before first overwriting it.
-    BackupFile {
+    /// Keep the pre-strackt original of a file before first overwriting it. Its step is named
+    /// `backup-file` in history and plan JSON; that user-visible name stays.
+    #[serde(rename = "backup-file")]
+    KeepOriginal {
         /// Absolute path.
         path: String,
     },
@@ -267,7 +273,7 @@ impl Action {
             Action::Disable { .. } => "disable",
             Action::RemoveUnit { .. } => "remove-unit",
             Action::RemoveFile { .. } => "remove-file",
-            Action::BackupFile { .. } => "backup-file",
+            Action::KeepOriginal { .. } => "backup-file",
             Action::WriteFile { .. } => "write-file",
             Action::InstallPackage { .. } => "install-package",
             Action::RemovePackage { .. } => "remove-package",
@@ -307,7 +313,7 @@ impl Action {
             | Action::Restart { unit }
             | Action::Start { unit } => unit.clone(),
             Action::RemoveFile { path, .. }
-            | Action::BackupFile { path }
+            | Action::KeepOriginal { path }
             | Action::WriteFile { path, .. } => path.clone(),
             Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
