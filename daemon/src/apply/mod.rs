@@ -358,7 +358,7 @@ pub async fn run<M: Machine>(
             i += batch.len();
             continue;
         }
-        // Consecutive enables, installs, removals and holds go out as one call each: one
+        // Consecutive enables, installs, removals and apt-mark holds go out as one call each: one
         // daemon-reload, one apt transaction, instead of one per unit or package.
         if BATCHED.contains(&step.action.name()) {
             let kind = step.action.name();
@@ -433,13 +433,13 @@ async fn run_batch<M: Machine>(
                 .collect();
             m.packages().install(&debs)?;
             // Held right away: unattended-upgrades must not move a version the definition set.
-            m.packages().hold(targets, true)
+            m.packages().mark_held(targets, true)
         }
         "remove-package" => {
-            m.packages().hold(targets, false)?;
+            m.packages().mark_held(targets, false)?;
             m.packages().remove(targets)
         }
-        _ => m.packages().hold(targets, true),
+        _ => m.packages().mark_held(targets, true),
     }
 }
 
@@ -542,7 +542,7 @@ async fn run_one<M: Machine>(
         }
         Action::InstallPackage { .. }
         | Action::RemovePackage { .. }
-        | Action::HoldPackage { .. }
+        | Action::MarkHeld { .. }
         | Action::Enable { .. }
         | Action::Stop { .. }
         | Action::Start { .. }

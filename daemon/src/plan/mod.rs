@@ -161,8 +161,10 @@ pub enum Action {
         /// Package name.
         name: String,
     },
-    /// Hold a package at its version.
-    HoldPackage {
+    /// Mark a package held at its version (`apt-mark hold`; not `strackt hold`). Its step
+    /// keeps the user-visible name `hold-package`.
+    #[serde(rename = "hold-package")]
+    MarkHeld {
         /// Package name.
         name: String,
     },
@@ -277,7 +279,7 @@ impl Action {
             Action::WriteFile { .. } => "write-file",
             Action::InstallPackage { .. } => "install-package",
             Action::RemovePackage { .. } => "remove-package",
-            Action::HoldPackage { .. } => "hold-package",
+            Action::MarkHeld { .. } => "hold-package",
             Action::CreateGroup { .. } => "create-group",
             Action::SetGid { .. } => "set-gid",
             Action::RemoveGroup { .. } => "remove-group",
@@ -319,7 +321,7 @@ impl Action {
             Action::DaemonReload => String::new(),
             Action::InstallPackage { name }
             | Action::RemovePackage { name }
-            | Action::HoldPackage { name }
+            | Action::MarkHeld { name }
             | Action::CreateGroup { name }
             | Action::SetGid { name, .. }
             | Action::RemoveGroup { name }

@@ -70,7 +70,7 @@ pub(super) fn plan_packages(
             Some(have) if have.version == lock.version => {
                 if !have.held {
                     steps.push(step(
-                        Action::HoldPackage { name: name.clone() },
+                        Action::MarkHeld { name: name.clone() },
                         "not held at its version",
                         drift,
                     ));

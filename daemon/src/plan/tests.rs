@@ -74,9 +74,10 @@ fn a_pre_existing_files_original_is_kept_once_before_it_is_overwritten() {
     assert_eq!(names(&plan(&g, None, &snap)), ["write-file /etc/motd"]);
 }
 
-/// The originals rename is internal: plan JSON and history keep the names users know.
+/// The originals and apt-hold renames are internal: plan JSON and history keep the names users
+/// know.
 #[test]
-fn kept_originals_serialize_under_their_old_names() {
+fn renamed_actions_serialize_under_their_old_names() {
     let keep = Action::KeepOriginal {
         path: "/etc/motd".into(),
     };
@@ -92,6 +93,14 @@ fn kept_originals_serialize_under_their_old_names() {
     assert_eq!(
         serde_json::to_value(&remove).expect("serializes"),
         serde_json::json!({ "action": "remove-file", "path": "/etc/motd", "restore_backup": true })
+    );
+    let held = Action::MarkHeld {
+        name: "demo".into(),
+    };
+    assert_eq!(held.name(), "hold-package");
+    assert_eq!(
+        serde_json::to_value(&held).expect("serializes"),
+        serde_json::json!({ "action": "hold-package", "name": "demo" })
     );
     let mut snap = HostSnapshot::default();
     snap.originals_kept.insert("/etc/motd".into());
