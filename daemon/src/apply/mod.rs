@@ -335,7 +335,7 @@ pub async fn run<M: Machine>(
         // and awaited together: systemd orders queued jobs by their units' dependencies as it
         // would one by one, and the switch waits for the slowest job instead of their sum.
         if let Some(kind) = job_kind(&step.action) {
-            let batch: Vec<&crate::plan::Step> = plan.steps[i..]
+            let batch: Vec<&crate::plan::PlannedStep> = plan.steps[i..]
                 .iter()
                 .take_while(|s| job_kind(&s.action) == Some(kind))
                 .collect();
@@ -443,7 +443,7 @@ async fn run_batch<M: Machine>(
     }
 }
 
-fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecord {
+fn record(step: &crate::plan::PlannedStep, result: &Result<(), HostError>) -> StepRecord {
     match result {
         Ok(()) => StepRecord::new(
             step.action.name(),

@@ -5,11 +5,15 @@
 
 use std::collections::BTreeSet;
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Phase 2: files strackt wrote that left the definition.
-pub(super) fn plan_removed_files(want: &Manifest, observed: &HostSnapshot, steps: &mut Vec<Step>) {
+pub(super) fn plan_removed_files(
+    want: &Manifest,
+    observed: &HostSnapshot,
+    steps: &mut Vec<PlannedStep>,
+) {
     for path in &observed.owned_files {
         if want.files.contains_key(path) {
             continue;
@@ -34,7 +38,7 @@ pub(super) fn plan_files(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) -> BTreeSet<String> {
     let mut changed_files = BTreeSet::new();
     for (path, spec) in &want.files {

@@ -340,9 +340,11 @@ impl Action {
     }
 }
 
-/// An action with why it is needed.
+/// An action with why it is needed: a step of a [`Plan`], before it runs. Named apart from
+/// `ops::Step` (work an operation runs with live progress) and `ops::StepRecord` (what the
+/// operations log keeps of a step that ran).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
+pub struct PlannedStep {
     /// What to do.
     #[serde(flatten)]
     pub action: Action,
@@ -357,7 +359,7 @@ pub struct Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Steps in execution order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlannedStep>,
     /// Hand-installed packages left in place because something needs them: name → why.
     pub kept: BTreeMap<String, String>,
     /// Databases that left the definition, left as they are: name → why.
@@ -419,8 +421,8 @@ impl fmt::Display for Plan {
 }
 
 /// A step.
-pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> Step {
-    Step {
+pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> PlannedStep {
+    PlannedStep {
         action,
         why: why.into(),
         drift,
@@ -434,7 +436,7 @@ pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> Step 
 /// has its planner; this composes them in the switch's phase order (see the module doc).
 pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &HostSnapshot) -> Plan {
     let want = &desired.manifest;
-    let mut steps: Vec<Step> = Vec::new();
+    let mut steps: Vec<PlannedStep> = Vec::new();
     // Phase 1 and 2: units, then files, that left the definition.
     services::plan_removed_units(desired, observed, &mut steps);
     files::plan_removed_files(want, observed, &mut steps);
