@@ -18,7 +18,7 @@ use crate::host::{HostError, JobKind, Systemd};
 use crate::ops::StepRecord;
 use crate::plan::keep::{kept, Need};
 use crate::plan::users::{package_changes, restarts, PackageChange};
-use crate::plan::{Action, HostSnapshot, Plan, Step};
+use crate::plan::{Action, HostSnapshot, Plan, PlannedStep};
 
 /// One app a switch must keep serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +242,7 @@ pub async fn predicted_restarts<M: Machine>(
     apps: &Apps,
     plan: &Plan,
     observed: &HostSnapshot,
-) -> Vec<Step> {
+) -> Vec<PlannedStep> {
     let changes = package_changes(plan, observed, &desired.manifest);
     if changes.is_empty() {
         return Vec::new();
@@ -251,7 +251,7 @@ pub async fn predicted_restarts<M: Machine>(
     to_restart(m, desired, apps, (&changes, &files), &plan.started_units())
         .await
         .into_iter()
-        .map(|(unit, why)| Step {
+        .map(|(unit, why)| PlannedStep {
             action: Action::Restart { unit },
             why,
             drift: false,

@@ -60,8 +60,9 @@ fn read_secret<F: Files>(files: &F, name: &str) -> Result<String, HostError> {
     }
 }
 
-/// Where a pre-strackt original of `path` is kept.
-pub fn backup_path(root: &Path, path: &str) -> std::path::PathBuf {
+/// Where a pre-strackt original of `path` is kept. The directory is still named `backups/`
+/// on disk (operators and tests know it there); it has nothing to do with restic backups.
+pub fn original_path(root: &Path, path: &str) -> std::path::PathBuf {
     root.join("backups").join(path.trim_start_matches('/'))
 }
 
@@ -92,8 +93,8 @@ pub async fn observe<M: Machine>(
         for path in paths {
             snap.files
                 .insert(path.clone(), m.files().stat(Path::new(path))?);
-            if m.files().stat(&backup_path(root, path))?.is_some() {
-                snap.backed_up.insert(path.clone());
+            if m.files().stat(&original_path(root, path))?.is_some() {
+                snap.originals_kept.insert(path.clone());
             }
         }
         Ok(())
@@ -334,7 +335,7 @@ pub async fn run<M: Machine>(
         // and awaited together: systemd orders queued jobs by their units' dependencies as it
         // would one by one, and the switch waits for the slowest job instead of their sum.
         if let Some(kind) = job_kind(&step.action) {
-            let batch: Vec<&crate::plan::Step> = plan.steps[i..]
+            let batch: Vec<&crate::plan::PlannedStep> = plan.steps[i..]
                 .iter()
                 .take_while(|s| job_kind(&s.action) == Some(kind))
                 .collect();
@@ -357,7 +358,7 @@ pub async fn run<M: Machine>(
             i += batch.len();
             continue;
         }
-        // Consecutive enables, installs, removals and holds go out as one call each: one
+        // Consecutive enables, installs, removals and apt-mark holds go out as one call each: one
         // daemon-reload, one apt transaction, instead of one per unit or package.
         if BATCHED.contains(&step.action.name()) {
             let kind = step.action.name();
@@ -432,17 +433,17 @@ async fn run_batch<M: Machine>(
                 .collect();
             m.packages().install(&debs)?;
             // Held right away: unattended-upgrades must not move a version the definition set.
-            m.packages().hold(targets, true)
+            m.packages().mark_held(targets, true)
         }
         "remove-package" => {
-            m.packages().hold(targets, false)?;
+            m.packages().mark_held(targets, false)?;
             m.packages().remove(targets)
         }
-        _ => m.packages().hold(targets, true),
+        _ => m.packages().mark_held(targets, true),
     }
 }
 
-fn record(step: &crate::plan::Step, result: &Result<(), HostError>) -> StepRecord {
+fn record(step: &crate::plan::PlannedStep, result: &Result<(), HostError>) -> StepRecord {
     match result {
         Ok(()) => StepRecord::new(
             step.action.name(),
@@ -502,16 +503,16 @@ async fn run_one<M: Machine>(
         }
         Action::RemoveFile {
             path,
-            restore_backup,
+            restore_original,
         } => {
             m.files().remove(Path::new(path))?;
-            if *restore_backup {
+            if *restore_original {
                 m.files()
-                    .rename(&backup_path(store.root(), path), Path::new(path))?;
+                    .rename(&original_path(store.root(), path), Path::new(path))?;
             }
             owned.forget_file(path)
         }
-        Action::BackupFile { path } => {
+        Action::KeepOriginal { path } => {
             let (Some(content), Some(st)) = (
                 m.files().read(Path::new(path))?,
                 m.files().stat(Path::new(path))?,
@@ -519,7 +520,7 @@ async fn run_one<M: Machine>(
                 return Ok(());
             };
             m.files().write(
-                &backup_path(store.root(), path),
+                &original_path(store.root(), path),
                 &content,
                 st.mode,
                 st.uid,
@@ -541,7 +542,7 @@ async fn run_one<M: Machine>(
         }
         Action::InstallPackage { .. }
         | Action::RemovePackage { .. }
-        | Action::HoldPackage { .. }
+        | Action::MarkHeld { .. }
         | Action::Enable { .. }
         | Action::Stop { .. }
         | Action::Start { .. }

@@ -9,7 +9,7 @@ use super::{observe, run, verify, Machine, Ownership};
 use crate::generation::{Generation, Store};
 use crate::ops::StepRecord;
 use crate::plan::users::package_changes;
-use crate::plan::{plan, state_digest, Action, Step};
+use crate::plan::{plan, state_digest, Action, PlannedStep};
 use crate::timing;
 
 /// What a switch did.
@@ -155,18 +155,20 @@ async fn converge<M: Machine>(
         let started = plan.started_units();
         let todo = to_restart(m, desired, apps, (&changes, &files), &started).await;
         let (records, failure) = restart_users(m, apps, todo).await;
-        checked.steps.extend(
-            records
-                .iter()
-                .filter(|r| r.action == "restart")
-                .map(|r| Step {
-                    action: Action::Restart {
-                        unit: r.target.clone(),
-                    },
-                    why: r.detail.clone(),
-                    drift: false,
-                }),
-        );
+        checked
+            .steps
+            .extend(
+                records
+                    .iter()
+                    .filter(|r| r.action == "restart")
+                    .map(|r| PlannedStep {
+                        action: Action::Restart {
+                            unit: r.target.clone(),
+                        },
+                        why: r.detail.clone(),
+                        drift: false,
+                    }),
+            );
         steps.extend(records);
         if failure.is_some() {
             return Converged {

@@ -18,7 +18,7 @@ use super::control::{Hold, PendingConfirm};
 use super::Trigger;
 use crate::generation::retention;
 use crate::ops::StepRecord;
-use crate::state::GenerationRow;
+use crate::state::{GenerationRow, GenerationState};
 
 /// A point in time.
 pub type Time = DateTime<Utc>;
@@ -186,7 +186,7 @@ pub struct AfterFailure {
     /// The operation's outcome: `rolled-back` when the host is back where it was, else `failed`.
     pub outcome: &'static str,
     /// The failed generation's state.
-    pub state: &'static str,
+    pub state: GenerationState,
     /// Why, including a failed switch back.
     pub reason: String,
     /// The operation's summary.
@@ -231,7 +231,11 @@ pub fn after_failed_switch(
         } else {
             "failed"
         },
-        state: if rolled_back { "rolled-back" } else { "failed" },
+        state: if rolled_back {
+            GenerationState::RolledBack
+        } else {
+            GenerationState::Failed
+        },
         // The file says something the host does not run: monitoring must see it now, not
         // after the next pass.
         definition_problem: sha.as_ref().map(|_| {
@@ -265,10 +269,7 @@ pub struct Recovery {
 /// [`super::Daemon::startup`]): a definition saved while the daemon was down is applied then.
 pub fn recover(rows: &[GenerationRow], current: Option<u64>) -> Recovery {
     let mut recovery = Recovery::default();
-    for g in rows
-        .iter()
-        .filter(|g| g.state == "switching" || g.state == "building")
-    {
+    for g in rows.iter().filter(|g| g.state.in_progress()) {
         if Some(g.id) == current {
             recovery.finish = Some(g.id);
         } else {
@@ -276,11 +277,14 @@ pub fn recover(rows: &[GenerationRow], current: Option<u64>) -> Recovery {
         }
     }
     if recovery.finish.is_some() {
-        recovery.back_to = rows.iter().find(|g| g.state == "active").map(|g| g.id);
+        recovery.back_to = rows
+            .iter()
+            .find(|g| g.state == GenerationState::Active)
+            .map(|g| g.id);
     } else if let Some(id) = current {
         recovery.mark_active = rows
             .iter()
-            .any(|g| g.id == id && g.state != "active")
+            .any(|g| g.id == id && g.state != GenerationState::Active)
             .then_some(id);
     }
     recovery
@@ -299,9 +303,7 @@ pub fn to_prune(
         .iter()
         .map(|&id| retention::OnDisk {
             id,
-            successful: rows
-                .iter()
-                .any(|g| g.id == id && (g.state == "active" || g.state == "superseded")),
+            successful: rows.iter().any(|g| g.id == id && g.state.ran()),
         })
         .collect();
     retention::to_prune(&on_disk, current, previous, keep)

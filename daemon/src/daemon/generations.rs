@@ -189,7 +189,7 @@ impl Daemon {
             .await
             .map_err(|e| e.to_string())?;
         match rows.iter().find(|g| g.id == id) {
-            Some(g) if g.state == "superseded" || g.state == "active" => {}
+            Some(g) if g.state.ran() => {}
             Some(g) => return Err(format!("generation {id} is {}; only generations that ran successfully can be rolled back to", g.state)),
             None => return Err(format!("there is no generation {id} (see `strackt generations`)")),
         }

@@ -24,7 +24,7 @@ use crate::host::systemd::DbusSystemd;
 use crate::host::RealMachine;
 use crate::metrics::Metrics;
 use crate::ops::Operation;
-use crate::state::{GenerationRow, StateHandle};
+use crate::state::{GenerationRow, GenerationState, StateHandle};
 use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
@@ -392,7 +392,7 @@ impl Daemon {
         let row = GenerationRow {
             id,
             created: now(),
-            state: "building".into(),
+            state: GenerationState::Building,
             trigger: trigger.as_str().into(),
             summary: String::new(),
             reason: None,
@@ -438,7 +438,7 @@ impl Daemon {
         let t = now();
         let what = format!("recording that generation {id} is switching");
         let switching = self.db(&what, move |s| {
-            s.set_generation_state(id, "switching", None, &t)
+            s.set_generation_state(id, GenerationState::Switching, None, &t)
         });
         let _reported = switching.await;
         let report = self
@@ -475,7 +475,7 @@ impl Daemon {
         let t = now();
         let what = format!("recording that generation {id} failed");
         let failed = self.db(&what, move |s| {
-            s.set_generation_state(id, "failed", Some(&reason), &t)
+            s.set_generation_state(id, GenerationState::Failed, Some(&reason), &t)
         });
         if let Err(e) = failed.await {
             fail(&mut op, e);
@@ -513,7 +513,7 @@ impl Daemon {
                 let summary = op.summary.clone();
                 let what = format!("recording that generation {id} is active");
                 let recorded = self.db(&what, move |s| {
-                    s.set_generation_state(id, "active", None, &t)?;
+                    s.set_generation_state(id, GenerationState::Active, None, &t)?;
                     s.set_meta(PINNED, None)?;
                     // The summary of a generation is what switching to it changed.
                     let mut rows = s.generations()?;
@@ -570,7 +570,7 @@ impl Daemon {
         id: u64,
         after: decide::AfterFailure,
     ) -> Result<(), String> {
-        if after.state == "rolled-back" {
+        if after.state == GenerationState::RolledBack {
             self.metrics.rolled_back();
         }
         op.outcome = after.outcome.into();
@@ -586,7 +586,7 @@ impl Daemon {
                 s.set_meta(PINNED, Some(&sha))?;
             }
             if let Some(b) = back_to {
-                s.set_generation_state(b, "active", None, &t)?;
+                s.set_generation_state(b, GenerationState::Active, None, &t)?;
             }
             Ok(())
         });

@@ -17,6 +17,7 @@ use crate::generation::Generation;
 use crate::host::packages::Packages;
 use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::StepRecord;
+use crate::state::GenerationState;
 
 impl Daemon {
     /// Reconcile the database with `current` after a start (a crash may have interrupted a
@@ -71,10 +72,10 @@ impl Daemon {
                 let recovery = decide::recover(&s.generations()?, cur);
                 let why = "interrupted before the switch completed; the host stayed on the previous generation";
                 for &id in &recovery.fail {
-                    s.set_generation_state(id, "failed", Some(why), &t)?;
+                    s.set_generation_state(id, GenerationState::Failed, Some(why), &t)?;
                 }
                 if let Some(id) = recovery.mark_active {
-                    s.set_generation_state(id, "active", None, &t)?;
+                    s.set_generation_state(id, GenerationState::Active, None, &t)?;
                 }
                 Ok(recovery)
             })

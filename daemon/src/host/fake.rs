@@ -592,11 +592,11 @@ impl Packages for FakeHost {
         }
         Ok(())
     }
-    fn hold(&self, names: &[String], hold: bool) -> Result<(), HostError> {
+    fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError> {
         let mut s = self.state();
         for n in names {
             if let Some(p) = s.installed.get_mut(n) {
-                p.held = hold;
+                p.held = held;
             }
         }
         Ok(())

@@ -60,8 +60,9 @@ pub trait Packages: Send + Sync {
     fn install(&self, debs: &[String]) -> Result<(), HostError>;
     /// Remove packages.
     fn remove(&self, names: &[String]) -> Result<(), HostError>;
-    /// Hold (or release) packages.
-    fn hold(&self, names: &[String], hold: bool) -> Result<(), HostError>;
+    /// Mark packages held (`apt-mark hold`) or release them (`unhold`). Named apart from
+    /// `strackt hold`, the daemon's experiment mode, which has nothing to do with apt.
+    fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError>;
     /// Delete cached `.deb` files not in `keep`.
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError>;
     /// Refresh apt's package lists from the server's own sources (`apt-get update`). Slow
@@ -523,8 +524,8 @@ impl Packages for Apt {
         apt("apt-get", &args, None, Run::OwnUnit).map(|_| ())
     }
 
-    fn hold(&self, names: &[String], hold: bool) -> Result<(), HostError> {
-        let mut args = vec![if hold { "hold" } else { "unhold" }];
+    fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError> {
+        let mut args = vec![if held { "hold" } else { "unhold" }];
         args.extend(names.iter().map(String::as_str));
         apt("apt-mark", &args, None, Run::OwnUnit).map(|_| ())
     }

@@ -3,7 +3,7 @@
 //! that left the definition removed (a user's home only when the definition said so). It runs
 //! before files, since a file may belong to a user created here.
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Phase 2b: accounts — groups first (users join them), users, then groups that left.
@@ -11,7 +11,7 @@ pub(super) fn plan_accounts(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     plan_groups(want, previous, observed, steps);
     plan_removed_users(want, previous, observed, steps);
@@ -32,7 +32,7 @@ fn plan_groups(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     for (name, g) in &want.groups {
         let drift = previous.is_some_and(|p| p.manifest.groups.get(name) == Some(g));
@@ -59,7 +59,7 @@ fn plan_removed_users(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     for name in &observed.owned_users {
         if want.users.contains_key(name) || !observed.users.get(name).is_some_and(Option::is_some) {
@@ -85,7 +85,7 @@ fn plan_users(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     for (name, u) in &want.users {
         let drift = previous.is_some_and(|p| p.manifest.users.get(name) == Some(u));

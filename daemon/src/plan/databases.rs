@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Action, HostSnapshot, Step};
+use super::{Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Add the steps that create what `want.databases` declares and the host lacks; return the
@@ -14,7 +14,7 @@ pub(super) fn plan_databases(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) -> BTreeMap<String, String> {
     let before = previous.map(|p| &p.manifest.databases);
     // A cluster that could not be read: what the running generation already had was created
@@ -53,7 +53,7 @@ pub(super) fn plan_databases(
             ),
             (None, Some(_)) => continue,
         };
-        steps.push(Step { action, why, drift });
+        steps.push(PlannedStep { action, why, drift });
     }
     for (name, db) in &want.databases {
         let drift = before.is_some_and(|b| b.get(name) == Some(db));
@@ -70,7 +70,7 @@ pub(super) fn plan_databases(
             ),
             (None, Some(_)) => continue,
         };
-        steps.push(Step { action, why, drift });
+        steps.push(PlannedStep { action, why, drift });
     }
     before
         .into_iter()

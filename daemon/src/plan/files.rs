@@ -1,20 +1,24 @@
 //! The files part of a plan (pure): owned files that left the definition removed (their
-//! pre-strackt original put back), managed files written — backing up an original before
+//! pre-strackt original put back), managed files written — keeping an original before
 //! first overwriting it. Owners are compared by id, and an owner created in this very switch
 //! has none yet, so its file is written.
 
 use std::collections::BTreeSet;
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Phase 2: files strackt wrote that left the definition.
-pub(super) fn plan_removed_files(want: &Manifest, observed: &HostSnapshot, steps: &mut Vec<Step>) {
+pub(super) fn plan_removed_files(
+    want: &Manifest,
+    observed: &HostSnapshot,
+    steps: &mut Vec<PlannedStep>,
+) {
     for path in &observed.owned_files {
         if want.files.contains_key(path) {
             continue;
         }
-        let restore = observed.backed_up.contains(path);
+        let restore = observed.originals_kept.contains(path);
         let why = if restore {
             "no longer in the definition; original restored"
         } else {
@@ -22,7 +26,7 @@ pub(super) fn plan_removed_files(want: &Manifest, observed: &HostSnapshot, steps
         };
         let action = Action::RemoveFile {
             path: path.clone(),
-            restore_backup: restore,
+            restore_original: restore,
         };
         steps.push(step(action, why, false));
     }
@@ -34,7 +38,7 @@ pub(super) fn plan_files(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) -> BTreeSet<String> {
     let mut changed_files = BTreeSet::new();
     for (path, spec) in &want.files {
@@ -59,10 +63,10 @@ pub(super) fn plan_files(
         let drift = previous.is_some_and(|g| g.manifest.files.get(path) == Some(spec));
         if have.is_some()
             && !observed.owned_files.contains(path)
-            && !observed.backed_up.contains(path)
+            && !observed.originals_kept.contains(path)
         {
             steps.push(step(
-                Action::BackupFile { path: path.clone() },
+                Action::KeepOriginal { path: path.clone() },
                 "existed before strackt managed it",
                 false,
             ));

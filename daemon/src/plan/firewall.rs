@@ -3,11 +3,15 @@
 //! the firewall left the definition. Whether the new ruleset locks the operator out is
 //! [`super::lockout`]'s question, asked before a generation is built.
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::Manifest;
 
 /// Phase 5: the firewall.
-pub(super) fn plan_firewall(want: &Manifest, observed: &HostSnapshot, steps: &mut Vec<Step>) {
+pub(super) fn plan_firewall(
+    want: &Manifest,
+    observed: &HostSnapshot,
+    steps: &mut Vec<PlannedStep>,
+) {
     match (&want.firewall, &observed.firewall_applied) {
         (Some(ruleset), Some(applied)) if &applied.ruleset == ruleset => {
             if observed.firewall_live.as_ref() != Some(&applied.listing) {

@@ -48,8 +48,10 @@ pub struct HostSnapshot {
     pub owned_files: BTreeSet<String>,
     /// Unit files strackt wrote (its ownership record).
     pub owned_units: BTreeSet<String>,
-    /// Files whose pre-strackt original is already backed up.
-    pub backed_up: BTreeSet<String>,
+    /// Files whose pre-strackt original is already kept (see `apply::original_path`). The
+    /// serialized name stays `backed_up`, so no JSON changes with the rename.
+    #[serde(rename = "backed_up")]
+    pub originals_kept: BTreeSet<String>,
     /// Resolved ids: `user:NAME` / `group:NAME` → id.
     pub ids: BTreeMap<String, u32>,
     /// Live values of the desired kernel parameters (normalized).
@@ -126,11 +128,15 @@ pub enum Action {
     RemoveFile {
         /// Absolute path.
         path: String,
-        /// Whether a backup of the original exists to restore.
-        restore_backup: bool,
+        /// Whether a kept original exists to put back (`restore_backup` in plan JSON, as
+        /// before the originals/backups rename).
+        #[serde(rename = "restore_backup")]
+        restore_original: bool,
     },
-    /// Keep the pre-strackt original of a file before first overwriting it.
-    BackupFile {
+    /// Keep the pre-strackt original of a file before first overwriting it. Its step is named
+    /// `backup-file` in history and plan JSON; that user-visible name stays.
+    #[serde(rename = "backup-file")]
+    KeepOriginal {
         /// Absolute path.
         path: String,
     },
@@ -155,8 +161,10 @@ pub enum Action {
         /// Package name.
         name: String,
     },
-    /// Hold a package at its version.
-    HoldPackage {
+    /// Mark a package held at its version (`apt-mark hold`; not `strackt hold`). Its step
+    /// keeps the user-visible name `hold-package`.
+    #[serde(rename = "hold-package")]
+    MarkHeld {
         /// Package name.
         name: String,
     },
@@ -267,11 +275,11 @@ impl Action {
             Action::Disable { .. } => "disable",
             Action::RemoveUnit { .. } => "remove-unit",
             Action::RemoveFile { .. } => "remove-file",
-            Action::BackupFile { .. } => "backup-file",
+            Action::KeepOriginal { .. } => "backup-file",
             Action::WriteFile { .. } => "write-file",
             Action::InstallPackage { .. } => "install-package",
             Action::RemovePackage { .. } => "remove-package",
-            Action::HoldPackage { .. } => "hold-package",
+            Action::MarkHeld { .. } => "hold-package",
             Action::CreateGroup { .. } => "create-group",
             Action::SetGid { .. } => "set-gid",
             Action::RemoveGroup { .. } => "remove-group",
@@ -307,13 +315,13 @@ impl Action {
             | Action::Restart { unit }
             | Action::Start { unit } => unit.clone(),
             Action::RemoveFile { path, .. }
-            | Action::BackupFile { path }
+            | Action::KeepOriginal { path }
             | Action::WriteFile { path, .. } => path.clone(),
             Action::SetSysctl { key, .. } => key.clone(),
             Action::DaemonReload => String::new(),
             Action::InstallPackage { name }
             | Action::RemovePackage { name }
-            | Action::HoldPackage { name }
+            | Action::MarkHeld { name }
             | Action::CreateGroup { name }
             | Action::SetGid { name, .. }
             | Action::RemoveGroup { name }
@@ -332,9 +340,11 @@ impl Action {
     }
 }
 
-/// An action with why it is needed.
+/// An action with why it is needed: a step of a [`Plan`], before it runs. Named apart from
+/// `ops::Step` (work an operation runs with live progress) and `ops::StepRecord` (what the
+/// operations log keeps of a step that ran).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
+pub struct PlannedStep {
     /// What to do.
     #[serde(flatten)]
     pub action: Action,
@@ -349,7 +359,7 @@ pub struct Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Steps in execution order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlannedStep>,
     /// Hand-installed packages left in place because something needs them: name → why.
     pub kept: BTreeMap<String, String>,
     /// Databases that left the definition, left as they are: name → why.
@@ -411,8 +421,8 @@ impl fmt::Display for Plan {
 }
 
 /// A step.
-pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> Step {
-    Step {
+pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> PlannedStep {
+    PlannedStep {
         action,
         why: why.into(),
         drift,
@@ -426,7 +436,7 @@ pub(super) fn step(action: Action, why: impl Into<String>, drift: bool) -> Step 
 /// has its planner; this composes them in the switch's phase order (see the module doc).
 pub fn plan(desired: &Generation, previous: Option<&Generation>, observed: &HostSnapshot) -> Plan {
     let want = &desired.manifest;
-    let mut steps: Vec<Step> = Vec::new();
+    let mut steps: Vec<PlannedStep> = Vec::new();
     // Phase 1 and 2: units, then files, that left the definition.
     services::plan_removed_units(desired, observed, &mut steps);
     files::plan_removed_files(want, observed, &mut steps);

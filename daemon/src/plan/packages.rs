@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Packages strackt never removes as hand-installed, whatever their priority: the kernel, the
@@ -61,7 +61,7 @@ pub(super) fn plan_packages(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) -> BTreeMap<String, String> {
     let mut kept = BTreeMap::new();
     for (name, lock) in &want.packages {
@@ -70,7 +70,7 @@ pub(super) fn plan_packages(
             Some(have) if have.version == lock.version => {
                 if !have.held {
                     steps.push(step(
-                        Action::HoldPackage { name: name.clone() },
+                        Action::MarkHeld { name: name.clone() },
                         "not held at its version",
                         drift,
                     ));

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{classify, step, Action, HostSnapshot, Step, UnitChange};
+use super::{classify, step, Action, HostSnapshot, PlannedStep, UnitChange};
 use crate::generation::Generation;
 use crate::host::UnitState;
 
@@ -20,7 +20,7 @@ pub(super) struct Bounces {
 pub(super) fn plan_removed_units(
     desired: &Generation,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     let why = "no longer in the definition";
     for unit in &observed.owned_units {
@@ -49,7 +49,7 @@ pub(super) fn plan_unit_files(
     desired: &Generation,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) -> Bounces {
     let mut bounces = Bounces::default();
     let mut changed = steps
@@ -94,7 +94,7 @@ pub(super) fn plan_enablement(
     desired: &Generation,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     for (unit, spec) in &desired.manifest.units {
         let state = observed.units.get(unit);
@@ -125,7 +125,7 @@ pub(super) fn plan_activation(
     observed: &HostSnapshot,
     mut bounces: Bounces,
     changed_files: &BTreeSet<String>,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     let units = &desired.manifest.units;
     for (unit, spec) in units {

@@ -1,7 +1,7 @@
 //! The kernel settings part of a plan (pure): each desired parameter whose live value differs
 //! is set live. The `sysctl.d` file that makes them last is an ordinary managed file.
 
-use super::{step, Action, HostSnapshot, Step};
+use super::{step, Action, HostSnapshot, PlannedStep};
 use crate::generation::{Generation, Manifest};
 
 /// Phase 6: settings, live.
@@ -9,7 +9,7 @@ pub(super) fn plan_sysctl(
     want: &Manifest,
     previous: Option<&Generation>,
     observed: &HostSnapshot,
-    steps: &mut Vec<Step>,
+    steps: &mut Vec<PlannedStep>,
 ) {
     for (key, value) in &want.sysctl {
         let have = observed.sysctl.get(key);

@@ -53,7 +53,7 @@ fn empty_host_gets_everything_in_phase_order() {
 }
 
 #[test]
-fn a_pre_existing_file_is_backed_up_once_before_it_is_overwritten() {
+fn a_pre_existing_files_original_is_kept_once_before_it_is_overwritten() {
     let g = generation("version: 1\nfiles:\n  /etc/motd: { content: hi }\n");
     let theirs = FileState {
         sha256: sha256_hex(b"debian"),
@@ -70,8 +70,44 @@ fn a_pre_existing_file_is_backed_up_once_before_it_is_overwritten() {
         names(&plan(&g, None, &snap)),
         ["backup-file /etc/motd", "write-file /etc/motd"]
     );
-    snap.backed_up.insert("/etc/motd".into());
+    snap.originals_kept.insert("/etc/motd".into());
     assert_eq!(names(&plan(&g, None, &snap)), ["write-file /etc/motd"]);
+}
+
+/// The originals and apt-hold renames are internal: plan JSON and history keep the names users
+/// know.
+#[test]
+fn renamed_actions_serialize_under_their_old_names() {
+    let keep = Action::KeepOriginal {
+        path: "/etc/motd".into(),
+    };
+    assert_eq!(keep.name(), "backup-file");
+    assert_eq!(
+        serde_json::to_value(&keep).expect("serializes"),
+        serde_json::json!({ "action": "backup-file", "path": "/etc/motd" })
+    );
+    let remove = Action::RemoveFile {
+        path: "/etc/motd".into(),
+        restore_original: true,
+    };
+    assert_eq!(
+        serde_json::to_value(&remove).expect("serializes"),
+        serde_json::json!({ "action": "remove-file", "path": "/etc/motd", "restore_backup": true })
+    );
+    let held = Action::MarkHeld {
+        name: "demo".into(),
+    };
+    assert_eq!(held.name(), "hold-package");
+    assert_eq!(
+        serde_json::to_value(&held).expect("serializes"),
+        serde_json::json!({ "action": "hold-package", "name": "demo" })
+    );
+    let mut snap = HostSnapshot::default();
+    snap.originals_kept.insert("/etc/motd".into());
+    assert_eq!(
+        serde_json::to_value(&snap).expect("serializes")["backed_up"],
+        serde_json::json!(["/etc/motd"])
+    );
 }
 
 #[test]

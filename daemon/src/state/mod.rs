@@ -114,6 +114,87 @@ pub enum StateError {
     Private(String, std::io::Error),
 }
 
+/// Where a generation is in its life. Stored in `generations.state` and serialized as the
+/// kebab-case strings below, exactly as when the state was a plain string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GenerationState {
+    /// Its row exists, its directory is being built.
+    Building,
+    /// The host is being switched to it.
+    Switching,
+    /// The host runs it (at most one at a time).
+    Active,
+    /// It ran successfully and another became active since.
+    Superseded,
+    /// Its switch failed before the host changed, or a switch back failed too.
+    Failed,
+    /// Its switch failed and the host went back to where it was.
+    RolledBack,
+}
+
+impl GenerationState {
+    /// Every state, to read the stored spelling back.
+    pub const ALL: [GenerationState; 6] = [
+        GenerationState::Building,
+        GenerationState::Switching,
+        GenerationState::Active,
+        GenerationState::Superseded,
+        GenerationState::Failed,
+        GenerationState::RolledBack,
+    ];
+
+    /// The stored and shown spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationState::Building => "building",
+            GenerationState::Switching => "switching",
+            GenerationState::Active => "active",
+            GenerationState::Superseded => "superseded",
+            GenerationState::Failed => "failed",
+            GenerationState::RolledBack => "rolled-back",
+        }
+    }
+
+    /// Whether it ran: only these are rollback targets and count as kept by retention.
+    pub fn ran(self) -> bool {
+        matches!(self, GenerationState::Active | GenerationState::Superseded)
+    }
+
+    /// Whether an operation on it was under way (what startup recovery finishes or fails).
+    pub fn in_progress(self) -> bool {
+        matches!(self, GenerationState::Building | GenerationState::Switching)
+    }
+}
+
+impl std::fmt::Display for GenerationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`: `strackt generations` lays the column out with `{:<11}`.
+        f.pad(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for GenerationState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for GenerationState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        GenerationState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            // A row no strackt writes (migration 3 turned the old `deleted` into `superseded`).
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(
+                    format!("unknown generation state {text:?}").into(),
+                )
+            })
+    }
+}
+
 /// A generation as listed to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerationRow {
@@ -121,8 +202,8 @@ pub struct GenerationRow {
     pub id: u64,
     /// Build time (RFC 3339).
     pub created: String,
-    /// active, superseded, failed, rolled-back (building/switching only mid-operation).
-    pub state: String,
+    /// Where it is in its life (building/switching only mid-operation).
+    pub state: GenerationState,
     /// What caused it.
     pub trigger: String,
     /// One line of what it changed.
@@ -330,11 +411,11 @@ impl State {
     pub fn set_generation_state(
         &self,
         id: u64,
-        state: &str,
+        state: GenerationState,
         reason: Option<&str>,
         now: &str,
     ) -> Result<(), StateError> {
-        if state == "active" {
+        if state == GenerationState::Active {
             self.conn.execute(
                 "UPDATE generations SET state = 'superseded' WHERE state = 'active' AND id != ?1",
                 params![id as i64],
@@ -469,11 +550,11 @@ pub(crate) fn older_database(
 mod tests {
     use super::*;
 
-    fn row(id: u64, state: &str) -> GenerationRow {
+    fn row(id: u64, state: GenerationState) -> GenerationRow {
         GenerationRow {
             id,
             created: "t".into(),
-            state: state.into(),
+            state,
             trigger: "cli".into(),
             summary: "s".into(),
             reason: None,
@@ -482,25 +563,59 @@ mod tests {
         }
     }
 
+    /// The enum changed no stored or serialized byte: each state reads back from SQLite and
+    /// JSON as the string it always was.
+    #[test]
+    fn generation_states_keep_their_spelling() {
+        let s = State::open(Path::new(":memory:")).expect("open");
+        for (id, state) in (1..).zip(GenerationState::ALL) {
+            s.insert_generation(&row(id, state)).expect("insert");
+            let stored: String = s
+                .conn
+                .query_row(
+                    "SELECT state FROM generations WHERE id = ?1",
+                    params![id as i64],
+                    |r| r.get(0),
+                )
+                .expect("stored");
+            assert_eq!(stored, state.as_str());
+            assert_eq!(
+                serde_json::to_value(state).expect("serializes"),
+                serde_json::json!(state.as_str())
+            );
+            assert_eq!(format!("{state:<11}|"), format!("{:<11}|", state.as_str()));
+        }
+        let read: Vec<GenerationState> = s
+            .generations()
+            .expect("list")
+            .into_iter()
+            .rev()
+            .map(|g| g.state)
+            .collect();
+        assert_eq!(read, GenerationState::ALL);
+        assert_eq!(GenerationState::RolledBack.as_str(), "rolled-back");
+    }
+
     #[test]
     fn generations_supersede_and_previous_is_the_last_active() {
         let s = State::open(Path::new(":memory:")).expect("open");
         assert_eq!(s.next_generation_id(0).expect("id"), 1);
         for id in 1..=3 {
-            s.insert_generation(&row(id, "switching")).expect("insert");
-            s.set_generation_state(id, "active", None, &format!("2026-01-0{id}"))
+            s.insert_generation(&row(id, GenerationState::Switching))
+                .expect("insert");
+            s.set_generation_state(id, GenerationState::Active, None, &format!("2026-01-0{id}"))
                 .expect("activate");
         }
-        let states: Vec<String> = s
+        let states: Vec<&str> = s
             .generations()
             .expect("list")
             .into_iter()
-            .map(|g| g.state)
+            .map(|g| g.state.as_str())
             .collect();
         assert_eq!(states, ["active", "superseded", "superseded"]);
         assert_eq!(s.previous_generation(Some(3)).expect("prev"), Some(2));
         // Roll back to 1: now the previous is 3, the one just left.
-        s.set_generation_state(1, "active", None, "2026-01-04")
+        s.set_generation_state(1, GenerationState::Active, None, "2026-01-04")
             .expect("rollback");
         assert_eq!(s.previous_generation(Some(1)).expect("prev"), Some(3));
         assert_eq!(s.next_generation_id(7).expect("id"), 8);
@@ -533,7 +648,8 @@ mod tests {
     #[test]
     fn records_are_kept_through_updates_and_pruning() {
         let s = State::open(Path::new(":memory:")).expect("open");
-        s.insert_generation(&row(1, "building")).expect("insert");
+        s.insert_generation(&row(1, GenerationState::Building))
+            .expect("insert");
         assert_eq!(s.without_record().expect("missing"), vec![1]);
         let record = GenerationRecord {
             definition: "version: 1\n".into(),
@@ -542,14 +658,14 @@ mod tests {
         s.put_record(1, &record).expect("record");
         s.set_pruned(1, true).expect("prune");
         // Rewriting the row (as the summary update does) keeps the record and the mark.
-        let mut r = row(1, "superseded");
+        let mut r = row(1, GenerationState::Superseded);
         r.summary = "1 change".into();
         s.insert_generation(&r).expect("update");
         assert_eq!(s.record(1).expect("read"), Some(record));
         assert!(s.without_record().expect("missing").is_empty());
         let listed = &s.generations().expect("list")[0];
         assert!(listed.pruned);
-        assert_eq!(listed.state, "superseded");
+        assert_eq!(listed.state, GenerationState::Superseded);
     }
 
     #[test]

@@ -25,11 +25,11 @@ fn pending(generation: u64, previous: u64, deadline: &str) -> PendingConfirm {
     }
 }
 
-fn row(id: u64, state: &str) -> GenerationRow {
+fn row(id: u64, state: GenerationState) -> GenerationRow {
     GenerationRow {
         id,
         created: NOON.into(),
-        state: state.into(),
+        state,
         trigger: "cli".into(),
         summary: String::new(),
         reason: None,
@@ -188,10 +188,10 @@ fn a_pass_builds_only_from_a_new_unpinned_definition() {
 #[test]
 fn startup_finishes_the_switch_current_points_at_and_fails_the_others() {
     let rows = [
-        row(1, "superseded"),
-        row(2, "active"),
-        row(3, "switching"),
-        row(4, "building"),
+        row(1, GenerationState::Superseded),
+        row(2, GenerationState::Active),
+        row(3, GenerationState::Switching),
+        row(4, GenerationState::Building),
     ];
     let r = recover(&rows, Some(3));
     assert_eq!(
@@ -212,7 +212,10 @@ fn startup_finishes_the_switch_current_points_at_and_fails_the_others() {
 
 #[test]
 fn startup_marks_current_active_when_its_row_lags() {
-    let rows = [row(1, "superseded"), row(2, "rolled-back")];
+    let rows = [
+        row(1, GenerationState::Superseded),
+        row(2, GenerationState::RolledBack),
+    ];
     assert_eq!(
         recover(&rows, Some(2)),
         Recovery {
@@ -226,7 +229,10 @@ fn startup_marks_current_active_when_its_row_lags() {
 #[test]
 fn startup_after_an_interrupted_switch_and_a_changed_definition_converges_on_the_new_one() {
     // Killed while switching to 3 (built from text "b"); the file was saved as "c" meanwhile.
-    let rows = [row(2, "active"), row(3, "switching")];
+    let rows = [
+        row(2, GenerationState::Active),
+        row(3, GenerationState::Switching),
+    ];
     let r = recover(&rows, Some(3));
     assert_eq!(r.finish, Some(3));
     // Whether the recovery finished on 3 or undid it to 2, the pass that follows builds "c":
@@ -247,7 +253,7 @@ fn startup_after_an_interrupted_switch_and_a_changed_definition_converges_on_the
 fn a_failed_apply_is_rolled_back_recorded_and_pinned() {
     let a = after_failed_switch("nginx failed", true, None, Some(4), Some("s".into()), false);
     assert_eq!(a.outcome, "rolled-back");
-    assert_eq!(a.state, "rolled-back");
+    assert_eq!(a.state, GenerationState::RolledBack);
     assert_eq!(a.reason, "nginx failed");
     assert_eq!(a.summary, "rolled back to generation 4");
     assert_eq!(a.pin.as_deref(), Some("s"));
@@ -262,7 +268,7 @@ fn a_failed_apply_is_rolled_back_recorded_and_pinned() {
 fn a_failed_switch_back_is_a_failure_that_says_both() {
     let a = after_failed_switch("x", true, Some("y"), Some(4), None, true);
     assert_eq!(a.outcome, "failed");
-    assert_eq!(a.state, "rolled-back");
+    assert_eq!(a.state, GenerationState::RolledBack);
     assert_eq!(a.reason, "x; switching back also failed: y");
     assert!(!a.drop_directory);
     // A rollback or recovery is not the file's fault: nothing pinned, nothing said of it.
@@ -274,7 +280,7 @@ fn a_failed_switch_back_is_a_failure_that_says_both() {
 fn a_switch_refused_before_any_change_is_failed() {
     let a = after_failed_switch("unreadable", false, None, None, Some("s".into()), false);
     assert_eq!(a.outcome, "failed");
-    assert_eq!(a.state, "failed");
+    assert_eq!(a.state, GenerationState::Failed);
     assert_eq!(a.summary, "switch failed before changing the host");
     assert_eq!(a.reactivate, None);
 }
@@ -282,7 +288,16 @@ fn a_switch_refused_before_any_change_is_failed() {
 #[test]
 fn retention_keeps_current_previous_and_the_newest_successful() {
     let rows: Vec<GenerationRow> = (1..=6)
-        .map(|id| row(id, if id == 3 { "failed" } else { "superseded" }))
+        .map(|id| {
+            row(
+                id,
+                if id == 3 {
+                    GenerationState::Failed
+                } else {
+                    GenerationState::Superseded
+                },
+            )
+        })
         .collect();
     let dirs: Vec<u64> = (1..=6).collect();
     // keep 3: current 6 and previous 5 count, then the newest other (4); 3 failed.
