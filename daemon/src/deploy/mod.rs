@@ -723,17 +723,21 @@ impl Deployer {
         let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
         match &result {
             Ok(_) => {
-                let _ = self
-                    .state
-                    .call(move |s| s.set_release(&app_s, id, "live", None))
+                // The release is live on disk whatever the row says: the deploy stands.
+                self.state
+                    .write_or_log(format!("recording release {id} of {app} live"), move |s| {
+                        s.set_release(&app_s, id, "live", None)
+                    })
                     .await;
                 self.prune(app, spec, &dirs, &data).await;
             }
             Err(_) => {
                 let a = app.to_string();
-                let _ = self
-                    .state
-                    .call(move |s| s.set_release(&a, id, "failed", reason.as_deref()))
+                self.state
+                    .write_or_log(
+                        format!("recording release {id} of {app} failed"),
+                        move |s| s.set_release(&a, id, "failed", reason.as_deref()),
+                    )
                     .await;
             }
         }
@@ -836,9 +840,12 @@ impl Deployer {
             })
             .await?;
         let (a, c) = (app.to_string(), commit.clone());
-        let _ = self
-            .state
-            .call(move |s| s.set_release_facts(&a, id, Some(&c), None))
+        // Only shown in the release list: the deploy goes on without it.
+        self.state
+            .write_or_log(
+                format!("recording the commit of release {id} of {app}"),
+                move |s| s.set_release_facts(&a, id, Some(&c), None),
+            )
             .await;
 
         p.step("link-shared", &dirs.shared().display().to_string(), async {
@@ -875,9 +882,11 @@ impl Deployer {
                     // Recorded only now, as the migration starts: a deploy cut off before it
                     // never touched the database (see `interrupted_migration`).
                     let (a, d) = (app.to_string(), dump.display().to_string());
-                    let _ = self
-                        .state
-                        .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
+                    self.state
+                        .write_or_log(
+                            format!("recording the dump of release {id} of {app}"),
+                            move |s| s.set_release_facts(&a, id, None, Some(&d)),
+                        )
                         .await;
                     *migrating = Some(dump.clone());
                 }
@@ -1142,9 +1151,11 @@ impl Deployer {
                 tracing::warn!("pruning release {id} of {app}: {e}");
             }
             let a = app.to_string();
-            let _ = self
-                .state
-                .call(move |s| s.set_release(&a, id, "removed", None))
+            self.state
+                .write_or_log(
+                    format!("recording release {id} of {app} removed"),
+                    move |s| s.set_release(&a, id, "removed", None),
+                )
                 .await;
         }
     }
@@ -1182,9 +1193,11 @@ impl Deployer {
             )
         })?;
         let (a, path) = (app.to_string(), dump.display().to_string());
-        let _ = self
-            .state
-            .call(move |s| s.set_release_facts(&a, id, None, Some(&path)))
+        self.state
+            .write_or_log(
+                format!("recording the dump of release {id} of {app}"),
+                move |s| s.set_release_facts(&a, id, None, Some(&path)),
+            )
             .await;
         Ok(Some(dump))
     }
@@ -1322,9 +1335,11 @@ impl Deployer {
         .await;
         if result.is_ok() {
             let a = app.clone();
-            let _ = self
-                .state
-                .call(move |s| s.set_release(&a, target, "live", None))
+            self.state
+                .write_or_log(
+                    format!("recording release {target} of {app} live"),
+                    move |s| s.set_release(&a, target, "live", None),
+                )
                 .await;
         }
         Ok(p.finish(&result).await)
