@@ -3,8 +3,10 @@
 //! Owns the records ([`Operation`], [`StepRecord`]), every SQL statement on the log's tables
 //! (`store`, on the database `state/` opens and migrates), the engine that runs an operation's
 //! steps and writes them as they advance ([`Progress`], used by deploys, backups and
-//! restores), and what running steps print (`live`). Reconcile passes build their steps in
-//! `apply/` and record them with [`finish`].
+//! restores), and what running steps print (`live`). The driver starts its operations with
+//! [`start`], records them (steps built in `apply/`) with [`finish`], and marks those a stop
+//! left running with [`interrupt_running`]. `State`'s writes to these tables are private to
+//! this module, so nothing above can write the log any other way.
 //!
 //! Sits just above `state/` (its storage) and below every layer that runs operations: it must
 //! not import `apply`, `deploy`, `backup` or `daemon`. A write that fails is an [`OpsError`],
