@@ -60,7 +60,11 @@ impl Backups {
                 let Some(last) = last else {
                     // First sight of this schedule: start counting from now.
                     let v = now.to_rfc3339();
-                    let _ = self.state.call(move |s| s.set_meta(&key, Some(&v))).await;
+                    self.state
+                        .write_or_log(format!("recording {key}"), move |s| {
+                            s.set_meta(&key, Some(&v))
+                        })
+                        .await;
                     continue;
                 };
                 let Some(due) = schedule.next_after(last) else {
@@ -70,7 +74,11 @@ impl Backups {
                     // Due (or missed while down): run once, and count every slot up to now as
                     // handled.
                     let v = now.to_rfc3339();
-                    let _ = self.state.call(move |s| s.set_meta(&key, Some(&v))).await;
+                    self.state
+                        .write_or_log(format!("recording {key}"), move |s| {
+                            s.set_meta(&key, Some(&v))
+                        })
+                        .await;
                     let (me, app) = (self.clone(), app.clone());
                     tokio::spawn(async move {
                         let result = if kind == "backup" {

@@ -306,7 +306,13 @@ impl Backups {
             return;
         }
         let g = generation.to_string();
-        let _ = self.state.call(move |s| s.set_meta(KEY, Some(&g))).await;
+        // Unrecorded, the server is stored again on the next run: harmless.
+        self.state
+            .write_or_log(
+                format!("recording generation {generation} as stored"),
+                move |s| s.set_meta(KEY, Some(&g)),
+            )
+            .await;
         // A generation that went live before the key came is not stored later: the next
         // backup run stores the server as it is then.
         if !self.vault.has_key() {

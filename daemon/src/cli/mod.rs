@@ -567,6 +567,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 if let Some(p) = status.get("definition_problem").and_then(|v| v.as_str()) {
                     println!("definition:         NOT APPLIED: {p}");
                 }
+                if let Some(p) = status.get("record_problem").and_then(|v| v.as_str()) {
+                    println!("state database:     {p}");
+                }
                 println!("digest:             {}", s("digest"));
                 if check {
                     for p in &problems {

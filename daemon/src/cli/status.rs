@@ -13,6 +13,10 @@ pub(super) fn status_problems(
     if let Some(p) = status["definition_problem"].as_str() {
         problems.push(format!("definition not applied: {p}"));
     }
+    // History or a generation's row went unwritten: what `strackt history` shows is short.
+    if let Some(p) = status["record_problem"].as_str() {
+        problems.push(format!("state database: {p}"));
+    }
     let updates = &status["updates"];
     if let Some(e) = updates["error"].as_str() {
         problems.push(format!("the last update check failed: {e}"));
@@ -64,6 +68,7 @@ mod tests {
         let unwell = serde_json::json!({
             "health": "failed",
             "definition_problem": "the definition on disk failed",
+            "record_problem": "recording operation 7 in the operations log: disk full",
             "updates": { "pending": 3, "security": 2 },
             "backups": {
                 "shop": { "last_outcome": "failed", "last_error": "bucket unreachable" },
@@ -71,7 +76,13 @@ mod tests {
             },
         });
         let problems = status_problems(&unwell, now);
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p
+                    == "state database: recording operation 7 in the operations log: disk full")
+        );
         assert!(problems.iter().any(|p| p.contains("2 security update(s)")));
         assert!(problems
             .iter()

@@ -209,11 +209,7 @@ impl Daemon {
             }
         };
         op.summary = format!("{not_confirmed}: {}", op.summary);
-        let saved = op.clone();
-        let what = format!("recording operation {}", op.id);
-        if let Err(e) = self.db(&what, move |s| s.finish_operation(&saved)).await {
-            fail(&mut op, e);
-        }
+        self.write_op(&mut op).await;
         Some(op)
     }
 

@@ -1,7 +1,8 @@
 //! daemon/record — how the driver writes the operations log and its other state.
 //!
-//! Owns: starting and finishing an operation row, the [`Operation`] value a pass returns, and
-//! [`Daemon::db`], the way the driver calls the state database: a failed call is
+//! Owns: starting, finishing and interrupting operation rows — only through `ops/`, the log's
+//! one writer — the [`Operation`] value a pass returns, and [`Daemon::db`], the way the
+//! driver calls the rest of the state database. A failed call or log write is
 //! logged at error level with what it was for and shown in `/status`
 //! (`record_problem`), and handed back for the caller to decide what it means (each call site
 //! says). Must not: decide what a pass does, or touch the host.
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use super::pass::{now, Daemon};
 use super::Trigger;
-use crate::ops::Operation;
+use crate::ops::{self, Operation, OpsError};
 use crate::state::{State, StateError};
 use crate::timing;
 
@@ -31,7 +32,16 @@ impl Daemon {
         })
     }
 
-    /// Start an operation row; its id.
+    /// Report a failed write to the operations log (`ops` logged it already) in `/status`; what
+    /// it was, for the caller to decide what it means.
+    fn reported(&self, e: OpsError) -> String {
+        let problem = e.to_string();
+        let shown = problem.clone();
+        self.status.send_modify(|s| s.record_problem = Some(shown));
+        problem
+    }
+
+    /// Start an operation row, through `ops`; its id.
     ///
     /// # Errors
     /// The write failed (reported already).
@@ -41,29 +51,43 @@ impl Daemon {
         trigger: Trigger,
         generation: Option<u64>,
     ) -> Result<i64, String> {
-        let t = now();
-        let what = format!("recording the start of a {kind} operation");
-        let started = self.db(&what, move |s| {
-            s.start_operation(kind, trigger.as_str(), generation, &t)
-        });
-        let id = timing::time_async("record", started).await?;
+        let started = ops::start(&self.state, kind, trigger.as_str(), generation);
+        let id = timing::time_async("record", started)
+            .await
+            .map_err(|e| self.reported(e))?;
         // A new operation is recorded: what failed before it no longer stands (what fails
         // during it is shown until the next one).
         self.status.send_modify(|s| s.record_problem = None);
         Ok(id)
     }
 
+    /// Finish `op`'s row, through `ops`. A row that cannot be finished fails the operation
+    /// (reported): what ran is in the journal, but history would not show it. A row that never
+    /// started (id 0, reported then) has nothing to finish.
+    pub(super) async fn write_op(&self, op: &mut Operation) {
+        if op.id <= 0 {
+            return;
+        }
+        let finished = ops::finish(&self.state, op);
+        if let Err(e) = timing::time_async("record", finished).await {
+            let why = self.reported(e);
+            fail(op, why);
+        }
+    }
+
+    /// Mark the operations a stop left running as interrupted, through `ops`; a failure is
+    /// reported and returned.
+    pub(super) async fn interrupt_running(&self) -> Result<usize, String> {
+        ops::interrupt_running(&self.state)
+            .await
+            .map_err(|e| self.reported(e))
+    }
+
     /// Publish a finished operation (log, metrics, systemd status, `/status`) and, with
-    /// `record`, finish its row. A row that cannot be finished fails the operation: what ran
-    /// is in the journal, but history would not show it.
+    /// `record`, finish its row ([`Self::write_op`]).
     pub(super) async fn finish_op(&self, mut op: Operation, record: bool) -> Operation {
-        if record && op.id > 0 {
-            let saved = op.clone();
-            let what = format!("recording operation {}", op.id);
-            let finished = self.db(&what, move |s| s.finish_operation(&saved));
-            if let Err(e) = timing::time_async("record", finished).await {
-                fail(&mut op, e);
-            }
+        if record {
+            self.write_op(&mut op).await;
         }
         self.metrics.pass_finished(&op);
         op.journal(None);

@@ -64,11 +64,16 @@ impl Daemon {
     /// left mid-switch are failed, or their switch finished from the last active generation.
     /// The rows are read and written in one state call, so a timer never sees them half done.
     async fn recover(&mut self) {
+        // Operations the stop left running are marked first, through `ops`. When that fails
+        // (reported), the database is not to be trusted with the generation rows either:
+        // nothing is recovered here, and the pass that follows still converges the host.
+        if self.interrupt_running().await.is_err() {
+            return;
+        }
         let cur = self.store.current().ok().flatten();
         let t = now();
         let decided = self
             .db("recovering the generations after a start", move |s| {
-                s.interrupt_running(&t)?;
                 let recovery = decide::recover(&s.generations()?, cur);
                 let why = "interrupted before the switch completed; the host stayed on the previous generation";
                 for &id in &recovery.fail {

@@ -191,17 +191,21 @@ impl Deployer {
         let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
         match &result {
             Ok(_) => {
-                let _ = self
-                    .state
-                    .call(move |s| s.set_release(&app_s, id, "live", None))
+                // The release is live on disk whatever the row says: the deploy stands.
+                self.state
+                    .write_or_log(format!("recording release {id} of {app} live"), move |s| {
+                        s.set_release(&app_s, id, "live", None)
+                    })
                     .await;
                 self.prune(app, spec, &dirs, &data).await;
             }
             Err(_) => {
                 let a = app.to_string();
-                let _ = self
-                    .state
-                    .call(move |s| s.set_release(&a, id, "failed", reason.as_deref()))
+                self.state
+                    .write_or_log(
+                        format!("recording release {id} of {app} failed"),
+                        move |s| s.set_release(&a, id, "failed", reason.as_deref()),
+                    )
                     .await;
             }
         }
@@ -310,9 +314,12 @@ impl Deployer {
             })
             .await?;
         let (a, c) = (app.to_string(), commit.clone());
-        let _ = self
-            .state
-            .call(move |s| s.set_release_facts(&a, id, Some(&c), None))
+        // Only shown in the release list: the deploy goes on without it.
+        self.state
+            .write_or_log(
+                format!("recording the commit of release {id} of {app}"),
+                move |s| s.set_release_facts(&a, id, Some(&c), None),
+            )
             .await;
 
         p.step("link-shared", &dirs.shared().display().to_string(), async {
@@ -347,12 +354,16 @@ impl Deployer {
             if name == "migrate" {
                 if let Some(dump) = &dump {
                     // Recorded only now, as the migration starts: a deploy cut off before it
-                    // never touched the database (see `interrupted_migration`).
+                    // never touched the database (see `interrupted_migration`). Without the
+                    // record a migration cut off by a crash could not be put back: no record,
+                    // no migration.
                     let (a, d) = (app.to_string(), dump.display().to_string());
-                    let _ = self
-                        .state
+                    self.state
                         .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
-                        .await;
+                        .await
+                        .map_err(|e| {
+                            format!("recording the dump of release {id} before its migration: {e}; the migration was not started")
+                        })?;
                     *migrating = Some(dump.clone());
                 }
             }
@@ -495,9 +506,11 @@ impl Deployer {
             )
         })?;
         let (a, path) = (app.to_string(), dump.display().to_string());
-        let _ = self
-            .state
-            .call(move |s| s.set_release_facts(&a, id, None, Some(&path)))
+        self.state
+            .write_or_log(
+                format!("recording the dump of release {id} of {app}"),
+                move |s| s.set_release_facts(&a, id, None, Some(&path)),
+            )
             .await;
         Ok(Some(dump))
     }

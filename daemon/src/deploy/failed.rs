@@ -91,9 +91,11 @@ impl Deployer {
         }
         let reason = outcome::interrupted(&dump, &outcome::by_hand(&dump, db, &self.secrets));
         let (a, r) = (app.to_string(), reason.clone());
-        let _ = self
-            .state
-            .call(move |s| s.set_release(&a, id, "failed", Some(&r)))
+        self.state
+            .write_or_log(
+                format!("recording release {id} of {app} failed"),
+                move |s| s.set_release(&a, id, "failed", Some(&r)),
+            )
             .await;
         Some(reason)
     }

@@ -129,9 +129,11 @@ impl Deployer {
         .await;
         if result.is_ok() {
             let a = app.clone();
-            let _ = self
-                .state
-                .call(move |s| s.set_release(&a, target, "live", None))
+            self.state
+                .write_or_log(
+                    format!("recording release {target} of {app} live"),
+                    move |s| s.set_release(&a, target, "live", None),
+                )
                 .await;
         }
         Ok(p.finish(&result).await)

@@ -190,9 +190,11 @@ impl Deployer {
                 tracing::warn!("pruning release {id} of {app}: {e}");
             }
             let a = app.to_string();
-            let _ = self
-                .state
-                .call(move |s| s.set_release(&a, id, "removed", None))
+            self.state
+                .write_or_log(
+                    format!("recording release {id} of {app} removed"),
+                    move |s| s.set_release(&a, id, "removed", None),
+                )
                 .await;
         }
     }

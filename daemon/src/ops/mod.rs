@@ -3,8 +3,10 @@
 //! Owns the records ([`Operation`], [`StepRecord`]), every SQL statement on the log's tables
 //! (`store`, on the database `state/` opens and migrates), the engine that runs an operation's
 //! steps and writes them as they advance ([`Progress`], used by deploys, backups and
-//! restores), and what running steps print (`live`). Reconcile passes build their steps in
-//! `apply/` and record them with [`finish`].
+//! restores), and what running steps print (`live`). The driver starts its operations with
+//! [`start`], records them (steps built in `apply/`) with [`finish`], and marks those a stop
+//! left running with [`interrupt_running`]. `State`'s writes to these tables are private to
+//! this module, so nothing above can write the log any other way.
 //!
 //! Sits just above `state/` (its storage) and below every layer that runs operations: it must
 //! not import `apply`, `deploy`, `backup` or `daemon`. A write that fails is an [`OpsError`],
@@ -30,6 +32,9 @@ pub enum OpsError {
     /// Operation `0` could not be written.
     #[error("recording operation {0} in the operations log: {1}")]
     Write(i64, StateError),
+    /// Operations left running by a crash could not be marked interrupted.
+    #[error("marking the operations a stop interrupted in the operations log: {0}")]
+    Interrupt(StateError),
     /// Operation `0` was started but cannot be read back.
     #[error("operation {0} is missing from the operations log")]
     Vanished(i64),
@@ -52,6 +57,37 @@ pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Start a `kind` operation (about the host, not one app) caused by `trigger`, applying
+/// `generation` when it is known; its id.
+///
+/// # Errors
+/// The log could not be written (logged here too).
+pub async fn start(
+    state: &StateHandle,
+    kind: &'static str,
+    trigger: &'static str,
+    generation: Option<u64>,
+) -> Result<i64, OpsError> {
+    let t = now();
+    state
+        .call(move |s| s.start_operation(kind, trigger, generation, &t))
+        .await
+        .map_err(|e| failed(OpsError::Start(kind, "the host".into(), e)))
+}
+
+/// Mark the operations a stop left `running` as interrupted (at start, before any new one);
+/// how many there were.
+///
+/// # Errors
+/// The log could not be written (logged here too).
+pub async fn interrupt_running(state: &StateHandle) -> Result<usize, OpsError> {
+    let t = now();
+    state
+        .call(move |s| s.interrupt_running(&t))
+        .await
+        .map_err(|e| failed(OpsError::Interrupt(e)))
+}
+
 /// Record `op`'s end: its outcome and all its steps, in one transaction.
 ///
 /// # Errors
@@ -62,4 +98,52 @@ pub async fn finish(state: &StateHandle, op: &Operation) -> Result<(), OpsError>
         .call(move |s| s.finish_operation(&saved))
         .await
         .map_err(|e| failed(OpsError::Write(id, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+
+    #[tokio::test]
+    async fn a_write_the_database_refuses_is_an_error_for_every_way_of_writing_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let state = StateHandle::new(State::open(&path).expect("state"));
+        let id = start(&state, "apply", "cli", Some(1))
+            .await
+            .expect("a writable log");
+        // The same database through a connection that may only read: every write fails.
+        let refusing = StateHandle::new(State::open_reader(&path).expect("reader"));
+        let started = start(&refusing, "apply", "cli", None).await;
+        assert!(
+            matches!(started, Err(OpsError::Start("apply", _, _))),
+            "{started:?}"
+        );
+        let op = Operation {
+            id,
+            kind: "apply".into(),
+            trigger: "cli".into(),
+            generation: Some(1),
+            outcome: "success".into(),
+            reason: None,
+            summary: String::new(),
+            started: now(),
+            finished: Some(now()),
+            duration_ms: Some(1),
+            steps: vec![],
+        };
+        let finished = finish(&refusing, &op).await;
+        assert!(
+            matches!(finished, Err(OpsError::Write(i, _)) if i == id),
+            "{finished:?}"
+        );
+        let interrupted = interrupt_running(&refusing).await;
+        assert!(
+            matches!(interrupted, Err(OpsError::Interrupt(_))),
+            "{interrupted:?}"
+        );
+        // Nothing was written behind the error: the operation is still running.
+        assert_eq!(interrupt_running(&state).await.expect("writable"), 1);
+    }
 }

@@ -24,7 +24,7 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn start_operation(
+    pub(super) fn start_operation(
         &self,
         kind: &str,
         trigger: &str,
@@ -115,7 +115,7 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn finish_operation(&mut self, op: &Operation) -> Result<(), StateError> {
+    pub(super) fn finish_operation(&mut self, op: &Operation) -> Result<(), StateError> {
         let redact = &self.redact;
         redact.prepare();
         let tx = self.conn.transaction()?;
@@ -135,7 +135,7 @@ impl State {
     ///
     /// # Errors
     /// SQLite failures.
-    pub fn interrupt_running(&self, now: &str) -> Result<usize, StateError> {
+    pub(super) fn interrupt_running(&self, now: &str) -> Result<usize, StateError> {
         Ok(self.conn.execute(
             "UPDATE operations SET outcome = 'interrupted', reason = 'strackt stopped during this operation', finished = ?1,
                  duration_ms = CAST((julianday(?1) - julianday(started)) * 86400000 AS INTEGER) WHERE outcome = 'running'",

@@ -526,6 +526,18 @@ impl StateHandle {
         .await
         .map_err(|e| StateError::Task(e.to_string()))?
     }
+
+    /// A write its caller goes on without when it fails (each call site says why): the
+    /// failure is logged at error level with `what` the write was for, never dropped silently.
+    pub async fn write_or_log(
+        &self,
+        what: impl std::fmt::Display,
+        f: impl FnOnce(&mut State) -> Result<(), StateError> + Send + 'static,
+    ) {
+        if let Err(e) = self.call(f).await {
+            tracing::error!("{what}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -237,14 +237,13 @@ impl Daemon {
             tracing::error!("{why}: upgrade refused: {e}");
             let started = Instant::now();
             let started_at = stamp();
-            // A row that cannot be written is reported by `db`: the journal has the refusal.
+            // A row that cannot be written is reported by `start_op`: the journal has the refusal.
             if let Ok(id) = self.start_op("upgrade", trigger, None).await {
                 let mut op = Self::op(Some(id), "upgrade", trigger, None, started, &started_at);
                 op.outcome = "failed".into();
                 op.reason = Some(e);
                 op.summary = format!("{why}: nothing was changed");
-                let what = format!("recording operation {id}");
-                let _reported = self.db(&what, move |s| s.finish_operation(&op)).await;
+                self.write_op(&mut op).await;
             }
         }
     }

@@ -166,13 +166,7 @@ impl Daemon {
             restored.then_some(path.as_path()),
             why,
         );
-        if op.id > 0 {
-            let saved = op.clone();
-            let what = format!("recording operation {}", op.id);
-            if let Err(e) = self.db(&what, move |s| s.finish_operation(&saved)).await {
-                super::super::record::fail(&mut op, e);
-            }
-        }
+        self.write_op(&mut op).await;
         self.status.send_modify(|s| {
             if s.last_pass.as_ref().is_some_and(|p| p.id == op.id) {
                 s.last_pass = Some(op.clone());
