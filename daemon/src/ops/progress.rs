@@ -278,6 +278,33 @@ mod tests {
         }
     }
 
+    /// A `Progress` on a new operation of `kind` in `state`'s log.
+    async fn progress(state: &StateHandle, kind: &'static str) -> Progress {
+        let id = state
+            .call(move |s| s.start_operation(kind, "cli", None, &now()))
+            .await
+            .expect("operation");
+        Progress {
+            state: state.clone(),
+            app: "shop".into(),
+            watch: Arc::new(Unwatched),
+            op: recorded(state, id).await,
+            started: Instant::now(),
+            live: Arc::new(Mutex::new(String::new())),
+            outputs: live::Outputs::new(crate::state::Redactor::default()),
+        }
+    }
+
+    /// Operation `id` as the log has it now.
+    async fn recorded(state: &StateHandle, id: i64) -> Operation {
+        state
+            .call(move |s| s.operations(1, Some(id)))
+            .await
+            .expect("operations")
+            .pop()
+            .expect("the operation")
+    }
+
     fn step<'a>(
         action: &str,
         work: impl Future<Output = StepResult<u32>> + Send + 'a,
@@ -294,27 +321,9 @@ mod tests {
     async fn the_first_failing_step_stops_the_others_and_every_step_is_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateHandle::new(State::open(&dir.path().join("state.db")).expect("state"));
-        let id = state
-            .call(|s| s.start_operation("backup", "cli", None, &now()))
-            .await
-            .expect("operation");
-        let recorded = || async {
-            state
-                .call(move |s| s.operations(1, Some(id)))
-                .await
-                .expect("operations")
-                .pop()
-                .expect("the operation")
-        };
-        let mut p = Progress {
-            state: state.clone(),
-            app: "shop".into(),
-            watch: Arc::new(Unwatched),
-            op: recorded().await,
-            started: Instant::now(),
-            live: Arc::new(Mutex::new(String::new())),
-            outputs: live::Outputs::new(crate::state::Redactor::default()),
-        };
+        let mut p = progress(&state, "backup").await;
+        let id = p.op.id;
+        let recorded = || recorded(&state, id);
         let stopped = Arc::new(AtomicBool::new(false));
         let guard = Dropped(stopped.clone());
         // A bound, so a regression fails instead of hanging on the step that never ends.
@@ -366,27 +375,9 @@ mod tests {
     async fn a_running_step_is_recorded_while_other_steps_keep_finishing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateHandle::new(State::open(&dir.path().join("state.db")).expect("state"));
-        let id = state
-            .call(|s| s.start_operation("deploy", "cli", None, &now()))
-            .await
-            .expect("operation");
-        let recorded = || async {
-            state
-                .call(move |s| s.operations(1, Some(id)))
-                .await
-                .expect("operations")
-                .pop()
-                .expect("the operation")
-        };
-        let mut p = Progress {
-            state: state.clone(),
-            app: "shop".into(),
-            watch: Arc::new(Unwatched),
-            op: recorded().await,
-            started: Instant::now(),
-            live: Arc::new(Mutex::new(String::new())),
-            outputs: live::Outputs::new(crate::state::Redactor::default()),
-        };
+        let mut p = progress(&state, "deploy").await;
+        let id = p.op.id;
+        let recorded = || recorded(&state, id);
         let long = step("long", async { Ok((0, String::new())) });
         let line = long.live.clone();
         let long = Step {
