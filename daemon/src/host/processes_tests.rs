@@ -68,29 +68,37 @@ fn each_output_keeps_its_end_within_the_cap() {
 #[test]
 fn live_output_arrives_in_order_while_the_command_runs() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let (out, early, all) = block_on(async {
-        let run = RealProcesses.run(sh("echo one; echo two; sleep 2; echo three").live(tx));
-        let look = async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let mut early = Vec::new();
-            while let Ok(c) = rx.try_recv() {
-                early.extend(c.bytes);
-            }
-            let mut rest = early.clone();
-            while let Some(c) = rx.recv().await {
-                assert_eq!(c.stream, Stream::Stdout);
-                rest.extend(c.bytes);
-            }
-            (early, rest)
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let (out, still_running, all) = block_on(async {
+        let run = async {
+            let out = RealProcesses
+                .run(sh("echo one; echo two; sleep 2; echo three").live(tx))
+                .await;
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
         };
-        let (out, (early, all)) = tokio::join!(run, look);
-        (out, early, all)
+        let look = async {
+            // Read until the first two lines are in, however long a loaded machine takes to
+            // start the shell; the command sleeps two seconds before its last line.
+            let mut all = Vec::new();
+            while !all.ends_with(b"two\n") {
+                let Some(c) = rx.recv().await else { break };
+                assert_eq!(c.stream, Stream::Stdout);
+                all.extend(c.bytes);
+            }
+            let still_running = !ended.load(std::sync::atomic::Ordering::SeqCst);
+            while let Some(c) = rx.recv().await {
+                all.extend(c.bytes);
+            }
+            (still_running, all)
+        };
+        let (out, (still_running, all)) = tokio::join!(run, look);
+        (out, still_running, all)
     });
     assert!(out.expect("starts").success());
-    assert_eq!(
-        String::from_utf8_lossy(&early),
-        "one\ntwo\n",
-        "before the sleep"
+    assert!(
+        still_running,
+        "the first lines arrived before the command ended"
     );
     assert_eq!(String::from_utf8_lossy(&all), "one\ntwo\nthree\n");
 }
@@ -98,18 +106,28 @@ fn live_output_arrives_in_order_while_the_command_runs() {
 #[test]
 fn a_stopped_command_gets_sigint_first() {
     let (stop, on) = watch::channel(false);
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let out = block_on(async {
-        let run = RealProcesses
-            .run(sh("trap 'echo interrupted; exit 130' INT; sleep 30 & wait").stop_on(on));
+        let run = RealProcesses.run(
+            sh("trap 'echo interrupted; exit 130' INT; echo ready; sleep 30 & wait")
+                .stop_on(on)
+                .live(tx),
+        );
+        // Stop only once the trap is set: a loaded machine may take longer than any fixed
+        // pause to start the shell, and a shell without its trap dies of SIGINT silently.
         let later = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"ready\n") {
+                let Some(c) = rx.recv().await else { break };
+                seen.extend(c.bytes);
+            }
             let _ = stop.send(true);
         };
         tokio::join!(run, later).0
     })
     .expect("starts");
     assert_eq!(out.end, End::Stopped);
-    assert_eq!(out.stdout, "interrupted\n");
+    assert_eq!(out.stdout, "ready\ninterrupted\n");
 }
 
 /// A sink that records whether it saw a clean end of its input.
