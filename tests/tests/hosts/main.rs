@@ -42,6 +42,7 @@ mod phases;
 mod proxy_ops;
 mod rebuild;
 mod receiver;
+mod record_problem;
 mod records;
 mod restart;
 mod restore_commit;
