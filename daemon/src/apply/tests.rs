@@ -9,8 +9,9 @@ use proptest::prelude::*;
 use super::switch::switch;
 use super::*;
 use crate::definition::parse;
-use crate::generation::{render, Store};
+use crate::generation::{render, Generation, Store};
 use crate::host::fake::FakeHost;
+use crate::host::Systemd;
 use crate::plan::plan;
 
 fn machine(h: &FakeHost) -> &FakeHost {
