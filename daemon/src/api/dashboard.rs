@@ -27,9 +27,9 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use super::http::without_output;
-use crate::daemon::Status;
 use crate::ops::Operation;
 use crate::state::{GenerationRow, ReleaseRow, StateHandle};
+use crate::status::Status;
 use pages::layout;
 pub use pages::{operation_page, overview};
 

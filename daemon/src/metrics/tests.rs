@@ -1,7 +1,7 @@
 //! Tests of the `/metrics` families: names, labels, types, and what the log fills in at start.
 
 use super::*;
-use crate::daemon::{Hold, PendingConfirm};
+use crate::status::{Hold, PendingConfirm};
 
 fn op(id: i64, kind: &str, outcome: &str, finished: &str) -> Operation {
     Operation {

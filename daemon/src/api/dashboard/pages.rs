@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{BackupSchedule, Overview, REFRESH_IDLE, REFRESH_RUNNING};
-use crate::daemon::{PackageUpdate, Status};
 use crate::definition::schedule::Schedule;
 use crate::ops::Operation;
 use crate::state::{GenerationRow, ReleaseRow};
+use crate::status::{PackageUpdate, Status};
 
 /// Upcoming backup runs shown per app.
 const NEXT_RUNS: usize = 3;

@@ -34,7 +34,7 @@ fn overview_of(ops: Vec<Operation>) -> Overview {
         health: "ok".into(),
         ..Status::default()
     };
-    status.hold = Some(crate::daemon::Hold {
+    status.hold = Some(crate::status::Hold {
         until: "2026-12-02T11:00:00Z".into(),
         reason: Some(EVIL.into()),
     });
