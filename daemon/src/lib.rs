@@ -24,4 +24,5 @@ pub mod plan;
 pub mod rebuild;
 pub mod receiver;
 pub mod state;
+pub mod status;
 pub mod timing;

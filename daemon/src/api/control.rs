@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ControlRequest, ControlResponse};
 use crate::backup::Backups;
-use crate::daemon::{Request, Status};
 use crate::deploy::Deployer;
 use crate::state::StateHandle;
+use crate::status::{Request, Status};
 
 /// Bind the socket (root-only, mode 0600) and serve it forever.
 ///

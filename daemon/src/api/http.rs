@@ -36,10 +36,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::daemon::Status;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::ops::Operation;
 use crate::state::{StateError, StateHandle};
+use crate::status::Status;
 
 /// Connections open at once, at most.
 pub const MAX_CONNECTIONS: usize = 256;

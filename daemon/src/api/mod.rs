@@ -7,6 +7,8 @@ pub mod http;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::status::DefinitionText;
+
 /// A request on the control socket (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -51,7 +53,7 @@ pub enum ControlRequest {
     /// Start or end experiment mode.
     Hold {
         /// What to do.
-        change: crate::daemon::HoldChange,
+        change: crate::status::HoldChange,
     },
     /// Start a deploy; answers with its operation id once preflight passed.
     Deploy {
@@ -137,15 +139,6 @@ pub enum ControlRequest {
         #[serde(default)]
         after: u64,
     },
-}
-
-/// A definition's text sent over the socket, with the name its messages use.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DefinitionText {
-    /// The file it came from (for `FILE:LINE:COL` in messages).
-    pub file: String,
-    /// The text.
-    pub text: String,
 }
 
 /// The answer (one JSON line).

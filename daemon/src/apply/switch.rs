@@ -45,6 +45,10 @@ fn id_of(g: Option<&Generation>) -> Option<u64> {
 /// Bring the host to `target` (None: nothing managed), believing it is on `previous`. When
 /// packages change, what uses them is restarted and every deployed app must pass its health
 /// check too.
+// Whole on purpose (~155 lines): one switch read top to bottom — observe, plan, run, restart
+// what uses changed packages, verify, check apps, read the digest again — where each stage's
+// failure returns what ran so far; the stages themselves live in `observe`, `run`, `verify`
+// and `apps`.
 #[allow(clippy::too_many_arguments)]
 async fn converge<M: Machine>(
     m: &M,

@@ -32,6 +32,7 @@ use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
+pub use crate::status::BackupState;
 use restic::{Repo, Snapshot};
 pub(crate) use runs::run_time;
 use runs::{complete_runs, group_runs, RunTags};
@@ -40,21 +41,6 @@ use vault::Vault;
 
 /// Share of the data `backup verify` reads back.
 const VERIFY_SUBSET: &str = "5%";
-
-/// What `/status` shows per app with backups.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupState {
-    /// The next scheduled run (RFC 3339, UTC).
-    pub next_run: Option<String>,
-    /// The last run's operation.
-    pub last_operation: Option<i64>,
-    /// success or failed.
-    pub last_outcome: Option<String>,
-    /// Why the last run failed.
-    pub last_error: Option<String>,
-    /// When the last successful run finished.
-    pub last_success: Option<String>,
-}
 
 /// The daemon's published status as backups see it: they read the state digest and the live
 /// generation, and publish their own state per app. Implemented by the daemon's status channel;

@@ -15,6 +15,7 @@ use super::pass::{now, Daemon};
 use super::record::fail;
 use super::Trigger;
 use crate::ops::Operation;
+pub use crate::status::{Hold, HoldChange, PendingConfirm};
 
 /// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
 pub const MAX_HOLD_SECS: u64 = 30 * 24 * 3600;
@@ -32,41 +33,6 @@ pub fn deadline_in(
     what: &str,
 ) -> Result<chrono::DateTime<chrono::Utc>, String> {
     decide::deadline_after(chrono::Utc::now(), seconds, max, what)
-}
-
-/// Experiment mode: drift repair paused until `until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Hold {
-    /// When drift repair resumes (RFC 3339).
-    pub until: String,
-    /// Why, as the operator said.
-    pub reason: Option<String>,
-}
-
-/// A switch made by `apply --confirm-within`: reverted to `previous` at `deadline` unless
-/// confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PendingConfirm {
-    /// The generation that must be confirmed.
-    pub generation: u64,
-    /// Where to go back to.
-    pub previous: u64,
-    /// When (RFC 3339).
-    pub deadline: String,
-}
-
-/// What `strackt hold` asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub enum HoldChange {
-    /// Pause drift repair for this long.
-    For {
-        /// Seconds.
-        seconds: u64,
-        /// Why.
-        reason: Option<String>,
-    },
-    /// End the hold now (the pass that follows restores everything).
-    Release,
 }
 
 impl Daemon {

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 pub use control::{deadline_in, Hold, HoldChange, PendingConfirm, MAX_CONFIRM_SECS, MAX_HOLD_SECS};
 pub use pass::Daemon;
@@ -34,7 +34,7 @@ pub use preview::PlanView;
 pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
-use crate::ops::Operation;
+pub use crate::status::{Request, Status};
 
 /// Where strackt's files are; overridable by environment for tests and benchmarks.
 #[derive(Debug, Clone)]
@@ -100,40 +100,6 @@ impl Trigger {
     }
 }
 
-/// What `/status` and `strackt status` show.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    /// The generation `current` points at.
-    pub current_generation: Option<u64>,
-    /// The last pass (recorded or not).
-    pub last_pass: Option<Operation>,
-    /// When the timer fires next (RFC 3339).
-    pub next_pass: Option<String>,
-    /// ok, failed or unknown: the last verification.
-    pub health: String,
-    /// Drift repaired by the last pass.
-    pub drift: Vec<String>,
-    /// Why the last write to the state database (operations log, generation records, hold,
-    /// confirmation) failed, until the next operation is started in the log.
-    pub record_problem: Option<String>,
-    /// Why the definition on disk is not applied, if it is not.
-    pub definition_problem: Option<String>,
-    /// Digest over what the current generation manages.
-    pub digest: Option<String>,
-    /// Experiment mode: drift repair paused until then.
-    pub hold: Option<Hold>,
-    /// A switch waiting for `strackt confirm`.
-    pub pending_confirm: Option<PendingConfirm>,
-    /// Backups per app: next run, last outcome.
-    pub backups: std::collections::BTreeMap<String, crate::backup::BackupState>,
-    /// The last check for package updates (`strackt updates`, the `strackt.updates` schedule).
-    pub updates: Option<UpdatesReport>,
-    /// Microseconds the last pass or rollback spent per phase (load, each observe, plan, each
-    /// kind of step, the settle wait, record), for `tests/bench`; see `timing`.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub last_pass_phases_us: crate::timing::Phases,
-}
-
 impl crate::backup::StatusBoard for tokio::sync::watch::Sender<Status> {
     fn digest(&self) -> Option<String> {
         self.borrow().digest.clone()
@@ -156,50 +122,6 @@ impl crate::backup::StatusBoard for tokio::sync::watch::Sender<Status> {
         })
         .boxed()
     }
-}
-
-/// A request from the control socket to the loop.
-#[derive(Debug)]
-pub enum Request {
-    /// Run a pass now (retrying a definition that failed before), optionally to be confirmed
-    /// within that many seconds.
-    Apply(Option<u64>, oneshot::Sender<Result<Operation, String>>),
-    /// Confirm a switch made with a confirmation deadline.
-    Confirm(oneshot::Sender<Result<serde_json::Value, String>>),
-    /// Switch to an earlier generation.
-    Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
-    /// Compute what the next pass would do (with a definition text: what applying it would).
-    Plan(
-        Option<crate::api::DefinitionText>,
-        oneshot::Sender<Result<PlanView, String>>,
-    ),
-    /// Save an edited definition (unless the file changed since the edit began) and run a
-    /// pass on it.
-    Save {
-        /// The new text.
-        definition: crate::api::DefinitionText,
-        /// SHA-256 of the file when the edit began (`None`: there was none).
-        base_sha256: Option<String>,
-        /// The pass's operation.
-        reply: oneshot::Sender<Result<Operation, String>>,
-    },
-    /// Start or end experiment mode.
-    Hold(
-        HoldChange,
-        oneshot::Sender<Result<serde_json::Value, String>>,
-    ),
-    /// Refresh apt's lists and compare the pinned packages with what apt offers.
-    Updates(oneshot::Sender<Result<UpdatesReport, String>>),
-    /// Upgrade pinned packages (all, or the named ones; only to security versions with the
-    /// flag) by rewriting their versions in the definition and applying it.
-    Upgrade {
-        /// Only versions from a security suite.
-        security: bool,
-        /// The packages (none: every pinned one with an update).
-        packages: Vec<String>,
-        /// The answer.
-        reply: oneshot::Sender<Result<UpgradeOutcome, String>>,
-    },
 }
 
 /// Wake-ups from the watcher and signals, coalesced.

@@ -1,10 +1,8 @@
 //! daemon/preview — `strackt plan`: what the next pass would do, computed by the same code as
 //! a pass (load, lock, observe, plan) without building or switching.
 //!
-//! Owns: [`PlanView`] and the lock-out guard's question to the host. Must not: change the
-//! host, the store or the state database.
-
-use serde::Serialize;
+//! Owns: what goes into a [`PlanView`] (the type is `status`'s) and the lock-out guard's
+//! question to the host. Must not: change the host, the store or the state database.
 
 use super::pass::{Daemon, PINNED};
 use crate::apply::apps::predicted_restarts;
@@ -17,24 +15,7 @@ use crate::host::firewall::Firewall;
 use crate::host::Machine;
 use crate::ops::StepRecord;
 use crate::plan::{lockout, plan, Plan};
-
-/// What `strackt plan` shows.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct PlanView {
-    /// The generation the plan leads to: "current" (drift only) or "new".
-    pub target: String,
-    /// The steps.
-    pub steps: Vec<StepRecord>,
-    /// The plan as text.
-    pub text: String,
-    /// Hand-installed packages kept because apps or strackt need them: name → why.
-    #[serde(default)]
-    pub kept: std::collections::BTreeMap<String, String>,
-    /// What differs between the running generation and the one the plan builds (empty when
-    /// the plan stays on the current generation).
-    #[serde(default)]
-    pub changes: GenerationDiff,
-}
+pub use crate::status::PlanView;
 
 impl Daemon {
     /// The lock-out guard for a new definition's firewall (see `plan::lockout`).

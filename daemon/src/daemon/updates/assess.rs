@@ -4,101 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::host::packages::{compare_versions, Offer};
 use crate::ops::Operation;
 use crate::ops::StepRecord;
-
-/// A newer version and where it comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// The version.
-    pub version: String,
-    /// The suites it is published in (`bookworm-security`).
-    pub suites: Vec<String>,
-    /// One of them is a security suite.
-    pub security: bool,
-}
-
-/// One package the definition pins, and what apt offers beyond it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackageUpdate {
-    /// The package.
-    pub name: String,
-    /// As the definition writes it: an exact version or `latest`.
-    pub pinned: String,
-    /// The exact version that stands for (for `latest`: what the running generation locked).
-    pub version: Option<String>,
-    /// apt's candidate, when newer than `version`.
-    pub newest: Option<Candidate>,
-    /// The newest version from a security suite, when newer than `version`.
-    pub security: Option<Candidate>,
-}
-
-/// The result of a check (`strackt updates`, `status.updates`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdatesReport {
-    /// When it ran (RFC 3339).
-    pub checked: String,
-    /// apt's lists were refreshed (`apt-get update`) just before.
-    pub refreshed: bool,
-    /// Why the refresh failed, when it did: the versions below are from the lists as they were.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_problem: Option<String>,
-    /// Why the check failed: nothing below is known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Packages with a newer version.
-    pub pending: usize,
-    /// Of those, packages with a newer version from a security suite.
-    pub security: usize,
-    /// Every package the definition pins, by name.
-    pub packages: Vec<PackageUpdate>,
-}
-
-/// One package an upgrade moves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Upgrade {
-    /// The package.
-    pub name: String,
-    /// The version it runs now.
-    pub from: String,
-    /// The version it is upgraded to.
-    pub to: String,
-    /// `to` comes from a security suite.
-    pub security: bool,
-    /// The definition writes it `latest`: its text is not rewritten, the rebuild moves it.
-    pub latest: bool,
-    /// Where `to` comes from.
-    pub suites: Vec<String>,
-}
-
-impl Upgrade {
-    /// `strackt-demo 1.0 → 1.1 (bookworm-security)`.
-    pub fn describe(&self) -> String {
-        let latest = if self.latest { " [latest]" } else { "" };
-        let from = if self.suites.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", self.suites.join(", "))
-        };
-        format!("{} {} → {}{from}{latest}", self.name, self.from, self.to)
-    }
-}
-
-/// What `strackt upgrade` answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UpgradeOutcome {
-    /// What was (or would have been) upgraded.
-    pub upgrades: Vec<Upgrade>,
-    /// The pass that applied it; none when nothing was pending.
-    pub operation: Option<Operation>,
-    /// The definition file was put back to its previous bytes (the switch did not stay).
-    pub definition_restored: bool,
-    /// In words.
-    pub message: String,
-}
+pub use crate::status::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
 /// Compare what apt offers with the pins. `locked` holds the running generation's exact
 /// versions, which `latest` stands for.
