@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::super::{Manifest, Rendered, Store};
+use super::super::{GenerationError, Manifest, Rendered, Store};
 use super::{diff, GenerationDiff, Sides};
 use crate::state::GenerationRecord;
 
@@ -29,41 +29,33 @@ pub struct DiffView {
 /// # Errors
 /// A generation that does not exist or cannot be read; no current or previous generation to
 /// default to.
-pub fn between(
+pub fn compare(
     store: &Store,
     state: &crate::state::State,
     from: Option<u64>,
     to: Option<u64>,
-) -> Result<DiffView, String> {
-    let db = |e: crate::state::StateError| e.to_string();
+) -> Result<DiffView, GenerationError> {
     let to = match to {
         Some(id) => id,
         None => store
             .current()
-            .map_err(|e| e.to_string())?
-            .ok_or("no generation runs yet: nothing to compare")?,
+            .map_err(GenerationError::Store)?
+            .ok_or(GenerationError::NothingRuns)?,
     };
     let from = match from {
         Some(id) => id,
-        None => state.previous_generation(Some(to)).map_err(db)?.ok_or(
-            "there is no previous generation to compare with; name two: `strackt diff A B` (`strackt generations` lists them)",
-        )?,
+        None => state
+            .previous_generation(Some(to))?
+            .ok_or(GenerationError::NoPrevious)?,
     };
-    let known: BTreeSet<u64> = state
-        .generations()
-        .map_err(db)?
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
+    let known: BTreeSet<u64> = state.generations()?.into_iter().map(|g| g.id).collect();
     let mut notes = Vec::new();
     let mut side = |id: u64| {
         if !known.contains(&id) && !store.dir(id).exists() {
-            return Err(format!(
-                "there is no generation {id}; `strackt generations --all` lists them"
-            ));
+            return Err(GenerationError::Unknown(id));
         }
-        let record = state.record(id).map_err(db)?;
-        stored(store, id, record, &mut notes)
+        let record = state.record(id)?;
+        read_stored(store, id, record, &mut notes)
     };
     let (a, b) = (side(from)?, side(to)?);
     let (old, new) = (format!("generation {from}"), format!("generation {to}"));
@@ -92,27 +84,40 @@ pub fn between(
     })
 }
 
+/// [`compare`] with the reason as text, for the control socket (`api/control.rs` answers
+/// `strackt diff` with it); it goes when that caller takes [`GenerationError`].
+///
+/// # Errors
+/// As [`compare`].
+pub fn between(
+    store: &Store,
+    state: &crate::state::State,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<DiffView, String> {
+    compare(store, state, from, to).map_err(|e| e.to_string())
+}
+
 /// Generation `id`'s content as strackt keeps it: from its directory when it is on disk, else
 /// from its record, rendered again (a record renders to the same content; one that no longer
 /// renders identically is still compared, by its definition and manifest, with a note).
 ///
 /// # Errors
 /// When the generation has neither a readable directory nor a record.
-pub fn stored(
+pub fn read_stored(
     store: &Store,
     id: u64,
     record: Option<GenerationRecord>,
     notes: &mut Vec<String>,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, GenerationError> {
     if store.dir(id).join("manifest.json").exists() {
-        return from_directory(store, id).map_err(|e| format!("generation {id}: {e}"));
+        return from_directory(store, id)
+            .map_err(|source| GenerationError::Directory { id, source });
     }
-    let record = record.ok_or_else(|| {
-        format!("generation {id} has neither a directory nor a record (it was pruned by a strackt from before records were kept)")
-    })?;
+    let record = record.ok_or(GenerationError::NoRecord(id))?;
     let manifest: Manifest = serde_json::from_str(&record.manifest)
-        .map_err(|e| format!("generation {id}: its recorded manifest does not parse: {e}"))?;
-    match super::super::record::rebuild(&record.definition, &manifest) {
+        .map_err(|source| GenerationError::Manifest { id, source })?;
+    match super::super::record::render_again(&record.definition, &manifest) {
         Ok(r) => Ok(r),
         Err(why) => {
             notes.push(format!(
@@ -127,6 +132,20 @@ pub fn stored(
             })
         }
     }
+}
+
+/// [`read_stored`] with the reason as text, for `strackt plan` (`daemon/preview.rs` passes it
+/// on with `?`); it goes when that caller takes [`GenerationError`].
+///
+/// # Errors
+/// As [`read_stored`].
+pub fn stored(
+    store: &Store,
+    id: u64,
+    record: Option<GenerationRecord>,
+    notes: &mut Vec<String>,
+) -> Result<Rendered, String> {
+    read_stored(store, id, record, notes).map_err(|e| e.to_string())
 }
 
 fn from_directory(store: &Store, id: u64) -> Result<Rendered, crate::host::HostError> {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::definition::parse;
-use crate::generation::{render, PackageLock, Store};
+use crate::generation::{render, GenerationError, PackageLock, Store};
 use crate::state::GenerationRecord;
 
 fn rendered(text: &str) -> Rendered {
@@ -177,11 +177,13 @@ fn a_pruned_generation_is_compared_from_its_record() {
     let built = store.build(1, &r, "t").expect("build");
     let record = store.read_record(1).expect("record");
     let mut notes = vec![];
-    let on_disk = stored(&store, 1, None, &mut notes).expect("from the directory");
+    let on_disk = read_stored(&store, 1, None, &mut notes).expect("from the directory");
     assert_eq!(on_disk.files, r.files);
     store.remove(1).expect("prune");
-    assert!(stored(&store, 1, None, &mut notes).is_err());
-    let again = stored(&store, 1, Some(record.clone()), &mut notes).expect("from the record");
+    let gone = read_stored(&store, 1, None, &mut notes).expect_err("neither");
+    assert!(matches!(gone, GenerationError::NoRecord(1)), "{gone}");
+    assert!(!gone.is_transient());
+    let again = read_stored(&store, 1, Some(record.clone()), &mut notes).expect("from the record");
     assert_eq!(
         (again.manifest, again.files),
         (built.clone(), r.files.clone())
@@ -191,7 +193,7 @@ fn a_pruned_generation_is_compared_from_its_record() {
         definition: "version: 1\nfiles: 3\n".into(),
         manifest: record.manifest,
     };
-    let hashed = stored(&store, 1, Some(broken), &mut notes).expect("by hash");
+    let hashed = read_stored(&store, 1, Some(broken), &mut notes).expect("by hash");
     assert_eq!(hashed.manifest, built);
     assert_eq!(notes.len(), 1, "{notes:?}");
 }
