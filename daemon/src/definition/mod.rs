@@ -9,6 +9,7 @@ mod accounts;
 mod apps;
 mod backups;
 mod databases;
+mod error;
 mod firewall;
 #[cfg(test)]
 mod fuzz;
@@ -41,6 +42,7 @@ pub use apps::{
 };
 pub use backups::{BackupSpec, Destination, KeepPolicy, ReceiverDestination, S3Destination};
 pub use databases::{is_pg_name, DatabaseEntry};
+pub use error::{EditError, ScheduleError};
 pub use parse::{parse, to_yaml};
 pub use receiver::{
     is_client_name, parse_reserve, parse_size, ReceiverClient, ReceiverSpec, TlsFiles,

@@ -71,6 +71,13 @@ impl fmt::Display for DefinitionError {
 
 impl std::error::Error for DefinitionError {}
 
+impl DefinitionError {
+    /// Always false: a definition's problems stay until someone edits the file.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
 /// A segment of a field path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Seg {

@@ -76,7 +76,7 @@ fn check_updates(u: &super::UpdatesPolicy, problems: &mut Problems<'_>) {
         "UTC"
     };
     if let Err(e) = super::schedule::Schedule::parse(&u.check, tz) {
-        problems.at(&key(&["strackt", "updates", "check"]), e);
+        problems.at(&key(&["strackt", "updates", "check"]), e.to_string());
     }
 }
 
