@@ -8,7 +8,7 @@ use super::super::parse::Problems;
 use super::super::rules;
 use super::super::validate::{DAY, HOUR, SECOND};
 use super::super::Seg;
-use super::{AppSpec, MigrateStep, ServeMode, SettingValue};
+use super::{AppSpec, DatabaseSpec, MigrateStep, ServeMode, SettingValue};
 
 fn is_app_name(name: &str) -> bool {
     !name.is_empty()
@@ -75,54 +75,9 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
                 );
             }
         }
-        for (key, value) in &app.settings {
-            let p = at(&["settings", key]);
-            if let Err(e) = rules::env_name(key) {
-                problems.at_key(&p, e);
-            }
-            match value {
-                SettingValue::Plain(text) => {
-                    if let Err(e) = rules::env_value(text) {
-                        problems.at(&p, e);
-                    }
-                }
-                SettingValue::Secret(secret) => {
-                    if let Err(e) = rules::secret_name(&secret.secret) {
-                        problems.at(&at(&["settings", key, "secret"]), e);
-                    }
-                }
-            }
-        }
+        check_settings(&app.settings, &at, problems);
         if let Some(db) = &app.database {
-            let host_ok = if db.host.starts_with('/') {
-                rules::absolute_path(&db.host)
-            } else {
-                rules::argument(&db.host).and_then(|()| rules::host(&db.host))
-            };
-            if let Err(e) = host_ok {
-                problems.at(
-                    &at(&["database", "host"]),
-                    format!("a host name, an address or a socket directory: {e}"),
-                );
-            }
-            if let Err(e) = rules::port(db.port) {
-                problems.at(&at(&["database", "port"]), e);
-            }
-            for (field, value) in [("name", &db.name), ("user", &db.user)] {
-                let ok = rules::argument(value).and_then(|()| {
-                    if value.len() > 63 {
-                        Err("longer than PostgreSQL's 63 bytes".to_string())
-                    } else {
-                        Ok(())
-                    }
-                });
-                if let Err(e) = ok {
-                    problems.at(&at(&["database", field]), e);
-                }
-            }
-            if let Err(e) = rules::secret_name(&db.password.secret) {
-                problems.at(&at(&["database", "password", "secret"]), e);
-            }
+            check_database(db, &at, problems);
         }
         for (i, unit) in app.requires.iter().enumerate() {
             if let Err(e) = rules::unit_name(unit, &[]) {
@@ -189,6 +144,69 @@ pub(crate) fn check_apps(apps: &BTreeMap<String, AppSpec>, problems: &mut Proble
                 "1 to 1000 (the live release is always kept)",
             );
         }
+    }
+}
+
+/// `settings:`: environment names, plain values and secret names.
+fn check_settings(
+    settings: &BTreeMap<String, SettingValue>,
+    at: &impl Fn(&[&str]) -> Vec<Seg>,
+    problems: &mut Problems<'_>,
+) {
+    for (key, value) in settings {
+        let p = at(&["settings", key]);
+        if let Err(e) = rules::env_name(key) {
+            problems.at_key(&p, e);
+        }
+        match value {
+            SettingValue::Plain(text) => {
+                if let Err(e) = rules::env_value(text) {
+                    problems.at(&p, e);
+                }
+            }
+            SettingValue::Secret(secret) => {
+                if let Err(e) = rules::secret_name(&secret.secret) {
+                    problems.at(&at(&["settings", key, "secret"]), e);
+                }
+            }
+        }
+    }
+}
+
+/// `database:`: where it is, its name and user as PostgreSQL takes them, its password secret.
+fn check_database(
+    db: &DatabaseSpec,
+    at: &impl Fn(&[&str]) -> Vec<Seg>,
+    problems: &mut Problems<'_>,
+) {
+    let host_ok = if db.host.starts_with('/') {
+        rules::absolute_path(&db.host)
+    } else {
+        rules::argument(&db.host).and_then(|()| rules::host(&db.host))
+    };
+    if let Err(e) = host_ok {
+        problems.at(
+            &at(&["database", "host"]),
+            format!("a host name, an address or a socket directory: {e}"),
+        );
+    }
+    if let Err(e) = rules::port(db.port) {
+        problems.at(&at(&["database", "port"]), e);
+    }
+    for (field, value) in [("name", &db.name), ("user", &db.user)] {
+        let ok = rules::argument(value).and_then(|()| {
+            if value.len() > 63 {
+                Err("longer than PostgreSQL's 63 bytes".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = ok {
+            problems.at(&at(&["database", field]), e);
+        }
+    }
+    if let Err(e) = rules::secret_name(&db.password.secret) {
+        problems.at(&at(&["database", "password", "secret"]), e);
     }
 }
 

@@ -80,7 +80,28 @@ fn check_updates(u: &super::UpdatesPolicy, problems: &mut Problems<'_>) {
     }
 }
 
+/// Every rule, section by section, each problem reported at its field.
 pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
+    check_strackt(def, problems);
+    check_files(def, problems);
+    for (name, spec) in &def.services {
+        services::check_service(def, name, spec, problems);
+    }
+    accounts::check_accounts(def, problems);
+    super::apps::check_apps(&def.apps, problems);
+    super::databases::check_databases(&def.databases, &def.apps, problems);
+    check_trees(def, problems);
+    super::backups::check_backups(&def.backups, &def.apps, problems);
+    if let Some(r) = &def.receiver {
+        super::receiver::check_receiver(r, problems);
+    }
+    check_packages(def, problems);
+    check_firewall(def, problems);
+    check_sysctl(def, problems);
+}
+
+/// `version` and the `strackt:` section: durations, the status endpoint, updates, retention.
+fn check_strackt(def: &Definition, problems: &mut Problems<'_>) {
     if def.version != 1 {
         problems.at(
             &key(&["version"]),
@@ -117,6 +138,10 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
             "must be 2 to 1000 (the current and the previous generation are always kept)",
         );
     }
+}
+
+/// `files:`: where strackt may write, content, mode and owners.
+fn check_files(def: &Definition, problems: &mut Problems<'_>) {
     for (path, spec) in &def.files {
         let at = |field: &str| {
             let mut p = key(&["files", path]);
@@ -152,17 +177,10 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
             }
         }
     }
-    for (name, spec) in &def.services {
-        services::check_service(def, name, spec, problems);
-    }
-    accounts::check_accounts(def, problems);
-    super::apps::check_apps(&def.apps, problems);
-    super::databases::check_databases(&def.databases, &def.apps, problems);
-    check_trees(def, problems);
-    super::backups::check_backups(&def.backups, &def.apps, problems);
-    if let Some(r) = &def.receiver {
-        super::receiver::check_receiver(r, problems);
-    }
+}
+
+/// `packages:`: Debian policy's names and versions, or `latest`.
+fn check_packages(def: &Definition, problems: &mut Problems<'_>) {
     for (name, version) in &def.packages {
         let at = key(&["packages", name]);
         // Debian policy 5.6.1 (names) and 5.6.12 (versions).
@@ -187,6 +205,10 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
             problems.at(&at, format!("{version:?} is not a Debian version; write an exact version (e.g. \"2.10-3\") or `latest`"));
         }
     }
+}
+
+/// `firewall.allow`: ports or ranges, and source networks.
+fn check_firewall(def: &Definition, problems: &mut Problems<'_>) {
     if let Some(fw) = &def.firewall {
         for (i, rule) in fw.allow.iter().enumerate() {
             let at = |field: &str| {
@@ -207,6 +229,10 @@ pub(crate) fn validate(def: &Definition, problems: &mut Problems<'_>) {
             }
         }
     }
+}
+
+/// `settings.sysctl`: dotted keys and one-line values.
+fn check_sysctl(def: &Definition, problems: &mut Problems<'_>) {
     for (name, value) in &def.settings.sysctl {
         let at = key(&["settings", "sysctl", name]);
         let segments_ok = name.split('.').count() >= 2

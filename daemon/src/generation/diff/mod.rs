@@ -158,101 +158,11 @@ pub fn diff(old: Option<&Rendered>, new: &Rendered, sides: Sides<'_>) -> Generat
     };
     let old = old.unwrap_or(&empty);
     let (a, b) = (&old.manifest, &new.manifest);
-    let mut d = GenerationDiff::default();
-
-    for path in keys(&a.files, &b.files) {
-        let (fa, fb) = (a.files.get(path), b.files.get(path));
-        let mut details = Vec::new();
-        if let (Some(x), Some(y)) = (fa, fb) {
-            if x.mode != y.mode {
-                details.push(format!("mode {:04o} → {:04o}", x.mode, y.mode));
-            }
-            if (&x.owner, &x.group) != (&y.owner, &y.group) {
-                details.push(format!(
-                    "owner {}:{} → {}:{}",
-                    x.owner, x.group, y.owner, y.group
-                ));
-            }
-        }
-        let same_content = fa.map(|f| &f.sha256) == fb.map(|f| &f.sha256);
-        if same_content && details.is_empty() {
-            continue;
-        }
-        let text = if same_content {
-            String::new()
-        } else {
-            unified(
-                path,
-                file_side(old, path, fa),
-                file_side(new, path, fb),
-                sides,
-            )
-        };
-        if fa.is_none() {
-            if let Some(f) = fb {
-                details.push(format!("mode {:04o}, {}:{}", f.mode, f.owner, f.group));
-            }
-        }
-        d.files.push(content_change(
-            path,
-            fa.is_some(),
-            fb.is_some(),
-            details,
-            text,
-        ));
-    }
-
-    for unit in keys(&a.units, &b.units) {
-        let (ua, ub) = (a.units.get(unit), b.units.get(unit));
-        let mut details = Vec::new();
-        if let (Some(x), Some(y)) = (ua, ub) {
-            let flag = |what: &str, p: bool, q: bool| (p != q).then(|| format!("{what} {p} → {q}"));
-            details.extend(flag("enabled", x.enabled, y.enabled));
-            details.extend(flag(
-                "restart_on_change",
-                x.restart_on_change,
-                y.restart_on_change,
-            ));
-            if x.restart_on != y.restart_on {
-                details.push(format!(
-                    "restart_on [{}] → [{}]",
-                    x.restart_on.join(", "),
-                    y.restart_on.join(", ")
-                ));
-            }
-            if x.health != y.health {
-                details.push(format!(
-                    "health {} → {}",
-                    health(x.health.as_ref()),
-                    health(y.health.as_ref())
-                ));
-            }
-        }
-        let same_text = ua.map(|u| &u.sha256) == ub.map(|u| &u.sha256);
-        if same_text && details.is_empty() {
-            continue;
-        }
-        let text = if same_text {
-            String::new()
-        } else {
-            unified(
-                unit,
-                unit_side(old, unit, ua),
-                unit_side(new, unit, ub),
-                sides,
-            )
-        };
-        if ua.is_none() && ub.is_some_and(|u| u.sha256.is_none()) {
-            details.push("a package's unit, kept enabled and running".into());
-        }
-        d.units.push(content_change(
-            unit,
-            ua.is_some(),
-            ub.is_some(),
-            details,
-            text,
-        ));
-    }
+    let mut d = GenerationDiff {
+        files: file_changes(old, new, sides),
+        units: unit_changes(old, new, sides),
+        ..GenerationDiff::default()
+    };
 
     // By version only: a plan resolves versions without fetching, so its lock names no `.deb`.
     let versions = |m: &Manifest| -> BTreeMap<String, String> {
@@ -310,6 +220,112 @@ pub fn diff(old: Option<&Rendered>, new: &Rendered, sides: Sides<'_>) -> Generat
         .collect();
     definition_changes(&old.definition, &new.definition, &mut d);
     d
+}
+
+/// Files added, removed or changed in content, mode or owner.
+fn file_changes(old: &Rendered, new: &Rendered, sides: Sides<'_>) -> Vec<ContentChange> {
+    let (a, b) = (&old.manifest, &new.manifest);
+    let mut out = Vec::new();
+    for path in keys(&a.files, &b.files) {
+        let (fa, fb) = (a.files.get(path), b.files.get(path));
+        let mut details = Vec::new();
+        if let (Some(x), Some(y)) = (fa, fb) {
+            if x.mode != y.mode {
+                details.push(format!("mode {:04o} → {:04o}", x.mode, y.mode));
+            }
+            if (&x.owner, &x.group) != (&y.owner, &y.group) {
+                details.push(format!(
+                    "owner {}:{} → {}:{}",
+                    x.owner, x.group, y.owner, y.group
+                ));
+            }
+        }
+        let same_content = fa.map(|f| &f.sha256) == fb.map(|f| &f.sha256);
+        if same_content && details.is_empty() {
+            continue;
+        }
+        let text = if same_content {
+            String::new()
+        } else {
+            unified(
+                path,
+                file_side(old, path, fa),
+                file_side(new, path, fb),
+                sides,
+            )
+        };
+        if fa.is_none() {
+            if let Some(f) = fb {
+                details.push(format!("mode {:04o}, {}:{}", f.mode, f.owner, f.group));
+            }
+        }
+        out.push(content_change(
+            path,
+            fa.is_some(),
+            fb.is_some(),
+            details,
+            text,
+        ));
+    }
+    out
+}
+
+/// Units added, removed or changed in text or in how strackt treats them.
+fn unit_changes(old: &Rendered, new: &Rendered, sides: Sides<'_>) -> Vec<ContentChange> {
+    let (a, b) = (&old.manifest, &new.manifest);
+    let mut out = Vec::new();
+    for unit in keys(&a.units, &b.units) {
+        let (ua, ub) = (a.units.get(unit), b.units.get(unit));
+        let mut details = Vec::new();
+        if let (Some(x), Some(y)) = (ua, ub) {
+            let flag = |what: &str, p: bool, q: bool| (p != q).then(|| format!("{what} {p} → {q}"));
+            details.extend(flag("enabled", x.enabled, y.enabled));
+            details.extend(flag(
+                "restart_on_change",
+                x.restart_on_change,
+                y.restart_on_change,
+            ));
+            if x.restart_on != y.restart_on {
+                details.push(format!(
+                    "restart_on [{}] → [{}]",
+                    x.restart_on.join(", "),
+                    y.restart_on.join(", ")
+                ));
+            }
+            if x.health != y.health {
+                details.push(format!(
+                    "health {} → {}",
+                    health(x.health.as_ref()),
+                    health(y.health.as_ref())
+                ));
+            }
+        }
+        let same_text = ua.map(|u| &u.sha256) == ub.map(|u| &u.sha256);
+        if same_text && details.is_empty() {
+            continue;
+        }
+        let text = if same_text {
+            String::new()
+        } else {
+            unified(
+                unit,
+                unit_side(old, unit, ua),
+                unit_side(new, unit, ub),
+                sides,
+            )
+        };
+        if ua.is_none() && ub.is_some_and(|u| u.sha256.is_none()) {
+            details.push("a package's unit, kept enabled and running".into());
+        }
+        out.push(content_change(
+            unit,
+            ua.is_some(),
+            ub.is_some(),
+            details,
+            text,
+        ));
+    }
+    out
 }
 
 /// The daemon's settings and the sections that are no generation content, from the two
