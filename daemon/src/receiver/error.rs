@@ -10,17 +10,6 @@ use crate::definition::DefinitionError;
 /// A failure of the receiver's own work (serving errors are HTTP answers, see `rest/`).
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
-    /// A file could not be read, created or changed (`op` says which, as shown).
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// What was done: "reading", "creating", "chown", "chmod".
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// A file's metadata could not be read.
     #[error("{}: {source}", path.display())]
     Stat {
@@ -107,7 +96,7 @@ pub enum ReceiverError {
         #[source]
         source: nix::Error,
     },
-    /// Writing a staged file failed.
+    /// A file could not be read, created, written or changed (what and where, as shown).
     #[error(transparent)]
     Host(#[from] crate::host::HostError),
     /// A client that a reload removed while its retention pass was due.
@@ -127,7 +116,7 @@ impl ReceiverError {
         match self {
             ReceiverError::Restic(_) => true,
             ReceiverError::Host(e) => e.is_transient(),
-            ReceiverError::Io { source, .. } | ReceiverError::Stat { source, .. } => matches!(
+            ReceiverError::Stat { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
             ),
@@ -148,5 +137,42 @@ impl ReceiverError {
             | ReceiverError::Ownership { .. }
             | ReceiverError::UnknownClient => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::ReceiverError;
+
+    /// The loads the operator reads in the journal keep their words, and none of them is
+    /// worth waiting for.
+    #[test]
+    fn load_failures_read_as_before_and_are_permanent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("server.yaml");
+        let e = super::super::receiver_spec(&missing).expect_err("missing");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("reading {}: ", missing.display())),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+        let file = dir.path().join("plain.yaml");
+        std::fs::write(&file, "version: 1\n").expect("write");
+        let e = super::super::receiver_spec(&file).expect_err("no section");
+        assert_eq!(
+            e.to_string(),
+            format!("{} has no `receiver:` section", file.display())
+        );
+        let e = super::super::tls::server_config(Path::new("/nonexistent.crt"), &missing)
+            .expect_err("no certificate");
+        assert!(
+            e.to_string()
+                .starts_with("TLS certificate /nonexistent.crt: "),
+            "{e}"
+        );
+        assert!(ReceiverError::Restic("repository is already locked".into()).is_transient());
     }
 }

@@ -35,6 +35,7 @@ use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
+use crate::host::io_err;
 pub use error::ReceiverError;
 pub use stage::{stage, STAGE_DIR};
 
@@ -195,11 +196,7 @@ struct Settings {
 
 /// The `receiver:` section of the definition in `file`.
 fn receiver_spec(file: &Path) -> Result<ReceiverSpec, ReceiverError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ReceiverError::Io {
-        op: "reading",
-        path: file.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(file).map_err(io_err("reading", file))?;
     let def = crate::definition::parse(&text, file)?;
     def.definition()
         .receiver

@@ -17,6 +17,7 @@ use crate::daemon::Paths;
 use crate::definition::SECRETS_DIR;
 use crate::deploy::preflight::read_secret;
 use crate::host::files::atomic_write;
+use crate::host::io_err;
 
 use super::ReceiverError;
 
@@ -69,11 +70,8 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
         .gid
         .as_raw();
     // Read and check everything first.
-    let definition = std::fs::read(&paths.definition).map_err(|source| ReceiverError::Io {
-        op: "reading",
-        path: paths.definition.clone(),
-        source,
-    })?;
+    let definition =
+        std::fs::read(&paths.definition).map_err(io_err("reading", &paths.definition))?;
     let spec = super::receiver_spec(&paths.definition)?;
     super::passwords(&spec, Path::new(SECRETS_DIR))?;
     super::limits(&spec)?;
@@ -92,22 +90,15 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
         ("TLS certificate", &spec.tls.certificate, CERTIFICATE),
         ("TLS key", &spec.tls.key, KEY),
     ] {
-        let bytes = std::fs::read(from).map_err(|source| ReceiverError::Io {
-            op: field,
-            path: PathBuf::from(from),
-            source,
-        })?;
+        let bytes = std::fs::read(from).map_err(io_err(field, Path::new(from)))?;
         files.push((dir.join(to), bytes));
     }
     super::tls::server_config(Path::new(&spec.tls.certificate), Path::new(&spec.tls.key))?;
     let vault = Vault::new(&paths.root);
     let staged_key = Vault::new(dir).key_path();
     if vault.has_key() {
-        let key = std::fs::read(vault.key_path()).map_err(|source| ReceiverError::Io {
-            op: "reading the team key",
-            path: vault.key_path(),
-            source,
-        })?;
+        let key = std::fs::read(vault.key_path())
+            .map_err(io_err("reading the team key", &vault.key_path()))?;
         files.push((staged_key.clone(), key));
     }
     // Then write.
@@ -141,11 +132,7 @@ fn own_dir(dir: &Path, gid: u32) -> Result<(), ReceiverError> {
         Ok(m) if m.is_dir() && m.uid() == 0 => {}
         Ok(_) => return Err(ReceiverError::NotRootsDirectory(dir.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dir).map_err(|source| ReceiverError::Io {
-                op: "creating",
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir(dir).map_err(io_err("creating", dir))?;
         }
         Err(source) => {
             return Err(ReceiverError::Stat {
@@ -164,11 +151,7 @@ fn own_dir(dir: &Path, gid: u32) -> Result<(), ReceiverError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(|source| {
-        ReceiverError::Io {
-            op: "chmod",
-            path: dir.to_path_buf(),
-            source,
-        }
-    })
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+        .map_err(io_err("chmod", dir))?;
+    Ok(())
 }
