@@ -24,6 +24,7 @@ use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
 use crate::daemon::{Paths, Request};
 use crate::host::files::atomic_write;
+use crate::host::io_err;
 use crate::ops::Progress;
 
 /// What `strackt rebuild` asks for.
@@ -60,30 +61,12 @@ pub enum RebuildError {
     /// The server already has a definition and `--force` was not given.
     #[error("this server already has a definition ({}): a rebuild replaces it, the server's secrets and its apps' data; run it with --force to do that", .0.display())]
     DefinitionExists(PathBuf),
-    /// The key file does not read.
-    #[error("reading the key file {}: {source}", path.display())]
-    KeyFile {
-        /// The file given.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// The key file does not hold one key on one line.
     #[error("{} must hold the team key on one line, as `strackt backup key init` printed it", .0.display())]
     KeyForm(PathBuf),
     /// This server's vault holds another key.
     #[error("this server already has a different backup key; it is not replaced")]
     DifferentKey,
-    /// The credentials file does not read.
-    #[error("reading the credentials file {}: {source}", path.display())]
-    Credentials {
-        /// The file given.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// No bundle of that server (or run): what the repository has instead.
     #[error("{0}")]
     NotFound(String),
@@ -100,18 +83,10 @@ pub enum RebuildError {
     /// The bundle names a secret that is a path, not a file name.
     #[error("the bundle names a secret `{0}` that is not a file name")]
     SecretName(String),
-    /// Writing a secret or the definition failed.
+    /// A file could not be read or written (the key, the credentials, a secret, the
+    /// definition or its directory; what and where, as shown).
     #[error(transparent)]
-    Write(#[from] crate::host::HostError),
-    /// The definition's directory could not be created.
-    #[error("creating {}: {source}", path.display())]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    Host(#[from] crate::host::HostError),
     /// The blocking task that writes the files died.
     #[error("writing the definition: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -157,16 +132,13 @@ impl RebuildError {
     pub fn is_transient(&self) -> bool {
         match self {
             RebuildError::ShuttingDown => true,
-            RebuildError::Write(e) => e.is_transient(),
+            RebuildError::Host(e) => e.is_transient(),
             RebuildError::DefinitionExists(_)
-            | RebuildError::KeyFile { .. }
             | RebuildError::KeyForm(_)
             | RebuildError::DifferentKey
-            | RebuildError::Credentials { .. }
             | RebuildError::NotFound(_)
             | RebuildError::OtherServer { .. }
             | RebuildError::SecretName(_)
-            | RebuildError::CreateDir { .. }
             | RebuildError::Task(_)
             | RebuildError::PassEnded { .. }
             | RebuildError::NoRun { .. }
@@ -331,10 +303,7 @@ async fn run(
 /// server and run, the bundle, its definition and secret names.
 async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, RebuildError> {
     let key = std::fs::read_to_string(&req.key_file)
-        .map_err(|source| RebuildError::KeyFile {
-            path: req.key_file.clone(),
-            source,
-        })?
+        .map_err(io_err("reading the key file", &req.key_file))?
         .trim()
         .to_string();
     if key.is_empty() || key.chars().any(char::is_whitespace) {
@@ -348,12 +317,7 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, Rebuild
     let credentials = req
         .credentials
         .as_ref()
-        .map(|c| {
-            std::fs::read_to_string(c).map_err(|source| RebuildError::Credentials {
-                path: c.clone(),
-                source,
-            })
-        })
+        .map(|c| std::fs::read_to_string(c).map_err(io_err("reading the credentials file", c)))
         .transpose()?;
     let mut options = Vec::new();
     if req.path_style {
@@ -473,10 +437,7 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
             )?;
         }
         if let Some(parent) = def.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| RebuildError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
         }
         Ok(atomic_write(&def, text.as_bytes(), 0o644, 0, 0)?)
     })
