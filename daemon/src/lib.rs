@@ -14,7 +14,6 @@ pub mod daemon;
 pub mod definition;
 pub mod deploy;
 pub mod docs;
-pub mod edit;
 pub mod generation;
 pub mod host;
 pub mod logging;

@@ -145,7 +145,7 @@ pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::R
     }
 }
 
-pub(crate) fn print_operation(op: &Operation, steps: bool) {
+pub(super) fn print_operation(op: &Operation, steps: bool) {
     let gen = op
         .generation
         .map(|g| format!(" generation {g}"))
@@ -177,7 +177,7 @@ pub(crate) fn print_operation(op: &Operation, steps: bool) {
     }
 }
 
-pub(crate) fn data<T: serde::de::DeserializeOwned>(
+pub(super) fn data<T: serde::de::DeserializeOwned>(
     r: Result<serde_json::Value, String>,
 ) -> anyhow::Result<T> {
     match r {
@@ -187,7 +187,7 @@ pub(crate) fn data<T: serde::de::DeserializeOwned>(
 }
 
 /// Send one request to the daemon; `Ok(Err(..))` is the daemon's refusal.
-pub(crate) fn request(
+pub(super) fn request(
     paths: &Paths,
     req: &ControlRequest,
 ) -> anyhow::Result<Result<serde_json::Value, String>> {

@@ -125,3 +125,19 @@ fn duration_flags_are_bounded() {
     assert!(daemon::deadline_in(u64::MAX, u64::MAX, "--for").is_err());
     assert!(daemon::deadline_in(i64::MAX as u64, u64::MAX, "--for").is_err());
 }
+
+#[test]
+fn every_visible_command_gets_a_page_that_names_its_options() {
+    let dir = std::env::temp_dir().join(format!("strackt-man-{}", std::process::id()));
+    let written = crate::docs::man_pages(&dir, Cli::command()).expect("pages");
+    assert!(written.contains(&"strackt".to_string()));
+    assert!(written.contains(&"strackt-deploy".to_string()));
+    assert!(
+        !written.iter().any(|p| p == "strackt-man"),
+        "the hidden command has no page"
+    );
+    let apply = std::fs::read_to_string(dir.join("strackt-apply.8")).expect("apply page");
+    assert!(apply.contains(".TH strackt-apply 8"), "{apply}");
+    assert!(apply.contains("confirm\\-within"), "{apply}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

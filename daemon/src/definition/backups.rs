@@ -308,7 +308,7 @@ pub(crate) fn check_backups(
             ("verify", b.verify.as_ref()),
         ] {
             if let Some(Err(e)) = text.map(|t| Schedule::parse(t, tz)) {
-                problems.at(&at(&[field]), e);
+                problems.at(&at(&[field]), e.to_string());
             }
         }
     }

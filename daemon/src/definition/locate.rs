@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
 use super::Seg;
 
@@ -142,17 +142,17 @@ impl Locator {
     ///
     /// # Errors
     /// The YAML syntax error, located.
-    pub(crate) fn with_scalars(source: &str) -> Result<Locator, String> {
+    pub(crate) fn with_scalars(source: &str) -> Result<Locator, ScanError> {
         Self::index(source, true)
     }
 
-    fn index(source: &str, scalars: bool) -> Result<Locator, String> {
+    fn index(source: &str, scalars: bool) -> Result<Locator, ScanError> {
         let mut walker = Walker {
             scalars,
             ..Walker::default()
         };
         let mut parser = Parser::new_from_str(source);
-        parser.load(&mut walker, false).map_err(|e| e.to_string())?;
+        parser.load(&mut walker, false)?;
         Ok(walker.out)
     }
 

@@ -1,6 +1,6 @@
 //! The `receiver:` section: this server keeps other servers' backups (`strackt receiver`,
-//! its own unit). Only the definition's shape and rules live here; the server is in
-//! `crate::receiver`.
+//! its own unit). Only the definition's shape and rules live here; the server that reads them
+//! is the top-level `receiver/` module, which this one never names.
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
+use super::ScheduleError;
+
 /// The shortest gap between two runs strackt accepts.
 pub const MIN_GAP_MINUTES: i64 = 15;
 
@@ -33,25 +35,27 @@ impl Schedule {
     /// # Errors
     /// What is wrong, in words for the user: a bad expression, an unknown timezone, or runs
     /// closer together than 15 minutes.
-    pub fn parse(text: &str, tz: &str) -> Result<Schedule, String> {
-        let tz: Tz = tz.parse().map_err(|_| {
-            format!("unknown timezone {tz:?}; use an IANA name such as Europe/Berlin or UTC")
-        })?;
+    pub fn parse(text: &str, tz: &str) -> Result<Schedule, ScheduleError> {
+        let tz: Tz = tz
+            .parse()
+            .map_err(|_| ScheduleError::Timezone(tz.to_string()))?;
         let expr = PRESETS
             .iter()
             .find(|(name, _)| *name == text)
             .map_or(text, |(_, cron)| *cron);
         if expr.split_whitespace().count() != 5 {
             let presets: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-            return Err(format!(
-                "{text:?} is neither a preset ({}) nor a 5-field cron expression (minute hour day-of-month month day-of-week)",
-                presets.join(", ")
-            ));
+            return Err(ScheduleError::Form {
+                text: text.to_string(),
+                presets: presets.join(", "),
+            });
         }
-        let cron = Cron::from_str(expr)
-            .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
+        let cron = Cron::from_str(expr).map_err(|e| ScheduleError::Cron {
+            text: text.to_string(),
+            message: e.to_string(),
+        })?;
         let schedule = Schedule { cron, tz };
-        schedule.check_gap().map_err(|e| format!("{text:?} {e}"))?;
+        schedule.check_gap(text)?;
         Ok(schedule)
     }
 
@@ -59,24 +63,30 @@ impl Schedule {
     /// minute and hour fields and repeat in every matching hour and day, so the first 200 runs
     /// (two days of a 15-minute schedule, midnight included) show the smallest one. Bounded
     /// because every parse of the definition — each reconcile pass — runs this.
-    fn check_gap(&self) -> Result<(), String> {
+    fn check_gap(&self, text: &str) -> Result<(), ScheduleError> {
         let start = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default(); // 2026-01-01
         let mut prev: Option<DateTime<Utc>> = None;
         for t in self.upcoming(start).take(200) {
             if let Some(p) = prev {
                 let gap = (t - p).num_minutes();
                 if gap < MIN_GAP_MINUTES {
-                    return Err(format!(
-                        "runs {gap} minutes apart (at {} and {}); scheduled work runs at most every {MIN_GAP_MINUTES} minutes",
-                        p.with_timezone(&self.tz).format("%Y-%m-%d %H:%M %Z"),
-                        t.with_timezone(&self.tz).format("%H:%M %Z")
-                    ));
+                    return Err(ScheduleError::TooClose {
+                        text: text.to_string(),
+                        gap,
+                        first: p
+                            .with_timezone(&self.tz)
+                            .format("%Y-%m-%d %H:%M %Z")
+                            .to_string(),
+                        second: t.with_timezone(&self.tz).format("%H:%M %Z").to_string(),
+                    });
                 }
             }
             prev = Some(t);
         }
         if prev.is_none() {
-            return Err("never runs".into());
+            return Err(ScheduleError::Never {
+                text: text.to_string(),
+            });
         }
         Ok(())
     }
@@ -167,12 +177,24 @@ mod tests {
     #[test]
     fn too_frequent_unknown_zones_and_bad_expressions_are_refused() {
         let err = Schedule::parse("*/5 * * * *", "UTC").expect_err("too often");
+        assert!(
+            matches!(err, ScheduleError::TooClose { gap: 5, .. }),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        let err = err.to_string();
         assert!(err.contains("5 minutes apart"), "{err}");
-        let err = Schedule::parse("0,10 * * * *", "UTC").expect_err("10 min gap");
+        let err = Schedule::parse("0,10 * * * *", "UTC")
+            .expect_err("10 min gap")
+            .to_string();
         assert!(err.contains("10 minutes apart"), "{err}");
-        let err = Schedule::parse("0,55 0,23 * * *", "UTC").expect_err("23:55 then 00:00");
+        let err = Schedule::parse("0,55 0,23 * * *", "UTC")
+            .expect_err("23:55 then 00:00")
+            .to_string();
         assert!(err.contains("5 minutes apart"), "{err}");
-        let err = Schedule::parse("hourly", "Europe/Berlni").expect_err("zone");
+        let err = Schedule::parse("hourly", "Europe/Berlni")
+            .expect_err("zone")
+            .to_string();
         assert!(err.contains("unknown timezone \"Europe/Berlni\""), "{err}");
         assert!(Schedule::parse("every day", "UTC").is_err());
         assert!(Schedule::parse("61 * * * *", "UTC").is_err());

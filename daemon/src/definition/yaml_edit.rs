@@ -15,54 +15,56 @@ use serde_yaml::Value;
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::locate::{Locator, ScalarAt};
-use super::Seg;
+use super::{EditError, Seg};
 
 /// Replace the version of each `(package, new version)` in `source`.
 ///
 /// # Errors
 /// Why the text cannot be edited in place: it does not parse, a package is not under
 /// `packages:`, is `latest`, or is written in a form this edit does not rewrite.
-pub fn set_package_versions(source: &str, edits: &[(&str, &str)]) -> Result<String, String> {
-    let locator = Locator::with_scalars(source)?;
+pub fn set_package_versions(source: &str, edits: &[(&str, &str)]) -> Result<String, EditError> {
+    let locator = Locator::with_scalars(source).map_err(|e| EditError::Syntax(e.to_string()))?;
     let mut spans: Vec<(usize, usize, String)> = Vec::new();
     for (name, new) in edits {
         let path = [Seg::Key("packages".into()), Seg::Key((*name).to_string())];
         let at = locator
             .scalar(&path)
-            .ok_or_else(|| format!("packages.{name}: not a version string in the definition"))?;
+            .ok_or_else(|| EditError::NotAVersion((*name).to_string()))?;
         if at.value == "latest" {
-            return Err(format!(
-                "packages.{name}: written as `latest`, which is not rewritten"
-            ));
+            return Err(EditError::Latest((*name).to_string()));
         }
-        let (start, end) = span(source, at).map_err(|e| format!("packages.{name}: {e}"))?;
+        let (start, end) = span(source, at).map_err(|why| EditError::Form {
+            package: (*name).to_string(),
+            why,
+        })?;
         let flow = in_flow(source, start);
         spans.push((start, end, render(at.style, new, flow)));
     }
     spans.sort_by_key(|(start, _, _)| *start);
     if spans.windows(2).any(|w| w[0].1 > w[1].0) {
-        return Err("a package is named twice".into());
+        return Err(EditError::Twice);
     }
     let mut out = source.to_string();
     for (start, end, text) in spans.iter().rev() {
         out.replace_range(*start..*end, text);
     }
     // What was written must read back as exactly the new versions.
-    let value: Value =
-        serde_yaml::from_str(&out).map_err(|e| format!("the edit broke the YAML: {e}"))?;
+    let value: Value = serde_yaml::from_str(&out).map_err(|e| EditError::Broke(e.to_string()))?;
     for (name, new) in edits {
         let got = value.get("packages").and_then(|p| p.get(*name));
         if got != Some(&Value::String((*new).to_string())) {
-            return Err(format!(
-                "packages.{name}: the edited text reads as {got:?}, not {new:?}"
-            ));
+            return Err(EditError::ReadsBack {
+                package: (*name).to_string(),
+                got: format!("{got:?}"),
+                new: (*new).to_string(),
+            });
         }
     }
     Ok(out)
 }
 
 /// Byte range of the scalar `at` in `source`, quotes included.
-fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
+fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), &'static str> {
     let line_start: usize = source
         .split_inclusive('\n')
         .take(at.line.saturating_sub(1))
@@ -73,11 +75,7 @@ fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
         TScalarStyle::SingleQuoted => "'",
         TScalarStyle::DoubleQuoted => "\"",
         TScalarStyle::Plain => at.value.as_str(),
-        _ => {
-            return Err(
-                "written as a block scalar (`|` or `>`); write the version on one line".into(),
-            )
-        }
+        _ => return Err("written as a block scalar (`|` or `>`); write the version on one line"),
     };
     // The column counts characters; take it as bytes too, in case the parser counted those.
     let by_chars = line
@@ -92,7 +90,7 @@ fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
     let len = match at.style {
         TScalarStyle::Plain => {
             if at.value.is_empty() || at.value.contains('\n') {
-                return Err("not a one-line version string".into());
+                return Err("not a one-line version string");
             }
             at.value.len()
         }
@@ -101,7 +99,7 @@ fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
             let mut i = 1;
             loop {
                 match b.get(i) {
-                    None => return Err("a quoted string over several lines".into()),
+                    None => return Err("a quoted string over several lines"),
                     Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
                     Some(b'\'') => break i + 1,
                     Some(_) => i += 1,
@@ -113,7 +111,7 @@ fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
             let mut i = 1;
             loop {
                 match b.get(i) {
-                    None => return Err("a quoted string over several lines".into()),
+                    None => return Err("a quoted string over several lines"),
                     Some(b'\\') => i += 2,
                     Some(b'"') => break i + 1,
                     Some(_) => i += 1,
@@ -127,10 +125,10 @@ fn span(source: &str, at: &ScalarAt) -> Result<(usize, usize), String> {
     let alone: Result<Value, _> = serde_yaml::from_str(&source[start..end]);
     match alone {
         Ok(Value::String(s)) if s == at.value => Ok((start, end)),
-        Ok(_) if at.style != TScalarStyle::Plain => Err("its quoting could not be read".into()),
+        Ok(_) if at.style != TScalarStyle::Plain => Err("its quoting could not be read"),
         // A plain version such as `1.0` reads alone as a number: the text is still the value.
         Ok(_) if source[start..end] == at.value => Ok((start, end)),
-        _ => Err("its text could not be read back".into()),
+        _ => Err("its text could not be read back"),
     }
 }
 
@@ -266,10 +264,18 @@ mod tests {
 
     #[test]
     fn what_is_not_a_rewritable_version_is_refused() {
-        let refused =
+        let error =
             |src: &str, name: &str| set_package_versions(src, &[(name, "2")]).expect_err(src);
-        let e = refused("version: 1\npackages:\n  a: latest\n", "a");
+        let refused = |src: &str, name: &str| error(src, name).to_string();
+        let e = error("version: 1\npackages:\n  a: latest\n", "a");
+        assert_eq!(e, EditError::Latest("a".into()));
+        assert!(!e.is_transient());
+        let e = e.to_string();
         assert!(e.contains("`latest`"), "{e}");
+        assert!(matches!(
+            error("version: 1\npackages:\n  a: [\n", "a"),
+            EditError::Syntax(_)
+        ));
         let e = refused("version: 1\npackages:\n  a: \"1\"\n", "b");
         assert!(e.contains("packages.b: not a version"), "{e}");
         let e = refused("version: 1\npackages:\n  a: |\n    1.0\n", "a");

@@ -13,6 +13,7 @@
 //! managed host files.
 
 pub mod diff;
+mod error;
 pub mod record;
 pub mod render;
 pub mod retention;
@@ -21,6 +22,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+pub use error::GenerationError;
 pub use render::{
     render, ManagedDatabase, ManagedFile, ManagedGroup, ManagedUnit, Manifest, PackageLock,
     Rendered,

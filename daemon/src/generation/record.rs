@@ -10,30 +10,37 @@
 
 use std::path::Path;
 
-use super::{render, Manifest, Rendered};
+use super::{render, GenerationError, Manifest, Rendered};
 use crate::definition::parse;
 
 /// The content of the generation recorded as `definition` and `manifest`, with the recorded
 /// package lock (the `.deb` files may still have to be fetched).
 ///
 /// # Errors
-/// Why the record cannot be rebuilt identically.
-pub fn rebuild(definition: &str, manifest: &Manifest) -> Result<Rendered, String> {
+/// Why the record cannot be rebuilt identically ([`GenerationError::NoLongerValid`],
+/// [`GenerationError::RendersDifferently`]).
+pub fn render_again(definition: &str, manifest: &Manifest) -> Result<Rendered, GenerationError> {
     let def = parse(definition, Path::new("the recorded definition"))
-        .map_err(|e| format!("its definition no longer validates: {e}"))?;
+        .map_err(GenerationError::NoLongerValid)?;
     let mut rendered = render(&def);
     rendered.manifest.id = manifest.id;
     rendered.manifest.created = manifest.created.clone();
     rendered.manifest.packages = manifest.packages.clone();
     let differ = differences(manifest, &rendered.manifest);
     if !differ.is_empty() {
-        return Err(format!(
-            "rendering its definition again gives different {} than it had (this strackt \
-             renders differently from the one that built it)",
-            differ.join(", ")
-        ));
+        return Err(GenerationError::RendersDifferently(differ));
     }
     Ok(rendered)
+}
+
+/// [`render_again`] with the reason as text, for the daemon's rollback to a pruned generation
+/// (`daemon/generations.rs` words it into its refusal); it goes when that caller takes
+/// [`GenerationError`].
+///
+/// # Errors
+/// As [`render_again`].
+pub fn rebuild(definition: &str, manifest: &Manifest) -> Result<Rendered, String> {
+    render_again(definition, manifest).map_err(|e| e.to_string())
 }
 
 /// The parts of two manifests that differ.
@@ -96,8 +103,12 @@ mod tests {
             .expect("motd")
             .sha256
             .replace_range(0..4, "0000");
-        let e = rebuild(DEF, &m).expect_err("refused");
-        assert!(e.contains("different files"), "{e}");
+        let e = render_again(DEF, &m).expect_err("refused");
+        assert!(
+            matches!(&e, GenerationError::RendersDifferently(p) if p == &["files"]),
+            "{e}"
+        );
+        assert!(e.to_string().contains("different files"), "{e}");
         let e = rebuild("version: 1\nfiles: 3\n", &m).expect_err("refused");
         assert!(e.contains("no longer validates"), "{e}");
     }

@@ -14,6 +14,7 @@
 //! ([`STAGE_DIR`]), and the receiver reads them there. Run as root by hand, it reads them in
 //! place, as before.
 
+mod error;
 pub mod rest;
 pub mod retention;
 pub mod stage;
@@ -34,6 +35,8 @@ use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
+use crate::host::io_err;
+pub use error::ReceiverError;
 pub use stage::{stage, STAGE_DIR};
 
 /// Where the receiver reads its definition, secrets, TLS files and the team key.
@@ -192,30 +195,28 @@ struct Settings {
 }
 
 /// The `receiver:` section of the definition in `file`.
-fn receiver_spec(file: &Path) -> Result<ReceiverSpec, String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-    let def = crate::definition::parse(&text, file).map_err(|e| e.to_string())?;
+fn receiver_spec(file: &Path) -> Result<ReceiverSpec, ReceiverError> {
+    let text = std::fs::read_to_string(file).map_err(io_err("reading", file))?;
+    let def = crate::definition::parse(&text, file)?;
     def.definition()
         .receiver
         .clone()
-        .ok_or_else(|| format!("{} has no `receiver:` section", file.display()))
+        .ok_or_else(|| ReceiverError::NoSection(file.to_path_buf()))
 }
 
 /// Quotas and reserve of `spec` (checked by the definition's validation already).
-fn limits(spec: &ReceiverSpec) -> Result<rest::Limits, String> {
+fn limits(spec: &ReceiverSpec) -> Result<rest::Limits, ReceiverError> {
     let mut quotas = BTreeMap::new();
     for (name, client) in &spec.clients {
         if let Some(q) = client.quota.as_ref().or(spec.quota.as_ref()) {
-            let bytes =
-                parse_size(q).ok_or_else(|| format!("receiver quota {q:?} is not a size"))?;
+            let bytes = parse_size(q).ok_or_else(|| ReceiverError::Quota(q.clone()))?;
             quotas.insert(name.clone(), bytes);
         }
     }
     let reserve = match parse_reserve(&spec.reserve) {
         Some(Ok(bytes)) => rest::Reserve::Bytes(bytes),
         Some(Err(percent)) => rest::Reserve::Percent(percent),
-        None => return Err(format!("receiver.reserve {:?} is not a size", spec.reserve)),
+        None => return Err(ReceiverError::Reserve(spec.reserve.clone())),
     };
     Ok(rest::Limits { quotas, reserve })
 }
@@ -232,7 +233,7 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 impl Settings {
     /// # Errors
     /// The first problem, as the user should read it (file, line and field for the definition).
-    fn load(sources: &Sources) -> Result<Settings, String> {
+    fn load(sources: &Sources) -> Result<Settings, ReceiverError> {
         let spec = receiver_spec(&sources.definition)?;
         let passwords = passwords(&spec, &sources.secrets)?;
         let (certificate, key) = match &sources.tls {
@@ -251,10 +252,14 @@ impl Settings {
             .collect();
         let limits = limits(&spec)?;
         if !keeps.is_empty() && !sources.vault.has_key() {
-            return Err("retention (`receiver.keep`) needs the team's backup key on this server: run `strackt backup key import`".into());
+            return Err(ReceiverError::NoTeamKey);
         }
-        let settle = humantime::parse_duration(&spec.retention_after)
-            .map_err(|e| format!("receiver.retention_after {:?}: {e}", spec.retention_after))?;
+        let settle = humantime::parse_duration(&spec.retention_after).map_err(|source| {
+            ReceiverError::RetentionAfter {
+                text: spec.retention_after.clone(),
+                source,
+            }
+        })?;
         Ok(Settings {
             spec,
             passwords,
@@ -338,23 +343,28 @@ impl Running {
 }
 
 /// Each client's password, from its secret `NAME:PASSWORD`.
-fn passwords(spec: &ReceiverSpec, secrets: &Path) -> Result<BTreeMap<String, String>, String> {
+fn passwords(
+    spec: &ReceiverSpec,
+    secrets: &Path,
+) -> Result<BTreeMap<String, String>, ReceiverError> {
     spec.clients
         .iter()
         .map(|(name, c)| {
-            let text = read_secret(secrets, &c.credentials.secret)?;
+            let text =
+                read_secret(secrets, &c.credentials.secret).map_err(ReceiverError::Secret)?;
             match text.trim().split_once(':') {
                 Some((user, password)) if user == name && !password.is_empty() => {
                     Ok((name.clone(), password.to_string()))
                 }
-                Some((user, _)) if user != name => Err(format!(
-                    "secret `{}` is for {user:?}, but it is listed as receiver.clients.{name}",
-                    c.credentials.secret
-                )),
-                _ => Err(format!(
-                    "secret `{}` must be {name}:PASSWORD",
-                    c.credentials.secret
-                )),
+                Some((user, _)) if user != name => Err(ReceiverError::SecretOfOther {
+                    secret: c.credentials.secret.clone(),
+                    user: user.to_string(),
+                    client: name.clone(),
+                }),
+                _ => Err(ReceiverError::SecretForm {
+                    secret: c.credentials.secret.clone(),
+                    client: name.clone(),
+                }),
             }
         })
         .collect()
@@ -416,12 +426,15 @@ impl Retention {
 
     /// One retention pass over `client`'s repository: list its snapshots with the times the
     /// receiver stored them, decide (`retention::select`), forget exactly those ids and prune.
-    async fn pass(&self, client: &str) -> Result<(), String> {
+    async fn pass(&self, client: &str) -> Result<(), ReceiverError> {
         // A reload may have dropped the client or its policy since the pass was due.
         let Some(keep) = self.policy.borrow().keeps.get(client).cloned() else {
             return Ok(());
         };
-        let pruning = self.store.pruning(client).ok_or("unknown client")?;
+        let pruning = self
+            .store
+            .pruning(client)
+            .ok_or(ReceiverError::UnknownClient)?;
         let _held = pruning.lock().await;
         let dir = self.store.repo(client);
         let repo = Repo::local(
@@ -430,7 +443,10 @@ impl Retention {
             &self.cache,
             crate::host::processes::RealProcesses,
         );
-        let listed = repo.snapshots(&["strackt".to_string()], None).await?;
+        let listed = repo
+            .snapshots(&["strackt".to_string()], None)
+            .await
+            .map_err(ReceiverError::Restic)?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {
             let file = dir.join("snapshots").join(&s.id);
@@ -458,7 +474,9 @@ impl Retention {
         }
         if !decision.forget.is_empty() {
             let ids: Vec<&str> = decision.forget.iter().map(String::as_str).collect();
-            repo.forget_ids_and_prune(&ids).await?;
+            repo.forget_ids_and_prune(&ids)
+                .await
+                .map_err(ReceiverError::Restic)?;
         }
         let size = tokio::task::spawn_blocking({
             let store = self.store.clone();

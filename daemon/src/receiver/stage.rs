@@ -17,6 +17,9 @@ use crate::daemon::Paths;
 use crate::definition::SECRETS_DIR;
 use crate::deploy::preflight::read_secret;
 use crate::host::files::atomic_write;
+use crate::host::io_err;
+
+use super::ReceiverError;
 
 /// Where the staged copies are (root-owned, group `strackt-receiver`).
 pub const STAGE_DIR: &str = "/run/strackt-receiver-stage";
@@ -54,20 +57,21 @@ pub fn stage(paths: &Paths) -> anyhow::Result<i32> {
     }
 }
 
-fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
+fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("`strackt receiver --stage` runs as root (the unit's ExecStartPre=+)".into());
+        return Err(ReceiverError::NotRoot);
     }
     let gid = nix::unistd::Group::from_name(USER)
-        .map_err(|e| format!("looking up group {USER}: {e}"))?
-        .ok_or_else(|| {
-            format!("no system user {USER}: install the package again, or run `systemd-sysusers strackt-receiver.conf`")
+        .map_err(|source| ReceiverError::GroupLookup {
+            group: USER,
+            source,
         })?
+        .ok_or(ReceiverError::NoUser(USER))?
         .gid
         .as_raw();
     // Read and check everything first.
-    let definition = std::fs::read(&paths.definition)
-        .map_err(|e| format!("reading {}: {e}", paths.definition.display()))?;
+    let definition =
+        std::fs::read(&paths.definition).map_err(io_err("reading", &paths.definition))?;
     let spec = super::receiver_spec(&paths.definition)?;
     super::passwords(&spec, Path::new(SECRETS_DIR))?;
     super::limits(&spec)?;
@@ -75,7 +79,7 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
     let mut secrets = Vec::new();
     for client in spec.clients.values() {
         let name = &client.credentials.secret;
-        let value = read_secret(Path::new(SECRETS_DIR), name)?;
+        let value = read_secret(Path::new(SECRETS_DIR), name).map_err(ReceiverError::Secret)?;
         secrets.push(name.clone());
         files.push((
             dir.join(SECRETS).join(name),
@@ -83,10 +87,10 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
         ));
     }
     for (field, from, to) in [
-        ("certificate", &spec.tls.certificate, CERTIFICATE),
-        ("key", &spec.tls.key, KEY),
+        ("TLS certificate", &spec.tls.certificate, CERTIFICATE),
+        ("TLS key", &spec.tls.key, KEY),
     ] {
-        let bytes = std::fs::read(from).map_err(|e| format!("TLS {field} {from}: {e}"))?;
+        let bytes = std::fs::read(from).map_err(io_err(field, Path::new(from)))?;
         files.push((dir.join(to), bytes));
     }
     super::tls::server_config(Path::new(&spec.tls.certificate), Path::new(&spec.tls.key))?;
@@ -94,7 +98,7 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
     let staged_key = Vault::new(dir).key_path();
     if vault.has_key() {
         let key = std::fs::read(vault.key_path())
-            .map_err(|e| format!("reading the team key {}: {e}", vault.key_path().display()))?;
+            .map_err(io_err("reading the team key", &vault.key_path()))?;
         files.push((staged_key.clone(), key));
     }
     // Then write.
@@ -105,7 +109,7 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
         own_dir(&d, gid)?;
     }
     for (path, bytes) in &files {
-        atomic_write(path, bytes, 0o440, 0, gid).map_err(|e| e.to_string())?;
+        atomic_write(path, bytes, 0o440, 0, gid)?;
     }
     if !vault.has_key() {
         let _ = std::fs::remove_file(&staged_key);
@@ -123,26 +127,31 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, String> {
 }
 
 /// `dir` exists as a real directory owned by root, group `gid`, mode 0750.
-fn own_dir(dir: &Path, gid: u32) -> Result<(), String> {
+fn own_dir(dir: &Path, gid: u32) -> Result<(), ReceiverError> {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() && m.uid() == 0 => {}
-        Ok(_) => {
-            return Err(format!(
-                "{} is not a directory owned by root: remove it",
-                dir.display()
-            ))
-        }
+        Ok(_) => return Err(ReceiverError::NotRootsDirectory(dir.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir(dir).map_err(io_err("creating", dir))?;
         }
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(source) => {
+            return Err(ReceiverError::Stat {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     }
     nix::unistd::chown(
         dir,
         Some(nix::unistd::Uid::from_raw(0)),
         Some(nix::unistd::Gid::from_raw(gid)),
     )
-    .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    .map_err(|source| ReceiverError::Ownership {
+        op: "chown",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-        .map_err(|e| format!("chmod {}: {e}", dir.display()))
+        .map_err(io_err("chmod", dir))?;
+    Ok(())
 }

@@ -15,6 +15,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::ReceiverError;
+
 /// A handshake that takes longer than this is dropped.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 
@@ -22,25 +24,29 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 ///
 /// # Errors
 /// Unreadable files, no certificate or key in them, a key that does not match.
-pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, ReceiverError> {
     let certs = CertificateDer::pem_file_iter(certificate)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| format!("TLS certificate {}: {e}", certificate.display()))?;
+        .map_err(|e| {
+            ReceiverError::Tls(format!("TLS certificate {}: {e}", certificate.display()))
+        })?;
     if certs.is_empty() {
-        return Err(format!(
+        return Err(ReceiverError::Tls(format!(
             "TLS certificate {}: no certificate in it",
             certificate.display()
-        ));
+        )));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ReceiverError::Tls(format!("TLS key {}: {e}", key.display())))?;
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(|e| ReceiverError::Tls(format!("TLS: {e}")))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("TLS certificate {}: {e}", certificate.display()))?;
+            .map_err(|e| {
+                ReceiverError::Tls(format!("TLS certificate {}: {e}", certificate.display()))
+            })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

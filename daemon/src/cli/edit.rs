@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::api::{ControlRequest, DefinitionText};
-use crate::cli::{data, print_operation, request};
 use crate::daemon::{Paths, PlanView};
 use crate::host::files::sha256_hex;
 use crate::ops::Operation;
+
+use super::control::{data, print_operation, request};
 
 /// `strackt plan [--definition FILE]`: exit 0 nothing to change, 2 changes, 1 an error (the
 /// definition is refused, or the daemon cannot plan it).

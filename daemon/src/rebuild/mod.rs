@@ -13,6 +13,8 @@
 //! refusals; it must not write the host itself beyond strackt's own files (the pass and the
 //! restores do the rest).
 
+mod error;
+
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +26,9 @@ use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
 use crate::daemon::{Paths, Request};
 use crate::host::files::atomic_write;
+use crate::host::io_err;
 use crate::ops::Progress;
+pub use error::RebuildError;
 
 /// What `strackt rebuild` asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,10 +76,7 @@ pub async fn start(
 ) -> Result<i64, String> {
     let paths = Paths::from_env();
     if paths.definition.exists() && !req.force {
-        return Err(format!(
-            "this server already has a definition ({}): a rebuild replaces it, the server's secrets and its apps' data; run it with --force to do that",
-            paths.definition.display()
-        ));
+        return Err(RebuildError::DefinitionExists(paths.definition).to_string());
     }
     let mut p = backups
         .deployer()
@@ -93,6 +94,8 @@ pub async fn start(
     Ok(id)
 }
 
+/// The operation's steps in order. Its result is text because the operations log records it
+/// as such (`Progress::finish`); the steps' own failures are [`RebuildError`]s, worded there.
 async fn run(
     backups: &Arc<Backups>,
     requests: &mpsc::Sender<Request>,
@@ -106,7 +109,9 @@ async fn run(
             "check",
             &format!("server {}, {which}, at {}", req.server, req.repository),
             async {
-                let found = check(backups, req).await.map_err(|e| (e, String::new()))?;
+                let found = check(backups, req)
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 let b = &found.bundle;
                 let said = format!(
                     "run {}, generation {}, {} secret(s), apps: {}",
@@ -125,13 +130,15 @@ async fn run(
         put_back(backups, &found, definition)
             .await
             .map(|()| ((), String::new()))
-            .map_err(|e| (e, String::new()))
+            .map_err(|e| (e.to_string(), String::new()))
     })
     .await?;
 
     let generation = p
         .step("switch", "the definition's generation", async {
-            let op = apply(requests).await.map_err(|e| (e, String::new()))?;
+            let op = apply(requests)
+                .await
+                .map_err(|e| (e.to_string(), String::new()))?;
             Ok((op.clone(), format!("{} (operation {})", op.summary, op.id)))
         })
         .await?
@@ -144,7 +151,9 @@ async fn run(
             continue;
         }
         let deployed = if def.definition().backups.contains_key(app) {
-            let run = app_run(backups, app, bundle).await?;
+            let run = app_run(backups, app, bundle)
+                .await
+                .map_err(|e| e.to_string())?;
             backups.restore_in(p, app, &run, &def).await?
         } else {
             backups
@@ -165,7 +174,9 @@ async fn run(
     let digest = p
         .step("verify", "the state digest", async {
             // A pass observes the host as it is now, apps included.
-            apply(requests).await.map_err(|e| (e, String::new()))?;
+            apply(requests)
+                .await
+                .map_err(|e| (e.to_string(), String::new()))?;
             let now = backups.digest();
             match (&bundle.digest, &now) {
                 (Some(was), Some(is)) if was == is => Ok((is.clone(), format!("{is} (equal)"))),
@@ -200,31 +211,23 @@ async fn run(
 
 /// Everything that can fail without changing the server: the key, the repository, the
 /// server and run, the bundle, its definition and secret names.
-async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, String> {
+async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, RebuildError> {
     let key = std::fs::read_to_string(&req.key_file)
-        .map_err(|e| format!("reading the key file {}: {e}", req.key_file.display()))?
+        .map_err(io_err("reading the key file", &req.key_file))?
         .trim()
         .to_string();
     if key.is_empty() || key.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "{} must hold the team key on one line, as `strackt backup key init` printed it",
-            req.key_file.display()
-        ));
+        return Err(RebuildError::KeyForm(req.key_file.clone()));
     }
     if let Some(have) = backups.vault_key() {
         if have != key {
-            return Err(
-                "this server already has a different backup key; it is not replaced".into(),
-            );
+            return Err(RebuildError::DifferentKey);
         }
     }
     let credentials = req
         .credentials
         .as_ref()
-        .map(|c| {
-            std::fs::read_to_string(c)
-                .map_err(|e| format!("reading the credentials file {}: {e}", c.display()))
-        })
+        .map(|c| std::fs::read_to_string(c).map_err(io_err("reading the credentials file", c)))
         .transpose()?;
     let mut options = Vec::new();
     if req.path_style {
@@ -252,20 +255,19 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, String>
     }
     let snaps = repo.snapshots(&tags, None).await?;
     let Some(snap) = snaps.last() else {
-        return Err(unknown(&repo, req).await);
+        return Err(RebuildError::NotFound(unknown(&repo, req).await));
     };
     let text = repo.dump(&snap.id, &format!("/{}", server::FILE)).await?;
     let bundle = Bundle::from_json(&text)?;
     if bundle.server != req.server {
-        return Err(format!(
-            "snapshot {} holds server {}, not {}",
-            snap.short_id, bundle.server, req.server
-        ));
+        return Err(RebuildError::OtherServer {
+            snapshot: snap.short_id.clone(),
+            found: bundle.server.clone(),
+            wanted: req.server.clone(),
+        });
     }
     if let Some(bad) = bundle.secrets.keys().find(|n| !plain_name(n)) {
-        return Err(format!(
-            "the bundle names a secret `{bad}` that is not a file name"
-        ));
+        return Err(RebuildError::SecretName(bad.clone()));
     }
     let definition = bundle.pinned_definition()?;
     Ok(Found {
@@ -325,7 +327,7 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// The key into the vault, the secrets (root-only), the definition.
-async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result<(), String> {
+async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result<(), RebuildError> {
     backups.import_key(&found.key)?;
     let dir = backups.secrets_dir();
     let (secrets, text, def) = (
@@ -342,44 +344,38 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
                 0o600,
                 0,
                 0,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
         }
         if let Some(parent) = def.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
         }
-        atomic_write(&def, text.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())
+        Ok(atomic_write(&def, text.as_bytes(), 0o644, 0, 0)?)
     })
-    .await
-    .map_err(|e| format!("writing the definition: {e}"))?
+    .await?
 }
 
 /// A pass of the reconcile loop; `Err` unless it ended on the definition's generation.
-async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::ops::Operation, String> {
+async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::ops::Operation, RebuildError> {
     let (tx, rx) = oneshot::channel();
     requests
         .send(Request::Apply(None, tx))
         .await
-        .map_err(|_| "the daemon is shutting down")?;
-    let op = rx
-        .await
-        .map_err(|_| "the daemon is shutting down".to_string())??;
+        .map_err(|_| RebuildError::ShuttingDown)?;
+    let op = rx.await.map_err(|_| RebuildError::ShuttingDown)??;
     if op.outcome == "success" {
         Ok(op)
     } else {
-        Err(format!(
-            "the pass ended {}: {} (strackt history --operation {})",
-            op.outcome,
-            op.reason.as_deref().unwrap_or(&op.summary),
-            op.id
-        ))
+        Err(RebuildError::PassEnded {
+            reason: op.reason.as_deref().unwrap_or(&op.summary).to_string(),
+            outcome: op.outcome,
+            id: op.id,
+        })
     }
 }
 
 /// The backup run to restore `app` from: the bundle's own run for its app, else the app's
 /// newest complete run taken no later than the bundle's.
-async fn app_run(backups: &Backups, app: &str, bundle: &Bundle) -> Result<String, String> {
+async fn app_run(backups: &Backups, app: &str, bundle: &Bundle) -> Result<String, RebuildError> {
     let runs = backups.list(app, Some(bundle.server.clone())).await?;
     if let Some(r) = runs.iter().find(|r| r.run == bundle.run) {
         return Ok(r.run.clone());
@@ -388,11 +384,10 @@ async fn app_run(backups: &Backups, app: &str, bundle: &Bundle) -> Result<String
     runs.into_iter()
         .find(|r| r.time <= at)
         .map(|r| r.run)
-        .ok_or_else(|| {
-            format!(
-                "no backup of {app} by {} at or before run {}",
-                bundle.server, bundle.run
-            )
+        .ok_or_else(|| RebuildError::NoRun {
+            app: app.to_string(),
+            server: bundle.server.clone(),
+            run: bundle.run.clone(),
         })
 }
 
@@ -421,6 +416,27 @@ mod tests {
         for bad in ["", ".", "..", "../x", "/etc/shadow", "a/b"] {
             assert!(!plain_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn refusals_read_as_before_and_only_a_stopping_daemon_passes() {
+        let e = RebuildError::KeyForm(PathBuf::from("/root/key"));
+        assert_eq!(
+            e.to_string(),
+            "/root/key must hold the team key on one line, as `strackt backup key init` printed it"
+        );
+        assert!(!e.is_transient());
+        let e = RebuildError::PassEnded {
+            outcome: "failed".into(),
+            reason: "unit a.service failed".into(),
+            id: 7,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the pass ended failed: unit a.service failed (strackt history --operation 7)"
+        );
+        assert!(RebuildError::ShuttingDown.is_transient());
+        assert!(!RebuildError::from("restic: wrong password".to_string()).is_transient());
     }
 
     #[test]
