@@ -276,7 +276,10 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, String>
 }
 
 /// Why no bundle was found: the servers (or the server's runs) the repository has.
-async fn unknown(repo: &Repo, req: &RebuildRequest) -> String {
+async fn unknown(
+    repo: &Repo<impl crate::host::processes::Processes>,
+    req: &RebuildRequest,
+) -> String {
     let all = ["strackt".to_string(), format!("kind={}", server::KIND)];
     let snaps: Vec<Snapshot> = repo.snapshots(&all, None).await.unwrap_or_default();
     let of_server: Vec<&Snapshot> = snaps

@@ -26,10 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::Deployer;
-use crate::host::processes::RealProcesses;
-use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
-use crate::host::{JobKind, Systemd};
+use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
 use restic::{Repo, Snapshot};
@@ -93,12 +91,12 @@ pub fn is_commit(text: &str) -> bool {
     matches!(text.len(), 40 | 64) && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Runs backups, verifies and restores.
+/// Runs backups, verifies and restores on the machine `M` (the fake in component tests), the
+/// one its deployer works on.
 #[derive(Debug)]
-pub struct Backups {
+pub struct Backups<M: Machine = RealMachine> {
     state: StateHandle,
-    systemd: DbusSystemd,
-    deployer: Arc<Deployer>,
+    deployer: Arc<Deployer<M>>,
     vault: Vault,
     /// strackt's state root (the live generation, the server bundle's scratch).
     root: PathBuf,
@@ -111,8 +109,6 @@ pub struct Backups {
     /// What each app's last successful run saw (in memory: after a restart the first run
     /// reads everything).
     seen: Mutex<BTreeMap<String, Seen>>,
-    /// The programs backups run (restic, pg_dump, psql).
-    processes: RealProcesses,
 }
 
 /// This server's name, as snapshots are tagged with it.
@@ -139,9 +135,9 @@ fn spec_of(
 }
 
 /// Marks an app's backup as running; cleared on drop.
-struct Running(Arc<Backups>, String);
+struct Running<M: Machine>(Arc<Backups<M>>, String);
 
-impl Drop for Running {
+impl<M: Machine> Drop for Running<M> {
     fn drop(&mut self) {
         if let Ok(mut r) = self.0.running.lock() {
             r.remove(&self.1);
@@ -149,19 +145,17 @@ impl Drop for Running {
     }
 }
 
-impl Backups {
-    /// The backup service.
+impl<M: Machine> Backups<M> {
+    /// The backup service, on the machine `deployer` works on.
     pub fn new(
         state: StateHandle,
-        systemd: DbusSystemd,
-        deployer: Arc<Deployer>,
+        deployer: Arc<Deployer<M>>,
         root: &Path,
         cache: &Path,
         status: Arc<dyn StatusBoard>,
-    ) -> Arc<Backups> {
+    ) -> Arc<Backups<M>> {
         Arc::new(Backups {
             state,
-            systemd,
             deployer,
             vault: Vault::new(root),
             root: root.to_path_buf(),
@@ -171,21 +165,25 @@ impl Backups {
             status,
             running: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
-            processes: RealProcesses,
         })
     }
 
-    fn repo(&self, spec: &BackupSpec) -> Result<Repo, String> {
+    /// The host: systemd and the programs backups run (restic, pg_dump, psql).
+    fn machine(&self) -> &M {
+        self.deployer.machine()
+    }
+
+    fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, String> {
         Repo::open(
             spec,
             &self.vault,
             &self.secrets,
             &self.cache,
-            self.processes,
+            self.machine().processes().clone(),
         )
     }
 
-    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running, String> {
+    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running<M>, String> {
         let mut r = self
             .running
             .lock()

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Backups {
+impl<M: Machine> Backups<M> {
     /// Start restoring run `run` of `app` onto this server: one tracked operation that checks
     /// everything first, stops the app, puts the database and files back, and redeploys the
     /// commit recorded with the run (the branch tip with `latest`, or when none was recorded).
@@ -85,18 +85,20 @@ impl Backups {
             .await?;
         let by_kind = |kind: &str| snaps.iter().find(|s| s.tag("kind") == Some(kind)).cloned();
 
-        let units = Deployer::serving_units(app, app_spec);
+        let units = crate::deploy::serving_units(app, app_spec);
         let stopped = p
             .step("stop", &units.join(" "), async {
                 let mut stopped = Vec::new();
                 for unit in &units {
                     let state = self
-                        .systemd
+                        .machine()
+                        .systemd()
                         .unit_state(unit)
                         .await
                         .map_err(|e| (e.to_string(), String::new()))?;
                     if state.load_state == "loaded" {
-                        self.systemd
+                        self.machine()
+                            .systemd()
                             .run_job(JobKind::Stop, unit)
                             .await
                             .map_err(|e| (format!("stopping {unit}: {e}"), String::new()))?;
@@ -133,7 +135,14 @@ impl Backups {
                     p.step(
                         "restore-database",
                         &format!("{} {file}", snap.short_id),
-                        restore_database(&self.processes, &repo, &snap, &file, &scratch, db),
+                        restore_database(
+                            self.machine().processes(),
+                            &repo,
+                            &snap,
+                            &file,
+                            &scratch,
+                            db,
+                        ),
                     )
                     .await?,
                 );
@@ -171,7 +180,7 @@ impl Backups {
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in stopped.iter().rev() {
-                    if let Err(e) = self.systemd.run_job(JobKind::Start, unit).await {
+                    if let Err(e) = self.machine().systemd().run_job(JobKind::Start, unit).await {
                         tracing::error!("restore of {app} failed; starting {unit} again: {e}");
                     }
                 }
@@ -219,7 +228,7 @@ pub(super) fn code_to_deploy(
 /// server, where `restic restore` (whole packs, in parallel) takes 3.0 s.
 async fn restore_database(
     p: &impl crate::host::processes::Processes,
-    repo: &Repo,
+    repo: &Repo<impl crate::host::processes::Processes>,
     snap: &Snapshot,
     file: &str,
     scratch: &Path,
@@ -259,7 +268,7 @@ async fn restore_database(
 /// work (an uploads directory can be millions of files) runs off the daemon's single thread,
 /// which also answers the status endpoint and pings the watchdog.
 async fn restore_files(
-    repo: &Repo,
+    repo: &Repo<impl crate::host::processes::Processes>,
     snap: &Snapshot,
     scratch: &Path,
     shared: &Path,

@@ -118,20 +118,6 @@ pub fn resolve_database(
     }
 }
 
-/// Whether `program` is on the PATH a deploy runs with.
-fn on_path(program: &str) -> bool {
-    [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(program).is_file())
-}
-
 /// The line of a command's output that says what went wrong: the first `fatal:`/`ERROR:`
 /// line, else the last non-empty one.
 pub fn last_line(text: &str) -> &str {
@@ -242,7 +228,7 @@ pub async fn check(
         tools.push(("nginx", "service", "nginx"));
     }
     for (tool, field, package) in &tools {
-        if !on_path(tool) {
+        if !processes.installed(tool) {
             at(
                 &[field],
                 format!("`{tool}` is not installed: add `{package}: latest` under `packages:`"),
@@ -293,7 +279,7 @@ async fn check_branch(
     git: &BTreeMap<String, String>,
     user: &RunAs,
 ) -> Found {
-    if !on_path("git") {
+    if !p.installed("git") {
         return None;
     }
     let argv: Vec<String> = [
@@ -339,7 +325,7 @@ async fn check_database(
             format!("`{}` does not resolve: {e}", db.host),
         ));
     }
-    if !on_path("psql") {
+    if !p.installed("psql") {
         return None;
     }
     let mut env = db_env.clone();

@@ -25,7 +25,7 @@ use super::{argv, health_url, take_over_env, units, Deployer, UNIT_DIR};
 use crate::definition::{AppSpec, HealthSpec};
 use crate::host::files::atomic_write;
 use crate::host::health::Health;
-use crate::host::{JobKind, Systemd};
+use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::{Progress, StepResult};
 
 /// Where nginx reads the sites strackt writes (Debian's nginx.conf includes `conf.d/*.conf`).
@@ -149,7 +149,7 @@ struct SiteChange {
     before: Option<String>,
 }
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// The port release `id` is to start on, and the site as it is now.
     fn proxy_port(app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
         let ports = spec
@@ -176,9 +176,12 @@ impl Deployer {
         let releases = data.dir().join("releases");
         let text = units::render_template(app, spec, &dirs.releases(), &releases, LISTEN_FILE);
         let path = Path::new(UNIT_DIR).join(template(app));
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            atomic_write(&path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
-            self.systemd.daemon_reload().await.map_err(fail)?;
+        let files = self.machine.files();
+        if files.read(&path).ok().flatten().as_deref() != Some(text.as_bytes()) {
+            files
+                .write(&path, text.as_bytes(), 0o644, 0, 0)
+                .map_err(fail)?;
+            self.machine.systemd().daemon_reload().await.map_err(fail)?;
         }
         Ok(())
     }
@@ -197,10 +200,15 @@ impl Deployer {
         let listen_file = data.release(id).join(LISTEN_FILE);
         let text = units::env_file(&listen_vars(port));
         atomic_write(&listen_file, text.as_bytes(), 0o600, 0, 0).map_err(fail)?;
-        self.systemd.reset_failed(&unit).await;
+        self.machine.systemd().reset_failed(&unit).await;
         // Restart, not start: an instance left running (a killed deploy) must take the port
         // it is given now.
-        if let Err(e) = self.systemd.run_job(JobKind::Restart, &unit).await {
+        if let Err(e) = self
+            .machine
+            .systemd()
+            .run_job(JobKind::Restart, &unit)
+            .await
+        {
             return Err(self.stop_failed(&unit, e.to_string()).await);
         }
         self.check_running(app, spec, id, port).await
@@ -208,9 +216,9 @@ impl Deployer {
 
     /// A release that failed to start or to answer: the end of its journal kept, then stopped.
     async fn stop_failed(&self, unit: &str, why: String) -> Failure {
-        let journal = super::journal_tail(&self.processes, unit).await;
-        let _ = self.systemd.run_job(JobKind::Stop, unit).await;
-        self.systemd.reset_failed(unit).await;
+        let journal = super::journal_tail(self.machine.processes(), unit).await;
+        let _ = self.machine.systemd().run_job(JobKind::Stop, unit).await;
+        self.machine.systemd().reset_failed(unit).await;
         (why, journal)
     }
 
@@ -236,7 +244,8 @@ impl Deployer {
             ));
         }
         let unit = instance(app, id);
-        self.systemd
+        self.machine
+            .systemd()
             .run_job(JobKind::Stop, &unit)
             .await
             .map_err(fail)?;
@@ -251,7 +260,8 @@ impl Deployer {
         if file.as_deref() != Some(want.as_str()) {
             return false;
         }
-        self.systemd
+        self.machine
+            .systemd()
             .unit_state(&instance(app, id))
             .await
             .is_ok_and(|s| s.is_active())
@@ -274,7 +284,8 @@ impl Deployer {
             ..HealthSpec::default()
         };
         match self
-            .health
+            .machine
+            .health()
             .check(&probe, spec.service.health_within())
             .await
         {
@@ -299,7 +310,7 @@ impl Deployer {
     ) -> Result<OldWorkers, Failure> {
         atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
         let tested = runner::run(
-            &self.processes,
+            self.machine.processes(),
             &argv(&["nginx", "-t", "-q"]),
             Path::new("/"),
             &BTreeMap::new(),
@@ -339,9 +350,15 @@ impl Deployer {
     /// the reload job ends once nginx was signalled, and a configuration nginx cannot use is
     /// only logged, its old workers serving on. Returns the old workers, which now drain.
     async fn reload_nginx(&self) -> Result<OldWorkers, Failure> {
-        let state = self.systemd.unit_state(NGINX).await.map_err(fail)?;
+        let state = self
+            .machine
+            .systemd()
+            .unit_state(NGINX)
+            .await
+            .map_err(fail)?;
         if !state.is_active() || state.main_pid == 0 {
-            self.systemd
+            self.machine
+                .systemd()
                 .run_job(JobKind::Start, NGINX)
                 .await
                 .map_err(fail)?;
@@ -352,7 +369,8 @@ impl Deployer {
         }
         let master = state.main_pid;
         let workers = children(master);
-        self.systemd
+        self.machine
+            .systemd()
             .run_job(JobKind::Reload, NGINX)
             .await
             .map_err(fail)?;
@@ -378,19 +396,21 @@ impl Deployer {
             return Ok(String::new());
         }
         for unit in [&socket, &service] {
-            self.systemd
+            self.machine
+                .systemd()
                 .run_job(JobKind::Stop, unit)
                 .await
                 .map_err(fail)?;
         }
-        self.systemd
+        self.machine
+            .systemd()
             .disable(std::slice::from_ref(&socket))
             .await
             .map_err(fail)?;
         for unit in [&socket, &service] {
             remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
         }
-        self.systemd.daemon_reload().await.map_err(fail)?;
+        self.machine.systemd().daemon_reload().await.map_err(fail)?;
         Ok(format!(
             "socket mode retired: {socket} and {service} stopped and removed\n"
         ))
@@ -485,7 +505,8 @@ impl Deployer {
                 // moves: a failure up to it leaves nginx serving the old release.
                 // No daemon-reload: the instance is loaded and running, and the boot reads the
                 // symlink from disk.
-                self.systemd
+                self.machine
+                    .systemd()
                     .enable_for_boot(std::slice::from_ref(&new_unit))
                     .await
                     .map_err(fail)?;
@@ -582,18 +603,19 @@ impl Deployer {
     /// Stop release `id` and keep it from starting at boot (best effort: it is logged).
     pub(super) async fn stop_release(&self, app: &str, id: u64) {
         let unit = instance(app, id);
-        if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
+        if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, &unit).await {
             tracing::warn!("stopping {unit}: {e}");
         }
         // No daemon-reload: the boot reads the (removed) symlink from disk.
         if let Err(e) = self
-            .systemd
+            .machine
+            .systemd()
             .disable_for_boot(std::slice::from_ref(&unit))
             .await
         {
             tracing::warn!("disabling {unit}: {e}");
         }
-        self.systemd.reset_failed(&unit).await;
+        self.machine.systemd().reset_failed(&unit).await;
     }
 }
 
@@ -606,21 +628,19 @@ fn remove_if_there(path: &Path) -> Result<bool, Failure> {
     }
 }
 
-impl Deployer {
-    /// The units serving `app`, for an operation that must take the app down (a restore): its
-    /// socket and service (socket mode, or left from it before a switch to proxy mode), and in
-    /// proxy mode the instance of its live release (`current`'s target), the one nginx sends
-    /// the traffic to. Whether each is loaded is for the caller to ask.
-    pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
-        let base = format!("{}{app}", units::LIVE_PREFIX);
-        let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
-        if spec.service.mode == crate::definition::ServeMode::Proxy {
-            if let Some(id) = AppDirs::new(&spec.path).live() {
-                all.push(instance(app, id));
-            }
+/// The units serving `app`, for an operation that must take the app down (a restore): its
+/// socket and service (socket mode, or left from it before a switch to proxy mode), and in
+/// proxy mode the instance of its live release (`current`'s target), the one nginx sends the
+/// traffic to. Whether each is loaded is for the caller to ask.
+pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
+    let base = format!("{}{app}", units::LIVE_PREFIX);
+    let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
+    if spec.service.mode == crate::definition::ServeMode::Proxy {
+        if let Some(id) = AppDirs::new(&spec.path).live() {
+            all.push(instance(app, id));
         }
-        all
     }
+    all
 }
 
 #[cfg(test)]

@@ -361,6 +361,8 @@ pub trait Processes: Send + Sync {
     /// (or runs out of time) gets its sink killed first ([`End::Cut`]).
     fn pipe(&self, source: Cmd, sink: Cmd)
         -> impl Future<Output = Result<Piped, HostError>> + Send;
+    /// Whether `program` is installed: a file of that name in a directory of [`PATH`].
+    fn installed(&self, program: &str) -> bool;
 }
 
 /// The real processes (tokio::process).
@@ -554,6 +556,11 @@ impl Drop for Feed {
 }
 
 impl Processes for RealProcesses {
+    fn installed(&self, program: &str) -> bool {
+        PATH.split(':')
+            .any(|d| std::path::Path::new(d).join(program).is_file())
+    }
+
     async fn run(&self, mut cmd: Cmd) -> Result<Output, HostError> {
         let input = std::mem::take(&mut cmd.stdin);
         let mut running = Running::start(&mut cmd, !input.is_empty(), false)?;

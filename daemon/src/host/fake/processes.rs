@@ -115,6 +115,10 @@ fn deliver(cmd: &mut Cmd, out: &mut Output) -> Result<(), HostError> {
 }
 
 impl Processes for FakeProcesses {
+    fn installed(&self, program: &str) -> bool {
+        !self.state().missing.contains(program)
+    }
+
     async fn run(&self, mut cmd: Cmd) -> Result<Output, HostError> {
         let mut out = self.answer(cmd.call())?;
         deliver(&mut cmd, &mut out)?;
