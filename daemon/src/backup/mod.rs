@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::definition::{BackupSpec, ValidatedDefinition};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::Deployer;
 use crate::host::tree::{Dir, Owner};
@@ -154,13 +154,14 @@ impl<M: Machine> Backups<M> {
         cache: &Path,
         status: Arc<dyn StatusBoard>,
     ) -> Arc<Backups<M>> {
+        let secrets = deployer.secrets().to_path_buf();
         Arc::new(Backups {
             state,
             deployer,
             vault: Vault::new(root),
             root: root.to_path_buf(),
             cache: cache.join("restic"),
-            secrets: PathBuf::from(SECRETS_DIR),
+            secrets,
             server: server_name(),
             status,
             running: Mutex::new(BTreeMap::new()),

@@ -24,6 +24,8 @@ mod recover;
 mod rollback;
 pub mod runner;
 mod switch;
+#[cfg(test)]
+pub(crate) mod tests;
 mod transient;
 pub mod units;
 
@@ -181,7 +183,18 @@ impl<M: Machine> Deployer<M> {
         root: PathBuf,
         metrics: Arc<Metrics>,
     ) -> Arc<Deployer<M>> {
-        let secrets = PathBuf::from(SECRETS_DIR);
+        let places = (definition, PathBuf::from(SECRETS_DIR), root);
+        Deployer::with_secrets(state, machine, places, metrics)
+    }
+
+    /// [`Deployer::new`] with the secrets in `secrets` instead of strackt's own directory (a
+    /// component test's).
+    pub(crate) fn with_secrets(
+        state: StateHandle,
+        machine: Arc<M>,
+        (definition, secrets, root): (PathBuf, PathBuf, PathBuf),
+        metrics: Arc<Metrics>,
+    ) -> Arc<Deployer<M>> {
         // The operations log's sources: live output is masked as the stored output is.
         let redact = crate::state::Redactor::from_sources(
             &secrets,
@@ -202,6 +215,11 @@ impl<M: Machine> Deployer<M> {
     /// The host deploys (and the backups beside them) work on.
     pub(crate) fn machine(&self) -> &Arc<M> {
         &self.machine
+    }
+
+    /// Where the secrets the definition refers to are.
+    pub(crate) fn secrets(&self) -> &Path {
+        &self.secrets
     }
 
     /// The output lines of operation `op` after line `after` (root only: the control socket).

@@ -10,7 +10,7 @@ use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
 use crate::host::processes::Processes;
-use crate::host::Systemd;
+use crate::host::{Files, Machine, Systemd};
 use crate::state::redact::url_encode;
 
 /// What a deploy runs with, once preflight passed.
@@ -37,17 +37,17 @@ pub fn git_env(
     app: &str,
     spec: &AppSpec,
     user: &RunAs,
+    files: &impl Files,
 ) -> Result<BTreeMap<String, String>, String> {
     // Not under /run/strackt, which is root-only: the app user must read it.
-    let dir = Path::new("/run/strackt-git");
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{app}.gitconfig"));
+    let path = Path::new("/run/strackt-git").join(format!("{app}.gitconfig"));
     let repo = spec.repo.trim_end_matches('/');
     let text = format!(
         "[include]\n\tpath = {}/.gitconfig\n[safe]\n\tdirectory = {repo}\n\tdirectory = {repo}/.git\n",
         user.home
     );
-    crate::host::files::atomic_write(&path, text.as_bytes(), 0o644, 0, 0)
+    files
+        .write(&path, text.as_bytes(), 0o644, 0, 0)
         .map_err(|e| e.to_string())?;
     Ok(BTreeMap::from([
         ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
@@ -143,9 +143,9 @@ pub async fn check(
     def: &ValidatedDefinition,
     file: &Path,
     secrets: &Path,
-    systemd: &impl Systemd,
-    processes: &impl Processes,
+    machine: &impl Machine,
 ) -> Result<Prepared, DefinitionError> {
+    let processes = machine.processes();
     let mut problems: Vec<Problem> = Vec::new();
     let source = def.source();
     let mut at = |path: &[&str], message: String| {
@@ -198,7 +198,7 @@ pub async fn check(
     };
 
     for unit in &app.requires {
-        match systemd.unit_state(unit).await {
+        match machine.systemd().unit_state(unit).await {
             Ok(s) if s.is_active() => {}
             Ok(s) if s.load_state == "not-found" => at(
                 &["requires"],
@@ -236,7 +236,7 @@ pub async fn check(
         }
     }
 
-    let git = match git_env(name, app, &user) {
+    let git = match git_env(name, app, &user, machine.files()) {
         Ok(env) => env,
         Err(e) => {
             at(&["repo"], e);

@@ -33,8 +33,7 @@ impl<M: Machine> Deployer<M> {
                     def,
                     &self.definition,
                     &self.secrets,
-                    self.machine.systemd(),
-                    self.machine.processes(),
+                    self.machine.as_ref(),
                 )
                 .await
                 .map(|p| (p, String::new()))
@@ -70,7 +69,7 @@ impl<M: Machine> Deployer<M> {
                 .ok_or_else(|| format!("user `{u}` does not exist on this server"))?,
             None => RunAs::root(),
         };
-        let git = preflight::git_env(app, spec, &user)?;
+        let git = preflight::git_env(app, spec, &user, self.machine.files())?;
         let limit = Duration::from_secs(10 * 60);
         let made = runner::run(
             self.machine.processes(),

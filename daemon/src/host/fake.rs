@@ -6,7 +6,7 @@
 
 mod processes;
 
-pub use processes::{FakeProcesses, FakeSnapshot, ProcessState, ResticModel};
+pub use processes::{FakeProcesses, FakeSnapshot, GitModel, ProcessState, ResticModel};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
