@@ -14,6 +14,8 @@ mod runs;
 mod schedule;
 pub mod server;
 mod take;
+#[cfg(test)]
+mod tests;
 pub mod unchanged;
 pub mod vault;
 

@@ -4,7 +4,6 @@
 //! and the app's units — is asserted as it is on a server. The harness is shared with the
 //! backup and restore tests.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,10 +48,15 @@ impl Harness {
         std::fs::create_dir_all(&root).expect("state root");
         std::fs::create_dir_all(&secrets).expect("secrets");
         std::fs::write(secrets.join("shop_db"), "pw\n").expect("secret");
+        std::fs::write(
+            secrets.join("s3"),
+            "AWS_ACCESS_KEY_ID=k\nAWS_SECRET_ACCESS_KEY=s\n",
+        )
+        .expect("secret");
         let definition = dir.path().join("server.yaml");
         let text = format!(
             "version: 1\n\
-             apps:\n  shop:\n    repo: {REPO}\n    path: {}\n    user: root\n\
+             apps:\n  shop:\n    repo: {REPO}\n    path: {}\n    user: root\n    shared: [storage]\n\
              \x20   database: {{ engine: postgresql, host: 127.0.0.1, port: 5432, name: shop, user: shop, password: {{ secret: shop_db }} }}\n\
              \x20   steps: {{ build: make build, migrate: make migrate }}\n\
              \x20   service: {{ exec: /usr/bin/shop, listen: \"127.0.0.1:8000\", health: /health }}\n{more}",
