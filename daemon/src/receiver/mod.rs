@@ -17,6 +17,8 @@
 pub mod rest;
 pub mod retention;
 pub mod stage;
+#[cfg(test)]
+mod tests;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -34,6 +36,7 @@ use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
+use crate::host::processes::Processes;
 pub use stage::{stage, STAGE_DIR};
 
 /// Where the receiver reads its definition, secrets, TLS files and the team key.
@@ -149,6 +152,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             policy: policy_rx,
             vault: sources.vault.clone(),
             cache,
+            processes: crate::host::processes::RealProcesses,
         };
         tokio::spawn(retention.run(stored_rx));
         let running = Running {
@@ -369,15 +373,17 @@ struct Policy {
     settle: Duration,
 }
 
-/// Forget and prune on the receiver, where clients cannot.
-struct Retention {
+/// Forget and prune on the receiver, where clients cannot, running restic through `P` (the
+/// fake in component tests).
+struct Retention<P> {
     store: Arc<rest::Store>,
     policy: watch::Receiver<Policy>,
     vault: Vault,
     cache: PathBuf,
+    processes: P,
 }
 
-impl Retention {
+impl<P: Processes + Clone> Retention<P> {
     async fn run(self, mut stored: mpsc::UnboundedReceiver<String>) {
         let mut due: BTreeMap<String, Instant> = BTreeMap::new();
         loop {
@@ -424,12 +430,7 @@ impl Retention {
         let pruning = self.store.pruning(client).ok_or("unknown client")?;
         let _held = pruning.lock().await;
         let dir = self.store.repo(client);
-        let repo = Repo::local(
-            &dir,
-            &self.vault,
-            &self.cache,
-            crate::host::processes::RealProcesses,
-        );
+        let repo = Repo::local(&dir, &self.vault, &self.cache, self.processes.clone());
         let listed = repo.snapshots(&["strackt".to_string()], None).await?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {
