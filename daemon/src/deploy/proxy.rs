@@ -23,7 +23,6 @@ use super::layout::{AppData, AppDirs};
 use super::runner::{self, RunAs};
 use super::{argv, health_url, take_over_env, units, Deployer, UNIT_DIR};
 use crate::definition::{AppSpec, HealthSpec};
-use crate::host::files::atomic_write;
 use crate::host::health::Health;
 use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::{Progress, StepResult};
@@ -151,18 +150,28 @@ struct SiteChange {
 
 impl<M: Machine> Deployer<M> {
     /// The port release `id` is to start on, and the site as it is now.
-    fn proxy_port(app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
+    fn proxy_port(&self, app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
         let ports = spec
             .service
             .ports
             .ok_or_else(|| fail("`mode: proxy` without `ports`"))?;
-        let path = site_path(app);
-        let now = match std::fs::read_to_string(&path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(format!("reading {}: {e}", path.display()))),
-        };
+        let now = self
+            .machine
+            .files()
+            .read(&site_path(app))
+            .map_err(fail)?
+            .map(|t| String::from_utf8_lossy(&t).into_owned());
         Ok((next_port(ports, now.as_deref().and_then(live_port)), now))
+    }
+
+    /// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
+    fn remove_if_there(&self, path: &Path) -> Result<bool, Failure> {
+        let files = self.machine.files();
+        let there = files.stat(path).map_err(fail)?.is_some();
+        if there {
+            files.remove(path).map_err(fail)?;
+        }
+        Ok(there)
     }
 
     /// Write the template unit when it changed.
@@ -199,7 +208,10 @@ impl<M: Machine> Deployer<M> {
         let unit = instance(app, id);
         let listen_file = data.release(id).join(LISTEN_FILE);
         let text = units::env_file(&listen_vars(port));
-        atomic_write(&listen_file, text.as_bytes(), 0o600, 0, 0).map_err(fail)?;
+        self.machine
+            .files()
+            .write(&listen_file, text.as_bytes(), 0o600, 0, 0)
+            .map_err(fail)?;
         self.machine.systemd().reset_failed(&unit).await;
         // Restart, not start: an instance left running (a killed deploy) must take the port
         // it is given now.
@@ -234,7 +246,7 @@ impl<M: Machine> Deployer<M> {
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
     ) -> StepResult<()> {
-        let (port, _) = Self::proxy_port(app, spec)?;
+        let (port, _) = self.proxy_port(app, spec)?;
         self.install_template(app, spec, dirs, data).await?;
         self.start_release(app, spec, data, id, port).await?;
         if spec.steps.migrate.is_none() && spec.steps.cache.is_none() {
@@ -256,8 +268,11 @@ impl<M: Machine> Deployer<M> {
     /// and its `listen` file (strackt's, root-only) names that port.
     async fn still_running(&self, app: &str, data: &AppData, id: u64, port: u16) -> bool {
         let want = units::env_file(&listen_vars(port));
-        let file = std::fs::read_to_string(data.release(id).join(LISTEN_FILE)).ok();
-        if file.as_deref() != Some(want.as_str()) {
+        let file = self
+            .machine
+            .files()
+            .read(&data.release(id).join(LISTEN_FILE));
+        if file.ok().flatten().as_deref() != Some(want.as_bytes()) {
             return false;
         }
         self.machine
@@ -308,7 +323,10 @@ impl<M: Machine> Deployer<M> {
         text: &str,
         before: Option<&str>,
     ) -> Result<OldWorkers, Failure> {
-        atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+        let files = self.machine.files();
+        files
+            .write(path, text.as_bytes(), 0o644, 0, 0)
+            .map_err(fail)?;
         let tested = runner::run(
             self.machine.processes(),
             &argv(&["nginx", "-t", "-q"]),
@@ -331,10 +349,8 @@ impl<M: Machine> Deployer<M> {
         };
         if reloaded.is_err() {
             let restored = match before {
-                Some(old) => {
-                    atomic_write(path, old.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())
-                }
-                None => std::fs::remove_file(path).map_err(|e| e.to_string()),
+                Some(old) => files.write(path, old.as_bytes(), 0o644, 0, 0),
+                None => files.remove(path),
             };
             if let Err(e) = restored {
                 tracing::error!("putting back {}: {e}", path.display());
@@ -392,7 +408,13 @@ impl<M: Machine> Deployer<M> {
         let base = format!("{}{app}", units::LIVE_PREFIX);
         let (socket, service) = (format!("{base}.socket"), format!("{base}.service"));
         let socket_path = Path::new(UNIT_DIR).join(&socket);
-        if !socket_path.exists() {
+        if self
+            .machine
+            .files()
+            .stat(&socket_path)
+            .map_err(fail)?
+            .is_none()
+        {
             return Ok(String::new());
         }
         for unit in [&socket, &service] {
@@ -408,7 +430,7 @@ impl<M: Machine> Deployer<M> {
             .await
             .map_err(fail)?;
         for unit in [&socket, &service] {
-            remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
+            self.remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
         }
         self.machine.systemd().daemon_reload().await.map_err(fail)?;
         Ok(format!(
@@ -425,7 +447,7 @@ impl<M: Machine> Deployer<M> {
         live: Option<u64>,
     ) -> Result<String, Failure> {
         let path = site_path(app);
-        if !remove_if_there(&path)? {
+        if !self.remove_if_there(&path)? {
             return Ok(String::new());
         }
         let old = self.reload_nginx().await?;
@@ -433,7 +455,7 @@ impl<M: Machine> Deployer<M> {
         if let Some(id) = live {
             self.stop_release(app, id).await;
         }
-        remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
+        self.remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
         Ok(format!(
             "proxy mode retired: {} removed, nginx reloaded\n",
             path.display()
@@ -453,7 +475,7 @@ impl<M: Machine> Deployer<M> {
     ) -> Result<(), String> {
         let to = to.ok_or_else(|| "proxy mode: no release to switch to".to_string())?;
         let new_unit = instance(app, to);
-        let (port, before) = match Self::proxy_port(app, spec) {
+        let (port, before) = match self.proxy_port(app, spec) {
             Ok(found) => found,
             Err((why, _)) => {
                 // A release its validation boot left running serves no one.
@@ -580,11 +602,14 @@ impl<M: Machine> Deployer<M> {
                 match &change.before {
                     Some(old) => {
                         // Its text is known good: nginx served it until the switch.
-                        atomic_write(&change.path, old.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+                        self.machine
+                            .files()
+                            .write(&change.path, old.as_bytes(), 0o644, 0, 0)
+                            .map_err(fail)?;
                         self.reload_nginx().await?;
                     }
                     None => {
-                        std::fs::remove_file(&change.path).map_err(fail)?;
+                        self.machine.files().remove(&change.path).map_err(fail)?;
                         self.reload_nginx().await?;
                     }
                 }
@@ -616,15 +641,6 @@ impl<M: Machine> Deployer<M> {
             tracing::warn!("disabling {unit}: {e}");
         }
         self.machine.systemd().reset_failed(&unit).await;
-    }
-}
-
-/// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
-fn remove_if_there(path: &Path) -> Result<bool, Failure> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
     }
 }
 
