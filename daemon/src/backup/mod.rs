@@ -7,6 +7,10 @@
 //! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
 //! never changes the app; a restore does, through the deployer (it stops the app's units, puts
 //! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
+//!
+//! It works on the [`Machine`] of its deployer (restic, pg_dump and psql as programs, systemd
+//! to stop and start the app), so runs and restores have component tests on the fake's model
+//! of a restic repository (`tests.rs`).
 
 pub mod restic;
 mod restore;

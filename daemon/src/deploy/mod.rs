@@ -10,6 +10,11 @@
 //! or release rollback per app at a time. It never changes the live release before the switch,
 //! never deletes the live release or the last good one, and a deploy that fails after its
 //! migration started puts the database back from the pre-migrate dump (`failed.rs`).
+//!
+//! Everything it does to the host goes through the `host/` seam of one [`Machine`] (systemd,
+//! health probes, programs, strackt's own files such as unit files and nginx sites), so the
+//! deploy, its failures and release rollback have component tests on the fake (`tests.rs`);
+//! the app's own directories are reached only through `host::tree` (`layout.rs`).
 
 mod build;
 pub mod database;
