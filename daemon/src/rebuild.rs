@@ -337,7 +337,7 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
         definition.to_path_buf(),
     );
     tokio::task::spawn_blocking(move || {
-        crate::deploy::layout::private_dir(&dir)?;
+        crate::host::private::private_dir(&dir)?;
         for (name, value) in &secrets {
             atomic_write(
                 &dir.join(name),

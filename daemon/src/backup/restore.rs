@@ -124,7 +124,7 @@ impl<M: Machine> Backups<M> {
             // Another operation on this app cannot run meanwhile (the claim): what is in
             // restore/ is a killed restore's leftovers.
             let r = restore_dir.clone();
-            off_thread(move || crate::deploy::layout::emptied_private_dir(&r)).await?;
+            off_thread(move || crate::host::private::emptied_private_dir(&r)).await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths
@@ -187,8 +187,8 @@ impl<M: Machine> Backups<M> {
                 Err(e)
             }
         };
-        let _ =
-            off_thread(move || std::fs::remove_dir_all(&scratch).map_err(|e| e.to_string())).await;
+        // Scratch of strackt's own: a leftover is emptied by the next restore.
+        let _ = off_thread(move || crate::host::private::remove_private(&scratch)).await;
         Ok(format!(
             "restored {app} from backup {run} ({code}); {}",
             deployed?
@@ -236,12 +236,9 @@ async fn restore_database(
 ) -> Result<(PathBuf, String), (String, String)> {
     let fail = |e: String| (e, String::new());
     let s = scratch.to_path_buf();
-    off_thread(move || {
-        let _ = std::fs::remove_dir_all(&s);
-        crate::deploy::layout::private_dir(&s)
-    })
-    .await
-    .map_err(fail)?;
+    off_thread(move || crate::host::private::fresh_private_dir(&s))
+        .await
+        .map_err(fail)?;
     let out = repo
         .restore(&snap.id, scratch, Some(file))
         .await
@@ -276,7 +273,7 @@ async fn restore_files(
     user: Option<&str>,
 ) -> Result<String, String> {
     let s = scratch.to_path_buf();
-    off_thread(move || crate::deploy::layout::fresh_private_dir(&s)).await?;
+    off_thread(move || crate::host::private::fresh_private_dir(&s)).await?;
     let restored = repo.restore(&snap.id, scratch, None).await;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
     let (s, shared, paths, taken) = (
@@ -289,7 +286,7 @@ async fn restore_files(
         let swapped = restored.and_then(|out| {
             swap_in(&s, &shared, &paths, &taken, owner.as_ref()).map(|log| format!("{out}{log}"))
         });
-        let removed = crate::deploy::layout::remove_private(&s);
+        let removed = crate::host::private::remove_private(&s);
         let swapped = swapped?;
         removed?;
         Ok(swapped)

@@ -410,7 +410,7 @@ impl<M: Machine> Backups<M> {
         let json = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
         let f = file.clone();
         off_thread(move || {
-            crate::deploy::layout::private_dir(&dir)?;
+            crate::host::private::private_dir(&dir)?;
             atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
         })
         .await?;

@@ -12,7 +12,7 @@ use crate::definition::{AppSpec, HealthSpec, ServeMode};
 use crate::host::health::Health;
 use crate::host::processes::Processes;
 use crate::host::tree::{Dir, Owner};
-use crate::host::{JobKind, Machine, Systemd};
+use crate::host::{private, JobKind, Machine, Systemd};
 use crate::ops::{now, Progress, Step, StepResult};
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
@@ -127,7 +127,7 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
     }
     // pg_dump writes to a file strackt opened in its own directory: it opens no path itself,
     // and runs from `/`, not from the app's tree.
-    let file = layout::create_private(dump).map_err(|e| (e, String::new()))?;
+    let file = private::create_private(dump).map_err(|e| (e, String::new()))?;
     // gzip level 1: the same size as pg_dump's default level 6 on table data, in a third of
     // the time (300 MB of rows: 5.4 s against 14.6 s).
     let cmd = argv(&[
@@ -334,7 +334,7 @@ impl<M: Machine> Deployer<M> {
             let fail = |e: String| (e, String::new());
             data.fresh_release(id).map_err(fail)?;
             let env_path = data.env_file(id);
-            let mut file = layout::create_private(&env_path).map_err(fail)?;
+            let mut file = private::create_private(&env_path).map_err(fail)?;
             std::io::Write::write_all(&mut file, units::env_file(&prepared.env).as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| (format!("write {}: {e}", env_path.display()), String::new()))?;
@@ -504,7 +504,7 @@ impl<M: Machine> Deployer<M> {
         }
         let (d, to, data) = (dirs.clone(), dump.clone(), data.clone());
         tokio::task::spawn_blocking(move || {
-            layout::private_dir(&data.release(id))?;
+            private::private_dir(&data.release(id))?;
             layout::adopt_legacy(&d, id, layout::DUMP, &to)
         })
         .await

@@ -44,7 +44,7 @@ use serde::Serialize;
 use crate::definition::{parse, AppSpec, ValidatedDefinition, SECRETS_DIR};
 use crate::host::processes::Processes;
 use crate::host::systemd::UNIT_DIR;
-use crate::host::{Machine, RealMachine};
+use crate::host::{private, Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::{live, Progress};
 use crate::state::{ReleaseRow, StateHandle};
@@ -160,7 +160,7 @@ async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option
     }
     let (dirs, data) = (dirs.clone(), data.clone());
     tokio::task::spawn_blocking(move || {
-        layout::private_dir(&data.release(id))?;
+        private::private_dir(&data.release(id))?;
         let from = dirs.legacy_file(id, "env");
         match layout::adopt_legacy(&dirs, id, "env", &to) {
             Ok(_) => Ok(Some(format!(

@@ -14,6 +14,7 @@ pub mod files;
 pub mod firewall;
 pub mod health;
 pub mod packages;
+pub mod private;
 pub mod processes;
 pub mod sysctl;
 pub mod systemd;
