@@ -239,3 +239,49 @@ async fn a_deploy_is_refused_when_its_pre_migrate_dump_cannot_be_recorded() {
     assert_eq!(h.host.running(SERVICE), pid);
     assert!(!h.dirs().release(2).exists());
 }
+
+#[tokio::test]
+async fn a_release_rollback_with_its_database_puts_back_the_dump_taken_before_the_later_migration()
+{
+    let h = Harness::deployed("").await;
+    let op = h.deploy().await;
+    assert_eq!(op.outcome, "success", "{op:?}");
+    assert_eq!(h.dirs().live(), Some(2));
+    let pid = h.host.running(SERVICE);
+    h.host.processes.state().calls.clear();
+
+    let op = h
+        .deployer
+        .rollback_release("shop".into(), None, true)
+        .await
+        .expect("the rollback starts");
+
+    assert_eq!(op.outcome, "success", "{op:?}");
+    let steps = steps(&op);
+    assert_eq!(
+        steps,
+        [
+            ("restore-database", "ok"),
+            ("switch", "ok"),
+            ("health", "ok")
+        ]
+    );
+    assert_eq!(h.dirs().live(), Some(1));
+    assert_ne!(
+        h.host.running(SERVICE),
+        pid,
+        "the service runs release 1 now"
+    );
+    // The dump release 2 took before its migration is the one restored.
+    let dump = h.deployer.app_data("shop").dump(2).display().to_string();
+    let processes = h.host.processes.state();
+    let restored = processes
+        .calls
+        .iter()
+        .find(|c| c.program == "pg_restore")
+        .expect("pg_restore ran");
+    assert_eq!(restored.args.last(), Some(&dump));
+    drop(processes);
+    let releases = h.releases().await;
+    assert!(releases.contains(&(1, "live".to_string())), "{releases:?}");
+}
