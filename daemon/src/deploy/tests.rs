@@ -285,3 +285,33 @@ async fn a_release_rollback_with_its_database_puts_back_the_dump_taken_before_th
     let releases = h.releases().await;
     assert!(releases.contains(&(1, "live".to_string())), "{releases:?}");
 }
+
+#[tokio::test]
+async fn a_release_that_fails_its_validation_boot_is_stopped_and_never_goes_live() {
+    let h = Harness::deployed("").await;
+    let pid = h.host.running(SERVICE);
+    let socket = "strackt-validate-shop-2.socket";
+    h.host.state().failing.insert(socket.into());
+
+    let op = h.deploy().await;
+
+    assert_eq!(op.outcome, "failed", "{op:?}");
+    let steps = steps(&op);
+    assert!(steps.contains(&("validate-boot", "failed")), "{steps:?}");
+    assert!(
+        !steps.iter().any(|(a, _)| *a == "migrate" || *a == "switch"),
+        "{steps:?}"
+    );
+    // Its units were started on their own, then stopped again.
+    let journal = h.host.state().journal.clone();
+    for event in [
+        format!("start-transient {socket}"),
+        format!("stop {socket}"),
+        "stop strackt-validate-shop-2.service".to_string(),
+    ] {
+        assert!(journal.contains(&event), "{event} not in {journal:?}");
+    }
+    assert_eq!(h.dirs().live(), Some(1));
+    assert_eq!(h.host.running(SERVICE), pid);
+    assert!(!h.dirs().release(2).exists());
+}
