@@ -7,6 +7,10 @@
 //! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
 //! never changes the app; a restore does, through the deployer (it stops the app's units, puts
 //! the data back, and redeploys), holding the app's claim so no deploy runs meanwhile.
+//!
+//! It works on the [`Machine`] of its deployer (restic, pg_dump and psql as programs, systemd
+//! to stop and start the app), so runs and restores have component tests on the fake's model
+//! of a restic repository (`tests.rs`).
 
 pub mod restic;
 mod restore;
@@ -14,6 +18,8 @@ mod runs;
 mod schedule;
 pub mod server;
 mod take;
+#[cfg(test)]
+mod tests;
 pub mod unchanged;
 pub mod vault;
 
@@ -23,13 +29,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{BackupSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::definition::{BackupSpec, ValidatedDefinition};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::Deployer;
-use crate::host::processes::RealProcesses;
-use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
-use crate::host::{JobKind, Systemd};
+use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
 pub use crate::status::BackupState;
@@ -79,12 +83,12 @@ pub fn is_commit(text: &str) -> bool {
     matches!(text.len(), 40 | 64) && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Runs backups, verifies and restores.
+/// Runs backups, verifies and restores on the machine `M` (the fake in component tests), the
+/// one its deployer works on.
 #[derive(Debug)]
-pub struct Backups {
+pub struct Backups<M: Machine = RealMachine> {
     state: StateHandle,
-    systemd: DbusSystemd,
-    deployer: Arc<Deployer>,
+    deployer: Arc<Deployer<M>>,
     vault: Vault,
     /// strackt's state root (the live generation, the server bundle's scratch).
     root: PathBuf,
@@ -97,8 +101,6 @@ pub struct Backups {
     /// What each app's last successful run saw (in memory: after a restart the first run
     /// reads everything).
     seen: Mutex<BTreeMap<String, Seen>>,
-    /// The programs backups run (restic, pg_dump, psql).
-    processes: RealProcesses,
 }
 
 /// This server's name, as snapshots are tagged with it.
@@ -125,9 +127,9 @@ fn spec_of(
 }
 
 /// Marks an app's backup as running; cleared on drop.
-struct Running(Arc<Backups>, String);
+struct Running<M: Machine>(Arc<Backups<M>>, String);
 
-impl Drop for Running {
+impl<M: Machine> Drop for Running<M> {
     fn drop(&mut self) {
         if let Ok(mut r) = self.0.running.lock() {
             r.remove(&self.1);
@@ -135,43 +137,46 @@ impl Drop for Running {
     }
 }
 
-impl Backups {
-    /// The backup service.
+impl<M: Machine> Backups<M> {
+    /// The backup service, on the machine `deployer` works on.
     pub fn new(
         state: StateHandle,
-        systemd: DbusSystemd,
-        deployer: Arc<Deployer>,
+        deployer: Arc<Deployer<M>>,
         root: &Path,
         cache: &Path,
         status: Arc<dyn StatusBoard>,
-    ) -> Arc<Backups> {
+    ) -> Arc<Backups<M>> {
+        let secrets = deployer.secrets().to_path_buf();
         Arc::new(Backups {
             state,
-            systemd,
             deployer,
             vault: Vault::new(root),
             root: root.to_path_buf(),
             cache: cache.join("restic"),
-            secrets: PathBuf::from(SECRETS_DIR),
+            secrets,
             server: server_name(),
             status,
             running: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
-            processes: RealProcesses,
         })
     }
 
-    fn repo(&self, spec: &BackupSpec) -> Result<Repo, String> {
+    /// The host: systemd and the programs backups run (restic, pg_dump, psql).
+    fn machine(&self) -> &M {
+        self.deployer.machine()
+    }
+
+    fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, String> {
         Repo::open(
             spec,
             &self.vault,
             &self.secrets,
             &self.cache,
-            self.processes,
+            self.machine().processes().clone(),
         )
     }
 
-    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running, String> {
+    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running<M>, String> {
         let mut r = self
             .running
             .lock()

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::vault::Vault;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::{last_line, read_secret};
-use crate::host::processes::{Chunk, Cmd, End, Output, Processes, RealProcesses, Stream};
+use crate::host::processes::{Chunk, Cmd, End, Output, Processes, Stream};
 use crate::host::HostError;
 
 /// Time limit of restic commands that only look (snapshots, cat config).
@@ -27,7 +27,7 @@ const KEEP: usize = 256 << 20;
 
 /// A restic repository at one destination, reached through `processes`.
 #[derive(Debug, Clone)]
-pub struct Repo<P = RealProcesses> {
+pub struct Repo<P> {
     processes: P,
     env: BTreeMap<String, String>,
     options: Vec<String>,

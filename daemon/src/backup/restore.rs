@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Backups {
+impl<M: Machine> Backups<M> {
     /// Start restoring run `run` of `app` onto this server: one tracked operation that checks
     /// everything first, stops the app, puts the database and files back, and redeploys the
     /// commit recorded with the run (the branch tip with `latest`, or when none was recorded).
@@ -85,18 +85,20 @@ impl Backups {
             .await?;
         let by_kind = |kind: &str| snaps.iter().find(|s| s.tag("kind") == Some(kind)).cloned();
 
-        let units = Deployer::serving_units(app, app_spec);
+        let units = crate::deploy::serving_units(app, app_spec);
         let stopped = p
             .step("stop", &units.join(" "), async {
                 let mut stopped = Vec::new();
                 for unit in &units {
                     let state = self
-                        .systemd
+                        .machine()
+                        .systemd()
                         .unit_state(unit)
                         .await
                         .map_err(|e| (e.to_string(), String::new()))?;
                     if state.load_state == "loaded" {
-                        self.systemd
+                        self.machine()
+                            .systemd()
                             .run_job(JobKind::Stop, unit)
                             .await
                             .map_err(|e| (format!("stopping {unit}: {e}"), String::new()))?;
@@ -122,7 +124,7 @@ impl Backups {
             // Another operation on this app cannot run meanwhile (the claim): what is in
             // restore/ is a killed restore's leftovers.
             let r = restore_dir.clone();
-            off_thread(move || crate::deploy::layout::emptied_private_dir(&r)).await?;
+            off_thread(move || crate::host::private::emptied_private_dir(&r)).await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths
@@ -133,7 +135,14 @@ impl Backups {
                     p.step(
                         "restore-database",
                         &format!("{} {file}", snap.short_id),
-                        restore_database(&self.processes, &repo, &snap, &file, &scratch, db),
+                        restore_database(
+                            self.machine().processes(),
+                            &repo,
+                            &snap,
+                            &file,
+                            &scratch,
+                            db,
+                        ),
                     )
                     .await?,
                 );
@@ -171,15 +180,15 @@ impl Backups {
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in stopped.iter().rev() {
-                    if let Err(e) = self.systemd.run_job(JobKind::Start, unit).await {
+                    if let Err(e) = self.machine().systemd().run_job(JobKind::Start, unit).await {
                         tracing::error!("restore of {app} failed; starting {unit} again: {e}");
                     }
                 }
                 Err(e)
             }
         };
-        let _ =
-            off_thread(move || std::fs::remove_dir_all(&scratch).map_err(|e| e.to_string())).await;
+        // Scratch of strackt's own: a leftover is emptied by the next restore.
+        let _ = off_thread(move || crate::host::private::remove_private(&scratch)).await;
         Ok(format!(
             "restored {app} from backup {run} ({code}); {}",
             deployed?
@@ -219,7 +228,7 @@ pub(super) fn code_to_deploy(
 /// server, where `restic restore` (whole packs, in parallel) takes 3.0 s.
 async fn restore_database(
     p: &impl crate::host::processes::Processes,
-    repo: &Repo,
+    repo: &Repo<impl crate::host::processes::Processes>,
     snap: &Snapshot,
     file: &str,
     scratch: &Path,
@@ -227,12 +236,9 @@ async fn restore_database(
 ) -> Result<(PathBuf, String), (String, String)> {
     let fail = |e: String| (e, String::new());
     let s = scratch.to_path_buf();
-    off_thread(move || {
-        let _ = std::fs::remove_dir_all(&s);
-        crate::deploy::layout::private_dir(&s)
-    })
-    .await
-    .map_err(fail)?;
+    off_thread(move || crate::host::private::fresh_private_dir(&s))
+        .await
+        .map_err(fail)?;
     let out = repo
         .restore(&snap.id, scratch, Some(file))
         .await
@@ -259,7 +265,7 @@ async fn restore_database(
 /// work (an uploads directory can be millions of files) runs off the daemon's single thread,
 /// which also answers the status endpoint and pings the watchdog.
 async fn restore_files(
-    repo: &Repo,
+    repo: &Repo<impl crate::host::processes::Processes>,
     snap: &Snapshot,
     scratch: &Path,
     shared: &Path,
@@ -267,7 +273,7 @@ async fn restore_files(
     user: Option<&str>,
 ) -> Result<String, String> {
     let s = scratch.to_path_buf();
-    off_thread(move || crate::deploy::layout::fresh_private_dir(&s)).await?;
+    off_thread(move || crate::host::private::fresh_private_dir(&s)).await?;
     let restored = repo.restore(&snap.id, scratch, None).await;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
     let (s, shared, paths, taken) = (
@@ -280,7 +286,7 @@ async fn restore_files(
         let swapped = restored.and_then(|out| {
             swap_in(&s, &shared, &paths, &taken, owner.as_ref()).map(|log| format!("{out}{log}"))
         });
-        let removed = crate::deploy::layout::remove_private(&s);
+        let removed = crate::host::private::remove_private(&s);
         let swapped = swapped?;
         removed?;
         Ok(swapped)

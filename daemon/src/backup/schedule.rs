@@ -11,13 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::definition::schedule::Schedule;
+use crate::host::Machine;
 
 use super::Backups;
 
 /// How often the schedule loop re-reads the definition when nothing is due sooner.
 const RECHECK: Duration = Duration::from_secs(15);
 
-impl Backups {
+impl<M: Machine> Backups<M> {
     /// Start the schedule loop: each app's backups (and verifies) run at their times; a run
     /// missed while the daemon was down runs once at start; runs of one app never overlap.
     pub fn spawn_scheduler(self: &Arc<Self>) {

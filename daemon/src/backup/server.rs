@@ -24,6 +24,7 @@ use crate::deploy::preflight::read_secret;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
 use crate::host::processes::Cmd;
+use crate::host::Machine;
 use crate::ops::Progress;
 
 /// The file name of the bundle inside its snapshot.
@@ -204,15 +205,15 @@ pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, String> {
 }
 
 /// What a rebuild (`crate::rebuild`) uses of the backup service.
-impl Backups {
+impl<M: Machine> Backups<M> {
     /// The deployer the restores go through.
-    pub(crate) fn deployer(&self) -> &Arc<crate::deploy::Deployer> {
+    pub(crate) fn deployer(&self) -> &Arc<crate::deploy::Deployer<M>> {
         &self.deployer
     }
 
     /// The programs restic runs through.
-    pub(crate) fn processes(&self) -> crate::host::processes::RealProcesses {
-        self.processes
+    pub(crate) fn processes(&self) -> M::Processes {
+        self.machine().processes().clone()
     }
 
     /// restic's cache directory.
@@ -389,7 +390,7 @@ impl Backups {
     pub(super) async fn store_server(
         &self,
         p: &mut Progress,
-        repo: &Repo,
+        repo: &Repo<M::Processes>,
         tags: &RunTags<'_>,
     ) -> Result<(), String> {
         let (root, secrets) = (self.root.clone(), self.secrets.clone());
@@ -409,7 +410,7 @@ impl Backups {
         let json = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
         let f = file.clone();
         off_thread(move || {
-            crate::deploy::layout::private_dir(&dir)?;
+            crate::host::private::private_dir(&dir)?;
             atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
         })
         .await?;

@@ -16,6 +16,7 @@ use chrono::Utc;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::resolve_database;
 use crate::host::processes::Cmd;
+use crate::host::Machine;
 use crate::ops::{Progress, Step};
 use restic::{bytes, Repo, Summary};
 use unchanged::Seen;
@@ -23,7 +24,7 @@ use unchanged::Seen;
 use super::runs::RunTags;
 use super::{is_commit, restic, unchanged, Backups};
 
-impl Backups {
+impl<M: Machine> Backups<M> {
     pub(super) async fn take(
         &self,
         p: &mut Progress,
@@ -145,7 +146,7 @@ impl Backups {
         app: &str,
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
-        repo: &Repo,
+        repo: &Repo<M::Processes>,
     ) -> Result<Vec<Part>, String> {
         let db = if spec.database {
             Some(
@@ -171,7 +172,7 @@ impl Backups {
         let (db_print, files_print) = tokio::join!(
             async {
                 match &db {
-                    Some(env) if look => unchanged::database(&self.processes, env).await,
+                    Some(env) if look => unchanged::database(self.machine().processes(), env).await,
                     _ => None,
                 }
             },
@@ -222,7 +223,7 @@ impl Backups {
         p: &mut Progress,
         parts: Vec<Part>,
         spec: &BackupSpec,
-        repo: &Repo,
+        repo: &Repo<M::Processes>,
         seen: Option<&Seen>,
         tags: &RunTags<'_>,
         said: &mut Vec<String>,

@@ -31,14 +31,7 @@ impl Vault {
     }
 
     fn store(&self, key: &str) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir)
-            .and_then(|()| {
-                std::fs::set_permissions(
-                    &self.dir,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o700),
-                )
-            })
-            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        crate::host::private::private_dir(&self.dir)?;
         atomic_write(&self.key_path(), format!("{key}\n").as_bytes(), 0o600, 0, 0)
             .map_err(|e| e.to_string())
     }

@@ -55,7 +55,10 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
         let deployer = crate::deploy::Deployer::new(
             state.clone(),
-            systemd.clone(),
+            Arc::new(crate::host::RealMachine::new(
+                systemd.clone(),
+                &paths.cache.join("debs"),
+            )),
             paths.definition.clone(),
             paths.root.clone(),
             metrics.clone(),
@@ -63,7 +66,6 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         deployer.recover().await;
         let backups = crate::backup::Backups::new(
             state.clone(),
-            systemd.clone(),
             deployer.clone(),
             &paths.root,
             &paths.cache,

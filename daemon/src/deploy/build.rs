@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use crate::definition::{AppSpec, HealthSpec, ServeMode};
 use crate::host::health::Health;
 use crate::host::processes::Processes;
-use crate::host::systemd::DbusSystemd;
 use crate::host::tree::{Dir, Owner};
-use crate::host::{JobKind, Systemd};
+use crate::host::{private, JobKind, Machine, Systemd};
 use crate::ops::{now, Progress, Step, StepResult};
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
@@ -83,30 +82,30 @@ fn link_shared(
 /// The units of a validation boot, stopped when it ends however it ends: awaited at its end,
 /// or in the background when its work is dropped (a step running beside it failed). Being
 /// transient, stopped units are gone: systemd collects them.
-struct StopOnDrop {
-    systemd: DbusSystemd,
+struct StopOnDrop<M: Machine> {
+    machine: Arc<M>,
     units: Vec<String>,
 }
 
-impl StopOnDrop {
+impl<M: Machine> StopOnDrop<M> {
     async fn stop(mut self) {
         let units = std::mem::take(&mut self.units);
-        stop_all(&self.systemd, &units).await;
+        stop_all(self.machine.systemd(), &units).await;
     }
 }
 
-impl Drop for StopOnDrop {
+impl<M: Machine> Drop for StopOnDrop<M> {
     fn drop(&mut self) {
         if self.units.is_empty() {
             return;
         }
-        let (systemd, units) = (self.systemd.clone(), std::mem::take(&mut self.units));
-        tokio::spawn(async move { stop_all(&systemd, &units).await });
+        let (machine, units) = (self.machine.clone(), std::mem::take(&mut self.units));
+        tokio::spawn(async move { stop_all(machine.systemd(), &units).await });
     }
 }
 
 /// Stop `units` at the same time; a unit already gone is fine.
-async fn stop_all(systemd: &DbusSystemd, units: &[String]) {
+async fn stop_all(systemd: &impl Systemd, units: &[String]) {
     futures_util::future::join_all(
         units
             .iter()
@@ -128,7 +127,7 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
     }
     // pg_dump writes to a file strackt opened in its own directory: it opens no path itself,
     // and runs from `/`, not from the app's tree.
-    let file = layout::create_private(dump).map_err(|e| (e, String::new()))?;
+    let file = private::create_private(dump).map_err(|e| (e, String::new()))?;
     // gzip level 1: the same size as pg_dump's default level 6 on table data, in a third of
     // the time (300 MB of rows: 5.4 s against 14.6 s).
     let cmd = argv(&[
@@ -154,7 +153,7 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
     ran_step(ran)
 }
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     pub(super) async fn build_and_switch(
         &self,
         p: &mut Progress,
@@ -258,7 +257,7 @@ impl Deployer {
                 .chain([release.display().to_string()])
                 .collect::<Vec<_>>();
                 let ran = runner::run(
-                    &self.processes,
+                    self.machine.processes(),
                     &clone,
                     &dirs.releases(),
                     quiet,
@@ -272,7 +271,7 @@ impl Deployer {
                 // object the repository happens to hold.
                 if let Some(at) = at {
                     let on_branch = runner::run(
-                        &self.processes,
+                        self.machine.processes(),
                         &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
                         &release,
                         quiet,
@@ -287,7 +286,7 @@ impl Deployer {
                         ));
                     }
                     let checkout = runner::run(
-                        &self.processes,
+                        self.machine.processes(),
                         &argv(&["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", at]),
                         &release,
                         quiet,
@@ -299,7 +298,7 @@ impl Deployer {
                     ran_step(checkout)?;
                 }
                 let rev = runner::run(
-                    &self.processes,
+                    self.machine.processes(),
                     &argv(&["git", "rev-parse", "HEAD"]),
                     &release,
                     quiet,
@@ -335,7 +334,7 @@ impl Deployer {
             let fail = |e: String| (e, String::new());
             data.fresh_release(id).map_err(fail)?;
             let env_path = data.env_file(id);
-            let mut file = layout::create_private(&env_path).map_err(fail)?;
+            let mut file = private::create_private(&env_path).map_err(fail)?;
             std::io::Write::write_all(&mut file, units::env_file(&prepared.env).as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| (format!("write {}: {e}", env_path.display()), String::new()))?;
@@ -372,8 +371,16 @@ impl Deployer {
                 p.step_live(name, command, |out| async move {
                     let cmd = argv(&["/bin/sh", "-c", command]);
                     ran_step(
-                        runner::run_live(&self.processes, &cmd, release, env, user, limit, &out)
-                            .await,
+                        runner::run_live(
+                            self.machine.processes(),
+                            &cmd,
+                            release,
+                            env,
+                            user,
+                            limit,
+                            &out,
+                        )
+                        .await,
                     )
                 })
                 .await?;
@@ -405,7 +412,7 @@ impl Deployer {
                         action: "dump".into(),
                         target: dump.display().to_string(),
                         live: Arc::new(Mutex::new(String::new())),
-                        work: Box::pin(take_dump(&self.processes, dump, prepared)),
+                        work: Box::pin(take_dump(self.machine.processes(), dump, prepared)),
                     });
                 }
                 for done in p.steps(work).await {
@@ -444,11 +451,12 @@ impl Deployer {
         let service = transient::properties(&pair.service, &pair.service_text)
             .map_err(|e| (e, String::new()))?;
         let units = StopOnDrop {
-            systemd: self.systemd.clone(),
+            machine: self.machine.clone(),
             units: vec![pair.service.clone(), pair.socket.clone()],
         };
         let result = async {
-            self.systemd
+            self.machine
+                .systemd()
                 .start_transient(&pair.socket, &socket, &[(pair.service.clone(), service)])
                 .await
                 .map_err(|e| e.to_string())?;
@@ -456,14 +464,15 @@ impl Deployer {
                 http: Some(health_url(&listen, &spec.service.health)),
                 ..HealthSpec::default()
             };
-            self.health
+            self.machine
+                .health()
                 .check(&probe, spec.service.health_within())
                 .await
                 .map_err(|e| format!("health check of the new release failed: {e}"))
         }
         .await;
         let journal = if result.is_err() {
-            journal_tail(&self.processes, &pair.service).await
+            journal_tail(self.machine.processes(), &pair.service).await
         } else {
             String::new()
         };
@@ -495,7 +504,7 @@ impl Deployer {
         }
         let (d, to, data) = (dirs.clone(), dump.clone(), data.clone());
         tokio::task::spawn_blocking(move || {
-            layout::private_dir(&data.release(id))?;
+            private::private_dir(&data.release(id))?;
             layout::adopt_legacy(&d, id, layout::DUMP, &to)
         })
         .await

@@ -2,6 +2,7 @@
 //! had started (the decision is [`super::outcome`]'s), then the failed release removed; a
 //! deploy cut off after its dump keeps the dump for the operator.
 
+use crate::host::Machine;
 use std::path::PathBuf;
 
 use super::layout::{AppData, AppDirs};
@@ -9,7 +10,7 @@ use super::preflight::Prepared;
 use super::{database, outcome, Deployer, Progress};
 use crate::definition::AppSpec;
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// After a failed deploy of release `id`: the database put back from the pre-migrate dump
     /// (`migrating`) when the migration had started (see [`outcome::after_failure`]), then the
     /// release deleted — unless it is still live (switching back failed), and keeping its
@@ -40,7 +41,7 @@ impl Deployer {
                 .step(
                     "restore-database",
                     &format!("{name} from the pre-migrate dump {}", dump.display()),
-                    database::restore(&self.processes, &dump, &prepared.db_env),
+                    database::restore(self.machine.processes(), &dump, &prepared.db_env),
                 )
                 .await;
             Some(match put_back {

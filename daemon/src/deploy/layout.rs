@@ -6,14 +6,12 @@
 //! [`crate::host::tree`]: the directory is opened once, without following a link another user
 //! could have planted, and `current`, `releases/` and `shared/` are reached from it.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
-
 use crate::host::files::swap_symlink;
+use crate::host::private::{create_private, private_dir, remove_private};
 use crate::host::tree::{Dir, Owner};
 use crate::host::HostError;
 use crate::state::ReleaseRow;
@@ -208,75 +206,6 @@ impl AppData {
     }
 }
 
-/// Create `dir` and its missing parents, each 0700; `dir` itself is made 0700 even if it
-/// existed (strackt's own state: nothing else creates these directories).
-///
-/// # Errors
-/// I/O failures, with the path.
-pub fn private_dir(dir: &Path) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| format!("creating {}: {e}", dir.display()))
-}
-
-/// [`private_dir`], empty: whatever was at `dir` (a killed operation's leftovers) goes first.
-///
-/// # Errors
-/// I/O failures, with the path.
-pub fn fresh_private_dir(dir: &Path) -> Result<(), String> {
-    remove_private(dir)?;
-    private_dir(dir)
-}
-
-/// [`private_dir`], emptied: what is in it goes, the directory itself stays (it may be a
-/// mount point).
-///
-/// # Errors
-/// I/O failures, with the path.
-pub fn emptied_private_dir(dir: &Path) -> Result<(), String> {
-    private_dir(dir)?;
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
-        remove_private(&entry.path())?;
-    }
-    Ok(())
-}
-
-/// Create the new file `path` (0600, never through a link, never an existing file) in a
-/// directory of strackt's own, for writing.
-///
-/// # Errors
-/// I/O failures (also: `path` exists), with the path.
-pub fn create_private(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-        .open(path)
-        .and_then(|f| {
-            // The mode on the fd: a umask cannot have widened it, but say it once.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            Ok(f)
-        })
-        .map_err(|e| format!("creating {}: {e}", path.display()))
-}
-
-/// Remove `path` (a directory of strackt's own, or nothing) and what is in it.
-pub fn remove_private(path: &Path) -> Result<(), String> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-    .map_err(|e| format!("removing {}: {e}", path.display()))
-}
-
 /// Take over file `name` that release `id`, made before [`AppData`], keeps at
 /// `<app>/releases/<id>/.strackt/<name>` in the app user's tree: copied to `to` (a new 0600 file
 /// in strackt's own directory). Only a file strackt itself wrote is taken: no link anywhere on
@@ -355,6 +284,7 @@ pub fn prunable(releases: &[ReleaseRow], live: Option<u64>, keep: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn rel(id: u64, state: &str) -> ReleaseRow {
         ReleaseRow {

@@ -10,6 +10,11 @@
 //! or release rollback per app at a time. It never changes the live release before the switch,
 //! never deletes the live release or the last good one, and a deploy that fails after its
 //! migration started puts the database back from the pre-migrate dump (`failed.rs`).
+//!
+//! Everything it does to the host goes through the `host/` seam of one [`Machine`] (systemd,
+//! health probes, programs, strackt's own files such as unit files and nginx sites), so the
+//! deploy, its failures and release rollback have component tests on the fake (`tests.rs`);
+//! the app's own directories are reached only through `host::tree` (`layout.rs`).
 
 mod build;
 pub mod database;
@@ -19,10 +24,13 @@ mod outcome;
 pub mod preflight;
 mod prepare;
 mod proxy;
+pub(crate) use proxy::serving_units;
 mod recover;
 mod rollback;
 pub mod runner;
 mod switch;
+#[cfg(test)]
+pub(crate) mod tests;
 mod transient;
 pub mod units;
 
@@ -34,9 +42,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::definition::{parse, AppSpec, ValidatedDefinition, SECRETS_DIR};
-use crate::host::health::RealHealth;
-use crate::host::processes::{Processes, RealProcesses};
-use crate::host::systemd::{DbusSystemd, UNIT_DIR};
+use crate::host::processes::Processes;
+use crate::host::systemd::UNIT_DIR;
+use crate::host::{private, Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::{live, Progress};
 use crate::state::{ReleaseRow, StateHandle};
@@ -83,12 +91,13 @@ pub struct ReleasesView {
     pub releases: Vec<ReleaseRow>,
 }
 
-/// Runs deploys and release rollbacks.
+/// Runs deploys and release rollbacks on the machine `M` (the fake in component tests).
 #[derive(Debug)]
-pub struct Deployer {
+pub struct Deployer<M: Machine = RealMachine> {
     state: StateHandle,
-    systemd: DbusSystemd,
-    health: RealHealth,
+    /// The host: systemd, health probes and the programs deploys run (git, the app's steps,
+    /// pg_dump, psql).
+    machine: Arc<M>,
     definition: PathBuf,
     secrets: PathBuf,
     /// strackt's state root: the apps' private files are under `apps/`.
@@ -99,17 +108,15 @@ pub struct Deployer {
     metrics: Arc<Metrics>,
     /// What the running steps print, for the CLI following them.
     outputs: Arc<live::Outputs>,
-    /// The programs deploys run (git, the app's steps, pg_dump, psql).
-    processes: RealProcesses,
 }
 
 /// An app claimed for one operation; released on drop.
-pub(crate) struct Claim {
-    deployer: Arc<Deployer>,
+pub(crate) struct Claim<M: Machine = RealMachine> {
+    deployer: Arc<Deployer<M>>,
     app: String,
 }
 
-impl Drop for Claim {
+impl<M: Machine> Drop for Claim<M> {
     fn drop(&mut self) {
         self.deployer
             .busy
@@ -153,7 +160,7 @@ async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option
     }
     let (dirs, data) = (dirs.clone(), data.clone());
     tokio::task::spawn_blocking(move || {
-        layout::private_dir(&data.release(id))?;
+        private::private_dir(&data.release(id))?;
         let from = dirs.legacy_file(id, "env");
         match layout::adopt_legacy(&dirs, id, "env", &to) {
             Ok(_) => Ok(Some(format!(
@@ -171,17 +178,28 @@ async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option
     .map_err(|e| e.to_string())?
 }
 
-impl Deployer {
-    /// A deployer for the definition at `definition`, keeping the apps' private files under
-    /// the state root `root`.
+impl<M: Machine> Deployer<M> {
+    /// A deployer for the definition at `definition` working on `machine`, keeping the apps'
+    /// private files under the state root `root`.
     pub fn new(
         state: StateHandle,
-        systemd: DbusSystemd,
+        machine: Arc<M>,
         definition: PathBuf,
         root: PathBuf,
         metrics: Arc<Metrics>,
-    ) -> Arc<Deployer> {
-        let secrets = PathBuf::from(SECRETS_DIR);
+    ) -> Arc<Deployer<M>> {
+        let places = (definition, PathBuf::from(SECRETS_DIR), root);
+        Deployer::with_secrets(state, machine, places, metrics)
+    }
+
+    /// [`Deployer::new`] with the secrets in `secrets` instead of strackt's own directory (a
+    /// component test's).
+    pub(crate) fn with_secrets(
+        state: StateHandle,
+        machine: Arc<M>,
+        (definition, secrets, root): (PathBuf, PathBuf, PathBuf),
+        metrics: Arc<Metrics>,
+    ) -> Arc<Deployer<M>> {
         // The operations log's sources: live output is masked as the stored output is.
         let redact = crate::state::Redactor::from_sources(
             &secrets,
@@ -189,16 +207,24 @@ impl Deployer {
         );
         Arc::new(Deployer {
             state,
-            systemd,
-            health: RealHealth::default(),
+            machine,
             definition,
             secrets,
             root,
             busy: Mutex::new(HashMap::new()),
             metrics,
             outputs: live::Outputs::new(redact),
-            processes: RealProcesses,
         })
+    }
+
+    /// The host deploys (and the backups beside them) work on.
+    pub(crate) fn machine(&self) -> &Arc<M> {
+        &self.machine
+    }
+
+    /// Where the secrets the definition refers to are.
+    pub(crate) fn secrets(&self) -> &Path {
+        &self.secrets
     }
 
     /// The output lines of operation `op` after line `after` (root only: the control socket).
@@ -224,7 +250,11 @@ impl Deployer {
         })
     }
 
-    pub(crate) fn claim(self: &Arc<Self>, kind: &'static str, app: &str) -> Result<Claim, String> {
+    pub(crate) fn claim(
+        self: &Arc<Self>,
+        kind: &'static str,
+        app: &str,
+    ) -> Result<Claim<M>, String> {
         let mut busy = self
             .busy
             .lock()
@@ -319,7 +349,7 @@ impl Deployer {
         self: &Arc<Self>,
         kind: &'static str,
         app: &str,
-    ) -> Result<(Claim, Progress), String> {
+    ) -> Result<(Claim<M>, Progress), String> {
         let claim = self.claim(kind, app)?;
         let progress = self.start(kind, app).await?;
         Ok((claim, progress))

@@ -10,7 +10,7 @@ use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
 use crate::host::processes::Processes;
-use crate::host::Systemd;
+use crate::host::{Files, Machine, Systemd};
 use crate::state::redact::url_encode;
 
 /// What a deploy runs with, once preflight passed.
@@ -37,17 +37,17 @@ pub fn git_env(
     app: &str,
     spec: &AppSpec,
     user: &RunAs,
+    files: &impl Files,
 ) -> Result<BTreeMap<String, String>, String> {
     // Not under /run/strackt, which is root-only: the app user must read it.
-    let dir = Path::new("/run/strackt-git");
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{app}.gitconfig"));
+    let path = Path::new("/run/strackt-git").join(format!("{app}.gitconfig"));
     let repo = spec.repo.trim_end_matches('/');
     let text = format!(
         "[include]\n\tpath = {}/.gitconfig\n[safe]\n\tdirectory = {repo}\n\tdirectory = {repo}/.git\n",
         user.home
     );
-    crate::host::files::atomic_write(&path, text.as_bytes(), 0o644, 0, 0)
+    files
+        .write(&path, text.as_bytes(), 0o644, 0, 0)
         .map_err(|e| e.to_string())?;
     Ok(BTreeMap::from([
         ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
@@ -118,20 +118,6 @@ pub fn resolve_database(
     }
 }
 
-/// Whether `program` is on the PATH a deploy runs with.
-fn on_path(program: &str) -> bool {
-    [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(program).is_file())
-}
-
 /// The line of a command's output that says what went wrong: the first `fatal:`/`ERROR:`
 /// line, else the last non-empty one.
 pub fn last_line(text: &str) -> &str {
@@ -157,9 +143,9 @@ pub async fn check(
     def: &ValidatedDefinition,
     file: &Path,
     secrets: &Path,
-    systemd: &impl Systemd,
-    processes: &impl Processes,
+    machine: &impl Machine,
 ) -> Result<Prepared, DefinitionError> {
+    let processes = machine.processes();
     let mut problems: Vec<Problem> = Vec::new();
     let source = def.source();
     let mut at = |path: &[&str], message: String| {
@@ -212,7 +198,7 @@ pub async fn check(
     };
 
     for unit in &app.requires {
-        match systemd.unit_state(unit).await {
+        match machine.systemd().unit_state(unit).await {
             Ok(s) if s.is_active() => {}
             Ok(s) if s.load_state == "not-found" => at(
                 &["requires"],
@@ -242,7 +228,7 @@ pub async fn check(
         tools.push(("nginx", "service", "nginx"));
     }
     for (tool, field, package) in &tools {
-        if !on_path(tool) {
+        if !processes.installed(tool) {
             at(
                 &[field],
                 format!("`{tool}` is not installed: add `{package}: latest` under `packages:`"),
@@ -250,7 +236,7 @@ pub async fn check(
         }
     }
 
-    let git = match git_env(name, app, &user) {
+    let git = match git_env(name, app, &user, machine.files()) {
         Ok(env) => env,
         Err(e) => {
             at(&["repo"], e);
@@ -293,7 +279,7 @@ async fn check_branch(
     git: &BTreeMap<String, String>,
     user: &RunAs,
 ) -> Found {
-    if !on_path("git") {
+    if !p.installed("git") {
         return None;
     }
     let argv: Vec<String> = [
@@ -339,7 +325,7 @@ async fn check_database(
             format!("`{}` does not resolve: {e}", db.host),
         ));
     }
-    if !on_path("psql") {
+    if !p.installed("psql") {
         return None;
     }
     let mut env = db_env.clone();

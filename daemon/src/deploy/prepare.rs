@@ -4,6 +4,7 @@
 //! Owns deciding, before anything is built, whether a deploy can run. It must not create a
 //! release, write to the app's directories or touch its units or database.
 
+use crate::host::Machine;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use runner::RunAs;
 
 use super::{argv, preflight, ran_step, runner, Deployer};
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// The preflight step: `Err` is the reason with every problem, one per line.
     pub(super) async fn preflight(
         &self,
@@ -32,8 +33,7 @@ impl Deployer {
                     def,
                     &self.definition,
                     &self.secrets,
-                    &self.systemd,
-                    &self.processes,
+                    self.machine.as_ref(),
                 )
                 .await
                 .map(|p| (p, String::new()))
@@ -69,10 +69,10 @@ impl Deployer {
                 .ok_or_else(|| format!("user `{u}` does not exist on this server"))?,
             None => RunAs::root(),
         };
-        let git = preflight::git_env(app, spec, &user)?;
+        let git = preflight::git_env(app, spec, &user, self.machine.files())?;
         let limit = Duration::from_secs(10 * 60);
         let made = runner::run(
-            &self.processes,
+            self.machine.processes(),
             &argv(&["mktemp", "-d"]),
             Path::new("/"),
             &git,
@@ -94,11 +94,19 @@ impl Deployer {
             ]))
             .chain([format!("{scratch}/repo")])
             .collect::<Vec<_>>();
-        let cloned = runner::run(&self.processes, &clone, scratch_dir, &git, &user, limit).await;
+        let cloned = runner::run(
+            self.machine.processes(),
+            &clone,
+            scratch_dir,
+            &git,
+            &user,
+            limit,
+        )
+        .await;
         let result = if cloned.ok {
             let repo = scratch_dir.join("repo");
             let on = runner::run(
-                &self.processes,
+                self.machine.processes(),
                 &argv(&["git", "merge-base", "--is-ancestor", at, "HEAD"]),
                 &repo,
                 &git,
@@ -123,7 +131,7 @@ impl Deployer {
             ))
         };
         let _ = runner::run(
-            &self.processes,
+            self.machine.processes(),
             &argv(&["rm", "-rf", "--", &scratch]),
             Path::new("/"),
             &git,

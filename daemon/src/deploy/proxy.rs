@@ -23,9 +23,8 @@ use super::layout::{AppData, AppDirs};
 use super::runner::{self, RunAs};
 use super::{argv, health_url, take_over_env, units, Deployer, UNIT_DIR};
 use crate::definition::{AppSpec, HealthSpec};
-use crate::host::files::atomic_write;
 use crate::host::health::Health;
-use crate::host::{JobKind, Systemd};
+use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::{Progress, StepResult};
 
 /// Where nginx reads the sites strackt writes (Debian's nginx.conf includes `conf.d/*.conf`).
@@ -149,20 +148,30 @@ struct SiteChange {
     before: Option<String>,
 }
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// The port release `id` is to start on, and the site as it is now.
-    fn proxy_port(app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
+    fn proxy_port(&self, app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
         let ports = spec
             .service
             .ports
             .ok_or_else(|| fail("`mode: proxy` without `ports`"))?;
-        let path = site_path(app);
-        let now = match std::fs::read_to_string(&path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(format!("reading {}: {e}", path.display()))),
-        };
+        let now = self
+            .machine
+            .files()
+            .read(&site_path(app))
+            .map_err(fail)?
+            .map(|t| String::from_utf8_lossy(&t).into_owned());
         Ok((next_port(ports, now.as_deref().and_then(live_port)), now))
+    }
+
+    /// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
+    fn remove_if_there(&self, path: &Path) -> Result<bool, Failure> {
+        let files = self.machine.files();
+        let there = files.stat(path).map_err(fail)?.is_some();
+        if there {
+            files.remove(path).map_err(fail)?;
+        }
+        Ok(there)
     }
 
     /// Write the template unit when it changed.
@@ -176,9 +185,12 @@ impl Deployer {
         let releases = data.dir().join("releases");
         let text = units::render_template(app, spec, &dirs.releases(), &releases, LISTEN_FILE);
         let path = Path::new(UNIT_DIR).join(template(app));
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            atomic_write(&path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
-            self.systemd.daemon_reload().await.map_err(fail)?;
+        let files = self.machine.files();
+        if files.read(&path).ok().flatten().as_deref() != Some(text.as_bytes()) {
+            files
+                .write(&path, text.as_bytes(), 0o644, 0, 0)
+                .map_err(fail)?;
+            self.machine.systemd().daemon_reload().await.map_err(fail)?;
         }
         Ok(())
     }
@@ -196,11 +208,19 @@ impl Deployer {
         let unit = instance(app, id);
         let listen_file = data.release(id).join(LISTEN_FILE);
         let text = units::env_file(&listen_vars(port));
-        atomic_write(&listen_file, text.as_bytes(), 0o600, 0, 0).map_err(fail)?;
-        self.systemd.reset_failed(&unit).await;
+        self.machine
+            .files()
+            .write(&listen_file, text.as_bytes(), 0o600, 0, 0)
+            .map_err(fail)?;
+        self.machine.systemd().reset_failed(&unit).await;
         // Restart, not start: an instance left running (a killed deploy) must take the port
         // it is given now.
-        if let Err(e) = self.systemd.run_job(JobKind::Restart, &unit).await {
+        if let Err(e) = self
+            .machine
+            .systemd()
+            .run_job(JobKind::Restart, &unit)
+            .await
+        {
             return Err(self.stop_failed(&unit, e.to_string()).await);
         }
         self.check_running(app, spec, id, port).await
@@ -208,9 +228,9 @@ impl Deployer {
 
     /// A release that failed to start or to answer: the end of its journal kept, then stopped.
     async fn stop_failed(&self, unit: &str, why: String) -> Failure {
-        let journal = super::journal_tail(&self.processes, unit).await;
-        let _ = self.systemd.run_job(JobKind::Stop, unit).await;
-        self.systemd.reset_failed(unit).await;
+        let journal = super::journal_tail(self.machine.processes(), unit).await;
+        let _ = self.machine.systemd().run_job(JobKind::Stop, unit).await;
+        self.machine.systemd().reset_failed(unit).await;
         (why, journal)
     }
 
@@ -226,7 +246,7 @@ impl Deployer {
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
     ) -> StepResult<()> {
-        let (port, _) = Self::proxy_port(app, spec)?;
+        let (port, _) = self.proxy_port(app, spec)?;
         self.install_template(app, spec, dirs, data).await?;
         self.start_release(app, spec, data, id, port).await?;
         if spec.steps.migrate.is_none() && spec.steps.cache.is_none() {
@@ -236,7 +256,8 @@ impl Deployer {
             ));
         }
         let unit = instance(app, id);
-        self.systemd
+        self.machine
+            .systemd()
             .run_job(JobKind::Stop, &unit)
             .await
             .map_err(fail)?;
@@ -247,11 +268,15 @@ impl Deployer {
     /// and its `listen` file (strackt's, root-only) names that port.
     async fn still_running(&self, app: &str, data: &AppData, id: u64, port: u16) -> bool {
         let want = units::env_file(&listen_vars(port));
-        let file = std::fs::read_to_string(data.release(id).join(LISTEN_FILE)).ok();
-        if file.as_deref() != Some(want.as_str()) {
+        let file = self
+            .machine
+            .files()
+            .read(&data.release(id).join(LISTEN_FILE));
+        if file.ok().flatten().as_deref() != Some(want.as_bytes()) {
             return false;
         }
-        self.systemd
+        self.machine
+            .systemd()
             .unit_state(&instance(app, id))
             .await
             .is_ok_and(|s| s.is_active())
@@ -274,7 +299,8 @@ impl Deployer {
             ..HealthSpec::default()
         };
         match self
-            .health
+            .machine
+            .health()
             .check(&probe, spec.service.health_within())
             .await
         {
@@ -297,9 +323,12 @@ impl Deployer {
         text: &str,
         before: Option<&str>,
     ) -> Result<OldWorkers, Failure> {
-        atomic_write(path, text.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+        let files = self.machine.files();
+        files
+            .write(path, text.as_bytes(), 0o644, 0, 0)
+            .map_err(fail)?;
         let tested = runner::run(
-            &self.processes,
+            self.machine.processes(),
             &argv(&["nginx", "-t", "-q"]),
             Path::new("/"),
             &BTreeMap::new(),
@@ -320,10 +349,8 @@ impl Deployer {
         };
         if reloaded.is_err() {
             let restored = match before {
-                Some(old) => {
-                    atomic_write(path, old.as_bytes(), 0o644, 0, 0).map_err(|e| e.to_string())
-                }
-                None => std::fs::remove_file(path).map_err(|e| e.to_string()),
+                Some(old) => files.write(path, old.as_bytes(), 0o644, 0, 0),
+                None => files.remove(path),
             };
             if let Err(e) = restored {
                 tracing::error!("putting back {}: {e}", path.display());
@@ -339,9 +366,15 @@ impl Deployer {
     /// the reload job ends once nginx was signalled, and a configuration nginx cannot use is
     /// only logged, its old workers serving on. Returns the old workers, which now drain.
     async fn reload_nginx(&self) -> Result<OldWorkers, Failure> {
-        let state = self.systemd.unit_state(NGINX).await.map_err(fail)?;
+        let state = self
+            .machine
+            .systemd()
+            .unit_state(NGINX)
+            .await
+            .map_err(fail)?;
         if !state.is_active() || state.main_pid == 0 {
-            self.systemd
+            self.machine
+                .systemd()
                 .run_job(JobKind::Start, NGINX)
                 .await
                 .map_err(fail)?;
@@ -352,7 +385,8 @@ impl Deployer {
         }
         let master = state.main_pid;
         let workers = children(master);
-        self.systemd
+        self.machine
+            .systemd()
             .run_job(JobKind::Reload, NGINX)
             .await
             .map_err(fail)?;
@@ -374,23 +408,31 @@ impl Deployer {
         let base = format!("{}{app}", units::LIVE_PREFIX);
         let (socket, service) = (format!("{base}.socket"), format!("{base}.service"));
         let socket_path = Path::new(UNIT_DIR).join(&socket);
-        if !socket_path.exists() {
+        if self
+            .machine
+            .files()
+            .stat(&socket_path)
+            .map_err(fail)?
+            .is_none()
+        {
             return Ok(String::new());
         }
         for unit in [&socket, &service] {
-            self.systemd
+            self.machine
+                .systemd()
                 .run_job(JobKind::Stop, unit)
                 .await
                 .map_err(fail)?;
         }
-        self.systemd
+        self.machine
+            .systemd()
             .disable(std::slice::from_ref(&socket))
             .await
             .map_err(fail)?;
         for unit in [&socket, &service] {
-            remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
+            self.remove_if_there(&Path::new(UNIT_DIR).join(unit))?;
         }
-        self.systemd.daemon_reload().await.map_err(fail)?;
+        self.machine.systemd().daemon_reload().await.map_err(fail)?;
         Ok(format!(
             "socket mode retired: {socket} and {service} stopped and removed\n"
         ))
@@ -405,7 +447,7 @@ impl Deployer {
         live: Option<u64>,
     ) -> Result<String, Failure> {
         let path = site_path(app);
-        if !remove_if_there(&path)? {
+        if !self.remove_if_there(&path)? {
             return Ok(String::new());
         }
         let old = self.reload_nginx().await?;
@@ -413,7 +455,7 @@ impl Deployer {
         if let Some(id) = live {
             self.stop_release(app, id).await;
         }
-        remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
+        self.remove_if_there(&Path::new(UNIT_DIR).join(template(app)))?;
         Ok(format!(
             "proxy mode retired: {} removed, nginx reloaded\n",
             path.display()
@@ -433,7 +475,7 @@ impl Deployer {
     ) -> Result<(), String> {
         let to = to.ok_or_else(|| "proxy mode: no release to switch to".to_string())?;
         let new_unit = instance(app, to);
-        let (port, before) = match Self::proxy_port(app, spec) {
+        let (port, before) = match self.proxy_port(app, spec) {
             Ok(found) => found,
             Err((why, _)) => {
                 // A release its validation boot left running serves no one.
@@ -485,7 +527,8 @@ impl Deployer {
                 // moves: a failure up to it leaves nginx serving the old release.
                 // No daemon-reload: the instance is loaded and running, and the boot reads the
                 // symlink from disk.
-                self.systemd
+                self.machine
+                    .systemd()
                     .enable_for_boot(std::slice::from_ref(&new_unit))
                     .await
                     .map_err(fail)?;
@@ -559,11 +602,14 @@ impl Deployer {
                 match &change.before {
                     Some(old) => {
                         // Its text is known good: nginx served it until the switch.
-                        atomic_write(&change.path, old.as_bytes(), 0o644, 0, 0).map_err(fail)?;
+                        self.machine
+                            .files()
+                            .write(&change.path, old.as_bytes(), 0o644, 0, 0)
+                            .map_err(fail)?;
                         self.reload_nginx().await?;
                     }
                     None => {
-                        std::fs::remove_file(&change.path).map_err(fail)?;
+                        self.machine.files().remove(&change.path).map_err(fail)?;
                         self.reload_nginx().await?;
                     }
                 }
@@ -582,45 +628,35 @@ impl Deployer {
     /// Stop release `id` and keep it from starting at boot (best effort: it is logged).
     pub(super) async fn stop_release(&self, app: &str, id: u64) {
         let unit = instance(app, id);
-        if let Err(e) = self.systemd.run_job(JobKind::Stop, &unit).await {
+        if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, &unit).await {
             tracing::warn!("stopping {unit}: {e}");
         }
         // No daemon-reload: the boot reads the (removed) symlink from disk.
         if let Err(e) = self
-            .systemd
+            .machine
+            .systemd()
             .disable_for_boot(std::slice::from_ref(&unit))
             .await
         {
             tracing::warn!("disabling {unit}: {e}");
         }
-        self.systemd.reset_failed(&unit).await;
+        self.machine.systemd().reset_failed(&unit).await;
     }
 }
 
-/// Remove a file strackt wrote (root's, in a root-owned directory); whether it was there.
-fn remove_if_there(path: &Path) -> Result<bool, Failure> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
-    }
-}
-
-impl Deployer {
-    /// The units serving `app`, for an operation that must take the app down (a restore): its
-    /// socket and service (socket mode, or left from it before a switch to proxy mode), and in
-    /// proxy mode the instance of its live release (`current`'s target), the one nginx sends
-    /// the traffic to. Whether each is loaded is for the caller to ask.
-    pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
-        let base = format!("{}{app}", units::LIVE_PREFIX);
-        let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
-        if spec.service.mode == crate::definition::ServeMode::Proxy {
-            if let Some(id) = AppDirs::new(&spec.path).live() {
-                all.push(instance(app, id));
-            }
+/// The units serving `app`, for an operation that must take the app down (a restore): its
+/// socket and service (socket mode, or left from it before a switch to proxy mode), and in
+/// proxy mode the instance of its live release (`current`'s target), the one nginx sends the
+/// traffic to. Whether each is loaded is for the caller to ask.
+pub(crate) fn serving_units(app: &str, spec: &AppSpec) -> Vec<String> {
+    let base = format!("{}{app}", units::LIVE_PREFIX);
+    let mut all = vec![format!("{base}.socket"), format!("{base}.service")];
+    if spec.service.mode == crate::definition::ServeMode::Proxy {
+        if let Some(id) = AppDirs::new(&spec.path).live() {
+            all.push(instance(app, id));
         }
-        all
     }
+    all
 }
 
 #[cfg(test)]

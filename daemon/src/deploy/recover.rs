@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use crate::definition::ServeMode;
-use crate::host::{JobKind, Systemd};
+use crate::host::{JobKind, Machine, Systemd};
 use layout::AppDirs;
 
 use super::{layout, units, Deployer};
@@ -17,7 +17,7 @@ use super::{layout, units, Deployer};
 /// with no file): what it left there is removed at startup.
 const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// After a restart: releases a killed deploy left half-built are removed, and validation
     /// units are stopped.
     pub async fn recover(&self) {
@@ -57,11 +57,11 @@ impl Deployer {
         // Validation units left running by a strackt that was killed during a validation
         // boot (transient: stopping them is all it takes, systemd collects them).
         let pattern = format!("{}*", units::VALIDATE_PREFIX);
-        match self.systemd.units_matching(&pattern).await {
+        match self.machine.systemd().units_matching(&pattern).await {
             Ok(left) => {
                 for unit in left {
-                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
-                    self.systemd.reset_failed(&unit).await;
+                    let _ = self.machine.systemd().run_job(JobKind::Stop, &unit).await;
+                    self.machine.systemd().reset_failed(&unit).await;
                 }
             }
             Err(e) => tracing::warn!("looking for validation units left running: {e}"),
@@ -78,13 +78,13 @@ impl Deployer {
                 .collect();
             for path in &stale {
                 if let Some(unit) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
-                    let _ = self.systemd.run_job(JobKind::Stop, &unit).await;
+                    let _ = self.machine.systemd().run_job(JobKind::Stop, &unit).await;
                     let _ = std::fs::remove_file(path);
-                    self.systemd.reset_failed(&unit).await;
+                    self.machine.systemd().reset_failed(&unit).await;
                 }
             }
             if !stale.is_empty() {
-                let _ = self.systemd.daemon_reload().await;
+                let _ = self.machine.systemd().daemon_reload().await;
             }
         }
     }

@@ -4,6 +4,7 @@
 //! Owns the rollback operation only: it checks everything before any change, and goes through
 //! [`switch`](super::switch) like a deploy. It must not build a release or run a migration.
 
+use crate::host::Machine;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use layout::AppDirs;
 
 use super::{database, layout, preflight, take_over_env, Deployer};
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// Switch `app` back to release `to` (default: the one live before), restoring the database
     /// dump taken before the later migration when `with_database`.
     ///
@@ -104,7 +105,7 @@ impl Deployer {
                 p.step(
                     "restore-database",
                     dump,
-                    database::restore(&self.processes, Path::new(dump), db),
+                    database::restore(self.machine.processes(), Path::new(dump), db),
                 )
                 .await?;
             }

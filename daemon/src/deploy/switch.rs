@@ -8,16 +8,15 @@
 use std::path::Path;
 
 use crate::definition::{AppSpec, HealthSpec, ServeMode};
-use crate::host::files::atomic_write;
 use crate::host::health::Health;
 use crate::host::systemd::UNIT_DIR;
-use crate::host::{JobKind, Systemd};
+use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::Progress;
 use layout::{AppData, AppDirs};
 
 use super::{health_url, layout, take_over_env, units, Deployer};
 
-impl Deployer {
+impl<M: Machine> Deployer<M> {
     /// The `health` step after a switch: the app's health path answers through `listen`,
     /// whichever mode serves it.
     pub(super) async fn live_health(&self, p: &mut Progress, spec: &AppSpec) -> Result<(), String> {
@@ -27,7 +26,8 @@ impl Deployer {
             ..HealthSpec::default()
         };
         p.step("health", &url, async {
-            self.health
+            self.machine
+                .health()
                 .check(&probe, spec.service.health_within())
                 .await
                 .map(|()| ((), String::new()))
@@ -89,7 +89,8 @@ impl Deployer {
                 self.install_units(&pair).await?;
                 flipped = true;
                 flip(to)?;
-                self.systemd
+                self.machine
+                    .systemd()
                     .run_job(JobKind::Restart, &pair.service)
                     .await
                     .map_err(|e| (e.to_string(), String::new()))?;
@@ -115,7 +116,8 @@ impl Deployer {
                 } else {
                     JobKind::Stop
                 };
-                self.systemd
+                self.machine
+                    .systemd()
                     .run_job(job, &pair.service)
                     .await
                     .map_err(|e| (e.to_string(), String::new()))?;
@@ -138,18 +140,27 @@ impl Deployer {
             (&pair.service, &pair.service_text),
         ] {
             let path = Path::new(UNIT_DIR).join(name);
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                atomic_write(&path, text.as_bytes(), 0o644, 0, 0).map_err(sd)?;
+            let files = self.machine.files();
+            if files.read(&path).ok().flatten().as_deref() != Some(text.as_bytes()) {
+                files
+                    .write(&path, text.as_bytes(), 0o644, 0, 0)
+                    .map_err(sd)?;
                 changed = true;
                 socket_changed |= name == &pair.socket;
             }
         }
         if changed {
-            self.systemd.daemon_reload().await.map_err(sd)?;
+            self.machine.systemd().daemon_reload().await.map_err(sd)?;
         }
-        let socket = self.systemd.unit_state(&pair.socket).await.map_err(sd)?;
+        let socket = self
+            .machine
+            .systemd()
+            .unit_state(&pair.socket)
+            .await
+            .map_err(sd)?;
         if !socket.is_enabled() {
-            self.systemd
+            self.machine
+                .systemd()
                 .enable(std::slice::from_ref(&pair.socket))
                 .await
                 .map_err(sd)?;
@@ -161,7 +172,11 @@ impl Deployer {
             (true, true) => JobKind::Restart,
             (false, _) => JobKind::Start,
         };
-        self.systemd.run_job(job, &pair.socket).await.map_err(sd)
+        self.machine
+            .systemd()
+            .run_job(job, &pair.socket)
+            .await
+            .map_err(sd)
     }
 
     pub(super) async fn prune(&self, app: &str, spec: &AppSpec, dirs: &AppDirs, data: &AppData) {

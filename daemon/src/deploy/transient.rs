@@ -8,10 +8,7 @@
 //! must be known here, and an unknown one is an error (a deploy that fails loudly at its
 //! validation boot), never a setting silently left out. This module does no I/O.
 
-use zbus::zvariant::Value;
-
-/// Properties of one unit, as `StartTransientUnit` takes them.
-pub(crate) type Properties = Vec<(String, Value<'static>)>;
+use crate::host::systemd::{Properties, Value};
 
 /// The properties of unit `name` rendered as `text`. Transient units are collected by systemd
 /// as soon as they are inactive, failed or not, so nothing of a validation boot outlives it.

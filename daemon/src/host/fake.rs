@@ -6,7 +6,7 @@
 
 mod processes;
 
-pub use processes::{FakeProcesses, FakeSnapshot, ProcessState, ResticModel};
+pub use processes::{FakeProcesses, FakeSnapshot, GitModel, ProcessState, ResticModel};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -246,6 +246,53 @@ impl Systemd for FakeHost {
 
     async fn reset_failed(&self, unit: &str) {
         self.state().journal.push(format!("reset-failed {unit}"));
+    }
+
+    /// The unit and its `aux` units are loaded from their properties (kept as text) and
+    /// `unit` is started: it fails when it is listed in `failing`.
+    async fn start_transient(
+        &self,
+        unit: &str,
+        properties: &[(String, super::systemd::Value<'static>)],
+        aux: &[(String, super::systemd::Properties)],
+    ) -> Result<(), HostError> {
+        {
+            let mut s = self.state();
+            s.journal.push(format!("start-transient {unit}"));
+            let text = |props: &[(String, super::systemd::Value<'static>)]| {
+                props.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+            };
+            for (name, props) in aux {
+                s.units.entry(name.clone()).or_default().loaded = Some(text(props));
+            }
+            s.units.entry(unit.to_string()).or_default().loaded = Some(text(properties));
+        }
+        self.run_job(JobKind::Start, unit).await
+    }
+
+    async fn units_matching(&self, pattern: &str) -> Result<Vec<String>, HostError> {
+        let s = self.state();
+        Ok(s.units
+            .iter()
+            .filter(|(name, u)| u.loaded.is_some() && glob(pattern, name))
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+}
+
+/// Whether `name` matches the glob `pattern` (`*` for any run of characters; systemd's other
+/// wildcards are not used by strackt).
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod files;
 pub mod firewall;
 pub mod health;
 pub mod packages;
+pub mod private;
 pub mod processes;
 pub mod sysctl;
 pub mod systemd;
@@ -260,11 +261,26 @@ pub trait Systemd: Send + Sync {
     /// `ResetFailedUnit`: forget a unit's failed state and start-limit count, so it can be
     /// started again. A unit that is not failed (or not loaded) is fine.
     fn reset_failed(&self, unit: &str) -> impl Future<Output = ()> + Send;
+    /// Start the transient unit `unit` with `properties`, defining the units of `aux` (not
+    /// started: e.g. the service a socket activates) in the same call, and wait for its start
+    /// job like [`Systemd::run_job`]. No unit file, no daemon-reload; systemd drops the units
+    /// once they are inactive.
+    fn start_transient(
+        &self,
+        unit: &str,
+        properties: &[(String, systemd::Value<'static>)],
+        aux: &[(String, systemd::Properties)],
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// The loaded units whose names match the glob `pattern`.
+    fn units_matching(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, HostError>> + Send;
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
 /// layer is written once for the real machine and for the in-memory fake.
-pub trait Machine: Sync {
+pub trait Machine: Send + Sync + 'static {
     /// The service manager.
     type Systemd: Systemd;
     /// The filesystem.
@@ -283,8 +299,8 @@ pub trait Machine: Sync {
     type Usage: usage::Usage;
     /// PostgreSQL roles and databases.
     type Databases: databases::Databases;
-    /// Running programs.
-    type Processes: processes::Processes;
+    /// Running programs (cloned into each restic repository handle).
+    type Processes: processes::Processes + Clone;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.

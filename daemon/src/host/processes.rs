@@ -362,6 +362,8 @@ pub trait Processes: Send + Sync {
     /// (or runs out of time) gets its sink killed first ([`End::Cut`]).
     fn pipe(&self, source: Cmd, sink: Cmd)
         -> impl Future<Output = Result<Piped, HostError>> + Send;
+    /// Whether `program` is installed: a file of that name in a directory of [`PATH`].
+    fn installed(&self, program: &str) -> bool;
 }
 
 #[cfg(test)]

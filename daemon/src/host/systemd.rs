@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::timeout;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+pub use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::Connection;
 
 use super::{HostError, JobKind, Systemd, UnitState};
 
 /// Directory where strackt writes the units it owns (the reconcile loop's and the apps').
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Properties of one unit, as `StartTransientUnit` takes them.
+pub type Properties = Vec<(String, Value<'static>)>;
 
 /// One unit as `ListUnits*` lists it: name, description, load, active and sub state, the unit
 /// it follows, its object path, and its queued job (id, type, path).
@@ -137,58 +141,6 @@ impl DbusSystemd {
         Ok(DbusSystemd { conn, manager })
     }
 
-    /// Start the transient unit `unit` with `properties`, defining the units of `aux` (not
-    /// started: e.g. the service a socket activates) in the same call, and wait for its start
-    /// job like [`Systemd::run_job`] does.
-    ///
-    /// # Errors
-    /// systemd refused the properties (or a unit of that name exists), or the start job
-    /// failed.
-    pub async fn start_transient(
-        &self,
-        unit: &str,
-        properties: &[(String, Value<'static>)],
-        aux: &[(String, Vec<(String, Value<'static>)>)],
-    ) -> Result<(), HostError> {
-        let props: Vec<(&str, Value<'_>)> = properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let aux_props: Vec<(&str, Vec<(&str, Value<'_>)>)> = aux
-            .iter()
-            .map(|(name, p)| {
-                let p = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-                (name.as_str(), p)
-            })
-            .collect();
-        let aux: Vec<(&str, &[(&str, Value<'_>)])> = aux_props
-            .iter()
-            .map(|(name, p)| (*name, p.as_slice()))
-            .collect();
-        self.job("start", unit, async {
-            self.manager
-                .start_transient_unit(unit, "fail", &props, &aux)
-                .await
-        })
-        .await
-    }
-
-    /// The loaded units whose names match the glob `pattern`.
-    ///
-    /// # Errors
-    /// systemd cannot be asked.
-    pub async fn units_matching(&self, pattern: &str) -> Result<Vec<String>, HostError> {
-        bounded("ListUnitsByPatterns", CALL_TIMEOUT, async {
-            let listed = self
-                .manager
-                .list_units_by_patterns(&[], &[pattern])
-                .await
-                .map_err(sd_err("list", pattern))?;
-            Ok(listed.into_iter().map(|u| u.0).collect())
-        })
-        .await
-    }
-
     /// Queue a job with `queue` and wait for its end: the `JobRemoved` stream is opened before
     /// the job is queued, so its end cannot be missed.
     async fn job(
@@ -228,18 +180,6 @@ impl DbusSystemd {
             })
         })
         .await
-    }
-
-    /// `ResetFailedUnit`: forget a unit's failed state, so a unit strackt removed does not
-    /// leave the host "degraded". A unit that is not failed (or not loaded) is fine.
-    pub async fn reset_failed(&self, unit: &str) {
-        let _ = bounded("ResetFailedUnit", CALL_TIMEOUT, async {
-            self.manager
-                .reset_failed_unit(unit)
-                .await
-                .map_err(sd_err("reset-failed", unit))
-        })
-        .await;
     }
 
     /// The properties `names` of `interface` on the unit at `path`, asked one `Get` each, all
@@ -450,6 +390,55 @@ impl Systemd for DbusSystemd {
     }
 
     async fn reset_failed(&self, unit: &str) {
-        DbusSystemd::reset_failed(self, unit).await
+        // Best effort by contract: a unit strackt removed that stays "failed" only leaves the
+        // host "degraded" in `systemctl status`.
+        let _ = bounded("ResetFailedUnit", CALL_TIMEOUT, async {
+            self.manager
+                .reset_failed_unit(unit)
+                .await
+                .map_err(sd_err("reset-failed", unit))
+        })
+        .await;
+    }
+
+    async fn start_transient(
+        &self,
+        unit: &str,
+        properties: &[(String, Value<'static>)],
+        aux: &[(String, Properties)],
+    ) -> Result<(), HostError> {
+        let props: Vec<(&str, Value<'_>)> = properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let aux_props: Vec<(&str, Vec<(&str, Value<'_>)>)> = aux
+            .iter()
+            .map(|(name, p)| {
+                let p = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                (name.as_str(), p)
+            })
+            .collect();
+        let aux: Vec<(&str, &[(&str, Value<'_>)])> = aux_props
+            .iter()
+            .map(|(name, p)| (*name, p.as_slice()))
+            .collect();
+        self.job("start", unit, async {
+            self.manager
+                .start_transient_unit(unit, "fail", &props, &aux)
+                .await
+        })
+        .await
+    }
+
+    async fn units_matching(&self, pattern: &str) -> Result<Vec<String>, HostError> {
+        bounded("ListUnitsByPatterns", CALL_TIMEOUT, async {
+            let listed = self
+                .manager
+                .list_units_by_patterns(&[], &[pattern])
+                .await
+                .map_err(sd_err("list", pattern))?;
+            Ok(listed.into_iter().map(|u| u.0).collect())
+        })
+        .await
     }
 }

@@ -278,7 +278,10 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, Rebuild
 }
 
 /// Why no bundle was found: the servers (or the server's runs) the repository has.
-async fn unknown(repo: &Repo, req: &RebuildRequest) -> String {
+async fn unknown(
+    repo: &Repo<impl crate::host::processes::Processes>,
+    req: &RebuildRequest,
+) -> String {
     let all = ["strackt".to_string(), format!("kind={}", server::KIND)];
     let snaps: Vec<Snapshot> = repo.snapshots(&all, None).await.unwrap_or_default();
     let of_server: Vec<&Snapshot> = snaps
@@ -336,7 +339,7 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
         definition.to_path_buf(),
     );
     tokio::task::spawn_blocking(move || {
-        crate::deploy::layout::private_dir(&dir)?;
+        crate::host::private::private_dir(&dir)?;
         for (name, value) in &secrets {
             atomic_write(
                 &dir.join(name),

@@ -18,6 +18,8 @@ mod error;
 pub mod rest;
 pub mod retention;
 pub mod stage;
+#[cfg(test)]
+mod tests;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -36,6 +38,7 @@ use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
 use crate::host::io_err;
+use crate::host::processes::Processes;
 pub use error::ReceiverError;
 pub use stage::{stage, STAGE_DIR};
 
@@ -152,6 +155,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             policy: policy_rx,
             vault: sources.vault.clone(),
             cache,
+            processes: crate::host::processes::RealProcesses,
         };
         tokio::spawn(retention.run(stored_rx));
         let running = Running {
@@ -379,15 +383,17 @@ struct Policy {
     settle: Duration,
 }
 
-/// Forget and prune on the receiver, where clients cannot.
-struct Retention {
+/// Forget and prune on the receiver, where clients cannot, running restic through `P` (the
+/// fake in component tests).
+struct Retention<P> {
     store: Arc<rest::Store>,
     policy: watch::Receiver<Policy>,
     vault: Vault,
     cache: PathBuf,
+    processes: P,
 }
 
-impl Retention {
+impl<P: Processes + Clone> Retention<P> {
     async fn run(self, mut stored: mpsc::UnboundedReceiver<String>) {
         let mut due: BTreeMap<String, Instant> = BTreeMap::new();
         loop {
@@ -437,12 +443,7 @@ impl Retention {
             .ok_or(ReceiverError::UnknownClient)?;
         let _held = pruning.lock().await;
         let dir = self.store.repo(client);
-        let repo = Repo::local(
-            &dir,
-            &self.vault,
-            &self.cache,
-            crate::host::processes::RealProcesses,
-        );
+        let repo = Repo::local(&dir, &self.vault, &self.cache, self.processes.clone());
         let listed = repo
             .snapshots(&["strackt".to_string()], None)
             .await

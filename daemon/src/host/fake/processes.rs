@@ -1,8 +1,13 @@
 //! In-memory processes: every call is recorded (program, arguments, environment, stdin) and
-//! answered from a script, and `restic` is a small model of one repository (init, snapshots
-//! with tags, backup, tag, forget, dump), so backup and restore run against it.
+//! answered from a script, `restic` is a small model of one repository (init, snapshots with
+//! tags, backup, tag, forget, dump), so backup and restore run against it, and `git` a small
+//! model of the branches apps deploy from (ls-remote, clone, rev-parse, merge-base, checkout).
+//!
+//! The git model's one effect outside memory: a clone creates its (empty) directory, as the
+//! deploy that made it goes on to work in it on disk.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::json;
@@ -39,6 +44,15 @@ pub struct ResticModel {
     made: u64,
 }
 
+/// The fake git: the branches of the repositories apps name, and the clones made of them.
+#[derive(Debug, Default)]
+pub struct GitModel {
+    /// Each branch: (repository, branch) → its commits, oldest first.
+    pub branches: BTreeMap<(String, String), Vec<String>>,
+    /// Each clone: its directory → the branch it was cloned from and the commit checked out.
+    clones: BTreeMap<PathBuf, ((String, String), String)>,
+}
+
 /// What the fake processes hold; public so tests can arrange and inspect it.
 #[derive(Debug, Default)]
 pub struct ProcessState {
@@ -51,6 +65,8 @@ pub struct ProcessState {
     pub missing: BTreeSet<String>,
     /// The restic repository.
     pub restic: ResticModel,
+    /// The git repositories.
+    pub git: GitModel,
 }
 
 /// The fake processes (cheap to clone: clones share the state).
@@ -90,6 +106,7 @@ impl FakeProcesses {
         let out = match scripted {
             Some(out) => out,
             None if call.program == "restic" => s.restic.run(&call),
+            None if call.program == "git" => s.git.run(&call),
             None => Output::with(End::Exited(0), "", ""),
         };
         s.calls.push(call);
@@ -115,6 +132,10 @@ fn deliver(cmd: &mut Cmd, out: &mut Output) -> Result<(), HostError> {
 }
 
 impl Processes for FakeProcesses {
+    fn installed(&self, program: &str) -> bool {
+        !self.state().missing.contains(program)
+    }
+
     async fn run(&self, mut cmd: Cmd) -> Result<Output, HostError> {
         let mut out = self.answer(cmd.call())?;
         deliver(&mut cmd, &mut out)?;
@@ -163,6 +184,91 @@ impl FakeSnapshot {
         let filters: Vec<&str> = values(args, "--tag").collect();
         values(args, "--host").all(|h| h == self.hostname)
             && (filters.is_empty() || filters.iter().any(|f| self.has(f)))
+    }
+}
+
+impl GitModel {
+    fn run(&mut self, call: &Call) -> Output {
+        let ok = |stdout: &str| Output::with(End::Exited(0), stdout, "");
+        let fail = |code: i32, stderr: &str| Output::with(End::Exited(code), "", stderr);
+        // Options (`-c k=v`) come before the command.
+        let mut args = call.args.as_slice();
+        while let [opt, _, rest @ ..] = args {
+            if opt != "-c" {
+                break;
+            }
+            args = rest;
+        }
+        let Some((command, args)) = args.split_first() else {
+            return fail(1, "usage: git <command>");
+        };
+        let here = call.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let after_dashes: Vec<&String> = args.iter().skip_while(|a| *a != "--").skip(1).collect();
+        match command.as_str() {
+            "ls-remote" => match after_dashes.as_slice() {
+                [repo, branch] => match self.branches.get(&((*repo).clone(), (*branch).clone())) {
+                    Some(commits) => ok(&format!(
+                        "{}\trefs/heads/{branch}\n",
+                        commits.last().map_or("", String::as_str)
+                    )),
+                    // `--exit-code`: a branch that is not there is exit 2, silently.
+                    None => fail(2, ""),
+                },
+                _ => fail(129, "usage: git ls-remote"),
+            },
+            "clone" => {
+                let branch = values(args, "--branch")
+                    .next()
+                    .unwrap_or("main")
+                    .to_string();
+                let [repo, dest] = after_dashes.as_slice() else {
+                    return fail(129, "usage: git clone");
+                };
+                let key = ((*repo).clone(), branch.clone());
+                let Some(tip) = self.branches.get(&key).and_then(|c| c.last()).cloned() else {
+                    return fail(
+                        128,
+                        &format!("fatal: Remote branch {branch} not found in upstream origin"),
+                    );
+                };
+                let dir = here.join(dest);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    return fail(
+                        128,
+                        &format!("fatal: could not create {}: {e}", dir.display()),
+                    );
+                }
+                self.clones.insert(dir, (key, tip));
+                ok("")
+            }
+            _ => {
+                let Some((key, head)) = self.clones.get_mut(Path::new(&here)) else {
+                    return fail(128, "fatal: not a git repository");
+                };
+                let commits = self.branches.get(key).cloned().unwrap_or_default();
+                match (command.as_str(), args) {
+                    ("rev-parse", [head_ref]) if head_ref == "HEAD" => ok(&format!("{head}\n")),
+                    ("merge-base", [flag, at, head_ref])
+                        if flag == "--is-ancestor" && head_ref == "HEAD" =>
+                    {
+                        let upto = commits.iter().position(|c| c == head);
+                        let found = commits.iter().position(|c| c == at);
+                        match (found, upto) {
+                            (Some(a), Some(h)) if a <= h => ok(""),
+                            _ => fail(1, ""),
+                        }
+                    }
+                    ("checkout", rest) => match rest.last() {
+                        Some(at) if commits.contains(at) => {
+                            *head = at.clone();
+                            ok("")
+                        }
+                        _ => fail(1, "error: pathspec did not match any file(s) known to git"),
+                    },
+                    _ => fail(1, &format!("unknown command {command:?}")),
+                }
+            }
+        }
     }
 }
 

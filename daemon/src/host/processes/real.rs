@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use super::{Chunk, Cmd, End, Output, Piped, Processes, Stream, STOP_GRACE};
+use super::{Chunk, Cmd, End, Output, Piped, Processes, Stream, PATH, STOP_GRACE};
 use crate::host::HostError;
 
 /// The real processes (tokio::process).
@@ -208,6 +208,11 @@ impl Drop for Feed {
 }
 
 impl Processes for RealProcesses {
+    fn installed(&self, program: &str) -> bool {
+        PATH.split(':')
+            .any(|d| std::path::Path::new(d).join(program).is_file())
+    }
+
     async fn run(&self, mut cmd: Cmd) -> Result<Output, HostError> {
         let input = std::mem::take(&mut cmd.stdin);
         let mut running = Running::start(&mut cmd, !input.is_empty(), false)?;

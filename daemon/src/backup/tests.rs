@@ -1,0 +1,191 @@
+//! Component tests of backups and restores on the fake host: restic is the fake's model of one
+//! repository, pg_dump, psql and git the fake's programs, and the app is deployed by the
+//! deployer's own harness ([`crate::deploy::tests::Harness`]).
+
+use std::time::Duration;
+
+use super::*;
+use crate::deploy::tests::{steps, Harness, COMMITS, SERVICE};
+use crate::host::fake::{FakeHost, FakeSnapshot};
+use crate::host::processes::{End, Output};
+
+/// The app's backups: its database, to an S3 bucket.
+const BACKUPS: &str = "backups:\n  shop:\n    database: true\n    paths: [storage]\n    to:\n      s3: { endpoint: \"http://127.0.0.1:9\", region: us-east-1, bucket: backups, credentials: { secret: s3 } }\n";
+
+/// What `/status` would show of the backups.
+#[derive(Debug, Default)]
+struct Board(Mutex<BTreeMap<String, BackupState>>);
+
+impl StatusBoard for Board {
+    fn digest(&self) -> Option<String> {
+        None
+    }
+    fn set_backup(&self, app: &str, f: &mut dyn FnMut(&mut BackupState)) {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(all.entry(app.to_string()).or_default());
+    }
+    fn live_generations(&self) -> futures_util::stream::BoxStream<'static, Option<u64>> {
+        Box::pin(futures_util::stream::empty())
+    }
+}
+
+/// The backup service beside `h`'s deployer, with the team key in its vault.
+fn backups(h: &Harness) -> (Arc<Backups<FakeHost>>, Arc<Board>) {
+    let root = h.dir.path().join("state");
+    Vault::new(&root).init().expect("the team key");
+    let board = Arc::new(Board::default());
+    let b = Backups::new(
+        h.state.clone(),
+        h.deployer.clone(),
+        &root,
+        &h.dir.path().join("cache"),
+        board.clone(),
+    );
+    (b, board)
+}
+
+/// Operation `id` once it is over and no backup runs.
+async fn finished(h: &Harness, b: &Backups<FakeHost>, id: i64) -> Operation {
+    for _ in 0..2000 {
+        let op = h.finished(id).await;
+        let running = !b
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        if !running {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the backup of operation {id} did not end");
+}
+
+#[tokio::test]
+async fn a_backup_whose_dump_fails_writes_no_snapshot_and_is_recorded_failed() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, board) = backups(&h);
+    h.host.processes.script(
+        "pg_dump",
+        Output::with(
+            End::Exited(1),
+            "half a dump",
+            "pg_dump: error: connection to server lost\n",
+        ),
+    );
+
+    let id = b.start("shop", "cli").await.expect("the backup starts");
+    let op = finished(&h, &b, id).await;
+
+    assert_eq!(op.outcome, "failed", "{op:?}");
+    let reason = op.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("pg_dump: error: connection to server lost"),
+        "{reason}"
+    );
+    let steps = steps(&op);
+    assert!(steps.contains(&("repository", "ok")), "{steps:?}");
+    assert!(steps.contains(&("database", "failed")), "{steps:?}");
+    // Nothing of the run stays: not the dump, not the files read beside it.
+    let processes = h.host.processes.state();
+    assert!(processes.restic.initialized);
+    assert_eq!(processes.restic.snapshots, []);
+    drop(processes);
+    let shown = board
+        .0
+        .lock()
+        .expect("board")
+        .get("shop")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(shown.last_outcome.as_deref(), Some("failed"));
+    assert_eq!(shown.last_operation, Some(id));
+    assert!(shown
+        .last_error
+        .is_some_and(|e| e.contains("pg_dump: error")));
+}
+
+#[tokio::test]
+async fn a_restore_refused_at_its_check_leaves_the_app_untouched() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    let upload = h.dirs().shared().join("storage/photo.jpg");
+    std::fs::write(&upload, "the photo as it is now").expect("upload");
+    let pid = h.host.running(SERVICE);
+    let socket = h.host.running("strackt-app-shop.socket");
+    assert!(socket.is_some());
+    // A run taken at a commit the branch no longer has (its history was rewritten).
+    let run = "web1-20261201T030000Z";
+    let gone = "3333333333333333333333333333333333333333";
+    {
+        let mut processes = h.host.processes.state();
+        processes.restic.initialized = true;
+        for (n, kind) in ["database", "files"].iter().enumerate() {
+            processes.restic.snapshots.push(FakeSnapshot {
+                id: format!("{:064x}", n + 1),
+                time: "2026-12-01T03:00:00Z".into(),
+                hostname: "web1".into(),
+                paths: vec![format!("/srv/shop/shared/storage/{kind}")],
+                tags: [
+                    "strackt".to_string(),
+                    "app=shop".into(),
+                    format!("run={run}"),
+                    "trigger=schedule".into(),
+                    format!("kind={kind}"),
+                    format!("commit={gone}"),
+                ]
+                .into(),
+                content: Vec::new(),
+            });
+        }
+        processes.calls.clear();
+    }
+    let scratch = h.dir.path().join("scratch");
+    h.host.processes.script(
+        "mktemp",
+        Output::with(End::Exited(0), &format!("{}\n", scratch.display()), ""),
+    );
+    let journal = h.host.state().journal.len();
+
+    let id = b
+        .start_restore("shop", run, false)
+        .await
+        .expect("the restore starts");
+    let op = h.finished(id).await;
+
+    assert_eq!(op.outcome, "failed", "{op:?}");
+    let reason = op.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("commit {gone} is not on branch main")),
+        "{reason}"
+    );
+    assert_eq!(steps(&op), [("check", "failed")]);
+    // Nothing of the app was touched: its units ran on, its files and release are as they were.
+    assert_eq!(h.host.state().journal[journal..], [] as [String; 0]);
+    assert_eq!(h.host.running(SERVICE), pid);
+    assert_eq!(h.host.running("strackt-app-shop.socket"), socket);
+    assert_eq!(
+        std::fs::read_to_string(&upload).expect("upload"),
+        "the photo as it is now"
+    );
+    assert_eq!(h.dirs().live(), Some(1));
+    assert_eq!(
+        h.releases().await,
+        [(1, "live".to_string())],
+        "deployed at {}",
+        COMMITS[1]
+    );
+    let restic: Vec<String> = h
+        .host
+        .processes
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.program == "restic")
+        .map(|c| c.args.join(" "))
+        .collect();
+    assert!(!restic.iter().any(|a| a.contains("restore")), "{restic:?}");
+}
