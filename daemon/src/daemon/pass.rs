@@ -19,9 +19,10 @@ use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, Generation, Store};
+use crate::host::clock::Clock;
 use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
-use crate::host::RealMachine;
+use crate::host::{Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::Operation;
 use crate::state::{GenerationRow, GenerationState, StateHandle};
@@ -53,7 +54,7 @@ pub struct Daemon {
     pub(super) hold: Option<Hold>,
     pub(super) pending: Option<PendingConfirm>,
     /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
-    pub(super) saved_switch: Option<(u64, u64, Instant)>,
+    pub(super) saved_switch: Option<(u64, u64, tokio::time::Instant)>,
     /// `strackt.updates` of the definition last loaded.
     pub(super) updates_policy: crate::definition::UpdatesPolicy,
     /// The scheduled update check has handled every slot up to this time.
@@ -135,7 +136,7 @@ impl Daemon {
 
     /// Publish when the timer fires next.
     pub fn set_next_pass(&self, after: Duration) {
-        let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        let at = self.machine.clock().now() + chrono::Duration::from_std(after).unwrap_or_default();
         self.status.send_modify(|s| {
             s.next_pass = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         });
@@ -178,7 +179,7 @@ impl Daemon {
         if before != after {
             self.saved_switch = match (trigger, before, after) {
                 (Trigger::FileChange, Some(previous), Some(generation)) => {
-                    Some((generation, previous, Instant::now()))
+                    Some((generation, previous, self.machine.clock().instant()))
                 }
                 _ => None,
             };
@@ -317,7 +318,11 @@ impl Daemon {
             self.metrics
                 .services_checked(&op.steps, |u| cur.manifest.units.contains_key(u));
         }
-        op.summary = decide::drift_summary(&report.drift, self.hold.as_ref(), chrono::Utc::now());
+        op.summary = decide::drift_summary(
+            &report.drift,
+            self.hold.as_ref(),
+            self.machine.clock().now(),
+        );
         if let Some(f) = report.failure {
             fail(&mut op, f);
             self.status.send_modify(|s| s.health = "failed".into());

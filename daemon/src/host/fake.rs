@@ -4,8 +4,10 @@
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
 //! restarting gives a new MainPID.
 
+mod clock;
 mod processes;
 
+pub use clock::FakeClock;
 pub use processes::{FakeProcesses, FakeSnapshot, ProcessState, ResticModel};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,6 +98,8 @@ pub struct FakeHost {
     state: Mutex<FakeState>,
     /// Running programs.
     pub processes: FakeProcesses,
+    /// Time, moved by tokio's (paused) clock.
+    pub clock: FakeClock,
 }
 
 impl FakeHost {
@@ -662,6 +666,7 @@ impl super::Machine for FakeHost {
     type Usage = FakeHost;
     type Databases = FakeHost;
     type Processes = FakeProcesses;
+    type Clock = FakeClock;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -691,6 +696,9 @@ impl super::Machine for FakeHost {
     }
     fn processes(&self) -> &FakeProcesses {
         &self.processes
+    }
+    fn clock(&self) -> &FakeClock {
+        &self.clock
     }
 }
 

@@ -8,6 +8,7 @@
 //! Deciding is `plan/`'s job, sequencing is `apply/`'s.
 
 pub mod accounts;
+pub mod clock;
 pub mod databases;
 pub mod fake;
 pub mod files;
@@ -263,8 +264,9 @@ pub trait Systemd: Send + Sync {
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
-/// layer is written once for the real machine and for the in-memory fake.
-pub trait Machine: Sync {
+/// layer and the driver are written once for the real machine and for the in-memory fake.
+/// `Send + 'static`: the driver shares it (an `Arc`) with the blocking threads apt runs on.
+pub trait Machine: Send + Sync + 'static {
     /// The service manager.
     type Systemd: Systemd;
     /// The filesystem.
@@ -285,6 +287,8 @@ pub trait Machine: Sync {
     type Databases: databases::Databases;
     /// Running programs.
     type Processes: processes::Processes;
+    /// Wall and monotonic time.
+    type Clock: clock::Clock;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.
@@ -305,6 +309,8 @@ pub trait Machine: Sync {
     fn databases(&self) -> &Self::Databases;
     /// Running programs.
     fn processes(&self) -> &Self::Processes;
+    /// Wall and monotonic time.
+    fn clock(&self) -> &Self::Clock;
 }
 
 /// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
@@ -341,6 +347,7 @@ impl Machine for RealMachine {
     type Usage = usage::ProcUsage;
     type Databases = databases::Postgres;
     type Processes = processes::RealProcesses;
+    type Clock = clock::SystemClock;
     fn systemd(&self) -> &Self::Systemd {
         &self.systemd
     }
@@ -370,6 +377,9 @@ impl Machine for RealMachine {
     }
     fn processes(&self) -> &Self::Processes {
         &processes::RealProcesses
+    }
+    fn clock(&self) -> &Self::Clock {
+        &clock::SystemClock
     }
 }
 
