@@ -43,7 +43,8 @@ pub struct Daemon {
     pub(super) paths: Paths,
     pub(super) store: Store,
     pub(super) state: StateHandle,
-    pub(super) machine: RealMachine,
+    /// Shared with the blocking threads apt's slow work (refresh, candidates) runs on.
+    pub(super) machine: Arc<RealMachine>,
     pub(super) status: tokio::sync::watch::Sender<Status>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) interval: Duration,
@@ -82,7 +83,7 @@ impl Daemon {
             paths,
             store,
             state,
-            machine: RealMachine::new(systemd, &debs),
+            machine: Arc::new(RealMachine::new(systemd, &debs)),
             status,
             metrics,
             interval: Duration::from_secs(300),

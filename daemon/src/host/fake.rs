@@ -605,6 +605,9 @@ impl Packages for FakeHost {
         }
         Ok(())
     }
+    fn is_cached(&self, deb: &str) -> bool {
+        self.state().debs.contains(deb)
+    }
     fn prune_cache(&self, keep: &BTreeSet<String>) -> Result<(), HostError> {
         self.state().debs.retain(|d| keep.contains(d));
         Ok(())

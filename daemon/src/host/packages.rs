@@ -63,6 +63,8 @@ pub trait Packages: Send + Sync {
     /// Mark packages held (`apt-mark hold`) or release them (`unhold`). Named apart from
     /// `strackt hold`, the daemon's experiment mode, which has nothing to do with apt.
     fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError>;
+    /// Whether the `.deb` file `deb` is in the cache (an empty name never is).
+    fn is_cached(&self, deb: &str) -> bool;
     /// Delete cached `.deb` files not in `keep`.
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError>;
     /// Refresh apt's package lists from the server's own sources (`apt-get update`). Slow
@@ -256,11 +258,6 @@ impl Apt {
         Apt {
             cache: cache.to_path_buf(),
         }
-    }
-
-    /// Whether a `.deb` is in the cache.
-    pub fn is_cached(&self, deb: &str) -> bool {
-        !deb.is_empty() && self.cache.join(deb).is_file()
     }
 }
 
@@ -546,6 +543,10 @@ impl Packages for Apt {
             None,
             Run::Child,
         )?))
+    }
+
+    fn is_cached(&self, deb: &str) -> bool {
+        !deb.is_empty() && self.cache.join(deb).is_file()
     }
 
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError> {

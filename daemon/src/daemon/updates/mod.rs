@@ -86,11 +86,12 @@ impl Daemon {
                             .collect()
                     })
                     .unwrap_or_default();
-                let apt = self.machine.packages().clone();
+                let machine = self.machine.clone();
                 let names: Vec<String> = def.packages.keys().cloned().collect();
                 let work = tokio::task::spawn_blocking(move || {
+                    let apt = machine.packages();
                     let problem = if refresh {
-                        refresh_lists(&apt, REFRESH_PAUSE)
+                        refresh_lists(apt, REFRESH_PAUSE)
                     } else {
                         None
                     };
