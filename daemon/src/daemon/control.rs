@@ -72,7 +72,7 @@ pub enum HoldChange {
     Release,
 }
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// Whether drift repair is paused right now.
     pub(super) fn held(&self) -> bool {
         decide::held(self.hold.as_ref(), self.machine.clock().now())

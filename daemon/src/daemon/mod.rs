@@ -229,8 +229,8 @@ impl Wake {
 }
 
 /// Run the loop until `shutdown` fires.
-pub async fn run_loop(
-    daemon: &mut Daemon,
+pub async fn run_loop<M: crate::host::Machine>(
+    daemon: &mut Daemon<M>,
     wake: Arc<Wake>,
     mut requests: mpsc::Receiver<Request>,
     shutdown: Arc<Notify>,

@@ -37,14 +37,15 @@ pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The daemon's state and host handles.
+/// The daemon's state and host handles, on the machine `M`: the real one in the daemon
+/// (`run`), the in-memory fake in the component tests.
 #[derive(Debug)]
-pub struct Daemon {
+pub struct Daemon<M: Machine = RealMachine> {
     pub(super) paths: Paths,
     pub(super) store: Store,
     pub(super) state: StateHandle,
     /// Shared with the blocking threads apt's slow work (refresh, candidates) runs on.
-    pub(super) machine: Arc<RealMachine>,
+    pub(super) machine: Arc<M>,
     pub(super) status: tokio::sync::watch::Sender<Status>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) interval: Duration,
@@ -69,7 +70,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Assemble a daemon from its parts.
+    /// Assemble the daemon of the real machine from its parts.
     pub fn new(
         paths: Paths,
         store: Store,
@@ -78,12 +79,26 @@ impl Daemon {
         status: tokio::sync::watch::Sender<Status>,
         metrics: Arc<Metrics>,
     ) -> Daemon {
-        let debs = paths.cache.join("debs");
+        let machine = RealMachine::new(systemd, &paths.cache.join("debs"));
+        Daemon::on(Arc::new(machine), paths, store, state, status, metrics)
+    }
+}
+
+impl<M: Machine> Daemon<M> {
+    /// Assemble a daemon on `machine` from its parts.
+    pub(super) fn on(
+        machine: Arc<M>,
+        paths: Paths,
+        store: Store,
+        state: StateHandle,
+        status: tokio::sync::watch::Sender<Status>,
+        metrics: Arc<Metrics>,
+    ) -> Daemon<M> {
         Daemon {
             paths,
             store,
             state,
-            machine: Arc::new(RealMachine::new(systemd, &debs)),
+            machine,
             status,
             metrics,
             interval: Duration::from_secs(300),
@@ -131,7 +146,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn machine(&self) -> &RealMachine {
+    pub(super) fn machine(&self) -> &M {
         &self.machine
     }
 

@@ -36,7 +36,7 @@ pub struct PlanView {
     pub changes: GenerationDiff,
 }
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// The lock-out guard for a new definition's firewall (see `plan::lockout`).
     pub(super) fn lockout_problem(&self, def: &ValidatedDefinition) -> Option<String> {
         let fw = def.definition().firewall.as_ref()?;

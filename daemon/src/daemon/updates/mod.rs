@@ -44,7 +44,7 @@ const SLOT: &str = "schedule:updates";
 /// The schedule is looked at again at least this often (a definition edit, a clock jump).
 const RECHECK: Duration = Duration::from_secs(15 * 60);
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// The pins to check: the definition file's, or the running generation's when the file
     /// does not parse.
     fn pins(&self) -> Result<Definition, String> {

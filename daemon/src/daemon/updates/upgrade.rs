@@ -12,7 +12,7 @@ use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// `strackt upgrade [--security] [PKG…]`.
     ///
     /// # Errors
