@@ -18,6 +18,8 @@ mod record;
 mod run;
 mod save;
 mod startup;
+#[cfg(test)]
+mod tests;
 mod updates;
 mod watch;
 
