@@ -121,10 +121,11 @@ impl Control {
         answer.await.expect("the loop answers")
     }
 
-    /// Wait (on the paused clock: at most a day of it) until `/status` shows `what`.
-    async fn until(&mut self, what: &str, f: impl FnMut(&Status) -> bool) {
-        let day = Duration::from_secs(24 * 3600);
-        let seen = tokio::time::timeout(day, self.status.wait_for(f))
+    /// Wait until `/status` shows `what`, at most `within` on the paused clock (kept short:
+    /// a driver that never gets there may pass every 50 ms, each pass taking real time).
+    async fn until(&mut self, what: &str, within: u64, f: impl FnMut(&Status) -> bool) {
+        let within = Duration::from_secs(within);
+        let seen = tokio::time::timeout(within, self.status.wait_for(f))
             .await
             .map(|shown| shown.is_ok());
         if seen != Ok(true) {
@@ -176,7 +177,7 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
         assert_eq!((pending.generation, pending.previous), (2, 1));
         tokio::time::sleep(Duration::from_secs(55)).await;
         assert_eq!(w.motd(), "two", "not reverted before its deadline");
-        c.until("the revert", |s| s.current_generation == Some(1))
+        c.until("the revert", 30, |s| s.current_generation == Some(1))
             .await;
         assert_eq!(c.status.borrow().pending_confirm, None);
         pending.deadline
@@ -240,7 +241,7 @@ async fn a_hold_blocks_drift_repair_until_it_ends_then_the_next_pass_repairs() {
         host.state().files.insert("/etc/motd".into(), by_hand);
         // A pass asked for (SIGHUP) and the timer's, both within the hold: the change stays.
         c.wake.wake(Trigger::Signal);
-        c.until("the signal's pass", |s| {
+        c.until("the signal's pass", 5, |s| {
             s.last_pass.as_ref().is_some_and(|p| p.trigger == "signal")
         })
         .await;
@@ -249,7 +250,7 @@ async fn a_hold_blocks_drift_repair_until_it_ends_then_the_next_pass_repairs() {
         let last = c.status.borrow().last_pass.clone().expect("a pass");
         assert_eq!(last.trigger, "timer", "the timer ran during the hold");
         assert!(last.summary.contains("drift left in place"), "{last:#?}");
-        c.until("the hold's end and the repair", |s| {
+        c.until("the hold's end and the repair", 300, |s| {
             s.hold.is_none()
                 && s.last_pass
                     .as_ref()
