@@ -175,8 +175,15 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
         assert_eq!(op.outcome, "success", "{op:#?}");
         let pending = c.status.borrow().pending_confirm.clone().expect("pending");
         assert_eq!((pending.generation, pending.previous), (2, 1));
+        // A pass before the deadline (SIGHUP) leaves the switch in place.
         tokio::time::sleep(Duration::from_secs(55)).await;
+        c.wake.wake(Trigger::Signal);
+        c.until("the signal's pass", 1, |s| {
+            s.last_pass.as_ref().is_some_and(|p| p.trigger == "signal")
+        })
+        .await;
         assert_eq!(w.motd(), "two", "not reverted before its deadline");
+        assert!(c.status.borrow().pending_confirm.is_some());
         c.until("the revert", 30, |s| s.current_generation == Some(1))
             .await;
         assert_eq!(c.status.borrow().pending_confirm, None);
