@@ -1,5 +1,6 @@
 //! In-memory host: a stateful model of files, accounts, systemd and health probes, for the
-//! apply layer's component tests. It follows the real semantics that matter to strackt: a unit
+//! component tests of the apply layer and the driver (its clock follows tokio's, so they run
+//! with time paused). It follows the real semantics that matter to strackt: a unit
 //! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
 //! restarting gives a new MainPID.

@@ -2,7 +2,7 @@
 //!
 //! One trait per host subsystem, each with a real implementation (the machine: systemd over
 //! D-Bus, the filesystem, health probes) and a stateful in-memory fake (`fake`) that models the
-//! subsystem closely enough for the apply layer's component tests.
+//! subsystem closely enough for the component tests of the apply layer and the driver.
 //!
 //! This layer *does* things and *reports* what happened; it never decides what should happen.
 //! Deciding is `plan/`'s job, sequencing is `apply/`'s.
