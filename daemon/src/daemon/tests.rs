@@ -339,3 +339,50 @@ async fn a_failed_switch_goes_back_to_the_previous_generation_and_is_not_retried
     assert_eq!(generations(&d).await.len(), 2);
     assert_eq!(d.store.current().expect("current"), Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_security_policy_upgrades_at_its_time_and_not_before() {
+    let w = World::new();
+    {
+        let mut host = w.host.state();
+        host.repository
+            .insert("demo-lib".into(), vec!["1.0".into(), "1.1".into()]);
+        host.security.insert(("demo-lib".into(), "1.1".into()));
+    }
+    // `daily` is 03:00 UTC; the fake clock starts at midnight.
+    let pinned = |version: &str| {
+        format!(
+            "version: 1\nstrackt:\n  updates: {{ check: daily, apply: security }}\npackages:\n  demo-lib: \"{version}\"\n"
+        )
+    };
+    w.write(&pinned("1.0"));
+    let mut d = w.daemon();
+    d.startup().await;
+    let state = d.state.clone();
+    let w = &w;
+    with_loop(&mut d, |mut c| async move {
+        tokio::time::sleep(Duration::from_secs(2 * 3600 + 55 * 60)).await;
+        assert_eq!(c.status.borrow().current_generation, Some(1), "too early");
+        c.until("the scheduled upgrade", 10 * 60, |s| {
+            s.current_generation == Some(2)
+        })
+        .await;
+    })
+    .await;
+    let installed = w.host.state().installed.get("demo-lib").cloned();
+    assert_eq!(installed.expect("installed").version, "1.1");
+    let file = std::fs::read_to_string(w.paths().definition).expect("definition");
+    assert_eq!(file, pinned("1.1"), "the definition the policy rewrote");
+    let ops = history(&state).await;
+    let upgrade = ops
+        .iter()
+        .find(|o| o.trigger == "security")
+        .expect("logged");
+    assert_eq!(upgrade.outcome, "success", "{upgrade:#?}");
+    assert!(
+        upgrade
+            .summary
+            .starts_with("scheduled (strackt.updates: check"),
+        "{upgrade:#?}"
+    );
+}
