@@ -386,3 +386,25 @@ async fn a_scheduled_security_policy_upgrades_at_its_time_and_not_before() {
         "{upgrade:#?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn apply_confirm_takes_a_save_the_watcher_just_applied_and_only_a_recent_one() {
+    for (after_save, armed) in [(30, Some((2, 1))), (90, None)] {
+        let w = World::new();
+        w.write(&definition("one"));
+        let mut d = w.daemon();
+        d.startup().await;
+        // Saved, and applied by the watcher's pass before the user runs the command.
+        w.write(&definition("two"));
+        d.pass(Trigger::FileChange, false).await;
+        let pending = with_loop(&mut d, |c| async move {
+            tokio::time::sleep(Duration::from_secs(after_save)).await;
+            let op = c.ask(|r| Request::Apply(Some(60), r)).await;
+            assert_eq!(op.expect("applied").outcome, "success");
+            let pending = c.status.borrow().pending_confirm.clone();
+            pending.map(|p| (p.generation, p.previous))
+        })
+        .await;
+        assert_eq!(pending, armed, "{after_save}s after the save");
+    }
+}
