@@ -14,6 +14,8 @@ use super::decide::{self, Unconfirmed};
 use super::pass::{now, Daemon};
 use super::record::fail;
 use super::Trigger;
+use crate::host::clock::Clock;
+use crate::host::Machine;
 use crate::ops::Operation;
 pub use crate::status::{Hold, HoldChange, PendingConfirm};
 
@@ -26,7 +28,8 @@ pub const MAX_CONFIRM_SECS: u64 = 24 * 3600;
 const JUST_SAVED: Duration = Duration::from_secs(60);
 
 /// The instant `seconds` from now, refused when it is 0 or above `max` (see
-/// [`decide::deadline_after`]).
+/// [`decide::deadline_after`]): the CLI's check of a flag before it asks the daemon, which
+/// computes the deadline again from its machine's clock.
 pub fn deadline_in(
     seconds: u64,
     max: u64,
@@ -35,10 +38,10 @@ pub fn deadline_in(
     decide::deadline_after(chrono::Utc::now(), seconds, max, what)
 }
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// Whether drift repair is paused right now.
     pub(super) fn held(&self) -> bool {
-        decide::held(self.hold.as_ref(), chrono::Utc::now())
+        decide::held(self.hold.as_ref(), self.machine.clock().now())
     }
 
     /// Time until the next pass: the reconcile interval, or sooner when a hold ends or a
@@ -48,7 +51,7 @@ impl Daemon {
             self.interval,
             self.hold.as_ref(),
             self.pending.as_ref(),
-            chrono::Utc::now(),
+            self.machine.clock().now(),
         )
     }
 
@@ -75,12 +78,16 @@ impl Daemon {
         Ok(())
     }
 
+    /// The deadline of `apply --confirm-within secs`, from the machine's clock.
+    fn confirm_deadline(&self, secs: u64) -> Result<decide::Time, String> {
+        let now = self.machine.clock().now();
+        decide::deadline_after(now, secs, MAX_CONFIRM_SECS, "--confirm-within")
+    }
+
     /// `strackt apply [--confirm-within]`: a pass now; with a deadline, a switch to a new
     /// generation must be confirmed in time or it is reverted by the same path as a rollback.
     pub async fn apply(&mut self, confirm_within: Option<u64>) -> Operation {
-        if let Some(Err(e)) =
-            confirm_within.map(|s| deadline_in(s, MAX_CONFIRM_SECS, "--confirm-within"))
-        {
+        if let Some(Err(e)) = confirm_within.map(|s| self.confirm_deadline(s)) {
             let mut op = Self::op(None, "apply", Trigger::Cli, None, Instant::now(), &now());
             fail(&mut op, e);
             return op;
@@ -89,7 +96,7 @@ impl Daemon {
         // The watcher applies a save 150 ms after it: see `decide::to_confirm`.
         let saved = self
             .saved_switch
-            .filter(|(_, _, at)| at.elapsed() < JUST_SAVED)
+            .filter(|(_, _, at)| self.machine.clock().instant() - *at < JUST_SAVED)
             .map(|(generation, previous, _)| (generation, previous));
         let mut op = self.pass(Trigger::Cli, true).await;
         let after = self.store.current().ok().flatten();
@@ -102,8 +109,9 @@ impl Daemon {
             return op;
         };
         // Checked above; the pass took a moment, so compute it again from now.
-        let deadline = deadline_in(secs, MAX_CONFIRM_SECS, "--confirm-within")
-            .unwrap_or_else(|_| chrono::Utc::now())
+        let deadline = self
+            .confirm_deadline(secs)
+            .unwrap_or_else(|_| self.machine.clock().now())
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         op.summary = format!("{}; run `strackt confirm` before {deadline} or it is reverted to generation {previous}", op.summary);
         let pending = PendingConfirm {
@@ -139,7 +147,7 @@ impl Daemon {
     pub(super) async fn revert_if_unconfirmed(&mut self) -> Option<Operation> {
         let current = self.store.current().ok().flatten();
         let pending = self.pending.clone()?;
-        let to = match decide::unconfirmed(Some(&pending), current, chrono::Utc::now())? {
+        let to = match decide::unconfirmed(Some(&pending), current, self.machine.clock().now())? {
             Unconfirmed::Wait => return None,
             Unconfirmed::Forget => None,
             Unconfirmed::Revert { to } => Some(to),
@@ -190,7 +198,7 @@ impl Daemon {
     /// The pass that finds the hold over clears it (what was changed during it is put back
     /// by that pass). A failed write keeps it in memory, and the next pass tries again.
     pub(super) async fn end_hold_if_over(&mut self) {
-        if decide::hold_over(self.hold.as_ref(), chrono::Utc::now()) {
+        if decide::hold_over(self.hold.as_ref(), self.machine.clock().now()) {
             let _reported = self.save_hold(None).await;
         }
     }
@@ -202,7 +210,8 @@ impl Daemon {
     pub async fn set_hold(&mut self, change: HoldChange) -> Result<serde_json::Value, String> {
         match change {
             HoldChange::For { seconds, reason } => {
-                let until = deadline_in(seconds, MAX_HOLD_SECS, "--for")?;
+                let now = self.machine.clock().now();
+                let until = decide::deadline_after(now, seconds, MAX_HOLD_SECS, "--for")?;
                 let hold = Hold {
                     until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     reason,

@@ -23,7 +23,7 @@ use crate::ops::StepRecord;
 use crate::state::GenerationRecord;
 use crate::timing;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// Prune generation directories beyond the retention policy, and cached .debs no kept
     /// directory needs. Records are never deleted: a pruned generation is marked so, and a
     /// rollback rebuilds it from its record.

@@ -18,6 +18,8 @@ mod record;
 mod run;
 mod save;
 mod startup;
+#[cfg(test)]
+mod tests;
 mod updates;
 mod watch;
 
@@ -151,8 +153,8 @@ impl Wake {
 }
 
 /// Run the loop until `shutdown` fires.
-pub async fn run_loop(
-    daemon: &mut Daemon,
+pub async fn run_loop<M: crate::host::Machine>(
+    daemon: &mut Daemon<M>,
     wake: Arc<Wake>,
     mut requests: mpsc::Receiver<Request>,
     shutdown: Arc<Notify>,

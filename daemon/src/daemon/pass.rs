@@ -19,9 +19,10 @@ use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{render, Generation, Store};
+use crate::host::clock::Clock;
 use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
-use crate::host::RealMachine;
+use crate::host::{Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::Operation;
 use crate::state::{GenerationRow, GenerationState, StateHandle};
@@ -36,13 +37,15 @@ pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The daemon's state and host handles.
+/// The daemon's state and host handles, on the machine `M`: the real one in the daemon
+/// (`run`), the in-memory fake in the component tests.
 #[derive(Debug)]
-pub struct Daemon {
+pub struct Daemon<M: Machine = RealMachine> {
     pub(super) paths: Paths,
     pub(super) store: Store,
     pub(super) state: StateHandle,
-    pub(super) machine: RealMachine,
+    /// Shared with the blocking threads apt's slow work (refresh, candidates) runs on.
+    pub(super) machine: Arc<M>,
     pub(super) status: tokio::sync::watch::Sender<Status>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) interval: Duration,
@@ -53,7 +56,7 @@ pub struct Daemon {
     pub(super) hold: Option<Hold>,
     pub(super) pending: Option<PendingConfirm>,
     /// The last switch, when the watcher made it from a save: `(generation, previous, when)`.
-    pub(super) saved_switch: Option<(u64, u64, Instant)>,
+    pub(super) saved_switch: Option<(u64, u64, tokio::time::Instant)>,
     /// `strackt.updates` of the definition last loaded.
     pub(super) updates_policy: crate::definition::UpdatesPolicy,
     /// The scheduled update check has handled every slot up to this time.
@@ -67,7 +70,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Assemble a daemon from its parts.
+    /// Assemble the daemon of the real machine from its parts.
     pub fn new(
         paths: Paths,
         store: Store,
@@ -76,12 +79,26 @@ impl Daemon {
         status: tokio::sync::watch::Sender<Status>,
         metrics: Arc<Metrics>,
     ) -> Daemon {
-        let debs = paths.cache.join("debs");
+        let machine = RealMachine::new(systemd, &paths.cache.join("debs"));
+        Daemon::on(Arc::new(machine), paths, store, state, status, metrics)
+    }
+}
+
+impl<M: Machine> Daemon<M> {
+    /// Assemble a daemon on `machine` from its parts.
+    pub(super) fn on(
+        machine: Arc<M>,
+        paths: Paths,
+        store: Store,
+        state: StateHandle,
+        status: tokio::sync::watch::Sender<Status>,
+        metrics: Arc<Metrics>,
+    ) -> Daemon<M> {
         Daemon {
             paths,
             store,
             state,
-            machine: RealMachine::new(systemd, &debs),
+            machine,
             status,
             metrics,
             interval: Duration::from_secs(300),
@@ -129,13 +146,13 @@ impl Daemon {
         }
     }
 
-    pub(super) fn machine(&self) -> &RealMachine {
+    pub(super) fn machine(&self) -> &M {
         &self.machine
     }
 
     /// Publish when the timer fires next.
     pub fn set_next_pass(&self, after: Duration) {
-        let at = chrono::Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        let at = self.machine.clock().now() + chrono::Duration::from_std(after).unwrap_or_default();
         self.status.send_modify(|s| {
             s.next_pass = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         });
@@ -178,7 +195,7 @@ impl Daemon {
         if before != after {
             self.saved_switch = match (trigger, before, after) {
                 (Trigger::FileChange, Some(previous), Some(generation)) => {
-                    Some((generation, previous, Instant::now()))
+                    Some((generation, previous, self.machine.clock().instant()))
                 }
                 _ => None,
             };
@@ -317,7 +334,11 @@ impl Daemon {
             self.metrics
                 .services_checked(&op.steps, |u| cur.manifest.units.contains_key(u));
         }
-        op.summary = decide::drift_summary(&report.drift, self.hold.as_ref(), chrono::Utc::now());
+        op.summary = decide::drift_summary(
+            &report.drift,
+            self.hold.as_ref(),
+            self.machine.clock().now(),
+        );
         if let Some(f) = report.failure {
             fail(&mut op, f);
             self.status.send_modify(|s| s.health = "failed".into());

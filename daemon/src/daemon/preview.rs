@@ -17,7 +17,7 @@ use crate::ops::StepRecord;
 use crate::plan::{lockout, plan, Plan};
 pub use crate::status::PlanView;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// The lock-out guard for a new definition's firewall (see `plan::lockout`).
     pub(super) fn lockout_problem(&self, def: &ValidatedDefinition) -> Option<String> {
         let fw = def.definition().firewall.as_ref()?;

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use super::pass::{now, Daemon};
 use super::Trigger;
+use crate::host::Machine;
 use crate::ops::{self, Operation, OpsError};
 use crate::state::{State, StateError};
 use crate::timing;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// A call to the state database, `what` saying what for ("recording the hold"); a
     /// failure is reported (error log, `/status`) and returned.
     pub(super) async fn db<T: Send + 'static>(

@@ -13,9 +13,10 @@ use super::{Daemon, Trigger};
 use crate::api::DefinitionText;
 use crate::definition::parse;
 use crate::host::files::{atomic_write, sha256_hex};
+use crate::host::Machine;
 use crate::ops::Operation;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// Save `input` over the definition file and run a pass on it (a definition that failed
     /// before is tried again, as by `strackt apply`).
     ///

@@ -19,7 +19,7 @@ use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::StepRecord;
 use crate::state::GenerationState;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// Reconcile the database with `current` after a start (a crash may have interrupted a
     /// switch), then run the startup pass.
     pub async fn startup(&mut self) {

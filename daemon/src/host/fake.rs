@@ -1,11 +1,14 @@
 //! In-memory host: a stateful model of files, accounts, systemd and health probes, for the
-//! apply layer's component tests. It follows the real semantics that matter to strackt: a unit
+//! component tests of the apply layer and the driver (its clock follows tokio's, so they run
+//! with time paused). It follows the real semantics that matter to strackt: a unit
 //! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
 //! restarting gives a new MainPID.
 
+mod clock;
 mod processes;
 
+pub use clock::FakeClock;
 pub use processes::{FakeProcesses, FakeSnapshot, GitModel, ProcessState, ResticModel};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,6 +99,8 @@ pub struct FakeHost {
     state: Mutex<FakeState>,
     /// Running programs.
     pub processes: FakeProcesses,
+    /// Time, moved by tokio's (paused) clock.
+    pub clock: FakeClock,
 }
 
 impl FakeHost {
@@ -648,6 +653,9 @@ impl Packages for FakeHost {
         }
         Ok(())
     }
+    fn is_cached(&self, deb: &str) -> bool {
+        self.state().debs.contains(deb)
+    }
     fn prune_cache(&self, keep: &BTreeSet<String>) -> Result<(), HostError> {
         self.state().debs.retain(|d| keep.contains(d));
         Ok(())
@@ -709,6 +717,7 @@ impl super::Machine for FakeHost {
     type Usage = FakeHost;
     type Databases = FakeHost;
     type Processes = FakeProcesses;
+    type Clock = FakeClock;
     fn systemd(&self) -> &FakeHost {
         self
     }
@@ -738,6 +747,9 @@ impl super::Machine for FakeHost {
     }
     fn processes(&self) -> &FakeProcesses {
         &self.processes
+    }
+    fn clock(&self) -> &FakeClock {
+        &self.clock
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! One trait per host subsystem, each with a real implementation (the machine: systemd over
 //! D-Bus, the filesystem, health probes) and a stateful in-memory fake (`fake`) that models the
-//! subsystem closely enough for the apply layer's component tests.
+//! subsystem closely enough for the component tests of the apply layer and the driver.
 //!
 //! This layer *does* things and *reports* what happened; it never decides what should happen.
 //! Deciding is `plan/`'s job, sequencing is `apply/`'s.
 
 pub mod accounts;
+pub mod clock;
 pub mod databases;
 pub mod fake;
 pub mod files;
@@ -279,7 +280,9 @@ pub trait Systemd: Send + Sync {
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
-/// layer is written once for the real machine and for the in-memory fake.
+/// layer, the driver, deploys and backups are written once for the real machine and for the
+/// in-memory fake. `Send + 'static`: the driver and the deployer share it (an `Arc`) with
+/// the blocking threads apt runs on and with spawned operations.
 pub trait Machine: Send + Sync + 'static {
     /// The service manager.
     type Systemd: Systemd;
@@ -301,6 +304,8 @@ pub trait Machine: Send + Sync + 'static {
     type Databases: databases::Databases;
     /// Running programs (cloned into each restic repository handle).
     type Processes: processes::Processes + Clone;
+    /// Wall and monotonic time.
+    type Clock: clock::Clock;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.
@@ -321,6 +326,8 @@ pub trait Machine: Send + Sync + 'static {
     fn databases(&self) -> &Self::Databases;
     /// Running programs.
     fn processes(&self) -> &Self::Processes;
+    /// Wall and monotonic time.
+    fn clock(&self) -> &Self::Clock;
 }
 
 /// The real machine: systemd over D-Bus, the filesystem, /proc/sys, nft, the shadow tools, apt.
@@ -357,6 +364,7 @@ impl Machine for RealMachine {
     type Usage = usage::ProcUsage;
     type Databases = databases::Postgres;
     type Processes = processes::RealProcesses;
+    type Clock = clock::SystemClock;
     fn systemd(&self) -> &Self::Systemd {
         &self.systemd
     }
@@ -386,6 +394,9 @@ impl Machine for RealMachine {
     }
     fn processes(&self) -> &Self::Processes {
         &processes::RealProcesses
+    }
+    fn clock(&self) -> &Self::Clock {
+        &clock::SystemClock
     }
 }
 

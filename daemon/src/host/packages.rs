@@ -62,6 +62,8 @@ pub trait Packages: Send + Sync {
     /// Mark packages held (`apt-mark hold`) or release them (`unhold`). Named apart from
     /// `strackt hold`, the daemon's experiment mode, which has nothing to do with apt.
     fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError>;
+    /// Whether the `.deb` file `deb` is in the cache (an empty name never is).
+    fn is_cached(&self, deb: &str) -> bool;
     /// Delete cached `.deb` files not in `keep`.
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError>;
     /// Refresh apt's package lists from the server's own sources (`apt-get update`). Slow

@@ -32,6 +32,7 @@ pub use assess::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcom
 use super::pass::Daemon;
 use super::Trigger;
 use crate::definition::{parse, Definition, UpdatesApply};
+use crate::host::clock::Clock;
 use crate::host::packages::Packages;
 use crate::host::Machine;
 use assess::{assess, report, stamp};
@@ -43,7 +44,7 @@ const SLOT: &str = "schedule:updates";
 /// The schedule is looked at again at least this often (a definition edit, a clock jump).
 const RECHECK: Duration = Duration::from_secs(15 * 60);
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// The pins to check: the definition file's, or the running generation's when the file
     /// does not parse.
     fn pins(&self) -> Result<Definition, String> {
@@ -85,11 +86,12 @@ impl Daemon {
                             .collect()
                     })
                     .unwrap_or_default();
-                let apt = self.machine.packages().clone();
+                let machine = self.machine.clone();
                 let names: Vec<String> = def.packages.keys().cloned().collect();
                 let work = tokio::task::spawn_blocking(move || {
+                    let apt = machine.packages();
                     let problem = if refresh {
-                        refresh_lists(&apt, REFRESH_PAUSE)
+                        refresh_lists(apt, REFRESH_PAUSE)
                     } else {
                         None
                     };
@@ -153,7 +155,7 @@ impl Daemon {
         match slot {
             Some(t) => self.updates_slot = Some(t),
             // First sight: the schedule counts from now (as backups' do).
-            None => self.set_slot(Utc::now()).await,
+            None => self.set_slot(self.machine.clock().now()).await,
         }
     }
 
@@ -185,7 +187,10 @@ impl Daemon {
             .and_then(|(s, last)| s.next_after(last));
         match due {
             Some(due) => {
-                (due - Utc::now()).to_std().unwrap_or_default().min(RECHECK)
+                (due - self.machine.clock().now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(RECHECK)
                     + Duration::from_millis(200)
             }
             None => RECHECK,
@@ -195,7 +200,7 @@ impl Daemon {
     /// Run the scheduled check if it is due (a check missed while the daemon was down runs
     /// once), and with `apply: security | all` the upgrade it calls for.
     pub async fn scheduled_updates(&mut self) {
-        let now = Utc::now();
+        let now = self.machine.clock().now();
         let Some(schedule) = self.updates_policy.schedule() else {
             return;
         };

@@ -12,7 +12,7 @@ use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
 
-impl Daemon {
+impl<M: Machine> Daemon<M> {
     /// `strackt upgrade [--security] [PKG…]`.
     ///
     /// # Errors
@@ -224,13 +224,13 @@ impl Daemon {
                 "the edit changed more than the versions (a bug); nothing was changed".into(),
             );
         }
-        let apt = self.machine.packages().clone();
+        let machine = self.machine.clone();
         let wanted: std::collections::BTreeMap<String, String> = edits
             .iter()
             .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
             .collect();
         let checked: Vec<(String, String)> =
-            tokio::task::spawn_blocking(move || apt.resolve(&wanted))
+            tokio::task::spawn_blocking(move || machine.packages().resolve(&wanted))
                 .await
                 .map_err(|e| format!("the apt task ended: {e}"))?
                 .map_err(|e| format!("asking apt: {e}; nothing was changed"))?

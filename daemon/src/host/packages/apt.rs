@@ -27,11 +27,6 @@ impl Apt {
             cache: cache.to_path_buf(),
         }
     }
-
-    /// Whether a `.deb` is in the cache.
-    pub fn is_cached(&self, deb: &str) -> bool {
-        !deb.is_empty() && self.cache.join(deb).is_file()
-    }
 }
 
 /// How an apt tool runs.
@@ -242,6 +237,10 @@ impl Packages for Apt {
             None,
             Run::Child,
         )?))
+    }
+
+    fn is_cached(&self, deb: &str) -> bool {
+        !deb.is_empty() && self.cache.join(deb).is_file()
     }
 
     fn prune_cache(&self, keep: &std::collections::BTreeSet<String>) -> Result<(), HostError> {
