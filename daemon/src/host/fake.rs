@@ -2,8 +2,9 @@
 //! component tests of the apply layer and the driver (its clock follows tokio's, so they run
 //! with time paused). It follows the real semantics that matter to strackt: a unit
 //! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
-//! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
-//! restarting gives a new MainPID.
+//! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, an
+//! instance `a@i.service` is known once its template `a@.service` is, and restarting gives a
+//! new MainPID.
 
 mod clock;
 mod processes;
@@ -141,13 +142,32 @@ impl FakeState {
             .get(&Path::new(UNIT_DIR).join(unit))
             .map(|f| String::from_utf8_lossy(&f.0).into_owned())
     }
+
+    /// What systemd loads `unit` from: its own unit, or for an instance `a@i.service` its
+    /// template `a@.service`.
+    fn source(&self, unit: &str) -> String {
+        match unit.split_once('@') {
+            Some((base, rest)) => match rest.rsplit_once('.') {
+                Some((_, kind)) => format!("{base}@.{kind}"),
+                None => unit.to_string(),
+            },
+            None => unit.to_string(),
+        }
+    }
+
+    /// Whether systemd can load `unit` (a unit file after daemon-reload, or a vendor unit).
+    fn knows(&self, unit: &str) -> bool {
+        let source = self.source(unit);
+        self.units.get(&source).is_some_and(|u| u.loaded.is_some())
+            || self.vendor_units.contains(&source)
+    }
 }
 
 impl Systemd for FakeHost {
     async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
         let s = self.state();
         let u = s.units.get(unit).cloned().unwrap_or_default();
-        let known = u.loaded.is_some() || s.vendor_units.contains(unit);
+        let known = s.knows(unit);
         Ok(UnitState {
             load_state: if known { "loaded" } else { "not-found" }.into(),
             active_state: if u.active { "active" } else { "inactive" }.into(),
@@ -193,11 +213,10 @@ impl Systemd for FakeHost {
     async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
         let mut s = self.state();
         s.journal.push(format!("{} {unit}", kind.verb()));
-        let known =
-            s.units.get(unit).is_some_and(|u| u.loaded.is_some()) || s.vendor_units.contains(unit);
+        let known = s.knows(unit);
         let fails = s.failing.contains(unit)
             || s.units
-                .get(unit)
+                .get(&s.source(unit))
                 .and_then(|u| u.loaded.as_deref())
                 .is_some_and(|t| t.contains("ExecStart=/bin/false"));
         s.next_pid += 1;
@@ -279,7 +298,7 @@ impl Systemd for FakeHost {
         let s = self.state();
         Ok(s.units
             .iter()
-            .filter(|(name, u)| u.loaded.is_some() && glob(pattern, name))
+            .filter(|(name, _)| s.knows(name) && glob(pattern, name))
             .map(|(name, _)| name.clone())
             .collect())
     }
