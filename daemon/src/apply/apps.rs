@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Machine;
-use crate::definition::ServeMode;
-use crate::definition::{Definition, HealthSpec};
+use crate::definition::{Definition, HealthSpec, ServeMode};
 use crate::deploy::layout::AppDirs;
 use crate::deploy::units::LIVE_PREFIX;
 use crate::generation::Generation;
@@ -447,5 +446,23 @@ databases:
                 "postgresql-client"
             ]
         );
+    }
+
+    #[test]
+    fn a_proxy_mode_app_is_found_through_its_directory_and_needs_nginx() {
+        let src = "version: 1\nusers:\n  hello: { system: true, home: /srv/hello }\napps:\n  hello:\n    repo: /srv/git/hello.git\n    path: /srv/hello\n    user: hello\n    service: { exec: node server.js, listen: \"127.0.0.1:8000\", health: /health, mode: proxy, ports: [8001, 8002] }\n";
+        let def = crate::definition::parse(src, std::path::Path::new("t.yaml")).expect("valid");
+        let apps = Apps::of(def.definition());
+        assert_eq!(
+            apps.checks.first().map(|c| &c.serving),
+            Some(&Serving::Proxy {
+                dir: "/srv/hello".into()
+            })
+        );
+        assert!(apps
+            .needs
+            .iter()
+            .any(|n| matches!(n, Need::Package { name, .. } if name == "nginx")));
+        assert_eq!(instance("hello", 7), "strackt-app-hello@7.service");
     }
 }
