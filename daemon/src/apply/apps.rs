@@ -4,12 +4,17 @@
 //!
 //! Deciding is `plan::users` and `plan::keep`; this module gathers their inputs through
 //! `host/` and runs the restarts and checks.
+//!
+//! The unit an app runs in depends on its mode: `strackt-app-<app>.service` behind its socket,
+//! or in proxy mode the instance of its live release, `strackt-app-<app>@<id>.service`, found
+//! at the switch (a deploy may have moved it since the definition was read).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Machine;
-use crate::definition::{Definition, HealthSpec};
+use crate::definition::{Definition, HealthSpec, ServeMode};
+use crate::deploy::layout::AppDirs;
 use crate::deploy::units::LIVE_PREFIX;
 use crate::generation::Generation;
 use crate::host::health::Health;
@@ -20,16 +25,33 @@ use crate::plan::keep::{kept, Need};
 use crate::plan::users::{package_changes, restarts, PackageChange};
 use crate::plan::{Action, HostSnapshot, Plan, PlannedStep};
 
+/// How an app is served: which unit runs its live release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serving {
+    /// Socket mode: the service its socket activates; the socket holds the listening address
+    /// while the service restarts.
+    Socket {
+        /// `strackt-app-<app>.service`.
+        service: String,
+        /// `strackt-app-<app>.socket`.
+        socket: String,
+    },
+    /// Proxy mode: nginx holds the listening address and forwards to the live release's
+    /// instance, the release `current` names in the app's directory.
+    Proxy {
+        /// The app's directory (`path`).
+        dir: String,
+    },
+}
+
 /// One app a switch must keep serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppCheck {
     /// The app's name.
     pub app: String,
-    /// Its live service, `strackt-app-<app>.service`.
-    pub service: String,
-    /// The socket that holds its listening address.
-    pub socket: String,
-    /// Its health path on its live address.
+    /// The unit its live release runs in.
+    pub serving: Serving,
+    /// Its health path on its live address (in proxy mode nginx's, which reaches the instance).
     pub probe: HealthSpec,
     /// How long the health path may take.
     pub within: Duration,
@@ -59,10 +81,18 @@ impl Apps {
                 .listen
                 .replace("0.0.0.0:", "127.0.0.1:")
                 .replace("[::]:", "[::1]:");
+            let serving = match spec.service.mode {
+                ServeMode::Socket => Serving::Socket {
+                    service: format!("{LIVE_PREFIX}{name}.service"),
+                    socket: format!("{LIVE_PREFIX}{name}.socket"),
+                },
+                ServeMode::Proxy => Serving::Proxy {
+                    dir: spec.path.clone(),
+                },
+            };
             apps.checks.push(AppCheck {
                 app: name.clone(),
-                service: format!("{LIVE_PREFIX}{name}.service"),
-                socket: format!("{LIVE_PREFIX}{name}.socket"),
+                serving,
                 probe: HealthSpec {
                     http: Some(format!("http://{addr}{}", spec.service.health)),
                     ..HealthSpec::default()
@@ -85,7 +115,7 @@ impl Apps {
                     format!("strackt dumps app {name}'s database with it before migrations"),
                 ));
             }
-            if spec.service.mode == crate::definition::ServeMode::Proxy {
+            if spec.service.mode == ServeMode::Proxy {
                 apps.needs.push(tool(
                     "nginx",
                     format!("app {name} is reached through it (mode: proxy)"),
@@ -176,22 +206,22 @@ pub async fn to_restart<M: Machine>(
 ) -> Vec<(String, String)> {
     let mut units: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
     let mut unattributed: Vec<(String, String)> = Vec::new();
+    // Each unit with, for an app's live unit, whether it was stopped by hand.
     let services = desired
         .manifest
         .units
         .keys()
         // strackt never restarts itself in the middle of a switch.
         .filter(|u| u.ends_with(".service") && u.as_str() != "strackt.service")
-        .map(|u| (u.clone(), false));
-    let app_services: Vec<(String, bool)> = deployed(m, apps)
+        .map(|u| (u.clone(), None));
+    let app_units: Vec<(String, Option<bool>)> = deployed(m, apps)
         .await
         .into_iter()
-        .map(|(app, stopped)| (app.service.clone(), stopped))
+        .map(|live| (live.unit, Some(live.stopped)))
         .collect();
-    for (unit, stopped) in services.chain(app_services) {
-        let is_app = apps.checks.iter().any(|a| a.service == unit);
+    for (unit, app_stopped) in services.chain(app_units) {
         match m.usage().unit_processes(&unit) {
-            Ok(p) if p.is_empty() && is_app && !stopped => {
+            Ok(p) if p.is_empty() && app_stopped == Some(false) => {
                 unattributed.push((unit, "crashed; restarted on the changed packages".into()))
             }
             Ok(p) => {
@@ -206,8 +236,10 @@ pub async fn to_restart<M: Machine>(
     todo
 }
 
-/// Restart `todo` (see [`to_restart`]); apps go through their socket, which keeps listening,
-/// so no request is refused. Returns the records and the first failure.
+/// Restart `todo` (see [`to_restart`]). A socket-mode app goes through its socket, which keeps
+/// listening, so no request is refused; a proxy-mode release is restarted in place, nginx
+/// answering 502 until it listens again (its health check through nginx waits for that).
+/// Returns the records and the first failure.
 pub async fn restart_users<M: Machine>(
     m: &M,
     apps: &Apps,
@@ -216,11 +248,10 @@ pub async fn restart_users<M: Machine>(
     let mut records = Vec::new();
     let mut failure = None;
     for (unit, why) in todo {
-        let socket = apps
-            .checks
-            .iter()
-            .find(|a| a.service == unit)
-            .map(|a| a.socket.as_str());
+        let socket = apps.checks.iter().find_map(|a| match &a.serving {
+            Serving::Socket { service, socket } if *service == unit => Some(socket.as_str()),
+            _ => None,
+        });
         match restart(m, &unit, socket).await {
             Ok(()) => records.push(StepRecord::new("restart", &unit, "ok", why, false)),
             Err(e) => {
@@ -270,22 +301,53 @@ async fn restart<M: Machine>(m: &M, unit: &str, socket: Option<&str>) -> Result<
     m.systemd().run_job(JobKind::Restart, unit).await
 }
 
-/// A deployed app (its live service is installed) and whether it is stopped: service and
-/// socket both cleanly inactive, which only an admin's `systemctl stop` does (a crash leaves
-/// them failed or restarting).
-async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<(&'a AppCheck, bool)> {
+/// A deployed app as the switch finds it.
+struct Live<'a> {
+    app: &'a AppCheck,
+    /// The unit its live release runs in.
+    unit: String,
+    /// Stopped by hand: the unit (and its socket) cleanly inactive, which only an admin's
+    /// `systemctl stop` does (a crash leaves them failed or restarting).
+    stopped: bool,
+}
+
+/// The instance running release `id` of proxy-mode `app` (the name deploys give it).
+fn instance(app: &str, id: u64) -> String {
+    format!("{LIVE_PREFIX}{app}@{id}.service")
+}
+
+/// The deployed apps (their live unit is installed), each with its live unit and whether it
+/// is stopped. A proxy-mode app is deployed once `current` names a release; another release
+/// running beside that one (a deploy under way) serves no one yet and is the deploy's.
+async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<Live<'a>> {
     let mut out = Vec::new();
     for app in &apps.checks {
-        let Ok(service) = m.systemd().unit_state(&app.service).await else {
+        let (unit, socket) = match &app.serving {
+            Serving::Socket { service, socket } => (service.clone(), Some(socket)),
+            // `current` is read without following a link the app's user could plant
+            // (`AppDirs`), and only the instance of the release it names is asked about: one
+            // readlink, too small to leave the runtime's thread for.
+            Serving::Proxy { dir } => match AppDirs::new(dir).live() {
+                Some(id) => (instance(&app.app, id), None),
+                None => continue,
+            },
+        };
+        let Ok(state) = m.systemd().unit_state(&unit).await else {
             continue;
         };
-        if service.load_state != "loaded" {
+        if state.load_state != "loaded" {
             continue;
         }
-        let socket = m.systemd().unit_state(&app.socket).await;
-        let stopped = service.active_state == "inactive"
-            && socket.is_ok_and(|s| s.active_state == "inactive");
-        out.push((app, stopped));
+        let socket_inactive = match socket {
+            Some(s) => m
+                .systemd()
+                .unit_state(s)
+                .await
+                .is_ok_and(|s| s.active_state == "inactive"),
+            None => true,
+        };
+        let stopped = state.active_state == "inactive" && socket_inactive;
+        out.push(Live { app, unit, stopped });
     }
     out
 }
@@ -294,7 +356,7 @@ async fn deployed<'a, M: Machine>(m: &M, apps: &'a Apps) -> Vec<(&'a AppCheck, b
 pub async fn check_apps<M: Machine>(m: &M, apps: &Apps) -> (Vec<StepRecord>, Option<String>) {
     let mut records = Vec::new();
     let mut failure = None;
-    for (app, stopped) in deployed(m, apps).await {
+    for Live { app, stopped, .. } in deployed(m, apps).await {
         let target = format!("app {}", app.app);
         if stopped {
             records.push(StepRecord::new(
@@ -354,8 +416,10 @@ databases:
             apps.checks,
             [AppCheck {
                 app: "shop".into(),
-                service: "strackt-app-shop.service".into(),
-                socket: "strackt-app-shop.socket".into(),
+                serving: Serving::Socket {
+                    service: "strackt-app-shop.service".into(),
+                    socket: "strackt-app-shop.socket".into(),
+                },
                 probe: HealthSpec {
                     http: Some("http://127.0.0.1:8000/health".into()),
                     ..HealthSpec::default()
@@ -382,5 +446,23 @@ databases:
                 "postgresql-client"
             ]
         );
+    }
+
+    #[test]
+    fn a_proxy_mode_app_is_found_through_its_directory_and_needs_nginx() {
+        let src = "version: 1\nusers:\n  hello: { system: true, home: /srv/hello }\napps:\n  hello:\n    repo: /srv/git/hello.git\n    path: /srv/hello\n    user: hello\n    service: { exec: node server.js, listen: \"127.0.0.1:8000\", health: /health, mode: proxy, ports: [8001, 8002] }\n";
+        let def = crate::definition::parse(src, std::path::Path::new("t.yaml")).expect("valid");
+        let apps = Apps::of(def.definition());
+        assert_eq!(
+            apps.checks.first().map(|c| &c.serving),
+            Some(&Serving::Proxy {
+                dir: "/srv/hello".into()
+            })
+        );
+        assert!(apps
+            .needs
+            .iter()
+            .any(|n| matches!(n, Need::Package { name, .. } if name == "nginx")));
+        assert_eq!(instance("hello", 7), "strackt-app-hello@7.service");
     }
 }

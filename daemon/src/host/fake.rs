@@ -2,11 +2,15 @@
 //! component tests of the apply layer and the driver (its clock follows tokio's, so they run
 //! with time paused). It follows the real semantics that matter to strackt: a unit
 //! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
-//! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, and
-//! restarting gives a new MainPID.
+//! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, an
+//! instance `a@i.service` is known once its template `a@.service` is, and restarting gives a
+//! new MainPID.
 
+mod accounts;
 mod clock;
+mod packages;
 mod processes;
+mod systemd;
 
 pub use clock::FakeClock;
 pub use processes::{FakeProcesses, FakeSnapshot, GitModel, ProcessState, ResticModel};
@@ -16,16 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::accounts::{Accounts, ManagedUser, UserState};
+use super::accounts::UserState;
 use super::databases::{Databases, PgState, RoleState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
 use super::health::Health;
-use super::packages::{compare_versions, Installed, Offer, Offered, Packages, Resolved};
+use super::packages::Installed;
 use super::sysctl::Sysctl;
-use super::systemd::UNIT_DIR;
 use super::usage::{ProcessInfo, Usage};
-use super::{FileState, Files, HostError, JobKind, Systemd, UnitState};
+use super::{FileState, Files, HostError};
 use crate::definition::HealthSpec;
 
 #[derive(Debug, Clone, Default)]
@@ -131,172 +134,6 @@ impl FakeHost {
     pub fn disable_by_hand(&self, unit: &str) {
         if let Some(u) = self.state().units.get_mut(unit) {
             u.enabled = false;
-        }
-    }
-}
-
-impl FakeState {
-    fn unit_file(&self, unit: &str) -> Option<String> {
-        self.files
-            .get(&Path::new(UNIT_DIR).join(unit))
-            .map(|f| String::from_utf8_lossy(&f.0).into_owned())
-    }
-}
-
-impl Systemd for FakeHost {
-    async fn unit_state(&self, unit: &str) -> Result<UnitState, HostError> {
-        let s = self.state();
-        let u = s.units.get(unit).cloned().unwrap_or_default();
-        let known = u.loaded.is_some() || s.vendor_units.contains(unit);
-        Ok(UnitState {
-            load_state: if known { "loaded" } else { "not-found" }.into(),
-            active_state: if u.active { "active" } else { "inactive" }.into(),
-            sub_state: if u.active { "running" } else { "dead" }.into(),
-            unit_file_state: if !known {
-                String::new()
-            } else if u.enabled {
-                "enabled".into()
-            } else {
-                "disabled".into()
-            },
-            fragment_path: String::new(),
-            main_pid: if u.active { u.pid } else { 0 },
-            n_restarts: 0,
-        })
-    }
-
-    async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>, HostError> {
-        let mut states = Vec::with_capacity(units.len());
-        for unit in units {
-            states.push(self.unit_state(unit).await?);
-        }
-        Ok(states)
-    }
-
-    async fn daemon_reload(&self) -> Result<(), HostError> {
-        let mut s = self.state();
-        s.journal.push("daemon-reload".into());
-        let names: BTreeSet<String> = s.units.keys().cloned().collect();
-        let on_disk: BTreeSet<String> = s
-            .files
-            .keys()
-            .filter(|p| p.parent() == Some(Path::new(UNIT_DIR)))
-            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
-            .collect();
-        for name in names.union(&on_disk) {
-            let text = s.unit_file(name);
-            s.units.entry(name.clone()).or_default().loaded = text;
-        }
-        Ok(())
-    }
-
-    async fn run_job(&self, kind: JobKind, unit: &str) -> Result<(), HostError> {
-        let mut s = self.state();
-        s.journal.push(format!("{} {unit}", kind.verb()));
-        let known =
-            s.units.get(unit).is_some_and(|u| u.loaded.is_some()) || s.vendor_units.contains(unit);
-        let fails = s.failing.contains(unit)
-            || s.units
-                .get(unit)
-                .and_then(|u| u.loaded.as_deref())
-                .is_some_and(|t| t.contains("ExecStart=/bin/false"));
-        s.next_pid += 1;
-        let pid = 100 + s.next_pid;
-        let u = s.units.entry(unit.to_string()).or_default();
-        let err = |message: &str| {
-            Err(HostError::Systemd {
-                op: kind.verb(),
-                unit: unit.to_string(),
-                message: message.into(),
-            })
-        };
-        match kind {
-            JobKind::Stop => {
-                u.active = false;
-                Ok(())
-            }
-            _ if !known => err("Unit not found."),
-            JobKind::Reload if !u.active => err("job result: failed"),
-            JobKind::Reload => Ok(()),
-            JobKind::Start if u.active => Ok(()),
-            JobKind::Start | JobKind::Restart => {
-                if fails {
-                    u.active = false;
-                    return err("job result: failed");
-                }
-                u.active = true;
-                u.pid = pid;
-                Ok(())
-            }
-        }
-    }
-
-    async fn enable(&self, units: &[String]) -> Result<(), HostError> {
-        let mut s = self.state();
-        for unit in units {
-            s.journal.push(format!("enable {unit}"));
-            s.units.entry(unit.clone()).or_default().enabled = true;
-        }
-        Ok(())
-    }
-
-    async fn disable(&self, units: &[String]) -> Result<(), HostError> {
-        let mut s = self.state();
-        for unit in units {
-            s.journal.push(format!("disable {unit}"));
-            s.units.entry(unit.clone()).or_default().enabled = false;
-        }
-        Ok(())
-    }
-
-    async fn reset_failed(&self, unit: &str) {
-        self.state().journal.push(format!("reset-failed {unit}"));
-    }
-
-    /// The unit and its `aux` units are loaded from their properties (kept as text) and
-    /// `unit` is started: it fails when it is listed in `failing`.
-    async fn start_transient(
-        &self,
-        unit: &str,
-        properties: &[(String, super::systemd::Value<'static>)],
-        aux: &[(String, super::systemd::Properties)],
-    ) -> Result<(), HostError> {
-        {
-            let mut s = self.state();
-            s.journal.push(format!("start-transient {unit}"));
-            let text = |props: &[(String, super::systemd::Value<'static>)]| {
-                props.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
-            };
-            for (name, props) in aux {
-                s.units.entry(name.clone()).or_default().loaded = Some(text(props));
-            }
-            s.units.entry(unit.to_string()).or_default().loaded = Some(text(properties));
-        }
-        self.run_job(JobKind::Start, unit).await
-    }
-
-    async fn units_matching(&self, pattern: &str) -> Result<Vec<String>, HostError> {
-        let s = self.state();
-        Ok(s.units
-            .iter()
-            .filter(|(name, u)| u.loaded.is_some() && glob(pattern, name))
-            .map(|(name, _)| name.clone())
-            .collect())
-    }
-}
-
-/// Whether `name` matches the glob `pattern` (`*` for any run of characters; systemd's other
-/// wildcards are not used by strackt).
-fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|i| tail.is_char_boundary(*i))
-                .any(|i| glob(rest, &tail[i..]))
         }
     }
 }
@@ -470,239 +307,6 @@ impl Firewall for FakeHost {
     }
     fn ssh_sessions(&self) -> Result<Vec<SshSession>, HostError> {
         Ok(self.state().ssh_sessions.clone())
-    }
-}
-
-impl Accounts for FakeHost {
-    fn users(&self) -> Result<BTreeMap<String, UserState>, HostError> {
-        Ok(self.state().users.clone())
-    }
-    fn groups(&self) -> Result<BTreeMap<String, u32>, HostError> {
-        let mut g = self.state().groups.clone();
-        g.extend([("root".to_string(), 0), ("adm".to_string(), 4)]);
-        Ok(g)
-    }
-    fn password_hash(&self, user: &str) -> Result<Option<String>, HostError> {
-        let s = self.state();
-        Ok(s.users
-            .contains_key(user)
-            .then(|| s.shadow.get(user).cloned().unwrap_or_else(|| "!".into())))
-    }
-    fn create_group(&self, name: &str, gid: Option<u32>, _system: bool) -> Result<(), HostError> {
-        let mut s = self.state();
-        let gid = gid.unwrap_or(1000 + s.groups.len() as u32);
-        s.groups.insert(name.into(), gid);
-        Ok(())
-    }
-    fn set_gid(&self, name: &str, gid: u32) -> Result<(), HostError> {
-        self.state().groups.insert(name.into(), gid);
-        Ok(())
-    }
-    fn delete_group(&self, name: &str) -> Result<(), HostError> {
-        self.state().groups.remove(name);
-        Ok(())
-    }
-    fn create_user(&self, name: &str, spec: &ManagedUser) -> Result<(), HostError> {
-        if spec.group == name && !self.groups()?.contains_key(name) {
-            self.create_group(name, None, spec.system)?;
-        }
-        if !self.groups()?.contains_key(&spec.group) {
-            return Err(HostError::Command {
-                op: "useradd",
-                message: format!("group '{}' does not exist", spec.group),
-            });
-        }
-        let mut s = self.state();
-        let uid = spec.uid.unwrap_or(2000 + s.users.len() as u32);
-        s.users.insert(
-            name.into(),
-            UserState {
-                uid,
-                group: spec.group.clone(),
-                groups: spec.groups.clone(),
-                shell: spec.shell.clone(),
-                home: spec.home.clone(),
-                comment: spec.comment.clone(),
-            },
-        );
-        Ok(())
-    }
-    fn modify_user(&self, name: &str, spec: &ManagedUser) -> Result<(), HostError> {
-        let mut s = self.state();
-        let u = s.users.get_mut(name).ok_or_else(|| HostError::Command {
-            op: "usermod",
-            message: format!("user '{name}' does not exist"),
-        })?;
-        *u = UserState {
-            uid: spec.uid.unwrap_or(u.uid),
-            group: spec.group.clone(),
-            groups: spec.groups.clone(),
-            shell: spec.shell.clone(),
-            home: spec.home.clone(),
-            comment: spec.comment.clone(),
-        };
-        Ok(())
-    }
-    fn set_password(&self, name: &str, hash: &str) -> Result<(), HostError> {
-        self.state().shadow.insert(name.into(), hash.into());
-        Ok(())
-    }
-    fn delete_user(&self, name: &str, _remove_home: bool) -> Result<(), HostError> {
-        let mut s = self.state();
-        s.users.remove(name);
-        s.shadow.remove(name);
-        if s.groups.contains_key(name) {
-            s.groups.remove(name);
-        }
-        Ok(())
-    }
-}
-
-impl Packages for FakeHost {
-    fn installed(&self) -> Result<BTreeMap<String, Installed>, HostError> {
-        Ok(self.state().installed.clone())
-    }
-    fn resolve(&self, wants: &BTreeMap<String, String>) -> Result<Resolved, HostError> {
-        let s = self.state();
-        let failed = |message: String| HostError::Command {
-            op: "apt-cache",
-            message,
-        };
-        let one = |name: &String, want: &String| {
-            let versions = s
-                .repository
-                .get(name)
-                .ok_or_else(|| failed(format!("package {name:?} is not available")))?;
-            match want.as_str() {
-                "latest" => versions
-                    .last()
-                    .cloned()
-                    .ok_or_else(|| failed("no candidate".into())),
-                v if versions.iter().any(|x| x == v) => Ok(v.to_string()),
-                v => Err(failed(format!(
-                    "version {v:?} of {name:?} is not available (available: {})",
-                    versions.join(", ")
-                ))),
-            }
-        };
-        Ok(wants
-            .iter()
-            .map(|(name, want)| (name.clone(), one(name, want)))
-            .collect())
-    }
-    fn fetch(
-        &self,
-        locks: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>, HostError> {
-        let mut s = self.state();
-        let mut out = BTreeMap::new();
-        for (name, version) in locks {
-            let deb = format!("{name}_{version}_all.deb");
-            if !s.debs.contains(&deb) {
-                if s.offline {
-                    return Err(HostError::Command {
-                        op: "apt-get",
-                        message: "could not connect to the mirror".into(),
-                    });
-                }
-                s.debs.insert(deb.clone());
-            }
-            out.insert(name.clone(), deb);
-        }
-        Ok(out)
-    }
-    fn install(&self, debs: &[String]) -> Result<(), HostError> {
-        let mut s = self.state();
-        for deb in debs {
-            if !s.debs.contains(deb) {
-                return Err(HostError::Command {
-                    op: "apt-get",
-                    message: format!("{deb} is not in the cache"),
-                });
-            }
-            let mut parts = deb.split('_');
-            let (name, version) = (
-                parts.next().unwrap_or_default().to_string(),
-                parts.next().unwrap_or_default().to_string(),
-            );
-            s.installed.insert(
-                name,
-                Installed {
-                    version,
-                    held: false,
-                    auto: false,
-                    essential: false,
-                },
-            );
-        }
-        Ok(())
-    }
-    fn remove(&self, names: &[String]) -> Result<(), HostError> {
-        let mut s = self.state();
-        for n in names {
-            s.installed.remove(n);
-        }
-        Ok(())
-    }
-    fn mark_held(&self, names: &[String], held: bool) -> Result<(), HostError> {
-        let mut s = self.state();
-        for n in names {
-            if let Some(p) = s.installed.get_mut(n) {
-                p.held = held;
-            }
-        }
-        Ok(())
-    }
-    fn is_cached(&self, deb: &str) -> bool {
-        self.state().debs.contains(deb)
-    }
-    fn prune_cache(&self, keep: &BTreeSet<String>) -> Result<(), HostError> {
-        self.state().debs.retain(|d| keep.contains(d));
-        Ok(())
-    }
-    fn refresh(&self) -> Result<(), HostError> {
-        let mut s = self.state();
-        s.refreshes += 1;
-        let message = if s.sources_broken {
-            "E: Malformed entry 1 in list file /etc/apt/sources.list (Component)"
-        } else if s.offline {
-            "could not connect to the mirror"
-        } else {
-            return Ok(());
-        };
-        Err(HostError::Command {
-            op: "apt-get",
-            message: message.into(),
-        })
-    }
-    fn candidates(&self, names: &[String]) -> Result<BTreeMap<String, Offer>, HostError> {
-        let s = self.state();
-        Ok(names
-            .iter()
-            .filter_map(|name| {
-                let mut versions = s.repository.get(name)?.clone();
-                versions.sort_by(|a, b| compare_versions(b, a));
-                let offered = versions
-                    .iter()
-                    .map(|v| Offered {
-                        version: v.clone(),
-                        suites: vec![if s.security.contains(&(name.clone(), v.clone())) {
-                            "bookworm-security".into()
-                        } else {
-                            "bookworm".into()
-                        }],
-                    })
-                    .collect();
-                Some((
-                    name.clone(),
-                    Offer {
-                        installed: s.installed.get(name).map(|i| i.version.clone()),
-                        candidate: versions.first().cloned(),
-                        versions: offered,
-                    },
-                ))
-            })
-            .collect())
     }
 }
 

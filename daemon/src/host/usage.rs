@@ -54,6 +54,35 @@ pub struct ProcUsage;
 /// in `system.slice` (strackt writes no `Slice=`); a unit elsewhere shows no processes.
 const SYSTEM_SLICE: &str = "/sys/fs/cgroup/system.slice";
 
+/// `unit`'s cgroup directory under [`SYSTEM_SLICE`]. An instance `a@i.service` (a proxy-mode
+/// release) runs in its template's own slice, `system-<a, escaped>.slice`, as systemd places
+/// instances by default.
+fn cgroup_dir(unit: &str) -> PathBuf {
+    let slice = Path::new(SYSTEM_SLICE);
+    match unit.split_once('@') {
+        Some((prefix, _)) => slice
+            .join(format!("system-{}.slice", escape_unit_name(prefix)))
+            .join(unit),
+        None => slice.join(unit),
+    }
+}
+
+/// systemd's unit name escaping (`systemd-escape`): `/` becomes `-`, and every byte other than
+/// ASCII letters, digits, `:`, `_` and a `.` that does not lead becomes `\xNN`; so a `-` in
+/// the template's name reads `\x2d` in its slice's.
+fn escape_unit_name(name: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in name.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i > 0 => out.push('.'),
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' => out.push(char::from(b)),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
 /// A path as the kernel shows it in maps and fd links, without the mark of a replaced file.
 fn strip_deleted(path: &str) -> &str {
     path.strip_suffix(" (deleted)").unwrap_or(path)
@@ -115,7 +144,7 @@ impl ProcUsage {
 
 impl Usage for ProcUsage {
     fn unit_processes(&self, unit: &str) -> Result<Vec<ProcessInfo>, HostError> {
-        let path = Path::new(SYSTEM_SLICE).join(unit).join("cgroup.procs");
+        let path = cgroup_dir(unit).join("cgroup.procs");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -218,6 +247,21 @@ mod tests {
                     7ffd-7ffe rw-p 0 00:00 0 [stack]\n";
         let got: Vec<&str> = mapped_paths(maps).collect();
         assert_eq!(got, ["/usr/bin/python3.11", "/usr/lib/libfoo.so.1"]);
+    }
+
+    #[test]
+    fn an_instance_is_found_in_its_templates_slice() {
+        assert_eq!(
+            cgroup_dir("strackt-app-shop.service"),
+            Path::new("/sys/fs/cgroup/system.slice/strackt-app-shop.service")
+        );
+        assert_eq!(
+            cgroup_dir("strackt-app-hello@12.service"),
+            Path::new(
+                "/sys/fs/cgroup/system.slice/system-strackt\\x2dapp\\x2dhello.slice/strackt-app-hello@12.service"
+            )
+        );
+        assert_eq!(escape_unit_name(".a/b.c d"), "\\x2ea-b.c\\x20d");
     }
 
     #[test]

@@ -15,12 +15,16 @@
 //!    pre-migrate dump, the site is unchanged, and no request fails.
 //! 4. An app changes mode both ways: socket → proxy retires its socket units, proxy → socket
 //!    removes its site and its release units.
+//! 5. A host switch upgrading a library the live release loaded (a Node module from the test
+//!    archive, required at start) restarts that release's instance: new MainPID, the new
+//!    module loaded, the app answering through nginx, the restart and health steps recorded.
 
 use strackt_integration::{ensure, ensure_eq, repo_root, with_app_host, Host, Out, Res};
 
+use crate::apt_repo::{publish, Deb, Suite};
 use crate::deploy::{background, get};
 use crate::package_users::{start_load, stop_load};
-use crate::HEADER;
+use crate::{running_pid, HEADER};
 
 /// The app's definition; `extra` goes into the app (e.g. its database).
 fn definition(extra: &str) -> String {
@@ -387,6 +391,107 @@ fn an_app_changes_from_socket_to_proxy_mode_and_back() -> Res {
             h.is_active("strackt-app-hello@2.service")?,
             "inactive".to_string(),
             "the proxy-mode release stopped",
+        )?;
+        Ok(())
+    })
+}
+
+/// A Node module in the test archive, in Node's module directory (where strackt looks for what
+/// a `node` process may have loaded), saying at load which version it is.
+const NODE_LIB: &str = "/usr/share/nodejs/strackt-demo-nodelib/index.js";
+
+/// The app loading [`NODE_LIB`] at start (`NODE_OPTIONS=--require`), with the library at
+/// `lib` in `packages:`.
+fn definition_with_library(lib: &str) -> String {
+    let app = definition(&format!(
+        "    settings:\n      NODE_OPTIONS: \"--require {NODE_LIB}\"\n"
+    ))
+    .replace("      migrate: sh migrate.sh\n", "");
+    format!("{app}packages:\n  strackt-demo-nodelib: \"{lib}\"\n")
+}
+
+/// Whether process `pid`'s output says it loaded version `version` of the library.
+fn loaded(h: &Host, pid: u32, version: &str) -> Res<bool> {
+    Ok(h
+        .sh(&format!(
+            "for i in $(seq 50); do journalctl -q --no-pager -o cat _PID={pid} | grep -qx 'strackt-demo-nodelib {version} loaded' && exit 0; sleep 0.1; done; exit 1"
+        ))?
+        .success())
+}
+
+#[test]
+fn a_library_upgrade_restarts_the_live_proxy_release_which_answers_again() -> Res {
+    with_app_host("proxy-library", |h| {
+        let module = |v: &str| format!("console.log(\"strackt-demo-nodelib {v} loaded\");\n");
+        let (m10, m11) = (module("1.0"), module("1.1"));
+        let files_10 = [(NODE_LIB, m10.as_str())];
+        let files_11 = [(NODE_LIB, m11.as_str())];
+        let deb = |version, suite, files| Deb {
+            name: "strackt-demo-nodelib",
+            version,
+            suite,
+            depends: "",
+            files,
+        };
+        publish(
+            h,
+            &[
+                deb("1.0", Suite::Main, &files_10),
+                deb("1.1", Suite::Security, &files_11),
+            ],
+        )?;
+        setup_with(h, &definition_with_library("1.0"), "true\n")?;
+        h.apply_ok()?;
+        let out = deploy(h)?;
+        ensure(out.success(), || format!("deploy failed: {out}"))?;
+        let unit = "strackt-app-hello@1.service";
+        let before = running_pid(h, unit)?;
+        ensure(loaded(h, before, "1.0")?, || {
+            format!("release 1 did not load the library 1.0:\n{}", h.journal(40))
+        })?;
+
+        // The upgrade, under load through nginx: the release restarts in place, so nginx
+        // answers 502 until it listens again (counted, not required to be 0).
+        start_load(h, "/")?;
+        h.put_definition(&definition_with_library("1.1"))?;
+        let applied = h.apply_ok();
+        let (requests, failed, wrk) = stop_load(h)?;
+        eprintln!("library upgrade under load: {requests} requests, {failed} failed");
+        applied?;
+        ensure(requests > 0, || format!("no request got through:\n{wrk}"))?;
+        let after = running_pid(h, unit)?;
+        ensure(after != before, || {
+            format!("{unit} was not restarted (MainPID {before})")
+        })?;
+        ensure(loaded(h, after, "1.1")?, || {
+            "the restarted release did not load the library 1.1".to_string()
+        })?;
+        ensure_eq(get(h, "/")?, (200, "version 1\n".into()), "answering again")?;
+        ensure_eq(site_port(h)?, "8001".to_string(), "still on its port")?;
+
+        let history = h.history()?;
+        let op = history
+            .iter()
+            .find(|o| o.steps.iter().any(|s| s.action == "install-package"))
+            .ok_or_else(|| format!("no operation installed a package: {history:#?}"))?;
+        let step = |action: &str, target: &str| {
+            op.steps
+                .iter()
+                .find(|s| s.action == action && s.target == target)
+                .map(|s| (s.outcome.clone(), s.detail.clone().unwrap_or_default()))
+        };
+        ensure_eq(
+            step("restart", unit),
+            Some((
+                "ok".into(),
+                "uses strackt-demo-nodelib (upgraded 1.0 → 1.1)".into(),
+            )),
+            "the restart step",
+        )?;
+        ensure_eq(
+            step("health", "app hello").map(|s| s.0),
+            Some("ok".into()),
+            "the app's health step",
         )?;
         Ok(())
     })

@@ -11,8 +11,10 @@ async fn app_world() -> World {
     w.apps = Apps {
         checks: vec![apps::AppCheck {
             app: "shop".into(),
-            service: "strackt-app-shop.service".into(),
-            socket: "strackt-app-shop.socket".into(),
+            serving: apps::Serving::Socket {
+                service: "strackt-app-shop.service".into(),
+                socket: "strackt-app-shop.socket".into(),
+            },
             probe: crate::definition::HealthSpec {
                 http: Some("http://127.0.0.1:8000/health".into()),
                 ..Default::default()
@@ -240,4 +242,127 @@ async fn an_app_stopped_by_hand_is_neither_restarted_nor_checked() {
         .iter()
         .any(|s| s.action == "health" && s.target == "app shop" && s.outcome == "skipped"));
     assert_eq!(w.host.running("strackt-app-shop.service"), None);
+}
+
+#[tokio::test]
+async fn an_upgrade_restarts_a_proxy_mode_apps_live_instance_and_checks_it_through_nginx() {
+    use crate::host::usage::ProcessInfo;
+    let mut w = app_world().await;
+    // `hello` in proxy mode: release 3 is live (`current`), release 2 still runs beside it
+    // (a deploy draining it), both node processes of the kind `demo-lib` ships modules for.
+    let dir = tempfile::tempdir().expect("app dir");
+    let dirs = crate::deploy::layout::AppDirs::new(&dir.path().display().to_string());
+    dirs.flip(Some(3)).expect("current -> releases/3");
+    w.apps.checks.push(apps::AppCheck {
+        app: "hello".into(),
+        serving: apps::Serving::Proxy {
+            dir: dir.path().display().to_string(),
+        },
+        probe: crate::definition::HealthSpec {
+            http: Some("http://127.0.0.1:8080/health".into()),
+            ..Default::default()
+        },
+        within: Duration::from_secs(1),
+    });
+    let (live, draining) = ("strackt-app-hello@3.service", "strackt-app-hello@2.service");
+    {
+        let mut s = w.host.state();
+        s.vendor_units.insert("strackt-app-hello@.service".into());
+        s.package_files
+            .get_mut("demo-lib")
+            .expect("demo-lib's files")
+            .insert("/usr/share/nodejs/demo-lib/index.js".into());
+        let node = ProcessInfo {
+            pid: 1,
+            exe: "/usr/bin/node".into(),
+            files: BTreeSet::new(),
+        };
+        for unit in [live, draining] {
+            s.processes.insert(unit.into(), vec![node.clone()]);
+        }
+    }
+    for unit in [draining, live] {
+        w.host
+            .run_job(crate::host::JobKind::Start, unit)
+            .await
+            .expect("release starts");
+    }
+    let g1 = build_locked(&mut w, &LIB.replace("VERSION", "1.0")).expect("lock 1.0");
+    assert_eq!(w.switch(Some(&g1), None).await.failure, None);
+    let (before_live, before_draining) = (w.host.running(live), w.host.running(draining));
+    let before_shop = w.host.running("strackt-app-shop.service");
+    w.host.state().journal.clear();
+
+    let g2 = build_locked(&mut w, &LIB.replace("VERSION", "1.1")).expect("lock 1.1");
+    let r = w.switch(Some(&g2), Some(&g1)).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    let restarts: Vec<(&str, &str)> = r
+        .steps
+        .iter()
+        .filter(|s| s.action == "restart")
+        .map(|s| (s.target.as_str(), s.detail.as_str()))
+        .collect();
+    assert_eq!(
+        restarts,
+        [
+            (
+                "strackt-app-hello@3.service",
+                "uses demo-lib (upgraded 1.0 → 1.1)"
+            ),
+            (
+                "strackt-app-shop.service",
+                "uses demo-lib (upgraded 1.0 → 1.1)"
+            ),
+        ]
+    );
+    assert_ne!(
+        w.host.running(live),
+        before_live,
+        "the live release restarted"
+    );
+    assert_eq!(
+        w.host.running(draining),
+        before_draining,
+        "a release `current` does not name is the deploy's"
+    );
+    assert_ne!(w.host.running("strackt-app-shop.service"), before_shop);
+    for app in ["app hello", "app shop"] {
+        assert!(
+            r.steps
+                .iter()
+                .any(|s| s.action == "health" && s.target == app && s.outcome == "ok"),
+            "{app}: {:#?}",
+            r.steps
+        );
+    }
+    // Socket mode as before: its socket first, then the service; the instance has no socket.
+    let journal = w.host.state().journal.clone();
+    let jobs: Vec<&str> = journal
+        .iter()
+        .map(String::as_str)
+        .filter(|j| j.contains("strackt-app-") && !j.starts_with("reset-failed"))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            "restart strackt-app-hello@3.service",
+            "start strackt-app-shop.socket",
+            "restart strackt-app-shop.service",
+        ]
+    );
+
+    // Stopped by hand: neither restarted nor checked.
+    w.host.stop_by_hand(live);
+    let g3 = build_locked(&mut w, &LIB.replace("VERSION", "1.0")).expect("lock 1.0");
+    let r = w.switch(Some(&g3), Some(&g2)).await;
+    assert_eq!(r.failure, None, "{:#?}", r.steps);
+    assert!(r
+        .steps
+        .iter()
+        .all(|s| !(s.action == "restart" && s.target == live)));
+    assert!(r
+        .steps
+        .iter()
+        .any(|s| s.action == "health" && s.target == "app hello" && s.outcome == "skipped"));
+    assert_eq!(w.host.running(live), None);
 }
