@@ -245,6 +245,8 @@ async fn restore_database(
         .map_err(fail)?;
     let dump = scratch.join(file.trim_start_matches('/'));
     // A link restored from the snapshot would have pg_restore, as root, read what it names.
+    // `scratch` is strackt's root-only state, so nobody else can change it between this look
+    // and the chmod: paths are safe here.
     if !std::fs::symlink_metadata(&dump).is_ok_and(|m| m.is_file()) {
         return Err(fail(format!(
             "{file} is not a file in snapshot {}",
