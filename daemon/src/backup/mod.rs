@@ -1,7 +1,7 @@
 //! backup/ — scheduled, encrypted, deduplicated snapshots of an app's database and shared paths
 //! (the `restic` binary, in the restic repository format), and restores onto this server.
 //!
-//! Owns the vault (the team key), the schedule loop and the backup, verify and restore
+//! Owns the schedule loop and the backup, verify and restore
 //! operations. A backup run writes two restic snapshots tagged with the same `run=…`: the
 //! database dump streamed from `pg_dump` (never a temporary file), and the shared paths; then
 //! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
@@ -21,7 +21,8 @@ mod take;
 #[cfg(test)]
 mod tests;
 pub mod unchanged;
-pub mod vault;
+/// The vault moved below deploy (which redacts the key); its old path stays.
+pub use crate::vault;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,11 +38,11 @@ use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
 pub use crate::status::BackupState;
+use crate::vault::Vault;
 use restic::{Repo, Snapshot};
 pub(crate) use runs::run_time;
 use runs::{complete_runs, group_runs, RunTags};
 use unchanged::Seen;
-use vault::Vault;
 
 /// Share of the data `backup verify` reads back.
 const VERIFY_SUBSET: &str = "5%";

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::vault::Vault;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::{last_line, read_secret};
 use crate::host::processes::{Chunk, Cmd, End, Output, Processes, Stream};
 use crate::host::HostError;
+use crate::vault::Vault;
 
 /// Time limit of restic commands that only look (snapshots, cat config).
 const LOOK_LIMIT: Duration = Duration::from_secs(60);

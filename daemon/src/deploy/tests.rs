@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::Status;
+use crate::status::Status;
 use crate::host::fake::FakeHost;
 use crate::host::processes::{End, Output};
 use crate::ops::Operation;

@@ -33,12 +33,12 @@ use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::backup::restic::Repo;
-use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
 use crate::host::io_err;
 use crate::host::processes::Processes;
+use crate::vault::Vault;
 pub use error::ReceiverError;
 pub use stage::{stage, STAGE_DIR};
 
