@@ -12,6 +12,7 @@
 //! to stop and start the app), so runs and restores have component tests on the fake's model
 //! of a restic repository (`tests.rs`).
 
+pub mod error;
 pub mod restic;
 mod restore;
 mod runs;
@@ -284,7 +285,7 @@ impl<M: Machine> Backups<M> {
                         repo.check(VERIFY_SUBSET)
                             .await
                             .map(|out| ((), out))
-                            .map_err(|e| (e, String::new()))
+                            .map_err(|e| (e.to_string(), String::new()))
                     },
                 )
                 .await?;

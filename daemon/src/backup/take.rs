@@ -44,7 +44,10 @@ impl<M: Machine> Backups<M> {
         // The repository was written to by the last run: no need to look for it again.
         if seen.is_none() {
             p.step("repository", &repo.location, async {
-                let created = repo.ensure().await.map_err(|e| (e, String::new()))?;
+                let created = repo
+                    .ensure()
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 Ok((
                     (),
                     if created {
@@ -104,7 +107,7 @@ impl<M: Machine> Backups<M> {
                 repo.forget(Some(app), Some(&self.server), &keep)
                     .await
                     .map(|out| ((), out))
-                    .map_err(|e| (e, String::new()))
+                    .map_err(|e| (e.to_string(), String::new()))
             })
             .await?;
         }
@@ -298,7 +301,7 @@ impl<M: Machine> Backups<M> {
                         )
                         .await
                         .map(|s| (s, String::new()))
-                        .map_err(|e| (e, String::new()))
+                        .map_err(|e| (e.to_string(), String::new()))
                     }),
                 }
             })

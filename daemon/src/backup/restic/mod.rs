@@ -17,6 +17,8 @@ use crate::host::processes::{Cmd, End, Output, Processes};
 use crate::host::HostError;
 use crate::vault::Vault;
 
+use super::error::BackupError;
+
 /// Time limit of restic commands that only look (snapshots, cat config).
 const LOOK_LIMIT: Duration = Duration::from_secs(60);
 /// Time limit of a backup (and of the command it reads): none in practice, a stall stops it.
@@ -214,12 +216,12 @@ impl<P: Processes> Repo<P> {
     }
 
     /// The explained failure of a restic command that ended as `out`, or its start failing.
-    fn failed(&self, what: &str, out: Result<&Output, &HostError>) -> String {
+    fn failed(&self, what: &str, out: Result<&Output, HostError>) -> BackupError {
         match out {
-            Err(e @ HostError::Spawn { program, .. }) if program == "restic" => {
-                format!("{e} (install the `restic` package)")
+            Err(e) if matches!(&e, HostError::Spawn { program, .. } if program == "restic") => {
+                BackupError::NoRestic(e)
             }
-            Err(e) => e.to_string(),
+            Err(e) => BackupError::Host(e),
             Ok(out) => match &out.end {
                 End::TimedOut(limit) => explain(
                     &self.location,
@@ -231,11 +233,12 @@ impl<P: Processes> Repo<P> {
     }
 
     /// Run a restic command to its end; `Ok(stdout)` or the explained failure.
-    async fn run(&self, args: &[&str], limit: Duration) -> Result<String, String> {
+    async fn run(&self, args: &[&str], limit: Duration) -> Result<String, BackupError> {
         let what = args.first().unwrap_or(&"");
         match self.processes.run(self.command(args, limit)).await {
             Ok(out) if out.success() => Ok(out.stdout),
-            out => Err(self.failed(what, out.as_ref())),
+            Ok(out) => Err(self.failed(what, Ok(&out))),
+            Err(e) => Err(self.failed(what, Err(e))),
         }
     }
 
@@ -244,7 +247,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// A wrong key, an unreachable destination, no repository.
-    pub async fn probe(&self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<(), BackupError> {
         self.run(&["cat", "config"], Duration::from_secs(20))
             .await
             .map(|_| ())
@@ -254,10 +257,10 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// A wrong key, an unreachable destination.
-    pub async fn ensure(&self) -> Result<bool, String> {
+    pub async fn ensure(&self) -> Result<bool, BackupError> {
         match self.run(&["cat", "config"], LOOK_LIMIT).await {
             Ok(_) => Ok(false),
-            Err(e) if e.starts_with("no backup repository") => {
+            Err(BackupError::NoRepository { .. }) => {
                 self.run(&["init"], LOOK_LIMIT).await.map(|_| true)
             }
             Err(e) => Err(e),
@@ -272,15 +275,15 @@ impl<P: Processes> Repo<P> {
         &self,
         tags: &[String],
         host: Option<&str>,
-    ) -> Result<Vec<Snapshot>, String> {
+    ) -> Result<Vec<Snapshot>, BackupError> {
         let filter = tags.join(",");
         let mut args = vec!["snapshots", "--json", "--tag", &filter];
         if let Some(h) = host {
             args.extend(["--host", h]);
         }
         let out = self.run(&args, LOOK_LIMIT).await?;
-        let mut list: Vec<Snapshot> =
-            serde_json::from_str(out.trim()).map_err(|e| format!("restic snapshots: {e}"))?;
+        let mut list: Vec<Snapshot> = serde_json::from_str(out.trim())
+            .map_err(|e| BackupError::Output(format!("restic snapshots: {e}")))?;
         list.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(list)
     }
@@ -300,7 +303,7 @@ impl<P: Processes> Repo<P> {
         host: &str,
         live: &Arc<Mutex<String>>,
         stall_limit: Duration,
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, BackupError> {
         let mut args: Vec<String> = vec![
             "backup".into(),
             "--json".into(),
@@ -354,13 +357,12 @@ impl<P: Processes> Repo<P> {
         while let Ok(chunk) = rx.try_recv() {
             seen.feed(&chunk);
         }
-        let (source, restic) = ended.map_err(|e| self.failed("backup", Err(&e)))?;
+        let (source, restic) = ended.map_err(|e| self.failed("backup", Err(e)))?;
         if let Some(src) = source.filter(|_| restic.end == End::Cut) {
-            return Err(format!(
-                "the dump failed ({}): {}",
-                src.failure().unwrap_or_default(),
-                last_line(&src.stderr)
-            ));
+            return Err(BackupError::Dump {
+                failure: src.failure().unwrap_or_default(),
+                line: last_line(&src.stderr).to_string(),
+            });
         }
         if stalled {
             return Err(explain(
@@ -388,7 +390,7 @@ impl<P: Processes> Repo<P> {
         app: Option<&str>,
         host: Option<&str>,
         keep: &[String],
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         self.run(&["unlock"], LOOK_LIMIT).await?;
         let tags = match app {
             Some(app) => format!("strackt,app={app}"),
@@ -412,7 +414,7 @@ impl<P: Processes> Repo<P> {
         host: &str,
         filters: &[String],
         add: &[String],
-    ) -> Result<usize, String> {
+    ) -> Result<usize, BackupError> {
         let mut args = vec!["tag", "--host", host];
         for f in filters {
             args.extend(["--tag", f]);
@@ -439,7 +441,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing.
-    pub async fn forget_ids(&self, ids: &[&str]) -> Result<String, String> {
+    pub async fn forget_ids(&self, ids: &[&str]) -> Result<String, BackupError> {
         let mut args = vec!["forget"];
         args.extend_from_slice(ids);
         self.run(&args, LOOK_LIMIT).await
@@ -450,7 +452,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing.
-    pub async fn forget_ids_and_prune(&self, ids: &[&str]) -> Result<String, String> {
+    pub async fn forget_ids_and_prune(&self, ids: &[&str]) -> Result<String, BackupError> {
         self.run(&["unlock"], LOOK_LIMIT).await?;
         let mut args = vec!["forget", "--prune"];
         args.extend_from_slice(ids);
@@ -461,7 +463,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic finding problems, or failing.
-    pub async fn check(&self, subset: &str) -> Result<String, String> {
+    pub async fn check(&self, subset: &str) -> Result<String, BackupError> {
         let arg = format!("--read-data-subset={subset}");
         self.run(&["check", &arg], Duration::from_secs(6 * 3600))
             .await
@@ -471,7 +473,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing, no such file.
-    pub async fn dump(&self, id: &str, file: &str) -> Result<String, String> {
+    pub async fn dump(&self, id: &str, file: &str) -> Result<String, BackupError> {
         self.run(&["dump", id, file], LOOK_LIMIT).await
     }
 
@@ -484,7 +486,7 @@ impl<P: Processes> Repo<P> {
         id: &str,
         target: &Path,
         include: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         let t = target.display().to_string();
         let mut args = vec!["restore", id, "--target", &t];
         if let Some(file) = include {
@@ -504,15 +506,32 @@ mod tests {
         let refused = "Fatal: unable to open config file: Stat: Get \"http://x/b/config\": dial tcp 127.0.0.1:9000: connect: connection refused\nIs there a repository at the following location?\ns3:http://x/b";
         let e = explain(at, refused);
         assert!(
-            e.starts_with(
+            e.to_string().starts_with(
                 "the backup destination s3:http://x/b is unreachable: Fatal: unable to open"
             ),
             "{e}"
         );
+        assert!(e.is_transient(), "an unreachable destination passes");
         let missing = "Fatal: unable to open config file: Stat: The specified key does not exist.\nIs there a repository at the following location?";
-        assert!(explain(at, missing).starts_with("no backup repository at"));
+        let e = explain(at, missing);
+        assert_eq!(
+            e.to_string(),
+            "no backup repository at s3:http://x/b yet (nothing was backed up there)"
+        );
+        assert!(!e.is_transient());
         let wrong = "Fatal: wrong password or no key found";
-        assert!(explain(at, wrong).starts_with("the backup key does not open"));
+        let e = explain(at, wrong);
+        assert_eq!(
+            e.to_string(),
+            "the backup key does not open the repository at s3:http://x/b (wrong key? `strackt backup key import` the team's key)"
+        );
+        assert!(!e.is_transient(), "a wrong key stays wrong");
+        let e = explain(at, "Fatal: repository is damaged\n");
+        assert_eq!(
+            e.to_string(),
+            "restic at s3:http://x/b: Fatal: repository is damaged"
+        );
+        assert!(!e.is_transient());
     }
 
     #[test]
@@ -542,7 +561,7 @@ mod tests {
                 "pg_dump: error: connection lost",
             ),
         );
-        let err = backup("shop").expect_err("the dump failed");
+        let err = backup("shop").expect_err("the dump failed").to_string();
         assert_eq!(
             err,
             "the dump failed (exited with status 1): pg_dump: error: connection lost"

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::super::error::BackupError;
 use crate::deploy::preflight::last_line;
 use crate::host::processes::{Chunk, Stream};
 
@@ -135,7 +136,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Turn restic's words into what the user should do.
-pub fn explain(location: &str, output: &str) -> String {
+pub fn explain(location: &str, output: &str) -> BackupError {
     const UNREACHABLE: &[&str] = &[
         "connection refused",
         "no such host",
@@ -154,18 +155,22 @@ pub fn explain(location: &str, output: &str) -> String {
             .to_string()
     };
     // Order matters: restic adds "Is there a repository…?" to a connection failure too.
+    let location = location.to_string();
     if low.contains("wrong password") || low.contains("no key found") {
-        format!("the backup key does not open the repository at {location} (wrong key? `strackt backup key import` the team's key)")
+        BackupError::WrongKey { location }
     } else if UNREACHABLE.iter().any(|w| low.contains(w)) {
-        format!(
-            "the backup destination {location} is unreachable: {}",
-            line_with(UNREACHABLE)
-        )
+        BackupError::Unreachable {
+            location,
+            line: line_with(UNREACHABLE),
+        }
     } else if low.contains("is there a repository at the following location")
         || low.contains("unable to open config file")
     {
-        format!("no backup repository at {location} yet (nothing was backed up there)")
+        BackupError::NoRepository { location }
     } else {
-        format!("restic at {location}: {}", line_with(&["fatal", "error"]))
+        BackupError::Restic {
+            location,
+            line: line_with(&["fatal", "error"]),
+        }
     }
 }
