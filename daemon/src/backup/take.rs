@@ -331,7 +331,9 @@ impl<M: Machine> Backups<M> {
 
 /// The first of `paths` with nothing there. Each is reached through [`tree`], as
 /// [`unchanged::files`] reaches it: the app's user can change these trees, so a link on the way
-/// is refused (restic, given the path, would follow it as root), never followed.
+/// is refused (restic, given the path, would follow it as root), never followed. restic still
+/// gets the path by name: a link swapped in between this look and restic's own is not caught
+/// here (restic stores a link under the path as a link, but resolves the way to it).
 ///
 /// # Errors
 /// A link on the way; I/O failures.
