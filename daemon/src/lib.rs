@@ -25,3 +25,4 @@ pub mod receiver;
 pub mod state;
 pub mod status;
 pub mod timing;
+pub mod vault;

@@ -1,7 +1,7 @@
 //! backup/ — scheduled, encrypted, deduplicated snapshots of an app's database and shared paths
 //! (the `restic` binary, in the restic repository format), and restores onto this server.
 //!
-//! Owns the vault (the team key), the schedule loop and the backup, verify and restore
+//! Owns the schedule loop and the backup, verify and restore
 //! operations. A backup run writes two restic snapshots tagged with the same `run=…`: the
 //! database dump streamed from `pg_dump` (never a temporary file), and the shared paths; then
 //! the server bundle (`server.rs`: what `crate::rebuild` needs to build the server again). It
@@ -12,6 +12,7 @@
 //! to stop and start the app), so runs and restores have component tests on the fake's model
 //! of a restic repository (`tests.rs`).
 
+pub mod error;
 pub mod restic;
 mod restore;
 mod runs;
@@ -21,7 +22,8 @@ mod take;
 #[cfg(test)]
 mod tests;
 pub mod unchanged;
-pub mod vault;
+/// The vault moved below deploy (which redacts the key); its old path stays.
+pub use crate::vault;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,11 +39,11 @@ use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
 pub use crate::status::BackupState;
+use crate::vault::Vault;
 use restic::{Repo, Snapshot};
 pub(crate) use runs::run_time;
 use runs::{complete_runs, group_runs, RunTags};
 use unchanged::Seen;
-use vault::Vault;
 
 /// Share of the data `backup verify` reads back.
 const VERIFY_SUBSET: &str = "5%";
@@ -283,7 +285,7 @@ impl<M: Machine> Backups<M> {
                         repo.check(VERIFY_SUBSET)
                             .await
                             .map(|out| ((), out))
-                            .map_err(|e| (e, String::new()))
+                            .map_err(|e| (e.to_string(), String::new()))
                     },
                 )
                 .await?;

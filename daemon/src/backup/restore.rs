@@ -48,15 +48,19 @@ impl<M: Machine> Backups<M> {
         // Everything that can fail without touching the server, first.
         let (repo, db, snaps, at, code) = p
             .step("check", run, async {
-                let repo = self.repo(spec).map_err(|e| (e, String::new()))?;
-                repo.probe().await.map_err(|e| (e, String::new()))?;
+                let repo = self
+                    .repo(spec)
+                    .map_err(|e| (e.to_string(), String::new()))?;
+                repo.probe()
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 let snaps = repo
                     .snapshots(
                         &["strackt".into(), format!("app={app}"), format!("run={run}")],
                         None,
                     )
                     .await
-                    .map_err(|e| (e, String::new()))?;
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 if snaps.is_empty() {
                     return Err((
                         format!(
@@ -242,9 +246,11 @@ async fn restore_database(
     let out = repo
         .restore(&snap.id, scratch, Some(file))
         .await
-        .map_err(fail)?;
+        .map_err(|e| fail(e.to_string()))?;
     let dump = scratch.join(file.trim_start_matches('/'));
     // A link restored from the snapshot would have pg_restore, as root, read what it names.
+    // `scratch` is strackt's root-only state, so nobody else can change it between this look
+    // and the chmod: paths are safe here.
     if !std::fs::symlink_metadata(&dump).is_ok_and(|m| m.is_file()) {
         return Err(fail(format!(
             "{file} is not a file in snapshot {}",
@@ -274,7 +280,10 @@ async fn restore_files(
 ) -> Result<String, String> {
     let s = scratch.to_path_buf();
     off_thread(move || crate::host::private::fresh_private_dir(&s)).await?;
-    let restored = repo.restore(&snap.id, scratch, None).await;
+    let restored = repo
+        .restore(&snap.id, scratch, None)
+        .await
+        .map_err(String::from);
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
     let (s, shared, paths, taken) = (
         scratch.to_path_buf(),

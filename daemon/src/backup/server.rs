@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::error::BackupError;
 use super::restic::{self, Repo};
 use super::{off_thread, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
@@ -343,7 +344,7 @@ impl<M: Machine> Backups<M> {
             // The first backup run creates the repository (and stores a bundle); creating it
             // here as well could race with that run's `restic init`.
             let probed = repo.probe().await;
-            if matches!(&probed, Err(e) if e.starts_with("no backup repository")) {
+            if matches!(&probed, Err(BackupError::NoRepository { .. })) {
                 continue;
             }
             let Ok(mut p) = self
@@ -368,7 +369,7 @@ impl<M: Machine> Backups<M> {
                 p.step("repository", &repo.location, async {
                     probed
                         .map(|()| ((), String::new()))
-                        .map_err(|e| (e, String::new()))
+                        .map_err(|e| (e.to_string(), String::new()))
                 })
                 .await?;
                 self.store_server(&mut p, &repo, &tags).await?;
@@ -435,7 +436,7 @@ impl<M: Machine> Backups<M> {
                 )
                 .await
                 .map(|s| ((), format!("snapshot {}", s.snapshot_id)))
-                .map_err(|e| (e, String::new()))
+                .map_err(|e| (e.to_string(), String::new()))
             })
             .await;
         let _ = std::fs::remove_file(&file);

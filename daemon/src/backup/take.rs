@@ -16,7 +16,7 @@ use chrono::Utc;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::resolve_database;
 use crate::host::processes::Cmd;
-use crate::host::Machine;
+use crate::host::{tree, Machine};
 use crate::ops::{Progress, Step};
 use restic::{bytes, Repo, Summary};
 use unchanged::Seen;
@@ -44,7 +44,10 @@ impl<M: Machine> Backups<M> {
         // The repository was written to by the last run: no need to look for it again.
         if seen.is_none() {
             p.step("repository", &repo.location, async {
-                let created = repo.ensure().await.map_err(|e| (e, String::new()))?;
+                let created = repo
+                    .ensure()
+                    .await
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 Ok((
                     (),
                     if created {
@@ -104,7 +107,7 @@ impl<M: Machine> Backups<M> {
                 repo.forget(Some(app), Some(&self.server), &keep)
                     .await
                     .map(|out| ((), out))
-                    .map_err(|e| (e, String::new()))
+                    .map_err(|e| (e.to_string(), String::new()))
             })
             .await?;
         }
@@ -162,7 +165,7 @@ impl<M: Machine> Backups<M> {
             .iter()
             .map(|p| shared.join(p).display().to_string())
             .collect();
-        if let Some(missing) = paths.iter().find(|p| !Path::new(p).exists()) {
+        if let Some(missing) = first_missing(&paths)? {
             return Err(format!("{missing} does not exist (deploy the app first)"));
         }
         // Both taken before anything is read: a change after this makes the next run read
@@ -298,7 +301,7 @@ impl<M: Machine> Backups<M> {
                         )
                         .await
                         .map(|s| (s, String::new()))
-                        .map_err(|e| (e, String::new()))
+                        .map_err(|e| (e.to_string(), String::new()))
                     }),
                 }
             })
@@ -324,6 +327,30 @@ impl<M: Machine> Backups<M> {
         }
         Ok(fingerprints)
     }
+}
+
+/// The first of `paths` with nothing there. Each is reached through [`tree`], as
+/// [`unchanged::files`] reaches it: the app's user can change these trees, so a link on the way
+/// is refused (restic, given the path, would follow it as root), never followed. restic still
+/// gets the path by name: a link swapped in between this look and restic's own is not caught
+/// here (restic stores a link under the path as a link, but resolves the way to it).
+///
+/// # Errors
+/// A link on the way; I/O failures.
+fn first_missing(paths: &[String]) -> Result<Option<&String>, String> {
+    for p in paths {
+        let path = Path::new(p);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(Some(p));
+        };
+        match tree::Dir::open(parent).and_then(|dir| dir.kind(name)) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Some(p)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(p)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(None)
 }
 
 /// One snapshot of a run: its step name (and `kind=` tag), what it reads, and either paths or

@@ -16,10 +16,13 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::host::processes::{Cmd, Processes};
+use crate::host::tree;
 
 /// One line that changes whenever anything pg_dump would write can have changed.
 const FINGERPRINT_SQL: &str = "SELECT concat_ws('|', pg_current_snapshot(), pg_postmaster_start_time(), \
@@ -43,44 +46,48 @@ pub async fn database(p: &impl Processes, env: &BTreeMap<String, String>) -> Opt
     (out.success() && !text.is_empty()).then_some(text)
 }
 
-/// A digest of the metadata of every entry under `paths` (symlinks not followed).
+/// A digest of the metadata of every entry under `paths` (absolute, in trees the app's user
+/// can change). Each is reached through [`tree`]: a link on the way to it is refused, a link
+/// under it is recorded as a link (as restic stores it) — root never reads the listing or
+/// metadata of whatever a planted link points at.
 ///
 /// # Errors
-/// An entry that cannot be read (it then counts as changed).
+/// An entry that cannot be read, or a link on the way (it then counts as changed).
 pub fn files(paths: &[String]) -> Result<String, String> {
     let mut hash = Sha256::new();
-    let mut stack: Vec<std::path::PathBuf> = paths.iter().map(Into::into).collect();
-    stack.sort();
-    stack.reverse();
-    while let Some(path) = stack.pop() {
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        hash.update(path.as_os_str().as_encoded_bytes());
-        for v in [
-            u64::from(meta.mode()),
-            meta.ino(),
-            meta.dev(),
-            meta.size(),
-            meta.mtime() as u64,
-            meta.mtime_nsec() as u64,
-            meta.ctime() as u64,
-            meta.ctime_nsec() as u64,
-            u64::from(meta.uid()),
-            u64::from(meta.gid()),
-        ] {
-            hash.update(v.to_le_bytes());
-        }
-        if meta.is_dir() {
-            let mut children = std::fs::read_dir(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            children.sort();
-            stack.extend(children.into_iter().rev());
-        }
+    let mut sorted: Vec<&Path> = paths.iter().map(Path::new).collect();
+    sorted.sort();
+    for path in sorted {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(format!(
+                "{}: not a path to a file or directory",
+                path.display()
+            ));
+        };
+        tree::Dir::open(parent)
+            .and_then(|dir| dir.walk(name, &mut |path, meta| add(&mut hash, path, meta)))
+            .map_err(|e| e.to_string())?;
     }
     Ok(hex::encode(hash.finalize()))
+}
+
+/// One entry into the digest: its path and the metadata restic compares.
+fn add(hash: &mut Sha256, path: &Path, meta: &Metadata) {
+    hash.update(path.as_os_str().as_encoded_bytes());
+    for v in [
+        u64::from(meta.mode()),
+        meta.ino(),
+        meta.dev(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+        u64::from(meta.uid()),
+        u64::from(meta.gid()),
+    ] {
+        hash.update(v.to_le_bytes());
+    }
 }
 
 /// What the last successful run of an app saw, to compare the next one with.
@@ -104,7 +111,6 @@ impl Seen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn digest(dir: &Path) -> String {
         files(&[dir.display().to_string()]).expect("readable")
@@ -136,6 +142,66 @@ mod tests {
         std::fs::create_dir(d.join("a/c")).expect("mkdir");
         assert_ne!(digest(d), chmodded, "a new empty directory");
         assert!(files(&[d.join("missing").display().to_string()]).is_err());
+    }
+
+    /// An app's `shared/`, writable by others (so no link in it counts as root's, even when
+    /// the tests run as root), beside a private directory a link there may point at.
+    fn planted() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let shared = tmp.path().join("app/shared");
+        let private = tmp.path().join("private");
+        std::fs::create_dir_all(shared.join("storage/uploads")).expect("mkdir");
+        std::fs::write(shared.join("storage/uploads/a"), b"a").expect("write");
+        std::fs::create_dir_all(private.join("uploads")).expect("mkdir");
+        std::fs::write(private.join("uploads/secret"), b"s").expect("write");
+        for (dir, mode) in [
+            (&shared, 0o777),
+            (&shared.join("storage"), 0o777),
+            (&private, 0o700),
+        ] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        std::fs::set_permissions(
+            private.join("uploads/secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+        (tmp, shared, private)
+    }
+
+    #[test]
+    fn a_planted_link_is_recorded_as_a_link_and_never_followed() {
+        let (_tmp, shared, private) = planted();
+        let uploads = shared.join("storage/uploads");
+        std::os::unix::fs::symlink(private.join("uploads/secret"), uploads.join("evil"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(private.join("uploads"), uploads.join("evil-dir"))
+            .expect("symlink");
+        let first = digest(&uploads);
+        // What the links point at changes: nothing of it is read, so the digest stays.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(private.join("uploads/secret"), b"changed").expect("write");
+        std::fs::write(private.join("uploads/new"), b"n").expect("write");
+        assert_eq!(digest(&uploads), first, "the links' targets were read");
+        // The path itself a link: recorded as the link, its target not walked.
+        std::fs::remove_dir_all(&uploads).expect("rm");
+        std::os::unix::fs::symlink(private.join("uploads"), &uploads).expect("symlink");
+        let linked = digest(&uploads);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(private.join("uploads/secret"), b"again").expect("write");
+        assert_eq!(digest(&uploads), linked, "the path's own link was followed");
+    }
+
+    #[test]
+    fn a_link_on_the_way_to_a_path_is_refused() {
+        let (_tmp, shared, private) = planted();
+        // The app's user swaps `storage` for a link to a directory that has an `uploads`.
+        std::fs::remove_dir_all(shared.join("storage")).expect("rm");
+        std::os::unix::fs::symlink(&private, shared.join("storage")).expect("symlink");
+        let e = files(&[shared.join("storage/uploads").display().to_string()])
+            .expect_err("a link on the way is refused");
+        assert!(e.contains("symbolic link"), "{e}");
     }
 
     #[test]

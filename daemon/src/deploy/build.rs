@@ -117,6 +117,8 @@ async fn stop_all(systemd: &impl Systemd, units: &[String]) {
 /// Dump the app's database into `dump` (strackt's own root-only file) before the migration;
 /// a restore's dump of the database as it is now is kept instead when there is one.
 async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> StepResult<()> {
+    // Both in strackt's root-only state (a restore's scratch, the release's directory there):
+    // no other user can put a link on these paths.
     if let Some(current) = &prepared.current_dump {
         if std::fs::rename(current, dump).is_ok() {
             return Ok((
@@ -494,12 +496,12 @@ impl<M: Machine> Deployer<M> {
         data: &AppData,
         id: u64,
     ) -> Result<Option<PathBuf>, String> {
+        // In strackt's root-only state: no other user can put a link there, a path will do.
         let dump = data.dump(id);
         if dump.is_file() {
             return Ok(Some(dump));
         }
-        let old = dirs.legacy_file(id, layout::DUMP);
-        if std::fs::symlink_metadata(&old).is_err() {
+        if !dirs.has_legacy(id, layout::DUMP) {
             return Ok(None);
         }
         let (d, to, data) = (dirs.clone(), dump.clone(), data.clone());

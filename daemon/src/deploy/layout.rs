@@ -65,6 +65,27 @@ impl AppDirs {
         self.release(id).join(LEGACY_PRIVATE).join(name)
     }
 
+    /// Whether release `id`'s directory is there, reached without following a link (one the
+    /// app's user put at `releases/<id>` is no release).
+    pub fn has_release(&self, id: u64) -> bool {
+        self.open()
+            .and_then(|d| d.open_dir(Path::new("releases").join(id.to_string())))
+            .is_ok()
+    }
+
+    /// Whether anything is at [`AppDirs::legacy_file`] `(id, name)`, looked at without
+    /// following a link. A link on the way counts as something there: [`adopt_legacy`] then
+    /// refuses it, saying why, instead of the file silently counting as missing.
+    pub fn has_legacy(&self, id: u64, name: &str) -> bool {
+        let dir = Path::new("releases")
+            .join(id.to_string())
+            .join(LEGACY_PRIVATE);
+        match self.open().and_then(|d| d.open_dir(dir)?.kind(name)) {
+            Ok(kind) => kind.is_some(),
+            Err(e) => e.kind() != ErrorKind::NotFound,
+        }
+    }
+
     /// The app's directory, opened (see [`Dir::open`]).
     ///
     /// # Errors
@@ -451,9 +472,19 @@ mod tests {
         let e = dirs.remove_release(1).expect_err("refused");
         assert!(crate::host::tree::is_refused(&e), "{e}");
         assert!(victim.join("1").is_dir());
+        // Nor is a release looked at through it: no rollback candidate there, and an old
+        // dump on the way through the link counts as there, so taking it over refuses it.
+        assert!(!dirs.has_release(1), "a release seen through the link");
+        assert!(
+            dirs.has_legacy(1, DUMP),
+            "a link on the way counts as something"
+        );
         std::fs::remove_file(dirs.releases()).expect("rm");
         std::fs::rename(dirs.root().join("moved"), dirs.releases()).expect("mv");
+        assert!(dirs.has_release(1));
+        assert!(!dirs.has_legacy(1, DUMP), "release 1 has no old dump");
         dirs.remove_release(1).expect("remove");
         assert!(!dirs.release(1).exists());
+        assert!(!dirs.has_release(1));
     }
 }

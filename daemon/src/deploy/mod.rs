@@ -203,7 +203,7 @@ impl<M: Machine> Deployer<M> {
         // The operations log's sources: live output is masked as the stored output is.
         let redact = crate::state::Redactor::from_sources(
             &secrets,
-            &[crate::backup::vault::Vault::new(&root).key_path()],
+            &[crate::vault::Vault::new(&root).key_path()],
         );
         Arc::new(Deployer {
             state,

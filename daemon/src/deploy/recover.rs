@@ -66,7 +66,8 @@ impl<M: Machine> Deployer<M> {
             }
             Err(e) => tracing::warn!("looking for validation units left running: {e}"),
         }
-        // Files an older strackt wrote for its validation units.
+        // Files an older strackt wrote for its validation units (in systemd's root-only
+        // runtime directory: paths are safe there).
         if let Ok(entries) = std::fs::read_dir(RUNTIME_UNIT_DIR) {
             let stale: Vec<PathBuf> = entries
                 .flatten()

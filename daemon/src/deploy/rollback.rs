@@ -40,7 +40,7 @@ impl<M: Machine> Deployer<M> {
             .await
             .map_err(|e| e.to_string())?;
         let good = |r: &&ReleaseRow| {
-            matches!(r.state.as_str(), "live" | "previous") && dirs.release(r.id).is_dir()
+            matches!(r.state.as_str(), "live" | "previous") && dirs.has_release(r.id)
         };
         let target = match to {
             Some(id) => rows

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::Status;
 use crate::host::fake::FakeHost;
 use crate::host::processes::{End, Output};
 use crate::ops::Operation;
 use crate::state::State;
+use crate::status::Status;
 
 /// The app's repository, as its definition names it.
 pub(crate) const REPO: &str = "/srv/git/shop.git";

@@ -64,6 +64,9 @@ pub enum RebuildError {
         /// The bundle's run.
         run: String,
     },
+    /// restic failed (reading the bundle, the run's snapshots).
+    #[error(transparent)]
+    Backup(#[from] crate::backup::error::BackupError),
     /// What a layer below said, as text (backup, deploy, the daemon's refusal).
     #[error("{0}")]
     Text(String),
@@ -77,13 +80,15 @@ impl From<String> for RebuildError {
 
 impl RebuildError {
     /// Whether running the same rebuild again later may succeed without anyone acting: the
-    /// daemon was stopping, or the host failed in a way that passes. A missing or wrong key,
+    /// daemon was stopping, the backup destination did not answer, or the host failed in a way
+    /// that passes. A missing or wrong key,
     /// an unknown server or run, a failed pass and what the layers below answer as text are
     /// treated as permanent (those layers do not classify their text yet).
     pub fn is_transient(&self) -> bool {
         match self {
             RebuildError::ShuttingDown => true,
             RebuildError::Host(e) => e.is_transient(),
+            RebuildError::Backup(e) => e.is_transient(),
             RebuildError::DefinitionExists(_)
             | RebuildError::KeyForm(_)
             | RebuildError::DifferentKey

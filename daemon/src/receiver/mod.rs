@@ -33,12 +33,12 @@ use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::backup::restic::Repo;
-use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
 use crate::host::io_err;
 use crate::host::processes::Processes;
+use crate::vault::Vault;
 pub use error::ReceiverError;
 pub use stage::{stage, STAGE_DIR};
 
@@ -447,7 +447,7 @@ impl<P: Processes + Clone> Retention<P> {
         let listed = repo
             .snapshots(&["strackt".to_string()], None)
             .await
-            .map_err(ReceiverError::Restic)?;
+            .map_err(|e| ReceiverError::Restic(e.to_string()))?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {
             let file = dir.join("snapshots").join(&s.id);
@@ -477,7 +477,7 @@ impl<P: Processes + Clone> Retention<P> {
             let ids: Vec<&str> = decision.forget.iter().map(String::as_str).collect();
             repo.forget_ids_and_prune(&ids)
                 .await
-                .map_err(ReceiverError::Restic)?;
+                .map_err(|e| ReceiverError::Restic(e.to_string()))?;
         }
         let size = tokio::task::spawn_blocking({
             let store = self.store.clone();

@@ -12,12 +12,12 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::backup::vault::Vault;
 use crate::daemon::Paths;
 use crate::definition::SECRETS_DIR;
 use crate::deploy::preflight::read_secret;
 use crate::host::files::atomic_write;
 use crate::host::io_err;
+use crate::vault::Vault;
 
 use super::ReceiverError;
 

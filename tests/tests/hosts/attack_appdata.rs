@@ -17,9 +17,13 @@
 //!    refuses, changing nothing, to take over a dump where the app's user had put a link.
 //! 3. An app whose live release and unit an older strackt made keeps serving; the next deploy
 //!    takes the live release's environment file over (a switch-back or rollback needs it).
+//! 4. A backup of `shared/` with the app's user's links in it: a link under a backed-up path is
+//!    stored as a link (its root-only target never read), and a backed-up path reached through
+//!    a link the user swapped in is refused — no snapshot ever holds root's file.
 
-use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Out, Res};
+use strackt_integration::{ensure, ensure_eq, with_app_host, with_app_host_binds, Host, Out, Res};
 
+use crate::backup::{backup_ok, prepare, runs, Bucket, RESTIC};
 use crate::deploy::{commit, definition, deploy_ok, get, setup_with};
 
 /// The sample app's install step plus the attack: the app's user takes `.strackt` over, with
@@ -256,5 +260,57 @@ fn a_release_made_before_the_move_keeps_serving_until_a_deploy_takes_it_over() -
         let out = h.strackt(&["rollback-release", "shop", "1", "--with-database"])?;
         ensure(out.success(), || format!("rollback to release 1: {out}"))?;
         ensure_eq(get(h, "/")?, (200, v1.to_string()), "release 1, its data")
+    })
+}
+
+/// Every path in every snapshot of the app's repository (`restic ls`), one a line.
+fn stored(h: &Host) -> Res<String> {
+    h.sh_ok(&format!(
+        "{RESTIC}; export RESTIC_PASSWORD=$(cat /var/lib/strackt/vault/backup.key); set -e
+         for s in $(restic $R snapshots --json | jq -r '.[].id'); do restic $R ls \"$s\"; done"
+    ))
+}
+
+#[test]
+fn links_in_shared_never_take_roots_files_into_a_backup() -> Res {
+    let bucket = Bucket::new("appdata")?;
+    let binds = bucket.binds()?;
+    with_app_host_binds("ad-appdata-backup", &binds, |h| {
+        prepare(h, None, true)?;
+        h.sh_ok(
+            "mkdir -m 700 -p /root/private/uploads && echo s3cret > /root/private/uploads/secret \
+             && chmod 600 /root/private/uploads/secret",
+        )?;
+        backup_ok(h)?;
+
+        // A link under the backed-up path: stored as the link, its target never read.
+        h.sh_ok(
+            "runuser -u shop -- ln -s /root/private/uploads /srv/shop/shared/storage/uploads/evil",
+        )?;
+        backup_ok(h)?;
+        let listed = stored(h)?;
+        ensure(listed.contains("/storage/uploads/evil"), || {
+            format!("the link itself is in the backup: {listed}")
+        })?;
+        ensure(!listed.contains("secret"), || {
+            format!("root's file behind the link was read: {listed}")
+        })?;
+
+        // The backed-up path reached through a link the app's user swapped in: refused.
+        let before = runs(h, None)?.len();
+        h.sh_ok(
+            "runuser -u shop -- sh -c 'mv /srv/shop/shared/storage /srv/shop/shared/storage.away \
+             && ln -s /root/private /srv/shop/shared/storage'",
+        )?;
+        let out = h.strackt(&["backup", "run", "shop"])?;
+        ensure(
+            !out.success() && out.text().contains("symbolic link"),
+            || format!("a path reached through the app's link is refused: {out}"),
+        )?;
+        ensure_eq(runs(h, None)?.len(), before, "no run recorded")?;
+        let listed = stored(h)?;
+        ensure(!listed.contains("secret"), || {
+            format!("root's file went into a backup: {listed}")
+        })
     })
 }

@@ -35,7 +35,7 @@ const BACKUPS: &str = r#"backups:
 "#;
 
 /// The restic repository as a user would name it, for the official CLI.
-const RESTIC: &str = "export RESTIC_REPOSITORY=s3:http://127.0.0.1:9000/backups/shop AWS_ACCESS_KEY_ID=strackt-ak AWS_SECRET_ACCESS_KEY=strackt-sk; R='-o s3.bucket-lookup=path'";
+pub const RESTIC: &str = "export RESTIC_REPOSITORY=s3:http://127.0.0.1:9000/backups/shop AWS_ACCESS_KEY_ID=strackt-ak AWS_SECRET_ACCESS_KEY=strackt-sk; R='-o s3.bucket-lookup=path'";
 
 /// Records, until [`scratch_seen`], every `*strackt-restore*` name that appears in the app's
 /// directory and every name that appears in its restore scratch in strackt's state.

@@ -30,6 +30,9 @@
 //!   with its top directory root-only until complete, files created `O_EXCL|O_NOFOLLOW` and
 //!   streamed, links recreated as links, owner and mode set on each new descriptor, FIFOs,
 //!   sockets and devices skipped with a note — then renamed into place.
+//! - Reading a tree's metadata (the backups' fingerprint of `shared/`): each entry opened
+//!   `O_PATH|O_NOFOLLOW` and stat'ed on that descriptor — a link described as a link — and a
+//!   directory's entries read through the same descriptor.
 //! - Changing a tree's owner (restores): each directory opened `O_NOFOLLOW` and chowned on its
 //!   descriptor, everything else `fchownat(AT_SYMLINK_NOFOLLOW)` relative to its directory.
 //! - Reading a file another user could replace: opened `O_NOFOLLOW|O_NONBLOCK` (a planted FIFO

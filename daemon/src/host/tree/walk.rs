@@ -1,11 +1,13 @@
-//! Work on whole trees: removing, listing, changing owners — following no link inside.
+//! Work on whole trees: removing, listing, reading metadata, changing owners — following no
+//! link inside.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Mode};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::*;
@@ -126,6 +128,60 @@ impl Dir {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(at("open", &path, e)),
         }
+    }
+
+    /// Call `visit` with the path and metadata of `name` and of everything under it, parents
+    /// before children, the entries of a directory in byte order of their names. A link is
+    /// described as a link (its own metadata) and never followed; a directory is read through
+    /// the descriptor its metadata came from, so one swapped for a link meanwhile is not
+    /// entered.
+    ///
+    /// # Errors
+    /// `NotFound` when `name` is missing; I/O failures, or a tree deeper than 256 levels.
+    pub fn walk(
+        &self,
+        name: impl AsRef<Path>,
+        visit: &mut dyn FnMut(&Path, &Metadata),
+    ) -> io::Result<()> {
+        self.walk_at(single(name.as_ref())?, visit, 0)
+    }
+
+    fn walk_at(
+        &self,
+        name: &OsStr,
+        visit: &mut dyn FnMut(&Path, &Metadata),
+        depth: usize,
+    ) -> io::Result<()> {
+        let path = self.child(name);
+        // O_PATH opens the entry itself — a link, FIFO or device included — without reading,
+        // following or blocking on it; its metadata and, for a directory, its entries come
+        // from this one descriptor.
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let entry = File::from(
+            rustix::fs::openat(&self.fd, name, flags, Mode::empty())
+                .map_err(|e| at("open", &path, e))?,
+        );
+        let meta = entry.metadata().map_err(|e| at("stat", &path, e))?;
+        visit(&path, &meta);
+        if !meta.is_dir() {
+            return Ok(());
+        }
+        if depth >= MAX_DEPTH {
+            return Err(at(
+                "read",
+                &path,
+                io::Error::other(format!("deeper than {MAX_DEPTH} levels")),
+            ));
+        }
+        let fd = rustix::fs::openat(&entry, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|e| at("open", &path, e))?;
+        let sub = Dir { fd, path };
+        let mut names = sub.entries()?;
+        names.sort();
+        for child in names {
+            sub.walk_at(&child, visit, depth + 1)?;
+        }
+        Ok(())
     }
 
     /// Owner and permission bits of this directory.

@@ -7,16 +7,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::vault::Vault;
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::{last_line, read_secret};
-use crate::host::processes::{Chunk, Cmd, End, Output, Processes, Stream};
+use crate::host::processes::{Cmd, End, Output, Processes};
 use crate::host::HostError;
+use crate::vault::Vault;
+
+use super::error::BackupError;
 
 /// Time limit of restic commands that only look (snapshots, cat config).
 const LOOK_LIMIT: Duration = Duration::from_secs(60);
@@ -24,6 +25,11 @@ const LOOK_LIMIT: Duration = Duration::from_secs(60);
 pub const BACKUP_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How much of restic's output is kept: all of a `snapshots --json` listing.
 const KEEP: usize = 256 << 20;
+
+mod output;
+
+use output::Reading;
+pub use output::{bytes, explain, Snapshot, Summary};
 
 /// A restic repository at one destination, reached through `processes`.
 #[derive(Debug, Clone)]
@@ -35,164 +41,6 @@ pub struct Repo<P> {
     pub location: String,
     /// Whether the destination refuses deletes (a receiver): retention is the receiver's job.
     pub append_only: bool,
-}
-
-/// A snapshot as restic lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Full id.
-    pub id: String,
-    /// Short id.
-    #[serde(default)]
-    pub short_id: String,
-    /// When (RFC 3339).
-    pub time: String,
-    /// Server.
-    #[serde(default)]
-    pub hostname: String,
-    /// Paths (for a streamed dump: the file name).
-    #[serde(default)]
-    pub paths: Vec<String>,
-    /// Tags (`strackt`, `app=…`, `run=…`, `trigger=…`, `kind=…`).
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-impl Snapshot {
-    /// The value of tag `key=…` (the first, if there are several).
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags_of(key).next()
-    }
-
-    /// Every value of tag `key=…`.
-    pub fn tags_of<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
-        self.tags
-            .iter()
-            .filter_map(move |t| t.strip_prefix(key)?.strip_prefix('='))
-    }
-}
-
-/// What one `restic backup` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The snapshot written.
-    #[serde(default)]
-    pub snapshot_id: String,
-    /// Bytes read from the source.
-    #[serde(default)]
-    pub total_bytes_processed: u64,
-    /// Bytes added to the repository (after deduplication and compression).
-    #[serde(default)]
-    pub data_added: u64,
-    /// Files read.
-    #[serde(default)]
-    pub total_files_processed: u64,
-}
-
-/// What `restic backup --json` said so far: its summary, and when its progress last moved.
-struct Reading<'a> {
-    live: &'a Mutex<String>,
-    pending: Vec<u8>,
-    summary: Option<Summary>,
-    counters: Option<[u64; 4]>,
-    last_change: Instant,
-}
-
-impl Reading<'_> {
-    fn new(live: &Mutex<String>) -> Reading<'_> {
-        Reading {
-            live,
-            pending: Vec::new(),
-            summary: None,
-            counters: None,
-            last_change: Instant::now(),
-        }
-    }
-
-    /// Take a chunk of restic's output: each JSON line of stdout it completes.
-    fn feed(&mut self, chunk: &Chunk) {
-        if chunk.stream != Stream::Stdout {
-            return;
-        }
-        self.pending.extend_from_slice(&chunk.bytes);
-        while let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=at).collect();
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
-                continue;
-            };
-            match v["message_type"].as_str() {
-                Some("status") => {
-                    // Scanning (totals growing), unchanged files (files_done) and reading
-                    // (bytes_done) are all progress; only a frozen status is not.
-                    let done = v["bytes_done"].as_u64().unwrap_or(0);
-                    let counters = ["bytes_done", "files_done", "total_files", "total_bytes"]
-                        .map(|k| v[k].as_u64().unwrap_or(0));
-                    if self.counters != Some(counters) {
-                        self.counters = Some(counters);
-                        self.last_change = Instant::now();
-                    }
-                    let pct = v["percent_done"]
-                        .as_f64()
-                        .map(|p| format!(", {:.0}%", p * 100.0))
-                        .unwrap_or_default();
-                    *self
-                        .live
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        format!("{} read{pct}", bytes(done));
-                }
-                Some("summary") => self.summary = serde_json::from_value::<Summary>(v).ok(),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// A human size.
-pub fn bytes(n: u64) -> String {
-    let n = n as f64;
-    match n {
-        n if n >= 1e9 => format!("{:.2} GB", n / 1e9),
-        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
-        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
-        n => format!("{n} B"),
-    }
-}
-
-/// Turn restic's words into what the user should do.
-pub fn explain(location: &str, output: &str) -> String {
-    const UNREACHABLE: &[&str] = &[
-        "connection refused",
-        "no such host",
-        "dial tcp",
-        "i/o timeout",
-        "did not finish within",
-        "stopped: no progress",
-    ];
-    let low = output.to_lowercase();
-    let line_with = |words: &[&str]| {
-        output
-            .lines()
-            .map(str::trim)
-            .find(|l| words.iter().any(|w| l.to_lowercase().contains(w)))
-            .unwrap_or_else(|| last_line(output))
-            .to_string()
-    };
-    // Order matters: restic adds "Is there a repository…?" to a connection failure too.
-    if low.contains("wrong password") || low.contains("no key found") {
-        format!("the backup key does not open the repository at {location} (wrong key? `strackt backup key import` the team's key)")
-    } else if UNREACHABLE.iter().any(|w| low.contains(w)) {
-        format!(
-            "the backup destination {location} is unreachable: {}",
-            line_with(UNREACHABLE)
-        )
-    } else if low.contains("is there a repository at the following location")
-        || low.contains("unable to open config file")
-    {
-        format!("no backup repository at {location} yet (nothing was backed up there)")
-    } else {
-        format!("restic at {location}: {}", line_with(&["fatal", "error"]))
-    }
 }
 
 /// Parse `KEY=VALUE` lines of a credentials secret.
@@ -368,12 +216,12 @@ impl<P: Processes> Repo<P> {
     }
 
     /// The explained failure of a restic command that ended as `out`, or its start failing.
-    fn failed(&self, what: &str, out: Result<&Output, &HostError>) -> String {
+    fn failed(&self, what: &str, out: Result<&Output, HostError>) -> BackupError {
         match out {
-            Err(e @ HostError::Spawn { program, .. }) if program == "restic" => {
-                format!("{e} (install the `restic` package)")
+            Err(e) if matches!(&e, HostError::Spawn { program, .. } if program == "restic") => {
+                BackupError::NoRestic(e)
             }
-            Err(e) => e.to_string(),
+            Err(e) => BackupError::Host(e),
             Ok(out) => match &out.end {
                 End::TimedOut(limit) => explain(
                     &self.location,
@@ -385,11 +233,12 @@ impl<P: Processes> Repo<P> {
     }
 
     /// Run a restic command to its end; `Ok(stdout)` or the explained failure.
-    async fn run(&self, args: &[&str], limit: Duration) -> Result<String, String> {
+    async fn run(&self, args: &[&str], limit: Duration) -> Result<String, BackupError> {
         let what = args.first().unwrap_or(&"");
         match self.processes.run(self.command(args, limit)).await {
             Ok(out) if out.success() => Ok(out.stdout),
-            out => Err(self.failed(what, out.as_ref())),
+            Ok(out) => Err(self.failed(what, Ok(&out))),
+            Err(e) => Err(self.failed(what, Err(e))),
         }
     }
 
@@ -398,7 +247,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// A wrong key, an unreachable destination, no repository.
-    pub async fn probe(&self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<(), BackupError> {
         self.run(&["cat", "config"], Duration::from_secs(20))
             .await
             .map(|_| ())
@@ -408,10 +257,10 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// A wrong key, an unreachable destination.
-    pub async fn ensure(&self) -> Result<bool, String> {
+    pub async fn ensure(&self) -> Result<bool, BackupError> {
         match self.run(&["cat", "config"], LOOK_LIMIT).await {
             Ok(_) => Ok(false),
-            Err(e) if e.starts_with("no backup repository") => {
+            Err(BackupError::NoRepository { .. }) => {
                 self.run(&["init"], LOOK_LIMIT).await.map(|_| true)
             }
             Err(e) => Err(e),
@@ -426,15 +275,15 @@ impl<P: Processes> Repo<P> {
         &self,
         tags: &[String],
         host: Option<&str>,
-    ) -> Result<Vec<Snapshot>, String> {
+    ) -> Result<Vec<Snapshot>, BackupError> {
         let filter = tags.join(",");
         let mut args = vec!["snapshots", "--json", "--tag", &filter];
         if let Some(h) = host {
             args.extend(["--host", h]);
         }
         let out = self.run(&args, LOOK_LIMIT).await?;
-        let mut list: Vec<Snapshot> =
-            serde_json::from_str(out.trim()).map_err(|e| format!("restic snapshots: {e}"))?;
+        let mut list: Vec<Snapshot> = serde_json::from_str(out.trim())
+            .map_err(|e| BackupError::Output(format!("restic snapshots: {e}")))?;
         list.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(list)
     }
@@ -454,7 +303,7 @@ impl<P: Processes> Repo<P> {
         host: &str,
         live: &Arc<Mutex<String>>,
         stall_limit: Duration,
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, BackupError> {
         let mut args: Vec<String> = vec![
             "backup".into(),
             "--json".into(),
@@ -508,13 +357,12 @@ impl<P: Processes> Repo<P> {
         while let Ok(chunk) = rx.try_recv() {
             seen.feed(&chunk);
         }
-        let (source, restic) = ended.map_err(|e| self.failed("backup", Err(&e)))?;
+        let (source, restic) = ended.map_err(|e| self.failed("backup", Err(e)))?;
         if let Some(src) = source.filter(|_| restic.end == End::Cut) {
-            return Err(format!(
-                "the dump failed ({}): {}",
-                src.failure().unwrap_or_default(),
-                last_line(&src.stderr)
-            ));
+            return Err(BackupError::Dump {
+                failure: src.failure().unwrap_or_default(),
+                line: last_line(&src.stderr).to_string(),
+            });
         }
         if stalled {
             return Err(explain(
@@ -542,7 +390,7 @@ impl<P: Processes> Repo<P> {
         app: Option<&str>,
         host: Option<&str>,
         keep: &[String],
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         self.run(&["unlock"], LOOK_LIMIT).await?;
         let tags = match app {
             Some(app) => format!("strackt,app={app}"),
@@ -566,7 +414,7 @@ impl<P: Processes> Repo<P> {
         host: &str,
         filters: &[String],
         add: &[String],
-    ) -> Result<usize, String> {
+    ) -> Result<usize, BackupError> {
         let mut args = vec!["tag", "--host", host];
         for f in filters {
             args.extend(["--tag", f]);
@@ -593,7 +441,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing.
-    pub async fn forget_ids(&self, ids: &[&str]) -> Result<String, String> {
+    pub async fn forget_ids(&self, ids: &[&str]) -> Result<String, BackupError> {
         let mut args = vec!["forget"];
         args.extend_from_slice(ids);
         self.run(&args, LOOK_LIMIT).await
@@ -604,7 +452,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing.
-    pub async fn forget_ids_and_prune(&self, ids: &[&str]) -> Result<String, String> {
+    pub async fn forget_ids_and_prune(&self, ids: &[&str]) -> Result<String, BackupError> {
         self.run(&["unlock"], LOOK_LIMIT).await?;
         let mut args = vec!["forget", "--prune"];
         args.extend_from_slice(ids);
@@ -615,7 +463,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic finding problems, or failing.
-    pub async fn check(&self, subset: &str) -> Result<String, String> {
+    pub async fn check(&self, subset: &str) -> Result<String, BackupError> {
         let arg = format!("--read-data-subset={subset}");
         self.run(&["check", &arg], Duration::from_secs(6 * 3600))
             .await
@@ -625,7 +473,7 @@ impl<P: Processes> Repo<P> {
     ///
     /// # Errors
     /// restic failing, no such file.
-    pub async fn dump(&self, id: &str, file: &str) -> Result<String, String> {
+    pub async fn dump(&self, id: &str, file: &str) -> Result<String, BackupError> {
         self.run(&["dump", id, file], LOOK_LIMIT).await
     }
 
@@ -638,7 +486,7 @@ impl<P: Processes> Repo<P> {
         id: &str,
         target: &Path,
         include: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         let t = target.display().to_string();
         let mut args = vec!["restore", id, "--target", &t];
         if let Some(file) = include {
@@ -658,15 +506,32 @@ mod tests {
         let refused = "Fatal: unable to open config file: Stat: Get \"http://x/b/config\": dial tcp 127.0.0.1:9000: connect: connection refused\nIs there a repository at the following location?\ns3:http://x/b";
         let e = explain(at, refused);
         assert!(
-            e.starts_with(
+            e.to_string().starts_with(
                 "the backup destination s3:http://x/b is unreachable: Fatal: unable to open"
             ),
             "{e}"
         );
+        assert!(e.is_transient(), "an unreachable destination passes");
         let missing = "Fatal: unable to open config file: Stat: The specified key does not exist.\nIs there a repository at the following location?";
-        assert!(explain(at, missing).starts_with("no backup repository at"));
+        let e = explain(at, missing);
+        assert_eq!(
+            e.to_string(),
+            "no backup repository at s3:http://x/b yet (nothing was backed up there)"
+        );
+        assert!(!e.is_transient());
         let wrong = "Fatal: wrong password or no key found";
-        assert!(explain(at, wrong).starts_with("the backup key does not open"));
+        let e = explain(at, wrong);
+        assert_eq!(
+            e.to_string(),
+            "the backup key does not open the repository at s3:http://x/b (wrong key? `strackt backup key import` the team's key)"
+        );
+        assert!(!e.is_transient(), "a wrong key stays wrong");
+        let e = explain(at, "Fatal: repository is damaged\n");
+        assert_eq!(
+            e.to_string(),
+            "restic at s3:http://x/b: Fatal: repository is damaged"
+        );
+        assert!(!e.is_transient());
     }
 
     #[test]
@@ -696,7 +561,7 @@ mod tests {
                 "pg_dump: error: connection lost",
             ),
         );
-        let err = backup("shop").expect_err("the dump failed");
+        let err = backup("shop").expect_err("the dump failed").to_string();
         assert_eq!(
             err,
             "the dump failed (exited with status 1): pg_dump: error: connection lost"

@@ -1,5 +1,9 @@
 //! strackt's vault: the team's backup key, root-only, in one file. The key is the restic
 //! repository password; it is never logged, never in a generation and never in a snapshot.
+//!
+//! Owns the key file under strackt's state (`vault/backup.key`): creating, importing and
+//! reading it. It sits below `backup`, `deploy` and `receiver` (the deployer redacts the key
+//! from what it records; the receiver stages it) and must not depend on any of them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
