@@ -16,7 +16,7 @@ use super::record::fail;
 use super::Trigger;
 use crate::host::clock::Clock;
 use crate::host::Machine;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 pub use crate::status::{Hold, HoldChange, PendingConfirm};
 
 /// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
@@ -104,7 +104,7 @@ impl<M: Machine> Daemon<M> {
             return op;
         };
         let Some((generation, previous)) =
-            decide::to_confirm(before, after, saved, op.outcome == "success")
+            decide::to_confirm(before, after, saved, op.outcome == Outcome::Success)
         else {
             return op;
         };

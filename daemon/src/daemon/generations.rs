@@ -18,8 +18,7 @@ use crate::generation::Generation;
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
-use crate::ops::Operation;
-use crate::ops::StepRecord;
+use crate::ops::{Operation, StepOutcome, StepRecord};
 use crate::state::GenerationRecord;
 use crate::timing;
 
@@ -140,7 +139,7 @@ impl<M: Machine> Daemon<M> {
         let mut step = StepRecord::new(
             "rebuild",
             &format!("generation {id} from its record"),
-            "ok",
+            StepOutcome::Ok,
             detail,
             false,
         );

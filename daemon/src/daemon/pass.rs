@@ -24,7 +24,7 @@ use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Machine, RealMachine};
 use crate::metrics::Metrics;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 use crate::state::{GenerationRow, GenerationState, StateHandle};
 use crate::timing;
 
@@ -352,7 +352,7 @@ impl<M: Machine> Daemon<M> {
             }
             s.drift = report.drift.clone();
         });
-        let record = decide::record_drift(changed, op.outcome == "success", trigger);
+        let record = decide::record_drift(changed, op.outcome == Outcome::Success, trigger);
         if record {
             // The drift was repaired already: an operation that cannot be logged fails.
             let id = self.start_op("drift", trigger, Some(id)).await;
@@ -594,7 +594,7 @@ impl<M: Machine> Daemon<M> {
         if after.state == GenerationState::RolledBack {
             self.metrics.rolled_back();
         }
-        op.outcome = after.outcome.into();
+        op.outcome = after.outcome;
         op.reason = Some(after.reason.clone());
         op.summary = after.summary;
         let t = now();

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::pass::{now, Daemon};
 use super::Trigger;
 use crate::host::Machine;
-use crate::ops::{self, Operation, OpsError};
+use crate::ops::{self, Operation, OpsError, Outcome};
 use crate::state::{State, StateError};
 use crate::timing;
 
@@ -123,7 +123,7 @@ impl<M: Machine> Daemon<M> {
             kind: kind.into(),
             trigger: trigger.as_str().into(),
             generation,
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             summary: String::new(),
             started: started_at.into(),
@@ -136,7 +136,7 @@ impl<M: Machine> Daemon<M> {
 
 /// Mark `op` failed for `why`, keeping an earlier reason: the first failure is the one to fix.
 pub(super) fn fail(op: &mut Operation, why: String) {
-    op.outcome = "failed".into();
+    op.outcome = Outcome::Failed;
     op.reason = Some(match op.reason.take() {
         Some(first) => format!("{first}; {why}"),
         None => why,

@@ -16,7 +16,7 @@ use crate::definition::parse;
 use crate::generation::Generation;
 use crate::host::packages::Packages;
 use crate::host::{Files, JobKind, Machine, Systemd};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::state::GenerationState;
 
 impl<M: Machine> Daemon<M> {
@@ -191,7 +191,7 @@ impl<M: Machine> Daemon<M> {
             steps.push(StepRecord::new(
                 "daemon-reload",
                 "",
-                "failed",
+                StepOutcome::Failed,
                 e.to_string(),
                 false,
             ));
@@ -212,8 +212,8 @@ impl<M: Machine> Daemon<M> {
             };
             let why = "the switch was cut off after writing its unit file";
             let (outcome, detail) = match m.systemd().run_job(kind, &unit).await {
-                Ok(()) => ("ok", why.to_string()),
-                Err(e) => ("failed", format!("{why}: {e}")),
+                Ok(()) => (StepOutcome::Ok, why.to_string()),
+                Err(e) => (StepOutcome::Failed, format!("{why}: {e}")),
             };
             steps.push(StepRecord::new(kind.verb(), &unit, outcome, &detail, false));
         }

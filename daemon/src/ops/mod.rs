@@ -14,10 +14,12 @@
 //! never dropped silently.
 
 pub mod live;
+mod outcome;
 mod progress;
 mod record;
 mod store;
 
+pub use outcome::{Outcome, StepOutcome};
 pub(crate) use progress::{Progress, Step, StepResult};
 pub use record::{AppOutcome, Operation, StepRecord};
 
@@ -125,7 +127,7 @@ mod tests {
             kind: "apply".into(),
             trigger: "cli".into(),
             generation: Some(1),
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             summary: String::new(),
             started: now(),

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::ops::Outcome;
+
 mod assess;
 mod upgrade;
 
@@ -245,7 +247,7 @@ impl<M: Machine> Daemon<M> {
             // A row that cannot be written is reported by `start_op`: the journal has the refusal.
             if let Ok(id) = self.start_op("upgrade", trigger, None).await {
                 let mut op = Self::op(Some(id), "upgrade", trigger, None, started, &started_at);
-                op.outcome = "failed".into();
+                op.outcome = Outcome::Failed;
                 op.reason = Some(e);
                 op.summary = format!("{why}: nothing was changed");
                 self.write_op(&mut op).await;
