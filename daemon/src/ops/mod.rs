@@ -1,6 +1,7 @@
 //! ops/ — the operations log: operations, their steps, and the only ways to write them.
 //!
-//! Owns the records ([`Operation`], [`StepRecord`]), every SQL statement on the log's tables
+//! Owns the records ([`Operation`], [`StepRecord`]) and how they ended ([`Outcome`],
+//! [`StepOutcome`], each with its one stored spelling), every SQL statement on the log's tables
 //! (`store`, on the database `state/` opens and migrates), the engine that runs an operation's
 //! steps and writes them as they advance ([`Progress`], used by deploys, backups and
 //! restores), and what running steps print (`live`). The driver starts its operations with
