@@ -8,6 +8,8 @@
 //! so a switch is never cut in half by `systemctl stop strackt`. Once the loop has been idle
 //! for two seconds, it hands back the memory the last pass left resident (see `memory`).
 
+mod build;
+mod conclude;
 mod control;
 mod decide;
 mod generations;
