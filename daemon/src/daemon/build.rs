@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::pass::{now, Daemon};
+use super::pass::Daemon;
 use super::record::fail;
 use super::Trigger;
 use crate::definition::ValidatedDefinition;
@@ -29,7 +29,7 @@ impl<M: Machine> Daemon<M> {
         started_at: &str,
     ) -> Operation {
         let failed = |generation: Option<u64>, why: String| {
-            let mut op = Self::op(None, "apply", trigger, generation, started, started_at);
+            let mut op = self.op(None, "apply", trigger, generation, started, started_at);
             op.summary = "build failed; host unchanged".into();
             fail(&mut op, why);
             op
@@ -68,7 +68,7 @@ impl<M: Machine> Daemon<M> {
         }
         let row = GenerationRow {
             id,
-            created: now(),
+            created: self.now(),
             state: GenerationState::Building,
             trigger: trigger.as_str().into(),
             summary: String::new(),
@@ -112,7 +112,7 @@ impl<M: Machine> Daemon<M> {
         }
         // Unrecorded, the row still says "building", which the startup recovery treats as
         // "switching": the switch goes on (the failure is reported).
-        let t = now();
+        let t = self.now();
         let what = format!("recording that generation {id} is switching");
         let switching = self.db(&what, move |s| {
             s.set_generation_state(id, GenerationState::Switching, None, &t)
@@ -146,10 +146,10 @@ impl<M: Machine> Daemon<M> {
         started_at: &str,
         reason: String,
     ) -> Operation {
-        let mut op = Self::op(op_id, "apply", trigger, Some(id), started, started_at);
+        let mut op = self.op(op_id, "apply", trigger, Some(id), started, started_at);
         op.summary = "build failed; host unchanged".into();
         fail(&mut op, reason.clone());
-        let t = now();
+        let t = self.now();
         let what = format!("recording that generation {id} failed");
         let failed = self.db(&what, move |s| {
             s.set_generation_state(id, GenerationState::Failed, Some(&reason), &t)

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::decide;
-use super::pass::{now, Daemon, PINNED};
+use super::pass::{Daemon, PINNED};
 use super::record::fail;
 use super::Trigger;
 use crate::apply::switch::SwitchReport;
@@ -32,12 +32,12 @@ impl<M: Machine> Daemon<M> {
         started: Instant,
         sha: Option<String>,
     ) -> Operation {
-        let started_at = now();
-        let mut op = Self::op(None, kind, trigger, Some(id), started, &started_at);
+        let started_at = self.now();
+        let mut op = self.op(None, kind, trigger, Some(id), started, &started_at);
         op.summary = decide::summarize(&report.steps);
         let digest = report.digest.clone();
         op.steps = report.steps;
-        let t = now();
+        let t = self.now();
         let recorded = match &report.failure {
             None => {
                 let summary = op.summary.clone();
@@ -106,7 +106,7 @@ impl<M: Machine> Daemon<M> {
         op.outcome = after.outcome;
         op.reason = Some(after.reason.clone());
         op.summary = after.summary;
-        let t = now();
+        let t = self.now();
         let (state, reason, pin, back_to) =
             (after.state, after.reason, after.pin, after.reactivate);
         let what = format!("recording that generation {id} is {state}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::decide::{self, Unconfirmed};
-use super::pass::{now, Daemon};
+use super::pass::Daemon;
 use super::record::fail;
 use super::Trigger;
 use crate::host::clock::Clock;
@@ -88,7 +88,14 @@ impl<M: Machine> Daemon<M> {
     /// generation must be confirmed in time or it is reverted by the same path as a rollback.
     pub async fn apply(&mut self, confirm_within: Option<u64>) -> Operation {
         if let Some(Err(e)) = confirm_within.map(|s| self.confirm_deadline(s)) {
-            let mut op = Self::op(None, "apply", Trigger::Cli, None, Instant::now(), &now());
+            let mut op = self.op(
+                None,
+                "apply",
+                Trigger::Cli,
+                None,
+                Instant::now(),
+                &self.now(),
+            );
             fail(&mut op, e);
             return op;
         }
@@ -169,13 +176,13 @@ impl<M: Machine> Daemon<M> {
                 // Nothing changed on the host: say so as a failed operation of its own.
                 let started = Instant::now();
                 let id = self.start_op("rollback", Trigger::Timer, Some(to)).await;
-                let mut op = Self::op(
+                let mut op = self.op(
                     id.ok(),
                     "rollback",
                     Trigger::Timer,
                     Some(to),
                     started,
-                    &now(),
+                    &self.now(),
                 );
                 op.summary = format!("{not_confirmed}; it could not be reverted");
                 fail(&mut op, e);

@@ -32,11 +32,6 @@ use crate::timing;
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
 pub(super) const PINNED: &str = "pinned_definition_sha256";
 
-/// Now, as the log writes times.
-pub(super) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// The daemon's state and host handles, on the machine `M`: the real one in the daemon
 /// (`run`), the in-memory fake in the component tests.
 #[derive(Debug)]
@@ -210,7 +205,7 @@ impl<M: Machine> Daemon<M> {
             return op;
         }
         let started = Instant::now();
-        let started_at = now();
+        let started_at = self.now();
         // An ended hold is cleared: this pass puts back what was changed during it.
         self.end_hold_if_over().await;
         let def = match timing::time("load.definition", || self.load_definition()) {
@@ -223,7 +218,7 @@ impl<M: Machine> Daemon<M> {
         };
         self.status.send_modify(|s| s.definition_problem = None);
         let unreadable = |e: String| {
-            let mut op = Self::op(None, "apply", trigger, None, started, &started_at);
+            let mut op = self.op(None, "apply", trigger, None, started, &started_at);
             fail(&mut op, e);
             op
         };
@@ -300,7 +295,7 @@ impl<M: Machine> Daemon<M> {
             true => Some(self.start_op("apply", trigger, None).await),
             false => None,
         };
-        let mut op = Self::op(None, "apply", trigger, None, started, started_at);
+        let mut op = self.op(None, "apply", trigger, None, started, started_at);
         fail(&mut op, problem.clone());
         op.summary = "definition not applied; host unchanged".into();
         if let Some(id) = id {
@@ -319,7 +314,7 @@ impl<M: Machine> Daemon<M> {
         started_at: &str,
     ) -> Operation {
         let Some(cur) = current else {
-            let op = Self::op(None, "drift", trigger, None, started, started_at);
+            let op = self.op(None, "drift", trigger, None, started, started_at);
             return self.finish_op(op, false).await;
         };
         let id = cur.manifest.id;
@@ -328,7 +323,7 @@ impl<M: Machine> Daemon<M> {
             .steps
             .iter()
             .any(|s| s.action != "verify" && s.action != "health");
-        let mut op = Self::op(None, "drift", trigger, Some(id), started, started_at);
+        let mut op = self.op(None, "drift", trigger, Some(id), started, started_at);
         op.steps = report.steps;
         if !op.steps.is_empty() {
             self.metrics

@@ -9,8 +9,9 @@
 
 use std::time::Instant;
 
-use super::pass::{now, Daemon};
+use super::pass::Daemon;
 use super::Trigger;
+use crate::host::clock::Clock;
 use crate::host::Machine;
 use crate::ops::{self, Operation, OpsError, Outcome};
 use crate::state::{State, StateError};
@@ -52,7 +53,8 @@ impl<M: Machine> Daemon<M> {
         trigger: Trigger,
         generation: Option<u64>,
     ) -> Result<i64, String> {
-        let started = ops::start(&self.state, kind, trigger.as_str(), generation);
+        let at = self.machine.clock().now();
+        let started = ops::start(&self.state, kind, trigger.as_str(), generation, at);
         let id = timing::time_async("record", started)
             .await
             .map_err(|e| self.reported(e))?;
@@ -79,7 +81,7 @@ impl<M: Machine> Daemon<M> {
     /// Mark the operations a stop left running as interrupted, through `ops`; a failure is
     /// reported and returned.
     pub(super) async fn interrupt_running(&self) -> Result<usize, String> {
-        ops::interrupt_running(&self.state)
+        ops::interrupt_running(&self.state, self.machine.clock().now())
             .await
             .map_err(|e| self.reported(e))
     }
@@ -109,8 +111,16 @@ impl<M: Machine> Daemon<M> {
         }
     }
 
+    /// Now on the machine's clock, as the log writes times: every time the driver records
+    /// (operations, generations) is on the clock its timers run on, so a test on the paused
+    /// clock reads the times it waited for.
+    pub(super) fn now(&self) -> String {
+        ops::stamp(self.machine.clock().now())
+    }
+
     /// A successful operation so far, started at `started`.
     pub(super) fn op(
+        &self,
         id: Option<i64>,
         kind: &str,
         trigger: Trigger,
@@ -127,7 +137,7 @@ impl<M: Machine> Daemon<M> {
             reason: None,
             summary: String::new(),
             started: started_at.into(),
-            finished: Some(now()),
+            finished: Some(self.now()),
             duration_ms: Some(started.elapsed().as_millis() as i64),
             steps: vec![],
         }

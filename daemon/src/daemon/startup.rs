@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::decide::{self, Recovery};
-use super::pass::{now, Daemon};
+use super::pass::Daemon;
 use super::Trigger;
 use crate::apply::Ownership;
 use crate::definition::parse;
@@ -71,7 +71,7 @@ impl<M: Machine> Daemon<M> {
             return;
         }
         let cur = self.store.current().ok().flatten();
-        let t = now();
+        let t = self.now();
         let decided = self
             .db("recovering the generations after a start", move |s| {
                 let recovery = decide::recover(&s.generations()?, cur);

@@ -13,8 +13,10 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{run_loop, Daemon, HoldChange, Paths, Request, Status, Trigger, Wake};
 use crate::generation::Store;
+use crate::host::clock::Clock;
 use crate::host::fake::FakeHost;
 use crate::host::files::sha256_hex;
+use crate::host::Machine;
 use crate::metrics::Metrics;
 use crate::ops::{Operation, Outcome};
 use crate::state::{GenerationState, State, StateHandle};
@@ -228,6 +230,41 @@ async fn a_confirmed_apply_is_not_reverted() {
     assert_eq!(w.motd(), "two");
     let ops = history(&state).await;
     assert!(ops.iter().all(|op| op.kind != "rollback"), "{ops:#?}");
+}
+
+/// The driver's records are timed on the machine's clock (here the fake, which follows the
+/// paused tokio clock), the clock its deadlines and schedules run on: a record made an hour
+/// into a test says so, whatever the wall clock says.
+#[tokio::test(start_paused = true)]
+async fn operations_and_generations_are_timed_on_the_machines_clock() {
+    let w = World::new();
+    w.write(&definition("one"));
+    let mut d = w.daemon();
+    d.startup().await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    w.write(&definition("two"));
+    let before = d.machine().clock().now();
+    let op = d.pass(Trigger::FileChange, false).await;
+    let after = d.machine().clock().now();
+    assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339");
+    let within = |what: &str, t: &str| {
+        assert!(
+            before <= at(t) && at(t) <= after,
+            "{what} at {t}, not within {before}..{after}"
+        );
+    };
+    let recorded = history(&d.state).await.remove(0);
+    assert_eq!(recorded.id, op.id);
+    within("the operation's start", &recorded.started);
+    within("its end", recorded.finished.as_deref().expect("finished"));
+    let rows = d
+        .state
+        .call(|s| s.generations())
+        .await
+        .expect("generations");
+    let two = rows.iter().find(|g| g.id == 2).expect("generation 2");
+    within("generation 2's creation", &two.created);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,6 @@
 //! daemon/updates/assess — the rules of `updates` and `upgrade`, pure: what apt offers
 //! beyond the pins, the report, which updates an upgrade picks, and what its operation says.
-//! Must not: ask apt, read the clock (but for [`stamp`]), or touch the definition file.
+//! Must not: ask apt, read the clock, or touch the definition file.
 
 use std::collections::BTreeMap;
 
@@ -199,8 +199,9 @@ pub(super) fn record(
     }
 }
 
-pub(super) fn stamp() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// `at` as the updates report writes times (RFC 3339, seconds, UTC).
+pub(super) fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
