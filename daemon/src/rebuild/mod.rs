@@ -24,10 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backup::restic::{Repo, Snapshot};
 use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
-use crate::daemon::{Paths, Request};
 use crate::host::files::atomic_write;
 use crate::host::io_err;
 use crate::ops::{Outcome, Progress};
+use crate::paths::Paths;
+use crate::status::Request;
 pub use error::RebuildError;
 
 /// What `strackt rebuild` asks for.
