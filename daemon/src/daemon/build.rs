@@ -45,7 +45,7 @@ impl<M: Machine> Daemon<M> {
         });
         let id = match next.await {
             Ok(id) => id,
-            Err(e) => return self.finish_op(failed(None, e), false).await,
+            Err(e) => return self.finish_op(failed(None, e.to_string()), false).await,
         };
         if let Some(problem) = self.lockout_problem(def) {
             return self
@@ -79,13 +79,13 @@ impl<M: Machine> Daemon<M> {
         let r = row.clone();
         let what = format!("recording generation {id}");
         if let Err(e) = self.db(&what, move |s| s.insert_generation(&r)).await {
-            return self.finish_op(failed(Some(id), e), false).await;
+            return self.finish_op(failed(Some(id), e.to_string()), false).await;
         }
         let op_id = match self.start_op("apply", trigger, Some(id)).await {
             Ok(op_id) => op_id,
             Err(e) => {
                 return self
-                    .build_failed(None, trigger, id, started, started_at, e)
+                    .build_failed(None, trigger, id, started, started_at, e.to_string())
                     .await
             }
         };

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::decide;
+use super::error::RecordError;
 use super::pass::{Daemon, PINNED};
 use super::record::fail;
 use super::Trigger;
@@ -23,7 +24,7 @@ impl<M: Machine> Daemon<M> {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn conclude_switch(
         &mut self,
-        op_id: Result<i64, String>,
+        op_id: Result<i64, RecordError>,
         kind: &str,
         trigger: Trigger,
         id: u64,
@@ -99,7 +100,7 @@ impl<M: Machine> Daemon<M> {
         op: &mut Operation,
         id: u64,
         after: decide::AfterFailure,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         if after.state == GenerationState::RolledBack {
             self.metrics.rolled_back();
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::decide::{self, Unconfirmed};
+use super::error::RecordError;
 use super::pass::Daemon;
 use super::record::fail;
 use super::Trigger;
@@ -61,7 +62,7 @@ impl<M: Machine> Daemon<M> {
         what: &str,
         key: &'static str,
         value: Option<&T>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         // These small structs always serialize.
         let stored = value.map(|v| serde_json::to_string(v).unwrap_or_default());
         self.db(what, move |s| s.set_meta(key, stored.as_deref()))

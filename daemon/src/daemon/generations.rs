@@ -74,7 +74,7 @@ impl<M: Machine> Daemon<M> {
             manifest: serde_json::to_string(manifest).map_err(|e| e.to_string())?,
         };
         let what = format!("recording generation {id}'s record");
-        self.db(&what, move |s| s.put_record(id, &record)).await
+        Ok(self.db(&what, move |s| s.put_record(id, &record)).await?)
     }
 
     /// Rebuild generation `id`'s pruned directory from its record (same id, through

@@ -12,6 +12,7 @@ mod build;
 mod conclude;
 mod control;
 mod decide;
+mod error;
 mod generations;
 mod memory;
 mod pass;

@@ -235,7 +235,7 @@ impl<M: Machine> Daemon<M> {
         let pinned = self.db("reading the pinned definition", |s| s.meta(PINNED));
         let pinned = match timing::time_async("state", pinned).await {
             Ok(p) => p,
-            Err(e) => return self.finish_op(unreadable(e), false).await,
+            Err(e) => return self.finish_op(unreadable(e.to_string()), false).await,
         };
         if retry {
             // A pin left by a failed write is cleared by the switch's own record, or the

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use super::error::RecordError;
 use super::pass::Daemon;
 use super::Trigger;
 use crate::host::clock::Clock;
@@ -24,11 +25,14 @@ impl<M: Machine> Daemon<M> {
         &self,
         what: &str,
         f: impl FnOnce(&mut State) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, String> {
-        self.state.call(f).await.map_err(|e| {
-            let problem = format!("{what}: {e}");
+    ) -> Result<T, RecordError> {
+        self.state.call(f).await.map_err(|error| {
+            let problem = RecordError::Db {
+                what: what.to_string(),
+                error,
+            };
             tracing::error!("{problem}");
-            let shown = problem.clone();
+            let shown = problem.to_string();
             self.status.send_modify(|s| s.record_problem = Some(shown));
             problem
         })
@@ -36,11 +40,10 @@ impl<M: Machine> Daemon<M> {
 
     /// Report a failed write to the operations log (`ops` logged it already) in `/status`; what
     /// it was, for the caller to decide what it means.
-    fn reported(&self, e: OpsError) -> String {
-        let problem = e.to_string();
-        let shown = problem.clone();
+    fn reported(&self, e: OpsError) -> RecordError {
+        let shown = e.to_string();
         self.status.send_modify(|s| s.record_problem = Some(shown));
-        problem
+        e.into()
     }
 
     /// Start an operation row, through `ops`; its id.
@@ -52,7 +55,7 @@ impl<M: Machine> Daemon<M> {
         kind: &'static str,
         trigger: Trigger,
         generation: Option<u64>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, RecordError> {
         let at = self.machine.clock().now();
         let started = ops::start(&self.state, kind, trigger.as_str(), generation, at);
         let id = timing::time_async("record", started)
@@ -74,13 +77,13 @@ impl<M: Machine> Daemon<M> {
         let finished = ops::finish(&self.state, op);
         if let Err(e) = timing::time_async("record", finished).await {
             let why = self.reported(e);
-            fail(op, why);
+            fail(op, why.to_string());
         }
     }
 
     /// Mark the operations a stop left running as interrupted, through `ops`; a failure is
     /// reported and returned.
-    pub(super) async fn interrupt_running(&self) -> Result<usize, String> {
+    pub(super) async fn interrupt_running(&self) -> Result<usize, RecordError> {
         ops::interrupt_running(&self.state, self.machine.clock().now())
             .await
             .map_err(|e| self.reported(e))
@@ -104,10 +107,10 @@ impl<M: Machine> Daemon<M> {
 
     /// Give `op` the id its row was started with, or fail it when the row could not be
     /// started (the failure was reported; history will not show the operation).
-    pub(super) fn numbered(&self, op: &mut Operation, id: Result<i64, String>) {
+    pub(super) fn numbered(&self, op: &mut Operation, id: Result<i64, RecordError>) {
         match id {
             Ok(id) => op.id = id,
-            Err(e) => fail(op, e),
+            Err(e) => fail(op, e.to_string()),
         }
     }
 
@@ -145,7 +148,8 @@ impl<M: Machine> Daemon<M> {
 }
 
 /// Mark `op` failed for `why`, keeping an earlier reason: the first failure is the one to fix.
-pub(super) fn fail(op: &mut Operation, why: String) {
+pub(super) fn fail(op: &mut Operation, why: impl std::fmt::Display) {
+    let why = why.to_string();
     op.outcome = Outcome::Failed;
     op.reason = Some(match op.reason.take() {
         Some(first) => format!("{first}; {why}"),

@@ -43,6 +43,33 @@ pub enum OpsError {
     Vanished(i64),
 }
 
+impl OpsError {
+    /// Whether writing again later may succeed: the database was busy or its task died, not
+    /// refused for good.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OpsError::Start(_, _, e) | OpsError::Write(_, e) | OpsError::Interrupt(e) => {
+                state_is_transient(e)
+            }
+            OpsError::Vanished(_) => false,
+        }
+    }
+}
+
+/// Whether a state-database failure may pass: SQLite busy or locked (another writer, a
+/// backup), or the blocking task that runs the call died. A database that is too new, not
+/// private or otherwise refuses stays that way.
+pub(crate) fn state_is_transient(e: &StateError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match e {
+        StateError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            matches!(f.code, DatabaseBusy | DatabaseLocked)
+        }
+        StateError::Task(_) => true,
+        _ => false,
+    }
+}
+
 /// Log `e` at error level and give it back, for `map_err`.
 fn failed(e: OpsError) -> OpsError {
     tracing::error!("{e}");
