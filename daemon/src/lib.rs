@@ -19,6 +19,7 @@ pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod paths;
 pub mod plan;
 pub mod rebuild;
 pub mod receiver;

@@ -24,16 +24,16 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::ops::{AppOutcome, Operation, StepRecord, Watch};
+use crate::ops::{AppOutcome, Operation, Outcome, StepOutcome, StepRecord, Watch};
 use crate::status::Status;
 
 /// The `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Outcomes of a pass: each has a series of `strackt_last_pass_outcome`, 1 for the last one.
-const PASS_OUTCOMES: [&str; 3] = ["success", "failed", "rolled-back"];
+const PASS_OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::Failed, Outcome::RolledBack];
 /// Outcomes of a deploy or backup run (`interrupted`: the daemon was stopped during it).
-const APP_OUTCOMES: [&str; 3] = ["success", "failed", "interrupted"];
+const APP_OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::Failed, Outcome::Interrupted];
 /// Pass durations (seconds): a no-op pass takes tens of milliseconds, a first apply minutes.
 const PASS_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0,
@@ -64,18 +64,18 @@ struct Record {
     /// Of those, not successful.
     failures: u64,
     /// The newest finished operation: id, outcome, when it finished (unix seconds).
-    last: Option<(i64, String, i64)>,
+    last: Option<(i64, Outcome, i64)>,
     /// The newest successful one: id, when it finished.
     last_success: Option<(i64, i64)>,
 }
 
 impl Record {
     /// Take in a finished operation, unless a newer one is known already.
-    fn finished(&mut self, id: i64, outcome: &str, at: i64) {
+    fn finished(&mut self, id: i64, outcome: Outcome, at: i64) {
         if self.last.as_ref().is_none_or(|(last, ..)| id > *last) {
-            self.last = Some((id, outcome.to_string(), at));
+            self.last = Some((id, outcome, at));
         }
-        if outcome == "success" && self.last_success.is_none_or(|(last, _)| id > last) {
+        if outcome == Outcome::Success && self.last_success.is_none_or(|(last, _)| id > last) {
             self.last_success = Some((id, at));
         }
     }
@@ -192,7 +192,7 @@ impl Metrics {
     /// A pass (or rollback) finished.
     pub fn pass_finished(&self, op: &Operation) {
         self.passes.inc();
-        if op.outcome != "success" {
+        if op.outcome != Outcome::Success {
             self.pass_failures.inc();
         }
         self.pass_duration
@@ -200,7 +200,7 @@ impl Metrics {
         let drifted = op
             .steps
             .iter()
-            .filter(|s| s.drift && s.outcome == "ok")
+            .filter(|s| s.drift && s.outcome == StepOutcome::Ok)
             .count() as u64;
         if drifted > 0 {
             self.drift_repairs.inc_by(drifted);
@@ -220,7 +220,8 @@ impl Metrics {
         r.services.retain(|unit, _| is_unit(unit));
         for s in steps {
             if matches!(s.action.as_str(), "verify" | "health") && is_unit(&s.target) {
-                r.services.insert(s.target.clone(), s.outcome == "ok");
+                r.services
+                    .insert(s.target.clone(), s.outcome == StepOutcome::Ok);
             }
         }
     }
@@ -252,9 +253,9 @@ impl Metrics {
                 continue;
             };
             let record = r.apps.entry(o.app.clone()).or_default().of(kind);
-            record.finished(o.id, &o.outcome, unix(o.finished.as_deref()));
+            record.finished(o.id, o.outcome, unix(o.finished.as_deref()));
             if let Some((id, at)) = &o.last_success {
-                record.finished(*id, "success", unix(Some(at)));
+                record.finished(*id, Outcome::Success, unix(Some(at)));
             }
         }
         // A unit verified since the start is newer than anything in the log.
@@ -264,7 +265,8 @@ impl Metrics {
                 && is_unit(&s.target)
                 && !fresh.contains(&s.target)
             {
-                r.services.insert(s.target.clone(), s.outcome == "ok");
+                r.services
+                    .insert(s.target.clone(), s.outcome == StepOutcome::Ok);
             }
         }
     }
@@ -279,10 +281,10 @@ impl Watch for Metrics {
         let mut r = self.records();
         let record = r.apps.entry(app.to_string()).or_default().of(kind);
         record.runs += 1;
-        if op.outcome != "success" {
+        if op.outcome != Outcome::Success {
             record.failures += 1;
         }
-        record.finished(op.id, &op.outcome, unix(op.finished.as_deref()));
+        record.finished(op.id, op.outcome, unix(op.finished.as_deref()));
     }
 }
 

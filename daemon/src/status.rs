@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::generation::diff::GenerationDiff;
-use crate::ops::{Operation, StepRecord};
+use crate::ops::{Operation, Outcome, StepRecord};
 
 /// What `/status` and `strackt status` show.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,7 +76,7 @@ pub struct BackupState {
     /// The last run's operation.
     pub last_operation: Option<i64>,
     /// success or failed.
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<Outcome>,
     /// Why the last run failed.
     pub last_error: Option<String>,
     /// When the last successful run finished.

@@ -76,15 +76,47 @@ fn allowed(peer: u32, own: u32) -> bool {
     peer == 0 || peer == own
 }
 
+/// A request the control socket could not take.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The peer's credentials could not be read.
+    #[error("cannot tell who is connecting (SO_PEERCRED): {0}")]
+    PeerCred(std::io::Error),
+    /// The peer is not root (nor the daemon's own user).
+    #[error("permission denied: the strackt control socket answers root only (you are uid {0}); run the command with sudo")]
+    Refused(u32),
+    /// No complete line within the limit.
+    #[error("bad request: no complete request line within {}", humantime::format_duration(*.0))]
+    Slow(Duration),
+    /// The line could not be read.
+    #[error("bad request: {0}")]
+    Read(std::io::Error),
+    /// The line is longer than [`MAX_REQUEST`].
+    #[error("bad request: longer than {MAX_REQUEST} bytes")]
+    TooLong,
+    /// The line is not a request.
+    #[error("bad request: {0}")]
+    Parse(serde_json::Error),
+}
+
+impl RequestError {
+    /// Whether the same request may be taken on another try: a connection that broke or
+    /// stalled may, a refusal or a malformed request never will.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RequestError::PeerCred(_) | RequestError::Slow(_) | RequestError::Read(_) => true,
+            RequestError::Refused(_) | RequestError::TooLong | RequestError::Parse(_) => false,
+        }
+    }
+}
+
 /// Read the request and check the peer's uid with `may`. A refused peer's request is read
 /// (and ignored) too, so its client is not cut off while sending and sees the refusal.
 async fn read_request(
     stream: &mut UnixStream,
     may: impl Fn(u32) -> bool,
-) -> Result<ControlRequest, String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot tell who is connecting (SO_PEERCRED): {e}"))?;
+) -> Result<ControlRequest, RequestError> {
+    let cred = stream.peer_cred().map_err(RequestError::PeerCred)?;
     let request = read_line(&mut *stream, READ_TIMEOUT).await;
     if !may(cred.uid()) {
         tracing::warn!(
@@ -92,10 +124,7 @@ async fn read_request(
             cred.uid(),
             cred.pid()
         );
-        return Err(format!(
-            "permission denied: the strackt control socket answers root only (you are uid {}); run the command with sudo",
-            cred.uid()
-        ));
+        return Err(RequestError::Refused(cred.uid()));
     }
     request
 }
@@ -104,23 +133,18 @@ async fn read_request(
 async fn read_line(
     stream: impl AsyncRead + Unpin,
     limit: Duration,
-) -> Result<ControlRequest, String> {
+) -> Result<ControlRequest, RequestError> {
     let mut line = String::new();
     let mut reader = BufReader::new(stream.take(MAX_REQUEST + 1));
     match tokio::time::timeout(limit, reader.read_line(&mut line)).await {
-        Err(_) => {
-            return Err(format!(
-                "bad request: no complete request line within {}",
-                humantime::format_duration(limit)
-            ))
-        }
-        Ok(Err(e)) => return Err(format!("bad request: {e}")),
+        Err(_) => return Err(RequestError::Slow(limit)),
+        Ok(Err(e)) => return Err(RequestError::Read(e)),
         Ok(Ok(_)) => {}
     }
     if line.len() as u64 > MAX_REQUEST {
-        return Err(format!("bad request: longer than {MAX_REQUEST} bytes"));
+        return Err(RequestError::TooLong);
     }
-    serde_json::from_str::<ControlRequest>(&line).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_str::<ControlRequest>(&line).map_err(RequestError::Parse)
 }
 
 async fn handle(
@@ -133,7 +157,7 @@ async fn handle(
     let own = nix::unistd::geteuid().as_raw();
     let response = match read_request(&mut stream, |uid| allowed(uid, own)).await {
         Ok(req) => answer(req, &requests, &status, &state, &apps).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     let (_, mut write) = stream.into_split();
     let response = match response {
@@ -307,9 +331,11 @@ mod tests {
                 .expect("send");
             let err = read_request(&mut server, |uid| uid != me).await;
             let err = err.expect_err("refused");
-            assert!(
-                err.contains("root only") && err.contains(&format!("uid {me}")),
-                "{err}"
+            assert!(matches!(err, RequestError::Refused(uid) if uid == me), "{err}");
+            assert!(!err.is_transient());
+            assert_eq!(
+                err.to_string(),
+                format!("permission denied: the strackt control socket answers root only (you are uid {me}); run the command with sudo")
             );
         });
     }
@@ -321,13 +347,21 @@ mod tests {
             let err = read_line(&long[..], READ_TIMEOUT)
                 .await
                 .expect_err("too long");
-            assert!(err.contains("longer than"), "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!("bad request: longer than {MAX_REQUEST} bytes")
+            );
+            assert!(!err.is_transient());
 
             let (server, _client) = UnixStream::pair().expect("pair");
             let err = read_line(server, Duration::from_millis(50))
                 .await
                 .expect_err("timed out");
-            assert!(err.contains("no complete request line"), "{err}");
+            assert_eq!(
+                err.to_string(),
+                "bad request: no complete request line within 50ms"
+            );
+            assert!(err.is_transient());
         });
     }
 }

@@ -20,7 +20,7 @@ use crate::generation::Generation;
 use crate::host::health::Health;
 use crate::host::usage::{ProcessInfo, Usage};
 use crate::host::{HostError, JobKind, Systemd};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::plan::keep::{kept, Need};
 use crate::plan::users::{package_changes, restarts, PackageChange};
 use crate::plan::{Action, HostSnapshot, Plan, PlannedStep};
@@ -253,10 +253,22 @@ pub async fn restart_users<M: Machine>(
             _ => None,
         });
         match restart(m, &unit, socket).await {
-            Ok(()) => records.push(StepRecord::new("restart", &unit, "ok", why, false)),
+            Ok(()) => records.push(StepRecord::new(
+                "restart",
+                &unit,
+                StepOutcome::Ok,
+                why,
+                false,
+            )),
             Err(e) => {
                 let msg = format!("restart {unit} ({why}): {e}");
-                records.push(StepRecord::new("restart", &unit, "failed", &msg, false));
+                records.push(StepRecord::new(
+                    "restart",
+                    &unit,
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 failure.get_or_insert(msg);
             }
         }
@@ -362,20 +374,32 @@ pub async fn check_apps<M: Machine>(m: &M, apps: &Apps) -> (Vec<StepRecord>, Opt
             records.push(StepRecord::new(
                 "health",
                 &target,
-                "skipped",
+                StepOutcome::Skipped,
                 "stopped by hand",
                 false,
             ));
             continue;
         }
         match m.health().check(&app.probe, app.within).await {
-            Ok(()) => records.push(StepRecord::new("health", &target, "ok", "healthy", false)),
+            Ok(()) => records.push(StepRecord::new(
+                "health",
+                &target,
+                StepOutcome::Ok,
+                "healthy",
+                false,
+            )),
             Err(e) => {
                 let msg = format!(
                     "app {} failed its health check after the package change: {e}",
                     app.app
                 );
-                records.push(StepRecord::new("health", &target, "failed", &msg, false));
+                records.push(StepRecord::new(
+                    "health",
+                    &target,
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 failure.get_or_insert(msg);
             }
         }

@@ -16,7 +16,7 @@ use crate::host::packages::Packages;
 use crate::host::sysctl::Sysctl;
 use crate::host::Machine;
 use crate::host::{Files, HostError, JobKind, Systemd};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::plan::{Action, FirewallRecord, Plan, UNIT_DIR};
 use crate::timing;
 
@@ -100,7 +100,7 @@ pub async fn run<M: Machine>(
             records.push(StepRecord::new(
                 step.action.name(),
                 &step.action.target(),
-                "skipped",
+                StepOutcome::Skipped,
                 "an earlier step failed",
                 step.drift,
             ));
@@ -224,14 +224,14 @@ fn record(step: &crate::plan::PlannedStep, result: &Result<(), HostError>) -> St
         Ok(()) => StepRecord::new(
             step.action.name(),
             &step.action.target(),
-            "ok",
+            StepOutcome::Ok,
             &step.why,
             step.drift,
         ),
         Err(e) => StepRecord::new(
             step.action.name(),
             &step.action.target(),
-            "failed",
+            StepOutcome::Failed,
             e.to_string(),
             step.drift,
         ),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::apps::{changed_files, check_apps, restart_users, to_restart, Apps};
 use super::{observe, run, verify, Machine, Ownership};
 use crate::generation::{Generation, Store};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::plan::users::package_changes;
 use crate::plan::{plan, state_digest, Action, PlannedStep};
 use crate::timing;
@@ -67,7 +67,13 @@ async fn converge<M: Machine>(
         Ok(s) => s,
         Err(e) => {
             let msg = format!("observing the host: {e}");
-            steps.push(StepRecord::new("observe", "", "failed", &msg, false));
+            steps.push(StepRecord::new(
+                "observe",
+                "",
+                StepOutcome::Failed,
+                &msg,
+                false,
+            ));
             return Converged {
                 steps,
                 failure: Some(msg),
@@ -89,7 +95,13 @@ async fn converge<M: Machine>(
             Ok(f) => files = f,
             Err(e) => {
                 let msg = format!("listing the files of the packages to change: {e}");
-                steps.push(StepRecord::new("observe", "", "failed", &msg, false));
+                steps.push(StepRecord::new(
+                    "observe",
+                    "",
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 return Converged {
                     steps,
                     failure: Some(msg),
@@ -105,7 +117,13 @@ async fn converge<M: Machine>(
             let label = id_of(target).map_or("none".to_string(), |i| format!("generation {i}"));
             if let Err(e) = store.flip(id_of(target)) {
                 let msg = format!("flipping current to {label}: {e}");
-                steps.push(StepRecord::new("flip", &label, "failed", &msg, false));
+                steps.push(StepRecord::new(
+                    "flip",
+                    &label,
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 return Converged {
                     steps,
                     failure: Some(msg),
@@ -116,7 +134,7 @@ async fn converge<M: Machine>(
             steps.push(StepRecord::new(
                 "flip",
                 &label,
-                "ok",
+                StepOutcome::Ok,
                 "current points here",
                 false,
             ));
@@ -230,7 +248,7 @@ pub async fn switch<M: Machine>(
     };
     // Nothing done (observing the host failed, or the flip itself): the host is exactly as it
     // was, so there is nothing to switch back from.
-    let touched = report.steps.iter().any(|s| s.outcome == "ok");
+    let touched = report.steps.iter().any(|s| s.outcome == StepOutcome::Ok);
     if report.failure.is_none() || id_of(to) == id_of(from) || !touched {
         return report;
     }

@@ -7,7 +7,7 @@ use crate::generation::Generation;
 use crate::host::health::Health;
 use crate::host::Machine;
 use crate::host::{Systemd, UnitState};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::plan::Plan;
 use crate::timing;
 
@@ -58,7 +58,7 @@ pub async fn verify<M: Machine>(
                 records.push(StepRecord::new(
                     "verify",
                     unit,
-                    "ok",
+                    StepOutcome::Ok,
                     format!("{} ({})", s.active_state, s.sub_state),
                     false,
                 ))
@@ -75,11 +75,23 @@ pub async fn verify<M: Machine>(
                         s.active_state, s.sub_state
                     )
                 };
-                records.push(StepRecord::new("verify", unit, "failed", &msg, false));
+                records.push(StepRecord::new(
+                    "verify",
+                    unit,
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 failure.get_or_insert(msg);
             }
             Err(e) => {
-                records.push(StepRecord::new("verify", unit, "failed", &e, false));
+                records.push(StepRecord::new(
+                    "verify",
+                    unit,
+                    StepOutcome::Failed,
+                    &e,
+                    false,
+                ));
                 failure.get_or_insert(e);
             }
         }
@@ -102,10 +114,22 @@ pub async fn verify<M: Machine>(
     let checked = timing::time_async("health", futures_util::future::join_all(probes)).await;
     for (unit, result) in checked {
         match result {
-            Ok(()) => records.push(StepRecord::new("health", unit, "ok", "healthy", false)),
+            Ok(()) => records.push(StepRecord::new(
+                "health",
+                unit,
+                StepOutcome::Ok,
+                "healthy",
+                false,
+            )),
             Err(e) => {
                 let msg = format!("health check of {unit} failed: {e}");
-                records.push(StepRecord::new("health", unit, "failed", &msg, false));
+                records.push(StepRecord::new(
+                    "health",
+                    unit,
+                    StepOutcome::Failed,
+                    &msg,
+                    false,
+                ));
                 failure.get_or_insert(msg);
             }
         }

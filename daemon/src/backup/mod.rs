@@ -224,7 +224,7 @@ impl<M: Machine> Backups<M> {
         match result {
             Ok(_) => {
                 self.set_state(app, |s| {
-                    s.last_outcome = Some("success".into());
+                    s.last_outcome = Some(crate::ops::Outcome::Success);
                     s.last_error = None;
                     s.last_success = op.finished.clone();
                     s.last_operation = Some(op.id);
@@ -233,7 +233,7 @@ impl<M: Machine> Backups<M> {
             Err(e) => {
                 tracing::error!("backup of {app} failed: {e}");
                 self.set_state(app, |s| {
-                    s.last_outcome = Some("failed".into());
+                    s.last_outcome = Some(crate::ops::Outcome::Failed);
                     s.last_error = Some(e.clone());
                     s.last_operation = Some(op.id);
                 });

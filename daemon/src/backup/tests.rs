@@ -8,6 +8,7 @@ use super::*;
 use crate::deploy::tests::{steps, Harness, COMMITS, SERVICE};
 use crate::host::fake::{FakeHost, FakeSnapshot};
 use crate::host::processes::{End, Output};
+use crate::ops::Outcome;
 
 /// The app's backups: its database, to an S3 bucket.
 const BACKUPS: &str = "backups:\n  shop:\n    database: true\n    paths: [storage]\n    to:\n      s3: { endpoint: \"http://127.0.0.1:9\", region: us-east-1, bucket: backups, credentials: { secret: s3 } }\n";
@@ -80,7 +81,7 @@ async fn a_backup_whose_dump_fails_writes_no_snapshot_and_is_recorded_failed() {
     let id = b.start("shop", "cli").await.expect("the backup starts");
     let op = finished(&h, &b, id).await;
 
-    assert_eq!(op.outcome, "failed", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Failed, "{op:?}");
     let reason = op.reason.clone().unwrap_or_default();
     assert!(
         reason.contains("pg_dump: error: connection to server lost"),
@@ -101,7 +102,7 @@ async fn a_backup_whose_dump_fails_writes_no_snapshot_and_is_recorded_failed() {
         .get("shop")
         .cloned()
         .unwrap_or_default();
-    assert_eq!(shown.last_outcome.as_deref(), Some("failed"));
+    assert_eq!(shown.last_outcome, Some(Outcome::Failed));
     assert_eq!(shown.last_operation, Some(id));
     assert!(shown
         .last_error
@@ -156,7 +157,7 @@ async fn a_restore_refused_at_its_check_leaves_the_app_untouched() {
         .expect("the restore starts");
     let op = h.finished(id).await;
 
-    assert_eq!(op.outcome, "failed", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Failed, "{op:?}");
     let reason = op.reason.clone().unwrap_or_default();
     assert!(
         reason.contains(&format!("commit {gone} is not on branch main")),

@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 
 use crate::api::{ControlRequest, ControlResponse};
 use crate::daemon::Paths;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome, StepOutcome};
+
 pub(super) fn operation_command(
     paths: &Paths,
     req: &ControlRequest,
@@ -24,7 +25,7 @@ pub(super) fn operation_command(
     } else {
         print_operation(&op, true);
     }
-    Ok(if op.outcome == "success" { 0 } else { 1 })
+    Ok(if op.outcome == Outcome::Success { 0 } else { 1 })
 }
 
 /// Start an operation (deploy, backup, verify, restore) and follow it (see [`watch`]).
@@ -56,7 +57,7 @@ pub(super) fn follow(paths: &Paths, start: &ControlRequest, json: bool) -> anyho
 /// (masked like the stored output); a failed step that printed nothing live shows the end of
 /// its stored output. Exit 0 when it succeeded.
 pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::Result<i32> {
-    let mut shown: Vec<(String, String)> = Vec::new();
+    let mut shown: Vec<(String, StepOutcome)> = Vec::new();
     // The last output line printed, and the steps that printed live.
     let mut after = 0u64;
     let mut printed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
@@ -88,10 +89,10 @@ pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::R
             }
             let mut lines = out.lines.into_iter().peekable();
             for (i, s) in op.steps.iter().enumerate() {
-                let key = (s.action.clone(), s.outcome.clone());
+                let key = (s.action.clone(), s.outcome);
                 let seen = shown.get(i);
                 let prints = lines.peek().is_some_and(|l| l.step == i);
-                if seen.is_none() && (s.outcome == "running" || prints) {
+                if seen.is_none() && (s.outcome == StepOutcome::Running || prints) {
                     println!("  …  {:<14} {}", s.action, s.target);
                 }
                 while let Some(line) = lines.next_if(|l| l.step == i) {
@@ -99,11 +100,15 @@ pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::R
                     printed.insert(i);
                     after = line.n;
                 }
-                if s.outcome != "running" && seen != Some(&key) {
+                if s.outcome != StepOutcome::Running && seen != Some(&key) {
                     let secs = s.duration_ms.unwrap_or(0) as f64 / 1000.0;
-                    let mark = if s.outcome == "ok" { "ok" } else { "FAILED" };
+                    let mark = if s.outcome == StepOutcome::Ok {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    };
                     println!("  {mark:<6} {:<14} {secs:.1}s  {}", s.action, s.detail);
-                    if s.outcome == "failed" && !printed.contains(&i) {
+                    if s.outcome == StepOutcome::Failed && !printed.contains(&i) {
                         let text = s.output.as_deref().unwrap_or("");
                         let tail: Vec<&str> = text.lines().rev().take(20).collect();
                         for line in tail.into_iter().rev() {
@@ -119,10 +124,10 @@ pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::R
             }
             // Lines of a step not in the record read above wait for the next round.
         }
-        if op.outcome != "running" {
+        if op.outcome != Outcome::Running {
             if json {
                 println!("{}", serde_json::to_string_pretty(&op)?);
-            } else if op.outcome == "success" {
+            } else if op.outcome == Outcome::Success {
                 println!(
                     "{} in {:.1}s",
                     op.summary,
@@ -137,7 +142,7 @@ pub(super) fn watch(paths: &Paths, id: i64, kind: &str, json: bool) -> anyhow::R
                     println!("the live release was not changed");
                 }
             }
-            return Ok(if op.outcome == "success" { 0 } else { 1 });
+            return Ok(if op.outcome == Outcome::Success { 0 } else { 1 });
         }
         // Two local requests on the control socket: cheap, and the user sees a line or the
         // end at most 50 ms after the daemon has it.

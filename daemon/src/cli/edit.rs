@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use crate::api::{ControlRequest, DefinitionText};
 use crate::daemon::{Paths, PlanView};
 use crate::host::files::sha256_hex;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 
 use super::control::{data, print_operation, request};
 
@@ -226,11 +226,11 @@ pub fn edit(paths: &Paths, yes: bool, json: bool) -> anyhow::Result<i32> {
     } else {
         println!("saved {}", file.display());
         print_operation(&op, true);
-        if op.outcome != "success" {
+        if op.outcome != Outcome::Success {
             println!("the edit is saved in {} but does not run: fix it with `strackt edit`, or `strackt apply` to try it again", file.display());
         }
     }
-    Ok(if op.outcome == "success" { 0 } else { 1 })
+    Ok(if op.outcome == Outcome::Success { 0 } else { 1 })
 }
 
 /// Check an edited text the way `strackt check --offline` does, then have the daemon plan it.

@@ -3,6 +3,8 @@
 use super::control::{print_operation, request};
 use crate::api::ControlRequest;
 use crate::daemon::{self, Paths};
+use crate::ops::Outcome;
+
 /// `strackt updates`: exit 0 nothing pending, 2 pending, 1 error.
 pub(super) fn updates(paths: &Paths, json: bool) -> anyhow::Result<i32> {
     let report: daemon::UpdatesReport = match request(paths, &ControlRequest::Updates)? {
@@ -94,7 +96,7 @@ pub(super) fn upgrade(
     let ok = outcome
         .operation
         .as_ref()
-        .is_none_or(|op| op.outcome == "success");
+        .is_none_or(|op| op.outcome == Outcome::Success);
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::decide::{self, Unconfirmed};
-use super::pass::{now, Daemon};
+use super::error::RecordError;
+use super::pass::Daemon;
 use super::record::fail;
 use super::Trigger;
 use crate::host::clock::Clock;
 use crate::host::Machine;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 pub use crate::status::{Hold, HoldChange, PendingConfirm};
 
 /// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
@@ -61,7 +62,7 @@ impl<M: Machine> Daemon<M> {
         what: &str,
         key: &'static str,
         value: Option<&T>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         // These small structs always serialize.
         let stored = value.map(|v| serde_json::to_string(v).unwrap_or_default());
         self.db(what, move |s| s.set_meta(key, stored.as_deref()))
@@ -88,7 +89,14 @@ impl<M: Machine> Daemon<M> {
     /// generation must be confirmed in time or it is reverted by the same path as a rollback.
     pub async fn apply(&mut self, confirm_within: Option<u64>) -> Operation {
         if let Some(Err(e)) = confirm_within.map(|s| self.confirm_deadline(s)) {
-            let mut op = Self::op(None, "apply", Trigger::Cli, None, Instant::now(), &now());
+            let mut op = self.op(
+                None,
+                "apply",
+                Trigger::Cli,
+                None,
+                Instant::now(),
+                &self.now(),
+            );
             fail(&mut op, e);
             return op;
         }
@@ -104,7 +112,7 @@ impl<M: Machine> Daemon<M> {
             return op;
         };
         let Some((generation, previous)) =
-            decide::to_confirm(before, after, saved, op.outcome == "success")
+            decide::to_confirm(before, after, saved, op.outcome == Outcome::Success)
         else {
             return op;
         };
@@ -169,13 +177,13 @@ impl<M: Machine> Daemon<M> {
                 // Nothing changed on the host: say so as a failed operation of its own.
                 let started = Instant::now();
                 let id = self.start_op("rollback", Trigger::Timer, Some(to)).await;
-                let mut op = Self::op(
+                let mut op = self.op(
                     id.ok(),
                     "rollback",
                     Trigger::Timer,
                     Some(to),
                     started,
-                    &now(),
+                    &self.now(),
                 );
                 op.summary = format!("{not_confirmed}; it could not be reverted");
                 fail(&mut op, e);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::control::{Hold, PendingConfirm};
 use super::Trigger;
 use crate::generation::retention;
-use crate::ops::StepRecord;
+use crate::ops::{Outcome, StepOutcome, StepRecord};
 use crate::state::{GenerationRow, GenerationState};
 
 /// A point in time.
@@ -184,7 +184,7 @@ pub fn course(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfterFailure {
     /// The operation's outcome: `rolled-back` when the host is back where it was, else `failed`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The failed generation's state.
     pub state: GenerationState,
     /// Why, including a failed switch back.
@@ -227,9 +227,9 @@ pub fn after_failed_switch(
     };
     AfterFailure {
         outcome: if rolled_back && rollback_failure.is_none() {
-            "rolled-back"
+            Outcome::RolledBack
         } else {
-            "failed"
+            Outcome::Failed
         },
         state: if rolled_back {
             GenerationState::RolledBack
@@ -320,7 +320,7 @@ pub fn summarize(steps: &[StepRecord]) -> String {
     let changed: Vec<String> = steps
         .iter()
         .filter(|s| {
-            s.outcome == "ok"
+            s.outcome == StepOutcome::Ok
                 && !matches!(
                     s.action.as_str(),
                     "verify" | "health" | "flip" | "daemon-reload"

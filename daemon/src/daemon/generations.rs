@@ -18,8 +18,7 @@ use crate::generation::Generation;
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
-use crate::ops::Operation;
-use crate::ops::StepRecord;
+use crate::ops::{Operation, StepOutcome, StepRecord};
 use crate::state::GenerationRecord;
 use crate::timing;
 
@@ -75,7 +74,7 @@ impl<M: Machine> Daemon<M> {
             manifest: serde_json::to_string(manifest).map_err(|e| e.to_string())?,
         };
         let what = format!("recording generation {id}'s record");
-        self.db(&what, move |s| s.put_record(id, &record)).await
+        Ok(self.db(&what, move |s| s.put_record(id, &record)).await?)
     }
 
     /// Rebuild generation `id`'s pruned directory from its record (same id, through
@@ -140,7 +139,7 @@ impl<M: Machine> Daemon<M> {
         let mut step = StepRecord::new(
             "rebuild",
             &format!("generation {id} from its record"),
-            "ok",
+            StepOutcome::Ok,
             detail,
             false,
         );

@@ -8,8 +8,11 @@
 //! so a switch is never cut in half by `systemctl stop strackt`. Once the loop has been idle
 //! for two seconds, it hands back the memory the last pass left resident (see `memory`).
 
+mod build;
+mod conclude;
 mod control;
 mod decide;
+mod error;
 mod generations;
 mod memory;
 mod pass;
@@ -23,7 +26,6 @@ mod tests;
 mod updates;
 mod watch;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -36,33 +38,8 @@ pub use preview::PlanView;
 pub use memory::limit_arenas;
 pub use updates::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
+pub use crate::paths::Paths;
 pub use crate::status::{Request, Status};
-
-/// Where strackt's files are; overridable by environment for tests and benchmarks.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// The definition (`/etc/strackt/server.yaml`, `STRACKT_DEFINITION`).
-    pub definition: PathBuf,
-    /// State root (`/var/lib/strackt`, `STRACKT_ROOT`).
-    pub root: PathBuf,
-    /// Control socket (`/run/strackt/control.sock`, `STRACKT_SOCKET`).
-    pub socket: PathBuf,
-    /// Cache: `.deb` files, restic's cache (`/var/cache/strackt`, `STRACKT_CACHE`).
-    pub cache: PathBuf,
-}
-
-impl Paths {
-    /// Defaults, with environment overrides.
-    pub fn from_env() -> Paths {
-        let var = |k: &str, d: &str| PathBuf::from(std::env::var_os(k).unwrap_or_else(|| d.into()));
-        Paths {
-            definition: var("STRACKT_DEFINITION", "/etc/strackt/server.yaml"),
-            root: var("STRACKT_ROOT", "/var/lib/strackt"),
-            socket: var("STRACKT_SOCKET", "/run/strackt/control.sock"),
-            cache: var("STRACKT_CACHE", "/var/cache/strackt"),
-        }
-    }
-}
 
 /// What started a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

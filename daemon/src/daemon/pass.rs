@@ -1,12 +1,12 @@
 //! daemon/pass — one pass: load → build → switch (through `apply`) → record.
 //!
 //! Owns: the [`Daemon`] value (its handles and what it remembers between passes), loading the
-//! definition, and the pass itself: which course it takes ([`decide::course`]), building a new
-//! generation, repairing drift, and recording what a switch did ([`decide::after_failed_switch`]
-//! for a failure). Must not: touch the host other than through `apply`'s switch, nor decide a
-//! rule `decide` owns. Rollback, retention and records are `generations`; hold and
-//! confirm-or-revert `control`; the start `startup`; `strackt plan` `preview`; writes to the
-//! log `record`.
+//! definition, and the pass itself: which course it takes ([`decide::course`]), a definition
+//! that cannot be applied, and repairing drift. Must not: touch the host other than through
+//! `apply`'s switch, nor decide a rule `decide` owns. Building a new generation is `build`;
+//! recording what a switch did (and [`decide::after_failed_switch`] for a failure)
+//! `conclude`; rollback, retention and records `generations`; hold and confirm-or-revert
+//! `control`; the start `startup`; `strackt plan` `preview`; writes to the log `record`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,24 +18,19 @@ use super::{Paths, Status, Trigger};
 use crate::apply::switch::{switch, SwitchReport};
 use crate::apply::{Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
-use crate::generation::{render, Generation, Store};
+use crate::generation::{Generation, Store};
 use crate::host::clock::Clock;
 use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Machine, RealMachine};
 use crate::metrics::Metrics;
-use crate::ops::Operation;
-use crate::state::{GenerationRow, GenerationState, StateHandle};
+use crate::ops::{Operation, Outcome};
+use crate::state::StateHandle;
 use crate::timing;
 
 /// Meta key: a definition (by SHA-256) not to re-apply on its own — it failed, or the user
 /// rolled back away from it. Editing the file (a new hash) or `strackt apply` clears it.
 pub(super) const PINNED: &str = "pinned_definition_sha256";
-
-/// Now, as the log writes times.
-pub(super) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// The daemon's state and host handles, on the machine `M`: the real one in the daemon
 /// (`run`), the in-memory fake in the component tests.
@@ -210,7 +205,7 @@ impl<M: Machine> Daemon<M> {
             return op;
         }
         let started = Instant::now();
-        let started_at = now();
+        let started_at = self.now();
         // An ended hold is cleared: this pass puts back what was changed during it.
         self.end_hold_if_over().await;
         let def = match timing::time("load.definition", || self.load_definition()) {
@@ -223,7 +218,7 @@ impl<M: Machine> Daemon<M> {
         };
         self.status.send_modify(|s| s.definition_problem = None);
         let unreadable = |e: String| {
-            let mut op = Self::op(None, "apply", trigger, None, started, &started_at);
+            let mut op = self.op(None, "apply", trigger, None, started, &started_at);
             fail(&mut op, e);
             op
         };
@@ -240,7 +235,7 @@ impl<M: Machine> Daemon<M> {
         let pinned = self.db("reading the pinned definition", |s| s.meta(PINNED));
         let pinned = match timing::time_async("state", pinned).await {
             Ok(p) => p,
-            Err(e) => return self.finish_op(unreadable(e), false).await,
+            Err(e) => return self.finish_op(unreadable(e.to_string()), false).await,
         };
         if retry {
             // A pin left by a failed write is cleared by the switch's own record, or the
@@ -274,7 +269,7 @@ impl<M: Machine> Daemon<M> {
         }
     }
 
-    async fn definition_failed(
+    pub(super) async fn definition_failed(
         &mut self,
         trigger: Trigger,
         started: Instant,
@@ -300,7 +295,7 @@ impl<M: Machine> Daemon<M> {
             true => Some(self.start_op("apply", trigger, None).await),
             false => None,
         };
-        let mut op = Self::op(None, "apply", trigger, None, started, started_at);
+        let mut op = self.op(None, "apply", trigger, None, started, started_at);
         fail(&mut op, problem.clone());
         op.summary = "definition not applied; host unchanged".into();
         if let Some(id) = id {
@@ -319,7 +314,7 @@ impl<M: Machine> Daemon<M> {
         started_at: &str,
     ) -> Operation {
         let Some(cur) = current else {
-            let op = Self::op(None, "drift", trigger, None, started, started_at);
+            let op = self.op(None, "drift", trigger, None, started, started_at);
             return self.finish_op(op, false).await;
         };
         let id = cur.manifest.id;
@@ -328,7 +323,7 @@ impl<M: Machine> Daemon<M> {
             .steps
             .iter()
             .any(|s| s.action != "verify" && s.action != "health");
-        let mut op = Self::op(None, "drift", trigger, Some(id), started, started_at);
+        let mut op = self.op(None, "drift", trigger, Some(id), started, started_at);
         op.steps = report.steps;
         if !op.steps.is_empty() {
             self.metrics
@@ -352,276 +347,12 @@ impl<M: Machine> Daemon<M> {
             }
             s.drift = report.drift.clone();
         });
-        let record = decide::record_drift(changed, op.outcome == "success", trigger);
+        let record = decide::record_drift(changed, op.outcome == Outcome::Success, trigger);
         if record {
             // The drift was repaired already: an operation that cannot be logged fails.
             let id = self.start_op("drift", trigger, Some(id)).await;
             self.numbered(&mut op, id);
         }
         self.finish_op(op, record).await
-    }
-
-    /// Build a new generation from `def` and switch to it. Nothing on the host changes
-    /// until the generation's row, operation and record are written: a switch the state
-    /// database cannot describe could be neither recovered after a crash nor shown.
-    async fn new_generation(
-        &mut self,
-        trigger: Trigger,
-        def: &ValidatedDefinition,
-        current: Option<Generation>,
-        started: Instant,
-        started_at: &str,
-    ) -> Operation {
-        let failed = |generation: Option<u64>, why: String| {
-            let mut op = Self::op(None, "apply", trigger, generation, started, started_at);
-            op.summary = "build failed; host unchanged".into();
-            fail(&mut op, why);
-            op
-        };
-        let on_disk = self
-            .store
-            .list()
-            .ok()
-            .and_then(|l| l.last().copied())
-            .unwrap_or(0);
-        let next = self.db("numbering the next generation", move |s| {
-            s.next_generation_id(on_disk)
-        });
-        let id = match next.await {
-            Ok(id) => id,
-            Err(e) => return self.finish_op(failed(None, e), false).await,
-        };
-        if let Some(problem) = self.lockout_problem(def) {
-            return self
-                .definition_failed(trigger, started, started_at, problem)
-                .await;
-        }
-        let d = def.definition();
-        self.metrics.keep_apps(
-            |app| d.apps.contains_key(app),
-            |app| d.backups.contains_key(app),
-        );
-        let mut rendered = render(def);
-        // Build: every `latest` becomes an exact version and every .deb is fetched now, so a
-        // version that does not exist (or cannot be downloaded) fails here, host untouched.
-        if let Err(e) = self.lock_packages(def, &mut rendered, true) {
-            let mut op = failed(None, format!("building the next generation: {e}"));
-            let op_id = self.start_op("apply", trigger, None).await;
-            self.numbered(&mut op, op_id);
-            return self.finish_op(op, true).await;
-        }
-        let row = GenerationRow {
-            id,
-            created: now(),
-            state: GenerationState::Building,
-            trigger: trigger.as_str().into(),
-            summary: String::new(),
-            reason: None,
-            definition_sha256: rendered.manifest.definition_sha256.clone(),
-            pruned: false,
-        };
-        let r = row.clone();
-        let what = format!("recording generation {id}");
-        if let Err(e) = self.db(&what, move |s| s.insert_generation(&r)).await {
-            return self.finish_op(failed(Some(id), e), false).await;
-        }
-        let op_id = match self.start_op("apply", trigger, Some(id)).await {
-            Ok(op_id) => op_id,
-            Err(e) => {
-                return self
-                    .build_failed(None, trigger, id, started, started_at, e)
-                    .await
-            }
-        };
-        let from_id = current.as_ref().map(|c| c.manifest.id);
-        let built = self
-            .store
-            .build(id, &rendered, &row.created)
-            .and_then(|_| self.store.load(id));
-        let target = match built {
-            Ok(g) => g,
-            Err(e) => {
-                let reason = format!("building generation {id}: {e}");
-                return self
-                    .build_failed(Some(op_id), trigger, id, started, started_at, reason)
-                    .await;
-            }
-        };
-        // The record is kept for good, before anything on the host changes.
-        let kept = self.keep_record(id, &rendered.definition, &target.manifest);
-        if let Err(e) = kept.await {
-            return self
-                .build_failed(Some(op_id), trigger, id, started, started_at, e)
-                .await;
-        }
-        // Unrecorded, the row still says "building", which the startup recovery treats as
-        // "switching": the switch goes on (the failure is reported).
-        let t = now();
-        let what = format!("recording that generation {id} is switching");
-        let switching = self.db(&what, move |s| {
-            s.set_generation_state(id, GenerationState::Switching, None, &t)
-        });
-        let _reported = switching.await;
-        let report = self
-            .switch_to(Some(&target), current.as_ref(), self.settle)
-            .await;
-        let sha = rendered.manifest.definition_sha256.clone();
-        self.conclude_switch(
-            Ok(op_id),
-            "apply",
-            trigger,
-            id,
-            from_id,
-            report,
-            started,
-            Some(sha),
-        )
-        .await
-    }
-
-    /// A generation that could not be built or recorded: failed, its directory dropped (its
-    /// row says why), the host unchanged.
-    async fn build_failed(
-        &mut self,
-        op_id: Option<i64>,
-        trigger: Trigger,
-        id: u64,
-        started: Instant,
-        started_at: &str,
-        reason: String,
-    ) -> Operation {
-        let mut op = Self::op(op_id, "apply", trigger, Some(id), started, started_at);
-        op.summary = "build failed; host unchanged".into();
-        fail(&mut op, reason.clone());
-        let t = now();
-        let what = format!("recording that generation {id} failed");
-        let failed = self.db(&what, move |s| {
-            s.set_generation_state(id, GenerationState::Failed, Some(&reason), &t)
-        });
-        if let Err(e) = failed.await {
-            fail(&mut op, e);
-        }
-        if self.store.list().is_ok_and(|l| l.contains(&id)) {
-            self.drop_directory(id).await;
-        }
-        self.finish_op(op, op_id.is_some()).await
-    }
-
-    /// Record the result of switching to `id` from `from` (as [`decide::after_failed_switch`]
-    /// rules for a failure), update generation states, collect garbage. The host has changed
-    /// by now, so a record that cannot be written fails the operation, visibly, and nothing
-    /// is undone: the host is on a complete generation either way.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn conclude_switch(
-        &mut self,
-        op_id: Result<i64, String>,
-        kind: &str,
-        trigger: Trigger,
-        id: u64,
-        from: Option<u64>,
-        report: SwitchReport,
-        started: Instant,
-        sha: Option<String>,
-    ) -> Operation {
-        let started_at = now();
-        let mut op = Self::op(None, kind, trigger, Some(id), started, &started_at);
-        op.summary = decide::summarize(&report.steps);
-        let digest = report.digest.clone();
-        op.steps = report.steps;
-        let t = now();
-        let recorded = match &report.failure {
-            None => {
-                let summary = op.summary.clone();
-                let what = format!("recording that generation {id} is active");
-                let recorded = self.db(&what, move |s| {
-                    s.set_generation_state(id, GenerationState::Active, None, &t)?;
-                    s.set_meta(PINNED, None)?;
-                    // The summary of a generation is what switching to it changed.
-                    let mut rows = s.generations()?;
-                    if let Some(row) = rows.iter_mut().find(|g| g.id == id) {
-                        if row.summary.is_empty() {
-                            row.summary = summary;
-                            s.insert_generation(row)?;
-                        }
-                    }
-                    Ok(())
-                });
-                let recorded = recorded.await;
-                self.status.send_modify(|s| s.health = "ok".into());
-                self.collect_garbage(Some(id), from).await;
-                recorded
-            }
-            Some(failure) => {
-                let on_target = self.store.current().ok().flatten() == Some(id);
-                let after = decide::after_failed_switch(
-                    failure,
-                    report.rolled_back,
-                    report.rollback_failure.as_deref(),
-                    from,
-                    sha,
-                    on_target,
-                );
-                self.failed_switch(&mut op, id, after).await
-            }
-        };
-        self.numbered(&mut op, op_id);
-        if let Err(e) = recorded {
-            fail(
-                &mut op,
-                format!("generation {id}'s state is not recorded: {e}"),
-            );
-        }
-        let cur = self.current().ok().flatten();
-        self.metrics.services_checked(&op.steps, |u| {
-            cur.as_ref()
-                .is_some_and(|g| g.manifest.units.contains_key(u))
-        });
-        self.status.send_modify(|s| {
-            s.current_generation = cur.as_ref().map(|g| g.manifest.id);
-            s.digest = digest;
-            s.drift.clear();
-        });
-        self.finish_op(op, true).await
-    }
-
-    /// Carry out what a failed switch leaves behind.
-    async fn failed_switch(
-        &mut self,
-        op: &mut Operation,
-        id: u64,
-        after: decide::AfterFailure,
-    ) -> Result<(), String> {
-        if after.state == GenerationState::RolledBack {
-            self.metrics.rolled_back();
-        }
-        op.outcome = after.outcome.into();
-        op.reason = Some(after.reason.clone());
-        op.summary = after.summary;
-        let t = now();
-        let (state, reason, pin, back_to) =
-            (after.state, after.reason, after.pin, after.reactivate);
-        let what = format!("recording that generation {id} is {state}");
-        let recorded = self.db(&what, move |s| {
-            s.set_generation_state(id, state, Some(&reason), &t)?;
-            if let Some(sha) = pin {
-                s.set_meta(PINNED, Some(&sha))?;
-            }
-            if let Some(b) = back_to {
-                s.set_generation_state(b, GenerationState::Active, None, &t)?;
-            }
-            Ok(())
-        });
-        let recorded = recorded.await;
-        let problem = after.definition_problem;
-        self.status.send_modify(|s| {
-            s.health = "failed".into();
-            if problem.is_some() {
-                s.definition_problem = problem;
-            }
-        });
-        if after.drop_directory {
-            self.drop_directory(id).await;
-        }
-        recorded
     }
 }

@@ -13,7 +13,7 @@ use crate::generation::render;
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
 use crate::host::Machine;
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::plan::{lockout, plan, Plan};
 pub use crate::status::PlanView;
 
@@ -108,7 +108,7 @@ impl<M: Machine> Daemon<M> {
                 StepRecord::new(
                     s.action.name(),
                     &s.action.target(),
-                    "planned",
+                    StepOutcome::Planned,
                     &s.why,
                     s.drift,
                 )

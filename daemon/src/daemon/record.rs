@@ -9,10 +9,12 @@
 
 use std::time::Instant;
 
-use super::pass::{now, Daemon};
+use super::error::RecordError;
+use super::pass::Daemon;
 use super::Trigger;
+use crate::host::clock::Clock;
 use crate::host::Machine;
-use crate::ops::{self, Operation, OpsError};
+use crate::ops::{self, Operation, OpsError, Outcome};
 use crate::state::{State, StateError};
 use crate::timing;
 
@@ -23,11 +25,14 @@ impl<M: Machine> Daemon<M> {
         &self,
         what: &str,
         f: impl FnOnce(&mut State) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, String> {
-        self.state.call(f).await.map_err(|e| {
-            let problem = format!("{what}: {e}");
+    ) -> Result<T, RecordError> {
+        self.state.call(f).await.map_err(|error| {
+            let problem = RecordError::Db {
+                what: what.to_string(),
+                error,
+            };
             tracing::error!("{problem}");
-            let shown = problem.clone();
+            let shown = problem.to_string();
             self.status.send_modify(|s| s.record_problem = Some(shown));
             problem
         })
@@ -35,11 +40,10 @@ impl<M: Machine> Daemon<M> {
 
     /// Report a failed write to the operations log (`ops` logged it already) in `/status`; what
     /// it was, for the caller to decide what it means.
-    fn reported(&self, e: OpsError) -> String {
-        let problem = e.to_string();
-        let shown = problem.clone();
+    fn reported(&self, e: OpsError) -> RecordError {
+        let shown = e.to_string();
         self.status.send_modify(|s| s.record_problem = Some(shown));
-        problem
+        e.into()
     }
 
     /// Start an operation row, through `ops`; its id.
@@ -51,8 +55,9 @@ impl<M: Machine> Daemon<M> {
         kind: &'static str,
         trigger: Trigger,
         generation: Option<u64>,
-    ) -> Result<i64, String> {
-        let started = ops::start(&self.state, kind, trigger.as_str(), generation);
+    ) -> Result<i64, RecordError> {
+        let at = self.machine.clock().now();
+        let started = ops::start(&self.state, kind, trigger.as_str(), generation, at);
         let id = timing::time_async("record", started)
             .await
             .map_err(|e| self.reported(e))?;
@@ -72,14 +77,14 @@ impl<M: Machine> Daemon<M> {
         let finished = ops::finish(&self.state, op);
         if let Err(e) = timing::time_async("record", finished).await {
             let why = self.reported(e);
-            fail(op, why);
+            fail(op, why.to_string());
         }
     }
 
     /// Mark the operations a stop left running as interrupted, through `ops`; a failure is
     /// reported and returned.
-    pub(super) async fn interrupt_running(&self) -> Result<usize, String> {
-        ops::interrupt_running(&self.state)
+    pub(super) async fn interrupt_running(&self) -> Result<usize, RecordError> {
+        ops::interrupt_running(&self.state, self.machine.clock().now())
             .await
             .map_err(|e| self.reported(e))
     }
@@ -102,15 +107,23 @@ impl<M: Machine> Daemon<M> {
 
     /// Give `op` the id its row was started with, or fail it when the row could not be
     /// started (the failure was reported; history will not show the operation).
-    pub(super) fn numbered(&self, op: &mut Operation, id: Result<i64, String>) {
+    pub(super) fn numbered(&self, op: &mut Operation, id: Result<i64, RecordError>) {
         match id {
             Ok(id) => op.id = id,
-            Err(e) => fail(op, e),
+            Err(e) => fail(op, e.to_string()),
         }
+    }
+
+    /// Now on the machine's clock, as the log writes times: every time the driver records
+    /// (operations, generations) is on the clock its timers run on, so a test on the paused
+    /// clock reads the times it waited for.
+    pub(super) fn now(&self) -> String {
+        ops::stamp(self.machine.clock().now())
     }
 
     /// A successful operation so far, started at `started`.
     pub(super) fn op(
+        &self,
         id: Option<i64>,
         kind: &str,
         trigger: Trigger,
@@ -123,11 +136,11 @@ impl<M: Machine> Daemon<M> {
             kind: kind.into(),
             trigger: trigger.as_str().into(),
             generation,
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             summary: String::new(),
             started: started_at.into(),
-            finished: Some(now()),
+            finished: Some(self.now()),
             duration_ms: Some(started.elapsed().as_millis() as i64),
             steps: vec![],
         }
@@ -135,8 +148,9 @@ impl<M: Machine> Daemon<M> {
 }
 
 /// Mark `op` failed for `why`, keeping an earlier reason: the first failure is the one to fix.
-pub(super) fn fail(op: &mut Operation, why: String) {
-    op.outcome = "failed".into();
+pub(super) fn fail(op: &mut Operation, why: impl std::fmt::Display) {
+    let why = why.to_string();
+    op.outcome = Outcome::Failed;
     op.reason = Some(match op.reason.take() {
         Some(first) => format!("{first}; {why}"),
         None => why,

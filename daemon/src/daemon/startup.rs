@@ -9,14 +9,14 @@
 use std::time::Instant;
 
 use super::decide::{self, Recovery};
-use super::pass::{now, Daemon};
+use super::pass::Daemon;
 use super::Trigger;
 use crate::apply::Ownership;
 use crate::definition::parse;
 use crate::generation::Generation;
 use crate::host::packages::Packages;
 use crate::host::{Files, JobKind, Machine, Systemd};
-use crate::ops::StepRecord;
+use crate::ops::{StepOutcome, StepRecord};
 use crate::state::GenerationState;
 
 impl<M: Machine> Daemon<M> {
@@ -71,7 +71,7 @@ impl<M: Machine> Daemon<M> {
             return;
         }
         let cur = self.store.current().ok().flatten();
-        let t = now();
+        let t = self.now();
         let decided = self
             .db("recovering the generations after a start", move |s| {
                 let recovery = decide::recover(&s.generations()?, cur);
@@ -191,7 +191,7 @@ impl<M: Machine> Daemon<M> {
             steps.push(StepRecord::new(
                 "daemon-reload",
                 "",
-                "failed",
+                StepOutcome::Failed,
                 e.to_string(),
                 false,
             ));
@@ -212,8 +212,8 @@ impl<M: Machine> Daemon<M> {
             };
             let why = "the switch was cut off after writing its unit file";
             let (outcome, detail) = match m.systemd().run_job(kind, &unit).await {
-                Ok(()) => ("ok", why.to_string()),
-                Err(e) => ("failed", format!("{why}: {e}")),
+                Ok(()) => (StepOutcome::Ok, why.to_string()),
+                Err(e) => (StepOutcome::Failed, format!("{why}: {e}")),
             };
             steps.push(StepRecord::new(kind.verb(), &unit, outcome, &detail, false));
         }

@@ -13,10 +13,12 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{run_loop, Daemon, HoldChange, Paths, Request, Status, Trigger, Wake};
 use crate::generation::Store;
+use crate::host::clock::Clock;
 use crate::host::fake::FakeHost;
 use crate::host::files::sha256_hex;
+use crate::host::Machine;
 use crate::metrics::Metrics;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 use crate::state::{GenerationState, State, StateHandle};
 
 /// The host and the daemon's files, which outlive a daemon (a restart builds a new one).
@@ -172,7 +174,7 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
             .ask(|r| Request::Apply(Some(60), r))
             .await
             .expect("applied");
-        assert_eq!(op.outcome, "success", "{op:#?}");
+        assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
         let pending = c.status.borrow().pending_confirm.clone().expect("pending");
         assert_eq!((pending.generation, pending.previous), (2, 1));
         // A pass before the deadline (SIGHUP) leaves the switch in place.
@@ -193,8 +195,8 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
     assert_eq!(w.motd(), "one");
     let last = history(&state).await.remove(0);
     assert_eq!(
-        (last.kind.as_str(), last.outcome.as_str()),
-        ("rollback", "success")
+        (last.kind.as_str(), last.outcome),
+        ("rollback", Outcome::Success)
     );
     let why = format!("generation 2 not confirmed by {deadline}");
     assert!(last.summary.starts_with(&why), "{last:#?}");
@@ -216,7 +218,7 @@ async fn a_confirmed_apply_is_not_reverted() {
             .ask(|r| Request::Apply(Some(60), r))
             .await
             .expect("applied");
-        assert_eq!(op.outcome, "success", "{op:#?}");
+        assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
         let confirmed = c.ask(Request::Confirm).await.expect("confirmed");
         assert_eq!(confirmed["confirmed"], 2);
         // Well past the deadline, and a few timer passes.
@@ -228,6 +230,41 @@ async fn a_confirmed_apply_is_not_reverted() {
     assert_eq!(w.motd(), "two");
     let ops = history(&state).await;
     assert!(ops.iter().all(|op| op.kind != "rollback"), "{ops:#?}");
+}
+
+/// The driver's records are timed on the machine's clock (here the fake, which follows the
+/// paused tokio clock), the clock its deadlines and schedules run on: a record made an hour
+/// into a test says so, whatever the wall clock says.
+#[tokio::test(start_paused = true)]
+async fn operations_and_generations_are_timed_on_the_machines_clock() {
+    let w = World::new();
+    w.write(&definition("one"));
+    let mut d = w.daemon();
+    d.startup().await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    w.write(&definition("two"));
+    let before = d.machine().clock().now();
+    let op = d.pass(Trigger::FileChange, false).await;
+    let after = d.machine().clock().now();
+    assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339");
+    let within = |what: &str, t: &str| {
+        assert!(
+            before <= at(t) && at(t) <= after,
+            "{what} at {t}, not within {before}..{after}"
+        );
+    };
+    let recorded = history(&d.state).await.remove(0);
+    assert_eq!(recorded.id, op.id);
+    within("the operation's start", &recorded.started);
+    within("its end", recorded.finished.as_deref().expect("finished"));
+    let rows = d
+        .state
+        .call(|s| s.generations())
+        .await
+        .expect("generations");
+    let two = rows.iter().find(|g| g.id == 2).expect("generation 2");
+    within("generation 2's creation", &two.created);
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,7 +361,7 @@ async fn a_failed_switch_goes_back_to_the_previous_generation_and_is_not_retried
     d.startup().await;
     w.write(&definition("two").replace("/bin/sleep infinity", "/bin/false"));
     let op = d.pass(Trigger::FileChange, false).await;
-    assert_eq!(op.outcome, "rolled-back", "{op:#?}");
+    assert_eq!(op.outcome, Outcome::RolledBack, "{op:#?}");
     assert_eq!(w.motd(), "one");
     assert!(w.host.running("hello.service").is_some());
     let status = d.status.borrow().clone();
@@ -378,7 +415,7 @@ async fn a_scheduled_security_policy_upgrades_at_its_time_and_not_before() {
         .iter()
         .find(|o| o.trigger == "security")
         .expect("logged");
-    assert_eq!(upgrade.outcome, "success", "{upgrade:#?}");
+    assert_eq!(upgrade.outcome, Outcome::Success, "{upgrade:#?}");
     assert!(
         upgrade
             .summary
@@ -400,7 +437,7 @@ async fn apply_confirm_takes_a_save_the_watcher_just_applied_and_only_a_recent_o
         let pending = with_loop(&mut d, |c| async move {
             tokio::time::sleep(Duration::from_secs(after_save)).await;
             let op = c.ask(|r| Request::Apply(Some(60), r)).await;
-            assert_eq!(op.expect("applied").outcome, "success");
+            assert_eq!(op.expect("applied").outcome, Outcome::Success);
             let pending = c.status.borrow().pending_confirm.clone();
             pending.map(|p| (p.generation, p.previous))
         })

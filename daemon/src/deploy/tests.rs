@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::host::fake::FakeHost;
 use crate::host::processes::{End, Output};
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome};
 use crate::state::State;
 use crate::status::Status;
 
@@ -105,7 +105,7 @@ impl Harness {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .is_empty();
-            if op.outcome != "running" && !busy {
+            if op.outcome != Outcome::Running && !busy {
                 return op;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -127,7 +127,7 @@ impl Harness {
     pub(crate) async fn deployed(more: &str) -> Harness {
         let h = Harness::new(more);
         let op = h.deploy().await;
-        assert_eq!(op.outcome, "success", "{op:?}");
+        assert_eq!(op.outcome, Outcome::Success, "{op:?}");
         assert_eq!(h.dirs().live(), Some(1));
         assert!(h.host.running(SERVICE).is_some());
         h
@@ -175,7 +175,7 @@ async fn a_deploy_whose_migration_fails_leaves_the_live_release_live() {
 
     let op = h.deploy().await;
 
-    assert_eq!(op.outcome, "failed", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Failed, "{op:?}");
     let reason = op.reason.clone().unwrap_or_default();
     assert!(reason.contains("migrate"), "{reason}");
     let steps = steps(&op);
@@ -210,7 +210,7 @@ async fn a_deploy_is_refused_when_its_pre_migrate_dump_cannot_be_recorded() {
 
     let op = h.deploy().await;
 
-    assert_eq!(op.outcome, "failed", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Failed, "{op:?}");
     let reason = op.reason.clone().unwrap_or_default();
     assert!(
         reason.contains("recording the dump of release 2 before its migration")
@@ -245,7 +245,7 @@ async fn a_release_rollback_with_its_database_puts_back_the_dump_taken_before_th
 {
     let h = Harness::deployed("").await;
     let op = h.deploy().await;
-    assert_eq!(op.outcome, "success", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Success, "{op:?}");
     assert_eq!(h.dirs().live(), Some(2));
     let pid = h.host.running(SERVICE);
     h.host.processes.state().calls.clear();
@@ -256,7 +256,7 @@ async fn a_release_rollback_with_its_database_puts_back_the_dump_taken_before_th
         .await
         .expect("the rollback starts");
 
-    assert_eq!(op.outcome, "success", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Success, "{op:?}");
     let steps = steps(&op);
     assert_eq!(
         steps,
@@ -297,7 +297,7 @@ async fn a_release_that_fails_its_validation_boot_is_stopped_and_never_goes_live
 
     let op = h.deploy().await;
 
-    assert_eq!(op.outcome, "failed", "{op:?}");
+    assert_eq!(op.outcome, Outcome::Failed, "{op:?}");
     let steps = steps(&op);
     assert!(steps.contains(&("validate-boot", "failed")), "{steps:?}");
     assert!(

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use super::{unix, AppKind, Record, Scrape, APP_OUTCOMES, PASS_OUTCOMES};
+use crate::ops::Outcome;
 
 /// One sample: its labels and value.
 type Sample<V> = (Vec<(&'static str, String)>, V);
@@ -60,8 +61,12 @@ fn gauge(
 
 /// A state set: one series per known outcome (plus the actual one if it is not known), 1 for
 /// the actual one.
-fn outcomes(labels: &[(&'static str, String)], known: &[&str], actual: &str) -> Vec<Sample<i64>> {
-    let mut all: Vec<&str> = known.to_vec();
+fn outcomes(
+    labels: &[(&'static str, String)],
+    known: &[Outcome],
+    actual: Outcome,
+) -> Vec<Sample<i64>> {
+    let mut all: Vec<Outcome> = known.to_vec();
     if !all.contains(&actual) {
         all.push(actual);
     }
@@ -96,7 +101,7 @@ impl Scrape {
                 enc,
                 "strackt_last_pass_outcome",
                 "The last pass's outcome: 1 for it, 0 for the others.",
-                outcomes(&[], &PASS_OUTCOMES, &op.outcome),
+                outcomes(&[], &PASS_OUTCOMES, op.outcome),
             )?;
         }
         if let Some(next) = &s.next_pass {
@@ -221,7 +226,7 @@ impl Scrape {
                 &format!("strackt_{what}_last_outcome"),
                 &format!("The outcome of the app's last {what}: 1 for it, 0 for the others."),
                 apps.iter()
-                    .filter_map(|(l, rec)| Some(outcomes(l, &APP_OUTCOMES, &rec.last.as_ref()?.1)))
+                    .filter_map(|(l, rec)| Some(outcomes(l, &APP_OUTCOMES, rec.last.as_ref()?.1)))
                     .flatten()
                     .collect(),
             )?;

@@ -1,15 +1,16 @@
 //! Tests of the `/metrics` families: names, labels, types, and what the log fills in at start.
 
 use super::*;
+use crate::ops::{Outcome, StepOutcome};
 use crate::status::{Hold, PendingConfirm};
 
-fn op(id: i64, kind: &str, outcome: &str, finished: &str) -> Operation {
+fn op(id: i64, kind: &str, outcome: Outcome, finished: &str) -> Operation {
     Operation {
         id,
         kind: kind.into(),
         trigger: "cli".into(),
         generation: None,
-        outcome: outcome.into(),
+        outcome,
         reason: None,
         summary: String::new(),
         started: finished.into(),
@@ -38,29 +39,32 @@ fn types(text: &str) -> BTreeMap<&str, &str> {
 fn every_series_is_named_labelled_and_typed() {
     let (tx, rx) = watch::channel(Status::default());
     let m = Metrics::new(rx);
-    let mut pass = op(7, "apply", "rolled-back", "2026-12-01T10:00:00.000Z");
+    let mut pass = op(7, "apply", Outcome::RolledBack, "2026-12-01T10:00:00.000Z");
     pass.steps = vec![
-        StepRecord::new("write-file", "/etc/motd", "ok", "", true),
-        StepRecord::new("verify", "web.service", "ok", "", false),
-        StepRecord::new("health", "web.service", "failed", "", false),
-        StepRecord::new("verify", "db.service", "ok", "", false),
-        StepRecord::new("health", "app shop", "ok", "", false),
+        StepRecord::new("write-file", "/etc/motd", StepOutcome::Ok, "", true),
+        StepRecord::new("verify", "web.service", StepOutcome::Ok, "", false),
+        StepRecord::new("health", "web.service", StepOutcome::Failed, "", false),
+        StepRecord::new("verify", "db.service", StepOutcome::Ok, "", false),
+        StepRecord::new("health", "app shop", StepOutcome::Ok, "", false),
     ];
     m.pass_finished(&pass);
     m.rolled_back();
     m.services_checked(&pass.steps, |u| u.ends_with(".service"));
     m.app_finished(
         "shop",
-        &op(8, "deploy", "success", "2026-12-01T10:01:00.000Z"),
+        &op(8, "deploy", Outcome::Success, "2026-12-01T10:01:00.000Z"),
     );
     m.app_finished(
         "shop",
-        &op(9, "deploy", "failed", "2026-12-01T10:02:00.000Z"),
+        &op(9, "deploy", Outcome::Failed, "2026-12-01T10:02:00.000Z"),
     );
-    m.app_finished("shop", &op(10, "backup", "success", "2026-12-01T10:03:00Z"));
     m.app_finished(
         "shop",
-        &op(11, "restore", "success", "2026-12-01T10:04:00Z"),
+        &op(10, "backup", Outcome::Success, "2026-12-01T10:03:00Z"),
+    );
+    m.app_finished(
+        "shop",
+        &op(11, "restore", Outcome::Success, "2026-12-01T10:04:00Z"),
     );
     tx.send_modify(|s| {
         s.current_generation = Some(3);
@@ -156,9 +160,18 @@ fn the_log_fills_in_what_the_daemon_has_not_seen_since_it_started() {
     let (_, rx) = watch::channel(Status::default());
     let m = Metrics::new(rx);
     // Since the start: a backup of shop, and web verified healthy.
-    m.app_finished("shop", &op(20, "backup", "failed", "2026-12-01T12:00:00Z"));
+    m.app_finished(
+        "shop",
+        &op(20, "backup", Outcome::Failed, "2026-12-01T12:00:00Z"),
+    );
     m.services_checked(
-        &[StepRecord::new("verify", "web.service", "ok", "", false)],
+        &[StepRecord::new(
+            "verify",
+            "web.service",
+            StepOutcome::Ok,
+            "",
+            false,
+        )],
         |_| true,
     );
     let log = [
@@ -166,7 +179,7 @@ fn the_log_fills_in_what_the_daemon_has_not_seen_since_it_started() {
             app: "shop".into(),
             kind: "deploy".into(),
             id: 5,
-            outcome: "interrupted".into(),
+            outcome: Outcome::Interrupted,
             finished: Some("2026-12-01T09:00:00Z".into()),
             last_success: Some((3, "2026-12-01T08:00:00Z".into())),
         },
@@ -174,7 +187,7 @@ fn the_log_fills_in_what_the_daemon_has_not_seen_since_it_started() {
             app: "shop".into(),
             kind: "backup".into(),
             id: 6,
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             finished: Some("2026-12-01T09:30:00Z".into()),
             last_success: Some((6, "2026-12-01T09:30:00Z".into())),
         },
@@ -182,16 +195,16 @@ fn the_log_fills_in_what_the_daemon_has_not_seen_since_it_started() {
             app: "gone".into(),
             kind: "deploy".into(),
             id: 4,
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             finished: Some("2026-12-01T07:00:00Z".into()),
             last_success: Some((4, "2026-12-01T07:00:00Z".into())),
         },
     ];
     let checks = [
-        StepRecord::new("verify", "web.service", "failed", "", false),
-        StepRecord::new("verify", "db.service", "ok", "", false),
-        StepRecord::new("health", "db.service", "failed", "", false),
-        StepRecord::new("verify", "old.service", "ok", "", false),
+        StepRecord::new("verify", "web.service", StepOutcome::Failed, "", false),
+        StepRecord::new("verify", "db.service", StepOutcome::Ok, "", false),
+        StepRecord::new("health", "db.service", StepOutcome::Failed, "", false),
+        StepRecord::new("verify", "old.service", StepOutcome::Ok, "", false),
     ];
     m.restore(&log, &checks, |u| u != "old.service");
     m.keep_apps(|a| a == "shop", |a| a == "shop");

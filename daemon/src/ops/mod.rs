@@ -1,6 +1,7 @@
 //! ops/ — the operations log: operations, their steps, and the only ways to write them.
 //!
-//! Owns the records ([`Operation`], [`StepRecord`]), every SQL statement on the log's tables
+//! Owns the records ([`Operation`], [`StepRecord`]) and how they ended ([`Outcome`],
+//! [`StepOutcome`], each with its one stored spelling), every SQL statement on the log's tables
 //! (`store`, on the database `state/` opens and migrates), the engine that runs an operation's
 //! steps and writes them as they advance ([`Progress`], used by deploys, backups and
 //! restores), and what running steps print (`live`). The driver starts its operations with
@@ -14,10 +15,12 @@
 //! never dropped silently.
 
 pub mod live;
+mod outcome;
 mod progress;
 mod record;
 mod store;
 
+pub use outcome::{Outcome, StepOutcome};
 pub(crate) use progress::{Progress, Step, StepResult};
 pub use record::{AppOutcome, Operation, StepRecord};
 
@@ -40,6 +43,33 @@ pub enum OpsError {
     Vanished(i64),
 }
 
+impl OpsError {
+    /// Whether writing again later may succeed: the database was busy or its task died, not
+    /// refused for good.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OpsError::Start(_, _, e) | OpsError::Write(_, e) | OpsError::Interrupt(e) => {
+                state_is_transient(e)
+            }
+            OpsError::Vanished(_) => false,
+        }
+    }
+}
+
+/// Whether a state-database failure may pass: SQLite busy or locked (another writer, a
+/// backup), or the blocking task that runs the call died. A database that is too new, not
+/// private or otherwise refuses stays that way.
+pub(crate) fn state_is_transient(e: &StateError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match e {
+        StateError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            matches!(f.code, DatabaseBusy | DatabaseLocked)
+        }
+        StateError::Task(_) => true,
+        _ => false,
+    }
+}
+
 /// Log `e` at error level and give it back, for `map_err`.
 fn failed(e: OpsError) -> OpsError {
     tracing::error!("{e}");
@@ -52,13 +82,19 @@ pub trait Watch: Send + Sync + std::fmt::Debug {
     fn app_finished(&self, app: &str, op: &Operation);
 }
 
-/// Now, as the log writes times (RFC 3339, milliseconds, UTC).
+/// `at` as the log writes times (RFC 3339, milliseconds, UTC).
+pub(crate) fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Now on the wall clock, as the log writes times: for the step engine, whose deploys and
+/// backups do not run on the machine's clock yet (the driver passes its clock's time).
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    stamp(chrono::Utc::now())
 }
 
 /// Start a `kind` operation (about the host, not one app) caused by `trigger`, applying
-/// `generation` when it is known; its id.
+/// `generation` when it is known, at `at`; its id.
 ///
 /// # Errors
 /// The log could not be written (logged here too).
@@ -67,21 +103,25 @@ pub async fn start(
     kind: &'static str,
     trigger: &'static str,
     generation: Option<u64>,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<i64, OpsError> {
-    let t = now();
+    let t = stamp(at);
     state
         .call(move |s| s.start_operation(kind, trigger, generation, &t))
         .await
         .map_err(|e| failed(OpsError::Start(kind, "the host".into(), e)))
 }
 
-/// Mark the operations a stop left `running` as interrupted (at start, before any new one);
-/// how many there were.
+/// Mark the operations a stop left `running` as interrupted at `at` (at start, before any new
+/// one); how many there were.
 ///
 /// # Errors
 /// The log could not be written (logged here too).
-pub async fn interrupt_running(state: &StateHandle) -> Result<usize, OpsError> {
-    let t = now();
+pub async fn interrupt_running(
+    state: &StateHandle,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, OpsError> {
+    let t = stamp(at);
     state
         .call(move |s| s.interrupt_running(&t))
         .await
@@ -110,12 +150,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
         let state = StateHandle::new(State::open(&path).expect("state"));
-        let id = start(&state, "apply", "cli", Some(1))
+        let id = start(&state, "apply", "cli", Some(1), chrono::Utc::now())
             .await
             .expect("a writable log");
         // The same database through a connection that may only read: every write fails.
         let refusing = StateHandle::new(State::open_reader(&path).expect("reader"));
-        let started = start(&refusing, "apply", "cli", None).await;
+        let started = start(&refusing, "apply", "cli", None, chrono::Utc::now()).await;
         assert!(
             matches!(started, Err(OpsError::Start("apply", _, _))),
             "{started:?}"
@@ -125,7 +165,7 @@ mod tests {
             kind: "apply".into(),
             trigger: "cli".into(),
             generation: Some(1),
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             summary: String::new(),
             started: now(),
@@ -138,12 +178,17 @@ mod tests {
             matches!(finished, Err(OpsError::Write(i, _)) if i == id),
             "{finished:?}"
         );
-        let interrupted = interrupt_running(&refusing).await;
+        let interrupted = interrupt_running(&refusing, chrono::Utc::now()).await;
         assert!(
             matches!(interrupted, Err(OpsError::Interrupt(_))),
             "{interrupted:?}"
         );
         // Nothing was written behind the error: the operation is still running.
-        assert_eq!(interrupt_running(&state).await.expect("writable"), 1);
+        assert_eq!(
+            interrupt_running(&state, chrono::Utc::now())
+                .await
+                .expect("writable"),
+            1
+        );
     }
 }

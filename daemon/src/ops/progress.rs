@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::{failed, finish, live, now, Operation, OpsError, StepRecord, Watch};
+use super::{
+    failed, finish, live, now, Operation, OpsError, Outcome, StepOutcome, StepRecord, Watch,
+};
 use crate::state::StateHandle;
 
 /// What a step's work gives: a value and the output to keep, or the one-line reason and the
@@ -145,9 +147,13 @@ impl Progress {
         let mut lives = Vec::new();
         let mut pending = FuturesUnordered::new();
         for (i, w) in work.into_iter().enumerate() {
-            self.op
-                .steps
-                .push(StepRecord::new(&w.action, &w.target, "running", "", false));
+            self.op.steps.push(StepRecord::new(
+                &w.action,
+                &w.target,
+                StepOutcome::Running,
+                "",
+                false,
+            ));
             self.put(first + i).await;
             w.live
                 .lock()
@@ -173,13 +179,13 @@ impl Progress {
                     step.duration_ms = Some(t0.elapsed().as_millis() as i64);
                     let out = match r {
                         Ok((v, tail)) => {
-                            step.outcome = "ok".into();
+                            step.outcome = StepOutcome::Ok;
                             step.detail = lives[i].lock().map(|l| l.clone()).unwrap_or_default();
                             results[i] = Some(Ok(v));
                             tail
                         }
                         Err((why, tail)) => {
-                            step.outcome = "failed".into();
+                            step.outcome = StepOutcome::Failed;
                             step.detail = why.clone();
                             results[i] = Some(Err(format!("{action} failed: {why}")));
                             failed = Some(action);
@@ -219,7 +225,7 @@ impl Progress {
                 None => {
                     let why = format!("stopped: {} failed", failed.as_deref().unwrap_or("a step"));
                     let step = &mut self.op.steps[first + i];
-                    step.outcome = "failed".into();
+                    step.outcome = StepOutcome::Failed;
                     step.detail = why.clone();
                     step.duration_ms = Some(t0.elapsed().as_millis() as i64);
                     let action = step.action.clone();
@@ -237,11 +243,11 @@ impl Progress {
         self.op.duration_ms = Some(self.started.elapsed().as_millis() as i64);
         match result {
             Ok(summary) => {
-                self.op.outcome = "success".into();
+                self.op.outcome = Outcome::Success;
                 self.op.summary = summary.clone();
             }
             Err(reason) => {
-                self.op.outcome = "failed".into();
+                self.op.outcome = Outcome::Failed;
                 self.op.reason = Some(reason.clone());
                 self.op.summary = reason.lines().next().unwrap_or_default().to_string();
             }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Outcome, StepOutcome};
+
 /// One executed (or skipped) step, as the operations log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepRecord {
@@ -9,8 +11,8 @@ pub struct StepRecord {
     pub action: String,
     /// What it acted on.
     pub target: String,
-    /// ok, failed or skipped.
-    pub outcome: String,
+    /// How it ended, or that it is running.
+    pub outcome: StepOutcome,
     /// Why it ran, or how it failed.
     pub detail: String,
     /// Whether it repaired drift.
@@ -28,14 +30,14 @@ impl StepRecord {
     pub fn new(
         action: &str,
         target: &str,
-        outcome: &str,
+        outcome: StepOutcome,
         detail: impl Into<String>,
         drift: bool,
     ) -> StepRecord {
         StepRecord {
             action: action.into(),
             target: target.into(),
-            outcome: outcome.into(),
+            outcome,
             detail: detail.into(),
             drift,
             duration_ms: None,
@@ -55,8 +57,8 @@ pub struct Operation {
     pub trigger: String,
     /// The generation it targeted.
     pub generation: Option<u64>,
-    /// running, success, failed, rolled-back, interrupted.
-    pub outcome: String,
+    /// How it ended, or that it is running.
+    pub outcome: Outcome,
     /// Why it failed.
     pub reason: Option<String>,
     /// One line of what happened (e.g. "drift repaired: …").
@@ -80,12 +82,10 @@ impl Operation {
     pub fn journal(&self, app: Option<&str>) {
         let generation = self.generation.unwrap_or(0);
         let (id, kind, trigger, outcome) = (self.id, &self.kind, &self.trigger, &self.outcome);
-        if self.outcome == "success" || self.outcome == "ok" {
-            let quiet = self
-                .steps
-                .iter()
-                .all(|s| s.outcome != "ok" || matches!(s.action.as_str(), "verify" | "health"))
-                && !matches!(self.kind.as_str(), "rollback" | "startup");
+        if self.outcome == Outcome::Success {
+            let quiet = self.steps.iter().all(|s| {
+                s.outcome != StepOutcome::Ok || matches!(s.action.as_str(), "verify" | "health")
+            }) && !matches!(self.kind.as_str(), "rollback" | "startup");
             if quiet {
                 tracing::debug!(operation_id = id, kind = %kind, trigger = %trigger, generation, outcome = %outcome, app, "{kind} #{id}: {}", self.summary);
             } else {
@@ -108,7 +108,7 @@ pub struct AppOutcome {
     /// The newest finished operation.
     pub id: i64,
     /// Its outcome.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// When it finished (RFC 3339).
     pub finished: Option<String>,
     /// The newest successful one: id and when it finished.

@@ -218,6 +218,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::ops::{Outcome, StepOutcome};
 
     #[test]
     fn operations_keep_their_steps_and_crashes_are_marked() {
@@ -233,7 +234,7 @@ mod tests {
             kind: "apply".into(),
             trigger: "cli".into(),
             generation: Some(1),
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             summary: "1 change".into(),
             started: "t0".into(),
@@ -242,7 +243,7 @@ mod tests {
             steps: vec![StepRecord::new(
                 "write-file",
                 "/etc/motd",
-                "ok",
+                StepOutcome::Ok,
                 "missing",
                 false,
             )],
@@ -255,7 +256,7 @@ mod tests {
         );
         let ops = s.operations(10, None).expect("ops");
         assert_eq!(ops[0].id, dangling);
-        assert_eq!(ops[0].outcome, "interrupted");
+        assert_eq!(ops[0].outcome, Outcome::Interrupted);
         assert_eq!(
             ops[0].duration_ms,
             Some(1500),
@@ -276,7 +277,7 @@ mod tests {
         let mut step = StepRecord::new(
             "fetch",
             "https://bot:tok-9@git.example.com/shop.git",
-            "failed",
+            StepOutcome::Failed,
             "key sesame-42 refused",
             false,
         );
@@ -294,7 +295,7 @@ mod tests {
             kind: "deploy".into(),
             trigger: "cli".into(),
             generation: None,
-            outcome: "failed".into(),
+            outcome: Outcome::Failed,
             reason: Some("fetch failed: sesame-42".into()),
             summary: "fetch failed: sesame-42".into(),
             started: "t0".into(),
@@ -315,39 +316,47 @@ mod tests {
         let mut pass = |kind: &str, steps: Vec<StepRecord>| {
             let id = s.start_operation(kind, "cli", Some(1), "t").expect("start");
             let mut op = s.operations(1, Some(id)).expect("op").remove(0);
-            op.outcome = "success".into();
+            op.outcome = Outcome::Success;
             op.steps = steps;
             s.finish_operation(&op).expect("finish");
         };
-        let step = |action: &str, target: &str, outcome: &str| {
+        let step = |action: &str, target: &str, outcome: StepOutcome| {
             StepRecord::new(action, target, outcome, "", false)
         };
         pass(
             "apply",
             vec![
-                step("start", "a.service", "ok"),
-                step("verify", "a.service", "ok"),
+                step("start", "a.service", StepOutcome::Ok),
+                step("verify", "a.service", StepOutcome::Ok),
             ],
         );
         pass(
             "deploy",
-            vec![step("health", "http://127.0.0.1:8000/health", "ok")],
+            vec![step(
+                "health",
+                "http://127.0.0.1:8000/health",
+                StepOutcome::Ok,
+            )],
         );
         pass(
             "drift",
             vec![
-                step("verify", "a.service", "ok"),
-                step("health", "a.service", "failed"),
+                step("verify", "a.service", StepOutcome::Ok),
+                step("health", "a.service", StepOutcome::Failed),
             ],
         );
-        let got: Vec<(String, String)> = s
+        let got: Vec<(String, StepOutcome)> = s
             .unit_checks(10)
             .expect("checks")
             .into_iter()
             .map(|c| (c.action, c.outcome))
             .collect();
-        let want = [("verify", "ok"), ("verify", "ok"), ("health", "failed")];
-        assert_eq!(got, want.map(|(a, o)| (a.to_string(), o.to_string())));
+        let want = [
+            ("verify", StepOutcome::Ok),
+            ("verify", StepOutcome::Ok),
+            ("health", StepOutcome::Failed),
+        ];
+        assert_eq!(got, want.map(|(a, o)| (a.to_string(), o)));
         assert_eq!(
             s.unit_checks(1).expect("checks").len(),
             2,
@@ -364,21 +373,21 @@ mod tests {
              INSERT INTO releases (app, id, branch, created, state, operation) VALUES ('shop', 1, 'main', 't0', 'live', 1);",
         );
         let mut s = State::open(&path).expect("migrate");
-        let finish = |s: &mut State, id: i64, kind: &str, outcome: &str, at: &str| {
+        let finish = |s: &mut State, id: i64, kind: &str, outcome: Outcome, at: &str| {
             let mut op = s.operations(1, Some(id)).expect("op").remove(0);
             assert_eq!(op.kind, kind);
-            op.outcome = outcome.into();
+            op.outcome = outcome;
             op.finished = Some(at.into());
             s.finish_operation(&op).expect("finish");
         };
         let d2 = s
             .start_app_operation("deploy", "cli", "shop", "t2")
             .expect("start");
-        finish(&mut s, d2, "deploy", "failed", "t3");
+        finish(&mut s, d2, "deploy", Outcome::Failed, "t3");
         let b1 = s
             .start_app_operation("backup", "schedule", "shop", "t4")
             .expect("start");
-        finish(&mut s, b1, "backup", "success", "t5");
+        finish(&mut s, b1, "backup", Outcome::Success, "t5");
         // Running: not an outcome yet.
         s.start_app_operation("backup", "cli", "shop", "t6")
             .expect("start");
@@ -395,7 +404,7 @@ mod tests {
                     app: "shop".into(),
                     kind: "deploy".into(),
                     id: d2,
-                    outcome: "failed".into(),
+                    outcome: Outcome::Failed,
                     finished: Some("t3".into()),
                     last_success: Some((1, "t1".into())),
                 },
@@ -403,7 +412,7 @@ mod tests {
                     app: "shop".into(),
                     kind: "backup".into(),
                     id: b1,
-                    outcome: "success".into(),
+                    outcome: Outcome::Success,
                     finished: Some("t5".into()),
                     last_success: Some((b1, "t5".into())),
                 },

@@ -24,10 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backup::restic::{Repo, Snapshot};
 use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
-use crate::daemon::{Paths, Request};
 use crate::host::files::atomic_write;
 use crate::host::io_err;
-use crate::ops::Progress;
+use crate::ops::{Outcome, Progress};
+use crate::paths::Paths;
+use crate::status::Request;
 pub use error::RebuildError;
 
 /// What `strackt rebuild` asks for.
@@ -365,12 +366,12 @@ async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::ops::Operation
         .await
         .map_err(|_| RebuildError::ShuttingDown)?;
     let op = rx.await.map_err(|_| RebuildError::ShuttingDown)??;
-    if op.outcome == "success" {
+    if op.outcome == Outcome::Success {
         Ok(op)
     } else {
         Err(RebuildError::PassEnded {
             reason: op.reason.as_deref().unwrap_or(&op.summary).to_string(),
-            outcome: op.outcome,
+            outcome: op.outcome.to_string(),
             id: op.id,
         })
     }

@@ -10,7 +10,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{BackupSchedule, Overview, REFRESH_IDLE, REFRESH_RUNNING};
 use crate::definition::schedule::Schedule;
-use crate::ops::Operation;
+use crate::ops::{Operation, Outcome, StepOutcome};
 use crate::state::{GenerationRow, ReleaseRow};
 use crate::status::{PackageUpdate, Status};
 
@@ -54,7 +54,7 @@ pub fn overview(v: &Overview) -> Markup {
     let running: Vec<&Operation> = v
         .operations
         .iter()
-        .filter(|o| o.outcome == "running")
+        .filter(|o| o.outcome == Outcome::Running)
         .collect();
     let refresh = if running.is_empty() {
         REFRESH_IDLE
@@ -156,7 +156,7 @@ pub fn overview(v: &Overview) -> Markup {
 
 /// One operation's page.
 pub fn operation_page(server: &str, op: &Operation, now: DateTime<Utc>) -> Markup {
-    let running = op.outcome == "running";
+    let running = op.outcome == Outcome::Running;
     let body = html! {
         p { a href="/" { "← Dashboard" } }
         h1 { "Operation " (op.id) ": " (op.kind) }
@@ -208,7 +208,7 @@ fn steps(op: &Operation) -> Markup {
                 thead { tr { th { "#" } th { "Step" } th { "On" } th { "Outcome" } th { "Detail" } th { "Took" } } }
                 tbody {
                     @for (i, s) in op.steps.iter().enumerate() {
-                        tr.current[s.outcome == "running"] {
+                        tr.current[s.outcome == StepOutcome::Running] {
                             td.num { (i + 1) }
                             td { (s.action) }
                             td { code { (s.target) } }

@@ -2,12 +2,18 @@
 
 use super::pages::{duration, next_runs, relative, when};
 use super::*;
-use crate::ops::StepRecord;
+use crate::ops::{Outcome, StepOutcome, StepRecord};
 
 const EVIL: &str = "x\"><script>document.title='pwned'</script><img src=x onerror=alert(1)>";
 
-fn op(id: i64, outcome: &str, evil: &str) -> Operation {
-    let mut step = StepRecord::new("fetch", &format!("/srv/src/shop {evil}"), "ok", evil, false);
+fn op(id: i64, outcome: Outcome, evil: &str) -> Operation {
+    let mut step = StepRecord::new(
+        "fetch",
+        &format!("/srv/src/shop {evil}"),
+        StepOutcome::Ok,
+        evil,
+        false,
+    );
     step.output = Some("OUTPUT-NEVER-SHOWN".into());
     step.duration_ms = Some(1500);
     Operation {
@@ -15,7 +21,7 @@ fn op(id: i64, outcome: &str, evil: &str) -> Operation {
         kind: "deploy".into(),
         trigger: "cli".into(),
         generation: None,
-        outcome: outcome.into(),
+        outcome,
         reason: Some(format!("build failed: {evil}")),
         summary: format!("deployed shop from {evil}"),
         started: "2026-12-02T10:00:00.000Z".into(),
@@ -23,7 +29,7 @@ fn op(id: i64, outcome: &str, evil: &str) -> Operation {
         duration_ms: None,
         steps: vec![
             step,
-            StepRecord::new("install", "shop release 2", "running", "", false),
+            StepRecord::new("install", "shop release 2", StepOutcome::Running, "", false),
         ],
     }
 }
@@ -73,7 +79,7 @@ fn overview_of(ops: Vec<Operation>) -> Overview {
 /// Every value from the definition, the host and git is text, never markup.
 #[test]
 fn values_are_escaped_everywhere() {
-    let v = overview_of(vec![op(5, "running", EVIL)]);
+    let v = overview_of(vec![op(5, Outcome::Running, EVIL)]);
     let pages = [
         overview(&v).into_string(),
         operation_page("web<1>", &v.operations[0], v.now).into_string(),
@@ -92,7 +98,7 @@ fn values_are_escaped_everywhere() {
 
 #[test]
 fn step_output_is_never_rendered() {
-    let mut with_output = op(5, "running", "plain");
+    let mut with_output = op(5, Outcome::Running, "plain");
     with_output.steps[0].output = Some("OUTPUT-NEVER-SHOWN".into());
     let html = operation_page("web1", &with_output, Utc::now()).into_string();
     assert!(!html.contains("OUTPUT-NEVER-SHOWN"));
@@ -102,7 +108,10 @@ fn step_output_is_never_rendered() {
 
 #[test]
 fn a_running_operation_is_shown_with_its_steps_and_the_page_reloads_quickly() {
-    let v = overview_of(vec![op(5, "running", "plain"), op(4, "success", "plain")]);
+    let v = overview_of(vec![
+        op(5, Outcome::Running, "plain"),
+        op(4, Outcome::Success, "plain"),
+    ]);
     let html = overview(&v).into_string();
     let running = &html[html.find("id=\"running\"").expect("section")..][..html
         [html.find("id=\"running\"").expect("section")..]
@@ -118,7 +127,7 @@ fn a_running_operation_is_shown_with_its_steps_and_the_page_reloads_quickly() {
         "{html}"
     );
     // Nothing running: the slow reload.
-    let idle = overview(&overview_of(vec![op(4, "success", "plain")])).into_string();
+    let idle = overview(&overview_of(vec![op(4, Outcome::Success, "plain")])).into_string();
     assert!(idle.contains("content=\"30\""), "{idle}");
     assert!(idle.contains("No operation is running."));
 }

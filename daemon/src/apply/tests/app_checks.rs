@@ -2,6 +2,7 @@
 //! change rolls the host back, and what an app needs is kept.
 
 use super::*;
+use crate::ops::StepOutcome;
 
 /// A world with an app `shop` (python, using `demo-lib`'s module) deployed and running, a
 /// managed `hello` service (sleep) and `demo-lib` 1.0, 1.1, 2.0 in the repository.
@@ -106,7 +107,7 @@ async fn an_upgrade_restarts_the_app_using_the_package_and_checks_its_health() {
     assert!(r
         .steps
         .iter()
-        .any(|s| s.action == "health" && s.target == "app shop" && s.outcome == "ok"));
+        .any(|s| s.action == "health" && s.target == "app shop" && s.outcome == StepOutcome::Ok));
     assert_ne!(w.host.running("strackt-app-shop.service"), app, "new PID");
     assert_eq!(
         w.host.running("hello.service"),
@@ -237,10 +238,9 @@ async fn an_app_stopped_by_hand_is_neither_restarted_nor_checked() {
         "{:#?}",
         r.steps
     );
-    assert!(r
-        .steps
-        .iter()
-        .any(|s| s.action == "health" && s.target == "app shop" && s.outcome == "skipped"));
+    assert!(r.steps.iter().any(|s| s.action == "health"
+        && s.target == "app shop"
+        && s.outcome == StepOutcome::Skipped));
     assert_eq!(w.host.running("strackt-app-shop.service"), None);
 }
 

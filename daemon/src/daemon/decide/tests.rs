@@ -252,7 +252,7 @@ fn startup_after_an_interrupted_switch_and_a_changed_definition_converges_on_the
 #[test]
 fn a_failed_apply_is_rolled_back_recorded_and_pinned() {
     let a = after_failed_switch("nginx failed", true, None, Some(4), Some("s".into()), false);
-    assert_eq!(a.outcome, "rolled-back");
+    assert_eq!(a.outcome, Outcome::RolledBack);
     assert_eq!(a.state, GenerationState::RolledBack);
     assert_eq!(a.reason, "nginx failed");
     assert_eq!(a.summary, "rolled back to generation 4");
@@ -267,7 +267,7 @@ fn a_failed_apply_is_rolled_back_recorded_and_pinned() {
 #[test]
 fn a_failed_switch_back_is_a_failure_that_says_both() {
     let a = after_failed_switch("x", true, Some("y"), Some(4), None, true);
-    assert_eq!(a.outcome, "failed");
+    assert_eq!(a.outcome, Outcome::Failed);
     assert_eq!(a.state, GenerationState::RolledBack);
     assert_eq!(a.reason, "x; switching back also failed: y");
     assert!(!a.drop_directory);
@@ -279,7 +279,7 @@ fn a_failed_switch_back_is_a_failure_that_says_both() {
 #[test]
 fn a_switch_refused_before_any_change_is_failed() {
     let a = after_failed_switch("unreadable", false, None, None, Some("s".into()), false);
-    assert_eq!(a.outcome, "failed");
+    assert_eq!(a.outcome, Outcome::Failed);
     assert_eq!(a.state, GenerationState::Failed);
     assert_eq!(a.summary, "switch failed before changing the host");
     assert_eq!(a.reactivate, None);
@@ -317,12 +317,16 @@ fn quiet_drift_passes_are_not_logged() {
 
 #[test]
 fn summaries_name_what_changed() {
-    let step = |action: &str, outcome: &str| StepRecord::new(action, "t", outcome, "", false);
-    assert_eq!(summarize(&[step("verify", "ok")]), "no changes");
+    let step =
+        |action: &str, outcome: StepOutcome| StepRecord::new(action, "t", outcome, "", false);
+    assert_eq!(summarize(&[step("verify", StepOutcome::Ok)]), "no changes");
     assert_eq!(
-        summarize(&[step("write-file", "ok"), step("restart", "failed")]),
+        summarize(&[
+            step("write-file", StepOutcome::Ok),
+            step("restart", StepOutcome::Failed)
+        ]),
         "write-file t"
     );
-    let many: Vec<StepRecord> = (0..5).map(|_| step("start", "ok")).collect();
+    let many: Vec<StepRecord> = (0..5).map(|_| step("start", StepOutcome::Ok)).collect();
     assert_eq!(summarize(&many), "start t, start t, start t, … (5 steps)");
 }

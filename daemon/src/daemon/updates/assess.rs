@@ -1,12 +1,11 @@
 //! daemon/updates/assess — the rules of `updates` and `upgrade`, pure: what apt offers
 //! beyond the pins, the report, which updates an upgrade picks, and what its operation says.
-//! Must not: ask apt, read the clock (but for [`stamp`]), or touch the definition file.
+//! Must not: ask apt, read the clock, or touch the definition file.
 
 use std::collections::BTreeMap;
 
 use crate::host::packages::{compare_versions, Offer};
-use crate::ops::Operation;
-use crate::ops::StepRecord;
+use crate::ops::{Operation, Outcome, StepOutcome, StepRecord};
 pub use crate::status::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
 /// Compare what apt offers with the pins. `locked` holds the running generation's exact
@@ -160,7 +159,11 @@ pub(super) fn record(
             StepRecord::new(
                 "upgrade",
                 &u.name,
-                if landed { "ok" } else { "failed" },
+                if landed {
+                    StepOutcome::Ok
+                } else {
+                    StepOutcome::Failed
+                },
                 format!("{} → {} ({kind}{from})", u.from, u.to),
                 false,
             )
@@ -171,7 +174,7 @@ pub(super) fn record(
         steps.push(StepRecord::new(
             "restore-definition",
             &path.display().to_string(),
-            "ok",
+            StepOutcome::Ok,
             "put back to its previous bytes: the file says what runs",
             false,
         ));
@@ -188,16 +191,17 @@ pub(super) fn record(
             ""
         }
     );
-    if !landed && op.outcome == "success" {
+    if !landed && op.outcome == Outcome::Success {
         // The pass ran but did not end on the upgrade's generation.
-        op.outcome = "failed".into();
+        op.outcome = Outcome::Failed;
         op.reason
             .get_or_insert_with(|| "the upgrade's generation is not the one running".into());
     }
 }
 
-pub(super) fn stamp() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// `at` as the updates report writes times (RFC 3339, seconds, UTC).
+pub(super) fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -344,13 +348,19 @@ mod tests {
             kind: "apply".into(),
             trigger: "security".into(),
             generation: Some(4),
-            outcome: "rolled-back".into(),
+            outcome: Outcome::RolledBack,
             reason: Some("installing packages: unmet dependencies".into()),
             summary: "rolled back to generation 3".into(),
             started: String::new(),
             finished: None,
             duration_ms: None,
-            steps: vec![StepRecord::new("flip", "generation 4", "ok", "", false)],
+            steps: vec![StepRecord::new(
+                "flip",
+                "generation 4",
+                StepOutcome::Ok,
+                "",
+                false,
+            )],
         };
         let mut op = pass.clone();
         let file = std::path::Path::new("/etc/strackt/server.yaml");
@@ -386,16 +396,16 @@ mod tests {
             op.summary,
             "scheduled: strackt-demo 1.1 → 3.0: rolled back to generation 3; definition file put back"
         );
-        assert_eq!(op.outcome, "rolled-back");
+        assert_eq!(op.outcome, Outcome::RolledBack);
 
         // A pass that succeeded elsewhere than on the upgrade's generation is no upgrade.
         let mut op = Operation {
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             reason: None,
             ..pass
         };
         record(&mut op, &[pick], false, None, None);
-        assert_eq!(op.outcome, "failed");
+        assert_eq!(op.outcome, Outcome::Failed);
         assert!(op.reason.is_some());
     }
 }

@@ -35,6 +35,7 @@ use crate::definition::{parse, Definition, UpdatesApply};
 use crate::host::clock::Clock;
 use crate::host::packages::Packages;
 use crate::host::Machine;
+use crate::ops::Outcome;
 use assess::{assess, report, stamp};
 
 /// Meta key of the last check's report (survives restarts).
@@ -70,7 +71,7 @@ impl<M: Machine> Daemon<M> {
     /// Check for updates (with `refresh`, `apt-get update` first), keep the report (state
     /// database, status, metrics) and return it. The apt work runs off the async runtime.
     pub async fn check_updates(&mut self, refresh: bool) -> UpdatesReport {
-        let checked = stamp();
+        let checked = stamp(self.machine.clock().now());
         let result = match self.pins() {
             Err(e) => Err(e),
             Ok(def) => {
@@ -241,11 +242,11 @@ impl<M: Machine> Daemon<M> {
             // Refused before anything changed: the log says so, or nobody would know.
             tracing::error!("{why}: upgrade refused: {e}");
             let started = Instant::now();
-            let started_at = stamp();
+            let started_at = self.now();
             // A row that cannot be written is reported by `start_op`: the journal has the refusal.
             if let Ok(id) = self.start_op("upgrade", trigger, None).await {
-                let mut op = Self::op(Some(id), "upgrade", trigger, None, started, &started_at);
-                op.outcome = "failed".into();
+                let mut op = self.op(Some(id), "upgrade", trigger, None, started, &started_at);
+                op.outcome = Outcome::Failed;
                 op.reason = Some(e);
                 op.summary = format!("{why}: nothing was changed");
                 self.write_op(&mut op).await;

@@ -11,6 +11,7 @@ use crate::definition::{parse, set_package_versions, ValidatedDefinition};
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
+use crate::ops::Outcome;
 
 impl<M: Machine> Daemon<M> {
     /// `strackt upgrade [--security] [PKG…]`.
@@ -147,7 +148,7 @@ impl<M: Machine> Daemon<M> {
             .ok()
             .flatten()
             .map(|g| (g.manifest.id, g.manifest.definition_sha256));
-        let landed = op.outcome == "success"
+        let landed = op.outcome == Outcome::Success
             && running
                 .as_ref()
                 .is_some_and(|(id, s)| *s == new_sha && *id != current.manifest.id);
