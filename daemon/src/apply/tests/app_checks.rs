@@ -330,7 +330,7 @@ async fn an_upgrade_restarts_a_proxy_mode_apps_live_instance_and_checks_it_throu
         assert!(
             r.steps
                 .iter()
-                .any(|s| s.action == "health" && s.target == app && s.outcome == "ok"),
+                .any(|s| s.action == "health" && s.target == app && s.outcome == StepOutcome::Ok),
             "{app}: {:#?}",
             r.steps
         );
@@ -360,9 +360,8 @@ async fn an_upgrade_restarts_a_proxy_mode_apps_live_instance_and_checks_it_throu
         .steps
         .iter()
         .all(|s| !(s.action == "restart" && s.target == live)));
-    assert!(r
-        .steps
-        .iter()
-        .any(|s| s.action == "health" && s.target == "app hello" && s.outcome == "skipped"));
+    assert!(r.steps.iter().any(|s| s.action == "health"
+        && s.target == "app hello"
+        && s.outcome == StepOutcome::Skipped));
     assert_eq!(w.host.running(live), None);
 }
