@@ -12,9 +12,9 @@ use crate::plan::Plan;
 use crate::timing;
 
 /// Check that every unit of `desired` (or, with `all_units` false, every unit the plan
-/// started) is active and its health probe passes. Waits
-/// `settle` first when the plan started anything, so a unit that dies right after starting is
-/// caught (a zero `settle` waits for nothing and looks once). Returns the records and the first failure.
+/// started) is active and its health probe passes. Waits `settle` first when the plan started
+/// anything, so a unit that dies right after starting is caught (a zero `settle` waits for
+/// nothing and looks once). Returns the records and the first failure.
 pub async fn verify<M: Machine>(
     m: &M,
     desired: &Generation,

@@ -52,6 +52,15 @@ impl World {
         }
     }
 
+    /// A new world whose definition file says `text`, and its daemon, started.
+    async fn started(text: &str) -> (World, Daemon<FakeHost>) {
+        let w = World::new();
+        w.write(text);
+        let mut d = w.daemon();
+        d.startup().await;
+        (w, d)
+    }
+
     /// Save the definition file.
     fn write(&self, text: &str) {
         std::fs::write(self.paths().definition, text).expect("write the definition");
@@ -162,10 +171,7 @@ async fn with_loop<T, F: std::future::Future<Output = T>>(
 
 #[tokio::test(start_paused = true)]
 async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_deadline_passes() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     w.write(&definition("two"));
     let state = d.state.clone();
     let w = &w;
@@ -207,10 +213,7 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
 
 #[tokio::test(start_paused = true)]
 async fn a_confirmed_apply_is_not_reverted() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     w.write(&definition("two"));
     let state = d.state.clone();
     with_loop(&mut d, |c| async move {
@@ -237,10 +240,7 @@ async fn a_confirmed_apply_is_not_reverted() {
 /// into a test says so, whatever the wall clock says.
 #[tokio::test(start_paused = true)]
 async fn operations_and_generations_are_timed_on_the_machines_clock() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
     w.write(&definition("two"));
     let before = d.machine().clock().now();
@@ -269,10 +269,7 @@ async fn operations_and_generations_are_timed_on_the_machines_clock() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hold_blocks_drift_repair_until_it_ends_then_the_next_pass_repairs() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     let state = d.state.clone();
     let (w, host) = (&w, w.host.clone());
     with_loop(&mut d, |mut c| async move {
@@ -314,10 +311,7 @@ async fn a_hold_blocks_drift_repair_until_it_ends_then_the_next_pass_repairs() {
 
 #[tokio::test(start_paused = true)]
 async fn startup_after_an_interrupted_switch_and_a_changed_definition_converges_on_the_new_one() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     // The daemon is killed in the middle of the switch to "two": `current` flipped, the
     // restarted service's settle wait not over (the pass's future dropped there, as a kill -9
     // leaves it).
@@ -355,10 +349,7 @@ async fn startup_after_an_interrupted_switch_and_a_changed_definition_converges_
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_switch_goes_back_to_the_previous_generation_and_is_not_retried() {
-    let w = World::new();
-    w.write(&definition("one"));
-    let mut d = w.daemon();
-    d.startup().await;
+    let (w, mut d) = World::started(&definition("one")).await;
     w.write(&definition("two").replace("/bin/sleep infinity", "/bin/false"));
     let op = d.pass(Trigger::FileChange, false).await;
     assert_eq!(op.outcome, Outcome::RolledBack, "{op:#?}");
@@ -427,10 +418,7 @@ async fn a_scheduled_security_policy_upgrades_at_its_time_and_not_before() {
 #[tokio::test(start_paused = true)]
 async fn apply_confirm_takes_a_save_the_watcher_just_applied_and_only_a_recent_one() {
     for (after_save, armed) in [(30, Some((2, 1))), (90, None)] {
-        let w = World::new();
-        w.write(&definition("one"));
-        let mut d = w.daemon();
-        d.startup().await;
+        let (w, mut d) = World::started(&definition("one")).await;
         // Saved, and applied by the watcher's pass before the user runs the command.
         w.write(&definition("two"));
         d.pass(Trigger::FileChange, false).await;

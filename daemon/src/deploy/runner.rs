@@ -239,8 +239,17 @@ mod tests {
                 Duration::from_secs(10),
                 &out,
             );
+            // The first view holding two lines: printed live, it lacks the line that comes
+            // two seconds later; printed at the end, it would hold all three. Polled, so a
+            // loaded machine that starts the shell late does not fail it.
             let look = async {
-                tokio::time::sleep(Duration::from_millis(1000)).await;
+                for _ in 0..500 {
+                    let seen = outputs.after(1, 0);
+                    if seen.lines.len() >= 2 {
+                        return seen;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 outputs.after(1, 0)
             };
             tokio::join!(run, look)

@@ -37,9 +37,9 @@ impl<M: Machine> Deployer<M> {
     }
 
     /// Point `current` at `to` and hand traffic to it; when that fails once `current` was
-    /// touched, or its health check fails, go back to `back` the same way. Both must have their environment file in strackt's state (one
-    /// made before it moved there is taken over first, see [`layout::adopt_legacy`]), else
-    /// nothing changes.
+    /// touched, or its health check fails, go back to `back` the same way. Both must have
+    /// their environment file in strackt's state (one made before it moved there is taken
+    /// over first, see [`layout::adopt_legacy`]), else nothing changes.
     pub(super) async fn switch(
         &self,
         p: &mut Progress,

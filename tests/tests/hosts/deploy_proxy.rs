@@ -23,7 +23,7 @@ use strackt_integration::{ensure, ensure_eq, repo_root, with_app_host, Host, Out
 
 use crate::apt_repo::{publish, Deb, Suite};
 use crate::deploy::{background, get};
-use crate::package_users::{start_load, stop_load};
+use crate::package_users::{package_switch, start_load, step_of, stop_load};
 use crate::{running_pid, HEADER};
 
 /// The app's definition; `extra` goes into the app (e.g. its database).
@@ -469,17 +469,8 @@ fn a_library_upgrade_restarts_the_live_proxy_release_which_answers_again() -> Re
         ensure_eq(get(h, "/")?, (200, "version 1\n".into()), "answering again")?;
         ensure_eq(site_port(h)?, "8001".to_string(), "still on its port")?;
 
-        let history = h.history()?;
-        let op = history
-            .iter()
-            .find(|o| o.steps.iter().any(|s| s.action == "install-package"))
-            .ok_or_else(|| format!("no operation installed a package: {history:#?}"))?;
-        let step = |action: &str, target: &str| {
-            op.steps
-                .iter()
-                .find(|s| s.action == action && s.target == target)
-                .map(|s| (s.outcome.clone(), s.detail.clone().unwrap_or_default()))
-        };
+        let op = package_switch(h)?;
+        let step = |action: &str, target: &str| step_of(&op, action, target);
         ensure_eq(
             step("restart", unit),
             Some((

@@ -14,7 +14,7 @@
 //!    `postgresql` installed by hand, on a host whose app requires `postgresql.service`, is
 //!    kept by every pass with a `packages:` section, and `strackt plan` says why.
 
-use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Res};
+use strackt_integration::{ensure, ensure_eq, with_app_host, Host, Operation, Res};
 
 use crate::apt_repo::{publish, Deb, Suite, ROOT};
 use crate::deploy::{self, deploy_ok, get};
@@ -109,6 +109,26 @@ pub(crate) fn stop_load(h: &Host) -> Res<(u64, u64, String)> {
 }
 
 /// The newest failed operation, which must be a rollback whose reason names the app.
+/// The last operation that installed a package (the host switch of an upgrade).
+pub(crate) fn package_switch(h: &Host) -> Res<Operation> {
+    let mut history = h.history()?;
+    let found = history
+        .iter()
+        .position(|o| o.steps.iter().any(|s| s.action == "install-package"));
+    match found {
+        Some(i) => Ok(history.swap_remove(i)),
+        None => Err(format!("no operation installed a package: {history:#?}").into()),
+    }
+}
+
+/// `(outcome, detail)` of `op`'s step `action` on `target`.
+pub(crate) fn step_of(op: &Operation, action: &str, target: &str) -> Option<(String, String)> {
+    op.steps
+        .iter()
+        .find(|s| s.action == action && s.target == target)
+        .map(|s| (s.outcome.clone(), s.detail.clone().unwrap_or_default()))
+}
+
 fn rolled_back_naming_the_app(h: &Host, what: &str) -> Res {
     let history = h.history()?;
     let op = history
@@ -152,17 +172,8 @@ fn a_library_upgrade_restarts_the_app_without_a_failed_request_and_a_breaking_on
             idle,
             "MainPID of idle (uses no file of the library)",
         )?;
-        let history = h.history()?;
-        let op = history
-            .iter()
-            .find(|o| o.steps.iter().any(|s| s.action == "install-package"))
-            .ok_or_else(|| format!("no operation installed a package: {history:#?}"))?;
-        let step = |action: &str, target: &str| {
-            op.steps
-                .iter()
-                .find(|s| s.action == action && s.target == target)
-                .map(|s| (s.outcome.clone(), s.detail.clone().unwrap_or_default()))
-        };
+        let op = package_switch(h)?;
+        let step = |action: &str, target: &str| step_of(&op, action, target);
         ensure_eq(
             step("restart", "strackt-app-shop.service"),
             Some((
