@@ -14,6 +14,7 @@ use crate::host::processes::Processes;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{private, JobKind, Machine, Systemd};
 use crate::ops::{now, Progress, Step, StepResult};
+use crate::state::ReleaseState;
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
 use runner::RunAs;
@@ -195,7 +196,7 @@ impl<M: Machine> Deployer<M> {
                 // The release is live on disk whatever the row says: the deploy stands.
                 self.state
                     .write_or_log(format!("recording release {id} of {app} live"), move |s| {
-                        s.set_release(&app_s, id, "live", None)
+                        s.set_release(&app_s, id, ReleaseState::Live, None)
                     })
                     .await;
                 self.prune(app, spec, &dirs, &data).await;
@@ -205,7 +206,7 @@ impl<M: Machine> Deployer<M> {
                 self.state
                     .write_or_log(
                         format!("recording release {id} of {app} failed"),
-                        move |s| s.set_release(&a, id, "failed", reason.as_deref()),
+                        move |s| s.set_release(&a, id, ReleaseState::Failed, reason.as_deref()),
                     )
                     .await;
             }

@@ -9,6 +9,7 @@ use super::layout::{AppData, AppDirs};
 use super::preflight::Prepared;
 use super::{database, outcome, Deployer, Progress};
 use crate::definition::AppSpec;
+use crate::state::ReleaseState;
 
 impl<M: Machine> Deployer<M> {
     /// After a failed deploy of release `id`: the database put back from the pre-migrate dump
@@ -95,7 +96,7 @@ impl<M: Machine> Deployer<M> {
         self.state
             .write_or_log(
                 format!("recording release {id} of {app} failed"),
-                move |s| s.set_release(&a, id, "failed", Some(&r)),
+                move |s| s.set_release(&a, id, ReleaseState::Failed, Some(&r)),
             )
             .await;
         Some(reason)

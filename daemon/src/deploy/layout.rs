@@ -291,7 +291,7 @@ pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u6
 pub fn prunable(releases: &[ReleaseRow], live: Option<u64>, keep: usize) -> Vec<u64> {
     let mut good: Vec<u64> = releases
         .iter()
-        .filter(|r| matches!(r.state.as_str(), "live" | "previous"))
+        .filter(|r| r.state.kept())
         .map(|r| r.id)
         .collect();
     good.sort_unstable_by(|a, b| b.cmp(a));
@@ -305,6 +305,7 @@ pub fn prunable(releases: &[ReleaseRow], live: Option<u64>, keep: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::ReleaseState;
     use std::os::unix::fs::PermissionsExt;
 
     fn rel(id: u64, state: &str) -> ReleaseRow {
@@ -314,7 +315,7 @@ mod tests {
             branch: "main".into(),
             commit: None,
             created: "t".into(),
-            state: state.into(),
+            state: ReleaseState::parse(state).expect("a release state"),
             operation: 1,
             dump: None,
             reason: None,
@@ -434,8 +435,8 @@ mod tests {
         assert_eq!(prunable(&rows, Some(6), 2), [3, 2]);
         // Rolled back to 2: it stays although it is the oldest; 6 is the last good.
         let mut rolled = rows.clone();
-        rolled[1].state = "previous".into();
-        rolled[5].state = "live".into();
+        rolled[1].state = ReleaseState::Previous;
+        rolled[5].state = ReleaseState::Live;
         assert_eq!(prunable(&rolled, Some(2), 1), [5, 3]);
         assert_eq!(prunable(&rows, Some(6), 5), Vec::<u64>::new());
         assert_eq!(prunable(&[rel(1, "building")], None, 1), Vec::<u64>::new());

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::ops::Operation;
-use crate::state::ReleaseRow;
+use crate::state::{ReleaseRow, ReleaseState};
 use layout::AppDirs;
 
 use super::{database, layout, preflight, take_over_env, Deployer};
@@ -39,9 +39,7 @@ impl<M: Machine> Deployer<M> {
             .call(move |s| s.releases(&a))
             .await
             .map_err(|e| e.to_string())?;
-        let good = |r: &&ReleaseRow| {
-            matches!(r.state.as_str(), "live" | "previous") && dirs.has_release(r.id)
-        };
+        let good = |r: &&ReleaseRow| r.state.kept() && dirs.has_release(r.id);
         let target = match to {
             Some(id) => rows
                 .iter()
@@ -133,7 +131,7 @@ impl<M: Machine> Deployer<M> {
             self.state
                 .write_or_log(
                     format!("recording release {target} of {app} live"),
-                    move |s| s.set_release(&a, target, "live", None),
+                    move |s| s.set_release(&a, target, ReleaseState::Live, None),
                 )
                 .await;
         }

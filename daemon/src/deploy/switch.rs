@@ -12,6 +12,7 @@ use crate::host::health::Health;
 use crate::host::systemd::UNIT_DIR;
 use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::Progress;
+use crate::state::ReleaseState;
 use layout::{AppData, AppDirs};
 
 use super::{health_url, layout, take_over_env, units, Deployer};
@@ -208,7 +209,7 @@ impl<M: Machine> Deployer<M> {
             self.state
                 .write_or_log(
                     format!("recording release {id} of {app} removed"),
-                    move |s| s.set_release(&a, id, "removed", None),
+                    move |s| s.set_release(&a, id, ReleaseState::Removed, None),
                 )
                 .await;
         }

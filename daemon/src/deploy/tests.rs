@@ -140,8 +140,11 @@ impl Harness {
             .releases("shop".into())
             .await
             .expect("releases");
-        let mut rows: Vec<(u64, String)> =
-            view.releases.into_iter().map(|r| (r.id, r.state)).collect();
+        let mut rows: Vec<(u64, String)> = view
+            .releases
+            .into_iter()
+            .map(|r| (r.id, r.state.to_string()))
+            .collect();
         rows.reverse();
         rows
     }

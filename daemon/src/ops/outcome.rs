@@ -3,11 +3,9 @@
 //! exactly as they always were (the state database, `/status`, `--json`, `/metrics` and the
 //! dashboard read them), but inside the daemon they are two types that cannot be mixed up.
 //!
-//! Owns the strings and their parsing; must not know what an outcome means to any caller.
+//! Owns the two types and their spellings (through `state::spelled!`); must not know what an
+//! outcome means to any caller.
 
-use std::fmt;
-
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 /// How an operation ended (or that it has not yet).
@@ -42,96 +40,21 @@ pub enum StepOutcome {
     Planned,
 }
 
-impl Outcome {
-    /// Every outcome.
-    const ALL: [Outcome; 5] = [
-        Outcome::Running,
-        Outcome::Success,
-        Outcome::Failed,
-        Outcome::RolledBack,
-        Outcome::Interrupted,
-    ];
+crate::state::spelled!(Outcome, "operation outcome", {
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+    RolledBack => "rolled-back",
+    Interrupted => "interrupted",
+});
 
-    /// The stored and shown spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Success => "success",
-            Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled-back",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Outcome> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
-
-impl StepOutcome {
-    /// Every outcome.
-    const ALL: [StepOutcome; 5] = [
-        StepOutcome::Running,
-        StepOutcome::Ok,
-        StepOutcome::Failed,
-        StepOutcome::Skipped,
-        StepOutcome::Planned,
-    ];
-
-    /// The stored and shown spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepOutcome::Running => "running",
-            StepOutcome::Ok => "ok",
-            StepOutcome::Failed => "failed",
-            StepOutcome::Skipped => "skipped",
-            StepOutcome::Planned => "planned",
-        }
-    }
-
-    fn parse(s: &str) -> Option<StepOutcome> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
-
-/// Display, SQLite text and maud markup, all through `as_str`: one spelling per outcome.
-macro_rules! spelled {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ToSql for $t {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        // A spelling this strackt does not know is a database it cannot read, said so with
-        // the value, rather than a record shown with an outcome it does not have.
-        impl FromSql for $t {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                let s = value.as_str()?;
-                <$t>::parse(s).ok_or_else(|| {
-                    FromSqlError::Other(
-                        format!("unknown outcome {s:?} in the operations log").into(),
-                    )
-                })
-            }
-        }
-
-        impl maud::Render for $t {
-            fn render_to(&self, buffer: &mut String) {
-                buffer.push_str(self.as_str());
-            }
-        }
-    };
-}
-
-spelled!(Outcome);
-spelled!(StepOutcome);
+crate::state::spelled!(StepOutcome, "step outcome", {
+    Running => "running",
+    Ok => "ok",
+    Failed => "failed",
+    Skipped => "skipped",
+    Planned => "planned",
+});
 
 #[cfg(test)]
 mod tests {
@@ -144,7 +67,7 @@ mod tests {
         let ops = ["running", "success", "failed", "rolled-back", "interrupted"];
         let steps = ["running", "ok", "failed", "skipped", "planned"];
         let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
-        for (o, want) in Outcome::ALL.into_iter().zip(ops) {
+        for (&o, want) in Outcome::ALL.iter().zip(ops) {
             assert_eq!(o.to_string(), want);
             assert_eq!(
                 serde_json::to_string(&o).expect("json"),
@@ -162,7 +85,7 @@ mod tests {
             assert_eq!(read, o);
             assert_eq!(maud::html! { (o) }.into_string(), want);
         }
-        for (o, want) in StepOutcome::ALL.into_iter().zip(steps) {
+        for (&o, want) in StepOutcome::ALL.iter().zip(steps) {
             assert_eq!(o.to_string(), want);
             assert_eq!(
                 serde_json::to_string(&o).expect("json"),

@@ -26,29 +26,16 @@ pub enum GenerationState {
     RolledBack,
 }
 
+crate::state::spelled!(GenerationState, "generation state", {
+    Building => "building",
+    Switching => "switching",
+    Active => "active",
+    Superseded => "superseded",
+    Failed => "failed",
+    RolledBack => "rolled-back",
+});
+
 impl GenerationState {
-    /// Every state, to read the stored spelling back.
-    pub const ALL: [GenerationState; 6] = [
-        GenerationState::Building,
-        GenerationState::Switching,
-        GenerationState::Active,
-        GenerationState::Superseded,
-        GenerationState::Failed,
-        GenerationState::RolledBack,
-    ];
-
-    /// The stored and shown spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GenerationState::Building => "building",
-            GenerationState::Switching => "switching",
-            GenerationState::Active => "active",
-            GenerationState::Superseded => "superseded",
-            GenerationState::Failed => "failed",
-            GenerationState::RolledBack => "rolled-back",
-        }
-    }
-
     /// Whether it ran: only these are rollback targets and count as kept by retention.
     pub fn ran(self) -> bool {
         matches!(self, GenerationState::Active | GenerationState::Superseded)
@@ -57,34 +44,6 @@ impl GenerationState {
     /// Whether an operation on it was under way (what startup recovery finishes or fails).
     pub fn in_progress(self) -> bool {
         matches!(self, GenerationState::Building | GenerationState::Switching)
-    }
-}
-
-impl std::fmt::Display for GenerationState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `pad`, not `write_str`: `strackt generations` lays the column out with `{:<11}`.
-        f.pad(self.as_str())
-    }
-}
-
-impl rusqlite::types::ToSql for GenerationState {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for GenerationState {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let text = v.as_str()?;
-        GenerationState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            // A row no strackt writes (migration 3 turned the old `deleted` into `superseded`).
-            .ok_or_else(|| {
-                rusqlite::types::FromSqlError::Other(
-                    format!("unknown generation state {text:?}").into(),
-                )
-            })
     }
 }
 
@@ -293,7 +252,7 @@ mod tests {
     #[test]
     fn generation_states_keep_their_spelling() {
         let s = State::open(Path::new(":memory:")).expect("open");
-        for (id, state) in (1..).zip(GenerationState::ALL) {
+        for (id, &state) in (1..).zip(GenerationState::ALL) {
             s.insert_generation(&row(id, state)).expect("insert");
             let stored: String = s
                 .conn

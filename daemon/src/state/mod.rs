@@ -13,9 +13,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 mod generations;
 pub mod redact;
 mod releases;
+mod spelled;
 pub use generations::{GenerationRecord, GenerationRow, GenerationState};
 pub use redact::Redactor;
-pub use releases::ReleaseRow;
+pub use releases::{ReleaseRow, ReleaseState};
+pub(crate) use spelled::spelled;
 
 /// Migrations, in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[

@@ -1,9 +1,41 @@
-//! Releases of deployed apps.
+//! Releases of deployed apps: their rows and where each is in its life ([`ReleaseState`]).
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
+
+/// Where a release is in its life. Stored in `releases.state` and serialized as the strings
+/// below, exactly as when the state was a plain string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseState {
+    /// Its deploy is fetching, building, validating or migrating it.
+    Building,
+    /// Its deploy failed (or was cut off by a crash); it never went live, or was put back.
+    Failed,
+    /// `current` points at it.
+    Live,
+    /// It was live before the live one: a rollback target while its directory is kept.
+    Previous,
+    /// Pruned: its directory is gone, its row kept for history.
+    Removed,
+}
+
+super::spelled!(ReleaseState, "release state", {
+    Building => "building",
+    Failed => "failed",
+    Live => "live",
+    Previous => "previous",
+    Removed => "removed",
+});
+
+impl ReleaseState {
+    /// Whether its directory is kept to go back to: the live release and those before it.
+    pub fn kept(self) -> bool {
+        matches!(self, ReleaseState::Live | ReleaseState::Previous)
+    }
+}
 
 /// A release as listed to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +50,8 @@ pub struct ReleaseRow {
     pub commit: Option<String>,
     /// When the deploy started (RFC 3339).
     pub created: String,
-    /// building, failed, live, previous, removed.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: ReleaseState,
     /// The deploy operation.
     pub operation: i64,
     /// Database dump taken before this release's migration.
@@ -47,8 +79,8 @@ impl State {
         )?;
         let id = max.unwrap_or(0) + 1;
         self.conn.execute(
-            "INSERT INTO releases (app, id, branch, created, state, operation) VALUES (?1, ?2, ?3, ?4, 'building', ?5)",
-            params![app, id, branch, now, operation],
+            "INSERT INTO releases (app, id, branch, created, state, operation) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![app, id, branch, now, ReleaseState::Building, operation],
         )?;
         Ok(id as u64)
     }
@@ -62,13 +94,13 @@ impl State {
         &self,
         app: &str,
         id: u64,
-        state: &str,
+        state: ReleaseState,
         reason: Option<&str>,
     ) -> Result<(), StateError> {
-        if state == "live" {
+        if state == ReleaseState::Live {
             self.conn.execute(
-                "UPDATE releases SET state = 'previous' WHERE app = ?1 AND state = 'live' AND id != ?2",
-                params![app, id as i64],
+                "UPDATE releases SET state = ?3 WHERE app = ?1 AND state = ?4 AND id != ?2",
+                params![app, id as i64, ReleaseState::Previous, ReleaseState::Live],
             )?;
         }
         let reason = reason.map(|r| self.redact.apply(r));
@@ -129,13 +161,15 @@ impl State {
     pub fn interrupt_building(&self) -> Result<Vec<(String, u64)>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT app, id FROM releases WHERE state = 'building' ORDER BY app, id")?;
+            .prepare("SELECT app, id FROM releases WHERE state = ?1 ORDER BY app, id")?;
         let rows: Vec<(String, u64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map([ReleaseState::Building], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })?
             .collect::<Result<_, _>>()?;
         self.conn.execute(
-            "UPDATE releases SET state = 'failed', reason = 'strackt stopped during the deploy' WHERE state = 'building'",
-            [],
+            "UPDATE releases SET state = ?1, reason = 'strackt stopped during the deploy' WHERE state = ?2",
+            [ReleaseState::Failed, ReleaseState::Building],
         )?;
         Ok(rows)
     }
@@ -160,12 +194,14 @@ mod tests {
                 .expect("other app"),
             1
         );
-        s.set_release("shop", 1, "live", None).expect("live");
+        s.set_release("shop", 1, ReleaseState::Live, None)
+            .expect("live");
         s.set_release_facts("shop", 1, Some("abc"), None)
             .expect("facts");
         s.set_release_facts("shop", 1, None, Some("/d"))
             .expect("dump");
-        s.set_release("shop", 2, "live", None).expect("live");
+        s.set_release("shop", 2, ReleaseState::Live, None)
+            .expect("live");
         let rows = s.releases("shop").expect("rows");
         let states: Vec<(u64, &str)> = rows.iter().map(|r| (r.id, r.state.as_str())).collect();
         assert_eq!(states, [(2, "live"), (1, "previous")]);
@@ -178,6 +214,29 @@ mod tests {
             s.interrupt_building().expect("interrupt"),
             [("blog".to_string(), 1), ("shop".to_string(), 3)]
         );
-        assert_eq!(s.releases("shop").expect("rows")[0].state, "failed");
+        assert_eq!(
+            s.releases("shop").expect("rows")[0].state,
+            ReleaseState::Failed
+        );
+        // The enum changed no stored or serialized byte.
+        let spelled: Vec<(String, String)> = ReleaseState::ALL
+            .iter()
+            .map(|&r| (r.to_string(), serde_json::to_string(&r).expect("json")))
+            .collect();
+        let want = ["building", "failed", "live", "previous", "removed"];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|w| (w.to_string(), format!("\"{w}\"")))
+            .collect();
+        assert_eq!(spelled, want);
+        let stored: String = s
+            .conn
+            .query_row(
+                "SELECT state FROM releases WHERE app = 'shop' AND id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("stored");
+        assert_eq!(stored, "previous");
     }
 }

@@ -50,7 +50,7 @@ fn overview_of(ops: Vec<Operation>) -> Overview {
         branch: EVIL.into(),
         commit: Some("0123456789abcdef0123".into()),
         created: "2026-12-02T10:00:00Z".into(),
-        state: "building".into(),
+        state: crate::state::ReleaseState::Building,
         operation: 5,
         dump: Some("/var/lib/strackt/apps/shop/releases/1/pre-migrate.dump".into()),
         reason: None,
