@@ -18,7 +18,6 @@ pub mod record;
 pub mod render;
 pub mod retention;
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +28,9 @@ pub use render::{
 };
 
 use crate::definition::generation_relative;
-use crate::host::files::{atomic_write, fsync_dir, swap_symlink};
+use crate::host::files::swap_symlink;
+use crate::host::store::OwnDir;
+use crate::host::tree::Kind;
 use crate::host::HostError;
 
 /// A generation loaded from disk: its manifest and the unit texts the planner compares.
@@ -43,25 +44,34 @@ pub struct Generation {
     pub firewall: Option<String>,
 }
 
-/// strackt's state directory.
+/// strackt's state directory. Every file operation goes through [`OwnDir`]: the root and
+/// `generations/` must be root's and writable by nobody else, and no link below the root is
+/// followed.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }
 
-use crate::host::io_err as io;
+/// Mode of the store's directories (`generations/`, each `<N>` and what is in it): what they
+/// had when `create_dir_all` made them under the service's `UMask=0022`.
+const DIR_MODE: u32 = 0o755;
 
 impl Store {
     /// A store rooted at `root` (created if missing).
     ///
     /// # Errors
-    /// When the directories cannot be created.
+    /// When the directories cannot be created, or the root or `generations/` is a link, not
+    /// root's, or writable by others.
     pub fn open(root: &Path) -> Result<Store, HostError> {
-        let gens = root.join("generations");
-        fs::create_dir_all(&gens).map_err(io("create directory", &gens))?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
-        })
+        };
+        OwnDir::open_root(root, Some(DIR_MODE), "create directory")?.create_subdir(
+            "generations",
+            DIR_MODE,
+            "create directory",
+        )?;
+        Ok(store)
     }
 
     /// The state root.
@@ -73,9 +83,53 @@ impl Store {
         self.root.join("generations")
     }
 
+    /// The state root, open and checked.
+    fn root_dir(&self) -> Result<OwnDir, HostError> {
+        OwnDir::open_root(&self.root, None, "open")
+    }
+
+    /// `generations/`, open and checked (made when missing, as [`Store::open`] does).
+    fn generations_dir(&self) -> Result<OwnDir, HostError> {
+        self.root_dir()?
+            .create_subdir("generations", DIR_MODE, "create directory")
+    }
+
     /// Directory of generation `id`.
     pub fn dir(&self, id: u64) -> PathBuf {
         self.generations().join(id.to_string())
+    }
+
+    /// Generation `id`'s directory, open and checked; `None` when it is not on disk.
+    fn generation_dir(&self, id: u64) -> Result<Option<OwnDir>, HostError> {
+        self.generations_dir()?.subdir(id.to_string())
+    }
+
+    /// Generation `id`'s directory, which must be there (for reading it).
+    fn existing(&self, id: u64, first: &str) -> Result<OwnDir, HostError> {
+        self.generation_dir(id)?.ok_or_else(|| HostError::Io {
+            op: "read",
+            path: self.dir(id).join(first),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENOENT),
+        })
+    }
+
+    /// Whether generation `id`'s directory is on disk (a link in its place is not).
+    ///
+    /// # Errors
+    /// When `generations/` cannot be read.
+    pub fn has(&self, id: u64) -> Result<bool, HostError> {
+        Ok(self.generations_dir()?.kind(id.to_string())? == Some(Kind::Dir))
+    }
+
+    /// Whether generation `id`'s directory has its manifest (it was built completely).
+    ///
+    /// # Errors
+    /// When `generations/` cannot be read, or `<id>` is a link or not root's.
+    pub fn has_manifest(&self, id: u64) -> Result<bool, HostError> {
+        match self.generation_dir(id)? {
+            Some(dir) => Ok(dir.kind("manifest.json")?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// Write `rendered` as generation `id`. The directory appears complete or not at all.
@@ -88,56 +142,52 @@ impl Store {
         rendered: &Rendered,
         created: &str,
     ) -> Result<Manifest, HostError> {
-        let staging = self.generations().join(format!(".staging-{id}"));
-        let _ = fs::remove_dir_all(&staging);
+        let gens = self.generations_dir()?;
+        let staging_name = format!(".staging-{id}");
+        let staging = self.generations().join(&staging_name);
+        let _ = gens.remove(&staging_name);
         let mut manifest = rendered.manifest.clone();
         manifest.id = id;
         manifest.created = created.to_string();
         let result = (|| {
-            fs::create_dir_all(&staging).map_err(io("create directory", &staging))?;
-            atomic_write(
-                &staging.join("definition.yaml"),
+            let dir = gens.create_subdir(&staging_name, DIR_MODE, "create directory")?;
+            let write =
+                |rel: &Path, content: &[u8], mode: u32| dir.write(rel, content, mode, DIR_MODE);
+            write(
+                Path::new("definition.yaml"),
                 rendered.definition.as_bytes(),
                 0o600,
-                0,
-                0,
             )?;
             for (path, content) in &rendered.files {
-                atomic_write(
-                    &staging.join(generation_relative(path)),
-                    content,
-                    0o600,
-                    0,
-                    0,
-                )?;
+                write(&generation_relative(path), content, 0o600)?;
             }
             if !manifest.packages.is_empty() {
                 let lock = serde_json::to_vec_pretty(&manifest.packages)
-                    .map_err(|e| io("serialize", &staging)(e.into()))?;
-                atomic_write(&staging.join("lock.json"), &lock, 0o644, 0, 0)?;
+                    .map_err(|e| crate::host::io_err("serialize", &staging)(e.into()))?;
+                write(Path::new("lock.json"), &lock, 0o644)?;
             }
             if let Some(rules) = &rendered.firewall {
-                atomic_write(&staging.join("firewall.nft"), rules.as_bytes(), 0o644, 0, 0)?;
+                write(Path::new("firewall.nft"), rules.as_bytes(), 0o644)?;
             }
             for (unit, text) in &rendered.units {
-                atomic_write(
-                    &staging.join("units").join(unit),
-                    text.as_bytes(),
-                    0o644,
-                    0,
-                    0,
-                )?;
+                write(&Path::new("units").join(unit), text.as_bytes(), 0o644)?;
             }
             let json = serde_json::to_vec_pretty(&manifest)
-                .map_err(|e| io("serialize", &staging)(e.into()))?;
+                .map_err(|e| crate::host::io_err("serialize", &staging)(e.into()))?;
             // The manifest goes last: a staging dir without one was never finished.
-            atomic_write(&staging.join("manifest.json"), &json, 0o644, 0, 0)?;
-            let dest = self.dir(id);
-            fs::rename(&staging, &dest).map_err(io("rename", &dest))?;
-            fsync_dir(&self.generations())
+            write(Path::new("manifest.json"), &json, 0o644)?;
+            // One rename puts the complete directory in place; fsynced so it survives a power
+            // cut.
+            let name = id.to_string();
+            if !gens.rename(&staging_name, &name, &self.dir(id))? {
+                return Err(crate::host::io_err("rename", &self.dir(id))(
+                    std::io::Error::from_raw_os_error(nix::libc::ENOENT),
+                ));
+            }
+            gens.sync()
         })();
         if result.is_err() {
-            let _ = fs::remove_dir_all(&staging);
+            let _ = gens.remove(&staging_name);
         }
         result.map(|()| manifest)
     }
@@ -148,21 +198,20 @@ impl Store {
     /// When `current` exists but is not a link to `generations/<N>`.
     pub fn current(&self) -> Result<Option<u64>, HostError> {
         let link = self.root.join("current");
-        match fs::read_link(&link) {
-            Ok(target) => target
+        match self.root_dir()?.read_link("current")? {
+            Some(target) => target
                 .strip_prefix("generations")
                 .ok()
                 .and_then(|p| p.to_str())
                 .and_then(|s| s.parse().ok())
                 .map(Some)
                 .ok_or_else(|| {
-                    io("read link", &link)(std::io::Error::new(
+                    crate::host::io_err("read link", &link)(std::io::Error::new(
                         ErrorKind::InvalidData,
                         format!("unexpected target {}", target.display()),
                     ))
                 }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read link", &link)(e)),
+            None => Ok(None),
         }
     }
 
@@ -171,6 +220,8 @@ impl Store {
     /// # Errors
     /// I/O failures; `current` is then unchanged.
     pub fn flip(&self, id: Option<u64>) -> Result<(), HostError> {
+        // The root is checked first: the link is only ever swapped in a directory of root's.
+        self.root_dir()?;
         let target = id.map(|id| Path::new("generations").join(id.to_string()));
         swap_symlink(&self.root.join("current"), target.as_deref())
     }
@@ -180,26 +231,22 @@ impl Store {
     /// # Errors
     /// When the directory or its manifest is missing or unreadable.
     pub fn load(&self, id: u64) -> Result<Generation, HostError> {
-        let dir = self.dir(id);
-        let path = dir.join("manifest.json");
-        let bytes = fs::read(&path).map_err(io("read", &path))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| io("parse", &path)(e.into()))?;
+        let dir = self.existing(id, "manifest.json")?;
+        let path = dir.path().join("manifest.json");
+        let bytes = dir.read("manifest.json")?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| crate::host::io_err("parse", &path)(e.into()))?;
         let mut unit_texts = std::collections::BTreeMap::new();
         for (unit, spec) in &manifest.units {
             if spec.sha256.is_some() {
-                let p = dir.join("units").join(unit);
                 unit_texts.insert(
                     unit.clone(),
-                    fs::read_to_string(&p).map_err(io("read", &p))?,
+                    dir.read_string(Path::new("units").join(unit))?,
                 );
             }
         }
         let firewall = match &manifest.firewall {
-            Some(_) => {
-                let p = dir.join("firewall.nft");
-                Some(fs::read_to_string(&p).map_err(io("read", &p))?)
-            }
+            Some(_) => Some(dir.read_string("firewall.nft")?),
             None => None,
         };
         Ok(Generation {
@@ -214,8 +261,8 @@ impl Store {
     /// # Errors
     /// When it cannot be read.
     pub fn file_content(&self, id: u64, path: &str) -> Result<Vec<u8>, HostError> {
-        let p = self.dir(id).join(generation_relative(path));
-        fs::read(&p).map_err(io("read", &p))
+        let rel = generation_relative(path);
+        self.existing(id, &rel.to_string_lossy())?.read(&rel)
     }
 
     /// The record of generation `id` as its directory holds it (to backfill the state
@@ -224,14 +271,10 @@ impl Store {
     /// # Errors
     /// When its definition or manifest cannot be read.
     pub fn read_record(&self, id: u64) -> Result<crate::state::GenerationRecord, HostError> {
-        let dir = self.dir(id);
-        let read = |name: &str| {
-            let p = dir.join(name);
-            fs::read_to_string(&p).map_err(io("read", &p))
-        };
+        let dir = self.existing(id, "definition.yaml")?;
         Ok(crate::state::GenerationRecord {
-            definition: read("definition.yaml")?,
-            manifest: read("manifest.json")?,
+            definition: dir.read_string("definition.yaml")?,
+            manifest: dir.read_string("manifest.json")?,
         })
     }
 
@@ -240,15 +283,16 @@ impl Store {
         self.dir(id).join("units").join(unit)
     }
 
-    /// Ids of complete generation directories on disk.
+    /// Ids of complete generation directories on disk (a link named like one is none).
     ///
     /// # Errors
     /// When the directory cannot be listed.
     pub fn list(&self) -> Result<Vec<u64>, HostError> {
-        let dir = self.generations();
-        let mut ids: Vec<u64> = fs::read_dir(&dir)
-            .map_err(io("list", &dir))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        let mut ids: Vec<u64> = self
+            .generations_dir()?
+            .subdirs()?
+            .into_iter()
+            .filter_map(|name| name.to_str()?.parse().ok())
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -259,39 +303,37 @@ impl Store {
     /// # Errors
     /// When it cannot be renamed.
     pub fn remove(&self, id: u64) -> Result<(), HostError> {
-        let dir = self.dir(id);
-        let trash = self.generations().join(format!(".trash-{id}"));
-        match fs::rename(&dir, &trash) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io("rename", &dir)(e)),
+        let gens = self.generations_dir()?;
+        let trash = format!(".trash-{id}");
+        if gens.rename(id.to_string(), &trash, &self.dir(id))? {
+            let _ = gens.remove(&trash);
         }
-        let _ = fs::remove_dir_all(&trash);
         Ok(())
     }
 
     /// Remove leftovers of interrupted builds, deletions and flips (`.staging-*`, `.trash-*`,
     /// the temporary link of `current`).
     pub fn clean_leftovers(&self) {
-        if let Ok(entries) = fs::read_dir(self.generations()) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(".staging-") || name.starts_with(".trash-") {
-                    let _ = fs::remove_dir_all(e.path());
+        let Ok(root) = self.root_dir() else {
+            return;
+        };
+        if let Ok(Some(gens)) = root.subdir("generations") {
+            for name in gens.entries().unwrap_or_default() {
+                let text = name.to_string_lossy();
+                if text.starts_with(".staging-") || text.starts_with(".trash-") {
+                    let _ = gens.remove(&name);
                 }
             }
         }
         // The link a flip cut off by a crash left (`.current.<random>.strackt-tmp`; before: the
-        // fixed `.current.tmp`).
-        if let Ok(entries) = fs::read_dir(&self.root) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name == ".current.tmp"
-                    || (name.starts_with(".current.") && name.ends_with(".strackt-tmp"))
-                {
-                    let _ = fs::remove_file(e.path());
-                }
+        // fixed `.current.tmp`). Removed as what it is (a link, never its target).
+        for name in root.entries().unwrap_or_default() {
+            let text = name.to_string_lossy();
+            if (text == ".current.tmp"
+                || (text.starts_with(".current.") && text.ends_with(".strackt-tmp")))
+                && matches!(root.kind(&name), Ok(Some(Kind::Symlink | Kind::File)))
+            {
+                let _ = root.remove(&name);
             }
         }
     }
@@ -299,6 +341,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::definition::parse;
 
@@ -343,6 +387,101 @@ mod tests {
         assert_eq!(store.file_content(1, "/etc/motd").expect("content"), b"one");
         store.flip(None).expect("flip none");
         assert_eq!(store.current().expect("current"), None);
+    }
+
+    /// Everything under `dir`, sorted (what an attacker's target holds).
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = walk(dir)
+            .into_iter()
+            .map(|p| p.strip_prefix(dir).expect("below").display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).expect("ls").map(|e| e.expect("entry")) {
+            out.push(e.path());
+            if e.file_type().expect("type").is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_link_in_place_of_generations_is_refused_not_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("state");
+        let elsewhere = dir.path().join("etc");
+        fs::create_dir_all(&root).expect("mkdir");
+        fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, root.join("generations")).expect("symlink");
+        let e = Store::open(&root).expect_err("a link is no store directory");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        let store = Store { root: root.clone() };
+        assert!(store.build(1, &rendered("one"), "t1").is_err());
+        assert!(store.list().is_err());
+        assert_eq!(tree(&elsewhere), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_generation_is_not_read_listed_or_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("state")).expect("open");
+        store.build(1, &rendered("one"), "t1").expect("build 1");
+        // A directory that looks like generation 2, and a link to it in its place.
+        let planted = dir.path().join("planted");
+        fs::create_dir_all(planted.join("units")).expect("mkdir");
+        let mut manifest = store.load(1).expect("load").manifest;
+        manifest.id = 2;
+        fs::write(
+            planted.join("manifest.json"),
+            serde_json::to_vec(&manifest).expect("json"),
+        )
+        .expect("write");
+        fs::write(
+            planted.join("units/a.service"),
+            "[Service]\nExecStart=/bin/evil\n",
+        )
+        .expect("write");
+        std::os::unix::fs::symlink(&planted, store.dir(2)).expect("symlink");
+        let e = store.load(2).expect_err("refused");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert!(store.file_content(2, "/etc/motd").is_err());
+        assert!(store.read_record(2).is_err());
+        assert_eq!(store.list().expect("list"), vec![1]);
+        assert!(!store.has(2).expect("has"));
+        // A staging directory planted as a link: building removes the link, not its target.
+        std::os::unix::fs::symlink(&planted, store.generations().join(".staging-3"))
+            .expect("symlink");
+        store.build(3, &rendered("three"), "t3").expect("build 3");
+        store.remove(2).expect("remove the link");
+        store.clean_leftovers();
+        assert_eq!(
+            tree(&planted),
+            ["manifest.json", "units", "units/a.service"]
+        );
+        assert_eq!(store.list().expect("list"), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_store_directory_of_another_user_or_open_to_all_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let gens = dir.path().join("generations");
+        fs::set_permissions(&gens, fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(store.build(1, &rendered("one"), "t1").is_err());
+        assert!(Store::open(dir.path()).is_err());
+        fs::set_permissions(&gens, fs::Permissions::from_mode(0o755)).expect("chmod");
+        store.build(1, &rendered("one"), "t1").expect("build");
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(store.dir(1), Some(4242), Some(4242)).expect("chown");
+            let e = store.load(1).expect_err("refused");
+            assert!(e.to_string().contains("belongs to uid 4242"), "{e}");
+        }
     }
 
     #[test]

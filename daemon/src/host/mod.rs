@@ -17,6 +17,7 @@ pub mod health;
 pub mod packages;
 pub mod private;
 pub mod processes;
+pub mod store;
 pub mod sysctl;
 pub mod systemd;
 pub mod tree;

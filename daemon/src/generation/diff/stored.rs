@@ -51,7 +51,7 @@ pub fn compare(
     let known: BTreeSet<u64> = state.generations()?.into_iter().map(|g| g.id).collect();
     let mut notes = Vec::new();
     let mut side = |id: u64| {
-        if !known.contains(&id) && !store.dir(id).exists() {
+        if !known.contains(&id) && !store.has(id).map_err(GenerationError::Store)? {
             return Err(GenerationError::Unknown(id));
         }
         let record = state.record(id)?;
@@ -110,7 +110,10 @@ pub fn read_stored(
     record: Option<GenerationRecord>,
     notes: &mut Vec<String>,
 ) -> Result<Rendered, GenerationError> {
-    if store.dir(id).join("manifest.json").exists() {
+    if store
+        .has_manifest(id)
+        .map_err(|source| GenerationError::Directory { id, source })?
+    {
         return from_directory(store, id)
             .map_err(|source| GenerationError::Directory { id, source });
     }
