@@ -5,10 +5,39 @@
 //! reading it. It sits below `backup`, `deploy` and `receiver` (the deployer redacts the key
 //! from what it records; the receiver stages it) and must not depend on any of them.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::host::files::atomic_write;
+use crate::host::private::{private_dir, random_bytes, read_private};
+use crate::host::HostError;
+
+/// Why the vault refused or failed; each reads as the text strackt always printed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// `init` when a key is there: replacing it would orphan every snapshot.
+    #[error("this server already has a backup key ({}); it is not replaced", .0.display())]
+    HasKey(PathBuf),
+    /// `import` of text that is not one key.
+    #[error("the key is one line without spaces, as `strackt backup key init` printed it")]
+    Malformed,
+    /// `import` of a key other than the one there.
+    #[error(
+        "this server already has a different backup key ({}); it is not replaced",
+        .0.display()
+    )]
+    DifferentKey(PathBuf),
+    /// The vault cannot be read or written, or no random bytes could be had.
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// The layers above (the CLI's answers, the receiver's and backups' text results) take a
+/// vault error as exactly its message.
+impl From<VaultError> for String {
+    fn from(e: VaultError) -> String {
+        e.to_string()
+    }
+}
 
 /// The vault under strackt's state root (`/var/lib/strackt/vault`).
 #[derive(Debug, Clone)]
@@ -29,15 +58,20 @@ impl Vault {
         self.dir.join("backup.key")
     }
 
-    /// Whether a key is in the vault.
-    pub fn has_key(&self) -> bool {
-        self.key_path().is_file()
+    /// The key file's content; `None` when there is none (or it cannot be read).
+    fn key_file(&self) -> Option<Vec<u8>> {
+        read_private(&self.key_path()).ok().flatten()
     }
 
-    fn store(&self, key: &str) -> Result<(), String> {
-        crate::host::private::private_dir(&self.dir)?;
-        atomic_write(&self.key_path(), format!("{key}\n").as_bytes(), 0o600, 0, 0)
-            .map_err(|e| e.to_string())
+    /// Whether a key is in the vault.
+    pub fn has_key(&self) -> bool {
+        self.key_file().is_some()
+    }
+
+    fn store(&self, key: &str) -> Result<(), VaultError> {
+        private_dir(&self.dir)?;
+        atomic_write(&self.key_path(), format!("{key}\n").as_bytes(), 0o600, 0, 0)?;
+        Ok(())
     }
 
     /// Generate the team key and store it; refused when a key is already there (replacing it
@@ -45,17 +79,12 @@ impl Vault {
     ///
     /// # Errors
     /// A key exists, or the vault cannot be written.
-    pub fn init(&self) -> Result<String, String> {
+    pub fn init(&self) -> Result<String, VaultError> {
         if self.has_key() {
-            return Err(format!(
-                "this server already has a backup key ({}); it is not replaced",
-                self.key_path().display()
-            ));
+            return Err(VaultError::HasKey(self.key_path()));
         }
         let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+        random_bytes(&mut bytes)?;
         let key = format!("stk1-{}", hex::encode(bytes));
         self.store(&key)?;
         Ok(key)
@@ -65,23 +94,18 @@ impl Vault {
     ///
     /// # Errors
     /// An empty or malformed key, a different key already present, or the vault unwritable.
-    pub fn import(&self, text: &str) -> Result<(), String> {
+    pub fn import(&self, text: &str) -> Result<(), VaultError> {
         let key = text.trim();
         if key.is_empty() || key.chars().any(char::is_whitespace) {
-            return Err(
-                "the key is one line without spaces, as `strackt backup key init` printed it"
-                    .into(),
-            );
+            return Err(VaultError::Malformed);
         }
         if self.has_key() {
-            let current = std::fs::read_to_string(self.key_path()).unwrap_or_default();
-            if current.trim() == key {
+            // Unreadable meanwhile: "different", never overwritten.
+            let current = self.key_file().unwrap_or_default();
+            if String::from_utf8_lossy(&current).trim() == key {
                 return Ok(());
             }
-            return Err(format!(
-                "this server already has a different backup key ({}); it is not replaced",
-                self.key_path().display()
-            ));
+            return Err(VaultError::DifferentKey(self.key_path()));
         }
         self.store(key)
     }
@@ -110,7 +134,25 @@ mod tests {
         let vb = Vault::new(b.path());
         vb.import(&format!("{key}\n")).expect("import");
         vb.import(&key).expect("same key again is fine");
-        assert!(vb.import("stk1-other").is_err());
+        let e = vb.import("stk1-other").expect_err("a different key");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "this server already has a different backup key ({}); it is not replaced",
+                vb.key_path().display()
+            )
+        );
+        assert_eq!(
+            va.init().expect_err("has a key").to_string(),
+            format!(
+                "this server already has a backup key ({}); it is not replaced",
+                va.key_path().display()
+            )
+        );
+        assert_eq!(
+            vb.import("two words").expect_err("malformed").to_string(),
+            "the key is one line without spaces, as `strackt backup key init` printed it"
+        );
         assert_eq!(
             std::fs::read_to_string(vb.key_path()).expect("read"),
             format!("{key}\n")

@@ -128,7 +128,7 @@ impl<M: Machine> Backups<M> {
             // Another operation on this app cannot run meanwhile (the claim): what is in
             // restore/ is a killed restore's leftovers.
             let r = restore_dir.clone();
-            off_thread(move || crate::host::private::emptied_private_dir(&r)).await?;
+            off_thread(move || Ok(crate::host::private::emptied_private_dir(&r)?)).await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths
@@ -192,7 +192,7 @@ impl<M: Machine> Backups<M> {
             }
         };
         // Scratch of strackt's own: a leftover is emptied by the next restore.
-        let _ = off_thread(move || crate::host::private::remove_private(&scratch)).await;
+        let _ = off_thread(move || Ok(crate::host::private::remove_private(&scratch)?)).await;
         Ok(format!(
             "restored {app} from backup {run} ({code}); {}",
             deployed?
@@ -240,7 +240,7 @@ async fn restore_database(
 ) -> Result<(PathBuf, String), (String, String)> {
     let fail = |e: String| (e, String::new());
     let s = scratch.to_path_buf();
-    off_thread(move || crate::host::private::fresh_private_dir(&s))
+    off_thread(move || Ok(crate::host::private::fresh_private_dir(&s)?))
         .await
         .map_err(fail)?;
     let out = repo
@@ -279,7 +279,7 @@ async fn restore_files(
     user: Option<&str>,
 ) -> Result<String, String> {
     let s = scratch.to_path_buf();
-    off_thread(move || crate::host::private::fresh_private_dir(&s)).await?;
+    off_thread(move || Ok(crate::host::private::fresh_private_dir(&s)?)).await?;
     let restored = repo
         .restore(&snap.id, scratch, None)
         .await

@@ -236,7 +236,7 @@ impl<M: Machine> Backups<M> {
 
     /// Put the team key in the vault.
     pub(crate) fn import_key(&self, key: &str) -> Result<(), String> {
-        self.vault.import(key)
+        Ok(self.vault.import(key)?)
     }
 
     /// The state digest as the last pass observed it.

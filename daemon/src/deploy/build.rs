@@ -130,7 +130,7 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
     }
     // pg_dump writes to a file strackt opened in its own directory: it opens no path itself,
     // and runs from `/`, not from the app's tree.
-    let file = private::create_private(dump).map_err(|e| (e, String::new()))?;
+    let file = private::create_private(dump).map_err(|e| (e.to_string(), String::new()))?;
     // gzip level 1: the same size as pg_dump's default level 6 on table data, in a third of
     // the time (300 MB of rows: 5.4 s against 14.6 s).
     let cmd = argv(&[
@@ -337,7 +337,7 @@ impl<M: Machine> Deployer<M> {
             let fail = |e: String| (e, String::new());
             data.fresh_release(id).map_err(fail)?;
             let env_path = data.env_file(id);
-            let mut file = private::create_private(&env_path).map_err(fail)?;
+            let mut file = private::create_private(&env_path).map_err(|e| fail(e.into()))?;
             std::io::Write::write_all(&mut file, units::env_file(&prepared.env).as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| (format!("write {}: {e}", env_path.display()), String::new()))?;

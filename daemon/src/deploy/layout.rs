@@ -214,7 +214,7 @@ impl AppData {
     /// # Errors
     /// I/O failures, with the path.
     pub fn remove_release(&self, id: u64) -> Result<(), String> {
-        remove_private(&self.release(id))
+        Ok(remove_private(&self.release(id))?)
     }
 
     /// Point `current` at release `id` (or remove it) in one rename.

@@ -140,6 +140,14 @@ impl HostError {
     }
 }
 
+/// Callers still speaking text (deploys, restores, rebuilds) take a host failure as exactly its
+/// message, so `?` works there unchanged.
+impl From<HostError> for String {
+    fn from(e: HostError) -> String {
+        e.to_string()
+    }
+}
+
 /// Build a closure that wraps an `io::Error` with the operation and path (for `map_err`).
 pub(crate) fn io_err<'a>(
     op: &'static str,

@@ -134,24 +134,10 @@ const DB_MODE: u32 = 0o600;
 /// install from before this rule made them 0644). SQLite gives new `-wal`/`-shm` files the mode
 /// of the database file.
 fn make_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if path.as_os_str() == ":memory:" {
         return Ok(());
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(DB_MODE)
-        .open(path)?;
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(DB_MODE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
+    crate::host::private::private_files(path, &["", "-wal", "-shm", "-journal"], DB_MODE)
 }
 
 impl State {
