@@ -32,7 +32,7 @@ impl<M: Machine> Deployer<M> {
                 .check(&probe, spec.service.health_within())
                 .await
                 .map(|()| ((), String::new()))
-                .map_err(|e| (e, String::new()))
+                .map_err(|e| (e.to_string(), String::new()))
         })
         .await
     }

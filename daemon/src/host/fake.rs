@@ -24,7 +24,7 @@ use super::accounts::UserState;
 use super::databases::{Databases, PgState, RoleState};
 use super::files::sha256_hex;
 use super::firewall::{Firewall, SshSession};
-use super::health::Health;
+use super::health::{Health, HealthError};
 use super::packages::Installed;
 use super::sysctl::Sysctl;
 use super::usage::{ProcessInfo, Usage};
@@ -401,10 +401,14 @@ impl Databases for FakeHost {
 }
 
 impl Health for FakeHost {
-    async fn check(&self, spec: &HealthSpec, _within: Duration) -> Result<(), String> {
+    async fn check(&self, spec: &HealthSpec, _within: Duration) -> Result<(), HealthError> {
         match &spec.command {
             Some(c) if c.starts_with("/bin/false") || self.state().unhealthy.contains(c) => {
-                Err(format!("health command {c:?} exited with exit status: 1"))
+                Err(HealthError::CommandFailed {
+                    cmd: c.clone(),
+                    failure: "exited with exit status: 1".into(),
+                    tail: String::new(),
+                })
             }
             _ => {
                 let s = self.state();
@@ -414,7 +418,10 @@ impl Health for FakeHost {
                     .and_then(|url| s.broken_by.get(url))
                     .is_some_and(|(pkg, v)| s.installed.get(pkg).is_some_and(|i| &i.version == v));
                 if broken {
-                    Err("GET: connection refused".into())
+                    Err(HealthError::Get {
+                        url: String::new(),
+                        message: "connection refused".into(),
+                    })
                 } else {
                     Ok(())
                 }

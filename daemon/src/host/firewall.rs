@@ -115,8 +115,16 @@ const NFT_GETGEN: u16 = (10 << 8) | 16;
 /// `NFTA_GEN_ID`: the generation attribute of the answer (a big-endian u32).
 const NFTA_GEN_ID: u16 = 1;
 
-/// The kernel's nftables ruleset generation, from one netlink request (no process).
-fn ruleset_generation() -> Result<u32, String> {
+/// The kernel's nftables ruleset generation, from one netlink request (no process); `None`
+/// when the answer carries none.
+fn ruleset_generation() -> Result<Option<u32>, HostError> {
+    // `op: message`, as these read when they were text.
+    let failed = |op: &'static str| {
+        move |e: nix::Error| HostError::Command {
+            op,
+            message: e.to_string(),
+        }
+    };
     use nix::sys::socket::{
         recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
         SockProtocol, SockType,
@@ -127,14 +135,14 @@ fn ruleset_generation() -> Result<u32, String> {
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkNetFilter,
     )
-    .map_err(|e| format!("netlink socket: {e}"))?;
+    .map_err(failed("netlink socket"))?;
     // A kernel that does not answer must not hold the pass up: list with nft instead.
     setsockopt(
         &fd,
         sockopt::ReceiveTimeout,
         &nix::sys::time::TimeVal::new(1, 0),
     )
-    .map_err(|e| format!("netlink timeout: {e}"))?;
+    .map_err(failed("netlink timeout"))?;
     // nlmsghdr (length, type, flags = NLM_F_REQUEST, sequence, port) + nfgenmsg (AF_UNSPEC,
     // NFNETLINK_V0, resource id 0).
     let mut request = Vec::with_capacity(20);
@@ -150,12 +158,11 @@ fn ruleset_generation() -> Result<u32, String> {
         &NetlinkAddr::new(0, 0),
         MsgFlags::empty(),
     )
-    .map_err(|e| format!("netlink request: {e}"))?;
+    .map_err(failed("netlink request"))?;
     let mut answer = [0u8; 512];
-    let n = recv(fd.as_raw_fd(), &mut answer, MsgFlags::empty())
-        .map_err(|e| format!("netlink answer: {e}"))?;
-    parse_generation(answer.get(..n).unwrap_or_default())
-        .ok_or_else(|| "netlink answer without a ruleset generation".to_string())
+    let n =
+        recv(fd.as_raw_fd(), &mut answer, MsgFlags::empty()).map_err(failed("netlink answer"))?;
+    Ok(parse_generation(answer.get(..n).unwrap_or_default()))
 }
 
 /// The generation in a `NFT_MSG_NEWGEN` answer (`None` for an error or anything else).
@@ -234,9 +241,17 @@ impl Firewall for Nft {
 
     fn listing(&self) -> Result<Option<String>, HostError> {
         // Read before listing: a change between the two makes the next pass list again.
-        let generation = ruleset_generation()
-            .map_err(|e| tracing::debug!("nftables generation unknown, listing: {e}"))
-            .ok();
+        let generation = match ruleset_generation() {
+            Ok(Some(g)) => Some(g),
+            Ok(None) => {
+                tracing::debug!("nftables generation unknown, listing: netlink answer without a ruleset generation");
+                None
+            }
+            Err(e) => {
+                tracing::debug!("nftables generation unknown, listing: {e}");
+                None
+            }
+        };
         let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some(now), Some((then, text))) = (generation, listed.as_ref()) {
             if now == *then {

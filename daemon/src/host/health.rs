@@ -1,12 +1,109 @@
 //! Health probes: a command, an HTTP GET, or a TCP connect, retried until a deadline.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep, timeout, Instant};
 
 use super::processes::{Cmd, Processes, RealProcesses};
+use super::HostError;
 use crate::definition::HealthSpec;
+
+/// Why a health probe did not pass: the service's verdict (a command that failed, an HTTP
+/// status, a refused connection) or the host failing to run the probe at all. Each reads as
+/// the text it always was; the callers word it into their step's message.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// A `command:` probe of no words.
+    #[error("empty health command")]
+    EmptyCommand,
+    /// The probe command could not be run.
+    #[error("health command {cmd:?}: {source}")]
+    CommandNotRun {
+        /// The command as the definition has it.
+        cmd: String,
+        /// Why.
+        #[source]
+        source: HostError,
+    },
+    /// The probe command ran and failed (`exited with status 1`, …), with its stderr's tail.
+    #[error("health command {cmd:?} {failure}{}", tail_part(.tail))]
+    CommandFailed {
+        /// The command as the definition has it.
+        cmd: String,
+        /// How it ended.
+        failure: String,
+        /// The last 300 characters of its stderr (may be empty).
+        tail: String,
+    },
+    /// No HTTP client could be made, so `http:` probes cannot run.
+    #[error("no HTTP client: {0}")]
+    NoHttpClient(#[source] Arc<reqwest::Error>),
+    /// The GET did not get an answer (`url` empty where the fake does not say).
+    #[error("GET{}: {message}", url_part(.url))]
+    Get {
+        /// The URL probed.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The GET was answered with a status other than 2xx.
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        /// The URL probed.
+        url: String,
+        /// The status line's code and reason.
+        status: String,
+    },
+    /// The TCP connect failed.
+    #[error("connect {addr}: {source}")]
+    Connect {
+        /// The address probed.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TCP connect got no answer within 5 seconds.
+    #[error("connect {addr}: timed out")]
+    ConnectTimeout {
+        /// The address probed.
+        addr: String,
+    },
+    /// The health check names no probe.
+    #[error("health check names no probe")]
+    NoProbe,
+    /// One attempt did not finish within the whole time allowed.
+    #[error("probe did not finish within {0}s")]
+    Unfinished(u64),
+    /// The last failure, when the time allowed ran out.
+    #[error("{last} (kept failing for {secs}s)")]
+    KeptFailing {
+        /// The last attempt's failure.
+        last: Box<HealthError>,
+        /// The time allowed.
+        secs: u64,
+    },
+}
+
+/// `: tail` after a failed command, nothing when its stderr was empty.
+fn tail_part(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
+}
+
+/// ` url` after `GET`, nothing when no URL is known.
+fn url_part(url: &str) -> String {
+    if url.is_empty() {
+        String::new()
+    } else {
+        format!(" {url}")
+    }
+}
 
 /// Runs one health probe to completion. Real implementation: [`RealHealth`].
 pub trait Health: Send + Sync {
@@ -15,14 +112,14 @@ pub trait Health: Send + Sync {
         &self,
         spec: &HealthSpec,
         within: Duration,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), HealthError>> + Send;
 }
 
 /// Probes against the real machine.
 #[derive(Debug, Clone)]
 pub struct RealHealth {
     /// `Err` says why no HTTP client could be made; only `http:` probes fail with it.
-    http: Result<reqwest::Client, String>,
+    http: Result<reqwest::Client, Arc<reqwest::Error>>,
 }
 
 impl Default for RealHealth {
@@ -40,7 +137,7 @@ impl Default for RealHealth {
             builder()
                 .tls_certs_only([])
                 .build()
-                .map_err(|e| format!("no HTTP client: {e}"))
+                .map_err(Arc::new)
         });
         RealHealth { http }
     }
@@ -50,15 +147,18 @@ impl Default for RealHealth {
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 impl RealHealth {
-    async fn once(&self, spec: &HealthSpec) -> Result<(), String> {
+    async fn once(&self, spec: &HealthSpec) -> Result<(), HealthError> {
         if let Some(cmd) = &spec.command {
             let mut words = cmd.split_whitespace();
-            let program = words.next().ok_or("empty health command")?;
+            let program = words.next().ok_or(HealthError::EmptyCommand)?;
             // The caller bounds the whole probe (`check`'s `within`); dropping the run kills it.
             let out = RealProcesses
                 .run(Cmd::new(program, Duration::from_secs(3600)).args(words))
                 .await
-                .map_err(|e| format!("health command {cmd:?}: {e}"))?;
+                .map_err(|source| HealthError::CommandNotRun {
+                    cmd: cmd.clone(),
+                    source,
+                })?;
             if out.success() {
                 return Ok(());
             }
@@ -72,28 +172,28 @@ impl RealHealth {
                 .into_iter()
                 .rev()
                 .collect();
-            return Err(format!(
-                "health command {cmd:?} {}{}",
-                out.failure().unwrap_or_default(),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {tail}")
-                }
-            ));
+            return Err(HealthError::CommandFailed {
+                cmd: cmd.clone(),
+                failure: out.failure().unwrap_or_default(),
+                tail,
+            });
         }
         if let Some(url) = &spec.http {
-            let resp = self
-                .http
-                .as_ref()?
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+            let client = match &self.http {
+                Ok(client) => client,
+                Err(e) => return Err(HealthError::NoHttpClient(Arc::clone(e))),
+            };
+            let resp = client.get(url).send().await.map_err(|e| HealthError::Get {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
             return if resp.status().is_success() {
                 Ok(())
             } else {
-                Err(format!("GET {url}: HTTP {}", resp.status()))
+                Err(HealthError::Status {
+                    url: url.clone(),
+                    status: resp.status().to_string(),
+                })
             };
         }
         if let Some(addr) = &spec.tcp {
@@ -104,25 +204,31 @@ impl RealHealth {
             .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-                Err(_) => Err(format!("connect {addr}: timed out")),
+                Ok(Err(source)) => Err(HealthError::Connect {
+                    addr: addr.clone(),
+                    source,
+                }),
+                Err(_) => Err(HealthError::ConnectTimeout { addr: addr.clone() }),
             };
         }
-        Err("health check names no probe".into())
+        Err(HealthError::NoProbe)
     }
 }
 
 impl Health for RealHealth {
-    async fn check(&self, spec: &HealthSpec, within: Duration) -> Result<(), String> {
+    async fn check(&self, spec: &HealthSpec, within: Duration) -> Result<(), HealthError> {
         let deadline = Instant::now() + within;
         loop {
             let err = match timeout(within, self.once(spec)).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => e,
-                Err(_) => format!("probe did not finish within {}s", within.as_secs()),
+                Err(_) => HealthError::Unfinished(within.as_secs()),
             };
             if Instant::now() + RETRY_EVERY >= deadline {
-                return Err(format!("{err} (kept failing for {}s)", within.as_secs()));
+                return Err(HealthError::KeptFailing {
+                    last: Box::new(err),
+                    secs: within.as_secs(),
+                });
             }
             sleep(RETRY_EVERY).await;
         }
@@ -151,7 +257,16 @@ mod tests {
             .check(&cmd("/bin/false"), Duration::from_millis(600))
             .await
             .expect_err("false fails");
-        assert!(err.contains("exited with"), "{err}");
+        assert!(
+            matches!(&err, HealthError::KeptFailing { last, .. }
+            if matches!(**last, HealthError::CommandFailed { .. })),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("health command \"/bin/false\" exited with"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
