@@ -196,7 +196,12 @@ impl Apps {
     ) -> Result<crate::generation::diff::DiffView, String> {
         let store = crate::generation::Store::open(&self.root).map_err(|e| e.to_string())?;
         state
-            .call(move |s| Ok(crate::generation::diff::between(&store, s, from, to)))
+            .call(move |s| {
+                Ok(
+                    crate::generation::diff::compare(&store, s, from, to)
+                        .map_err(|e| e.to_string()),
+                )
+            })
             .await
             .map_err(|e| e.to_string())?
     }

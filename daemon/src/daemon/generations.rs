@@ -99,8 +99,8 @@ impl<M: Machine> Daemon<M> {
             })?;
         let manifest: crate::generation::Manifest = serde_json::from_str(&record.manifest)
             .map_err(|e| refused(format!("its manifest is unreadable: {e}")))?;
-        let mut rendered =
-            crate::generation::record::rebuild(&record.definition, &manifest).map_err(refused)?;
+        let mut rendered = crate::generation::record::render_again(&record.definition, &manifest)
+            .map_err(|e| refused(e.to_string()))?;
         let started = Instant::now();
         let uncached: BTreeMap<String, String> = rendered
             .manifest

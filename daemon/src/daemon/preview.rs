@@ -8,7 +8,7 @@ use super::pass::{Daemon, PINNED};
 use crate::apply::apps::predicted_restarts;
 use crate::apply::{observe, Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
-use crate::generation::diff::{diff, stored, GenerationDiff, Sides};
+use crate::generation::diff::{diff, read_stored, GenerationDiff, Sides};
 use crate::generation::render;
 use crate::host::files::sha256_hex;
 use crate::host::firewall::Firewall;
@@ -74,9 +74,10 @@ impl<M: Machine> Daemon<M> {
                     .as_ref()
                     .map(|c| {
                         let id = c.manifest.id;
-                        stored(&self.store, id, None, &mut notes).map(|g| (id, g))
+                        read_stored(&self.store, id, None, &mut notes).map(|g| (id, g))
                     })
-                    .transpose()?;
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
                 let old_side = running
                     .as_ref()
                     .map_or("no generation".to_string(), |(id, _)| {

@@ -377,7 +377,7 @@ mod tests {
         store.remove(1).expect("remove");
         assert_eq!(store.list().expect("list"), vec![2]);
         // A pruned generation comes back from its record, identical.
-        let rebuilt = record::rebuild(
+        let rebuilt = record::render_again(
             &record.definition,
             &serde_json::from_str(&record.manifest).expect("manifest"),
         )

@@ -33,16 +33,6 @@ pub fn render_again(definition: &str, manifest: &Manifest) -> Result<Rendered, G
     Ok(rendered)
 }
 
-/// [`render_again`] with the reason as text, for the daemon's rollback to a pruned generation
-/// (`daemon/generations.rs` words it into its refusal); it goes when that caller takes
-/// [`GenerationError`].
-///
-/// # Errors
-/// As [`render_again`].
-pub fn rebuild(definition: &str, manifest: &Manifest) -> Result<Rendered, String> {
-    render_again(definition, manifest).map_err(|e| e.to_string())
-}
-
 /// The parts of two manifests that differ.
 fn differences(want: &Manifest, got: &Manifest) -> Vec<&'static str> {
     let parts = [
@@ -88,7 +78,7 @@ mod tests {
     #[test]
     fn a_record_rebuilds_to_the_same_generation_at_the_locked_versions() {
         let m = recorded(DEF);
-        let r = rebuild(DEF, &m).expect("rebuilds");
+        let r = render_again(DEF, &m).expect("rebuilds");
         assert_eq!(r.manifest, m);
         assert_eq!(r.files["/etc/motd"], b"one\n");
         assert_eq!(r.definition, DEF);
@@ -109,7 +99,8 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("different files"), "{e}");
-        let e = rebuild("version: 1\nfiles: 3\n", &m).expect_err("refused");
-        assert!(e.contains("no longer validates"), "{e}");
+        let e = render_again("version: 1\nfiles: 3\n", &m).expect_err("refused");
+        assert!(matches!(e, GenerationError::NoLongerValid(_)), "{e}");
+        assert!(e.to_string().contains("no longer validates"), "{e}");
     }
 }

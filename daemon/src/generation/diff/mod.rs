@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Manifest, Rendered};
-pub use stored::{between, compare, read_stored, stored, DiffView};
+pub use stored::{compare, read_stored, DiffView};
 use unified::{file_side, firewall_side, unified, unit_side};
 
 /// Everything that differs between two generations' content.

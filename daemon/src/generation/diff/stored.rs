@@ -84,20 +84,6 @@ pub fn compare(
     })
 }
 
-/// [`compare`] with the reason as text, for the control socket (`api/control.rs` answers
-/// `strackt diff` with it); it goes when that caller takes [`GenerationError`].
-///
-/// # Errors
-/// As [`compare`].
-pub fn between(
-    store: &Store,
-    state: &crate::state::State,
-    from: Option<u64>,
-    to: Option<u64>,
-) -> Result<DiffView, String> {
-    compare(store, state, from, to).map_err(|e| e.to_string())
-}
-
 /// Generation `id`'s content as strackt keeps it: from its directory when it is on disk, else
 /// from its record, rendered again (a record renders to the same content; one that no longer
 /// renders identically is still compared, by its definition and manifest, with a note).
@@ -135,20 +121,6 @@ pub fn read_stored(
             })
         }
     }
-}
-
-/// [`read_stored`] with the reason as text, for `strackt plan` (`daemon/preview.rs` passes it
-/// on with `?`); it goes when that caller takes [`GenerationError`].
-///
-/// # Errors
-/// As [`read_stored`].
-pub fn stored(
-    store: &Store,
-    id: u64,
-    record: Option<GenerationRecord>,
-    notes: &mut Vec<String>,
-) -> Result<Rendered, String> {
-    read_stored(store, id, record, notes).map_err(|e| e.to_string())
 }
 
 fn from_directory(store: &Store, id: u64) -> Result<Rendered, crate::host::HostError> {

@@ -44,6 +44,17 @@ pub(super) fn firewall_side(r: &Rendered) -> Option<Side<'_>> {
     })
 }
 
+/// Why a side's content is shown by its hash only (the short hash it is named by).
+#[derive(Debug, thiserror::Error)]
+enum NotText {
+    /// Not UTF-8.
+    #[error("binary content (sha256 {0})")]
+    Binary(String),
+    /// A pruned generation rebuilt from a record that renders differently keeps no content.
+    #[error("content not kept (sha256 {0})")]
+    NotKept(String),
+}
+
 /// A unified diff of `name` between two sides (`None`: absent there), or a line saying why
 /// the contents cannot be shown as text.
 pub(super) fn unified(
@@ -52,7 +63,7 @@ pub(super) fn unified(
     new: Option<Side<'_>>,
     sides: Sides<'_>,
 ) -> String {
-    let text = |s: &Option<Side<'_>>| -> Result<String, String> {
+    let text = |s: &Option<Side<'_>>| -> Result<String, NotText> {
         match s {
             None => Ok(String::new()),
             Some(Side {
@@ -60,18 +71,18 @@ pub(super) fn unified(
                 sha256,
             }) => std::str::from_utf8(b)
                 .map(str::to_string)
-                .map_err(|_| format!("binary content (sha256 {})", short(sha256))),
+                .map_err(|_| NotText::Binary(short(sha256).to_string())),
             Some(Side {
                 bytes: None,
                 sha256,
-            }) => Err(format!("content not kept (sha256 {})", short(sha256))),
+            }) => Err(NotText::NotKept(short(sha256).to_string())),
         }
     };
     let (a, b) = match (text(&old), text(&new)) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => {
-            let say = |r: Result<String, String>, present: bool| match r {
-                Err(e) => e,
+            let say = |r: Result<String, NotText>, present: bool| match r {
+                Err(e) => e.to_string(),
                 Ok(_) if present => "text".into(),
                 Ok(_) => "absent".into(),
             };
