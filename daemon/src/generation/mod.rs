@@ -9,8 +9,12 @@
 //! complete. `current` is replaced by renaming a fresh symlink over it and fsyncing the
 //! directory: at every instant it names a complete generation (or is absent before the first).
 //!
-//! This module owns strackt's own directories only; it knows nothing of D-Bus or of the
-//! managed host files.
+//! This module owns the layout and the order of strackt's own directories only; it does no
+//! file work by path itself: every read, write, rename and removal goes through
+//! [`crate::host::store`] (no link below the state root followed, a directory that is not
+//! root's or that others can write refused) and the `current` swap through
+//! [`crate::host::files::swap_symlink`]. It knows nothing of D-Bus or of the managed host
+//! files.
 
 pub mod diff;
 mod error;
