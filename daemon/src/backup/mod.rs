@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::definition::{BackupSpec, ValidatedDefinition};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::Deployer;
+use crate::host::clock::Clock;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
@@ -166,6 +167,13 @@ impl<M: Machine> Backups<M> {
     /// The host: systemd and the programs backups run (restic, pg_dump, psql).
     fn machine(&self) -> &M {
         self.deployer.machine()
+    }
+
+    /// The name of a run starting now on the machine's clock: this server and the time, which
+    /// is what the `run=` tag of its snapshots says.
+    fn run_name(&self) -> String {
+        let at = self.machine().clock().now();
+        format!("{}-{}", self.server, at.format("%Y%m%dT%H%M%SZ"))
     }
 
     fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, String> {

@@ -354,11 +354,7 @@ impl<M: Machine> Backups<M> {
             else {
                 continue;
             };
-            let run = format!(
-                "{}-{}",
-                self.server,
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-            );
+            let run = self.run_name();
             let tags = RunTags {
                 app,
                 run: &run,

@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::resolve_database;
 use crate::host::processes::Cmd;
@@ -34,7 +32,7 @@ impl<M: Machine> Backups<M> {
         trigger: &str,
     ) -> Result<String, String> {
         let repo = self.repo(spec)?;
-        let run = format!("{}-{}", self.server, Utc::now().format("%Y%m%dT%H%M%SZ"));
+        let run = self.run_name();
         let seen = self
             .seen
             .lock()

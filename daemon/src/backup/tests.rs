@@ -190,3 +190,56 @@ async fn a_restore_refused_at_its_check_leaves_the_app_untouched() {
         .collect();
     assert!(!restic.iter().any(|a| a.contains("restore")), "{restic:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_by_it() {
+    // The fake clock starts at 2026-01-01T00:00:00Z; the backup is due at 00:20.
+    let backups_at = BACKUPS.replace("database: true", "database: true\n    schedule: 20 0 * * *");
+    let h = Harness::deployed(&backups_at).await;
+    // A run stores the live generation's bundle beside the app's snapshots.
+    let definition = h.dir.path().join("server.yaml");
+    let text = std::fs::read_to_string(&definition).expect("the definition");
+    let store = crate::generation::Store::open(&h.dir.path().join("state")).expect("store");
+    let parsed = crate::definition::parse(&text, &definition).expect("valid");
+    let rendered = crate::generation::render(&parsed);
+    store.build(1, &rendered, "t").expect("generation 1");
+    store.flip(Some(1)).expect("live");
+    let (b, _) = backups(&h);
+    b.spawn_scheduler();
+    let backups_so_far = || async {
+        h.state
+            .call(|s| s.operations(50, None))
+            .await
+            .expect("operations")
+            .into_iter()
+            .filter(|o| o.kind == "backup")
+            .collect::<Vec<_>>()
+    };
+
+    tokio::time::sleep(Duration::from_secs(19 * 60)).await;
+    assert_eq!(backups_so_far().await, [], "a backup ran before 00:20");
+    assert_eq!(h.host.processes.state().restic.snapshots, []);
+
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    let ran = backups_so_far().await;
+    assert_eq!(ran.len(), 1, "{ran:#?}");
+    let op = finished(&h, &b, ran[0].id).await;
+    assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    assert_eq!(op.trigger, "schedule");
+    assert!(
+        op.started.starts_with("2026-01-01T00:20:"),
+        "{}",
+        op.started
+    );
+    let finished_at = op.finished.as_deref().unwrap_or_default();
+    assert!(
+        finished_at.starts_with("2026-01-01T00:20:"),
+        "{finished_at}"
+    );
+    let snapshots = h.host.processes.state().restic.snapshots.clone();
+    assert!(!snapshots.is_empty());
+    let run = format!("run={}-20260101T0020", server_name());
+    for s in &snapshots {
+        assert!(s.tags.iter().any(|t| t.starts_with(&run)), "{:?}", s.tags);
+    }
+}

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::definition::{AppSpec, HealthSpec, ServeMode};
+use crate::host::clock::Clock;
 use crate::host::health::Health;
 use crate::host::processes::Processes;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{private, JobKind, Machine, Systemd};
-use crate::ops::{now, Progress, Step, StepResult};
+use crate::ops::{stamp, Progress, Step, StepResult};
 use crate::state::ReleaseState;
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
@@ -168,9 +169,10 @@ impl<M: Machine> Deployer<M> {
         let dirs = AppDirs::new(&spec.path);
         let data = self.app_data(app);
         let (a, b, op) = (app.to_string(), branch.to_string(), p.id());
+        let created = stamp(self.machine.clock().now());
         let id = self
             .state
-            .call(move |s| s.insert_release(&a, &b, op, &now()))
+            .call(move |s| s.insert_release(&a, &b, op, &created))
             .await
             .map_err(|e| e.to_string())?;
         // The pre-migrate dump, once the migration has started.

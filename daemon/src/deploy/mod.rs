@@ -296,6 +296,7 @@ impl<M: Machine> Deployer<M> {
             app,
             self.metrics.clone(),
             self.outputs.clone(),
+            Arc::new(self.machine.clock().clone()),
         )
         .await
         .map_err(|e| e.to_string())
