@@ -6,8 +6,8 @@
 //! the server's files and the deployer), and the layers above (the control socket, `rebuild`)
 //! take it through one conversion. The kinds:
 //! - restic's own failures: a key that does not open the repository, a destination that does
-//!   not answer, no repository there yet, restic not installed, a dump that failed under a
-//!   backup, anything else restic said;
+//!   not answer, no repository there yet, a lock another restic holds, restic not installed,
+//!   a dump that failed under a backup, anything else restic said;
 //! - opening the repository: no key, credentials that do not fit, a location not understood;
 //! - the definition as backups read it, and a run of the app already going;
 //! - the run's parts and the server bundle;
@@ -52,6 +52,15 @@ pub enum BackupError {
     NoRepository {
         /// The destination, without credentials.
         location: String,
+    },
+    /// Another restic holds the repository's lock (a run of another app, a receiver's prune):
+    /// said as [`BackupError::Restic`] is, told apart for its class.
+    #[error("restic at {location}: {line}")]
+    Locked {
+        /// The destination, without credentials.
+        location: String,
+        /// restic's line about it.
+        line: String,
     },
     /// Anything else restic reported.
     #[error("restic at {location}: {line}")]
@@ -245,9 +254,9 @@ impl BackupError {
     /// are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            BackupError::Unreachable { .. } | BackupError::AlreadyRunning(_) => true,
-            // Another restic (a run of another app, the receiver's prune) holds it for a while.
-            BackupError::Restic { line, .. } => line.contains("already locked"),
+            BackupError::Unreachable { .. }
+            | BackupError::Locked { .. }
+            | BackupError::AlreadyRunning(_) => true,
             BackupError::Host(e) | BackupError::Stop { source: e, .. } => e.is_transient(),
             BackupError::Tree(e)
             | BackupError::MoveAside { source: e, .. }
@@ -258,6 +267,7 @@ impl BackupError {
             BackupError::Step { cause, .. } => cause.as_ref().is_some_and(|c| c.is_transient()),
             BackupError::WrongKey { .. }
             | BackupError::NoRepository { .. }
+            | BackupError::Restic { .. }
             | BackupError::NoRestic(_)
             | BackupError::Dump { .. }
             | BackupError::Output(_)
@@ -345,7 +355,11 @@ mod tests {
         for e in [
             unreachable(),
             BackupError::AlreadyRunning("shop".into()),
-            restic("unable to create lock in backend: repository is already locked by PID 7"),
+            BackupError::Locked {
+                location: "s3:x/b".into(),
+                line: "Fatal: unable to create lock in backend: repository is already locked"
+                    .into(),
+            },
             BackupError::Host(timeout()),
             BackupError::Stop {
                 unit: "strackt-app-shop.service".into(),

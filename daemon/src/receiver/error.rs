@@ -176,19 +176,20 @@ mod tests {
                 .starts_with("TLS certificate /nonexistent.crt: "),
             "{e}"
         );
-        let restic = |line: &str| {
-            ReceiverError::Restic(BackupError::Restic {
-                location: "/srv/r/web1".into(),
-                line: line.into(),
-            })
-        };
-        let locked = restic("unable to create lock in backend: repository is already locked by PID 7 on web1 by root (UID 0, GID 0)");
+        let locked = ReceiverError::Restic(crate::backup::restic::explain(
+            "/srv/r/web1",
+            "Fatal: unable to create lock in backend: repository is already locked by PID 7\n",
+        ));
         assert!(locked.is_transient());
         assert_eq!(
             locked.to_string(),
-            "restic at /srv/r/web1: unable to create lock in backend: repository is already locked by PID 7 on web1 by root (UID 0, GID 0)"
+            "restic at /srv/r/web1: Fatal: unable to create lock in backend: repository is already locked by PID 7"
         );
-        assert!(!restic("Fatal: repository contains errors").is_transient());
+        let damaged = ReceiverError::Restic(BackupError::Restic {
+            location: "/srv/r/web1".into(),
+            line: "Fatal: repository contains errors".into(),
+        });
+        assert!(!damaged.is_transient());
         let wrong_key = ReceiverError::Restic(BackupError::WrongKey {
             location: "/srv/r/web1".into(),
         });

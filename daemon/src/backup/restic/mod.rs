@@ -536,6 +536,22 @@ mod tests {
             "restic at s3:http://x/b: Fatal: repository is damaged"
         );
         assert!(!e.is_transient());
+        // A lock held by another restic passes, whichever way restic words it; the words
+        // shown are those any other failure would show.
+        let fatal = "Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7 on web1 by root (UID 0, GID 0)\n";
+        let newer = "repo already locked, waiting up to 0s for the lock\nunable to create lock in backend: repository is already locked by PID 7 on web1 by root (UID 0, GID 0)\nlock was created at 2026-12-02 03:00:00 (1m ago)\nstorage ID 06c1fdfa\nthe `unlock` command can be used to remove stale locks\n";
+        for (output, line) in [
+            (fatal, fatal.trim()),
+            (
+                newer,
+                "the `unlock` command can be used to remove stale locks",
+            ),
+        ] {
+            let e = explain(at, output);
+            assert!(matches!(e, BackupError::Locked { .. }), "{e:?}");
+            assert_eq!(e.to_string(), format!("restic at s3:http://x/b: {line}"));
+            assert!(e.is_transient(), "a lock held by another restic passes");
+        }
     }
 
     #[test]
