@@ -376,10 +376,8 @@ fn swap_in(
         // The restore is done; the old content left behind takes space in `shared/` until
         // the next restore of the path removes it, so the log says so.
         if let Err(e) = to_dir.remove(&old) {
-            log.push_str(&format!(
-                "{rel}: the content it had is left in {}: {e}\n",
-                Path::new(rel).with_file_name(&old).display()
-            ));
+            // `e` names the path (`remove …/.NAME.pre-restore: …`).
+            log.push_str(&format!("{rel}: the old content is left behind: {e}\n"));
         }
         if let Some(owner) = owner {
             // The snapshot may come from a server where the app's user has other ids.
