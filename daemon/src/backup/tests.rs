@@ -243,3 +243,159 @@ async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_
         assert!(s.tags.iter().any(|t| t.starts_with(&run)), "{:?}", s.tags);
     }
 }
+
+/// A run of the app under way refuses a second one, as a failure that passes by itself.
+#[tokio::test]
+async fn a_second_run_of_an_app_is_refused_as_already_running() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    let going = b.mark_running("shop").expect("the first run");
+
+    let e = b.start("shop", "cli").await.expect_err("refused");
+    assert!(
+        matches!(&e, BackupError::AlreadyRunning(app) if app == "shop"),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "a backup of shop is already running");
+    assert!(e.is_transient());
+    drop(going);
+    let e = b.list("nope", None).await.expect_err("not backed up");
+    assert!(
+        matches!(&e, BackupError::NotBackedUp(app) if app == "nope"),
+        "{e:?}"
+    );
+    assert!(!e.is_transient());
+}
+
+/// A destination that does not answer fails the run's first step; the error keeps restic's
+/// failure as its cause, so the run reads as worth trying again.
+#[tokio::test]
+async fn an_unreachable_destination_fails_the_run_as_a_transient_step() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.script(
+        "restic",
+        Output::with(
+            End::Exited(1),
+            "",
+            "Fatal: unable to open config file: Stat: Get \"http://127.0.0.1:9/backups/config\": dial tcp 127.0.0.1:9: connect: connection refused\nIs there a repository at the following location?\n",
+        ),
+    );
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("backup", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .take(&mut p, "shop", &spec, &app_spec, "cli")
+        .await
+        .expect_err("unreachable");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(
+        matches!(**cause, BackupError::Unreachable { .. }),
+        "{cause:?}"
+    );
+    assert!(
+        text.starts_with(
+            "repository failed: the backup destination s3:http://127.0.0.1:9/backups is unreachable: "
+        ),
+        "{text}"
+    );
+    assert!(e.is_transient());
+    assert_eq!(
+        steps(&p.finish(&Err(e.to_string())).await),
+        [("repository", "failed")]
+    );
+}
+
+/// A dump that fails beside the files being read: the run's error is the database step's,
+/// with the dump's failure (permanent) as its cause.
+#[tokio::test]
+async fn a_failed_dump_surfaces_as_the_database_steps_dump_failure() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.script(
+        "pg_dump",
+        Output::with(
+            End::Exited(1),
+            "half a dump",
+            "pg_dump: error: connection to server lost\n",
+        ),
+    );
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("backup", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .take(&mut p, "shop", &spec, &app_spec, "cli")
+        .await
+        .expect_err("the dump failed");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(matches!(**cause, BackupError::Dump { .. }), "{cause:?}");
+    assert!(
+        text.starts_with("database failed: the dump failed"),
+        "{text}"
+    );
+    assert!(!e.is_transient());
+}
+
+/// A restore of a run the repository does not have stops at its check, as that refusal.
+#[tokio::test]
+async fn a_restore_of_an_unknown_run_is_refused_as_no_run() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.state().restic.initialized = true;
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("restore", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .put_back(
+            &mut p,
+            ("shop", "web1-20261201T030000Z", false),
+            &spec,
+            &app_spec,
+            &def,
+        )
+        .await
+        .expect_err("no such run");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(
+        matches!(&**cause, BackupError::NoRun { run, app, .. } if run == "web1-20261201T030000Z" && app == "shop"),
+        "{cause:?}"
+    );
+    assert_eq!(
+        text,
+        "check failed: no backup `web1-20261201T030000Z` of shop at s3:http://127.0.0.1:9/backups (see `strackt backup list shop`)"
+    );
+    assert!(!e.is_transient());
+}
