@@ -70,8 +70,8 @@ impl<M: Machine> Backups<M> {
                         String::new(),
                     ));
                 }
-                let db =
-                    resolve_database(app_spec, &self.secrets).map_err(|e| (e, String::new()))?;
+                let db = resolve_database(app_spec, &self.secrets)
+                    .map_err(|e| (e.to_string(), String::new()))?;
                 let recorded = group_runs(&snaps)
                     .into_iter()
                     .find(|r| r.run == run)
@@ -82,7 +82,7 @@ impl<M: Machine> Backups<M> {
                     self.deployer
                         .check_commit(app, app_spec, c)
                         .await
-                        .map_err(|e| (e, String::new()))?;
+                        .map_err(|e| (e.to_string(), String::new()))?;
                 }
                 Ok(((repo, db, snaps, at, said.clone()), said))
             })
@@ -176,11 +176,11 @@ impl<M: Machine> Backups<M> {
         }
         .await;
         let deployed = match restored {
-            Ok(()) => {
-                self.deployer
-                    .redeploy(p, app, def, dump, at.as_deref())
-                    .await
-            }
+            Ok(()) => self
+                .deployer
+                .redeploy(p, app, def, dump, at.as_deref())
+                .await
+                .map_err(String::from),
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in stopped.iter().rev() {

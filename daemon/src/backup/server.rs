@@ -282,7 +282,10 @@ impl<M: Machine> Backups<M> {
         commit: Option<&str>,
     ) -> Result<String, String> {
         let _claim = self.deployer.claim("deploy", app)?;
-        self.deployer.redeploy(p, app, def, None, commit).await
+        self.deployer
+            .redeploy(p, app, def, None, commit)
+            .await
+            .map_err(String::from)
     }
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its
