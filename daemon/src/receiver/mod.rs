@@ -371,8 +371,8 @@ fn passwords(
     spec.clients
         .iter()
         .map(|(name, c)| {
-            let text =
-                read_secret(secrets, &c.credentials.secret).map_err(ReceiverError::Secret)?;
+            let text = read_secret(secrets, &c.credentials.secret)
+                .map_err(|e| ReceiverError::Secret(e.to_string()))?;
             match text.trim().split_once(':') {
                 Some((user, password)) if user == name && !password.is_empty() => {
                     Ok((name.clone(), password.to_string()))

@@ -79,7 +79,8 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
     let mut secrets = Vec::new();
     for client in spec.clients.values() {
         let name = &client.credentials.secret;
-        let value = read_secret(Path::new(SECRETS_DIR), name).map_err(ReceiverError::Secret)?;
+        let value = read_secret(Path::new(SECRETS_DIR), name)
+            .map_err(|e| ReceiverError::Secret(e.to_string()))?;
         secrets.push(name.clone());
         files.push((
             dir.join(SECRETS).join(name),
