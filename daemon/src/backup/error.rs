@@ -12,8 +12,9 @@
 //! - the definition as backups read it, and a run of the app already going;
 //! - the run's parts and the server bundle;
 //! - a restore's refusals and its work on the app's files;
-//! - what the layers below still say as text (deploy, the vault, strackt's private
-//!   directories), carried as it is and treated as permanent, since they do not classify it;
+//! - the deployer's failures (`DeployError`, with its class), and what the layers below still
+//!   say as text (the vault, strackt's private directories), carried as it is and treated as
+//!   permanent, since they do not classify it;
 //! - a failed step of an operation, with its failure as the cause.
 //!
 //! Transient: an unreachable destination, a repository locked by another restic, a run of the
@@ -219,10 +220,10 @@ pub enum BackupError {
     },
 
     // What the layers below say as text.
-    /// The deployer's words (the definition, secrets, the app's claim, its commit, a
-    /// redeploy).
-    #[error("{0}")]
-    Deploy(String),
+    /// The deployer's failure (the definition, secrets, the app's claim, its commit, a
+    /// redeploy), with its class.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
     /// The vault's words.
     #[error("{0}")]
     Vault(String),
@@ -265,6 +266,7 @@ impl BackupError {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
             ),
             BackupError::Step { cause, .. } => cause.as_ref().is_some_and(|c| c.is_transient()),
+            BackupError::Deploy(e) => e.is_transient(),
             BackupError::WrongKey { .. }
             | BackupError::NoRepository { .. }
             | BackupError::Restic { .. }
@@ -293,7 +295,6 @@ impl BackupError {
             | BackupError::NotAFile { .. }
             | BackupError::NoParent(_)
             | BackupError::NotInShared(_)
-            | BackupError::Deploy(_)
             | BackupError::Vault(_)
             | BackupError::Private(_)
             | BackupError::Task(_) => false,
@@ -320,6 +321,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::BackupError;
+    use crate::deploy::DeployError;
     use crate::host::HostError;
 
     fn restic(line: &str) -> BackupError {
@@ -371,6 +373,12 @@ mod tests {
                 source: io(ErrorKind::Interrupted),
             },
             step(Some(unreachable())),
+            // The deployer's class carries through: another operation on the app passes.
+            BackupError::Deploy(DeployError::Busy {
+                kind: "deploy",
+                operation: 7,
+                app: "shop".into(),
+            }),
         ] {
             assert!(e.is_transient(), "{e:?}");
         }
@@ -381,6 +389,10 @@ mod tests {
             restic("Fatal: repository contains errors"),
             BackupError::NoKey,
             BackupError::NotBackedUp("shop".into()),
+            BackupError::Deploy(DeployError::UnknownApp {
+                app: "shop".into(),
+                known: vec![],
+            }),
             BackupError::Tree(io(ErrorKind::NotFound)),
             BackupError::MoveAside {
                 rel: "storage".into(),
@@ -392,8 +404,6 @@ mod tests {
                 app: "shop".into(),
                 location: "s3:x/b".into(),
             },
-            // Text of the layers below is not classified: permanent.
-            BackupError::Deploy("the database is busy".into()),
             step(None),
             step(Some(BackupError::NoKey)),
         ] {

@@ -177,9 +177,7 @@ impl<M: Machine> Backups<M> {
 
     /// The definition, as the deployer reads it (its words on failure).
     fn load(&self) -> Result<ValidatedDefinition, BackupError> {
-        self.deployer
-            .load()
-            .map_err(|e| BackupError::Deploy(e.to_string()))
+        self.deployer.load().map_err(BackupError::Deploy)
     }
 
     fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, BackupError> {
@@ -230,7 +228,7 @@ impl<M: Machine> Backups<M> {
             .deployer
             .progress("backup", trigger, app)
             .await
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {
@@ -302,7 +300,7 @@ impl<M: Machine> Backups<M> {
             .deployer
             .progress("backup-verify", trigger, app)
             .await
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {

@@ -24,7 +24,7 @@ impl<M: Machine> Backups<M> {
             .deployer
             .begin("restore", app)
             .await
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app, run) = (self.clone(), app.to_string(), run.to_string());
         tokio::spawn(async move {
@@ -68,8 +68,7 @@ impl<M: Machine> Backups<M> {
                     location: repo.location.clone(),
                 });
             }
-            let db = resolve_database(app_spec, &self.secrets)
-                .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            let db = resolve_database(app_spec, &self.secrets).map_err(BackupError::Deploy)?;
             let recorded = group_runs(&snaps)
                 .into_iter()
                 .find(|r| r.run == run)
@@ -80,7 +79,7 @@ impl<M: Machine> Backups<M> {
                 self.deployer
                     .check_commit(app, app_spec, c)
                     .await
-                    .map_err(|e| BackupError::Deploy(e.to_string()))?;
+                    .map_err(BackupError::Deploy)?;
             }
             Ok(((repo, db, snaps, at, said.clone()), said))
         })
@@ -179,7 +178,7 @@ impl<M: Machine> Backups<M> {
                 .deployer
                 .redeploy(p, app, def, dump, at.as_deref())
                 .await
-                .map_err(|e| BackupError::Deploy(e.to_string())),
+                .map_err(BackupError::Deploy),
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in stopped.iter().rev() {

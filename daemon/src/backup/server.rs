@@ -179,7 +179,7 @@ pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, BackupError> {
     let def = crate::definition::parse(&definition, &current.join("definition.yaml"))?;
     let mut values = BTreeMap::new();
     for name in secret_names(&def) {
-        let value = read_secret(secrets, &name).map_err(|e| BackupError::Deploy(e.to_string()))?;
+        let value = read_secret(secrets, &name).map_err(BackupError::Deploy)?;
         values.insert(name.clone(), value);
     }
     let apps = def
@@ -266,7 +266,7 @@ impl<M: Machine> Backups<M> {
         let _claim = self
             .deployer
             .claim("restore", app)
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            .map_err(BackupError::Deploy)?;
         self.put_back(p, (app, run, false), &spec, &app_spec, def)
             .await
     }
@@ -283,11 +283,11 @@ impl<M: Machine> Backups<M> {
         let _claim = self
             .deployer
             .claim("deploy", app)
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+            .map_err(BackupError::Deploy)?;
         self.deployer
             .redeploy(p, app, def, None, commit)
             .await
-            .map_err(|e| BackupError::Deploy(e.to_string()))
+            .map_err(BackupError::Deploy)
     }
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its

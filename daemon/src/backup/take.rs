@@ -149,7 +149,7 @@ impl<M: Machine> Backups<M> {
         let db = if spec.database {
             Some(
                 resolve_database(app_spec, &self.secrets)
-                    .map_err(|e| BackupError::Deploy(e.to_string()))?
+                    .map_err(BackupError::Deploy)?
                     .ok_or_else(|| BackupError::NoDatabase(app.to_string()))?,
             )
         } else {

@@ -77,8 +77,7 @@ impl<P: Processes> Repo<P> {
         let mut options = Vec::new();
         if let Some(s3) = &spec.to.s3 {
             let creds = key_values(
-                &read_secret(secrets, &s3.credentials.secret)
-                    .map_err(|e| BackupError::Deploy(e.to_string()))?,
+                &read_secret(secrets, &s3.credentials.secret).map_err(BackupError::Deploy)?,
             );
             for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                 let v = creds.get(k).ok_or_else(|| BackupError::CredentialsLine {
@@ -110,8 +109,7 @@ impl<P: Processes> Repo<P> {
         let Some(r) = &spec.to.receiver else {
             return Err(BackupError::NoDestination);
         };
-        let creds = read_secret(secrets, &r.credentials.secret)
-            .map_err(|e| BackupError::Deploy(e.to_string()))?;
+        let creds = read_secret(secrets, &r.credentials.secret).map_err(BackupError::Deploy)?;
         let (user, password) = creds
             .trim()
             .split_once(':')
