@@ -118,12 +118,17 @@ pub fn resolve_database(
 }
 
 /// The line of a command's output that says what went wrong: the first `fatal:`/`ERROR:`
-/// line, else the last non-empty one.
+/// line (psql reading a script prefixes it with where: `psql:<stdin>:12: ERROR:`), else the
+/// last non-empty one. Not simply the last: PostgreSQL follows an error with `CONTEXT:`,
+/// `LINE 1:` and `HINT:` lines, and which of them ends the output varies.
 pub fn last_line(text: &str) -> &str {
     let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
     lines()
         .find(|l| {
-            l.starts_with("fatal:") || l.starts_with("ERROR:") || l.starts_with("psql: error:")
+            l.starts_with("fatal:")
+                || l.starts_with("ERROR:")
+                || l.starts_with("psql: error:")
+                || (l.starts_with("psql:") && l.contains(": ERROR:"))
         })
         .or_else(|| lines().next_back())
         .unwrap_or("no output")
@@ -347,4 +352,30 @@ async fn check_database(
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_line;
+
+    #[test]
+    fn the_error_line_is_told_not_the_context_after_it() {
+        let psql =
+            "psql:<stdin>:14: ERROR:  cannot execute DROP TABLE in a read-only transaction\n\
+                    CONTEXT:  SQL statement \"DROP TABLE public.items\"\n";
+        assert_eq!(
+            last_line(psql),
+            "psql:<stdin>:14: ERROR:  cannot execute DROP TABLE in a read-only transaction"
+        );
+        assert_eq!(
+            last_line("ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x\n"),
+            "ERROR:  relation \"x\" does not exist"
+        );
+        assert_eq!(
+            last_line("Cloning...\nfatal: repository not found\nmore\n"),
+            "fatal: repository not found"
+        );
+        assert_eq!(last_line("one\ntwo\n\n"), "two");
+        assert_eq!(last_line(""), "no output");
+    }
 }
