@@ -1,7 +1,8 @@
 //! status — what the reconcile loop shares with what watches and drives it (`api/`, `metrics`,
 //! the CLI): the values it publishes on its status channel ([`Status`] and its parts), the
-//! requests it takes ([`Request`]) and their answers. Their serde form is the wire format of
-//! `/status` and the control socket.
+//! requests it takes ([`Request`]) and their answers, and why one was not done
+//! ([`RequestFailed`]: the driver's error, boxed, with its class). Their serde form is the
+//! wire format of `/status` and the control socket.
 //!
 //! Owns these types only, so that `daemon/`, `api/`, `metrics`, `backup/` and the CLI all
 //! depend on it and not on each other. Must not: do anything (no I/O, no rules: those are
@@ -177,21 +178,22 @@ pub struct UpgradeOutcome {
 
 // What the control socket asks of the loop, and the answers only the loop gives.
 
+/// Where the loop sends a request's answer: what was asked, or why it was not done.
+pub type Reply<T> = oneshot::Sender<Result<T, RequestFailed>>;
+
 /// A request from the control socket to the loop.
 #[derive(Debug)]
 pub enum Request {
     /// Run a pass now (retrying a definition that failed before), optionally to be confirmed
-    /// within that many seconds.
-    Apply(Option<u64>, oneshot::Sender<Result<Operation, String>>),
-    /// Confirm a switch made with a confirmation deadline.
-    Confirm(oneshot::Sender<Result<serde_json::Value, String>>),
+    /// within that many seconds. A pass always answers with its operation: what went wrong
+    /// is in it.
+    Apply(Option<u64>, oneshot::Sender<Operation>),
+    /// Confirm a switch made with a confirmation deadline; the generation confirmed.
+    Confirm(Reply<u64>),
     /// Switch to an earlier generation.
-    Rollback(Option<u64>, oneshot::Sender<Result<Operation, String>>),
+    Rollback(Option<u64>, Reply<Operation>),
     /// Compute what the next pass would do (with a definition text: what applying it would).
-    Plan(
-        Option<DefinitionText>,
-        oneshot::Sender<Result<PlanView, String>>,
-    ),
+    Plan(Option<DefinitionText>, Reply<PlanView>),
     /// Save an edited definition (unless the file changed since the edit began) and run a
     /// pass on it.
     Save {
@@ -200,15 +202,12 @@ pub enum Request {
         /// SHA-256 of the file when the edit began (`None`: there was none).
         base_sha256: Option<String>,
         /// The pass's operation.
-        reply: oneshot::Sender<Result<Operation, String>>,
+        reply: Reply<Operation>,
     },
     /// Start or end experiment mode.
-    Hold(
-        HoldChange,
-        oneshot::Sender<Result<serde_json::Value, String>>,
-    ),
+    Hold(HoldChange, Reply<Held>),
     /// Refresh apt's lists and compare the pinned packages with what apt offers.
-    Updates(oneshot::Sender<Result<UpdatesReport, String>>),
+    Updates(Reply<UpdatesReport>),
     /// Upgrade pinned packages (all, or the named ones; only to security versions with the
     /// flag) by rewriting their versions in the definition and applying it.
     Upgrade {
@@ -217,8 +216,61 @@ pub enum Request {
         /// The packages (none: every pinned one with an update).
         packages: Vec<String>,
         /// The answer.
-        reply: oneshot::Sender<Result<UpgradeOutcome, String>>,
+        reply: Reply<UpgradeOutcome>,
     },
+}
+
+/// Why the loop did not do what a request asked: the driver's own error, carried as it is
+/// (its types sit above this module, so it crosses boxed; `error()` downcasts to them), and
+/// its class, decided by the driver. Its message is the driver's error's, unchanged.
+#[derive(Debug)]
+pub struct RequestFailed {
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
+    transient: bool,
+}
+
+impl RequestFailed {
+    /// `error`, transient (may succeed later without anyone acting) or not.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static, transient: bool) -> Self {
+        RequestFailed {
+            error: Box::new(error),
+            transient,
+        }
+    }
+
+    /// Whether asking again later may succeed without anyone acting.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    /// The driver's error (`downcast_ref` gives its type back).
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
+    }
+}
+
+impl std::fmt::Display for RequestFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Transparent: the driver's error's own source, not the error again.
+impl std::error::Error for RequestFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+/// What `strackt hold` answers: the hold started, or the pass that ended it (serialized as
+/// the one or the other, as the CLI reads them).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Held {
+    /// Drift repair paused until then.
+    Until(Hold),
+    /// The hold was ended; the pass that followed at once.
+    Released(Operation),
 }
 
 /// What `strackt hold` asks for.

@@ -31,6 +31,16 @@ pub enum VaultError {
     Host(#[from] HostError),
 }
 
+impl VaultError {
+    /// Whether trying again may succeed without anyone acting: only a host failure that passes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VaultError::Host(e) => e.is_transient(),
+            VaultError::HasKey(_) | VaultError::Malformed | VaultError::DifferentKey(_) => false,
+        }
+    }
+}
+
 /// The layers above (the CLI's answers, the receiver's and backups' text results) take a
 /// vault error as exactly its message.
 impl From<VaultError> for String {

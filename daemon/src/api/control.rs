@@ -4,6 +4,10 @@
 //! and 0600 mode, the peer's uid is checked on every connection (`SO_PEERCRED`) and any other
 //! user is refused with a clear answer. A request is one line of at most [`MAX_REQUEST`] bytes
 //! that must arrive within [`READ_TIMEOUT`].
+//!
+//! The answer is one line too: the data, or why there is none ([`AnswerError`], its message
+//! being the line's `error`). The reconcile loop's errors arrive typed and classed
+//! ([`RequestFailed`]); their words are the driver's, and this module must not change them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{ControlRequest, ControlResponse};
 use crate::backup::Backups;
 use crate::deploy::Deployer;
-use crate::state::StateHandle;
-use crate::status::{Request, Status};
+use crate::state::{StateError, StateHandle};
+use crate::status::{Request, RequestFailed, Status};
 
 /// Bind the socket (root-only, mode 0600) and serve it forever.
 ///
@@ -110,6 +114,71 @@ impl RequestError {
     }
 }
 
+/// Why a request got no data: the `error` of its answer, which is this error's message.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The request itself could not be taken.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The reconcile loop did not do what was asked (its error, as the driver classed it).
+    #[error(transparent)]
+    Loop(#[from] RequestFailed),
+    /// The loop is gone: the daemon is stopping.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    /// Reading the state database beside the loop.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// What the services beside the loop (deploys, backups, rebuilds, generation diffs)
+    /// answer: their own errors, carried as they are.
+    #[error(transparent)]
+    Service(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The data could not be put in JSON.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+}
+
+impl AnswerError {
+    /// A service's error (its own type, or the words it still answers in).
+    fn service(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        AnswerError::Service(e.into())
+    }
+
+    /// Whether the same request may succeed later without anyone acting: as the request, the
+    /// loop or the state database class it; a stopping daemon is back after its restart. The
+    /// services' errors are taken as permanent: not all of them tell yet.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AnswerError::Request(e) => e.is_transient(),
+            AnswerError::Loop(e) => e.is_transient(),
+            AnswerError::ShuttingDown => true,
+            AnswerError::State(e) => crate::ops::state_is_transient(e),
+            AnswerError::Service(_) | AnswerError::Encode(_) => false,
+        }
+    }
+}
+
+/// The answer line for a request's outcome: its data, or its error's message.
+pub(crate) fn response(outcome: Result<serde_json::Value, AnswerError>) -> ControlResponse {
+    match outcome {
+        Ok(data) => ControlResponse {
+            ok: true,
+            data,
+            error: None,
+        },
+        Err(e) => refusal(&e),
+    }
+}
+
+/// The answer line of a request that failed: its error's message, no data.
+pub(crate) fn refusal(e: &AnswerError) -> ControlResponse {
+    ControlResponse {
+        ok: false,
+        data: serde_json::Value::Null,
+        error: Some(e.to_string()),
+    }
+}
+
 /// Read the request and check the peer's uid with `may`. A refused peer's request is read
 /// (and ignored) too, so its client is not cut off while sending and sees the refusal.
 async fn read_request(
@@ -155,23 +224,12 @@ async fn handle(
     apps: Apps,
 ) -> std::io::Result<()> {
     let own = nix::unistd::geteuid().as_raw();
-    let response = match read_request(&mut stream, |uid| allowed(uid, own)).await {
+    let outcome = match read_request(&mut stream, |uid| allowed(uid, own)).await {
         Ok(req) => answer(req, &requests, &status, &state, &apps).await,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     };
     let (_, mut write) = stream.into_split();
-    let response = match response {
-        Ok(data) => ControlResponse {
-            ok: true,
-            data,
-            error: None,
-        },
-        Err(e) => ControlResponse {
-            ok: false,
-            data: serde_json::Value::Null,
-            error: Some(e),
-        },
-    };
+    let response = response(outcome);
     let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
     bytes.push(b'\n');
     write.write_all(&bytes).await
@@ -193,36 +251,31 @@ impl Apps {
         state: &StateHandle,
         from: Option<u64>,
         to: Option<u64>,
-    ) -> Result<crate::generation::diff::DiffView, String> {
-        let store = crate::generation::Store::open(&self.root).map_err(|e| e.to_string())?;
+    ) -> Result<crate::generation::diff::DiffView, AnswerError> {
+        let store = crate::generation::Store::open(&self.root).map_err(AnswerError::service)?;
         state
-            .call(move |s| {
-                Ok(
-                    crate::generation::diff::compare(&store, s, from, to)
-                        .map_err(|e| e.to_string()),
-                )
-            })
-            .await
-            .map_err(|e| e.to_string())?
+            .call(move |s| Ok(crate::generation::diff::compare(&store, s, from, to)))
+            .await?
+            .map_err(AnswerError::service)
     }
 }
 
-/// Hand a request to the reconcile loop and wait for its answer.
-async fn ask<T>(
+/// Hand a request to the reconcile loop and wait for its reply (the loop gone: the daemon is
+/// stopping).
+pub(crate) async fn ask<T>(
     requests: &mpsc::Sender<Request>,
-    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
-) -> Result<T, String> {
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, AnswerError> {
     let (tx, rx) = oneshot::channel();
     requests
         .send(make(tx))
         .await
-        .map_err(|_| "the daemon is shutting down")?;
-    rx.await
-        .map_err(|_| "the daemon is shutting down".to_string())?
+        .map_err(|_| AnswerError::ShuttingDown)?;
+    rx.await.map_err(|_| AnswerError::ShuttingDown)
 }
 
-fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(v).map_err(|e| e.to_string())
+fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, AnswerError> {
+    Ok(serde_json::to_value(v)?)
 }
 
 async fn answer(
@@ -231,33 +284,62 @@ async fn answer(
     status: &watch::Receiver<Status>,
     state: &StateHandle,
     apps: &Apps,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, AnswerError> {
     let operation = |id: i64| json(serde_json::json!({ "operation": id }));
     let (deployer, backups) = (&apps.deployer, &apps.backups);
     match req {
-        ControlRequest::BackupRun { app } => operation(backups.start(&app, "cli").await?),
-        ControlRequest::BackupVerify { app } => operation(backups.start_verify(&app, "cli").await?),
-        ControlRequest::BackupList { app, server } => json(backups.list(&app, server).await?),
-        ControlRequest::Restore { app, run, latest } => {
-            operation(backups.start_restore(&app, &run, latest).await?)
+        // The services' errors are theirs, carried as they are.
+        ControlRequest::BackupRun { app } => {
+            let id = backups.start(&app, "cli").await;
+            operation(id.map_err(AnswerError::service)?)
         }
-        ControlRequest::Rebuild(r) => operation(crate::rebuild::start(backups, requests, r).await?),
-        ControlRequest::Deploy { app, branch } => operation(deployer.deploy(app, branch).await?),
-        ControlRequest::Releases { app } => json(deployer.releases(app).await?),
+        ControlRequest::BackupVerify { app } => {
+            let id = backups.start_verify(&app, "cli").await;
+            operation(id.map_err(AnswerError::service)?)
+        }
+        ControlRequest::BackupList { app, server } => json(
+            backups
+                .list(&app, server)
+                .await
+                .map_err(AnswerError::service)?,
+        ),
+        ControlRequest::Restore { app, run, latest } => {
+            let id = backups.start_restore(&app, &run, latest).await;
+            operation(id.map_err(AnswerError::service)?)
+        }
+        ControlRequest::Rebuild(r) => {
+            let id = crate::rebuild::start(backups, requests, r).await;
+            operation(id.map_err(AnswerError::service)?)
+        }
+        ControlRequest::Deploy { app, branch } => operation(
+            deployer
+                .deploy(app, branch)
+                .await
+                .map_err(AnswerError::service)?,
+        ),
+        ControlRequest::Releases { app } => {
+            json(deployer.releases(app).await.map_err(AnswerError::service)?)
+        }
         ControlRequest::RollbackRelease {
             app,
             id,
             with_database,
-        } => json(deployer.rollback_release(app, id, with_database).await?),
-        ControlRequest::Confirm => ask(requests, Request::Confirm).await,
+        } => {
+            let done = deployer.rollback_release(app, id, with_database).await;
+            json(done.map_err(AnswerError::service)?)
+        }
+        ControlRequest::Confirm => {
+            let generation = ask(requests, Request::Confirm).await??;
+            Ok(serde_json::json!({ "confirmed": generation }))
+        }
         ControlRequest::Apply { confirm_within } => {
             json(ask(requests, |tx| Request::Apply(confirm_within, tx)).await?)
         }
         ControlRequest::Rollback { id } => {
-            json(ask(requests, |tx| Request::Rollback(id, tx)).await?)
+            json(ask(requests, |tx| Request::Rollback(id, tx)).await??)
         }
         ControlRequest::Plan { definition } => {
-            json(ask(requests, |tx| Request::Plan(definition, tx)).await?)
+            json(ask(requests, |tx| Request::Plan(definition, tx)).await??)
         }
         ControlRequest::Save {
             definition,
@@ -268,33 +350,27 @@ async fn answer(
                 base_sha256,
                 reply,
             })
-            .await?,
+            .await??,
         ),
         ControlRequest::Diff { from, to } => json(apps.diff(state, from, to).await?),
-        ControlRequest::Updates => json(ask(requests, Request::Updates).await?),
+        ControlRequest::Updates => json(ask(requests, Request::Updates).await??),
         ControlRequest::Upgrade { security, packages } => json(
             ask(requests, |reply| Request::Upgrade {
                 security,
                 packages,
                 reply,
             })
-            .await?,
+            .await??,
         ),
-        ControlRequest::Hold { change } => ask(requests, |tx| Request::Hold(change, tx)).await,
+        ControlRequest::Hold { change } => {
+            json(ask(requests, |tx| Request::Hold(change, tx)).await??)
+        }
         ControlRequest::Status => json(status.borrow().clone()),
-        ControlRequest::Generations => json(
-            state
-                .call(|s| s.generations())
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        ControlRequest::Generations => json(state.call(|s| s.generations()).await?),
         ControlRequest::Output { operation, after } => json(deployer.output(operation, after)),
-        ControlRequest::History { operation } => json(
-            state
-                .call(move |s| s.operations(100, operation))
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        ControlRequest::History { operation } => {
+            json(state.call(move |s| s.operations(100, operation)).await?)
+        }
     }
 }
 
@@ -307,6 +383,32 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime")
+    }
+
+    #[test]
+    fn an_answer_says_what_failed_and_its_class_follows_the_failure() {
+        let busy = AnswerError::Loop(RequestFailed::new(
+            std::io::Error::other("database is locked"),
+            true,
+        ));
+        assert!(busy.is_transient());
+        assert_eq!(refusal(&busy).error.as_deref(), Some("database is locked"));
+        let refused = AnswerError::Loop(RequestFailed::new(
+            std::io::Error::other("nothing is waiting for confirmation"),
+            false,
+        ));
+        assert!(!refused.is_transient());
+        assert!(AnswerError::ShuttingDown.is_transient());
+        let line = response(Err(AnswerError::ShuttingDown));
+        assert!(!line.ok && line.data.is_null());
+        assert_eq!(line.error.as_deref(), Some("the daemon is shutting down"));
+        let service = AnswerError::service("no app \"x\" in the definition".to_string());
+        assert!(!service.is_transient());
+        assert_eq!(service.to_string(), "no app \"x\" in the definition");
+        assert!(!AnswerError::Request(RequestError::TooLong).is_transient());
+        let ok = response(Ok(serde_json::json!({ "confirmed": 2 })));
+        assert!(ok.ok && ok.error.is_none());
+        assert_eq!(ok.data["confirmed"], 2);
     }
 
     #[test]

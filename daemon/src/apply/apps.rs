@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::Machine;
 use crate::definition::{Definition, HealthSpec, ServeMode};
+use crate::deploy::instance;
 use crate::deploy::layout::AppDirs;
 use crate::deploy::units::LIVE_PREFIX;
 use crate::generation::Generation;
@@ -321,11 +322,6 @@ struct Live<'a> {
     /// Stopped by hand: the unit (and its socket) cleanly inactive, which only an admin's
     /// `systemctl stop` does (a crash leaves them failed or restarting).
     stopped: bool,
-}
-
-/// The instance running release `id` of proxy-mode `app` (the name deploys give it).
-fn instance(app: &str, id: u64) -> String {
-    format!("{LIVE_PREFIX}{app}@{id}.service")
 }
 
 /// The deployed apps (their live unit is installed), each with its live unit and whether it

@@ -34,12 +34,14 @@ use serde::{Deserialize, Serialize};
 use crate::definition::{BackupSpec, ValidatedDefinition};
 use crate::deploy::preflight::resolve_database;
 use crate::deploy::Deployer;
+use crate::host::clock::Clock;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{JobKind, Machine, RealMachine, Systemd};
 use crate::ops::{Operation, Progress};
 use crate::state::StateHandle;
 pub use crate::status::BackupState;
 use crate::vault::Vault;
+use error::BackupError;
 use restic::{Repo, Snapshot};
 pub(crate) use runs::run_time;
 use runs::{complete_runs, group_runs, RunTags};
@@ -118,13 +120,11 @@ pub fn server_name() -> String {
 fn spec_of(
     def: &ValidatedDefinition,
     app: &str,
-) -> Result<(BackupSpec, crate::definition::AppSpec), String> {
+) -> Result<(BackupSpec, crate::definition::AppSpec), BackupError> {
     let d = def.definition();
     match (d.backups.get(app), d.apps.get(app)) {
         (Some(b), Some(a)) => Ok((b.clone(), a.clone())),
-        _ => Err(format!(
-            "no `backups:` entry for app `{app}` in the definition"
-        )),
+        _ => Err(BackupError::NotBackedUp(app.to_string())),
     }
 }
 
@@ -168,7 +168,19 @@ impl<M: Machine> Backups<M> {
         self.deployer.machine()
     }
 
-    fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, String> {
+    /// The name of a run starting now on the machine's clock: this server and the time, which
+    /// is what the `run=` tag of its snapshots says.
+    fn run_name(&self) -> String {
+        let at = self.machine().clock().now();
+        format!("{}-{}", self.server, at.format("%Y%m%dT%H%M%SZ"))
+    }
+
+    /// The definition, as the deployer reads it (its words on failure).
+    fn load(&self) -> Result<ValidatedDefinition, BackupError> {
+        self.deployer.load().map_err(BackupError::Deploy)
+    }
+
+    fn repo(&self, spec: &BackupSpec) -> Result<Repo<M::Processes>, BackupError> {
         Repo::open(
             spec,
             &self.vault,
@@ -178,13 +190,13 @@ impl<M: Machine> Backups<M> {
         )
     }
 
-    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running<M>, String> {
+    fn mark_running(self: &Arc<Self>, app: &str) -> Result<Running<M>, BackupError> {
         let mut r = self
             .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if r.contains_key(app) {
-            return Err(format!("a backup of {app} is already running"));
+            return Err(BackupError::AlreadyRunning(app.to_string()));
         }
         r.insert(app.to_string(), ());
         Ok(Running(self.clone(), app.to_string()))
@@ -204,16 +216,28 @@ impl<M: Machine> Backups<M> {
     /// # Errors
     /// Unknown app, or a run of it already going. A run that fails is recorded as a failed
     /// operation, in status and in `/metrics`.
-    pub async fn start(self: &Arc<Self>, app: &str, trigger: &'static str) -> Result<i64, String> {
-        let def = self.deployer.load()?;
+    pub async fn start(
+        self: &Arc<Self>,
+        app: &str,
+        trigger: &'static str,
+    ) -> Result<i64, BackupError> {
+        let def = self.load()?;
         let (spec, app_spec) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
-        let mut p = self.deployer.progress("backup", trigger, app).await?;
+        let mut p = self
+            .deployer
+            .progress("backup", trigger, app)
+            .await
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {
             let _running = running;
-            let result = me.take(&mut p, &app, &spec, &app_spec, trigger).await;
+            // The operations log records text.
+            let result = me
+                .take(&mut p, &app, &spec, &app_spec, trigger)
+                .await
+                .map_err(|e| e.to_string());
             let op = p.finish(&result).await;
             me.record(&app, &op, &result);
         });
@@ -245,8 +269,12 @@ impl<M: Machine> Backups<M> {
     ///
     /// # Errors
     /// Unknown app, a wrong key, an unreachable destination.
-    pub async fn list(&self, app: &str, server: Option<String>) -> Result<Vec<RunView>, String> {
-        let def = self.deployer.load()?;
+    pub async fn list(
+        &self,
+        app: &str,
+        server: Option<String>,
+    ) -> Result<Vec<RunView>, BackupError> {
+        let def = self.load()?;
         let (spec, _) = spec_of(&def, app)?;
         let repo = self.repo(&spec)?;
         repo.probe().await?;
@@ -264,34 +292,32 @@ impl<M: Machine> Backups<M> {
         self: &Arc<Self>,
         app: &str,
         trigger: &'static str,
-    ) -> Result<i64, String> {
-        let def = self.deployer.load()?;
+    ) -> Result<i64, BackupError> {
+        let def = self.load()?;
         let (spec, _) = spec_of(&def, app)?;
         let running = self.mark_running(app)?;
         let mut p = self
             .deployer
             .progress("backup-verify", trigger, app)
-            .await?;
+            .await
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app) = (self.clone(), app.to_string());
         tokio::spawn(async move {
             let _running = running;
             let result = async {
                 let repo = me.repo(&spec)?;
-                p.step(
+                step(
+                    &mut p,
                     "check",
                     &format!("{} (reading {VERIFY_SUBSET} of the data)", repo.location),
-                    async {
-                        repo.check(VERIFY_SUBSET)
-                            .await
-                            .map(|out| ((), out))
-                            .map_err(|e| (e.to_string(), String::new()))
-                    },
+                    async { repo.check(VERIFY_SUBSET).await.map(|out| ((), out)) },
                 )
                 .await?;
-                Ok(format!("backups of {app} verified at {}", repo.location))
+                Ok::<_, BackupError>(format!("backups of {app} verified at {}", repo.location))
             }
-            .await;
+            .await
+            .map_err(|e| e.to_string());
             if let Err(e) = &result {
                 tracing::error!("verifying backups of {app}: {e}");
             }
@@ -303,9 +329,29 @@ impl<M: Machine> Backups<M> {
 
 /// Run blocking file work on tokio's blocking pool, off the daemon's single thread.
 async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| format!("file work: {e}"))?
+    work: impl FnOnce() -> Result<T, BackupError> + Send + 'static,
+) -> Result<T, BackupError> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+/// Run `work` as step `action` on `target` of `p`. The operations log records a failure as its
+/// words; it comes back as [`BackupError::Step`] with the failure itself as the cause, so its
+/// class is not lost on the way.
+async fn step<T>(
+    p: &mut Progress,
+    action: &str,
+    target: &str,
+    work: impl std::future::Future<Output = Result<(T, String), BackupError>> + Send,
+) -> Result<T, BackupError> {
+    let mut cause = None;
+    let result = p
+        .step(action, target, async {
+            work.await.map_err(|e| {
+                let text = e.to_string();
+                cause = Some(Box::new(e));
+                (text, String::new())
+            })
+        })
+        .await;
+    result.map_err(|text| BackupError::Step { text, cause })
 }

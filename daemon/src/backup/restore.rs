@@ -17,17 +17,23 @@ impl<M: Machine> Backups<M> {
         app: &str,
         run: &str,
         latest: bool,
-    ) -> Result<i64, String> {
-        let def = self.deployer.load()?;
+    ) -> Result<i64, BackupError> {
+        let def = self.load()?;
         let (spec, app_spec) = spec_of(&def, app)?;
-        let (claim, mut p) = self.deployer.begin("restore", app).await?;
+        let (claim, mut p) = self
+            .deployer
+            .begin("restore", app)
+            .await
+            .map_err(BackupError::Deploy)?;
         let id = p.id();
         let (me, app, run) = (self.clone(), app.to_string(), run.to_string());
         tokio::spawn(async move {
             let _claim = claim;
+            // The operations log records text.
             let result = me
                 .put_back(&mut p, (&app, &run, latest), &spec, &app_spec, &def)
-                .await;
+                .await
+                .map_err(|e| e.to_string());
             p.finish(&result).await;
         });
         Ok(id)
@@ -44,75 +50,63 @@ impl<M: Machine> Backups<M> {
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
         def: &ValidatedDefinition,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         // Everything that can fail without touching the server, first.
-        let (repo, db, snaps, at, code) = p
-            .step("check", run, async {
-                let repo = self
-                    .repo(spec)
-                    .map_err(|e| (e.to_string(), String::new()))?;
-                repo.probe()
+        let (repo, db, snaps, at, code) = step(p, "check", run, async {
+            let repo = self.repo(spec)?;
+            repo.probe().await?;
+            let snaps = repo
+                .snapshots(
+                    &["strackt".into(), format!("app={app}"), format!("run={run}")],
+                    None,
+                )
+                .await?;
+            if snaps.is_empty() {
+                return Err(BackupError::NoRun {
+                    run: run.to_string(),
+                    app: app.to_string(),
+                    location: repo.location.clone(),
+                });
+            }
+            let db = resolve_database(app_spec, &self.secrets).map_err(BackupError::Deploy)?;
+            let recorded = group_runs(&snaps)
+                .into_iter()
+                .find(|r| r.run == run)
+                .and_then(|r| r.commit);
+            let (at, said) = code_to_deploy(recorded, latest, &app_spec.branch);
+            // The code must be there before the app is stopped and its data replaced.
+            if let Some(c) = &at {
+                self.deployer
+                    .check_commit(app, app_spec, c)
                     .await
-                    .map_err(|e| (e.to_string(), String::new()))?;
-                let snaps = repo
-                    .snapshots(
-                        &["strackt".into(), format!("app={app}"), format!("run={run}")],
-                        None,
-                    )
-                    .await
-                    .map_err(|e| (e.to_string(), String::new()))?;
-                if snaps.is_empty() {
-                    return Err((
-                        format!(
-                            "no backup `{run}` of {app} at {} (see `strackt backup list {app}`)",
-                            repo.location
-                        ),
-                        String::new(),
-                    ));
-                }
-                let db =
-                    resolve_database(app_spec, &self.secrets).map_err(|e| (e, String::new()))?;
-                let recorded = group_runs(&snaps)
-                    .into_iter()
-                    .find(|r| r.run == run)
-                    .and_then(|r| r.commit);
-                let (at, said) = code_to_deploy(recorded, latest, &app_spec.branch);
-                // The code must be there before the app is stopped and its data replaced.
-                if let Some(c) = &at {
-                    self.deployer
-                        .check_commit(app, app_spec, c)
-                        .await
-                        .map_err(|e| (e, String::new()))?;
-                }
-                Ok(((repo, db, snaps, at, said.clone()), said))
-            })
-            .await?;
+                    .map_err(BackupError::Deploy)?;
+            }
+            Ok(((repo, db, snaps, at, said.clone()), said))
+        })
+        .await?;
         let by_kind = |kind: &str| snaps.iter().find(|s| s.tag("kind") == Some(kind)).cloned();
 
         let units = crate::deploy::serving_units(app, app_spec);
-        let stopped = p
-            .step("stop", &units.join(" "), async {
-                let mut stopped = Vec::new();
-                for unit in &units {
-                    let state = self
-                        .machine()
+        let stopped = step(p, "stop", &units.join(" "), async {
+            let mut stopped = Vec::new();
+            for unit in &units {
+                let state = self.machine().systemd().unit_state(unit).await?;
+                if state.load_state == "loaded" {
+                    self.machine()
                         .systemd()
-                        .unit_state(unit)
+                        .run_job(JobKind::Stop, unit)
                         .await
-                        .map_err(|e| (e.to_string(), String::new()))?;
-                    if state.load_state == "loaded" {
-                        self.machine()
-                            .systemd()
-                            .run_job(JobKind::Stop, unit)
-                            .await
-                            .map_err(|e| (format!("stopping {unit}: {e}"), String::new()))?;
-                        stopped.push(unit.clone());
-                    }
+                        .map_err(|source| BackupError::Stop {
+                            unit: unit.clone(),
+                            source,
+                        })?;
+                    stopped.push(unit.clone());
                 }
-                let log = stopped.iter().map(|u| format!("{u} stopped\n")).collect();
-                Ok((stopped, log))
-            })
-            .await?;
+            }
+            let log = stopped.iter().map(|u| format!("{u} stopped\n")).collect();
+            Ok((stopped, log))
+        })
+        .await?;
 
         // One after the other: restic restore already keeps every core busy (database and
         // files side by side measured slower than in turn: 31 s against 28 s for 1.3 GB, with
@@ -128,7 +122,10 @@ impl<M: Machine> Backups<M> {
             // Another operation on this app cannot run meanwhile (the claim): what is in
             // restore/ is a killed restore's leftovers.
             let r = restore_dir.clone();
-            off_thread(move || Ok(crate::host::private::emptied_private_dir(&r)?)).await?;
+            off_thread(move || {
+                crate::host::private::emptied_private_dir(&r).map_err(BackupError::Host)
+            })
+            .await?;
             if let (Some(snap), Some(db)) = (by_kind("database"), &db) {
                 let file = snap
                     .paths
@@ -148,12 +145,14 @@ impl<M: Machine> Backups<M> {
                             db,
                         ),
                     )
-                    .await?,
+                    .await
+                    .map_err(BackupError::recorded)?,
                 );
             }
             if let Some(snap) = by_kind("files") {
                 let shared = Path::new(&app_spec.path).join("shared");
-                p.step(
+                step(
+                    p,
                     "restore-files",
                     &format!("{} → {}", snap.short_id, shared.display()),
                     async {
@@ -167,20 +166,19 @@ impl<M: Machine> Backups<M> {
                         )
                         .await
                         .map(|out| ((), out))
-                        .map_err(|e| (e, String::new()))
                     },
                 )
                 .await?;
             }
-            Ok::<(), String>(())
+            Ok::<(), BackupError>(())
         }
         .await;
         let deployed = match restored {
-            Ok(()) => {
-                self.deployer
-                    .redeploy(p, app, def, dump, at.as_deref())
-                    .await
-            }
+            Ok(()) => self
+                .deployer
+                .redeploy(p, app, def, dump, at.as_deref())
+                .await
+                .map_err(BackupError::Deploy),
             Err(e) => {
                 // Put the app back up on what it had (the database restore is one transaction).
                 for unit in stopped.iter().rev() {
@@ -191,8 +189,12 @@ impl<M: Machine> Backups<M> {
                 Err(e)
             }
         };
-        // Scratch of strackt's own: a leftover is emptied by the next restore.
-        let _ = off_thread(move || Ok(crate::host::private::remove_private(&scratch)?)).await;
+        // Scratch of strackt's own, root-only: a leftover is emptied by the next restore
+        // (`emptied_private_dir` above), and the restore's outcome does not depend on it.
+        let _ = off_thread(move || {
+            crate::host::private::remove_private(&scratch).map_err(BackupError::Host)
+        })
+        .await;
         Ok(format!(
             "restored {app} from backup {run} ({code}); {}",
             deployed?
@@ -238,28 +240,28 @@ async fn restore_database(
     scratch: &Path,
     db: &BTreeMap<String, String>,
 ) -> Result<(PathBuf, String), (String, String)> {
-    let fail = |e: String| (e, String::new());
+    let fail = |e: BackupError| (e.to_string(), String::new());
     let s = scratch.to_path_buf();
-    off_thread(move || Ok(crate::host::private::fresh_private_dir(&s)?))
+    off_thread(move || crate::host::private::fresh_private_dir(&s).map_err(BackupError::Host))
         .await
         .map_err(fail)?;
     let out = repo
         .restore(&snap.id, scratch, Some(file))
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     let dump = scratch.join(file.trim_start_matches('/'));
     // A link restored from the snapshot would have pg_restore, as root, read what it names.
     // `scratch` is strackt's root-only state, so nobody else can change it between this look
     // and the chmod: paths are safe here.
     if !std::fs::symlink_metadata(&dump).is_ok_and(|m| m.is_file()) {
-        return Err(fail(format!(
-            "{file} is not a file in snapshot {}",
-            snap.short_id
-        )));
+        return Err(fail(BackupError::NotAFile {
+            file: file.to_string(),
+            snapshot: snap.short_id.clone(),
+        }));
     }
     // restic gives it the snapshot's mode; it becomes a release's pre-migrate dump (0600).
     std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| fail(format!("chmod {}: {e}", dump.display())))?;
+        .map_err(|e| fail(BackupError::Host(crate::host::io_err("chmod", &dump)(e))))?;
     let ((), text) = crate::deploy::database::restore(p, &dump, db).await?;
     Ok((dump, format!("{out}{text}")))
 }
@@ -277,13 +279,11 @@ async fn restore_files(
     shared: &Path,
     paths: &[String],
     user: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, BackupError> {
     let s = scratch.to_path_buf();
-    off_thread(move || Ok(crate::host::private::fresh_private_dir(&s)?)).await?;
-    let restored = repo
-        .restore(&snap.id, scratch, None)
-        .await
-        .map_err(String::from);
+    off_thread(move || crate::host::private::fresh_private_dir(&s).map_err(BackupError::Host))
+        .await?;
+    let restored = repo.restore(&snap.id, scratch, None).await;
     let owner = user.and_then(crate::deploy::runner::RunAs::lookup);
     let (s, shared, paths, taken) = (
         scratch.to_path_buf(),
@@ -295,7 +295,7 @@ async fn restore_files(
         let swapped = restored.and_then(|out| {
             swap_in(&s, &shared, &paths, &taken, owner.as_ref()).map(|log| format!("{out}{log}"))
         });
-        let removed = crate::host::private::remove_private(&s);
+        let removed = crate::host::private::remove_private(&s).map_err(BackupError::Host);
         let swapped = swapped?;
         removed?;
         Ok(swapped)
@@ -315,17 +315,17 @@ fn swap_in(
     paths: &[String],
     taken: &[String],
     owner: Option<&crate::deploy::runner::RunAs>,
-) -> Result<String, String> {
+) -> Result<String, BackupError> {
     let owner = owner.map(|o| Owner {
         uid: o.uid,
         gid: o.gid,
     });
-    let fail = |e: std::io::Error| e.to_string();
+    let fail = BackupError::Tree;
     let scratch = Dir::open(scratch).map_err(fail)?;
     // On a fresh server the app's directory comes with this restore: root's, as the deploy
     // makes it; `shared/` the app's user's.
     let (Some(app), Some(name)) = (shared.parent(), shared.file_name()) else {
-        return Err(format!("{} has no parent directory", shared.display()));
+        return Err(BackupError::NoParent(shared.to_path_buf()));
     };
     let shared = Dir::create_all(app, 0o755, Owner::process())
         .and_then(|d| d.create_dirs(name, 0o755, owner.unwrap_or_else(Owner::process)))
@@ -345,7 +345,7 @@ fn swap_in(
         let (Some(from_dir), Some(from_name), Some(to_dir), Some(to_name)) =
             (from.parent(), from.file_name(), to.parent(), to.file_name())
         else {
-            return Err(format!("{rel}: not a path inside shared/"));
+            return Err(BackupError::NotInShared(rel.clone()));
         };
         let from_dir = scratch.open_dir(from_dir).map_err(fail)?;
         let to_dir = shared
@@ -354,17 +354,30 @@ fn swap_in(
         let mut old = std::ffi::OsString::from(".");
         old.push(to_name);
         old.push(".pre-restore");
+        // A killed restore's leftover: when it cannot be removed, moving aside below fails and
+        // says why, so this failure is not lost.
         let _ = to_dir.remove(&old);
         if to_dir.kind(to_name).map_err(fail)?.is_some() {
             to_dir
                 .rename(to_name, &to_dir, &old)
-                .map_err(|e| format!("moving {rel} aside: {e}"))?;
+                .map_err(|source| BackupError::MoveAside {
+                    rel: rel.clone(),
+                    source,
+                })?;
         }
         // Renamed when strackt's state and `shared/` are on one filesystem, copied otherwise.
         let notes = from_dir
             .move_to(from_name, &to_dir, to_name)
-            .map_err(|e| format!("moving the restored {rel} in: {e}"))?;
-        let _ = to_dir.remove(&old);
+            .map_err(|source| BackupError::MoveIn {
+                rel: rel.clone(),
+                source,
+            })?;
+        // The restore is done; the old content left behind takes space in `shared/` until
+        // the next restore of the path removes it, so the log says so.
+        if let Err(e) = to_dir.remove(&old) {
+            // `e` names the path (`remove …/.NAME.pre-restore: …`).
+            log.push_str(&format!("{rel}: the old content is left behind: {e}\n"));
+        }
         if let Some(owner) = owner {
             // The snapshot may come from a server where the app's user has other ids.
             to_dir.chown_tree(to_name, owner).map_err(fail)?;
@@ -437,7 +450,8 @@ mod tests {
             Some(&me),
         )
         .expect_err("refused");
-        assert!(e.contains("not followed"), "{e}");
+        assert!(matches!(e, BackupError::Tree(_)), "{e:?}");
+        assert!(e.to_string().contains("not followed"), "{e}");
         assert_eq!(names(&victim), ["sub"]);
         assert_eq!(names(&victim.join("sub")), ["keep"]);
         assert_eq!(names(&restored), ["2027"]);

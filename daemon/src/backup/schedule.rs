@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::definition::schedule::Schedule;
+use crate::host::clock::Clock;
 use crate::host::Machine;
 
 use super::Backups;
@@ -37,7 +38,7 @@ impl<M: Machine> Backups<M> {
         let Ok(def) = self.deployer.load() else {
             return RECHECK;
         };
-        let now = Utc::now();
+        let now = self.machine().clock().now();
         let mut wait = RECHECK;
         for (app, spec) in &def.definition().backups {
             for (kind, text) in [

@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use super::error::BackupError;
 use super::restic::{self, Repo};
-use super::{off_thread, Backups, RunTags};
+use super::{off_thread, step, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
 use crate::generation::render::PackageLock;
 use crate::host::files::atomic_write;
 use crate::host::processes::Cmd;
-use crate::host::Machine;
+use crate::host::{io_err, Machine};
 use crate::ops::Progress;
 
 /// The file name of the bundle inside its snapshot.
@@ -33,7 +33,7 @@ pub const FILE: &str = "server.json";
 /// The `kind=` tag of bundle snapshots.
 pub const KIND: &str = "server";
 /// The bundle format this strackt writes and reads.
-const FORMAT: u32 = 1;
+pub(super) const FORMAT: u32 = 1;
 /// A bundle is a few kilobytes: a minute without progress is a dead destination.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -89,14 +89,10 @@ impl Bundle {
     ///
     /// # Errors
     /// Not a bundle, or one of a newer format.
-    pub fn from_json(text: &str) -> Result<Bundle, String> {
-        let b: Bundle = serde_json::from_str(text)
-            .map_err(|e| format!("the server bundle does not read: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Bundle, BackupError> {
+        let b: Bundle = serde_json::from_str(text).map_err(BackupError::BundleRead)?;
         if b.format > FORMAT {
-            return Err(format!(
-                "the server bundle is of format {} (this strackt reads {FORMAT}): upgrade strackt",
-                b.format
-            ));
+            return Err(BackupError::BundleFormat(b.format));
         }
         Ok(b)
     }
@@ -107,7 +103,7 @@ impl Bundle {
     ///
     /// # Errors
     /// The definition does not parse.
-    pub fn pinned_definition(&self) -> Result<String, String> {
+    pub fn pinned_definition(&self) -> Result<String, BackupError> {
         pinned(
             &self.definition,
             Path::new("server.json:definition"),
@@ -127,8 +123,8 @@ pub fn pinned(
     path: &Path,
     lock: &BTreeMap<String, PackageLock>,
     generation: u64,
-) -> Result<String, String> {
-    let def = crate::definition::parse(text, path).map_err(|e| e.to_string())?;
+) -> Result<String, BackupError> {
+    let def = crate::definition::parse(text, path)?;
     if !def.definition().packages.values().any(|v| v == "latest") {
         return Ok(text.to_string());
     }
@@ -140,7 +136,7 @@ pub fn pinned(
     }
     Ok(format!(
         "# strackt export of generation {generation}: package versions pinned from its lock.json.\n{}",
-        crate::definition::to_yaml(&pinned).map_err(|e| e.to_string())?
+        crate::definition::to_yaml(&pinned).map_err(BackupError::Yaml)?
     ))
 }
 
@@ -171,20 +167,20 @@ pub fn secret_names(def: &ValidatedDefinition) -> BTreeSet<String> {
 ///
 /// # Errors
 /// No generation applied yet, unreadable files, a referenced secret missing.
-pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, String> {
+pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, BackupError> {
     let current = root.join("current");
     let read = |name: &str| {
-        std::fs::read_to_string(current.join(name))
-            .map_err(|e| format!("reading {}: {e}", current.join(name).display()))
+        let path = current.join(name);
+        std::fs::read_to_string(&path).map_err(|e| BackupError::Host(io_err("reading", &path)(e)))
     };
-    let manifest: crate::generation::Manifest = serde_json::from_str(&read("manifest.json")?)
-        .map_err(|e| format!("the live manifest: {e}"))?;
+    let manifest: crate::generation::Manifest =
+        serde_json::from_str(&read("manifest.json")?).map_err(BackupError::LiveManifest)?;
     let definition = read("definition.yaml")?;
-    let def = crate::definition::parse(&definition, &current.join("definition.yaml"))
-        .map_err(|e| e.to_string())?;
+    let def = crate::definition::parse(&definition, &current.join("definition.yaml"))?;
     let mut values = BTreeMap::new();
     for name in secret_names(&def) {
-        values.insert(name.clone(), read_secret(secrets, &name)?);
+        let value = read_secret(secrets, &name).map_err(BackupError::Deploy)?;
+        values.insert(name.clone(), value);
     }
     let apps = def
         .definition()
@@ -235,8 +231,8 @@ impl<M: Machine> Backups<M> {
     }
 
     /// Put the team key in the vault.
-    pub(crate) fn import_key(&self, key: &str) -> Result<(), String> {
-        Ok(self.vault.import(key)?)
+    pub(crate) fn import_key(&self, key: &str) -> Result<(), BackupError> {
+        self.vault.import(key).map_err(BackupError::Vault)
     }
 
     /// The state digest as the last pass observed it.
@@ -249,12 +245,12 @@ impl<M: Machine> Backups<M> {
         &self,
         app: &str,
         def: &ValidatedDefinition,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, BackupError> {
         let app_spec = def
             .definition()
             .apps
             .get(app)
-            .ok_or_else(|| format!("no app `{app}` in the definition"))?;
+            .ok_or_else(|| BackupError::NoApp(app.to_string()))?;
         Ok(self.live_commit(app, app_spec).await)
     }
 
@@ -265,9 +261,12 @@ impl<M: Machine> Backups<M> {
         app: &str,
         run: &str,
         def: &ValidatedDefinition,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         let (spec, app_spec) = super::spec_of(def, app)?;
-        let _claim = self.deployer.claim("restore", app)?;
+        let _claim = self
+            .deployer
+            .claim("restore", app)
+            .map_err(BackupError::Deploy)?;
         self.put_back(p, (app, run, false), &spec, &app_spec, def)
             .await
     }
@@ -280,9 +279,15 @@ impl<M: Machine> Backups<M> {
         app: &str,
         def: &ValidatedDefinition,
         commit: Option<&str>,
-    ) -> Result<String, String> {
-        let _claim = self.deployer.claim("deploy", app)?;
-        self.deployer.redeploy(p, app, def, None, commit).await
+    ) -> Result<String, BackupError> {
+        let _claim = self
+            .deployer
+            .claim("deploy", app)
+            .map_err(BackupError::Deploy)?;
+        self.deployer
+            .redeploy(p, app, def, None, commit)
+            .await
+            .map_err(BackupError::Deploy)
     }
 
     /// Store a server bundle whenever a new generation goes live, in each destination of its
@@ -321,15 +326,22 @@ impl<M: Machine> Backups<M> {
             return;
         }
         let (root, secrets) = (self.root.clone(), self.secrets.clone());
-        let Ok(Ok(def)) = tokio::task::spawn_blocking(move || {
+        let read = off_thread(move || {
             live(&root, &secrets).and_then(|b| {
-                crate::definition::parse(&b.definition, Path::new("definition.yaml"))
-                    .map_err(|e| e.to_string())
+                Ok(crate::definition::parse(
+                    &b.definition,
+                    Path::new("definition.yaml"),
+                )?)
             })
         })
-        .await
-        else {
-            return;
+        .await;
+        // No operation is started yet to record it in: the journal says why nothing is stored.
+        let def = match read {
+            Ok(def) => def,
+            Err(e) => {
+                tracing::warn!("server bundle of generation {generation}: {e}");
+                return;
+            }
         };
         let mut done = BTreeSet::new();
         for (app, spec) in &def.definition().backups {
@@ -354,11 +366,7 @@ impl<M: Machine> Backups<M> {
             else {
                 continue;
             };
-            let run = format!(
-                "{}-{}",
-                self.server,
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-            );
+            let run = self.run_name();
             let tags = RunTags {
                 app,
                 run: &run,
@@ -366,19 +374,18 @@ impl<M: Machine> Backups<M> {
                 commit: None,
             };
             let result = async {
-                p.step("repository", &repo.location, async {
-                    probed
-                        .map(|()| ((), String::new()))
-                        .map_err(|e| (e.to_string(), String::new()))
+                step(&mut p, "repository", &repo.location, async {
+                    probed.map(|()| ((), String::new()))
                 })
                 .await?;
                 self.store_server(&mut p, &repo, &tags).await?;
-                Ok(format!(
+                Ok::<_, BackupError>(format!(
                     "server bundle of generation {generation} → {}",
                     repo.location
                 ))
             }
-            .await;
+            .await
+            .map_err(|e| e.to_string());
             if let Err(e) = &result {
                 tracing::error!("server bundle of generation {generation}: {e}");
             }
@@ -393,14 +400,13 @@ impl<M: Machine> Backups<M> {
         p: &mut Progress,
         repo: &Repo<M::Processes>,
         tags: &RunTags<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackupError> {
         let (root, secrets) = (self.root.clone(), self.secrets.clone());
         let mut bundle = off_thread(move || live(&root, &secrets)).await?;
         bundle.server.clone_from(&self.server);
         bundle.run = tags.run.to_string();
         bundle.digest = self.status.digest();
-        let def = crate::definition::parse(&bundle.definition, Path::new("definition.yaml"))
-            .map_err(|e| e.to_string())?;
+        let def = crate::definition::parse(&bundle.definition, Path::new("definition.yaml"))?;
         for (app, at) in &mut bundle.apps {
             if let Some(spec) = def.definition().apps.get(app) {
                 at.commit = self.live_commit(app, spec).await;
@@ -408,11 +414,11 @@ impl<M: Machine> Backups<M> {
         }
         let dir = self.root.join("bundle");
         let file = dir.join(format!("{}-{}.json", tags.run, tags.app));
-        let json = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(&bundle).map_err(BackupError::BundleWrite)?;
         let f = file.clone();
         off_thread(move || {
-            crate::host::private::private_dir(&dir)?;
-            atomic_write(&f, &json, 0o600, 0, 0).map_err(|e| e.to_string())
+            crate::host::private::private_dir(&dir).map_err(BackupError::Host)?;
+            Ok(atomic_write(&f, &json, 0o600, 0, 0)?)
         })
         .await?;
         let cat = Cmd::new("cat", restic::BACKUP_LIMIT)
@@ -424,22 +430,29 @@ impl<M: Machine> Backups<M> {
             repo.location
         );
         let live = Arc::new(Mutex::new(String::new()));
-        let stored = p
-            .step("server", &target, async {
-                repo.backup(
-                    &[],
-                    Some((cat, FILE.to_string())),
-                    &self::tags(&self.server, tags.app, tags.run, tags.trigger),
-                    &self.server,
-                    &live,
-                    STALL,
-                )
-                .await
-                .map(|s| ((), format!("snapshot {}", s.snapshot_id)))
-                .map_err(|e| (e.to_string(), String::new()))
-            })
-            .await;
-        let _ = std::fs::remove_file(&file);
+        let stored = step(p, "server", &target, async {
+            repo.backup(
+                &[],
+                Some((cat, FILE.to_string())),
+                &self::tags(&self.server, tags.app, tags.run, tags.trigger),
+                &self.server,
+                &live,
+                STALL,
+            )
+            .await
+            .map(|s| ((), format!("snapshot {}", s.snapshot_id)))
+        })
+        .await;
+        // The bundle is stored (or not) either way; but a copy of the server's secrets left
+        // behind would stay there for good (each run names its own file), so it is said.
+        if let Err(e) = std::fs::remove_file(&file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "removing {}: {e} (it holds the server's secrets: remove it by hand)",
+                    file.display()
+                );
+            }
+        }
         stored
     }
 }
@@ -520,9 +533,13 @@ mod tests {
         assert_eq!(Bundle::from_json(&text).expect("reads"), b);
         assert!(!format!("{b:?}").contains("hunter2"));
         let newer = text.replace("\"format\":1", "\"format\":99");
-        assert!(Bundle::from_json(&newer)
-            .expect_err("newer")
-            .contains("upgrade strackt"));
+        let e = Bundle::from_json(&newer).expect_err("newer");
+        assert!(matches!(e, BackupError::BundleFormat(99)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "the server bundle is of format 99 (this strackt reads 1): upgrade strackt"
+        );
+        assert!(!e.is_transient());
         assert!(Bundle::from_json("{}").is_err());
     }
 }

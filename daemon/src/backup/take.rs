@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::resolve_database;
 use crate::host::processes::Cmd;
@@ -21,8 +19,9 @@ use crate::ops::{Progress, Step};
 use restic::{bytes, Repo, Summary};
 use unchanged::Seen;
 
+use super::error::BackupError;
 use super::runs::RunTags;
-use super::{is_commit, restic, unchanged, Backups};
+use super::{is_commit, restic, step, unchanged, Backups};
 
 impl<M: Machine> Backups<M> {
     pub(super) async fn take(
@@ -32,9 +31,9 @@ impl<M: Machine> Backups<M> {
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
         trigger: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupError> {
         let repo = self.repo(spec)?;
-        let run = format!("{}-{}", self.server, Utc::now().format("%Y%m%dT%H%M%SZ"));
+        let run = self.run_name();
         let seen = self
             .seen
             .lock()
@@ -43,11 +42,8 @@ impl<M: Machine> Backups<M> {
             .filter(|s| s.location == repo.location && !repo.append_only);
         // The repository was written to by the last run: no need to look for it again.
         if seen.is_none() {
-            p.step("repository", &repo.location, async {
-                let created = repo
-                    .ensure()
-                    .await
-                    .map_err(|e| (e.to_string(), String::new()))?;
+            step(p, "repository", &repo.location, async {
+                let created = repo.ensure().await?;
                 Ok((
                     (),
                     if created {
@@ -103,11 +99,10 @@ impl<M: Machine> Backups<M> {
         let keep = spec.keep.restic_flags();
         // Nothing new written, nothing new to forget: retention waits for the next real run.
         if !keep.is_empty() && !repo.append_only && !written.is_empty() {
-            p.step("retention", &keep.join(" "), async {
+            step(p, "retention", &keep.join(" "), async {
                 repo.forget(Some(app), Some(&self.server), &keep)
                     .await
                     .map(|out| ((), out))
-                    .map_err(|e| (e.to_string(), String::new()))
             })
             .await?;
         }
@@ -150,11 +145,12 @@ impl<M: Machine> Backups<M> {
         spec: &BackupSpec,
         app_spec: &crate::definition::AppSpec,
         repo: &Repo<M::Processes>,
-    ) -> Result<Vec<Part>, String> {
+    ) -> Result<Vec<Part>, BackupError> {
         let db = if spec.database {
             Some(
-                resolve_database(app_spec, &self.secrets)?
-                    .ok_or_else(|| format!("app `{app}` has no database"))?,
+                resolve_database(app_spec, &self.secrets)
+                    .map_err(BackupError::Deploy)?
+                    .ok_or_else(|| BackupError::NoDatabase(app.to_string()))?,
             )
         } else {
             None
@@ -166,7 +162,7 @@ impl<M: Machine> Backups<M> {
             .map(|p| shared.join(p).display().to_string())
             .collect();
         if let Some(missing) = first_missing(&paths)? {
-            return Err(format!("{missing} does not exist (deploy the app first)"));
+            return Err(BackupError::PathMissing(missing.clone()));
         }
         // Both taken before anything is read: a change after this makes the next run read
         // again. A receiver cannot re-tag snapshots, so there every part is always read.
@@ -231,7 +227,7 @@ impl<M: Machine> Backups<M> {
         tags: &RunTags<'_>,
         said: &mut Vec<String>,
         written: &mut Vec<String>,
-    ) -> Result<BTreeMap<&'static str, String>, String> {
+    ) -> Result<BTreeMap<&'static str, String>, BackupError> {
         let fingerprints: BTreeMap<&'static str, String> = parts
             .iter()
             .filter_map(|part| Some((part.kind, part.fingerprint.clone()?)))
@@ -249,25 +245,25 @@ impl<M: Machine> Backups<M> {
             let expected = same.len();
             // restic tag needs an exclusive lock: when another run holds the repository, or the
             // previous run's snapshots are gone, the parts are simply read.
-            let tagged = p
-                .step(
-                    "unchanged",
-                    &format!("{} as in {}", kinds.join(" and "), prev.run),
-                    async {
-                        Ok(match repo.add_tags(&self.server, &filters, &add).await {
-                            Ok(n) if n == expected => (n, String::new()),
-                            Ok(n) => (
-                                n,
-                                format!(
-                                    "{n} of {expected} snapshots of {} found; reading them instead",
-                                    prev.run
-                                ),
+            let tagged = step(
+                p,
+                "unchanged",
+                &format!("{} as in {}", kinds.join(" and "), prev.run),
+                async {
+                    Ok(match repo.add_tags(&self.server, &filters, &add).await {
+                        Ok(n) if n == expected => (n, String::new()),
+                        Ok(n) => (
+                            n,
+                            format!(
+                                "{n} of {expected} snapshots of {} found; reading them instead",
+                                prev.run
                             ),
-                            Err(e) => (0, format!("{e}; reading instead")),
-                        })
-                    },
-                )
-                .await?;
+                        ),
+                        Err(e) => (0, format!("{e}; reading instead")),
+                    })
+                },
+            )
+            .await?;
             if tagged == expected {
                 said.extend(kinds.iter().map(|k| format!("{k} unchanged")));
             } else {
@@ -280,9 +276,13 @@ impl<M: Machine> Backups<M> {
         // The dump and the files go up at the same time: restic reads a stream on one thread,
         // so alone it leaves a core idle.
         let kinds: Vec<&str> = read.iter().map(|part| part.kind).collect();
+        // Each step's own failure, kept for its class (the log gets its words).
+        let causes: Vec<Mutex<Option<BackupError>>> =
+            read.iter().map(|_| Mutex::new(None)).collect();
         let steps: Vec<Step<'_, Summary>> = read
             .into_iter()
-            .map(|part| {
+            .zip(&causes)
+            .map(|(part, cause)| {
                 let live = Arc::new(Mutex::new(String::new()));
                 let tags = tags.of(part.kind);
                 let work_live = live.clone();
@@ -301,7 +301,13 @@ impl<M: Machine> Backups<M> {
                         )
                         .await
                         .map(|s| (s, String::new()))
-                        .map_err(|e| (e.to_string(), String::new()))
+                        .map_err(|e| {
+                            let text = e.to_string();
+                            *cause
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                            (text, String::new())
+                        })
                     }),
                 }
             })
@@ -322,8 +328,17 @@ impl<M: Machine> Backups<M> {
                 }
             }
         }
-        if let Some(e) = failure {
-            return Err(e);
+        if let Some(text) = failure {
+            // The failure said is the first in order; the others were stopped because of the
+            // one that failed, whose cause (and class) this is.
+            let cause = causes
+                .into_iter()
+                .find_map(|c| {
+                    c.into_inner()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                })
+                .map(Box::new);
+            return Err(BackupError::Step { text, cause });
         }
         Ok(fingerprints)
     }
@@ -337,7 +352,7 @@ impl<M: Machine> Backups<M> {
 ///
 /// # Errors
 /// A link on the way; I/O failures.
-fn first_missing(paths: &[String]) -> Result<Option<&String>, String> {
+fn first_missing(paths: &[String]) -> Result<Option<&String>, BackupError> {
     for p in paths {
         let path = Path::new(p);
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
@@ -347,7 +362,7 @@ fn first_missing(paths: &[String]) -> Result<Option<&String>, String> {
             Ok(Some(_)) => {}
             Ok(None) => return Ok(Some(p)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(p)),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(BackupError::Tree(e)),
         }
     }
     Ok(None)

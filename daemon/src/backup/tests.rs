@@ -190,3 +190,212 @@ async fn a_restore_refused_at_its_check_leaves_the_app_untouched() {
         .collect();
     assert!(!restic.iter().any(|a| a.contains("restore")), "{restic:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_by_it() {
+    // The fake clock starts at 2026-01-01T00:00:00Z; the backup is due at 00:20.
+    let backups_at = BACKUPS.replace("database: true", "database: true\n    schedule: 20 0 * * *");
+    let h = Harness::deployed(&backups_at).await;
+    // A run stores the live generation's bundle beside the app's snapshots.
+    let definition = h.dir.path().join("server.yaml");
+    let text = std::fs::read_to_string(&definition).expect("the definition");
+    let store = crate::generation::Store::open(&h.dir.path().join("state")).expect("store");
+    let parsed = crate::definition::parse(&text, &definition).expect("valid");
+    let rendered = crate::generation::render(&parsed);
+    store.build(1, &rendered, "t").expect("generation 1");
+    store.flip(Some(1)).expect("live");
+    let (b, _) = backups(&h);
+    b.spawn_scheduler();
+    let backups_so_far = || async {
+        h.state
+            .call(|s| s.operations(50, None))
+            .await
+            .expect("operations")
+            .into_iter()
+            .filter(|o| o.kind == "backup")
+            .collect::<Vec<_>>()
+    };
+
+    tokio::time::sleep(Duration::from_secs(19 * 60)).await;
+    assert_eq!(backups_so_far().await, [], "a backup ran before 00:20");
+    assert_eq!(h.host.processes.state().restic.snapshots, []);
+
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    let ran = backups_so_far().await;
+    assert_eq!(ran.len(), 1, "{ran:#?}");
+    let op = finished(&h, &b, ran[0].id).await;
+    assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    assert_eq!(op.trigger, "schedule");
+    assert!(
+        op.started.starts_with("2026-01-01T00:20:"),
+        "{}",
+        op.started
+    );
+    let finished_at = op.finished.as_deref().unwrap_or_default();
+    assert!(
+        finished_at.starts_with("2026-01-01T00:20:"),
+        "{finished_at}"
+    );
+    let snapshots = h.host.processes.state().restic.snapshots.clone();
+    assert!(!snapshots.is_empty());
+    let run = format!("run={}-20260101T0020", server_name());
+    for s in &snapshots {
+        assert!(s.tags.iter().any(|t| t.starts_with(&run)), "{:?}", s.tags);
+    }
+}
+
+/// A run of the app under way refuses a second one, as a failure that passes by itself.
+#[tokio::test]
+async fn a_second_run_of_an_app_is_refused_as_already_running() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    let going = b.mark_running("shop").expect("the first run");
+
+    let e = b.start("shop", "cli").await.expect_err("refused");
+    assert!(
+        matches!(&e, BackupError::AlreadyRunning(app) if app == "shop"),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "a backup of shop is already running");
+    assert!(e.is_transient());
+    drop(going);
+    let e = b.list("nope", None).await.expect_err("not backed up");
+    assert!(
+        matches!(&e, BackupError::NotBackedUp(app) if app == "nope"),
+        "{e:?}"
+    );
+    assert!(!e.is_transient());
+}
+
+/// A destination that does not answer fails the run's first step; the error keeps restic's
+/// failure as its cause, so the run reads as worth trying again.
+#[tokio::test]
+async fn an_unreachable_destination_fails_the_run_as_a_transient_step() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.script(
+        "restic",
+        Output::with(
+            End::Exited(1),
+            "",
+            "Fatal: unable to open config file: Stat: Get \"http://127.0.0.1:9/backups/config\": dial tcp 127.0.0.1:9: connect: connection refused\nIs there a repository at the following location?\n",
+        ),
+    );
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("backup", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .take(&mut p, "shop", &spec, &app_spec, "cli")
+        .await
+        .expect_err("unreachable");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(
+        matches!(**cause, BackupError::Unreachable { .. }),
+        "{cause:?}"
+    );
+    assert!(
+        text.starts_with(
+            "repository failed: the backup destination s3:http://127.0.0.1:9/backups is unreachable: "
+        ),
+        "{text}"
+    );
+    assert!(e.is_transient());
+    assert_eq!(
+        steps(&p.finish(&Err(e.to_string())).await),
+        [("repository", "failed")]
+    );
+}
+
+/// A dump that fails beside the files being read: the run's error is the database step's,
+/// with the dump's failure (permanent) as its cause.
+#[tokio::test]
+async fn a_failed_dump_surfaces_as_the_database_steps_dump_failure() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.script(
+        "pg_dump",
+        Output::with(
+            End::Exited(1),
+            "half a dump",
+            "pg_dump: error: connection to server lost\n",
+        ),
+    );
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("backup", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .take(&mut p, "shop", &spec, &app_spec, "cli")
+        .await
+        .expect_err("the dump failed");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(matches!(**cause, BackupError::Dump { .. }), "{cause:?}");
+    assert!(
+        text.starts_with("database failed: the dump failed"),
+        "{text}"
+    );
+    assert!(!e.is_transient());
+}
+
+/// A restore of a run the repository does not have stops at its check, as that refusal.
+#[tokio::test]
+async fn a_restore_of_an_unknown_run_is_refused_as_no_run() {
+    let h = Harness::deployed(BACKUPS).await;
+    let (b, _) = backups(&h);
+    h.host.processes.state().restic.initialized = true;
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = h
+        .deployer
+        .progress("restore", "cli", "shop")
+        .await
+        .expect("an operation");
+
+    let e = b
+        .put_back(
+            &mut p,
+            ("shop", "web1-20261201T030000Z", false),
+            &spec,
+            &app_spec,
+            &def,
+        )
+        .await
+        .expect_err("no such run");
+    let BackupError::Step {
+        text,
+        cause: Some(cause),
+    } = &e
+    else {
+        panic!("not a step's failure: {e:?}");
+    };
+    assert!(
+        matches!(&**cause, BackupError::NoRun { run, app, .. } if run == "web1-20261201T030000Z" && app == "shop"),
+        "{cause:?}"
+    );
+    assert_eq!(
+        text,
+        "check failed: no backup `web1-20261201T030000Z` of shop at s3:http://127.0.0.1:9/backups (see `strackt backup list shop`)"
+    );
+    assert!(!e.is_transient());
+}

@@ -21,6 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use super::error::BackupError;
 use crate::host::processes::{Cmd, Processes};
 use crate::host::tree;
 
@@ -53,20 +54,17 @@ pub async fn database(p: &impl Processes, env: &BTreeMap<String, String>) -> Opt
 ///
 /// # Errors
 /// An entry that cannot be read, or a link on the way (it then counts as changed).
-pub fn files(paths: &[String]) -> Result<String, String> {
+pub fn files(paths: &[String]) -> Result<String, BackupError> {
     let mut hash = Sha256::new();
     let mut sorted: Vec<&Path> = paths.iter().map(Path::new).collect();
     sorted.sort();
     for path in sorted {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(format!(
-                "{}: not a path to a file or directory",
-                path.display()
-            ));
+            return Err(BackupError::NotAPath(path.to_path_buf()));
         };
         tree::Dir::open(parent)
             .and_then(|dir| dir.walk(name, &mut |path, meta| add(&mut hash, path, meta)))
-            .map_err(|e| e.to_string())?;
+            .map_err(BackupError::Tree)?;
     }
     Ok(hex::encode(hash.finalize()))
 }
@@ -201,7 +199,8 @@ mod tests {
         std::os::unix::fs::symlink(&private, shared.join("storage")).expect("symlink");
         let e = files(&[shared.join("storage/uploads").display().to_string()])
             .expect_err("a link on the way is refused");
-        assert!(e.contains("symbolic link"), "{e}");
+        assert!(matches!(e, BackupError::Tree(_)), "{e:?}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
     #[test]

@@ -590,7 +590,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 fn bounded_secs(text: &str, max: u64, flag: &str) -> Result<u64, String> {
     let d = humantime::parse_duration(text)
         .map_err(|_| format!("{flag} {text:?} is not a duration; write e.g. 90s, 30m or 2h"))?;
-    daemon::deadline_in(d.as_secs(), max, flag).map(|_| d.as_secs())
+    daemon::deadline_in(d.as_secs(), max, flag)
+        .map(|_| d.as_secs())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

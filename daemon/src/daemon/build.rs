@@ -107,7 +107,7 @@ impl<M: Machine> Daemon<M> {
         let kept = self.keep_record(id, &rendered.definition, &target.manifest);
         if let Err(e) = kept.await {
             return self
-                .build_failed(Some(op_id), trigger, id, started, started_at, e)
+                .build_failed(Some(op_id), trigger, id, started, started_at, e.to_string())
                 .await;
         }
         // Unrecorded, the row still says "building", which the startup recovery treats as

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::decide::{self, Unconfirmed};
-use super::error::RecordError;
+use super::error::{ControlError, OutOfRange, RecordError};
 use super::pass::Daemon;
 use super::record::fail;
 use super::Trigger;
 use crate::host::clock::Clock;
 use crate::host::Machine;
 use crate::ops::{Operation, Outcome};
-pub use crate::status::{Hold, HoldChange, PendingConfirm};
+pub use crate::status::{Held, Hold, HoldChange, PendingConfirm};
 
 /// The longest `strackt hold --for`: a forgotten hold must still end, and drift repair with it.
 pub const MAX_HOLD_SECS: u64 = 30 * 24 * 3600;
@@ -35,7 +35,7 @@ pub fn deadline_in(
     seconds: u64,
     max: u64,
     what: &str,
-) -> Result<chrono::DateTime<chrono::Utc>, String> {
+) -> Result<chrono::DateTime<chrono::Utc>, OutOfRange> {
     decide::deadline_after(chrono::Utc::now(), seconds, max, what)
 }
 
@@ -69,7 +69,7 @@ impl<M: Machine> Daemon<M> {
             .await
     }
 
-    async fn save_pending(&mut self, pending: Option<PendingConfirm>) -> Result<(), String> {
+    async fn save_pending(&mut self, pending: Option<PendingConfirm>) -> Result<(), RecordError> {
         let what = "recording the confirmation deadline";
         self.save_meta(what, "pending_confirm", pending.as_ref())
             .await?;
@@ -80,7 +80,7 @@ impl<M: Machine> Daemon<M> {
     }
 
     /// The deadline of `apply --confirm-within secs`, from the machine's clock.
-    fn confirm_deadline(&self, secs: u64) -> Result<decide::Time, String> {
+    fn confirm_deadline(&self, secs: u64) -> Result<decide::Time, OutOfRange> {
         let now = self.machine.clock().now();
         decide::deadline_after(now, secs, MAX_CONFIRM_SECS, "--confirm-within")
     }
@@ -136,19 +136,16 @@ impl<M: Machine> Daemon<M> {
         op
     }
 
-    /// `strackt confirm`.
+    /// `strackt confirm`: the generation confirmed.
     ///
     /// # Errors
     /// When nothing waits for confirmation, or the confirmation cannot be recorded (a restart
     /// would then revert the confirmed switch).
-    pub async fn confirm(&mut self) -> Result<serde_json::Value, String> {
-        let pending = self
-            .pending
-            .clone()
-            .ok_or("nothing is waiting for confirmation")?;
+    pub async fn confirm(&mut self) -> Result<u64, ControlError> {
+        let pending = self.pending.clone().ok_or(ControlError::NothingToConfirm)?;
         self.save_pending(None).await?;
         tracing::info!("generation {} confirmed", pending.generation);
-        Ok(serde_json::json!({ "confirmed": pending.generation }))
+        Ok(pending.generation)
     }
 
     /// Revert an unconfirmed switch whose deadline passed; `None` when there is none.
@@ -195,7 +192,7 @@ impl<M: Machine> Daemon<M> {
         Some(op)
     }
 
-    async fn save_hold(&mut self, hold: Option<Hold>) -> Result<(), String> {
+    async fn save_hold(&mut self, hold: Option<Hold>) -> Result<(), RecordError> {
         self.save_meta("recording the hold", "hold", hold.as_ref())
             .await?;
         self.status.send_modify(|s| s.hold = hold.clone());
@@ -215,7 +212,7 @@ impl<M: Machine> Daemon<M> {
     ///
     /// # Errors
     /// When the state cannot be saved.
-    pub async fn set_hold(&mut self, change: HoldChange) -> Result<serde_json::Value, String> {
+    pub async fn set_hold(&mut self, change: HoldChange) -> Result<Held, ControlError> {
         match change {
             HoldChange::For { seconds, reason } => {
                 let now = self.machine.clock().now();
@@ -226,12 +223,11 @@ impl<M: Machine> Daemon<M> {
                 };
                 self.save_hold(Some(hold.clone())).await?;
                 tracing::info!("hold: drift repair paused until {}", hold.until);
-                serde_json::to_value(hold).map_err(|e| e.to_string())
+                Ok(Held::Until(hold))
             }
             HoldChange::Release => {
                 self.save_hold(None).await?;
-                let op = self.pass(Trigger::Cli, false).await;
-                serde_json::to_value(op).map_err(|e| e.to_string())
+                Ok(Held::Released(self.pass(Trigger::Cli, false).await))
             }
         }
     }

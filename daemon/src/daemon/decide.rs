@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::control::{Hold, PendingConfirm};
+use super::error::OutOfRange;
 use super::Trigger;
 use crate::generation::retention;
 use crate::ops::{Outcome, StepOutcome, StepRecord};
@@ -33,12 +34,10 @@ pub fn parse_time(t: &str) -> Option<Time> {
 /// The instant `seconds` after `now`, refused when it is 0 or above `max` (which also keeps the
 /// chrono arithmetic far from overflow: a request from the control socket is not trusted to be
 /// sane).
-pub fn deadline_after(now: Time, seconds: u64, max: u64, what: &str) -> Result<Time, String> {
-    let too_long = || {
-        format!(
-            "{what} must be between 1s and {}",
-            humantime::format_duration(Duration::from_secs(max))
-        )
+pub fn deadline_after(now: Time, seconds: u64, max: u64, what: &str) -> Result<Time, OutOfRange> {
+    let too_long = || OutOfRange {
+        what: what.to_string(),
+        max,
     };
     if seconds == 0 || seconds > max {
         return Err(too_long());

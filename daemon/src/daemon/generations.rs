@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::decide;
+use super::error::{ControlError, RecordError, StoreError, Unrebuildable};
 use super::pass::{Daemon, PINNED};
 use super::record::fail;
 use super::Trigger;
@@ -68,13 +69,13 @@ impl<M: Machine> Daemon<M> {
         id: u64,
         definition: &str,
         manifest: &crate::generation::Manifest,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         let record = GenerationRecord {
             definition: definition.to_string(),
-            manifest: serde_json::to_string(manifest).map_err(|e| e.to_string())?,
+            manifest: serde_json::to_string(manifest).map_err(RecordError::Encode)?,
         };
         let what = format!("recording generation {id}'s record");
-        Ok(self.db(&what, move |s| s.put_record(id, &record)).await?)
+        self.db(&what, move |s| s.put_record(id, &record)).await
     }
 
     /// Rebuild generation `id`'s pruned directory from its record (same id, through
@@ -86,21 +87,17 @@ impl<M: Machine> Daemon<M> {
     pub(super) async fn rebuild_from_record(
         &self,
         id: u64,
-    ) -> Result<(Generation, StepRecord), String> {
-        let refused =
-            |why: String| format!("generation {id} cannot be rebuilt from its record: {why}");
+    ) -> Result<(Generation, StepRecord), ControlError> {
+        let refused = |why: Unrebuildable| ControlError::NotRebuilt { id, why };
         let record = self
             .state
             .call(move |s| s.record(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                refused("its directory was pruned before strackt kept records".into())
-            })?;
+            .await?
+            .ok_or_else(|| refused(Unrebuildable::NoRecord))?;
         let manifest: crate::generation::Manifest = serde_json::from_str(&record.manifest)
-            .map_err(|e| refused(format!("its manifest is unreadable: {e}")))?;
+            .map_err(|e| refused(Unrebuildable::Manifest(e)))?;
         let mut rendered = crate::generation::record::render_again(&record.definition, &manifest)
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| refused(Unrebuildable::Render(e)))?;
         let started = Instant::now();
         let uncached: BTreeMap<String, String> = rendered
             .manifest
@@ -113,11 +110,12 @@ impl<M: Machine> Daemon<M> {
             .iter()
             .map(|(name, version)| format!("{name} {version}"))
             .collect();
-        let mut debs = self
-            .machine
-            .packages()
-            .fetch(&uncached)
-            .map_err(|e| refused(format!("package {}: {e}", fetched.join(", "))))?;
+        let mut debs = self.machine.packages().fetch(&uncached).map_err(|source| {
+            refused(Unrebuildable::Fetch {
+                packages: fetched.join(", "),
+                source,
+            })
+        })?;
         for (name, lock) in &mut rendered.manifest.packages {
             if let Some(deb) = debs.remove(name) {
                 lock.deb = deb;
@@ -127,7 +125,7 @@ impl<M: Machine> Daemon<M> {
             .store
             .build(id, &rendered, &manifest.created)
             .and_then(|_| self.store.load(id))
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| refused(Unrebuildable::Store(e)))?;
         // The directory is back whatever the mark says (a rollback looks at the store).
         let what = format!("recording that generation {id} was rebuilt");
         let _reported = self.db(&what, move |s| s.set_pruned(id, false)).await;
@@ -154,7 +152,7 @@ impl<M: Machine> Daemon<M> {
     /// When there is no such generation to switch to, or a pruned one cannot be rebuilt from
     /// its record (the host unchanged then); a failed switch is an `Ok` operation with outcome
     /// `failed`/`rolled-back`.
-    pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, String> {
+    pub async fn rollback(&mut self, target: Option<u64>) -> Result<Operation, ControlError> {
         // Timed phase by phase like a pass (each step kind, the settle wait), for `tests/bench`.
         let (op, phases) = timing::measure(self.rollback_inner(target)).await;
         self.status
@@ -162,7 +160,7 @@ impl<M: Machine> Daemon<M> {
         op
     }
 
-    async fn rollback_inner(&mut self, target: Option<u64>) -> Result<Operation, String> {
+    async fn rollback_inner(&mut self, target: Option<u64>) -> Result<Operation, ControlError> {
         let started = Instant::now();
         self.saved_switch = None;
         // A broken definition does not stop a rollback (it is often why one is run): the
@@ -175,29 +173,25 @@ impl<M: Machine> Daemon<M> {
             None => self
                 .state
                 .call(move |s| s.previous_generation(cur_id))
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("there is no previous generation to roll back to")?,
+                .await?
+                .ok_or(ControlError::NoPrevious)?,
         };
         if Some(id) == cur_id {
-            return Err(format!("generation {id} is already the current one"));
+            return Err(ControlError::AlreadyCurrent(id));
         }
-        let rows = self
-            .state
-            .call(|s| s.generations())
-            .await
-            .map_err(|e| e.to_string())?;
+        let rows = self.state.call(|s| s.generations()).await?;
         match rows.iter().find(|g| g.id == id) {
             Some(g) if g.state.ran() => {}
-            Some(g) => return Err(format!("generation {id} is {}; only generations that ran successfully can be rolled back to", g.state)),
-            None => return Err(format!("there is no generation {id} (see `strackt generations`)")),
+            Some(g) => return Err(ControlError::NeverRan { id, state: g.state }),
+            None => return Err(ControlError::NoGeneration(id)),
         }
         // A directory retention pruned comes back from the generation's record first.
-        let (target, rebuilt) = if self.store.list().map_err(|e| e.to_string())?.contains(&id) {
+        let on_disk = self.store.list().map_err(StoreError::Store)?;
+        let (target, rebuilt) = if on_disk.contains(&id) {
             let target = self
                 .store
                 .load(id)
-                .map_err(|e| format!("generation {id}: {e}"))?;
+                .map_err(|source| StoreError::Generation { id, source })?;
             (target, None)
         } else {
             let (target, step) = self.rebuild_from_record(id).await?;

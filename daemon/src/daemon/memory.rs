@@ -93,7 +93,8 @@ pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets a parameter of glibc's allocator; M_ARENA_MAX is a valid
-        // parameter and any positive value is valid for it.
+        // parameter and any positive value is valid for it. Its result is not looked at: a
+        // refusal only leaves glibc's default, more memory and nothing else.
         #[allow(unsafe_code)]
         let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
@@ -105,7 +106,8 @@ pub(super) fn release() -> usize {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only returns free memory of glibc's arenas to the kernel; it is
-        // safe to call at any time from any thread.
+        // safe to call at any time from any thread. Its result (whether anything was handed
+        // back) is not an error; what was released is counted below from smaps.
         #[allow(unsafe_code)]
         let _ = unsafe { libc::malloc_trim(0) };
     }

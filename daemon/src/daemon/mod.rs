@@ -31,7 +31,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
-pub use control::{deadline_in, Hold, HoldChange, PendingConfirm, MAX_CONFIRM_SECS, MAX_HOLD_SECS};
+pub use control::{
+    deadline_in, Held, Hold, HoldChange, PendingConfirm, MAX_CONFIRM_SECS, MAX_HOLD_SECS,
+};
+pub use error::{ControlError, OutOfRange, UpdateError};
 pub use pass::Daemon;
 pub use preview::PlanView;
 
@@ -152,21 +155,17 @@ pub async fn run_loop<M: crate::host::Machine>(
                 continue;
             }
             Some(req) = requests.recv() => {
+                // Each reply is best-effort: a caller that hung up (a CLI killed mid-wait) no
+                // longer wants it, and what was done is in the log and `/status` anyway.
                 match req {
-                    Request::Apply(confirm, reply) => { let _ = reply.send(Ok(daemon.apply(confirm).await)); }
-                    Request::Confirm(reply) => { let _ = reply.send(daemon.confirm().await); }
-                    Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await); }
-                    Request::Plan(input, reply) => { let _ = reply.send(daemon.plan(input).await); }
-                    Request::Save { definition, base_sha256, reply } => { let _ = reply.send(daemon.save(definition, base_sha256).await); }
-                    Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await); }
-                    Request::Updates(reply) => {
-                        let report = daemon.check_updates(true).await;
-                        let _ = reply.send(match &report.error {
-                            Some(e) => Err(e.clone()),
-                            None => Ok(report),
-                        });
-                    }
-                    Request::Upgrade { security, packages, reply } => { let _ = reply.send(daemon.upgrade(security, packages).await); }
+                    Request::Apply(confirm, reply) => { let _ = reply.send(daemon.apply(confirm).await); }
+                    Request::Confirm(reply) => { let _ = reply.send(daemon.confirm().await.map_err(Into::into)); }
+                    Request::Rollback(id, reply) => { let _ = reply.send(daemon.rollback(id).await.map_err(Into::into)); }
+                    Request::Plan(input, reply) => { let _ = reply.send(daemon.plan(input).await.map_err(Into::into)); }
+                    Request::Save { definition, base_sha256, reply } => { let _ = reply.send(daemon.save(definition, base_sha256).await.map_err(Into::into)); }
+                    Request::Hold(change, reply) => { let _ = reply.send(daemon.set_hold(change).await.map_err(Into::into)); }
+                    Request::Updates(reply) => { let _ = reply.send(daemon.check_updates(true).await.map_err(Into::into)); }
+                    Request::Upgrade { security, packages, reply } => { let _ = reply.send(daemon.upgrade(security, packages).await.map_err(Into::into)); }
                 }
                 // A hold moves the moment its end must be acted on.
                 next = tokio::time::Instant::now() + daemon.next_wait();
@@ -195,6 +194,8 @@ pub fn spawn_watchdog() {
         let period = timeout / 2;
         tokio::spawn(async move {
             loop {
+                // Best-effort: a ping that does not arrive shows as systemd's own watchdog
+                // timeout in the journal, and logging each miss would flood it.
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 tokio::time::sleep(period).await;
             }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::control::{Hold, PendingConfirm};
 use super::decide::{self, Course};
+use super::error::{LoadError, StoreError};
 use super::record::fail;
 use super::{Paths, Status, Trigger};
 use crate::apply::switch::{switch, SwitchReport};
@@ -153,12 +154,16 @@ impl<M: Machine> Daemon<M> {
         });
     }
 
-    pub(super) fn load_definition(&mut self) -> Result<ValidatedDefinition, String> {
-        let text = std::fs::read_to_string(&self.paths.definition)
-            .map_err(|e| format!("{}: {e}", self.paths.definition.display()))?;
+    pub(super) fn load_definition(&mut self) -> Result<ValidatedDefinition, LoadError> {
+        let text = std::fs::read_to_string(&self.paths.definition).map_err(|source| {
+            LoadError::Unreadable {
+                path: self.paths.definition.clone(),
+                source,
+            }
+        })?;
         let def = match self.parsed.take() {
             Some(last) if last.source() == text => last,
-            _ => parse(&text, &self.paths.definition).map_err(|e| e.to_string())?,
+            _ => parse(&text, &self.paths.definition)?,
         };
         self.parsed = Some(def.clone());
         self.interval = def.interval();
@@ -169,13 +174,13 @@ impl<M: Machine> Daemon<M> {
         Ok(def)
     }
 
-    pub(super) fn current(&self) -> Result<Option<Generation>, String> {
-        match self.store.current().map_err(|e| e.to_string())? {
+    pub(super) fn current(&self) -> Result<Option<Generation>, StoreError> {
+        match self.store.current().map_err(StoreError::Store)? {
             Some(id) => self
                 .store
                 .load(id)
                 .map(Some)
-                .map_err(|e| format!("generation {id}: {e}")),
+                .map_err(|source| StoreError::Generation { id, source }),
             None => Ok(None),
         }
     }
@@ -212,7 +217,7 @@ impl<M: Machine> Daemon<M> {
             Ok(d) => d,
             Err(problem) => {
                 return self
-                    .definition_failed(trigger, started, &started_at, problem)
+                    .definition_failed(trigger, started, &started_at, problem.to_string())
                     .await
             }
         };

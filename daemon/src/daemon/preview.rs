@@ -4,6 +4,7 @@
 //! Owns: what goes into a [`PlanView`] (the type is `status`'s) and the lock-out guard's
 //! question to the host. Must not: change the host, the store or the state database.
 
+use super::error::ControlError;
 use super::pass::{Daemon, PINNED};
 use crate::apply::apps::predicted_restarts;
 use crate::apply::{observe, Apps, Ownership};
@@ -39,10 +40,12 @@ impl<M: Machine> Daemon<M> {
     pub async fn plan(
         &mut self,
         input: Option<crate::api::DefinitionText>,
-    ) -> Result<PlanView, String> {
+    ) -> Result<PlanView, ControlError> {
         let def = match &input {
             None => self.load_definition()?,
-            Some(d) => parse(&d.text, std::path::Path::new(&d.file)).map_err(|e| e.to_string())?,
+            Some(d) => {
+                parse(&d.text, std::path::Path::new(&d.file)).map_err(ControlError::Invalid)?
+            }
         };
         let apps = Apps::of(def.definition());
         let current = self.current()?;
@@ -64,11 +67,11 @@ impl<M: Machine> Daemon<M> {
             (Some(c), true) => (c.clone(), "current", GenerationDiff::default()),
             _ => {
                 if let Some(problem) = self.lockout_problem(&def) {
-                    return Err(problem);
+                    return Err(ControlError::Lockout(problem));
                 }
                 let mut r = render(&def);
                 self.lock_packages(&def, &mut r, false)
-                    .map_err(|e| format!("resolving packages: {e}"))?;
+                    .map_err(ControlError::Packages)?;
                 let mut notes = Vec::new();
                 let running = current
                     .as_ref()
@@ -77,7 +80,7 @@ impl<M: Machine> Daemon<M> {
                         read_stored(&self.store, id, None, &mut notes).map(|g| (id, g))
                     })
                     .transpose()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ControlError::Running)?;
                 let old_side = running
                     .as_ref()
                     .map_or("no generation".to_string(), |(id, _)| {
@@ -95,10 +98,10 @@ impl<M: Machine> Daemon<M> {
                 (r.generation(), "new", changes)
             }
         };
-        let owned = Ownership::load(Some(self.store.root())).map_err(|e| e.to_string())?;
+        let owned = Ownership::load(Some(self.store.root())).map_err(ControlError::Ownership)?;
         let snapshot = observe(self.machine(), &target, &owned, self.store.root(), &apps)
             .await
-            .map_err(|e| format!("observing the host: {e}"))?;
+            .map_err(ControlError::Observe)?;
         let mut p: Plan = plan(&target, current.as_ref(), &snapshot);
         let restarts = predicted_restarts(self.machine(), &target, &apps, &p, &snapshot);
         p.steps.extend(restarts.await);

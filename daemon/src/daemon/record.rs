@@ -97,6 +97,7 @@ impl<M: Machine> Daemon<M> {
         }
         self.metrics.pass_finished(&op);
         op.journal(None);
+        // Best-effort: `systemctl status`'s line only; the journal and `/status` have the pass.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
             "last pass: {} ({})",
             op.outcome, op.summary

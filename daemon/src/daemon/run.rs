@@ -103,9 +103,13 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         super::spawn_watchdog();
         let mut d = Daemon::new(paths, store, state, systemd, status_tx, metrics);
         d.startup().await;
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // Unheard, systemd times the start out and stops strackt: the journal must say why.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::error!("telling systemd that strackt is ready: {e}");
+        }
         tracing::info!("strackt ready");
         super::run_loop(&mut d, wake, req_rx, shutdown).await;
+        // Best-effort: the process exits next, which systemd sees anyway.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         Ok(0)
     })

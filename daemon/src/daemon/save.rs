@@ -9,6 +9,7 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 
+use super::error::{ControlError, LoadError};
 use super::{Daemon, Trigger};
 use crate::api::DefinitionText;
 use crate::definition::parse;
@@ -27,28 +28,28 @@ impl<M: Machine> Daemon<M> {
         &mut self,
         input: DefinitionText,
         base_sha256: Option<String>,
-    ) -> Result<Operation, String> {
+    ) -> Result<Operation, ControlError> {
         let path = self.paths.definition.clone();
         let on_disk = match std::fs::read(&path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => return Err(LoadError::Unreadable { path, source }.into()),
         };
         if on_disk.as_deref().map(sha256_hex) != base_sha256 {
-            return Err(format!(
-                "{} changed since the edit began (saved by someone else?); nothing was written: run `strackt edit` again",
-                path.display()
-            ));
+            return Err(ControlError::EditedMeanwhile(path));
         }
-        parse(&input.text, &path)
-            .map_err(|e| format!("the definition does not validate; nothing was written:\n{e}"))?;
+        parse(&input.text, &path).map_err(ControlError::NotSaved)?;
         // A new file is root's and private, like the packaged one.
         let (mode, uid, gid) = match std::fs::metadata(&path) {
             Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
             Err(_) => (0o600, 0, 0),
         };
-        atomic_write(&path, input.text.as_bytes(), mode, uid, gid)
-            .map_err(|e| format!("writing {}: {e}; nothing was written", path.display()))?;
+        atomic_write(&path, input.text.as_bytes(), mode, uid, gid).map_err(|source| {
+            ControlError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
         tracing::info!("strackt edit saved {}", path.display());
         Ok(self.pass(Trigger::Edit, true).await)
     }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::error::{ControlError, Unrebuildable};
 use super::{run_loop, Daemon, HoldChange, Paths, Request, Status, Trigger, Wake};
+use crate::api::control::{refusal, response, AnswerError};
+use crate::api::ControlResponse;
 use crate::generation::Store;
 use crate::host::clock::Clock;
 use crate::host::fake::FakeHost;
@@ -20,6 +23,7 @@ use crate::host::Machine;
 use crate::metrics::Metrics;
 use crate::ops::{Operation, Outcome};
 use crate::state::{GenerationState, State, StateHandle};
+use crate::status::Reply;
 
 /// The host and the daemon's files, which outlive a daemon (a restart builds a new one).
 struct World {
@@ -176,10 +180,7 @@ async fn an_unconfirmed_apply_is_reverted_to_the_previous_generation_when_its_de
     let state = d.state.clone();
     let w = &w;
     let deadline = with_loop(&mut d, |mut c| async move {
-        let op = c
-            .ask(|r| Request::Apply(Some(60), r))
-            .await
-            .expect("applied");
+        let op = c.ask(|r| Request::Apply(Some(60), r)).await;
         assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
         let pending = c.status.borrow().pending_confirm.clone().expect("pending");
         assert_eq!((pending.generation, pending.previous), (2, 1));
@@ -217,13 +218,10 @@ async fn a_confirmed_apply_is_not_reverted() {
     w.write(&definition("two"));
     let state = d.state.clone();
     with_loop(&mut d, |c| async move {
-        let op = c
-            .ask(|r| Request::Apply(Some(60), r))
-            .await
-            .expect("applied");
+        let op = c.ask(|r| Request::Apply(Some(60), r)).await;
         assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
         let confirmed = c.ask(Request::Confirm).await.expect("confirmed");
-        assert_eq!(confirmed["confirmed"], 2);
+        assert_eq!(confirmed, 2);
         // Well past the deadline, and a few timer passes.
         tokio::time::sleep(Duration::from_secs(900)).await;
         assert_eq!(c.status.borrow().current_generation, Some(2));
@@ -425,11 +423,141 @@ async fn apply_confirm_takes_a_save_the_watcher_just_applied_and_only_a_recent_o
         let pending = with_loop(&mut d, |c| async move {
             tokio::time::sleep(Duration::from_secs(after_save)).await;
             let op = c.ask(|r| Request::Apply(Some(60), r)).await;
-            assert_eq!(op.expect("applied").outcome, Outcome::Success);
+            assert_eq!(op.outcome, Outcome::Success);
             let pending = c.status.borrow().pending_confirm.clone();
             pending.map(|p| (p.generation, p.previous))
         })
         .await;
         assert_eq!(pending, armed, "{after_save}s after the save");
     }
+}
+
+/// What the control socket answers the request `make` builds, asked of the loop behind `c`
+/// as `api::control` asks it: the reply (the loop's error as the answer carries it), and the
+/// answer line it becomes.
+async fn answered<T: serde::Serialize>(
+    c: &Control,
+    make: impl FnOnce(Reply<T>) -> Request,
+) -> (Result<T, AnswerError>, ControlResponse) {
+    let reply = crate::api::control::ask(&c.requests, make)
+        .await
+        .and_then(|r| r.map_err(AnswerError::Loop));
+    let line = match &reply {
+        Ok(data) => response(serde_json::to_value(data).map_err(AnswerError::from)),
+        Err(e) => refusal(e),
+    };
+    (reply, line)
+}
+
+/// The driver's error an answer carries.
+fn control_error(answer: &AnswerError) -> &ControlError {
+    match answer {
+        AnswerError::Loop(failed) => failed
+            .error()
+            .downcast_ref::<ControlError>()
+            .expect("a ControlError"),
+        other => panic!("not the loop's error: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_requests_reach_the_control_answer_as_their_error_and_class() {
+    let (_w, mut d) = World::started(&definition("one")).await;
+    with_loop(&mut d, |c| async move {
+        let (reply, line) = answered(&c, Request::Confirm).await;
+        let failed = reply.expect_err("nothing to confirm");
+        assert!(
+            matches!(control_error(&failed), ControlError::NothingToConfirm),
+            "{failed:?}"
+        );
+        assert!(!failed.is_transient());
+        assert!(!line.ok);
+        assert_eq!(
+            line.error.as_deref(),
+            Some("nothing is waiting for confirmation")
+        );
+
+        let (reply, line) = answered(&c, |r| Request::Rollback(Some(9), r)).await;
+        let failed = reply.expect_err("no generation 9");
+        assert!(
+            matches!(control_error(&failed), ControlError::NoGeneration(9)),
+            "{failed:?}"
+        );
+        assert_eq!(
+            line.error.as_deref(),
+            Some("there is no generation 9 (see `strackt generations`)")
+        );
+
+        let change = HoldChange::For {
+            seconds: 0,
+            reason: None,
+        };
+        let (reply, line) = answered(&c, |r| Request::Hold(change, r)).await;
+        let failed = reply.expect_err("0s");
+        assert!(
+            matches!(control_error(&failed), ControlError::OutOfRange(_)),
+            "{failed:?}"
+        );
+        assert!(!failed.is_transient());
+        assert_eq!(
+            line.error.as_deref(),
+            Some("--for must be between 1s and 30days")
+        );
+        assert_eq!(c.status.borrow().hold, None, "nothing was held");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_to_a_pruned_generation_while_the_mirror_is_offline_fails_transiently() {
+    let w = World::new();
+    w.host
+        .state()
+        .repository
+        .insert("demo-lib".into(), vec!["1.0".into(), "1.1".into()]);
+    let pinned = |version: &str, motd: &str| {
+        format!(
+            "{}strackt: {{ keep_generations: 2 }}\npackages:\n  demo-lib: \"{version}\"\n",
+            definition(motd)
+        )
+    };
+    w.write(&pinned("1.0", "one"));
+    let mut d = w.daemon();
+    d.startup().await;
+    for (version, motd) in [("1.1", "two"), ("1.1", "three"), ("1.1", "four")] {
+        w.write(&pinned(version, motd));
+        let op = d.pass(Trigger::FileChange, false).await;
+        assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    }
+    let on_disk = d.store.list().expect("store");
+    assert!(!on_disk.contains(&1), "generation 1 pruned: {on_disk:?}");
+    w.host.state().offline = true;
+    let host = w.host.clone();
+    with_loop(&mut d, |c| async move {
+        let (reply, line) = answered(&c, |r| Request::Rollback(Some(1), r)).await;
+        let failed = reply.expect_err("cannot fetch demo-lib 1.0");
+        assert!(
+            matches!(
+                control_error(&failed),
+                ControlError::NotRebuilt {
+                    id: 1,
+                    why: Unrebuildable::Fetch { .. }
+                }
+            ),
+            "{failed:?}"
+        );
+        assert!(failed.is_transient(), "the mirror may answer later");
+        assert_eq!(
+            line.error.as_deref(),
+            Some("generation 1 cannot be rebuilt from its record: package demo-lib 1.0: apt-get: could not connect to the mirror")
+        );
+        // Once the mirror answers, the same request succeeds.
+        host.state().offline = false;
+        let (reply, line) = answered(&c, |r| Request::Rollback(Some(1), r)).await;
+        let op = reply.expect("rolled back");
+        assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+        assert!(line.ok);
+    })
+    .await;
+    assert_eq!(w.motd(), "one");
 }

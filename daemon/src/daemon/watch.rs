@@ -59,6 +59,7 @@ pub fn spawn_watcher(
                     .iter()
                     .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
                 {
+                    // Fails only once the debounce task is gone (the runtime shutting down).
                     let _ = tx.send(what);
                 }
             }

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::definition::{AppSpec, HealthSpec, ServeMode};
+use crate::host::clock::Clock;
 use crate::host::health::Health;
 use crate::host::processes::Processes;
 use crate::host::tree::{Dir, Owner};
 use crate::host::{private, JobKind, Machine, Systemd};
-use crate::ops::{now, Progress, Step, StepResult};
+use crate::ops::{stamp, Progress, Step, StepResult};
 use crate::state::ReleaseState;
 use layout::{AppData, AppDirs};
 use preflight::Prepared;
@@ -21,7 +22,7 @@ use runner::RunAs;
 
 use super::{
     argv, fs_err, health_url, journal_tail, layout, preflight, ran_step, runner, transient, units,
-    Deployer, OWN_LIMIT,
+    DeployError, Deployer, OWN_LIMIT,
 };
 
 /// A free loopback port for a validation boot.
@@ -151,6 +152,9 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
     )
     .await;
     if !ran.ok {
+        // Safe to ignore: the step fails either way, and a partial dump is never taken for a
+        // pre-migrate dump — no release records it (that happens only as the migration starts,
+        // after this step passed), and the failed deploy removes the release's private files.
         let _ = std::fs::remove_file(dump);
     }
     ran_step(ran)
@@ -164,15 +168,15 @@ impl<M: Machine> Deployer<M> {
         spec: &AppSpec,
         prepared: &Prepared,
         (branch, at): (&str, Option<&str>),
-    ) -> Result<String, String> {
+    ) -> Result<String, DeployError> {
         let dirs = AppDirs::new(&spec.path);
         let data = self.app_data(app);
         let (a, b, op) = (app.to_string(), branch.to_string(), p.id());
+        let created = stamp(self.machine.clock().now());
         let id = self
             .state
-            .call(move |s| s.insert_release(&a, &b, op, &now()))
-            .await
-            .map_err(|e| e.to_string())?;
+            .call(move |s| s.insert_release(&a, &b, op, &created))
+            .await?;
         // The pre-migrate dump, once the migration has started.
         let mut migrating = None;
         let result = self
@@ -190,7 +194,10 @@ impl<M: Machine> Deployer<M> {
                 .after_failure(p, (app, spec, prepared), (&dirs, &data), id, migrating, why)
                 .await),
         };
-        let (app_s, reason) = (app.to_string(), result.as_ref().err().cloned());
+        let (app_s, reason) = (
+            app.to_string(),
+            result.as_ref().err().map(|e| e.to_string()),
+        );
         match &result {
             Ok(_) => {
                 // The release is live on disk whatever the row says: the deploy stands.
@@ -229,7 +236,7 @@ impl<M: Machine> Deployer<M> {
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
         migrating: &mut Option<PathBuf>,
-    ) -> Result<String, String> {
+    ) -> Result<String, DeployError> {
         let user = &prepared.user;
         let release = dirs.release(id);
         let quiet = &prepared.git_env;
@@ -283,14 +290,24 @@ impl<M: Machine> Deployer<M> {
                     )
                     .await;
                     if !on_branch.ok {
-                        return Err((
-                            format!("commit {at} is not on branch {branch} of {} (rewritten history?); `strackt restore --latest` deploys the branch tip", spec.repo),
-                            tail,
-                        ));
+                        let refused = DeployError::NotOnBranch {
+                            commit: at.to_string(),
+                            branch: branch.to_string(),
+                            repo: spec.repo.clone(),
+                        };
+                        return Err((refused.to_string(), tail));
                     }
                     let checkout = runner::run(
                         self.machine.processes(),
-                        &argv(&["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", at]),
+                        &argv(&[
+                            "git",
+                            "-c",
+                            "advice.detachedHead=false",
+                            "checkout",
+                            "--quiet",
+                            "--detach",
+                            at,
+                        ]),
                         &release,
                         quiet,
                         user,
@@ -314,7 +331,8 @@ impl<M: Machine> Deployer<M> {
                 ran_step(rev)?;
                 Ok((commit, tail))
             })
-            .await?;
+            .await
+            .map_err(DeployError::Step)?;
         let (a, c) = (app.to_string(), commit.clone());
         // Only shown in the release list: the deploy goes on without it.
         self.state
@@ -335,7 +353,7 @@ impl<M: Machine> Deployer<M> {
             // The environment file lives in strackt's own state, never in the release, where
             // the app's code (run as its user) could put a link in its place.
             let fail = |e: String| (e, String::new());
-            data.fresh_release(id).map_err(fail)?;
+            data.fresh_release(id).map_err(|e| fail(e.to_string()))?;
             let env_path = data.env_file(id);
             let mut file = private::create_private(&env_path).map_err(|e| fail(e.into()))?;
             std::io::Write::write_all(&mut file, units::env_file(&prepared.env).as_bytes())
@@ -343,7 +361,8 @@ impl<M: Machine> Deployer<M> {
                 .map_err(|e| (format!("write {}: {e}", env_path.display()), String::new()))?;
             Ok(out)
         })
-        .await?;
+        .await
+        .map_err(DeployError::Step)?;
 
         let mut env = prepared.env.clone();
         env.insert("STRACKT_APP".into(), app.into());
@@ -363,9 +382,7 @@ impl<M: Machine> Deployer<M> {
                     self.state
                         .call(move |s| s.set_release_facts(&a, id, None, Some(&d)))
                         .await
-                        .map_err(|e| {
-                            format!("recording the dump of release {id} before its migration: {e}; the migration was not started")
-                        })?;
+                        .map_err(|source| DeployError::RecordDump { id, source })?;
                     *migrating = Some(dump.clone());
                 }
             }
@@ -386,7 +403,8 @@ impl<M: Machine> Deployer<M> {
                         .await,
                     )
                 })
-                .await?;
+                .await
+                .map_err(DeployError::Step)?;
             }
             if name == "validate" {
                 // The dump only reads the database and writes strackt's own file, so it runs
@@ -419,13 +437,13 @@ impl<M: Machine> Deployer<M> {
                     });
                 }
                 for done in p.steps(work).await {
-                    done?;
+                    done.map_err(DeployError::Step)?;
                 }
             }
         }
 
         let previous = dirs.live();
-        self.switch(p, app, spec, (dirs, data), Some(id), previous)
+        self.switch(p, app, spec, (dirs, data), id, previous)
             .await?;
         Ok(format!(
             "deployed {app} release {id} ({}) from {branch}",
@@ -450,9 +468,9 @@ impl<M: Machine> Deployer<M> {
         let base = format!("{}{app}-{id}", units::VALIDATE_PREFIX);
         let pair = units::render(app, spec, &base, &listen, release, env_file);
         let socket = transient::properties(&pair.socket, &pair.socket_text)
-            .map_err(|e| (e, String::new()))?;
+            .map_err(|e| (e.to_string(), String::new()))?;
         let service = transient::properties(&pair.service, &pair.service_text)
-            .map_err(|e| (e, String::new()))?;
+            .map_err(|e| (e.to_string(), String::new()))?;
         let units = StopOnDrop {
             machine: self.machine.clone(),
             units: vec![pair.service.clone(), pair.socket.clone()],
@@ -496,7 +514,7 @@ impl<M: Machine> Deployer<M> {
         dirs: &AppDirs,
         data: &AppData,
         id: u64,
-    ) -> Result<Option<PathBuf>, String> {
+    ) -> Result<Option<PathBuf>, DeployError> {
         // In strackt's root-only state: no other user can put a link there, a path will do.
         let dump = data.dump(id);
         if dump.is_file() {
@@ -507,15 +525,13 @@ impl<M: Machine> Deployer<M> {
         }
         let (d, to, data) = (dirs.clone(), dump.clone(), data.clone());
         tokio::task::spawn_blocking(move || {
-            private::private_dir(&data.release(id))?;
+            private::private_dir(&data.release(id)).map_err(DeployError::Host)?;
             layout::adopt_legacy(&d, id, layout::DUMP, &to)
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            format!(
-                "the dump of release {id} was taken before strackt kept dumps in its own state, and cannot be taken over safely: {e}"
-            )
+        .await?
+        .map_err(|e| DeployError::OldDump {
+            id,
+            source: Box::new(e),
         })?;
         let (a, path) = (app.to_string(), dump.display().to_string());
         self.state

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::layout::{AppData, AppDirs};
 use super::preflight::Prepared;
-use super::{database, outcome, Deployer, Progress};
+use super::{database, outcome, DeployError, Deployer, Progress};
 use crate::definition::AppSpec;
 use crate::state::ReleaseState;
 
@@ -15,7 +15,9 @@ impl<M: Machine> Deployer<M> {
     /// After a failed deploy of release `id`: the database put back from the pre-migrate dump
     /// (`migrating`) when the migration had started (see [`outcome::after_failure`]), then the
     /// release deleted — unless it is still live (switching back failed), and keeping its
-    /// private files when the dump is the only way back. Returns the operation's reason.
+    /// private files when the dump is the only way back. Returns the operation's reason: `why`
+    /// itself when the database was untouched, else [`DeployError::Migrated`] saying what
+    /// became of it.
     pub(super) async fn after_failure(
         &self,
         p: &mut Progress,
@@ -23,8 +25,8 @@ impl<M: Machine> Deployer<M> {
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
         migrating: Option<PathBuf>,
-        why: String,
-    ) -> String {
+        why: DeployError,
+    ) -> DeployError {
         let live = dirs.live() == Some(id);
         let decision = outcome::after_failure(outcome::AtFailure {
             migrated: migrating.is_some(),
@@ -56,7 +58,13 @@ impl<M: Machine> Deployer<M> {
             .database
             .as_ref()
             .map_or_else(String::new, |db| outcome::by_hand(&dump, db, &self.secrets));
-        let reason = outcome::reason(&why, decision, restored.as_ref(), &dump, &by_hand);
+        let reason = outcome::reason(
+            &why.to_string(),
+            decision,
+            restored.as_ref(),
+            &dump,
+            &by_hand,
+        );
         // A failed release never counts: it is deleted, unless (switch-back failed) it is what
         // `current` still points at. Its private files go with it unless they hold the only
         // way back to the database as it was.
@@ -70,7 +78,12 @@ impl<M: Machine> Deployer<M> {
                 tracing::warn!("removing the private files of failed release {id} of {app}: {e}");
             }
         }
-        reason
+        if decision == outcome::Database::Untouched {
+            // The reason is `why` itself: the failure keeps its kind.
+            why
+        } else {
+            DeployError::Migrated(reason)
+        }
     }
 
     /// Release `id`'s deploy was cut off (strackt stopped) after its pre-migrate dump: the

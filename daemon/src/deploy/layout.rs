@@ -16,6 +16,8 @@ use crate::host::tree::{Dir, Owner};
 use crate::host::HostError;
 use crate::state::ReleaseRow;
 
+use super::DeployError;
+
 /// Where strackt kept a release's root-only files before they moved to [`AppData`]:
 /// `releases/<id>/.strackt/{env,pre-migrate.dump}`, inside the app user's tree. Only read, to
 /// take over what releases made before keep there ([`adopt_legacy`]).
@@ -202,10 +204,10 @@ impl AppData {
     ///
     /// # Errors
     /// I/O failures, with the path.
-    pub fn fresh_release(&self, id: u64) -> Result<PathBuf, String> {
+    pub fn fresh_release(&self, id: u64) -> Result<PathBuf, DeployError> {
         let dir = self.release(id);
-        remove_private(&dir)?;
-        private_dir(&dir)?;
+        remove_private(&dir).map_err(DeployError::Host)?;
+        private_dir(&dir).map_err(DeployError::Host)?;
         Ok(dir)
     }
 
@@ -213,8 +215,8 @@ impl AppData {
     ///
     /// # Errors
     /// I/O failures, with the path.
-    pub fn remove_release(&self, id: u64) -> Result<(), String> {
-        Ok(remove_private(&self.release(id))?)
+    pub fn remove_release(&self, id: u64) -> Result<(), DeployError> {
+        remove_private(&self.release(id)).map_err(DeployError::Host)
     }
 
     /// Point `current` at release `id` (or remove it) in one rename.
@@ -236,9 +238,12 @@ impl AppData {
 ///
 /// # Errors
 /// What is wrong with the old file, or I/O failures; `to` is then not left behind.
-pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u64, String> {
+pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u64, DeployError> {
     let from = dirs.legacy_file(id, name);
-    let refuse = |why: &str| format!("{}: {why}", from.display());
+    let refuse = |why: &str| DeployError::Refused {
+        path: from.clone(),
+        why: why.to_string(),
+    };
     let private = dirs
         .open()
         .and_then(|d| {
@@ -275,12 +280,23 @@ pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u6
             "not a regular file of root's with one name; strackt did not write it",
         ));
     }
-    let mut target = create_private(to)?;
+    let mut target = create_private(to).map_err(DeployError::Host)?;
     let copied = std::io::copy(&mut source, &mut target)
         .and_then(|n| target.sync_all().map(|()| n))
-        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()));
+        .map_err(|source| DeployError::Copy {
+            from: from.clone(),
+            to: to.to_path_buf(),
+            source,
+        });
     if copied.is_err() {
-        let _ = std::fs::remove_file(to);
+        // A partial copy left here would be taken for the whole file next time (the file's
+        // presence is what says it was taken over): it must not go unnoticed.
+        if let Err(e) = std::fs::remove_file(to) {
+            tracing::error!(
+                "removing the partial copy {} (remove it by hand before the next deploy or rollback): {e}",
+                to.display()
+            );
+        }
     }
     copied
 }
@@ -378,7 +394,7 @@ mod tests {
         let dirs = legacy(tmp.path(), 1, "env", "A=\"1\"\n");
         let to = data.release(1).join("env");
         private_dir(&data.release(1)).expect("dir");
-        assert_eq!(adopt_legacy(&dirs, 1, "env", &to), Ok(6));
+        assert_eq!(adopt_legacy(&dirs, 1, "env", &to).expect("taken over"), 6);
         assert_eq!(std::fs::read_to_string(&to).expect("copy"), "A=\"1\"\n");
         assert_eq!(mode(&to), 0o600);
 
@@ -390,7 +406,11 @@ mod tests {
             let to = data.release(id).join(name);
             private_dir(&data.release(id)).expect("dir");
             let err = adopt_legacy(dirs, id, name, &to).expect_err("refused");
-            assert!(err.contains(why), "{err}");
+            assert!(
+                matches!(&err, DeployError::Refused { path, .. } if *path == dirs.legacy_file(id, name)),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(why), "{err}");
             assert!(!to.exists(), "nothing left behind");
         };
         // The app's user replaced `.strackt` with a link to a root directory.

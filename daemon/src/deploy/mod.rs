@@ -18,13 +18,14 @@
 
 mod build;
 pub mod database;
+mod error;
 mod failed;
 pub mod layout;
 mod outcome;
 pub mod preflight;
 mod prepare;
 mod proxy;
-pub(crate) use proxy::serving_units;
+pub(crate) use proxy::{instance, serving_units};
 mod recover;
 mod rollback;
 pub mod runner;
@@ -48,6 +49,7 @@ use crate::host::{private, Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::{live, Progress};
 use crate::state::{ReleaseRow, StateHandle};
+pub use error::DeployError;
 use layout::{AppData, AppDirs};
 use runner::{Ran, RunAs};
 
@@ -153,14 +155,18 @@ fn fs_err(e: std::io::Error) -> (String, String) {
 ///
 /// # Errors
 /// The old file cannot be taken over safely.
-async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option<String>, String> {
+async fn take_over_env(
+    dirs: &AppDirs,
+    data: &AppData,
+    id: u64,
+) -> Result<Option<String>, DeployError> {
     let to = data.env_file(id);
     if to.is_file() {
         return Ok(None);
     }
     let (dirs, data) = (dirs.clone(), data.clone());
     tokio::task::spawn_blocking(move || {
-        private::private_dir(&data.release(id))?;
+        private::private_dir(&data.release(id)).map_err(DeployError::Host)?;
         let from = dirs.legacy_file(id, "env");
         match layout::adopt_legacy(&dirs, id, "env", &to) {
             Ok(_) => Ok(Some(format!(
@@ -168,14 +174,14 @@ async fn take_over_env(dirs: &AppDirs, data: &AppData, id: u64) -> Result<Option
                 from.display(),
                 to.display()
             ))),
-            Err(e) => Err(format!(
-                "release {id} was made before strackt kept environment files in {}, and its old one cannot be taken over safely: {e}; deploy the app instead",
-                data.dir().display()
-            )),
+            Err(e) => Err(DeployError::OldEnvFile {
+                id,
+                dir: data.dir().to_path_buf(),
+                source: Box::new(e),
+            }),
         }
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 impl<M: Machine> Deployer<M> {
@@ -237,32 +243,42 @@ impl<M: Machine> Deployer<M> {
         AppData::new(&self.root, app)
     }
 
-    pub(crate) fn load(&self) -> Result<ValidatedDefinition, String> {
-        let text = std::fs::read_to_string(&self.definition)
-            .map_err(|e| format!("reading {}: {e}", self.definition.display()))?;
-        parse(&text, &self.definition).map_err(|e| e.to_string())
+    pub(crate) fn load(&self) -> Result<ValidatedDefinition, DeployError> {
+        let text = std::fs::read_to_string(&self.definition).map_err(|source| {
+            DeployError::ReadDefinition {
+                path: self.definition.clone(),
+                source,
+            }
+        })?;
+        Ok(parse(&text, &self.definition)?)
     }
 
-    fn app(def: &ValidatedDefinition, name: &str) -> Result<AppSpec, String> {
-        def.definition().apps.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&String> = def.definition().apps.keys().collect();
-            format!("no app `{name}` in the definition (apps: {known:?})")
-        })
+    fn app(def: &ValidatedDefinition, name: &str) -> Result<AppSpec, DeployError> {
+        def.definition()
+            .apps
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DeployError::UnknownApp {
+                app: name.to_string(),
+                known: def.definition().apps.keys().cloned().collect(),
+            })
     }
 
     pub(crate) fn claim(
         self: &Arc<Self>,
         kind: &'static str,
         app: &str,
-    ) -> Result<Claim<M>, String> {
+    ) -> Result<Claim<M>, DeployError> {
         let mut busy = self
             .busy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((running, op)) = busy.get(app) {
-            return Err(format!(
-                "{running} {op} of app {app} is in progress; wait for it (strackt history --operation {op})"
-            ));
+            return Err(DeployError::Busy {
+                kind: running,
+                operation: *op,
+                app: app.to_string(),
+            });
         }
         busy.insert(app.to_string(), (kind, 0));
         Ok(Claim {
@@ -288,20 +304,20 @@ impl<M: Machine> Deployer<M> {
         kind: &'static str,
         trigger: &'static str,
         app: &str,
-    ) -> Result<Progress, String> {
-        Progress::start(
+    ) -> Result<Progress, DeployError> {
+        Ok(Progress::start(
             &self.state,
             kind,
             trigger,
             app,
             self.metrics.clone(),
             self.outputs.clone(),
+            Arc::new(self.machine.clock().clone()),
         )
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
     }
 
-    async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, String> {
+    async fn start(&self, kind: &'static str, app: &str) -> Result<Progress, DeployError> {
         let p = self.progress(kind, "cli", app).await?;
         self.mark_busy(kind, app, p.id());
         Ok(p)
@@ -316,7 +332,7 @@ impl<M: Machine> Deployer<M> {
         self: &Arc<Self>,
         app: String,
         branch: Option<String>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, DeployError> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
         let (claim, mut progress) = self.begin("deploy", &app).await?;
@@ -324,10 +340,15 @@ impl<M: Machine> Deployer<M> {
         let op_id = progress.id();
         let prepared = match self.preflight(&mut progress, &app, &branch, &def).await {
             Ok(p) => p,
-            Err(reason) => {
-                let reason = format!("deploy of {app} did not start: {reason}");
-                progress.finish(&Err(reason.clone())).await;
-                return Err(format!("{reason}\n(operation {op_id})"));
+            Err(e) => {
+                progress
+                    .finish(&Err(format!("deploy of {app} did not start: {e}")))
+                    .await;
+                return Err(DeployError::NotStarted {
+                    app,
+                    operation: op_id,
+                    source: Box::new(e),
+                });
             }
         };
         let me = self.clone();
@@ -336,7 +357,7 @@ impl<M: Machine> Deployer<M> {
             let result = me
                 .build_and_switch(&mut progress, &app, &spec, &prepared, (&branch, None))
                 .await;
-            progress.finish(&result).await;
+            progress.finish(&result.map_err(String::from)).await;
         });
         Ok(op_id)
     }
@@ -349,7 +370,7 @@ impl<M: Machine> Deployer<M> {
         self: &Arc<Self>,
         kind: &'static str,
         app: &str,
-    ) -> Result<(Claim<M>, Progress), String> {
+    ) -> Result<(Claim<M>, Progress), DeployError> {
         let claim = self.claim(kind, app)?;
         let progress = self.start(kind, app).await?;
         Ok((claim, progress))
@@ -369,7 +390,7 @@ impl<M: Machine> Deployer<M> {
         def: &ValidatedDefinition,
         current_dump: Option<PathBuf>,
         at: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, DeployError> {
         let spec = Self::app(def, app)?;
         let mut prepared = self.preflight(p, app, &spec.branch, def).await?;
         prepared.current_dump = current_dump;
@@ -381,14 +402,10 @@ impl<M: Machine> Deployer<M> {
     ///
     /// # Errors
     /// Unknown app, or the state database.
-    pub async fn releases(&self, app: String) -> Result<ReleasesView, String> {
+    pub async fn releases(&self, app: String) -> Result<ReleasesView, DeployError> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
-        let releases = self
-            .state
-            .call(move |s| s.releases(&app))
-            .await
-            .map_err(|e| e.to_string())?;
+        let releases = self.state.call(move |s| s.releases(&app)).await?;
         Ok(ReleasesView {
             live: AppDirs::new(&spec.path).live(),
             releases,

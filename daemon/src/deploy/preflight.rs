@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::runner::{self, RunAs};
+use super::DeployError;
 use crate::definition::{
     problem_at, AppSpec, DatabaseSpec, DefinitionError, Problem, SettingValue, ValidatedDefinition,
 };
@@ -38,7 +39,7 @@ pub fn git_env(
     spec: &AppSpec,
     user: &RunAs,
     files: &impl Files,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, DeployError> {
     // Not under /run/strackt, which is root-only: the app user must read it.
     let path = Path::new("/run/strackt-git").join(format!("{app}.gitconfig"));
     let repo = spec.repo.trim_end_matches('/');
@@ -46,9 +47,7 @@ pub fn git_env(
         "[include]\n\tpath = {}/.gitconfig\n[safe]\n\tdirectory = {repo}\n\tdirectory = {repo}/.git\n",
         user.home
     );
-    files
-        .write(&path, text.as_bytes(), 0o644, 0, 0)
-        .map_err(|e| e.to_string())?;
+    files.write(&path, text.as_bytes(), 0o644, 0, 0)?;
     Ok(BTreeMap::from([
         ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
         ("GIT_CONFIG_GLOBAL".to_string(), path.display().to_string()),
@@ -59,22 +58,22 @@ pub fn git_env(
 const LOOKUP_LIMIT: Duration = Duration::from_secs(20);
 
 /// Read secret `name`; a trailing newline (as `echo` writes) is not part of it.
-pub fn read_secret(dir: &Path, name: &str) -> Result<String, String> {
+pub fn read_secret(dir: &Path, name: &str) -> Result<String, DeployError> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
             if value.is_empty() {
-                Err(format!("secret file {} is empty", path.display()))
+                Err(DeployError::SecretEmpty(path))
             } else {
                 Ok(value)
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "secret `{name}` is missing: create {} (mode 0600)",
-            path.display()
-        )),
-        Err(e) => Err(format!("secret file {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DeployError::SecretMissing {
+            name: name.to_string(),
+            path,
+        }),
+        Err(source) => Err(DeployError::SecretUnreadable { path, source }),
     }
 }
 
@@ -108,7 +107,7 @@ pub fn database_env(db: &DatabaseSpec, password: &str) -> BTreeMap<String, Strin
 pub fn resolve_database(
     app: &AppSpec,
     secrets: &Path,
-) -> Result<Option<BTreeMap<String, String>>, String> {
+) -> Result<Option<BTreeMap<String, String>>, DeployError> {
     match &app.database {
         None => Ok(None),
         Some(db) => Ok(Some(database_env(
@@ -119,12 +118,17 @@ pub fn resolve_database(
 }
 
 /// The line of a command's output that says what went wrong: the first `fatal:`/`ERROR:`
-/// line, else the last non-empty one.
+/// line (psql reading a script prefixes it with where: `psql:<stdin>:12: ERROR:`), else the
+/// last non-empty one. Not simply the last: PostgreSQL follows an error with `CONTEXT:`,
+/// `LINE 1:` and `HINT:` lines, and which of them ends the output varies.
 pub fn last_line(text: &str) -> &str {
     let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
     lines()
         .find(|l| {
-            l.starts_with("fatal:") || l.starts_with("ERROR:") || l.starts_with("psql: error:")
+            l.starts_with("fatal:")
+                || l.starts_with("ERROR:")
+                || l.starts_with("psql: error:")
+                || (l.starts_with("psql:") && l.contains(": ERROR:"))
         })
         .or_else(|| lines().next_back())
         .unwrap_or("no output")
@@ -171,7 +175,7 @@ pub async fn check(
                 Ok(v) => {
                     env.insert(key.clone(), v);
                 }
-                Err(e) => at(&["settings", key], e),
+                Err(e) => at(&["settings", key], e.to_string()),
             },
         }
     }
@@ -179,7 +183,7 @@ pub async fn check(
         Some(db) => match read_secret(secrets, &db.password.secret) {
             Ok(pw) => Some(database_env(db, &pw)),
             Err(e) => {
-                at(&["database", "password"], e);
+                at(&["database", "password"], e.to_string());
                 None
             }
         },
@@ -239,7 +243,7 @@ pub async fn check(
     let git = match git_env(name, app, &user, machine.files()) {
         Ok(env) => env,
         Err(e) => {
-            at(&["repo"], e);
+            at(&["repo"], e.to_string());
             BTreeMap::new()
         }
     };
@@ -348,4 +352,30 @@ async fn check_database(
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_line;
+
+    #[test]
+    fn the_error_line_is_told_not_the_context_after_it() {
+        let psql =
+            "psql:<stdin>:14: ERROR:  cannot execute DROP TABLE in a read-only transaction\n\
+                    CONTEXT:  SQL statement \"DROP TABLE public.items\"\n";
+        assert_eq!(
+            last_line(psql),
+            "psql:<stdin>:14: ERROR:  cannot execute DROP TABLE in a read-only transaction"
+        );
+        assert_eq!(
+            last_line("ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x\n"),
+            "ERROR:  relation \"x\" does not exist"
+        );
+        assert_eq!(
+            last_line("Cloning...\nfatal: repository not found\nmore\n"),
+            "fatal: repository not found"
+        );
+        assert_eq!(last_line("one\ntwo\n\n"), "two");
+        assert_eq!(last_line(""), "no output");
+    }
 }

@@ -13,17 +13,18 @@ use crate::ops::Progress;
 use preflight::Prepared;
 use runner::RunAs;
 
-use super::{argv, preflight, ran_step, runner, Deployer};
+use super::{argv, preflight, ran_step, runner, DeployError, Deployer};
 
 impl<M: Machine> Deployer<M> {
-    /// The preflight step: `Err` is the reason with every problem, one per line.
+    /// The preflight step: `Err` is [`DeployError::Preflight`], the reason with every
+    /// problem, one per line.
     pub(super) async fn preflight(
         &self,
         p: &mut Progress,
         app: &str,
         branch: &str,
         def: &ValidatedDefinition,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Prepared, DeployError> {
         let seq = p.records().len();
         let checked = p
             .step("preflight", app, async {
@@ -46,9 +47,9 @@ impl<M: Machine> Deployer<M> {
                 })
             })
             .await;
-        checked.map_err(|reason| {
-            let details = p.records()[seq].output.clone().unwrap_or_default();
-            format!("{reason}\n{details}")
+        checked.map_err(|reason| DeployError::Preflight {
+            reason,
+            details: p.records()[seq].output.clone().unwrap_or_default(),
         })
     }
 
@@ -63,10 +64,9 @@ impl<M: Machine> Deployer<M> {
         app: &str,
         spec: &AppSpec,
         at: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let user = match &spec.user {
-            Some(u) => RunAs::lookup(u)
-                .ok_or_else(|| format!("user `{u}` does not exist on this server"))?,
+            Some(u) => RunAs::lookup(u).ok_or_else(|| DeployError::NoUser(u.clone()))?,
             None => RunAs::root(),
         };
         let git = preflight::git_env(app, spec, &user, self.machine.files())?;
@@ -81,7 +81,7 @@ impl<M: Machine> Deployer<M> {
         )
         .await;
         let scratch = made.stdout.trim().to_string();
-        ran_step(made).map_err(|(e, _)| format!("a scratch directory for git: {e}"))?;
+        ran_step(made).map_err(|(e, _)| DeployError::GitScratch(e))?;
         let scratch_dir = Path::new(&scratch);
         let clone = argv(&["git", "clone", "--quiet", "--bare", "--filter=blob:none"])
             .into_iter()
@@ -117,19 +117,22 @@ impl<M: Machine> Deployer<M> {
             if on.ok {
                 Ok(())
             } else {
-                Err(format!(
-                    "commit {at} is not on branch {} of {} (rewritten history?); `strackt restore --latest` deploys the branch tip",
-                    spec.branch, spec.repo
-                ))
+                Err(DeployError::NotOnBranch {
+                    commit: at.to_string(),
+                    branch: spec.branch.clone(),
+                    repo: spec.repo.clone(),
+                })
             }
         } else {
-            Err(format!(
-                "reading branch {} of {}: {}",
-                spec.branch,
-                spec.repo,
-                cloned.failure.unwrap_or_default()
-            ))
+            Err(DeployError::GitRead {
+                branch: spec.branch.clone(),
+                repo: spec.repo.clone(),
+                why: cloned.failure.unwrap_or_default(),
+            })
         };
+        // Safe to ignore: the answer above stands either way, and what is left is the app
+        // user's own scratch directory under the system's temporary directory (a clone of
+        // what that user can read anyway), which nothing reads again.
         let _ = runner::run(
             self.machine.processes(),
             &argv(&["rm", "-rf", "--", &scratch]),

@@ -60,7 +60,11 @@ impl<M: Machine> Deployer<M> {
         match self.machine.systemd().units_matching(&pattern).await {
             Ok(left) => {
                 for unit in left {
-                    let _ = self.machine.systemd().run_job(JobKind::Stop, &unit).await;
+                    // One that cannot be stopped runs on, serving no one: said, as every other
+                    // clean-up here that fails is.
+                    if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, &unit).await {
+                        tracing::warn!("stopping {unit}, left by a validation boot: {e}");
+                    }
                     self.machine.systemd().reset_failed(&unit).await;
                 }
             }
@@ -79,12 +83,19 @@ impl<M: Machine> Deployer<M> {
                 .collect();
             for path in &stale {
                 if let Some(unit) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
-                    let _ = self.machine.systemd().run_job(JobKind::Stop, &unit).await;
+                    if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, &unit).await {
+                        tracing::warn!("stopping {unit}, left by a validation boot: {e}");
+                    }
+                    // Safe to ignore: nothing starts a unit from a file left here (none is
+                    // enabled), the directory is emptied at boot, and the next start of
+                    // strackt tries again.
                     let _ = std::fs::remove_file(path);
                     self.machine.systemd().reset_failed(&unit).await;
                 }
             }
             if !stale.is_empty() {
+                // Safe to ignore: it only makes systemd forget the units whose files went; the
+                // next daemon-reload (any deploy or switch) does the same.
                 let _ = self.machine.systemd().daemon_reload().await;
             }
         }

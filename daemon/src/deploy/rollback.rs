@@ -12,7 +12,7 @@ use crate::ops::Operation;
 use crate::state::{ReleaseRow, ReleaseState};
 use layout::AppDirs;
 
-use super::{database, layout, preflight, take_over_env, Deployer};
+use super::{database, layout, preflight, take_over_env, DeployError, Deployer};
 
 impl<M: Machine> Deployer<M> {
     /// Switch `app` back to release `to` (default: the one live before), restoring the database
@@ -25,48 +25,41 @@ impl<M: Machine> Deployer<M> {
         app: String,
         to: Option<u64>,
         with_database: bool,
-    ) -> Result<Operation, String> {
+    ) -> Result<Operation, DeployError> {
         let def = self.load()?;
         let spec = Self::app(&def, &app)?;
         let _claim = self.claim("rollback-release", &app)?;
         let dirs = AppDirs::new(&spec.path);
         let live = dirs
             .live()
-            .ok_or_else(|| format!("{app} has no live release"))?;
+            .ok_or_else(|| DeployError::NoLiveRelease(app.clone()))?;
         let a = app.clone();
-        let rows = self
-            .state
-            .call(move |s| s.releases(&a))
-            .await
-            .map_err(|e| e.to_string())?;
+        let rows = self.state.call(move |s| s.releases(&a)).await?;
         let good = |r: &&ReleaseRow| r.state.kept() && dirs.has_release(r.id);
         let target = match to {
             Some(id) => rows
                 .iter()
                 .filter(good)
                 .find(|r| r.id == id)
-                .ok_or_else(|| {
-                    format!(
-                        "release {id} of {app} is not on this server (see strackt releases {app})"
-                    )
+                .ok_or_else(|| DeployError::ReleaseNotFound {
+                    app: app.clone(),
+                    id,
                 })?,
             None => rows
                 .iter()
                 .filter(good)
                 .find(|r| r.id != live)
-                .ok_or_else(|| format!("{app} has no earlier release to go back to"))?,
+                .ok_or_else(|| DeployError::NoEarlierRelease(app.clone()))?,
         }
         .id;
         if target == live {
-            return Err(format!("release {target} of {app} is already live"));
+            return Err(DeployError::AlreadyLive { app, id: target });
         }
         let data = self.app_data(&app);
         let restore = if with_database {
             // The dump taken before the first migration after `target` holds the database
             // as `target` left it.
-            let none = || {
-                format!("no database dump is kept for going back to release {target} (releases after it ran no migration, or were pruned)")
-            };
+            let none = || DeployError::NoDump(target);
             let after = rows
                 .iter()
                 .filter(|r| r.id > target && r.id <= live.max(target) && r.dump.is_some())
@@ -81,7 +74,7 @@ impl<M: Machine> Deployer<M> {
                 .display()
                 .to_string();
             let db = preflight::resolve_database(&spec, &self.secrets)?
-                .ok_or_else(|| format!("app {app} has no `database:`"))?;
+                .ok_or_else(|| DeployError::NoDatabase(app.clone()))?;
             Some((dump, db))
         } else {
             None
@@ -95,9 +88,10 @@ impl<M: Machine> Deployer<M> {
                 p.step("take-over", &old, async {
                     let note = take_over_env(&dirs, &data, target).await;
                     note.map(|n| ((), n.unwrap_or_default()))
-                        .map_err(|e| (e, String::new()))
+                        .map_err(|e| (e.to_string(), String::new()))
                 })
-                .await?;
+                .await
+                .map_err(DeployError::Step)?;
             }
             if let Some((dump, db)) = &restore {
                 p.step(
@@ -105,23 +99,17 @@ impl<M: Machine> Deployer<M> {
                     dump,
                     database::restore(self.machine.processes(), Path::new(dump), db),
                 )
-                .await?;
+                .await
+                .map_err(DeployError::Step)?;
             }
-            self.switch(
-                &mut p,
-                &app,
-                &spec,
-                (&dirs, &data),
-                Some(target),
-                Some(live),
-            )
-            .await?;
+            self.switch(&mut p, &app, &spec, (&dirs, &data), target, Some(live))
+                .await?;
             let db_note = if restore.is_some() {
                 " with its database"
             } else {
                 ""
             };
-            Ok(format!(
+            Ok::<_, DeployError>(format!(
                 "rolled {app} back from release {live} to {target}{db_note}"
             ))
         }
@@ -135,6 +123,6 @@ impl<M: Machine> Deployer<M> {
                 )
                 .await;
         }
-        Ok(p.finish(&result).await)
+        Ok(p.finish(&result.map_err(String::from)).await)
     }
 }

@@ -15,12 +15,16 @@ use crate::ops::Progress;
 use crate::state::ReleaseState;
 use layout::{AppData, AppDirs};
 
-use super::{health_url, layout, take_over_env, units, Deployer};
+use super::{health_url, layout, take_over_env, units, DeployError, Deployer};
 
 impl<M: Machine> Deployer<M> {
     /// The `health` step after a switch: the app's health path answers through `listen`,
     /// whichever mode serves it.
-    pub(super) async fn live_health(&self, p: &mut Progress, spec: &AppSpec) -> Result<(), String> {
+    pub(super) async fn live_health(
+        &self,
+        p: &mut Progress,
+        spec: &AppSpec,
+    ) -> Result<(), DeployError> {
         let url = health_url(&spec.service.listen, &spec.service.health);
         let probe = HealthSpec {
             http: Some(url.clone()),
@@ -35,6 +39,7 @@ impl<M: Machine> Deployer<M> {
                 .map_err(|e| (e.to_string(), String::new()))
         })
         .await
+        .map_err(DeployError::Step)
     }
 
     /// Point `current` at `to` and hand traffic to it; when that fails once `current` was
@@ -47,9 +52,9 @@ impl<M: Machine> Deployer<M> {
         app: &str,
         spec: &AppSpec,
         (dirs, data): (&AppDirs, &AppData),
-        to: Option<u64>,
+        to: u64,
         back: Option<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         if spec.service.mode == ServeMode::Proxy {
             return self
                 .proxy_switch(p, app, spec, (dirs, data), to, back)
@@ -63,7 +68,7 @@ impl<M: Machine> Deployer<M> {
             &dirs.current(),
             &data.live_env_file(),
         );
-        let label = to.map_or("none".to_string(), |t| format!("release {t}"));
+        let label = format!("release {to}");
         let flip = |id: Option<u64>| -> Result<(), (String, String)> {
             let fail = |e: crate::host::HostError| (e.to_string(), String::new());
             data.flip(id).map_err(fail)?;
@@ -73,11 +78,10 @@ impl<M: Machine> Deployer<M> {
         let mut flipped = false;
         let switched = p
             .step("switch", &label, async {
-                let mut log = String::new();
-                if let Some(id) = to {
-                    let note = take_over_env(dirs, data, id).await;
-                    log.push_str(&note.map_err(|e| (e, String::new()))?.unwrap_or_default());
-                }
+                let note = take_over_env(dirs, data, to).await;
+                let mut log = note
+                    .map_err(|e| (e.to_string(), String::new()))?
+                    .unwrap_or_default();
                 // The release to go back to is the live one: a problem with it is no reason to
                 // keep the new one from going live, only worth telling.
                 if let Some(id) = back {
@@ -89,7 +93,7 @@ impl<M: Machine> Deployer<M> {
                 log.push_str(&self.retire_proxy(app, back).await?);
                 self.install_units(&pair).await?;
                 flipped = true;
-                flip(to)?;
+                flip(Some(to))?;
                 self.machine
                     .systemd()
                     .run_job(JobKind::Restart, &pair.service)
@@ -99,13 +103,13 @@ impl<M: Machine> Deployer<M> {
             })
             .await;
         let why = match switched {
-            Err(why) if !flipped => return Err(why),
+            Err(why) if !flipped => return Err(DeployError::Step(why)),
             Err(why) => why,
             Ok(()) => {
                 let Err(why) = self.live_health(p, spec).await else {
                     return Ok(());
                 };
-                why
+                why.to_string()
             }
         };
         let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
@@ -126,8 +130,11 @@ impl<M: Machine> Deployer<M> {
             })
             .await;
         Err(match went_back {
-            Ok(()) => format!("{why}; switched back to {back_label}"),
-            Err(e) => format!("{why}; and switching back failed: {e}"),
+            Ok(()) => DeployError::SwitchedBack {
+                why,
+                back: back_label,
+            },
+            Err(error) => DeployError::SwitchBackFailed { why, error },
         })
     }
 
@@ -201,7 +208,7 @@ impl<M: Machine> Deployer<M> {
             let d = data.clone();
             let removed = tokio::task::spawn_blocking(move || d.remove_release(id))
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(e.into()));
             if let Err(e) = removed {
                 tracing::warn!("pruning release {id} of {app}: {e}");
             }

@@ -320,3 +320,70 @@ async fn a_release_that_fails_its_validation_boot_is_stopped_and_never_goes_live
     assert_eq!(h.host.running(SERVICE), pid);
     assert!(!h.dirs().release(2).exists());
 }
+
+#[tokio::test]
+async fn refusals_surface_as_their_kind_and_change_nothing() {
+    let h = Harness::deployed("").await;
+    let pid = h.host.running(SERVICE);
+
+    // Another operation on the app: it ends by itself, so asking again later may succeed.
+    let claim = h.deployer.claim("restore", "shop").expect("claimed");
+    let busy = h
+        .deployer
+        .deploy("shop".into(), None)
+        .await
+        .expect_err("the app is busy");
+    assert!(
+        matches!(&busy, DeployError::Busy { kind: "restore", app, .. } if app == "shop"),
+        "{busy:?}"
+    );
+    assert!(busy.is_transient());
+    drop(claim);
+
+    // Releases to go back to that are not there.
+    let rollback = |to| h.deployer.rollback_release("shop".into(), to, false);
+    let e = rollback(Some(9)).await.expect_err("no release 9");
+    assert!(
+        matches!(e, DeployError::ReleaseNotFound { id: 9, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "release 9 of shop is not on this server (see strackt releases shop)"
+    );
+    let e = rollback(Some(1)).await.expect_err("release 1 is live");
+    assert!(matches!(e, DeployError::AlreadyLive { id: 1, .. }), "{e:?}");
+    let e = rollback(None).await.expect_err("nothing before release 1");
+    assert!(matches!(e, DeployError::NoEarlierRelease(_)), "{e:?}");
+    assert!(!e.is_transient());
+    let e = h
+        .deployer
+        .releases("blog".into())
+        .await
+        .expect_err("no such app");
+    assert!(matches!(e, DeployError::UnknownApp { .. }), "{e:?}");
+
+    // A secret gone: preflight names it, and the deploy does not start.
+    std::fs::remove_file(h.dir.path().join("secrets/shop_db")).expect("rm secret");
+    let e = h
+        .deployer
+        .deploy("shop".into(), None)
+        .await
+        .expect_err("preflight fails");
+    let DeployError::NotStarted { source, .. } = &e else {
+        panic!("{e:?}");
+    };
+    assert!(
+        matches!(**source, DeployError::Preflight { .. }),
+        "{source:?}"
+    );
+    assert!(e
+        .to_string()
+        .starts_with("deploy of shop did not start: preflight failed: "));
+    assert!(e.to_string().contains("secret `shop_db` is missing"), "{e}");
+    assert!(!e.is_transient());
+
+    assert_eq!(h.dirs().live(), Some(1));
+    assert_eq!(h.host.running(SERVICE), pid);
+    assert_eq!(h.releases().await, [(1, "live".to_string())]);
+}

@@ -8,6 +8,7 @@
 //! must be known here, and an unknown one is an error (a deploy that fails loudly at its
 //! validation boot), never a setting silently left out. This module does no I/O.
 
+use super::DeployError;
 use crate::host::systemd::{Properties, Value};
 
 /// The properties of unit `name` rendered as `text`. Transient units are collected by systemd
@@ -15,7 +16,7 @@ use crate::host::systemd::{Properties, Value};
 ///
 /// # Errors
 /// A setting with no transient equivalent here, or a value systemd would not parse.
-pub(crate) fn properties(name: &str, text: &str) -> Result<Properties, String> {
+pub(crate) fn properties(name: &str, text: &str) -> Result<Properties, DeployError> {
     let mut props: Properties = vec![("CollectMode".into(), "inactive-or-failed".into())];
     let mut listen: Vec<(String, String)> = Vec::new();
     let mut section = String::new();
@@ -36,7 +37,7 @@ pub(crate) fn properties(name: &str, text: &str) -> Result<Properties, String> {
         }
         let (key, raw) = line
             .split_once('=')
-            .ok_or_else(|| format!("{name}: line {line:?} is not KEY=VALUE"))?;
+            .ok_or_else(|| refuse(format!("{name}: line {line:?} is not KEY=VALUE")))?;
         // The renderer doubles `%` for systemd's specifiers; properties are taken literally.
         let value = raw.replace("%%", "%");
         let text = || Value::from(value.clone());
@@ -71,18 +72,18 @@ pub(crate) fn properties(name: &str, text: &str) -> Result<Properties, String> {
             "KillSignal" => {
                 let signal: nix::sys::signal::Signal = value
                     .parse()
-                    .map_err(|_| format!("{name}: KillSignal={value} is not a signal name"))?;
+                    .map_err(|_| refuse(format!("{name}: KillSignal={value} is not a signal name")))?;
                 ("KillSignal", Value::from(signal as i32))
             }
             "TimeoutStopSec" => {
                 let d = humantime::parse_duration(&value)
-                    .map_err(|e| format!("{name}: TimeoutStopSec={value}: {e}"))?;
+                    .map_err(|e| refuse(format!("{name}: TimeoutStopSec={value}: {e}")))?;
                 ("TimeoutStopUSec", Value::from(d.as_micros() as u64))
             }
             other => {
-                return Err(format!(
+                return Err(refuse(format!(
                     "{name}: the setting {other}= has no transient equivalent in strackt's validation boot"
-                ))
+                )))
             }
         };
         props.push((prop.to_string(), v));
@@ -100,15 +101,15 @@ pub(crate) fn properties(name: &str, text: &str) -> Result<Properties, String> {
 ///
 /// # Errors
 /// An unterminated quote or escape, an empty command, or several commands (`;`).
-pub(crate) fn exec_command(line: &str) -> Result<(String, Vec<String>, Vec<String>), String> {
+pub(crate) fn exec_command(line: &str) -> Result<(String, Vec<String>, Vec<String>), DeployError> {
     let mut words = split_words(line)?;
     if words.iter().any(|w| w == ";") {
-        return Err(format!(
+        return Err(refuse(format!(
             "ExecStart={line}: `;` separates commands, which a service of Type=simple cannot have"
-        ));
+        )));
     }
     if words.is_empty() {
-        return Err("ExecStart= is empty".into());
+        return Err(refuse("ExecStart= is empty".into()));
     }
     let first = words.remove(0);
     let mut flags = Vec::new();
@@ -134,12 +135,14 @@ pub(crate) fn exec_command(line: &str) -> Result<(String, Vec<String>, Vec<Strin
     flags.dedup();
     let path = rest.to_string();
     if path.is_empty() {
-        return Err(format!("ExecStart={line}: no program"));
+        return Err(refuse(format!("ExecStart={line}: no program")));
     }
     let argv = if own_argv0 {
         // `@PATH ARGV0 ARGS…`: the second word is what the program sees as its name.
         if words.is_empty() {
-            return Err(format!("ExecStart={line}: `@` needs the program's argv[0]"));
+            return Err(refuse(format!(
+                "ExecStart={line}: `@` needs the program's argv[0]"
+            )));
         }
         words
     } else {
@@ -151,7 +154,7 @@ pub(crate) fn exec_command(line: &str) -> Result<(String, Vec<String>, Vec<Strin
 /// Split `line` into words like systemd's `extract_first_word` with unquoting and C
 /// unescaping: a quote may start or end anywhere in a word, and `\` escapes work inside and
 /// outside quotes.
-fn split_words(line: &str) -> Result<Vec<String>, String> {
+fn split_words(line: &str) -> Result<Vec<String>, DeployError> {
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut quote: Option<char> = None;
@@ -170,17 +173,22 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
             (Some(q), c) if c == q => quote = None,
             (_, '\\') => {
                 let unescaped = unescape(&mut chars)
-                    .ok_or_else(|| format!("ExecStart={line}: bad escape sequence"))?;
+                    .ok_or_else(|| refuse(format!("ExecStart={line}: bad escape sequence")))?;
                 word.get_or_insert_with(String::new).push(unescaped);
             }
             (_, c) => word.get_or_insert_with(String::new).push(c),
         }
     }
     if quote.is_some() {
-        return Err(format!("ExecStart={line}: unterminated quote"));
+        return Err(refuse(format!("ExecStart={line}: unterminated quote")));
     }
     words.extend(word);
     Ok(words)
+}
+
+/// A line no transient unit takes, with what and where.
+fn refuse(why: String) -> DeployError {
+    DeployError::UnitSetting(why)
 }
 
 /// The character a `\` escape stands for (systemd's `cunescape_one`); `chars` is after the
@@ -323,7 +331,8 @@ mod tests {
         );
         // A setting the renderer may write one day but this module does not know fails loudly.
         let err = properties("x.service", "[Service]\nLimitNOFILE=10\n").expect_err("unknown");
-        assert!(err.contains("LimitNOFILE="), "{err}");
+        assert!(matches!(&err, DeployError::UnitSetting(_)), "{err:?}");
+        assert!(err.to_string().contains("LimitNOFILE="), "{err}");
         assert!(properties("x.socket", "[Socket]\nService=other.service\n").is_err());
     }
 }

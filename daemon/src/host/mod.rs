@@ -313,8 +313,8 @@ pub trait Machine: Send + Sync + 'static {
     type Databases: databases::Databases;
     /// Running programs (cloned into each restic repository handle).
     type Processes: processes::Processes + Clone;
-    /// Wall and monotonic time.
-    type Clock: clock::Clock;
+    /// Wall and monotonic time (cloned into each operation's record, which outlives a borrow).
+    type Clock: clock::Clock + Clone + 'static;
     /// The service manager.
     fn systemd(&self) -> &Self::Systemd;
     /// The filesystem.

@@ -87,12 +87,6 @@ pub(crate) fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Now on the wall clock, as the log writes times: for the step engine, whose deploys and
-/// backups do not run on the machine's clock yet (the driver passes its clock's time).
-pub(crate) fn now() -> String {
-    stamp(chrono::Utc::now())
-}
-
 /// Start a `kind` operation (about the host, not one app) caused by `trigger`, applying
 /// `generation` when it is known, at `at`; its id.
 ///
@@ -168,8 +162,8 @@ mod tests {
             outcome: Outcome::Success,
             reason: None,
             summary: String::new(),
-            started: now(),
-            finished: Some(now()),
+            started: stamp(chrono::Utc::now()),
+            finished: Some(stamp(chrono::Utc::now())),
             duration_ms: Some(1),
             steps: vec![],
         };

@@ -3,13 +3,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{
-    failed, finish, live, now, Operation, OpsError, Outcome, StepOutcome, StepRecord, Watch,
+    failed, finish, live, stamp, Operation, OpsError, Outcome, StepOutcome, StepRecord, Watch,
 };
+use crate::host::clock::Clock;
 use crate::state::StateHandle;
 
 /// What a step's work gives: a value and the output to keep, or the one-line reason and the
@@ -36,7 +37,10 @@ pub(crate) struct Progress {
     /// Told when it finishes.
     watch: Arc<dyn Watch>,
     op: Operation,
-    started: Instant,
+    /// The machine's clock: the operation's start and finish are its wall times, and its
+    /// duration its monotonic time, so a test with time paused sees them move with tokio's.
+    clock: Arc<dyn Clock>,
+    started: tokio::time::Instant,
     /// What the running step says about itself (e.g. bytes read), shown while it runs.
     live: Arc<Mutex<String>>,
     /// Where steps run with [`Progress::step_live`] write what they print.
@@ -55,10 +59,12 @@ impl Progress {
         app: &str,
         watch: Arc<dyn Watch>,
         outputs: Arc<live::Outputs>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Progress, OpsError> {
-        let a = app.to_string();
+        let (a, at) = (app.to_string(), stamp(clock.now()));
+        let started = clock.instant();
         let id = state
-            .call(move |s| s.start_app_operation(kind, trigger, &a, &now()))
+            .call(move |s| s.start_app_operation(kind, trigger, &a, &at))
             .await
             .map_err(|e| failed(OpsError::Start(kind, app.to_string(), e)))?;
         let mut op = state
@@ -73,7 +79,8 @@ impl Progress {
             app: app.to_string(),
             watch,
             op,
-            started: Instant::now(),
+            clock,
+            started,
             live: Arc::new(Mutex::new(String::new())),
             outputs,
         })
@@ -163,7 +170,9 @@ impl Progress {
             let fut = w.work;
             pending.push(async move { (i, fut.await) });
         }
-        let t0 = Instant::now();
+        let t0 = self.clock.instant();
+        let clock = self.clock.clone();
+        let took = move || clock.instant().duration_since(t0).as_millis() as i64;
         let mut results: Vec<Option<Result<T, String>>> = (0..lives.len()).map(|_| None).collect();
         let mut failed: Option<String> = None;
         // An interval, not a sleep per turn: a sleep would start again every time a step
@@ -176,7 +185,7 @@ impl Progress {
                     let seq = first + i;
                     let action = self.op.steps[seq].action.clone();
                     let step = &mut self.op.steps[seq];
-                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                    step.duration_ms = Some(took());
                     let out = match r {
                         Ok((v, tail)) => {
                             step.outcome = StepOutcome::Ok;
@@ -211,7 +220,7 @@ impl Progress {
                         if !now.is_empty() {
                             step.detail = now;
                         }
-                        step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                        step.duration_ms = Some(took());
                         self.put(seq).await;
                     }
                 }
@@ -227,7 +236,7 @@ impl Progress {
                     let step = &mut self.op.steps[first + i];
                     step.outcome = StepOutcome::Failed;
                     step.detail = why.clone();
-                    step.duration_ms = Some(t0.elapsed().as_millis() as i64);
+                    step.duration_ms = Some(took());
                     let action = step.action.clone();
                     self.put(first + i).await;
                     Err(format!("{action} failed: {why}"))
@@ -239,8 +248,9 @@ impl Progress {
     }
 
     pub(crate) async fn finish(mut self, result: &Result<String, String>) -> Operation {
-        self.op.finished = Some(now());
-        self.op.duration_ms = Some(self.started.elapsed().as_millis() as i64);
+        self.op.finished = Some(stamp(self.clock.now()));
+        let took = self.clock.instant().duration_since(self.started);
+        self.op.duration_ms = Some(took.as_millis() as i64);
         match result {
             Ok(summary) => {
                 self.op.outcome = Outcome::Success;
@@ -287,7 +297,7 @@ mod tests {
     /// A `Progress` on a new operation of `kind` in `state`'s log.
     async fn progress(state: &StateHandle, kind: &'static str) -> Progress {
         let id = state
-            .call(move |s| s.start_operation(kind, "cli", None, &now()))
+            .call(move |s| s.start_operation(kind, "cli", None, &stamp(chrono::Utc::now())))
             .await
             .expect("operation");
         Progress {
@@ -295,7 +305,8 @@ mod tests {
             app: "shop".into(),
             watch: Arc::new(Unwatched),
             op: recorded(state, id).await,
-            started: Instant::now(),
+            clock: Arc::new(crate::host::clock::SystemClock),
+            started: tokio::time::Instant::now(),
             live: Arc::new(Mutex::new(String::new())),
             outputs: live::Outputs::new(crate::state::Redactor::default()),
         }

@@ -365,7 +365,7 @@ async fn apply(requests: &mpsc::Sender<Request>) -> Result<crate::ops::Operation
         .send(Request::Apply(None, tx))
         .await
         .map_err(|_| RebuildError::ShuttingDown)?;
-    let op = rx.await.map_err(|_| RebuildError::ShuttingDown)??;
+    let op = rx.await.map_err(|_| RebuildError::ShuttingDown)?;
     if op.outcome == Outcome::Success {
         Ok(op)
     } else {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::backup::error::BackupError;
 use crate::definition::DefinitionError;
 
 /// A failure of the receiver's own work (serving errors are HTTP answers, see `rest/`).
@@ -104,17 +105,18 @@ pub enum ReceiverError {
     UnknownClient,
     /// restic failed on a client's repository.
     #[error("{0}")]
-    Restic(String),
+    Restic(BackupError),
 }
 
 impl ReceiverError {
     /// Whether the same work may succeed later without anyone acting: restic on a repository
-    /// (a lock held by an upload in progress, a prune already running) and the host's own
-    /// transient failures. Everything else — the definition, secrets, TLS files, the system
-    /// user — fails the same way until someone changes it.
+    /// as restic's own class says (a lock held by an upload in progress or a prune already
+    /// running passes; a key that does not open it does not) and the host's own transient
+    /// failures. Everything else — the definition, secrets, TLS files, the system user — fails
+    /// the same way until someone changes it.
     pub fn is_transient(&self) -> bool {
         match self {
-            ReceiverError::Restic(_) => true,
+            ReceiverError::Restic(e) => e.is_transient(),
             ReceiverError::Host(e) => e.is_transient(),
             ReceiverError::Stat { source, .. } => matches!(
                 source.kind(),
@@ -145,6 +147,7 @@ mod tests {
     use std::path::Path;
 
     use super::ReceiverError;
+    use crate::backup::error::BackupError;
 
     /// The loads the operator reads in the journal keep their words, and none of them is
     /// worth waiting for.
@@ -173,6 +176,23 @@ mod tests {
                 .starts_with("TLS certificate /nonexistent.crt: "),
             "{e}"
         );
-        assert!(ReceiverError::Restic("repository is already locked".into()).is_transient());
+        let locked = ReceiverError::Restic(crate::backup::restic::explain(
+            "/srv/r/web1",
+            "Fatal: unable to create lock in backend: repository is already locked by PID 7\n",
+        ));
+        assert!(locked.is_transient());
+        assert_eq!(
+            locked.to_string(),
+            "restic at /srv/r/web1: Fatal: unable to create lock in backend: repository is already locked by PID 7"
+        );
+        let damaged = ReceiverError::Restic(BackupError::Restic {
+            location: "/srv/r/web1".into(),
+            line: "Fatal: repository contains errors".into(),
+        });
+        assert!(!damaged.is_transient());
+        let wrong_key = ReceiverError::Restic(BackupError::WrongKey {
+            location: "/srv/r/web1".into(),
+        });
+        assert!(!wrong_key.is_transient());
     }
 }

@@ -146,6 +146,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
         // Repositories that got snapshots before a restart get their retention pass too.
         for client in policy.keeps.keys() {
             if store.repo(client).join("config").exists() {
+                // `stored_rx` is alive right here (the retention task gets it below).
                 let _ = stored_tx.send(client.clone());
             }
         }
@@ -178,10 +179,18 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             // restic packs are tens of MiB at most; axum's 2 MiB default would refuse them.
             .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
             .into_make_service_with_connect_info::<tls::Peer>();
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            // systemd then stops the unit at its start timeout: say why here.
+            tracing::error!("telling systemd the receiver is ready: {e}");
+        }
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+                // Without the handler, serve on (SIGTERM still stops the process) rather than
+                // stop at once.
+                if let Err(e) = tokio::signal::ctrl_c().await {
+                    tracing::error!("installing the Ctrl-C handler: {e}");
+                    std::future::pending::<()>().await;
+                }
             })
             .await
             .context("serving")?;
@@ -296,6 +305,7 @@ impl Running {
         } else {
             Some(
                 crate::daemon::spawn_watcher(&self.sources.definition, move || {
+                    // Fails only when the reload task below ended: the receiver is stopping.
                     let _ = on_change.send(());
                 })
                 .context("watching the definition")?,
@@ -305,14 +315,21 @@ impl Running {
             .context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                // Fails only when the reload task below ended: the receiver is stopping.
                 let _ = tx.send(());
             }
         });
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                // A lost notice leaves systemd's view of the reload wrong, never the receiver's
+                // work: said, and the reload done anyway.
+                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Reloading]) {
+                    tracing::warn!("telling systemd the receiver reloads: {e}");
+                }
                 self.reload();
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                    tracing::warn!("telling systemd the receiver is ready: {e}");
+                }
             }
         });
         Ok(watcher)
@@ -354,8 +371,8 @@ fn passwords(
     spec.clients
         .iter()
         .map(|(name, c)| {
-            let text =
-                read_secret(secrets, &c.credentials.secret).map_err(ReceiverError::Secret)?;
+            let text = read_secret(secrets, &c.credentials.secret)
+                .map_err(|e| ReceiverError::Secret(e.to_string()))?;
             match text.trim().split_once(':') {
                 Some((user, password)) if user == name && !password.is_empty() => {
                     Ok((name.clone(), password.to_string()))
@@ -447,7 +464,7 @@ impl<P: Processes + Clone> Retention<P> {
         let listed = repo
             .snapshots(&["strackt".to_string()], None)
             .await
-            .map_err(|e| ReceiverError::Restic(e.to_string()))?;
+            .map_err(ReceiverError::Restic)?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {
             let file = dir.join("snapshots").join(&s.id);
@@ -477,7 +494,7 @@ impl<P: Processes + Clone> Retention<P> {
             let ids: Vec<&str> = decision.forget.iter().map(String::as_str).collect();
             repo.forget_ids_and_prune(&ids)
                 .await
-                .map_err(|e| ReceiverError::Restic(e.to_string()))?;
+                .map_err(ReceiverError::Restic)?;
         }
         let size = tokio::task::spawn_blocking({
             let store = self.store.clone();

@@ -79,7 +79,8 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
     let mut secrets = Vec::new();
     for client in spec.clients.values() {
         let name = &client.credentials.secret;
-        let value = read_secret(Path::new(SECRETS_DIR), name).map_err(ReceiverError::Secret)?;
+        let value = read_secret(Path::new(SECRETS_DIR), name)
+            .map_err(|e| ReceiverError::Secret(e.to_string()))?;
         secrets.push(name.clone());
         files.push((
             dir.join(SECRETS).join(name),
@@ -111,19 +112,30 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
     for (path, bytes) in &files {
         atomic_write(path, bytes, 0o440, 0, gid)?;
     }
+    // A key the vault no longer has, and the secrets of clients that left, must not stay
+    // readable by the receiver's user: failing to remove them fails the staging.
     if !vault.has_key() {
-        let _ = std::fs::remove_file(&staged_key);
+        remove_staged(&staged_key)?;
     }
-    // Secrets of clients that left.
     if let Ok(entries) = std::fs::read_dir(dir.join(SECRETS)) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !secrets.contains(&name) {
-                let _ = std::fs::remove_file(e.path());
+                remove_staged(&e.path())?;
             }
         }
     }
     Ok(files.len() - 1)
+}
+
+/// Remove the staged `file`, if it is there.
+fn remove_staged(file: &Path) -> Result<(), ReceiverError> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_err("removing", file)(e).into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `dir` exists as a real directory owned by root, group `gid`, mode 0750.

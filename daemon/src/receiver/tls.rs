@@ -101,6 +101,8 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            // Fails only when the listener is gone (the receiver is stopping):
+                            // the connection is dropped with it.
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),

@@ -62,9 +62,9 @@ impl<P: Processes> Repo<P> {
         secrets: &Path,
         cache: &Path,
         processes: P,
-    ) -> Result<Repo<P>, String> {
+    ) -> Result<Repo<P>, BackupError> {
         if !vault.has_key() {
-            return Err("this server has no backup key: run `strackt backup key init` (first server of the team) or `strackt backup key import`".into());
+            return Err(BackupError::NoKey);
         }
         let mut env = BTreeMap::from([
             (
@@ -76,10 +76,13 @@ impl<P: Processes> Repo<P> {
         ]);
         let mut options = Vec::new();
         if let Some(s3) = &spec.to.s3 {
-            let creds = key_values(&read_secret(secrets, &s3.credentials.secret)?);
+            let creds = key_values(
+                &read_secret(secrets, &s3.credentials.secret).map_err(BackupError::Deploy)?,
+            );
             for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-                let v = creds.get(k).ok_or_else(|| {
-                    format!("secret `{}` has no {k}=… line", s3.credentials.secret)
+                let v = creds.get(k).ok_or_else(|| BackupError::CredentialsLine {
+                    secret: s3.credentials.secret.clone(),
+                    key: k,
                 })?;
                 env.insert(k.to_string(), v.clone());
             }
@@ -104,13 +107,13 @@ impl<P: Processes> Repo<P> {
             });
         }
         let Some(r) = &spec.to.receiver else {
-            return Err("no destination".into());
+            return Err(BackupError::NoDestination);
         };
-        let creds = read_secret(secrets, &r.credentials.secret)?;
+        let creds = read_secret(secrets, &r.credentials.secret).map_err(BackupError::Deploy)?;
         let (user, password) = creds
             .trim()
             .split_once(':')
-            .ok_or_else(|| format!("secret `{}` must be USER:PASSWORD", r.credentials.secret))?;
+            .ok_or_else(|| BackupError::CredentialsForm(r.credentials.secret.clone()))?;
         let url = r.url.trim_end_matches('/');
         let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
         env.insert(
@@ -143,7 +146,7 @@ impl<P: Processes> Repo<P> {
         options: Vec<String>,
         cache: &Path,
         processes: P,
-    ) -> Result<Repo<P>, String> {
+    ) -> Result<Repo<P>, BackupError> {
         let mut env = BTreeMap::from([
             (
                 "RESTIC_PASSWORD_FILE".to_string(),
@@ -166,16 +169,14 @@ impl<P: Processes> Repo<P> {
         } else if let Some(url) = location.strip_prefix("rest:") {
             let (scheme, rest) = url
                 .split_once("://")
-                .ok_or_else(|| format!("{location}: expected rest:https://HOST:PORT/NAME/"))?;
+                .ok_or_else(|| BackupError::RestLocation(location.to_string()))?;
             match credentials.map(str::trim) {
                 Some(c) if c.contains(':') => format!("rest:{scheme}://{c}@{rest}"),
-                Some(_) => return Err("the receiver's credentials file holds USER:PASSWORD".into()),
+                Some(_) => return Err(BackupError::CredentialsFile),
                 None => location.to_string(),
             }
         } else {
-            return Err(format!(
-                "{location}: the repository is s3:https://ENDPOINT/BUCKET/PREFIX or rest:https://HOST:PORT/NAME/"
-            ));
+            return Err(BackupError::Location(location.to_string()));
         };
         env.insert("RESTIC_REPOSITORY".into(), repository);
         Ok(Repo {
@@ -347,7 +348,8 @@ impl<P: Processes> Repo<P> {
                 _ = look.tick() => {
                     if seen.last_change.elapsed() > stall_limit && !stalled {
                         stalled = true;
-                        // SIGINT: restic stops cleanly and writes no snapshot.
+                        // SIGINT: restic stops cleanly and writes no snapshot. The send fails
+                        // only when restic already ended (nobody watches): nothing to stop.
                         let _ = stop.send(true);
                     }
                 }
@@ -532,6 +534,22 @@ mod tests {
             "restic at s3:http://x/b: Fatal: repository is damaged"
         );
         assert!(!e.is_transient());
+        // A lock held by another restic passes, whichever way restic words it; the words
+        // shown are those any other failure would show.
+        let fatal = "Fatal: unable to create lock in backend: repository is already locked exclusively by PID 7 on web1 by root (UID 0, GID 0)\n";
+        let newer = "repo already locked, waiting up to 0s for the lock\nunable to create lock in backend: repository is already locked by PID 7 on web1 by root (UID 0, GID 0)\nlock was created at 2026-12-02 03:00:00 (1m ago)\nstorage ID 06c1fdfa\nthe `unlock` command can be used to remove stale locks\n";
+        for (output, line) in [
+            (fatal, fatal.trim()),
+            (
+                newer,
+                "the `unlock` command can be used to remove stale locks",
+            ),
+        ] {
+            let e = explain(at, output);
+            assert!(matches!(e, BackupError::Locked { .. }), "{e:?}");
+            assert_eq!(e.to_string(), format!("restic at s3:http://x/b: {line}"));
+            assert!(e.is_transient(), "a lock held by another restic passes");
+        }
     }
 
     #[test]

@@ -167,6 +167,13 @@ pub fn explain(location: &str, output: &str) -> BackupError {
         || low.contains("unable to open config file")
     {
         BackupError::NoRepository { location }
+    } else if low.contains("already locked") {
+        // Told by the whole output: restic 0.17 says it on a line of its own, without
+        // "Fatal:", and the line shown is the one any other failure would show.
+        BackupError::Locked {
+            location,
+            line: line_with(&["fatal", "error"]),
+        }
     } else {
         BackupError::Restic {
             location,

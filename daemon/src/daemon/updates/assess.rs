@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::super::error::UpdateError;
 use crate::host::packages::{compare_versions, Offer};
 use crate::ops::{Operation, Outcome, StepOutcome, StepRecord};
 pub use crate::status::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
@@ -90,17 +91,14 @@ pub fn select(
     packages: &[PackageUpdate],
     security_only: bool,
     names: &[String],
-) -> Result<Vec<Upgrade>, String> {
-    let unknown: Vec<&str> = names
+) -> Result<Vec<Upgrade>, UpdateError> {
+    let unknown: Vec<String> = names
         .iter()
         .filter(|n| !packages.iter().any(|p| &p.name == *n))
-        .map(String::as_str)
+        .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(format!(
-            "not in the definition's `packages:`: {}; nothing was changed (a package is added by writing it there)",
-            unknown.join(", ")
-        ));
+        return Err(UpdateError::NotChecked(unknown));
     }
     Ok(packages
         .iter()
@@ -327,6 +325,8 @@ mod tests {
             .is_empty());
         let e =
             select(&got, false, &["nginx".into(), "tool".into(), "x".into()]).expect_err("unknown");
+        assert!(!e.is_transient());
+        let e = e.to_string();
         assert!(
             e.contains("nginx, x") && e.contains("nothing was changed"),
             "{e}"

@@ -29,6 +29,7 @@ mod upgrade;
 
 pub use assess::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
+use super::error::UpdateError;
 use super::pass::Daemon;
 use super::Trigger;
 use crate::definition::{parse, Definition, UpdatesApply};
@@ -48,29 +49,28 @@ const RECHECK: Duration = Duration::from_secs(15 * 60);
 impl<M: Machine> Daemon<M> {
     /// The pins to check: the definition file's, or the running generation's when the file
     /// does not parse.
-    fn pins(&self) -> Result<Definition, String> {
+    fn pins(&self) -> Result<Definition, UpdateError> {
         let file = &self.paths.definition;
-        if let Ok(def) = std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|t| parse(&t, file).map_err(|e| e.to_string()))
-        {
+        let read = std::fs::read_to_string(file).ok();
+        if let Some(def) = read.and_then(|t| parse(&t, file).ok()) {
             return Ok(def.definition().clone());
         }
         let running = self.paths.root.join("current").join("definition.yaml");
-        let text = std::fs::read_to_string(&running).map_err(|e| {
-            format!(
-                "{} does not parse and no generation runs ({e})",
-                file.display()
-            )
+        let text = std::fs::read_to_string(&running).map_err(|source| UpdateError::NoPins {
+            file: file.clone(),
+            source,
         })?;
         parse(&text, &running)
             .map(|d| d.definition().clone())
-            .map_err(|e| e.to_string())
+            .map_err(UpdateError::RunningInvalid)
     }
 
     /// Check for updates (with `refresh`, `apt-get update` first), keep the report (state
     /// database, status, metrics) and return it. The apt work runs off the async runtime.
-    pub async fn check_updates(&mut self, refresh: bool) -> UpdatesReport {
+    ///
+    /// # Errors
+    /// Why the check failed; the report kept says so too (`error`).
+    pub async fn check_updates(&mut self, refresh: bool) -> Result<UpdatesReport, UpdateError> {
         let checked = stamp(self.machine.clock().now());
         let result = match self.pins() {
             Err(e) => Err(e),
@@ -106,21 +106,24 @@ impl<M: Machine> Daemon<M> {
                         refresh && problem.is_none(),
                         problem,
                     )),
-                    Ok(Err(e)) => Err(format!("asking apt: {e}")),
-                    Err(e) => Err(format!("the apt task ended: {e}")),
+                    Ok(Err(e)) => Err(UpdateError::Apt(e)),
+                    Err(e) => Err(UpdateError::AptTask(e)),
                 }
             }
         };
-        let report = result.unwrap_or_else(|error| UpdatesReport {
-            checked,
-            error: Some(error),
-            ..UpdatesReport::default()
-        });
+        let report = match &result {
+            Ok(report) => report.clone(),
+            Err(error) => UpdatesReport {
+                checked,
+                error: Some(error.to_string()),
+                ..UpdatesReport::default()
+            },
+        };
         if let Some(p) = &report.refresh_problem {
             tracing::warn!("refreshing apt's package lists: {p}");
         }
-        self.keep_report(report.clone()).await;
-        report
+        self.keep_report(report).await;
+        result
     }
 
     /// Store and publish a report.
@@ -175,7 +178,9 @@ impl<M: Machine> Daemon<M> {
     pub(super) async fn reassess_updates(&mut self) {
         let has_report = self.status.borrow().updates.is_some();
         if has_report {
-            let _ = self.check_updates(false).await;
+            // A failed check is kept and shown as the report (`updates.error` in `/status`);
+            // nobody waits for this one.
+            let _shown = self.check_updates(false).await;
         }
     }
 
@@ -217,7 +222,8 @@ impl<M: Machine> Daemon<M> {
             // Nothing is pinned: apt's lists are none of strackt's business.
             return;
         }
-        let report = self.check_updates(true).await;
+        // A failed check is kept and shown as the report (`updates.error`): nothing pending.
+        let report = self.check_updates(true).await.unwrap_or_default();
         let apply = self.updates_policy.apply;
         tracing::info!(
             "scheduled update check: {} pending ({} security); apply: {}",
@@ -247,7 +253,7 @@ impl<M: Machine> Daemon<M> {
             if let Ok(id) = self.start_op("upgrade", trigger, None).await {
                 let mut op = self.op(Some(id), "upgrade", trigger, None, started, &started_at);
                 op.outcome = Outcome::Failed;
-                op.reason = Some(e);
+                op.reason = Some(e.to_string());
                 op.summary = format!("{why}: nothing was changed");
                 self.write_op(&mut op).await;
             }

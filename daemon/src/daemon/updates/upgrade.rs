@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::super::error::UpdateError;
 use super::super::pass::Daemon;
 use super::super::Trigger;
 use super::assess::{listed, record, select, Upgrade, UpgradeOutcome};
@@ -23,7 +24,7 @@ impl<M: Machine> Daemon<M> {
         &mut self,
         security_only: bool,
         names: Vec<String>,
-    ) -> Result<UpgradeOutcome, String> {
+    ) -> Result<UpgradeOutcome, UpdateError> {
         let trigger = if security_only {
             Trigger::Security
         } else {
@@ -44,42 +45,43 @@ impl<M: Machine> Daemon<M> {
         trigger: Trigger,
         why: Option<&str>,
         refresh: bool,
-    ) -> Result<UpgradeOutcome, String> {
+    ) -> Result<UpgradeOutcome, UpdateError> {
         let path = self.paths.definition.clone();
-        let before = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let text = String::from_utf8(before.clone())
-            .map_err(|_| format!("{}: not UTF-8 text; nothing was changed", path.display()))?;
-        let def = parse(&text, &path)
-            .map_err(|e| format!("the definition does not parse; nothing was changed:\n{e}"))?;
+        let unreadable = |source| UpdateError::Unreadable {
+            path: path.clone(),
+            source,
+        };
+        let before = std::fs::read(&path).map_err(unreadable)?;
+        let text =
+            String::from_utf8(before.clone()).map_err(|_| UpdateError::NotText(path.clone()))?;
+        let def = parse(&text, &path).map_err(UpdateError::DoesNotParse)?;
         // Cheap refusals before apt is asked.
-        let unknown: Vec<&str> = names
+        let unknown: Vec<String> = names
             .iter()
             .filter(|n| !def.definition().packages.contains_key(*n))
-            .map(String::as_str)
+            .cloned()
             .collect();
         if !unknown.is_empty() {
-            return Err(format!(
-                "not in the definition's `packages:` ({}): {}; nothing was changed",
-                path.display(),
-                unknown.join(", ")
-            ));
+            return Err(UpdateError::NotPinned {
+                path,
+                names: unknown,
+            });
         }
         let current = self.current()?;
         let Some(current) = current else {
-            return Err("no generation runs yet: `strackt apply` the definition first".into());
+            return Err(UpdateError::NothingRuns);
         };
         let sha = sha256_hex(text.as_bytes());
         if current.manifest.definition_sha256 != sha {
-            return Err(format!(
-                "{} is not what runs (generation {} was built from other text: an edit that failed, was rolled back from or is not applied yet); `strackt apply` or undo it first — nothing was changed",
-                path.display(),
-                current.manifest.id
-            ));
+            return Err(UpdateError::NotRunning {
+                path,
+                id: current.manifest.id,
+            });
         }
-        let report = self.check_updates(refresh).await;
-        if let Some(e) = report.error {
-            return Err(format!("checking for updates: {e}"));
-        }
+        let report = self
+            .check_updates(refresh)
+            .await
+            .map_err(|e| UpdateError::Check(Box::new(e)))?;
         let picks = select(&report.packages, security_only, &names)?;
         let what = if security_only {
             "security updates"
@@ -111,21 +113,22 @@ impl<M: Machine> Daemon<M> {
 
         let (mode, uid, gid) = {
             use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let m = std::fs::metadata(&path).map_err(unreadable)?;
             (m.mode() & 0o7777, m.uid(), m.gid())
         };
         let write = |bytes: &[u8]| {
-            crate::host::files::atomic_write(&path, bytes, mode, uid, gid)
-                .map_err(|e| format!("writing {}: {e}", path.display()))
+            crate::host::files::atomic_write(&path, bytes, mode, uid, gid).map_err(|source| {
+                UpdateError::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })
         };
         // apt took a while: a save made meanwhile is the user's, and wins.
         let unchanged_since = |bytes: &[u8]| std::fs::read(&path).is_ok_and(|now| now == bytes);
         if !edits.is_empty() {
             if !unchanged_since(&before) {
-                return Err(format!(
-                    "{} changed while the updates were checked; nothing was written, run the upgrade again",
-                    path.display()
-                ));
+                return Err(UpdateError::ChangedMeanwhile(path));
             }
             write(new_text.as_bytes())?;
             tracing::info!(
@@ -204,16 +207,16 @@ impl<M: Machine> Daemon<M> {
         text: &str,
         edits: &[(&str, &str)],
         path: &Path,
-    ) -> Result<String, String> {
+    ) -> Result<String, UpdateError> {
         let new_text = if edits.is_empty() {
             text.to_string()
         } else {
-            set_package_versions(text, edits)
-                .map_err(|e| format!("{}: {e}; nothing was changed", path.display()))?
+            set_package_versions(text, edits).map_err(|source| UpdateError::Edit {
+                path: path.to_path_buf(),
+                source,
+            })?
         };
-        let edited = parse(&new_text, path).map_err(|e| {
-            format!("the edited definition does not parse (a bug; nothing was changed):\n{e}")
-        })?;
+        let edited = parse(&new_text, path).map_err(UpdateError::EditInvalid)?;
         let mut expected = def.definition().clone();
         for (name, version) in edits {
             expected
@@ -221,9 +224,7 @@ impl<M: Machine> Daemon<M> {
                 .insert((*name).to_string(), (*version).to_string());
         }
         if edited.definition() != &expected {
-            return Err(
-                "the edit changed more than the versions (a bug); nothing was changed".into(),
-            );
+            return Err(UpdateError::EditTooWide);
         }
         let machine = self.machine.clone();
         let wanted: std::collections::BTreeMap<String, String> = edits
@@ -233,8 +234,8 @@ impl<M: Machine> Daemon<M> {
         let checked: Vec<(String, String)> =
             tokio::task::spawn_blocking(move || machine.packages().resolve(&wanted))
                 .await
-                .map_err(|e| format!("the apt task ended: {e}"))?
-                .map_err(|e| format!("asking apt: {e}; nothing was changed"))?
+                .map_err(UpdateError::AptTask)?
+                .map_err(UpdateError::AptRefused)?
                 .into_iter()
                 .filter_map(|(n, v)| v.err().map(|e| (n, e.to_string())))
                 .collect();
@@ -247,7 +248,7 @@ impl<M: Machine> Daemon<M> {
                 file: path.to_path_buf(),
                 problems,
             };
-            return Err(format!("{err}\nnothing was changed"));
+            return Err(UpdateError::Unavailable(err));
         }
         Ok(new_text)
     }

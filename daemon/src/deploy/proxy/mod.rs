@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::layout::{AppData, AppDirs};
-use super::{health_url, take_over_env, units, Deployer, UNIT_DIR};
+use super::{health_url, take_over_env, units, DeployError, Deployer, UNIT_DIR};
 use crate::definition::{AppSpec, HealthSpec};
 use crate::host::health::Health;
 use crate::host::{Files, JobKind, Machine, Systemd};
@@ -40,8 +40,9 @@ fn template(app: &str) -> String {
     format!("{}{app}@.service", units::LIVE_PREFIX)
 }
 
-/// The unit running release `id` of `app`.
-pub fn instance(app: &str, id: u64) -> String {
+/// The unit running release `id` of `app` (also how a host switch finds a proxy-mode app's
+/// live unit, `apply::apps`).
+pub(crate) fn instance(app: &str, id: u64) -> String {
     format!("{}{app}@{id}.service", units::LIVE_PREFIX)
 }
 
@@ -77,16 +78,12 @@ struct SiteChange {
 
 impl<M: Machine> Deployer<M> {
     /// The port release `id` is to start on, and the site as it is now.
-    fn proxy_port(&self, app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), Failure> {
-        let ports = spec
-            .service
-            .ports
-            .ok_or_else(|| fail("`mode: proxy` without `ports`"))?;
+    fn proxy_port(&self, app: &str, spec: &AppSpec) -> Result<(u16, Option<String>), DeployError> {
+        let ports = spec.service.ports.ok_or(DeployError::NoPorts)?;
         let now = self
             .machine
             .files()
-            .read(&site_path(app))
-            .map_err(fail)?
+            .read(&site_path(app))?
             .map(|t| String::from_utf8_lossy(&t).into_owned());
         Ok((next_port(ports, now.as_deref().and_then(live_port)), now))
     }
@@ -156,7 +153,11 @@ impl<M: Machine> Deployer<M> {
     /// A release that failed to start or to answer: the end of its journal kept, then stopped.
     async fn stop_failed(&self, unit: &str, why: String) -> Failure {
         let journal = super::journal_tail(self.machine.processes(), unit).await;
-        let _ = self.machine.systemd().run_job(JobKind::Stop, unit).await;
+        // Left running, it would hold the port the next release starts on: logged, as
+        // `stop_release` does.
+        if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, unit).await {
+            tracing::warn!("stopping {unit}: {e}");
+        }
         self.machine.systemd().reset_failed(unit).await;
         (why, journal)
     }
@@ -173,7 +174,7 @@ impl<M: Machine> Deployer<M> {
         (dirs, data): (&AppDirs, &AppData),
         id: u64,
     ) -> StepResult<()> {
-        let (port, _) = self.proxy_port(app, spec)?;
+        let (port, _) = self.proxy_port(app, spec).map_err(fail)?;
         self.install_template(app, spec, dirs, data).await?;
         self.start_release(app, spec, data, id, port).await?;
         if spec.steps.migrate.is_none() && spec.steps.cache.is_none() {
@@ -308,17 +309,16 @@ impl<M: Machine> Deployer<M> {
         app: &str,
         spec: &AppSpec,
         (dirs, data): (&AppDirs, &AppData),
-        to: Option<u64>,
+        to: u64,
         back: Option<u64>,
-    ) -> Result<(), String> {
-        let to = to.ok_or_else(|| "proxy mode: no release to switch to".to_string())?;
+    ) -> Result<(), DeployError> {
         let new_unit = instance(app, to);
         let (port, before) = match self.proxy_port(app, spec) {
             Ok(found) => found,
-            Err((why, _)) => {
+            Err(e) => {
                 // A release its validation boot left running serves no one.
                 self.stop_release(app, to).await;
-                return Err(why);
+                return Err(e);
             }
         };
         let started = p
@@ -350,7 +350,7 @@ impl<M: Machine> Deployer<M> {
         if let Err(why) = started {
             // It may still run from its validation boot; it serves no one.
             self.stop_release(app, to).await;
-            return Err(why);
+            return Err(DeployError::Step(why));
         }
 
         let path = site_path(app);
@@ -387,15 +387,21 @@ impl<M: Machine> Deployer<M> {
             Ok(old) => old,
             Err(why) => {
                 self.stop_release(app, to).await;
-                // `current` names the release nginx serves, which is still the old one.
-                let _ = data.flip(back).and_then(|()| dirs.flip(back));
-                return Err(why);
+                // `current` names the release nginx serves, which is still the old one; when
+                // it cannot be pointed back, it names the stopped one: the user must know.
+                if let Err(e) = data.flip(back).and_then(|()| dirs.flip(back)) {
+                    return Err(DeployError::SwitchBackFailed {
+                        why,
+                        error: e.to_string(),
+                    });
+                }
+                return Err(DeployError::Step(why));
             }
         };
 
         if let Err(why) = self.live_health(p, spec).await {
             return Err(self
-                .proxy_switch_back(p, app, (dirs, data), &change, to, back, why)
+                .proxy_switch_back(p, app, (dirs, data), &change, to, back, why.to_string())
                 .await);
         }
 
@@ -419,6 +425,7 @@ impl<M: Machine> Deployer<M> {
             Ok(((), log))
         })
         .await
+        .map_err(DeployError::Step)
     }
 
     /// The health check through nginx failed: the old site back, nginx reloaded, `current`
@@ -433,7 +440,7 @@ impl<M: Machine> Deployer<M> {
         to: u64,
         back: Option<u64>,
         why: String,
-    ) -> String {
+    ) -> DeployError {
         let back_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
         let went_back = p
             .step("switch-back", &back_label, async {
@@ -458,8 +465,11 @@ impl<M: Machine> Deployer<M> {
             })
             .await;
         match went_back {
-            Ok(()) => format!("{why}; switched back to {back_label}"),
-            Err(e) => format!("{why}; and switching back failed: {e}"),
+            Ok(()) => DeployError::SwitchedBack {
+                why,
+                back: back_label,
+            },
+            Err(error) => DeployError::SwitchBackFailed { why, error },
         }
     }
 

@@ -137,8 +137,12 @@ impl<M: Machine> Deployer<M> {
             if let Err(e) = restored {
                 tracing::error!("putting back {}: {e}", path.display());
             } else if tested.ok {
-                // The reload may have taken after all: nginx is told the old site again.
-                let _ = self.reload_nginx().await;
+                // The reload may have taken after all: nginx is told the old site again. When
+                // that fails too, nginx may serve the new site, whose release the failed switch
+                // stops: said at error level, as a site that cannot be put back is.
+                if let Err((why, _)) = self.reload_nginx().await {
+                    tracing::error!("reloading nginx with {} put back: {why}", path.display());
+                }
             }
         }
         reloaded

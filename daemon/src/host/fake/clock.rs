@@ -9,8 +9,9 @@ use crate::host::clock::Clock;
 /// The wall time a fake clock starts at: 2026-01-01T00:00:00Z.
 const START: i64 = 1_767_225_600;
 
-/// A clock that starts at [`START`] and advances with `tokio::time::Instant`.
-#[derive(Debug)]
+/// A clock that starts at [`START`] and advances with `tokio::time::Instant`; a clone reads
+/// the same time.
+#[derive(Debug, Clone)]
 pub struct FakeClock {
     wall: DateTime<Utc>,
     start: tokio::time::Instant,

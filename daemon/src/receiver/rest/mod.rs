@@ -250,6 +250,7 @@ async fn unlock(store: &Store, client: &str, path: &Path) -> Reply {
         .await
         .map_err(|e| io_error(path, &e))?;
     let usage = store.usage(client);
+    // The update always gives `Some`, so `fetch_update` never fails.
     let _ = usage
         .stored
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {

@@ -182,6 +182,8 @@ pub(super) async fn save(
         &mut budget,
     )
     .await;
+    // Renamed into place on success; a cut-off upload's leftover (a dot file) is removed by
+    // `store::sweep` at the next start, and the answer does not depend on it.
     let _ = tokio::fs::remove_file(&temp).await;
     match result {
         Ok(()) => budget.commit(),
@@ -189,6 +191,7 @@ pub(super) async fn save(
         Err(e) => return Err(saved_error(client, path, e)),
     }
     if matches!(target, Target::Object(Kind::Snapshots, _)) {
+        // Fails only when the retention task ended (the receiver is stopping).
         let _ = store.stored.send(client.to_string());
     }
     Ok(StatusCode::OK.into_response())
