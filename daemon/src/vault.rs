@@ -78,6 +78,12 @@ impl Vault {
         self.key_file().is_some()
     }
 
+    /// The key, when the vault has one (and it reads as text).
+    pub fn key(&self) -> Option<String> {
+        let bytes = self.key_file()?;
+        String::from_utf8(bytes).ok().map(|k| k.trim().to_string())
+    }
+
     fn store(&self, key: &str) -> Result<(), VaultError> {
         private_dir(&self.dir)?;
         atomic_write(&self.key_path(), format!("{key}\n").as_bytes(), 0o600, 0, 0)?;
@@ -167,5 +173,7 @@ mod tests {
             std::fs::read_to_string(vb.key_path()).expect("read"),
             format!("{key}\n")
         );
+        assert_eq!(vb.key(), Some(key.clone()));
+        assert_eq!(Vault::new(&b.path().join("none")).key(), None);
     }
 }

@@ -155,6 +155,9 @@ pub enum BackupError {
     /// The bundle does not serialize.
     #[error("{0}")]
     BundleWrite(serde_json::Error),
+    /// No generation is live: nothing to bundle yet.
+    #[error("no generation is live yet (has strackt applied one?)")]
+    NothingLive,
     /// The live generation's manifest does not read.
     #[error("the live manifest: {0}")]
     LiveManifest(serde_json::Error),
@@ -285,6 +288,7 @@ impl BackupError {
             | BackupError::BundleRead(_)
             | BackupError::BundleFormat(_)
             | BackupError::BundleWrite(_)
+            | BackupError::NothingLive
             | BackupError::LiveManifest(_)
             | BackupError::Definition(_)
             | BackupError::Yaml(_)

@@ -23,9 +23,10 @@ use super::{off_thread, step, Backups, RunTags};
 use crate::definition::ValidatedDefinition;
 use crate::deploy::preflight::read_secret;
 use crate::generation::render::PackageLock;
+use crate::generation::Store;
 use crate::host::files::atomic_write;
 use crate::host::processes::Cmd;
-use crate::host::{io_err, Machine};
+use crate::host::Machine;
 use crate::ops::Progress;
 
 /// The file name of the bundle inside its snapshot.
@@ -168,15 +169,14 @@ pub fn secret_names(def: &ValidatedDefinition) -> BTreeSet<String> {
 /// # Errors
 /// No generation applied yet, unreadable files, a referenced secret missing.
 pub fn live(root: &Path, secrets: &Path) -> Result<Bundle, BackupError> {
-    let current = root.join("current");
-    let read = |name: &str| {
-        let path = current.join(name);
-        std::fs::read_to_string(&path).map_err(|e| BackupError::Host(io_err("reading", &path)(e)))
-    };
+    // Through the store: strackt's state directory is read without following a link.
+    let store = Store::open(root)?;
+    let id = store.current()?.ok_or(BackupError::NothingLive)?;
+    let record = store.read_record(id)?;
     let manifest: crate::generation::Manifest =
-        serde_json::from_str(&read("manifest.json")?).map_err(BackupError::LiveManifest)?;
-    let definition = read("definition.yaml")?;
-    let def = crate::definition::parse(&definition, &current.join("definition.yaml"))?;
+        serde_json::from_str(&record.manifest).map_err(BackupError::LiveManifest)?;
+    let definition = record.definition;
+    let def = crate::definition::parse(&definition, &store.dir(id).join("definition.yaml"))?;
     let mut values = BTreeMap::new();
     for name in secret_names(&def) {
         let value = read_secret(secrets, &name).map_err(BackupError::Deploy)?;
@@ -225,9 +225,7 @@ impl<M: Machine> Backups<M> {
 
     /// The team key in the vault, if there is one.
     pub(crate) fn vault_key(&self) -> Option<String> {
-        std::fs::read_to_string(self.vault.key_path())
-            .ok()
-            .map(|k| k.trim().to_string())
+        self.vault.key()
     }
 
     /// Put the team key in the vault.

@@ -259,12 +259,10 @@ impl From<ControlError> for RequestFailed {
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
     /// Neither the definition file nor the running generation gives the pins.
-    #[error("{} does not parse and no generation runs ({source})", file.display())]
+    #[error("{} does not parse and no generation runs", file.display())]
     NoPins {
         /// The definition file.
         file: PathBuf,
-        /// Why the running generation's definition cannot be read.
-        source: std::io::Error,
     },
     /// The running generation's definition does not validate.
     #[error(transparent)]

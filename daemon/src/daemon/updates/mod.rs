@@ -29,7 +29,7 @@ mod upgrade;
 
 pub use assess::{Candidate, PackageUpdate, UpdatesReport, Upgrade, UpgradeOutcome};
 
-use super::error::UpdateError;
+use super::error::{StoreError, UpdateError};
 use super::pass::Daemon;
 use super::Trigger;
 use crate::definition::{parse, Definition, UpdatesApply};
@@ -55,14 +55,21 @@ impl<M: Machine> Daemon<M> {
         if let Some(def) = read.and_then(|t| parse(&t, file).ok()) {
             return Ok(def.definition().clone());
         }
-        let running = self.paths.root.join("current").join("definition.yaml");
-        let text = std::fs::read_to_string(&running).map_err(|source| UpdateError::NoPins {
-            file: file.clone(),
-            source,
-        })?;
-        parse(&text, &running)
-            .map(|d| d.definition().clone())
-            .map_err(UpdateError::RunningInvalid)
+        let id = self
+            .store
+            .current()
+            .map_err(StoreError::Store)?
+            .ok_or_else(|| UpdateError::NoPins { file: file.clone() })?;
+        let record = self
+            .store
+            .read_record(id)
+            .map_err(|source| StoreError::Generation { id, source })?;
+        parse(
+            &record.definition,
+            &self.store.dir(id).join("definition.yaml"),
+        )
+        .map(|d| d.definition().clone())
+        .map_err(UpdateError::RunningInvalid)
     }
 
     /// Check for updates (with `refresh`, `apt-get update` first), keep the report (state
