@@ -60,8 +60,13 @@ const LOOKUP_LIMIT: Duration = Duration::from_secs(20);
 /// Read secret `name`; a trailing newline (as `echo` writes) is not part of it.
 pub fn read_secret(dir: &Path, name: &str) -> Result<String, DeployError> {
     let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    // Through `host::tree`: a link is followed only where root alone could have put it.
+    let mut text = String::new();
+    match crate::host::tree::open_file(&path).and_then(|f| match f {
+        Some(mut f) => std::io::Read::read_to_string(&mut f, &mut text).map(|_| true),
+        None => Ok(false),
+    }) {
+        Ok(true) => {
             let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
             if value.is_empty() {
                 Err(DeployError::SecretEmpty(path))
@@ -69,7 +74,7 @@ pub fn read_secret(dir: &Path, name: &str) -> Result<String, DeployError> {
                 Ok(value)
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DeployError::SecretMissing {
+        Ok(false) => Err(DeployError::SecretMissing {
             name: name.to_string(),
             path,
         }),
@@ -356,7 +361,38 @@ async fn check_database(
 
 #[cfg(test)]
 mod tests {
-    use super::last_line;
+    use super::{last_line, read_secret};
+    use crate::deploy::DeployError;
+
+    #[test]
+    fn a_secret_is_read_through_a_link_only_where_root_alone_could_put_it() {
+        use std::os::unix::fs::{chown, symlink};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root_only = dir.path().join("secrets");
+        std::fs::create_dir(&root_only).expect("mkdir");
+        std::fs::write(dir.path().join("real"), "pw\n").expect("write");
+        std::fs::write(root_only.join("db"), "s3cret\n").expect("write");
+        symlink(dir.path().join("real"), root_only.join("linked")).expect("link");
+        assert_eq!(read_secret(&root_only, "db").expect("db"), "s3cret");
+        assert_eq!(read_secret(&root_only, "linked").expect("linked"), "pw");
+        assert!(matches!(
+            read_secret(&root_only, "none"),
+            Err(DeployError::SecretMissing { .. })
+        ));
+        // A directory another user owns: a link planted there is not followed.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        symlink(dir.path().join("real"), theirs.join("db")).expect("link");
+        chown(&theirs, Some(4242), Some(4242)).expect("chown");
+        let e = read_secret(&theirs, "db").expect_err("a planted link");
+        assert!(
+            matches!(
+                &e,
+                DeployError::SecretUnreadable { .. } | DeployError::SecretMissing { .. }
+            ),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn the_error_line_is_told_not_the_context_after_it() {

@@ -59,13 +59,16 @@ impl Redactor {
         }
         let mut known = self.known.borrow_mut();
         for path in paths {
-            let Ok(meta) = std::fs::metadata(&path) else {
+            // Through `host::tree`: only regular files, a link followed only where root alone
+            // could have put it.
+            let Ok(Some(mut file)) = crate::host::tree::open_file(&path) else {
                 continue;
             };
-            if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
+            if file.metadata().map_or(true, |m| m.len() > MAX_SECRET_FILE) {
                 continue;
             }
-            if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut file, &mut text).is_ok() {
                 add_value(&mut known, &text);
             }
         }
