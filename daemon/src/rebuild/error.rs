@@ -1,12 +1,11 @@
 //! Why a rebuild stops: its own refusals (a definition already there, a key that does not
 //! fit, a server or run the repository does not have, a pass that failed), each with the words
-//! the operations log shows, and a class. What the layers it drives answer as text today is
-//! carried as it is.
+//! the operations log shows, and a class; the backup layer's and the deployer's failures are
+//! carried with theirs.
 
 use std::path::PathBuf;
 
-/// Why a rebuild stops. Its own refusals are typed; what the layers it drives report as text
-/// today (backups, deploys, the daemon's answer to a pass) is carried as [`RebuildError::Text`].
+/// Why a rebuild stops: its own refusals, and the failures of the layers it drives.
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
     /// The server already has a definition and `--force` was not given.
@@ -67,28 +66,22 @@ pub enum RebuildError {
     /// restic failed (reading the bundle, the run's snapshots).
     #[error(transparent)]
     Backup(#[from] crate::backup::error::BackupError),
-    /// What a layer below said, as text (backup, deploy, the daemon's refusal).
-    #[error("{0}")]
-    Text(String),
-}
-
-impl From<String> for RebuildError {
-    fn from(text: String) -> Self {
-        RebuildError::Text(text)
-    }
+    /// The deployer failed (starting the operation's record).
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
 }
 
 impl RebuildError {
     /// Whether running the same rebuild again later may succeed without anyone acting: the
     /// daemon was stopping, the backup destination did not answer, or the host failed in a way
-    /// that passes. A missing or wrong key,
-    /// an unknown server or run, a failed pass and what the layers below answer as text are
-    /// treated as permanent (those layers do not classify their text yet).
+    /// that passes (a backup's or the deployer's failure as that layer classes it). A missing
+    /// or wrong key, an unknown server or run and a failed pass are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
             RebuildError::ShuttingDown => true,
             RebuildError::Host(e) => e.is_transient(),
             RebuildError::Backup(e) => e.is_transient(),
+            RebuildError::Deploy(e) => e.is_transient(),
             RebuildError::DefinitionExists(_)
             | RebuildError::KeyForm(_)
             | RebuildError::DifferentKey
@@ -97,8 +90,7 @@ impl RebuildError {
             | RebuildError::SecretName(_)
             | RebuildError::Task(_)
             | RebuildError::PassEnded { .. }
-            | RebuildError::NoRun { .. }
-            | RebuildError::Text(_) => false,
+            | RebuildError::NoRun { .. } => false,
         }
     }
 }

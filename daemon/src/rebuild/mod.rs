@@ -74,10 +74,10 @@ pub async fn start(
     backups: &Arc<Backups>,
     requests: &mpsc::Sender<Request>,
     req: RebuildRequest,
-) -> Result<i64, String> {
+) -> Result<i64, RebuildError> {
     let paths = Paths::from_env();
     if paths.definition.exists() && !req.force {
-        return Err(RebuildError::DefinitionExists(paths.definition).to_string());
+        return Err(RebuildError::DefinitionExists(paths.definition));
     }
     let mut p = backups
         .deployer()
@@ -440,7 +440,13 @@ mod tests {
             "the pass ended failed: unit a.service failed (strackt history --operation 7)"
         );
         assert!(RebuildError::ShuttingDown.is_transient());
-        assert!(!RebuildError::from("restic: wrong password".to_string()).is_transient());
+        // A layer's failure keeps its class: another operation on the app passes.
+        let busy = crate::deploy::DeployError::Busy {
+            kind: "deploy",
+            operation: 3,
+            app: "shop".into(),
+        };
+        assert!(RebuildError::from(busy).is_transient());
     }
 
     #[test]
