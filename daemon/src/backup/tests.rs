@@ -267,6 +267,23 @@ async fn a_second_run_of_an_app_is_refused_as_already_running() {
     assert!(!e.is_transient());
 }
 
+/// One run of the app's backup, taken as a scheduled run is, which fails: its error and its
+/// operation's record.
+async fn a_failed_run(b: &Backups<FakeHost>) -> (BackupError, Progress) {
+    let def = b.load().expect("the definition");
+    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
+    let mut p = b
+        .deployer
+        .progress("backup", "cli", "shop")
+        .await
+        .expect("an operation");
+    let e = b
+        .take(&mut p, "shop", &spec, &app_spec, "cli")
+        .await
+        .expect_err("the run fails");
+    (e, p)
+}
+
 /// A destination that does not answer fails the run's first step; the error keeps restic's
 /// failure as its cause, so the run reads as worth trying again.
 #[tokio::test]
@@ -281,18 +298,7 @@ async fn an_unreachable_destination_fails_the_run_as_a_transient_step() {
             "Fatal: unable to open config file: Stat: Get \"http://127.0.0.1:9/backups/config\": dial tcp 127.0.0.1:9: connect: connection refused\nIs there a repository at the following location?\n",
         ),
     );
-    let def = b.load().expect("the definition");
-    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
-    let mut p = h
-        .deployer
-        .progress("backup", "cli", "shop")
-        .await
-        .expect("an operation");
-
-    let e = b
-        .take(&mut p, "shop", &spec, &app_spec, "cli")
-        .await
-        .expect_err("unreachable");
+    let (e, p) = a_failed_run(&b).await;
     let BackupError::Step {
         text,
         cause: Some(cause),
@@ -331,18 +337,7 @@ async fn a_failed_dump_surfaces_as_the_database_steps_dump_failure() {
             "pg_dump: error: connection to server lost\n",
         ),
     );
-    let def = b.load().expect("the definition");
-    let (spec, app_spec) = spec_of(&def, "shop").expect("backed up");
-    let mut p = h
-        .deployer
-        .progress("backup", "cli", "shop")
-        .await
-        .expect("an operation");
-
-    let e = b
-        .take(&mut p, "shop", &spec, &app_spec, "cli")
-        .await
-        .expect_err("the dump failed");
+    let (e, _) = a_failed_run(&b).await;
     let BackupError::Step {
         text,
         cause: Some(cause),

@@ -24,7 +24,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::{self, ErrorKind, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 
@@ -55,20 +55,6 @@ fn link_refused(path: &Path) -> io::Error {
             path.display()
         ),
     )
-}
-
-/// The names of a relative path inside a directory: `.` dropped; `..` and `/` refused.
-fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
-    rel.components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .map(|c| match c {
-            Component::Normal(n) => Ok(n),
-            _ => Err(io::Error::new(
-                ErrorKind::InvalidInput,
-                format!("{} leaves its directory", rel.display()),
-            )),
-        })
-        .collect()
 }
 
 impl OwnDir {
@@ -142,7 +128,7 @@ impl OwnDir {
     /// does; with `create`, missing ones are made with `mode`.
     fn descend(&self, rel: &Path, create: Option<u32>) -> io::Result<OwnDir> {
         let mut cur: Option<OwnDir> = None;
-        for name in names(rel)? {
+        for name in super::tree::names(rel)? {
             let next = cur.as_ref().unwrap_or(self).child(name, create)?;
             cur = Some(next.ok_or_else(|| io::Error::from(Errno::NOENT))?);
         }

@@ -169,7 +169,7 @@ fn single(name: &Path) -> io::Result<&OsStr> {
 }
 
 /// The names of a relative path: `.` dropped; `..`, `/` refused.
-fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
+pub(super) fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
     rel.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .map(|c| match c {
