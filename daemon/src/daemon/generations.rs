@@ -16,6 +16,7 @@ use super::record::fail;
 use super::Trigger;
 use crate::definition::ValidatedDefinition;
 use crate::generation::Generation;
+use crate::host::definition::DefinitionFile;
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
@@ -226,7 +227,7 @@ impl<M: Machine> Daemon<M> {
             self.metrics.rolled_back();
             // Keep the host here: the definition on disk (which built the generation we left)
             // is not re-applied until it is edited or `strackt apply` is run.
-            if let Ok(text) = std::fs::read_to_string(&self.paths.definition) {
+            if let Ok(text) = DefinitionFile::new(&self.paths.definition).read_text() {
                 let sha = sha256_hex(text.as_bytes());
                 if Some(&sha) != Some(&target.manifest.definition_sha256) {
                     let pinned = self.db("pinning the definition rolled back from", move |s| {

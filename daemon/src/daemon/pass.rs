@@ -21,6 +21,7 @@ use crate::apply::{Apps, Ownership};
 use crate::definition::{parse, ValidatedDefinition};
 use crate::generation::{Generation, Store};
 use crate::host::clock::Clock;
+use crate::host::definition::DefinitionFile;
 use crate::host::files::sha256_hex;
 use crate::host::systemd::DbusSystemd;
 use crate::host::{Machine, RealMachine};
@@ -155,12 +156,12 @@ impl<M: Machine> Daemon<M> {
     }
 
     pub(super) fn load_definition(&mut self) -> Result<ValidatedDefinition, LoadError> {
-        let text = std::fs::read_to_string(&self.paths.definition).map_err(|source| {
-            LoadError::Unreadable {
+        let text = DefinitionFile::new(&self.paths.definition)
+            .read_text()
+            .map_err(|source| LoadError::Unreadable {
                 path: self.paths.definition.clone(),
                 source,
-            }
-        })?;
+            })?;
         let def = match self.parsed.take() {
             Some(last) if last.source() == text => last,
             _ => parse(&text, &self.paths.definition)?,

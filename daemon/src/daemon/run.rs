@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::{Daemon, Paths, Status, Trigger, Wake};
 use crate::generation::Store;
+use crate::host::definition::DefinitionFile;
 use crate::host::systemd::DbusSystemd;
 use crate::metrics::Metrics;
 use crate::state::{State, StateHandle};
@@ -47,7 +48,8 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
             ..Status::default()
         });
         let metrics = Arc::new(Metrics::new(status_rx.clone()));
-        let listen = std::fs::read_to_string(&paths.definition)
+        let listen = DefinitionFile::new(&paths.definition)
+            .read_text()
             .ok()
             .and_then(|t| crate::definition::parse(&t, &paths.definition).ok())
             .map(|d| d.definition().strackt.listen.clone())

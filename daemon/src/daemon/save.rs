@@ -6,14 +6,12 @@
 //! kept), and only when it still has the bytes the edit started from: a save made by someone
 //! else meanwhile wins. A text that does not validate is never written.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
-
 use super::error::{ControlError, LoadError};
 use super::{Daemon, Trigger};
 use crate::api::DefinitionText;
 use crate::definition::parse;
-use crate::host::files::{atomic_write, sha256_hex};
+use crate::host::definition::{DefinitionFile, ModeAndOwner};
+use crate::host::files::sha256_hex;
 use crate::host::Machine;
 use crate::ops::Operation;
 
@@ -30,9 +28,9 @@ impl<M: Machine> Daemon<M> {
         base_sha256: Option<String>,
     ) -> Result<Operation, ControlError> {
         let path = self.paths.definition.clone();
-        let on_disk = match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
+        let file = DefinitionFile::new(&path);
+        let on_disk = match file.read_if_present() {
+            Ok(bytes) => bytes,
             Err(source) => return Err(LoadError::Unreadable { path, source }.into()),
         };
         if on_disk.as_deref().map(sha256_hex) != base_sha256 {
@@ -40,16 +38,12 @@ impl<M: Machine> Daemon<M> {
         }
         parse(&input.text, &path).map_err(ControlError::NotSaved)?;
         // A new file is root's and private, like the packaged one.
-        let (mode, uid, gid) = match std::fs::metadata(&path) {
-            Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
-            Err(_) => (0o600, 0, 0),
-        };
-        atomic_write(&path, input.text.as_bytes(), mode, uid, gid).map_err(|source| {
-            ControlError::Write {
+        let kept = file.mode_and_owner().unwrap_or(ModeAndOwner::NEW);
+        file.write(input.text.as_bytes(), kept)
+            .map_err(|source| ControlError::Write {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         tracing::info!("strackt edit saved {}", path.display());
         Ok(self.pass(Trigger::Edit, true).await)
     }

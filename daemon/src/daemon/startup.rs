@@ -14,6 +14,7 @@ use super::Trigger;
 use crate::apply::Ownership;
 use crate::definition::parse;
 use crate::generation::Generation;
+use crate::host::definition::DefinitionFile;
 use crate::host::packages::Packages;
 use crate::host::{Files, JobKind, Machine, Systemd};
 use crate::ops::{StepOutcome, StepRecord};
@@ -118,7 +119,8 @@ impl<M: Machine> Daemon<M> {
             cur.as_ref()
                 .is_some_and(|g| g.manifest.units.contains_key(u))
         });
-        let def = std::fs::read_to_string(&self.paths.definition)
+        let def = DefinitionFile::new(&self.paths.definition)
+            .read_text()
             .ok()
             .and_then(|t| parse(&t, &self.paths.definition).ok());
         if let Some(def) = def {

@@ -43,6 +43,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::definition::{parse, AppSpec, ValidatedDefinition, SECRETS_DIR};
+use crate::host::definition::DefinitionFile;
 use crate::host::processes::Processes;
 use crate::host::systemd::UNIT_DIR;
 use crate::host::{private, Machine, RealMachine};
@@ -244,12 +245,12 @@ impl<M: Machine> Deployer<M> {
     }
 
     pub(crate) fn load(&self) -> Result<ValidatedDefinition, DeployError> {
-        let text = std::fs::read_to_string(&self.definition).map_err(|source| {
-            DeployError::ReadDefinition {
+        let text = DefinitionFile::new(&self.definition)
+            .read_text()
+            .map_err(|source| DeployError::ReadDefinition {
                 path: self.definition.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(parse(&text, &self.definition)?)
     }
 

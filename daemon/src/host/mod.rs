@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod clock;
 pub mod databases;
+pub mod definition;
 pub mod fake;
 pub mod files;
 pub mod firewall;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::daemon::Paths;
 use crate::definition::SECRETS_DIR;
 use crate::deploy::preflight::read_secret;
+use crate::host::definition::DefinitionFile;
 use crate::host::files::atomic_write;
 use crate::host::io_err;
 use crate::vault::Vault;
@@ -70,9 +71,17 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
         .gid
         .as_raw();
     // Read and check everything first.
-    let definition =
-        std::fs::read(&paths.definition).map_err(io_err("reading", &paths.definition))?;
-    let spec = super::receiver_spec(&paths.definition)?;
+    // One read: the copy staged is the text whose `receiver:` section was checked.
+    let file = &paths.definition;
+    let text = DefinitionFile::new(file)
+        .read_text()
+        .map_err(io_err("reading", file))?;
+    let spec = crate::definition::parse(&text, file)?
+        .definition()
+        .receiver
+        .clone()
+        .ok_or_else(|| ReceiverError::NoSection(file.clone()))?;
+    let definition = text.into_bytes();
     super::passwords(&spec, Path::new(SECRETS_DIR))?;
     super::limits(&spec)?;
     let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(dir.join(DEFINITION), definition)];

@@ -34,6 +34,7 @@ use super::pass::Daemon;
 use super::Trigger;
 use crate::definition::{parse, Definition, UpdatesApply};
 use crate::host::clock::Clock;
+use crate::host::definition::DefinitionFile;
 use crate::host::packages::Packages;
 use crate::host::Machine;
 use crate::ops::Outcome;
@@ -51,7 +52,7 @@ impl<M: Machine> Daemon<M> {
     /// does not parse.
     fn pins(&self) -> Result<Definition, UpdateError> {
         let file = &self.paths.definition;
-        let read = std::fs::read_to_string(file).ok();
+        let read = DefinitionFile::new(file).read_text().ok();
         if let Some(def) = read.and_then(|t| parse(&t, file).ok()) {
             return Ok(def.definition().clone());
         }

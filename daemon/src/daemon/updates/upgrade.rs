@@ -9,6 +9,7 @@ use super::super::pass::Daemon;
 use super::super::Trigger;
 use super::assess::{listed, record, select, Upgrade, UpgradeOutcome};
 use crate::definition::{parse, set_package_versions, ValidatedDefinition};
+use crate::host::definition::DefinitionFile;
 use crate::host::files::sha256_hex;
 use crate::host::packages::Packages;
 use crate::host::Machine;
@@ -51,7 +52,8 @@ impl<M: Machine> Daemon<M> {
             path: path.clone(),
             source,
         };
-        let before = std::fs::read(&path).map_err(unreadable)?;
+        let file = DefinitionFile::new(&path);
+        let before = file.read().map_err(unreadable)?;
         let text =
             String::from_utf8(before.clone()).map_err(|_| UpdateError::NotText(path.clone()))?;
         let def = parse(&text, &path).map_err(UpdateError::DoesNotParse)?;
@@ -111,21 +113,16 @@ impl<M: Machine> Daemon<M> {
             .collect();
         let new_text = self.edited_text(&def, &text, &edits, &path).await?;
 
-        let (mode, uid, gid) = {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(&path).map_err(unreadable)?;
-            (m.mode() & 0o7777, m.uid(), m.gid())
-        };
+        let kept = file.mode_and_owner().map_err(unreadable)?;
         let write = |bytes: &[u8]| {
-            crate::host::files::atomic_write(&path, bytes, mode, uid, gid).map_err(|source| {
-                UpdateError::Write {
+            file.write(bytes, kept)
+                .map_err(|source| UpdateError::Write {
                     path: path.clone(),
                     source,
-                }
-            })
+                })
         };
         // apt took a while: a save made meanwhile is the user's, and wins.
-        let unchanged_since = |bytes: &[u8]| std::fs::read(&path).is_ok_and(|now| now == bytes);
+        let unchanged_since = |bytes: &[u8]| file.holds(bytes);
         if !edits.is_empty() {
             if !unchanged_since(&before) {
                 return Err(UpdateError::ChangedMeanwhile(path));
