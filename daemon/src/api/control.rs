@@ -9,7 +9,6 @@
 //! being the line's `error`). The reconcile loop's errors arrive typed and classed
 //! ([`RequestFailed`]); their words are the driver's, and this module must not change them.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,10 +22,11 @@ use crate::deploy::Deployer;
 use crate::state::{StateError, StateHandle};
 use crate::status::{Request, RequestFailed, Status};
 
-/// Bind the socket (root-only, mode 0600) and serve it forever.
+/// Bind the socket (root-only, mode 0600, see [`crate::host::private::bind_private_socket`])
+/// and serve it forever.
 ///
 /// # Errors
-/// When the socket cannot be bound.
+/// When the socket cannot be bound, or its directory is another user's or writable by others.
 pub fn serve(
     path: &Path,
     requests: mpsc::Sender<Request>,
@@ -36,12 +36,9 @@ pub fn serve(
     backups: std::sync::Arc<Backups>,
     root: std::path::PathBuf,
 ) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = crate::host::private::bind_private_socket(path)?;
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (requests, status, state, deployer, backups, root) = (

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::host::files::atomic_write;
+use crate::host::private::read_private;
 use crate::host::HostError;
 use crate::plan::FirewallRecord;
 
@@ -35,29 +36,24 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Load from `<root>/owned.json` (empty when absent). `None` root: in memory only.
+    /// Load from `<root>/owned.json` (empty when absent, or not a regular file). `None` root: in
+    /// memory only. Read as strackt's private files are: a link there is followed only when
+    /// root alone could have put it.
     ///
     /// # Errors
-    /// When the file exists but cannot be read or parsed.
+    /// When the file exists but cannot be read (a refused link included) or parsed.
     pub fn load(root: Option<&Path>) -> Result<Ownership, HostError> {
         let Some(root) = root else {
             return Ok(Ownership::default());
         };
         let path = root.join("owned.json");
-        let mut o: Ownership = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| HostError::Io {
+        let mut o: Ownership = match read_private(&path)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| HostError::Io {
                 op: "parse",
                 path: path.clone(),
                 source: e.into(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ownership::default(),
-            Err(source) => {
-                return Err(HostError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
+            None => Ownership::default(),
         };
         o.path = Some(path);
         Ok(o)
@@ -141,5 +137,43 @@ impl Ownership {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_linked_in_by_another_user_is_refused_not_read() {
+        use std::os::unix::fs::{chown, symlink};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let own = dir.path().join("own");
+        std::fs::create_dir(&own).expect("mkdir");
+        std::fs::write(
+            own.join("owned.json"),
+            r#"{"files":["/etc/motd"],"units":[]}"#,
+        )
+        .expect("write");
+        let o = Ownership::load(Some(&own)).expect("strackt's own record");
+        assert!(o.files.contains("/etc/motd"), "{o:?}");
+        assert_eq!(
+            Ownership::load(Some(&dir.path().join("none"))).expect("absent"),
+            Ownership {
+                path: Some(dir.path().join("none/owned.json")),
+                ..Ownership::default()
+            }
+        );
+
+        // A state root another user owns: the record they link in is not followed, so strackt
+        // is not told it owns (and may remove) files it never wrote.
+        let forged = dir.path().join("forged.json");
+        std::fs::write(&forged, r#"{"files":["/etc/shadow"],"units":[]}"#).expect("write");
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        symlink(&forged, theirs.join("owned.json")).expect("link");
+        chown(&theirs, Some(4242), Some(4242)).expect("chown");
+        let e = Ownership::load(Some(&theirs)).expect_err("a planted link");
+        assert!(e.to_string().contains("not followed"), "{e}");
     }
 }

@@ -119,10 +119,10 @@ async fn stop_all(systemd: &impl Systemd, units: &[String]) {
 /// Dump the app's database into `dump` (strackt's own root-only file) before the migration;
 /// a restore's dump of the database as it is now is kept instead when there is one.
 async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> StepResult<()> {
-    // Both in strackt's root-only state (a restore's scratch, the release's directory there):
-    // no other user can put a link on these paths.
+    // Both in strackt's root-only state (a restore's scratch, the release's directory there).
+    // Anything but a regular file there (a link) is not taken: a fresh dump is.
     if let Some(current) = &prepared.current_dump {
-        if std::fs::rename(current, dump).is_ok() {
+        if private::rename_private(current, dump).is_ok() {
             return Ok((
                 (),
                 format!("kept {} (the database as restored)\n", current.display()),
@@ -155,7 +155,7 @@ async fn take_dump(p: &impl Processes, dump: &Path, prepared: &Prepared) -> Step
         // Safe to ignore: the step fails either way, and a partial dump is never taken for a
         // pre-migrate dump — no release records it (that happens only as the migration starts,
         // after this step passed), and the failed deploy removes the release's private files.
-        let _ = std::fs::remove_file(dump);
+        let _ = private::remove_private(dump);
     }
     ran_step(ran)
 }

@@ -5,17 +5,12 @@
 //! nor touch the live release or its units: a deploy that was interrupted is recorded as such
 //! and left for the user to run again.
 
-use std::path::PathBuf;
-
 use crate::definition::ServeMode;
+use crate::host::systemd;
 use crate::host::{JobKind, Machine, Systemd};
 use layout::AppDirs;
 
 use super::{layout, units, Deployer};
-
-/// Where an older strackt wrote its validation units as files (they are transient units now,
-/// with no file): what it left there is removed at startup.
-const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 
 impl<M: Machine> Deployer<M> {
     /// After a restart: releases a killed deploy left half-built are removed, and validation
@@ -70,34 +65,21 @@ impl<M: Machine> Deployer<M> {
             }
             Err(e) => tracing::warn!("looking for validation units left running: {e}"),
         }
-        // Files an older strackt wrote for its validation units (in systemd's root-only
-        // runtime directory: paths are safe there).
-        if let Ok(entries) = std::fs::read_dir(RUNTIME_UNIT_DIR) {
-            let stale: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(units::VALIDATE_PREFIX))
-                })
-                .collect();
-            for path in &stale {
-                if let Some(unit) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
-                    if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, &unit).await {
-                        tracing::warn!("stopping {unit}, left by a validation boot: {e}");
-                    }
-                    // Safe to ignore: nothing starts a unit from a file left here (none is
-                    // enabled), the directory is emptied at boot, and the next start of
-                    // strackt tries again.
-                    let _ = std::fs::remove_file(path);
-                    self.machine.systemd().reset_failed(&unit).await;
-                }
+        // Files an older strackt wrote for its validation units.
+        let stale = systemd::runtime_unit_files(units::VALIDATE_PREFIX);
+        for unit in &stale {
+            if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, unit).await {
+                tracing::warn!("stopping {unit}, left by a validation boot: {e}");
             }
-            if !stale.is_empty() {
-                // Safe to ignore: it only makes systemd forget the units whose files went; the
-                // next daemon-reload (any deploy or switch) does the same.
-                let _ = self.machine.systemd().daemon_reload().await;
-            }
+            // Safe to ignore: nothing starts a unit from a file left there (none is enabled),
+            // the directory is emptied at boot, and the next start of strackt tries again.
+            let _ = systemd::remove_runtime_unit_file(unit);
+            self.machine.systemd().reset_failed(unit).await;
+        }
+        if !stale.is_empty() {
+            // Safe to ignore: it only makes systemd forget the units whose files went; the
+            // next daemon-reload (any deploy or switch) does the same.
+            let _ = self.machine.systemd().daemon_reload().await;
         }
     }
 }

@@ -3,8 +3,9 @@
 //! with time paused). It follows the real semantics that matter to strackt: a unit
 //! file is only seen by systemd after daemon-reload, starting a unit whose `ExecStart` is
 //! `/bin/false` (or that is listed in `failing`) fails, enabling needs a loaded unit, an
-//! instance `a@i.service` is known once its template `a@.service` is, and restarting gives a
-//! new MainPID.
+//! instance `a@i.service` is known once its template `a@.service` is, restarting gives a
+//! new MainPID, and a unit's main process has children (nginx's workers) replaced with new
+//! ones at each start and reload.
 
 mod accounts;
 mod clock;
@@ -37,6 +38,8 @@ struct Unit {
     active: bool,
     enabled: bool,
     pid: u32,
+    /// The children of its main process.
+    children: BTreeSet<u32>,
 }
 
 /// Everything the fake host holds; public so tests can arrange and inspect it.
@@ -82,6 +85,10 @@ pub struct FakeState {
     pub ssh_sessions: Vec<SshSession>,
     /// Processes of each unit while it runs (see [`Usage`]).
     pub processes: BTreeMap<String, Vec<ProcessInfo>>,
+    /// How many children a unit's main process runs (nginx's workers): each start and reload
+    /// of the unit gives it that many new ones, the old ones gone at once (they drain in no
+    /// time here).
+    pub workers: BTreeMap<String, usize>,
     /// Files each package ships (what `dpkg -L` lists once it is installed).
     pub package_files: BTreeMap<String, BTreeSet<String>>,
     /// What each package depends on.
@@ -147,6 +154,15 @@ impl Usage for FakeHost {
         } else {
             Vec::new()
         })
+    }
+
+    fn children(&self, pid: u32) -> BTreeSet<u32> {
+        self.state()
+            .units
+            .values()
+            .find(|u| u.active && u.pid == pid)
+            .map(|u| u.children.clone())
+            .unwrap_or_default()
     }
 
     fn package_files(

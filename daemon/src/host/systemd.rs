@@ -1,4 +1,5 @@
-//! systemd over D-Bus (zbus): the real [`Systemd`].
+//! systemd over D-Bus (zbus): the real [`Systemd`]; and the unit files an older strackt left
+//! in systemd's runtime directory, listed and removed.
 //!
 //! Job discipline (after switch-to-configuration-ng): `Subscribe()` once per connection; open
 //! the `JobRemoved` stream *before* queueing a job so its end cannot be missed; wait for that
@@ -6,6 +7,7 @@
 //! wait is bounded.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,10 +16,40 @@ pub use zbus::zvariant::Value;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::Connection;
 
-use super::{HostError, JobKind, Systemd, UnitState};
+use super::tree::Dir;
+use super::{io_err, HostError, JobKind, Systemd, UnitState};
 
 /// Directory where strackt writes the units it owns (the reconcile loop's and the apps').
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// systemd's runtime unit directory, root's alone: an older strackt wrote its validation units
+/// there as files (they are transient units now, with no file).
+const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
+
+/// The names of the unit files in systemd's runtime directory that start with `prefix` (none
+/// when the directory cannot be read: then there is nothing to clean up).
+pub fn runtime_unit_files(prefix: &str) -> Vec<String> {
+    let names = Dir::open(Path::new(RUNTIME_UNIT_DIR)).and_then(|d| d.entries());
+    names
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Remove the runtime unit file `unit` (a name [`runtime_unit_files`] gave); nothing there is
+/// fine. A link is removed itself, never followed.
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn remove_runtime_unit_file(unit: &str) -> Result<(), HostError> {
+    let path = Path::new(RUNTIME_UNIT_DIR).join(unit);
+    Dir::open(Path::new(RUNTIME_UNIT_DIR))
+        .and_then(|d| d.remove_file(unit))
+        .map(|_| ())
+        .map_err(io_err("removing", &path))
+}
 
 /// Properties of one unit, as `StartTransientUnit` takes them.
 pub type Properties = Vec<(String, Value<'static>)>;

@@ -1,5 +1,5 @@
-//! Who uses what on the host: the processes of a unit and the files they hold (from `/proc`),
-//! which files a package ships, which package ships a file, and what the installed packages
+//! Who uses what on the host: the processes of a unit and the files they hold, the children of
+//! a process (from `/proc`), which files a package ships, which package ships a file, and what the installed packages
 //! depend on (from dpkg's database). Read-only; deciding what to restart or keep from these
 //! facts is `plan::users` and `plan::keep`.
 
@@ -33,6 +33,9 @@ pub struct ProcessInfo {
 pub trait Usage: Send + Sync {
     /// The processes in `unit`'s cgroup (none when the unit is not running).
     fn unit_processes(&self, unit: &str) -> Result<Vec<ProcessInfo>, HostError>;
+    /// The children of process `pid` (nginx's master: its workers); a process that is gone
+    /// has none.
+    fn children(&self, pid: u32) -> BTreeSet<u32>;
     /// The files each installed package of `names` ships (`dpkg -L`); packages that are not
     /// installed are left out.
     fn package_files(
@@ -156,6 +159,16 @@ impl Usage for ProcUsage {
             // A process that exited since the cgroup was listed uses nothing any more.
             .filter_map(ProcUsage::process)
             .collect())
+    }
+
+    fn children(&self, pid: u32) -> BTreeSet<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .map(|t| {
+                t.split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn package_files(

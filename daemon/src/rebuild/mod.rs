@@ -15,6 +15,8 @@
 
 mod error;
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use crate::backup::restic::{Repo, Snapshot};
 use crate::backup::server::{self, Bundle};
 use crate::backup::Backups;
 use crate::host::files::atomic_write;
-use crate::host::io_err;
+use crate::host::{io_err, private, tree, HostError};
 use crate::ops::{Outcome, Progress};
 use crate::paths::Paths;
 use crate::status::Request;
@@ -213,8 +215,7 @@ async fn run(
 /// Everything that can fail without changing the server: the key, the repository, the
 /// server and run, the bundle, its definition and secret names.
 async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, RebuildError> {
-    let key = std::fs::read_to_string(&req.key_file)
-        .map_err(io_err("reading the key file", &req.key_file))?
+    let key = read_named("reading the key file", &req.key_file)?
         .trim()
         .to_string();
     if key.is_empty() || key.chars().any(char::is_whitespace) {
@@ -228,7 +229,7 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, Rebuild
     let credentials = req
         .credentials
         .as_ref()
-        .map(|c| std::fs::read_to_string(c).map_err(io_err("reading the credentials file", c)))
+        .map(|c| read_named("reading the credentials file", c))
         .transpose()?;
     let mut options = Vec::new();
     if req.path_style {
@@ -276,6 +277,19 @@ async fn check(backups: &Backups, req: &RebuildRequest) -> Result<Found, Rebuild
         definition,
         key,
     })
+}
+
+/// The text of the file `path` the operator named, read as root through `host::tree`: a link
+/// is followed only where root alone could have put it (an operator's own regular file, in
+/// their home too, reads as it always did). Nothing there, or no regular file, reads as the
+/// kernel's "No such file or directory"; `op` says which file it was.
+fn read_named(op: &'static str, path: &Path) -> Result<String, HostError> {
+    let mut text = String::new();
+    match tree::open_file(path).map_err(io_err(op, path))? {
+        Some(mut f) => f.read_to_string(&mut text).map_err(io_err(op, path))?,
+        None => return Err(io_err(op, path)(rustix::io::Errno::NOENT.into())),
+    };
+    Ok(text)
 }
 
 /// Why no bundle was found: the servers (or the server's runs) the repository has.
@@ -339,23 +353,29 @@ async fn put_back(backups: &Backups, found: &Found, definition: &Path) -> Result
         found.definition.clone(),
         definition.to_path_buf(),
     );
-    tokio::task::spawn_blocking(move || {
-        crate::host::private::private_dir(&dir)?;
-        for (name, value) in &secrets {
-            atomic_write(
-                &dir.join(name),
-                format!("{value}\n").as_bytes(),
-                0o600,
-                0,
-                0,
-            )?;
-        }
-        if let Some(parent) = def.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-        }
-        Ok(atomic_write(&def, text.as_bytes(), 0o644, 0, 0)?)
-    })
-    .await?
+    tokio::task::spawn_blocking(move || write_back(&dir, &secrets, &def, &text)).await?
+}
+
+/// The secrets into `dir` (root-only, 0600 each) and `text` as the definition `def` (0644),
+/// its missing directories created root's, 0755: all through `host`, so no link another user
+/// could have planted is followed.
+fn write_back(
+    dir: &Path,
+    secrets: &BTreeMap<String, String>,
+    def: &Path,
+    text: &str,
+) -> Result<(), RebuildError> {
+    private::private_dir(dir)?;
+    for (name, value) in secrets {
+        atomic_write(
+            &dir.join(name),
+            format!("{value}\n").as_bytes(),
+            0o600,
+            0,
+            0,
+        )?;
+    }
+    Ok(atomic_write(def, text.as_bytes(), 0o644, 0, 0)?)
 }
 
 /// A pass of the reconcile loop; `Err` unless it ended on the definition's generation.
@@ -447,6 +467,83 @@ mod tests {
             app: "shop".into(),
         };
         assert!(RebuildError::from(busy).is_transient());
+    }
+
+    #[test]
+    fn the_operators_files_are_read_through_a_link_only_where_root_alone_could_put_it() {
+        use std::os::unix::fs::{chown, symlink, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        std::fs::write(&real, "k3y\n").expect("write");
+        // An operator's home: their own regular file reads as it always did; a link they
+        // (or anyone who can write there) put in it is not followed.
+        let home = dir.path().join("home-op");
+        std::fs::create_dir(&home).expect("mkdir");
+        std::fs::write(home.join("key"), "team\n").expect("write");
+        symlink(&real, home.join("linked")).expect("link");
+        chown(&home, Some(4242), Some(4242)).expect("chown");
+        let op = "reading the key file";
+        assert_eq!(
+            read_named(op, &home.join("key")).expect("own file"),
+            "team\n"
+        );
+        let e = read_named(op, &home.join("linked")).expect_err("a planted link");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        // In a directory root alone can change, a link is followed.
+        let root_only = dir.path().join("root-only");
+        std::fs::create_dir(&root_only).expect("mkdir");
+        std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        symlink(&real, root_only.join("key")).expect("link");
+        assert_eq!(
+            read_named(op, &root_only.join("key")).expect("root's"),
+            "k3y\n"
+        );
+        // A missing file reads as it did.
+        let none = dir.path().join("none");
+        assert_eq!(
+            read_named(op, &none).expect_err("missing").to_string(),
+            format!(
+                "reading the key file {}: No such file or directory (os error 2)",
+                none.display()
+            )
+        );
+    }
+
+    #[test]
+    fn the_definition_is_written_through_no_planted_link() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::create_dir(&victim).expect("mkdir");
+        // A directory anyone can write, with a link in it where the definition's goes.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        symlink(&victim, open.join("etc")).expect("link");
+        let secrets = dir.path().join("secrets");
+        let values = BTreeMap::from([("db".to_string(), "pw".to_string())]);
+        let def = open.join("etc/strackt/server.yaml");
+        let e = write_back(&secrets, &values, &def, "version: 1\n").expect_err("refused");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&victim).expect("ls").count(),
+            0,
+            "nothing created through the link"
+        );
+        // Without the link: secrets 0600, the definition and its directory made.
+        let def = dir.path().join("etc/strackt/server.yaml");
+        write_back(&secrets, &values, &def, "version: 1\n").expect("written");
+        assert_eq!(std::fs::read_to_string(&def).expect("read"), "version: 1\n");
+        assert_eq!(
+            std::fs::read_to_string(secrets.join("db")).expect("read"),
+            "pw\n"
+        );
+        let mode = std::fs::metadata(secrets.join("db"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o600);
     }
 
     #[test]

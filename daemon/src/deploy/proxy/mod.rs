@@ -28,7 +28,7 @@ use crate::ops::{Progress, StepResult};
 
 mod nginx;
 
-use nginx::{live_port, site, site_path, wait_children};
+use nginx::{live_port, site, site_path};
 
 /// File name of a release's `HOST`/`PORT` environment file, beside its `env`.
 const LISTEN_FILE: &str = "listen";
@@ -290,7 +290,8 @@ impl<M: Machine> Deployer<M> {
             return Ok(String::new());
         }
         let old = self.reload_nginx().await?;
-        wait_children(old.master, DRAIN_LIMIT, |now| now.is_disjoint(&old.workers)).await;
+        self.wait_children(old.master, DRAIN_LIMIT, |now| now.is_disjoint(&old.workers))
+            .await;
         if let Some(id) = live {
             self.stop_release(app, id).await;
         }
@@ -408,7 +409,7 @@ impl<M: Machine> Deployer<M> {
         let old_label = back.map_or("no release".to_string(), |b| format!("release {b}"));
         p.step("drain", &old_label, async {
             let mut log = String::new();
-            let drained = wait_children(old.master, DRAIN_LIMIT, |now| {
+            let drained = self.wait_children(old.master, DRAIN_LIMIT, |now| {
                 now.is_disjoint(&old.workers)
             })
             .await;

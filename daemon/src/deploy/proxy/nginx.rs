@@ -6,13 +6,15 @@
 //! Owns nginx's site files and reloads; it must not restart nginx (that drops every connection
 //! it holds) nor start or stop releases (`mod.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{fail, Failure};
 use crate::deploy::runner::{self, RunAs};
 use crate::deploy::{argv, Deployer};
+use crate::host::clock::Clock;
+use crate::host::usage::Usage;
 use crate::host::{Files, JobKind, Machine, Systemd};
 
 /// Where nginx reads the sites strackt writes (Debian's nginx.conf includes `conf.d/*.conf`).
@@ -60,42 +62,34 @@ pub fn live_port(site: &str) -> Option<u16> {
         .and_then(|p| p.parse().ok())
 }
 
-/// The children of process `pid` (nginx's master: its workers). A process that is gone has none.
-fn children(pid: u32) -> HashSet<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|t| {
-            t.split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Wait (bounded) until `done` holds for the children of `pid`.
-pub(super) async fn wait_children(
-    pid: u32,
-    limit: Duration,
-    done: impl Fn(&HashSet<u32>) -> bool,
-) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if done(&children(pid)) {
-            return true;
-        }
-        if t0.elapsed() >= limit {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// nginx's master and the workers it ran before a reload: they drain after it.
 pub(super) struct OldWorkers {
     pub(super) master: u32,
-    pub(super) workers: HashSet<u32>,
+    pub(super) workers: BTreeSet<u32>,
 }
 
 impl<M: Machine> Deployer<M> {
+    /// Wait (bounded, on the machine's clock) until `done` holds for the children of `pid`,
+    /// as the machine tells them ([`Usage::children`]).
+    pub(super) async fn wait_children(
+        &self,
+        pid: u32,
+        limit: Duration,
+        done: impl Fn(&BTreeSet<u32>) -> bool,
+    ) -> bool {
+        let clock = self.machine.clock();
+        let t0 = clock.instant();
+        loop {
+            if done(&self.machine.usage().children(pid)) {
+                return true;
+            }
+            if clock.instant().duration_since(t0) >= limit {
+                return false;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Put `text` in place as the site at `path` and have nginx serve it: `nginx -t` first, then
     /// a reload awaited until nginx's new workers run. On failure the site is as before (and
     /// nginx told so).
@@ -166,20 +160,21 @@ impl<M: Machine> Deployer<M> {
                 .map_err(fail)?;
             return Ok(OldWorkers {
                 master: 0,
-                workers: HashSet::new(),
+                workers: BTreeSet::new(),
             });
         }
         let master = state.main_pid;
-        let workers = children(master);
+        let workers = self.machine.usage().children(master);
         self.machine
             .systemd()
             .run_job(JobKind::Reload, NGINX)
             .await
             .map_err(fail)?;
-        let took = wait_children(master, RELOAD_LIMIT, |now| {
-            now.iter().any(|pid| !workers.contains(pid))
-        })
-        .await;
+        let took = self
+            .wait_children(master, RELOAD_LIMIT, |now| {
+                now.iter().any(|pid| !workers.contains(pid))
+            })
+            .await;
         if !took {
             return Err(fail(format!(
                 "nginx did not start workers with the new site within {}s (see journalctl -u nginx and /var/log/nginx/error.log)",
@@ -187,5 +182,51 @@ impl<M: Machine> Deployer<M> {
             )));
         }
         Ok(OldWorkers { master, workers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::tests::Harness;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_waits_for_nginxs_new_workers_and_hands_back_the_old_ones() {
+        let h = Harness::new("");
+        {
+            let mut s = h.host.state();
+            s.vendor_units.insert(NGINX.into());
+            s.workers.insert(NGINX.into(), 2);
+        }
+        // Not running: started, nothing to drain.
+        let Ok(old) = h.deployer.reload_nginx().await else {
+            panic!("nginx does not start");
+        };
+        assert_eq!((old.master, old.workers.len()), (0, 0));
+        let master = h.host.running(NGINX).expect("nginx runs");
+        let first = h.host.children(master);
+        assert_eq!(first.len(), 2);
+
+        let Ok(old) = h.deployer.reload_nginx().await else {
+            panic!("nginx does not reload");
+        };
+        assert_eq!((old.master, &old.workers), (master, &first));
+        let now = h.host.children(master);
+        assert!(now.len() == 2 && now.is_disjoint(&first), "{now:?}");
+        assert!(
+            h.deployer
+                .wait_children(master, RELOAD_LIMIT, |now| now.is_disjoint(&old.workers))
+                .await
+        );
+
+        // An nginx whose new workers never come: the reload fails once its limit is over.
+        h.host.state().workers.remove(NGINX);
+        let Err((why, _)) = h.deployer.reload_nginx().await else {
+            panic!("a reload without new workers passed");
+        };
+        assert_eq!(
+            why,
+            "nginx did not start workers with the new site within 10s (see journalctl -u nginx and /var/log/nginx/error.log)"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The fake host's service manager: units loaded from the unit files under `UNIT_DIR` at
 //! daemon-reload (or from the vendor units a package would ship), instances of a loaded
-//! template, jobs that start, stop and restart them with a new MainPID each time, and the
-//! journal of every job run. Only the model; arranging and inspecting it is `FakeHost`'s.
+//! template, jobs that start, stop and restart them with a new MainPID each time (and reload
+//! them with new children of it), and the journal of every job run. Only the model; arranging
+//! and inspecting it is `FakeHost`'s.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -27,6 +28,18 @@ impl FakeState {
             },
             None => unit.to_string(),
         }
+    }
+
+    /// Fresh pids for the children `unit`'s main process runs after a start or reload (as many
+    /// as [`FakeState::workers`] says).
+    fn new_workers(&mut self, unit: &str) -> BTreeSet<u32> {
+        let n = self.workers.get(unit).copied().unwrap_or(0);
+        (0..n)
+            .map(|_| {
+                self.next_pid += 1;
+                100 + self.next_pid
+            })
+            .collect()
     }
 
     /// Whether systemd can load `unit` (a unit file after daemon-reload, or a vendor unit).
@@ -95,6 +108,7 @@ impl Systemd for FakeHost {
                 .is_some_and(|t| t.contains("ExecStart=/bin/false"));
         s.next_pid += 1;
         let pid = 100 + s.next_pid;
+        let workers = s.new_workers(unit);
         let u = s.units.entry(unit.to_string()).or_default();
         let err = |message: &str| {
             Err(HostError::Systemd {
@@ -110,7 +124,10 @@ impl Systemd for FakeHost {
             }
             _ if !known => err("Unit not found."),
             JobKind::Reload if !u.active => err("job result: failed"),
-            JobKind::Reload => Ok(()),
+            JobKind::Reload => {
+                u.children = workers;
+                Ok(())
+            }
             JobKind::Start if u.active => Ok(()),
             JobKind::Start | JobKind::Restart => {
                 if fails {
@@ -119,6 +136,7 @@ impl Systemd for FakeHost {
                 }
                 u.active = true;
                 u.pid = pid;
+                u.children = workers;
                 Ok(())
             }
         }
