@@ -250,18 +250,17 @@ async fn restore_database(
         .await
         .map_err(fail)?;
     let dump = scratch.join(file.trim_start_matches('/'));
-    // A link restored from the snapshot would have pg_restore, as root, read what it names.
-    // `scratch` is strackt's root-only state, so nobody else can change it between this look
-    // and the chmod: paths are safe here.
-    if !std::fs::symlink_metadata(&dump).is_ok_and(|m| m.is_file()) {
+    // A link restored from the snapshot would have pg_restore, as root, read what it names: only
+    // a regular file is taken. restic gives it the snapshot's mode; it becomes a release's
+    // pre-migrate dump (0600).
+    let regular = crate::host::private::set_private_file_mode(&dump, 0o600)
+        .map_err(|e| fail(BackupError::Host(e)))?;
+    if !regular {
         return Err(fail(BackupError::NotAFile {
             file: file.to_string(),
             snapshot: snap.short_id.clone(),
         }));
     }
-    // restic gives it the snapshot's mode; it becomes a release's pre-migrate dump (0600).
-    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| fail(BackupError::Host(crate::host::io_err("chmod", &dump)(e))))?;
     let ((), text) = crate::deploy::database::restore(p, &dump, db).await?;
     Ok((dump, format!("{out}{text}")))
 }

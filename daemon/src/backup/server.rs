@@ -443,13 +443,8 @@ impl<M: Machine> Backups<M> {
         .await;
         // The bundle is stored (or not) either way; but a copy of the server's secrets left
         // behind would stay there for good (each run names its own file), so it is said.
-        if let Err(e) = std::fs::remove_file(&file) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(
-                    "removing {}: {e} (it holds the server's secrets: remove it by hand)",
-                    file.display()
-                );
-            }
+        if let Err(e) = crate::host::private::remove_private(&file) {
+            tracing::warn!("{e} (it holds the server's secrets: remove it by hand)");
         }
         stored
     }

@@ -291,10 +291,9 @@ pub fn adopt_legacy(dirs: &AppDirs, id: u64, name: &str, to: &Path) -> Result<u6
     if copied.is_err() {
         // A partial copy left here would be taken for the whole file next time (the file's
         // presence is what says it was taken over): it must not go unnoticed.
-        if let Err(e) = std::fs::remove_file(to) {
+        if let Err(e) = remove_private(to) {
             tracing::error!(
-                "removing the partial copy {} (remove it by hand before the next deploy or rollback): {e}",
-                to.display()
+                "the partial copy was not removed (remove it by hand before the next deploy or rollback): {e}"
             );
         }
     }

@@ -93,6 +93,25 @@ pub fn remove_private(path: &Path) -> Result<(), HostError> {
     .map_err(io_err("removing", path))
 }
 
+/// Set `mode` on the regular file `path` of strackt's own; `false` (and nothing changed) when
+/// something else, a link included, is there. The file is opened without following a link
+/// and changed through that descriptor (`fchmod`), so what is looked at is what is changed.
+///
+/// # Errors
+/// I/O failures, with the path.
+pub fn set_private_file_mode(path: &Path, mode: u32) -> Result<bool, HostError> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = || {
+        let (dir, name) = dir_and_name(path)?;
+        let Some(file) = dir.open_file(name)? else {
+            return Ok(false);
+        };
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        Ok(true)
+    };
+    set().map_err(io_err("chmod", path))
+}
+
 /// The directory of `path`, open (reached as [`Dir::open`] does), and `path`'s name in it.
 fn dir_and_name(path: &Path) -> std::io::Result<(Dir, &OsStr)> {
     match (path.parent(), path.file_name()) {
@@ -271,6 +290,25 @@ mod tests {
         rename_private(&from, &to).expect("a file is moved");
         assert_eq!(std::fs::read_to_string(&to).expect("read"), "dump");
         assert!(std::fs::symlink_metadata(&from).is_err());
+    }
+
+    #[test]
+    fn only_a_regular_file_gets_its_mode_set_never_what_a_link_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root's").expect("write");
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let dump = dir.path().join("shop.dump");
+        std::os::unix::fs::symlink(&victim, &dump).expect("link");
+        assert!(!set_private_file_mode(&dump, 0o600).expect("a link is no dump"));
+        assert_eq!(mode(&victim), 0o644);
+        std::fs::remove_file(&dump).expect("rm link");
+        std::fs::write(&dump, "dump").expect("write");
+        assert!(set_private_file_mode(&dump, 0o600).expect("a file"));
+        assert_eq!(mode(&dump), 0o600);
+        assert!(!set_private_file_mode(&dir.path().join("none"), 0o600).expect("nothing"));
     }
 
     #[test]
