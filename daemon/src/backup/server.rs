@@ -430,8 +430,7 @@ impl<M: Machine> Backups<M> {
         let live = Arc::new(Mutex::new(String::new()));
         let stored = step(p, "server", &target, async {
             repo.backup(
-                &[],
-                Some((cat, FILE.to_string())),
+                restic::Source::Stream(cat, FILE.to_string()),
                 &self::tags(&self.server, tags.app, tags.run, tags.trigger),
                 &self.server,
                 &live,

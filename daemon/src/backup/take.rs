@@ -8,7 +8,7 @@
 //! `schedule.rs`'s business, and the operation around it is `mod.rs`'s.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::definition::BackupSpec;
@@ -16,12 +16,12 @@ use crate::deploy::preflight::resolve_database;
 use crate::host::processes::Cmd;
 use crate::host::{tree, Machine};
 use crate::ops::{Progress, Step};
-use restic::{bytes, Repo, Summary};
+use restic::{bytes, Repo, Source, Summary};
 use unchanged::Seen;
 
 use super::error::BackupError;
 use super::runs::RunTags;
-use super::{is_commit, restic, step, unchanged, Backups};
+use super::{is_commit, off_thread, restic, step, unchanged, Backups};
 
 impl<M: Machine> Backups<M> {
     pub(super) async fn take(
@@ -161,9 +161,14 @@ impl<M: Machine> Backups<M> {
             .iter()
             .map(|p| shared.join(p).display().to_string())
             .collect();
-        if let Some(missing) = first_missing(&paths)? {
-            return Err(BackupError::PathMissing(missing.clone()));
-        }
+        // Pinned before anything is read: restic reads what this found, whatever the app's user
+        // renames or links in `shared/` meanwhile.
+        let view = if paths.is_empty() {
+            None
+        } else {
+            let pin: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            Some(off_thread(move || pinned(&pin)).await?)
+        };
         // Both taken before anything is read: a change after this makes the next run read
         // again. A receiver cannot re-tag snapshots, so there every part is always read.
         let look = !repo.append_only;
@@ -197,17 +202,15 @@ impl<M: Machine> Backups<M> {
             parts.push(Part {
                 kind: "database",
                 target: format!("pg_dump → {}", repo.location),
-                paths: Vec::new(),
-                stream: Some((dump, format!("{app}.pgdump"))),
+                source: Source::Stream(dump, format!("{app}.pgdump")),
                 fingerprint: db_print,
             });
         }
-        if !paths.is_empty() {
+        if let Some(view) = view {
             parts.push(Part {
                 kind: "files",
                 target: paths.join(" "),
-                paths,
-                stream: None,
+                source: Source::Files(view),
                 fingerprint: files_print,
             });
         }
@@ -292,8 +295,7 @@ impl<M: Machine> Backups<M> {
                     live,
                     work: Box::pin(async move {
                         repo.backup(
-                            &part.paths,
-                            part.stream,
+                            part.source,
                             &tags,
                             &self.server,
                             &work_live,
@@ -344,37 +346,25 @@ impl<M: Machine> Backups<M> {
     }
 }
 
-/// The first of `paths` with nothing there. Each is reached through [`tree`], as
-/// [`unchanged::files`] reaches it: the app's user can change these trees, so a link on the way
-/// is refused (restic, given the path, would follow it as root), never followed. restic still
-/// gets the path by name: a link swapped in between this look and restic's own is not caught
-/// here (restic stores a link under the path as a link, but resolves the way to it).
+/// `paths` pinned for restic ([`tree::View`]): each reached as [`unchanged::files`] reaches it
+/// (the app's user can change these trees, so a link on the way is refused, never followed),
+/// and restic started where every name on the way is root's, down to what was found here.
 ///
 /// # Errors
-/// A link on the way; I/O failures.
-fn first_missing(paths: &[String]) -> Result<Option<&String>, BackupError> {
-    for p in paths {
-        let path = Path::new(p);
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Ok(Some(p));
-        };
-        match tree::Dir::open(parent).and_then(|dir| dir.kind(name)) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(Some(p)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(p)),
-            Err(e) => return Err(BackupError::Tree(e)),
-        }
-    }
-    Ok(None)
+/// A path with nothing there; a link on the way; I/O failures.
+fn pinned(paths: &[PathBuf]) -> Result<tree::View, BackupError> {
+    tree::View::pin(paths).map_err(|e| match tree::missing(&e) {
+        Some(p) => BackupError::PathMissing(p.display().to_string()),
+        None => BackupError::Tree(e),
+    })
 }
 
-/// One snapshot of a run: its step name (and `kind=` tag), what it reads, and either paths or
-/// a stream (a command and the file name it gets in the snapshot).
+/// One snapshot of a run: its step name (and `kind=` tag), what it reads, and what restic
+/// reads it from.
 struct Part {
     kind: &'static str,
     target: String,
-    paths: Vec<String>,
-    stream: Option<(Cmd, String)>,
+    source: Source,
     /// What it looks like now, to tell whether it changed since the last run.
     fingerprint: Option<String>,
 }

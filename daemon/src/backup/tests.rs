@@ -191,12 +191,9 @@ async fn a_restore_refused_at_its_check_leaves_the_app_untouched() {
     assert!(!restic.iter().any(|a| a.contains("restore")), "{restic:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_by_it() {
-    // The fake clock starts at 2026-01-01T00:00:00Z; the backup is due at 00:20.
-    let backups_at = BACKUPS.replace("database: true", "database: true\n    schedule: 20 0 * * *");
-    let h = Harness::deployed(&backups_at).await;
-    // A run stores the live generation's bundle beside the app's snapshots.
+/// Generation 1 of the harness's definition, live: a run stores its bundle beside the app's
+/// snapshots.
+fn live_generation(h: &Harness) {
     let definition = h.dir.path().join("server.yaml");
     let text = std::fs::read_to_string(&definition).expect("the definition");
     let store = crate::generation::Store::open(&h.dir.path().join("state")).expect("store");
@@ -204,6 +201,14 @@ async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_
     let rendered = crate::generation::render(&parsed);
     store.build(1, &rendered, "t").expect("generation 1");
     store.flip(Some(1)).expect("live");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_by_it() {
+    // The fake clock starts at 2026-01-01T00:00:00Z; the backup is due at 00:20.
+    let backups_at = BACKUPS.replace("database: true", "database: true\n    schedule: 20 0 * * *");
+    let h = Harness::deployed(&backups_at).await;
+    live_generation(&h);
     let (b, _) = backups(&h);
     b.spawn_scheduler();
     let backups_so_far = || async {
@@ -242,6 +247,28 @@ async fn a_scheduled_backup_runs_at_its_time_on_the_machines_clock_and_is_named_
     for s in &snapshots {
         assert!(s.tags.iter().any(|t| t.starts_with(&run)), "{:?}", s.tags);
     }
+}
+
+/// restic gets the app's files as a pinned view ([`crate::host::tree::View`]), never as bare
+/// paths it would resolve itself through the app's tree.
+#[tokio::test]
+async fn a_backup_reads_the_apps_files_through_a_pinned_view() {
+    let h = Harness::deployed(BACKUPS).await;
+    live_generation(&h);
+    let (b, _) = backups(&h);
+    let id = b.start("shop", "cli").await.expect("the backup starts");
+    let op = finished(&h, &b, id).await;
+    assert_eq!(op.outcome, Outcome::Success, "{op:#?}");
+    let storage = h.dir.path().join("srv/shop/shared/storage");
+    let calls = h.host.processes.state().calls.clone();
+    let files: Vec<_> = calls
+        .iter()
+        .filter(|c| c.program == "restic" && c.args.iter().any(|a| a == "backup"))
+        .filter(|c| !c.args.iter().any(|a| a == "--stdin"))
+        .collect();
+    assert_eq!(files.len(), 1, "{calls:#?}");
+    assert_eq!(files[0].pinned, std::slice::from_ref(&storage));
+    assert_eq!(files[0].args.last(), Some(&storage.display().to_string()));
 }
 
 /// A run of the app under way refuses a second one, as a failure that passes by itself.

@@ -25,10 +25,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::tree::View;
 use super::HostError;
 pub use real::{run_blocking, RealProcesses};
 
@@ -66,6 +68,7 @@ pub struct Cmd {
     user: Option<(u32, u32)>,
     stdin: Vec<u8>,
     stdout_file: Option<std::fs::File>,
+    view: Option<Arc<View>>,
     limit: Duration,
     keep: usize,
     live: Option<mpsc::UnboundedSender<Chunk>>,
@@ -101,6 +104,8 @@ pub struct Call {
     pub cwd: Option<PathBuf>,
     /// As whom: (uid, gid); `None`: as strackt.
     pub user: Option<(u32, u32)>,
+    /// The paths it was given a pinned view of ([`Cmd::view`]).
+    pub pinned: Vec<PathBuf>,
 }
 
 impl Cmd {
@@ -114,6 +119,7 @@ impl Cmd {
             user: None,
             stdin: Vec::new(),
             stdout_file: None,
+            view: None,
             limit,
             keep: KEEP,
             live: None,
@@ -178,6 +184,14 @@ impl Cmd {
         self
     }
 
+    /// Start it in `view` ([`View::enter`]): the paths it reads in trees other users can
+    /// change are the ones pinned, whatever those users rename or link meanwhile.
+    #[must_use]
+    pub fn view(mut self, view: View) -> Cmd {
+        self.view = Some(Arc::new(view));
+        self
+    }
+
     /// Keep the last `bytes` of each output (default [`KEEP`]).
     #[must_use]
     pub fn keep(mut self, bytes: usize) -> Cmd {
@@ -209,6 +223,11 @@ impl Cmd {
             stdin: self.stdin.clone(),
             cwd: self.cwd.clone(),
             user: self.user,
+            pinned: self
+                .view
+                .as_ref()
+                .map(|v| v.paths().to_vec())
+                .unwrap_or_default(),
         }
     }
 
@@ -240,6 +259,14 @@ impl Cmd {
         }
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid);
+        }
+        if let Some(view) = self.view.clone() {
+            // SAFETY: `View::enter` only makes system calls on what `View::pin` prepared (no
+            // allocation, no lock), as a closure run between `fork` and `exec` must.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(move || view.enter());
+            }
         }
         cmd
     }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::definition::BackupSpec;
 use crate::deploy::preflight::{last_line, read_secret};
 use crate::host::processes::{Cmd, End, Output, Processes};
+use crate::host::tree::View;
 use crate::host::HostError;
 use crate::vault::Vault;
 
@@ -30,6 +31,15 @@ mod output;
 
 use output::Reading;
 pub use output::{bytes, explain, Snapshot, Summary};
+
+/// What one `restic backup` reads.
+#[derive(Debug)]
+pub enum Source {
+    /// Files and directories, pinned where the app's user can change the way to them.
+    Files(View),
+    /// A command's output, stored as the file of this name.
+    Stream(Cmd, String),
+}
 
 /// A restic repository at one destination, reached through `processes`.
 #[derive(Debug, Clone)]
@@ -289,8 +299,7 @@ impl<P: Processes> Repo<P> {
         Ok(list)
     }
 
-    /// `restic backup` of `paths` (or, with `stream`, of the output of a command, named as
-    /// the file `stdin_name`), tagged. Progress lines go to `live`; no progress for
+    /// `restic backup` of `source`, tagged. Progress lines go to `live`; no progress for
     /// `stall_limit` stops it.
     ///
     /// # Errors
@@ -298,8 +307,7 @@ impl<P: Processes> Repo<P> {
     /// restic before the end of the stream), a stall.
     pub async fn backup(
         &self,
-        paths: &[String],
-        stream: Option<(Cmd, String)>,
+        source: Source,
         tags: &[String],
         host: &str,
         live: &Arc<Mutex<String>>,
@@ -314,17 +322,23 @@ impl<P: Processes> Repo<P> {
         for t in tags {
             args.extend(["--tag".to_string(), t.clone()]);
         }
-        let mut source = None;
-        if let Some((cmd, name)) = stream {
-            args.extend(["--stdin".to_string(), "--stdin-filename".to_string(), name]);
-            source = Some(cmd);
-        } else {
-            args.push("--".into());
-            args.extend(paths.iter().cloned());
-        }
+        let (view, source) = match source {
+            Source::Stream(cmd, name) => {
+                args.extend(["--stdin".to_string(), "--stdin-filename".to_string(), name]);
+                (None, Some(cmd))
+            }
+            Source::Files(view) => {
+                args.push("--".into());
+                args.extend(view.paths().iter().map(|p| p.display().to_string()));
+                (Some(view), None)
+            }
+        };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (stop, stopped) = watch::channel(false);
-        let restic = self.command(&args, BACKUP_LIMIT).live(tx).stop_on(stopped);
+        let mut restic = self.command(&args, BACKUP_LIMIT).live(tx).stop_on(stopped);
+        if let Some(view) = view {
+            restic = restic.view(view);
+        }
         let work = async {
             match source {
                 Some(source) => self
@@ -568,8 +582,8 @@ mod tests {
         let tags = ["strackt".to_string(), "app=shop".to_string()];
         let backup = |what: &'static str| {
             let dump = Cmd::new("pg_dump", BACKUP_LIMIT).env("PGDATABASE", what);
-            let stream = Some((dump, "shop.pgdump".to_string()));
-            rt.block_on(repo.backup(&[], stream, &tags, "web1", &live, LOOK_LIMIT))
+            let stream = Source::Stream(dump, "shop.pgdump".to_string());
+            rt.block_on(repo.backup(stream, &tags, "web1", &live, LOOK_LIMIT))
         };
         fake.script(
             "pg_dump",

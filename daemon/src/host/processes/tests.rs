@@ -313,3 +313,87 @@ fn errors_are_told_transient_or_permanent() {
     }
     .is_transient());
 }
+
+/// An app tree (writable by others, as the app's user's is to root) and root's files beside it.
+fn pinned_scene() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = tmp.path().join("app");
+    let uploads = app.join("shared/storage/uploads");
+    std::fs::create_dir_all(&uploads).expect("mkdir");
+    std::fs::write(uploads.join("photo"), "mine\n").expect("write");
+    std::fs::write(app.join("shared/storage/notes"), "notes\n").expect("write");
+    std::os::unix::fs::symlink("uploads/photo", app.join("shared/storage/latest")).expect("ln");
+    for dir in [&app, &app.join("shared"), &app.join("shared/storage")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let victim = tmp.path().join("root-only/uploads");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(victim.join("photo"), "root's secret\n").expect("write");
+    (tmp, app, victim)
+}
+
+#[test]
+fn a_program_in_a_pinned_view_reads_what_was_pinned_whatever_is_linked_on_the_way() {
+    let (tmp, app, _) = pinned_scene();
+    let storage = app.join("shared/storage");
+    let (uploads, notes, latest) = (
+        storage.join("uploads"),
+        storage.join("notes"),
+        storage.join("latest"),
+    );
+    let view = View::pin(&[
+        uploads.clone(),
+        notes.clone(),
+        latest.clone(),
+        uploads.join("photo"),
+    ])
+    .expect("pinned");
+    // A path inside another is read through the outer one, never given on its own.
+    assert_eq!(
+        view.paths(),
+        [latest.clone(), notes.clone(), uploads.clone()]
+    );
+    // The app's user swaps the way there for a link to root's directory.
+    std::fs::rename(&storage, app.join("shared/moved")).expect("mv");
+    std::os::unix::fs::symlink(tmp.path().join("root-only"), &storage).expect("ln");
+    let read = format!(
+        "cat {0}/photo {1}; readlink {2}; stat -c '%a' {3} {4}",
+        uploads.display(),
+        notes.display(),
+        latest.display(),
+        app.display(),
+        storage.display()
+    );
+    let out = block_on(RealProcesses.run(sh(&read).view(view))).expect("starts");
+    assert_eq!(
+        out.stdout, "mine\nnotes\nuploads/photo\n777\n777\n",
+        "{}",
+        out.stderr
+    );
+    // The same command without the view: what the view stops.
+    let out = block_on(RealProcesses.run(sh(&format!("cat {}/photo", uploads.display()))))
+        .expect("starts");
+    assert_eq!(out.stdout, "root's secret\n");
+    // Nothing of the view is left in strackt's own mount table.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&tmp.path().display().to_string()),
+        "{mounts}"
+    );
+}
+
+#[test]
+fn pinning_refuses_a_planted_link_and_names_a_missing_path() {
+    let (tmp, app, _) = pinned_scene();
+    let storage = app.join("shared/storage");
+    let e = View::pin(&[storage.join("nothing")]).expect_err("missing");
+    assert_eq!(
+        crate::host::tree::missing(&e),
+        Some(storage.join("nothing").as_path())
+    );
+    std::fs::rename(&storage, app.join("shared/moved")).expect("mv");
+    std::os::unix::fs::symlink(tmp.path().join("root-only"), &storage).expect("ln");
+    let e = View::pin(&[storage.join("uploads")]).expect_err("refused");
+    assert!(crate::host::tree::is_refused(&e), "{e}");
+}

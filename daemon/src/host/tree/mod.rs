@@ -62,9 +62,11 @@ use rustix::io::Errno;
 
 mod copy;
 mod resolve;
+mod view;
 mod walk;
 
 use resolve::resolve;
+pub use view::{missing, View};
 
 /// How many links one [`Dir::open`] follows at most (the kernel's own limit).
 const MAX_LINKS: usize = 40;
