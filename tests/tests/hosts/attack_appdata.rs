@@ -20,6 +20,10 @@
 //! 4. A backup of `shared/` with the app's user's links in it: a link under a backed-up path is
 //!    stored as a link (its root-only target never read), and a backed-up path reached through
 //!    a link the user swapped in is refused — no snapshot ever holds root's file.
+//! 5. The race that check alone leaves open: the app's user swaps `shared/storage` for a link
+//!    to a root-only directory and back, over and over, while backups run. restic reads the
+//!    paths strackt pinned (its own mount namespace), so whichever moment a swap lands on, a
+//!    run is refused or reads the app's own files — no snapshot ever holds root's file.
 
 use strackt_integration::{ensure, ensure_eq, with_app_host, with_app_host_binds, Host, Out, Res};
 
@@ -308,6 +312,73 @@ fn links_in_shared_never_take_roots_files_into_a_backup() -> Res {
             || format!("a path reached through the app's link is refused: {out}"),
         )?;
         ensure_eq(runs(h, None)?.len(), before, "no run recorded")?;
+        let listed = stored(h)?;
+        ensure(!listed.contains("secret"), || {
+            format!("root's file went into a backup: {listed}")
+        })
+    })
+}
+
+/// How many backups run while the app's user swaps links (each has the whole run to lose).
+const RACE_RUNS: usize = 10;
+
+/// The app's user, in `shared/`: `storage` and a link to root's directory trade places, over
+/// and over, atomically.
+const SWAPPER: &str = r#"import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.symlink("/root/private", "storage.link")
+while True:
+    for d in ("storage", "storage.link"):
+        try:
+            with open(d + "/uploads/now", "w") as f:
+                f.write(str(time.time_ns()))
+        except OSError:
+            pass
+    libc.renameat2(-100, b"storage", -100, b"storage.link", 2)
+"#;
+
+#[test]
+fn a_link_swapped_in_while_a_backup_runs_is_never_followed() -> Res {
+    let bucket = Bucket::new("appdata-race")?;
+    let binds = bucket.binds()?;
+    with_app_host_binds("ad-appdata-race", &binds, |h| {
+        prepare(h, None, true)?;
+        h.sh_ok(
+            "mkdir -m 700 -p /root/private/uploads && echo s3cret > /root/private/uploads/secret \
+             && chmod 600 /root/private/uploads/secret",
+        )?;
+        // The swap is atomic (renameat2 RENAME_EXCHANGE), so `storage` is always there: a dir
+        // or the link. A new upload each turn, so every run reads (an unchanged run re-tags).
+        h.write("/srv/swap.py", SWAPPER, 0o644)?;
+        h.sh_ok(
+            "systemd-run --quiet --unit=swapper --uid=shop --gid=shop \
+             --working-directory=/srv/shop/shared python3 /srv/swap.py",
+        )?;
+        let mut read = 0;
+        let mut refused = Vec::new();
+        for _ in 0..RACE_RUNS {
+            let out = h.strackt(&["backup", "run", "shop"])?;
+            if out.success() {
+                read += 1;
+                continue;
+            }
+            let text = out.text();
+            ensure(
+                text.contains("symbolic link") || text.contains("does not exist"),
+                || format!("a run fails only as refused or missing: {out}"),
+            )?;
+            refused.push(text);
+        }
+        h.sh_ok(
+            "systemctl stop swapper; cd /srv/shop/shared \
+             && if [ -L storage ]; then rm storage; mv -T storage.link storage; else rm storage.link; fi \
+             && test -d storage/uploads",
+        )?;
+        eprintln!(
+            "{read} of {RACE_RUNS} runs read while the links were swapped, {} refused",
+            refused.len()
+        );
+        ensure(read > 0, || format!("no run read anything: {refused:?}"))?;
         let listed = stored(h)?;
         ensure(!listed.contains("secret"), || {
             format!("root's file went into a backup: {listed}")
