@@ -351,8 +351,23 @@ pub struct RealMachine {
 }
 
 impl RealMachine {
-    /// Bundle the real subsystems; `.deb` files are cached in `deb_cache`.
-    pub fn new(systemd: systemd::DbusSystemd, deb_cache: &std::path::Path) -> RealMachine {
+    /// Connect to systemd over D-Bus and bundle the real subsystems; `.deb` files are cached
+    /// in `deb_cache`. The daemon's composition root (`daemon/run`) is its one caller.
+    ///
+    /// # Errors
+    /// systemd cannot be reached (the system bus, its manager, the job subscription).
+    pub async fn connect(deb_cache: &std::path::Path) -> Result<RealMachine, HostError> {
+        let systemd = systemd::DbusSystemd::connect().await?;
+        Ok(RealMachine::with(systemd, deb_cache))
+    }
+
+    /// Another machine on the same systemd connection, with caches of its own (the deployer's
+    /// beside the driver's).
+    pub fn another(&self) -> RealMachine {
+        RealMachine::with(self.systemd.clone(), self.packages.cache())
+    }
+
+    fn with(systemd: systemd::DbusSystemd, deb_cache: &std::path::Path) -> RealMachine {
         RealMachine {
             systemd,
             health: health::RealHealth::default(),
