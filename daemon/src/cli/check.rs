@@ -6,8 +6,7 @@ use anyhow::Context;
 
 use crate::daemon::Paths;
 pub(super) fn check(file: PathBuf, offline: bool, json: bool) -> anyhow::Result<i32> {
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text = super::read_definition(&file)?;
     let (problems, warnings) = match crate::definition::parse(&text, &file) {
         Ok(def) if offline => (Vec::new(), def.warnings().to_vec()),
         Ok(def) => (host_problems(&def, &text), def.warnings().to_vec()),
