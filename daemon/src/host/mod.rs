@@ -287,6 +287,17 @@ pub trait Systemd: Send + Sync {
         &self,
         pattern: &str,
     ) -> impl Future<Output = Result<Vec<String>, HostError>> + Send;
+    /// The names of the unit files in systemd's runtime directory (`/run/systemd/system`) that
+    /// start with `prefix`: what an older strackt wrote there for its validation units. None
+    /// when the directory cannot be read (then there is nothing to clean up).
+    fn runtime_unit_files(&self, prefix: &str) -> Vec<String>;
+    /// Remove the runtime unit file `unit` (a name [`Systemd::runtime_unit_files`] gave);
+    /// nothing there is fine. A link is removed itself, never followed. systemd forgets the
+    /// unit at the next daemon-reload.
+    ///
+    /// # Errors
+    /// I/O failures, with the path.
+    fn remove_runtime_unit_file(&self, unit: &str) -> Result<(), HostError>;
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
