@@ -3,6 +3,11 @@
 //! `strackt completions SHELL`); nothing here runs on a server otherwise. The CLI hands in its
 //! definition (`Cli::command()`), so this module renders any clap command and knows nothing of
 //! `cli/`.
+//!
+//! Written with std::fs by path on purpose: the package build runs it with the builder's rights
+//! into a directory it names (a `cli/` operator path, not host work), where `host/`'s rules —
+//! a link followed only where root alone could have made it — would refuse an ordinary build
+//! tree reached through the builder's own link.
 
 use std::path::Path;
 

@@ -5,7 +5,6 @@
 //! Owns the tracing subscriber (an operation's log line is `ops::Operation::journal`).
 
 use std::io::IsTerminal;
-use std::os::unix::fs::MetadataExt;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -20,10 +19,10 @@ fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = stream.split_once(':') else {
         return false;
     };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+    let Ok((own_dev, own_ino)) = crate::host::usage::own_stderr_identity() else {
         return false;
     };
-    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+    dev.parse() == Ok(own_dev) && ino.parse() == Ok(own_ino)
 }
 
 /// Install the subscriber for this process. `STRACKT_LOG` filters (default `info`).

@@ -136,8 +136,7 @@ pub(super) fn backup(paths: &Paths, command: BackupCommand, json: bool) -> anyho
             file,
         } => {
             let file = file.unwrap_or_else(|| paths.definition.clone());
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = super::read_definition(&file)?;
             let def = crate::definition::parse(&text, &file)?;
             let Some(spec) = def.definition().backups.get(&app) else {
                 bail!("no `backups:` entry for app `{app}` in {}", file.display());

@@ -6,8 +6,7 @@ use anyhow::Context;
 
 use crate::daemon::Paths;
 pub(super) fn check(file: PathBuf, offline: bool, json: bool) -> anyhow::Result<i32> {
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text = super::read_definition(&file)?;
     let (problems, warnings) = match crate::definition::parse(&text, &file) {
         Ok(def) if offline => (Vec::new(), def.warnings().to_vec()),
         Ok(def) => (host_problems(&def, &text), def.warnings().to_vec()),
@@ -90,17 +89,20 @@ fn host_problems(
 /// the exact version the generation installed, so a fresh server given it gets the same
 /// versions. Without `latest` packages the text is returned unchanged, comments and all.
 pub(super) fn export(paths: &Paths) -> anyhow::Result<String> {
-    let current = paths.root.join("current");
-    let path = current.join("definition.yaml");
-    let text = std::fs::read_to_string(&path).with_context(|| {
+    let path = paths.root.join("current/definition.yaml");
+    let not_yet = || {
         format!(
             "reading {} (has strackt applied a generation yet?)",
             path.display()
         )
-    })?;
-    let manifest: crate::generation::Manifest = serde_json::from_slice(
-        &std::fs::read(current.join("manifest.json")).context("reading the current manifest")?,
-    )?;
+    };
+    // Through the generation store: `current` must lead to `generations/<N>` of root's.
+    let Some((text, manifest)) = crate::generation::Store::at(&paths.root)
+        .read_current()
+        .with_context(not_yet)?
+    else {
+        anyhow::bail!("{}: no generation is current", not_yet());
+    };
     crate::backup::server::pinned(&text, &path, &manifest.packages, manifest.id)
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -16,13 +16,13 @@
 //! through the seam would take exactly what the seam exists to enforce away from it.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use crate::api::{ControlRequest, DefinitionText};
 use crate::daemon::{Paths, PlanView};
+use crate::host::definition::DefinitionFile;
 use crate::host::files::sha256_hex;
 use crate::ops::{Operation, Outcome};
 
@@ -37,8 +37,7 @@ pub fn plan(paths: &Paths, definition: Option<&Path>, json: bool) -> anyhow::Res
     let input = match definition {
         None => None,
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = super::read_definition(file)?;
             // Checked here first, so its problems name FILE the way `strackt check` does.
             if let Err(e) = crate::definition::parse(&text, file) {
                 eprintln!("{e}");
@@ -114,11 +113,9 @@ pub fn edit(paths: &Paths, yes: bool, json: bool) -> anyhow::Result<i32> {
         bail!("strackt edit asks before it saves, and standard input is not a terminal: run it in a terminal, or pass --yes to save a valid edit without asking");
     }
     let file = &paths.definition;
-    let original = match std::fs::read(file) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-    };
+    let original = DefinitionFile::new(file)
+        .read_if_present()
+        .with_context(|| format!("reading {}", file.display()))?;
     let base_sha256 = original.as_deref().map(sha256_hex);
     let start = match &original {
         Some(bytes) => String::from_utf8(bytes.clone())
@@ -135,12 +132,10 @@ pub fn edit(paths: &Paths, yes: bool, json: bool) -> anyhow::Result<i32> {
         file.file_name()
             .unwrap_or_else(|| std::ffi::OsStr::new("server.yaml")),
     );
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&copy)
-        .and_then(|mut f| f.write_all(start.as_bytes()))
+    // New, 0600 and never through a link, as strackt's own private files are.
+    crate::host::private::create_private(&copy)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut f| Ok(f.write_all(start.as_bytes())?))
         .with_context(|| format!("writing the copy {}", copy.display()))?;
     let unchanged = format!("nothing saved: {} is unchanged", file.display());
     let text = loop {
@@ -148,11 +143,15 @@ pub fn edit(paths: &Paths, yes: bool, json: bool) -> anyhow::Result<i32> {
             eprintln!("the editor did not exit successfully; {unchanged}");
             return Ok(1);
         }
-        let text = match std::fs::read(&copy) {
-            Ok(bytes) => {
+        let text = match crate::host::private::read_private(&copy) {
+            Ok(Some(bytes)) => {
                 String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", file.display()))
             }
-            Err(e) => bail!("reading the copy {}: {e}", copy.display()),
+            Ok(None) => bail!(
+                "reading the copy {}: the editor left no regular file there",
+                copy.display()
+            ),
+            Err(e) => bail!("the copy: {e}"),
         };
         if let Ok(t) = &text {
             if original.as_deref() == Some(t.as_bytes()) || (original.is_none() && *t == start) {

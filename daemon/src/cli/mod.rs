@@ -2,6 +2,12 @@
 //! `daemon` which run locally.
 //!
 //! `daemon` itself is composed in `daemon::run`; each family of subcommands has its file here.
+//!
+//! File work: the server's definition is read through `host::definition` (as is a definition
+//! the operator names, `--definition FILE`), strackt's state through `host/` (the generation
+//! store, `host::private`); other paths the operator names on the command line (`rebuild`'s
+//! `--key`, `--credentials`, `--cacert`, `man DIR`) are theirs, handled by path with std::fs
+//! and the operator's own rights.
 
 mod backup;
 mod check;
@@ -26,6 +32,17 @@ use check::{check, export};
 use control::{data, follow, operation_command, print_operation, request, watch};
 use status::status_problems;
 use updates::{updates, upgrade};
+
+/// The text of the definition `file` (the server's, or one the operator names), read as
+/// [`crate::host::definition::DefinitionFile`] reads the server's.
+///
+/// # Errors
+/// It cannot be read, or is not UTF-8 text ("reading FILE: …").
+fn read_definition(file: &std::path::Path) -> anyhow::Result<String> {
+    crate::host::definition::DefinitionFile::new(file)
+        .read_text()
+        .with_context(|| format!("reading {}", file.display()))
+}
 
 /// How many generations `strackt generations` lists without `--all`: the ones a rollback
 /// usually reaches, while a long-lived server's hundreds of records stay one flag away.

@@ -141,3 +141,48 @@ fn every_visible_command_gets_a_page_that_names_its_options() {
     assert!(apply.contains("confirm\\-within"), "{apply}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn export_reads_the_current_generation_and_no_current_link_another_user_made() {
+    use std::os::unix::fs::{chown, symlink};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = Paths {
+        definition: dir.path().join("server.yaml"),
+        root: dir.path().join("state"),
+        socket: dir.path().join("control.sock"),
+        cache: dir.path().join("cache"),
+    };
+    let e = export(&paths).expect_err("no state yet");
+    assert!(
+        format!("{e:#}").contains("has strackt applied a generation yet?"),
+        "{e:#}"
+    );
+    let store = crate::generation::Store::open(&paths.root).expect("store");
+    let e = export(&paths).expect_err("no generation yet");
+    assert!(
+        format!("{e:#}").contains("no generation is current"),
+        "{e:#}"
+    );
+    let text = "version: 1\nservices:\n  a: { exec: /bin/sleep 1 }\n";
+    let def = crate::definition::parse(text, Path::new("t")).expect("valid");
+    store
+        .build(1, &crate::generation::render(&def), text)
+        .expect("build");
+    store.flip(Some(1)).expect("flip");
+    assert_eq!(export(&paths).expect("export"), text);
+    // `current` pointed at a forged generation in a directory another user owns: not read.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir(&forged).expect("mkdir");
+    let planted = "version: 1\nservices:\n  evil: { exec: /bin/sh }\n";
+    std::fs::write(forged.join("definition.yaml"), planted).expect("write");
+    std::fs::copy(
+        store.dir(1).join("manifest.json"),
+        forged.join("manifest.json"),
+    )
+    .expect("copy");
+    chown(&forged, Some(4242), Some(4242)).expect("chown");
+    std::fs::remove_file(paths.root.join("current")).expect("rm");
+    symlink(&forged, paths.root.join("current")).expect("link");
+    let e = export(&paths).expect_err("a forged current");
+    assert!(!format!("{e:#}").contains("evil"), "{e:#}");
+}

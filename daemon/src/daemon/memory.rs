@@ -111,7 +111,7 @@ pub(super) fn release() -> usize {
         #[allow(unsafe_code)]
         let _ = unsafe { libc::malloc_trim(0) };
     }
-    let smaps = match std::fs::read_to_string("/proc/self/smaps") {
+    let smaps = match crate::host::usage::own_smaps() {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!("reading /proc/self/smaps: {e}");

@@ -23,7 +23,6 @@ use crate::generation::{Generation, Store};
 use crate::host::clock::Clock;
 use crate::host::definition::DefinitionFile;
 use crate::host::files::sha256_hex;
-use crate::host::systemd::DbusSystemd;
 use crate::host::{Machine, RealMachine};
 use crate::metrics::Metrics;
 use crate::ops::{Operation, Outcome};
@@ -72,11 +71,10 @@ impl Daemon {
         paths: Paths,
         store: Store,
         state: StateHandle,
-        systemd: DbusSystemd,
+        machine: RealMachine,
         status: tokio::sync::watch::Sender<Status>,
         metrics: Arc<Metrics>,
     ) -> Daemon {
-        let machine = RealMachine::new(systemd, &paths.cache.join("debs"));
         Daemon::on(Arc::new(machine), paths, store, state, status, metrics)
     }
 }

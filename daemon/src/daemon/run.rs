@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::{Daemon, Paths, Status, Trigger, Wake};
 use crate::generation::Store;
 use crate::host::definition::DefinitionFile;
-use crate::host::systemd::DbusSystemd;
+use crate::host::RealMachine;
 use crate::metrics::Metrics;
 use crate::state::{State, StateHandle};
 
@@ -40,7 +40,7 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         let reader = StateHandle::new(
             State::open_reader(&db).context("opening the state database for reading")?,
         );
-        let systemd = DbusSystemd::connect()
+        let machine = RealMachine::connect(&paths.cache.join("debs"))
             .await
             .context("connecting to systemd over D-Bus")?;
         let (status_tx, status_rx) = tokio::sync::watch::channel(Status {
@@ -57,10 +57,7 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(16);
         let deployer = crate::deploy::Deployer::new(
             state.clone(),
-            Arc::new(crate::host::RealMachine::new(
-                systemd.clone(),
-                &paths.cache.join("debs"),
-            )),
+            Arc::new(machine.another()),
             paths.definition.clone(),
             paths.root.clone(),
             metrics.clone(),
@@ -103,7 +100,7 @@ pub fn run(paths: Paths) -> anyhow::Result<i32> {
         let shutdown = Arc::new(tokio::sync::Notify::new());
         spawn_signals(wake.clone(), shutdown.clone())?;
         super::spawn_watchdog();
-        let mut d = Daemon::new(paths, store, state, systemd, status_tx, metrics);
+        let mut d = Daemon::new(paths, store, state, machine, status_tx, metrics);
         d.startup().await;
         // Unheard, systemd times the start out and stops strackt: the journal must say why.
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

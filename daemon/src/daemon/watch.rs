@@ -65,7 +65,9 @@ pub fn spawn_watcher(
             }
         }
     })?;
-    std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
+    crate::host::definition::DefinitionFile::new(definition)
+        .create_dir()
+        .map_err(notify::Error::io)?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     tokio::spawn(async move {
         let quiet = |what: Seen| match what {

@@ -6,7 +6,6 @@
 //! and left for the user to run again.
 
 use crate::definition::ServeMode;
-use crate::host::systemd;
 use crate::host::{JobKind, Machine, Systemd};
 use layout::AppDirs;
 
@@ -66,14 +65,17 @@ impl<M: Machine> Deployer<M> {
             Err(e) => tracing::warn!("looking for validation units left running: {e}"),
         }
         // Files an older strackt wrote for its validation units.
-        let stale = systemd::runtime_unit_files(units::VALIDATE_PREFIX);
+        let stale = self
+            .machine
+            .systemd()
+            .runtime_unit_files(units::VALIDATE_PREFIX);
         for unit in &stale {
             if let Err(e) = self.machine.systemd().run_job(JobKind::Stop, unit).await {
                 tracing::warn!("stopping {unit}, left by a validation boot: {e}");
             }
             // Safe to ignore: nothing starts a unit from a file left there (none is enabled),
             // the directory is emptied at boot, and the next start of strackt tries again.
-            let _ = systemd::remove_runtime_unit_file(unit);
+            let _ = self.machine.systemd().remove_runtime_unit_file(unit);
             self.machine.systemd().reset_failed(unit).await;
         }
         if !stale.is_empty() {

@@ -387,3 +387,51 @@ async fn refusals_surface_as_their_kind_and_change_nothing() {
     assert_eq!(h.host.running(SERVICE), pid);
     assert_eq!(h.releases().await, [(1, "live".to_string())]);
 }
+
+#[tokio::test]
+async fn recovery_stops_and_removes_the_validation_unit_files_an_older_strackt_left() {
+    use crate::host::systemd::RUNTIME_UNIT_DIR;
+    use crate::host::{JobKind, Systemd};
+    let h = Harness::new("");
+    let stale = format!("{}shop-7.service", units::VALIDATE_PREFIX);
+    let runtime = std::path::Path::new(RUNTIME_UNIT_DIR);
+    {
+        let mut s = h.host.state();
+        let unit = b"[Service]\nExecStart=/usr/bin/shop\n".to_vec();
+        s.files
+            .insert(runtime.join(&stale), (unit.clone(), 0o644, 0, 0));
+        // Someone else's runtime unit is none of strackt's business.
+        s.files
+            .insert(runtime.join("other.service"), (unit, 0o644, 0, 0));
+    }
+    h.host.daemon_reload().await.expect("reload");
+    h.host
+        .run_job(JobKind::Start, &stale)
+        .await
+        .expect("an older strackt's validation boot");
+    assert!(h.host.running(&stale).is_some());
+
+    h.deployer.recover().await;
+
+    assert_eq!(h.host.running(&stale), None);
+    assert_eq!(
+        h.host.runtime_unit_files(units::VALIDATE_PREFIX),
+        Vec::<String>::new()
+    );
+    assert!(h
+        .host
+        .state()
+        .files
+        .contains_key(&runtime.join("other.service")));
+    // systemd was told: the unit is gone with its file.
+    let state = h.host.unit_state(&stale).await.expect("state");
+    assert_eq!(state.load_state, "not-found");
+    let journal = h.host.state().journal.clone();
+    let removed = format!("remove {RUNTIME_UNIT_DIR}/{stale}");
+    let at = journal.iter().position(|j| *j == removed);
+    assert!(at.is_some(), "{journal:?}");
+    assert!(
+        journal[at.unwrap_or_default()..].contains(&"daemon-reload".to_string()),
+        "{journal:?}"
+    );
+}

@@ -78,6 +78,14 @@ impl Store {
         Ok(store)
     }
 
+    /// The store at `root` as it is, for reading only (`strackt export`): nothing is created,
+    /// and what is read is checked as [`Store::open`]'s store is.
+    pub fn at(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The state root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -258,6 +266,24 @@ impl Store {
             unit_texts,
             firewall,
         })
+    }
+
+    /// The current generation's definition text and manifest; `None` when no generation is
+    /// current. `current` must point at `generations/<N>`, and every directory on the way is
+    /// root's and writable by nobody else.
+    ///
+    /// # Errors
+    /// The root is missing or refused, `current` is no such link, or the files cannot be read.
+    pub fn read_current(&self) -> Result<Option<(String, Manifest)>, HostError> {
+        let Some(id) = self.current()? else {
+            return Ok(None);
+        };
+        let dir = self.existing(id, "definition.yaml")?;
+        let text = dir.read_string("definition.yaml")?;
+        let path = dir.path().join("manifest.json");
+        let manifest = serde_json::from_slice(&dir.read("manifest.json")?)
+            .map_err(|e| crate::host::io_err("parse", &path)(e.into()))?;
+        Ok(Some((text, manifest)))
     }
 
     /// The stored content of a managed file of generation `id`.

@@ -12,6 +12,8 @@
 //!   — a temp file in the same directory, owner and mode on its descriptor, fsync, one rename
 //!   over the name, fsync of the directory — so a reader (the watcher's pass, `strackt check`)
 //!   sees the old text or the new one, never part of one.
+//! - Its directory made before the file exists ([`DefinitionFile::create_dir`]), for the
+//!   watcher (`daemon/watch`), as [`super::tree::Dir::create_all`] makes any.
 //! - Whether it still holds given bytes ([`DefinitionFile::holds`]): the "changed meanwhile"
 //!   check of a rewrite (`strackt upgrade`).
 //!
@@ -37,7 +39,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::files::atomic_write;
-use super::tree::Owner;
+use super::tree::{Dir, Owner};
 use super::HostError;
 
 /// The definition file at a path (`Paths::definition`).
@@ -130,6 +132,19 @@ impl DefinitionFile {
                 gid: meta.gid(),
             },
         })
+    }
+
+    /// Create its directory if it is missing (root's, 0755, as [`DefinitionFile::write`] would),
+    /// so the watcher has a directory to watch before the file is first written. Reached as
+    /// [`Dir::create_all`] does: a link on the way is followed only in a directory root alone
+    /// can change, and directories already there are left as they are.
+    ///
+    /// # Errors
+    /// A refused link; the creation failed.
+    pub fn create_dir(&self) -> io::Result<()> {
+        let path = std::path::absolute(&self.path)?;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        Dir::create_all(dir, 0o755, Owner::process()).map(drop)
     }
 
     /// Replace it with `text`, with `kept`'s mode and owner, in one rename: a reader sees the
@@ -313,6 +328,31 @@ mod tests {
         let reads = reader.join().expect("no reader saw part of a text");
         assert!(reads > 0);
         assert_eq!(names(dir.path()), vec!["server.yaml"]);
+    }
+
+    #[test]
+    fn its_directory_is_created_roots_and_never_through_a_planted_link() {
+        use std::os::unix::fs::chown;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = DefinitionFile::new(dir.path().join("etc/strackt/server.yaml"));
+        file.create_dir().expect("create");
+        let made = fs::metadata(dir.path().join("etc/strackt")).expect("made");
+        assert!(made.is_dir());
+        assert_eq!(made.mode() & 0o7777, 0o755);
+        file.create_dir().expect("already there");
+        // A link another user could have planted on the way is not followed: nothing is made
+        // where it points.
+        let theirs = dir.path().join("theirs");
+        let victim = dir.path().join("victim");
+        fs::create_dir(&theirs).expect("mkdir");
+        fs::create_dir(&victim).expect("mkdir");
+        symlink(&victim, theirs.join("etc")).expect("link");
+        chown(&theirs, Some(4242), Some(4242)).expect("chown");
+        let e = DefinitionFile::new(theirs.join("etc/strackt/server.yaml"))
+            .create_dir()
+            .expect_err("a planted link");
+        assert!(crate::host::tree::is_refused(&e), "{e}");
+        assert_eq!(names(&victim), Vec::<String>::new());
     }
 
     #[test]

@@ -287,6 +287,17 @@ pub trait Systemd: Send + Sync {
         &self,
         pattern: &str,
     ) -> impl Future<Output = Result<Vec<String>, HostError>> + Send;
+    /// The names of the unit files in systemd's runtime directory (`/run/systemd/system`) that
+    /// start with `prefix`: what an older strackt wrote there for its validation units. None
+    /// when the directory cannot be read (then there is nothing to clean up).
+    fn runtime_unit_files(&self, prefix: &str) -> Vec<String>;
+    /// Remove the runtime unit file `unit` (a name [`Systemd::runtime_unit_files`] gave);
+    /// nothing there is fine. A link is removed itself, never followed. systemd forgets the
+    /// unit at the next daemon-reload.
+    ///
+    /// # Errors
+    /// I/O failures, with the path.
+    fn remove_runtime_unit_file(&self, unit: &str) -> Result<(), HostError>;
 }
 
 /// The host subsystems a pass works through: one trait per subsystem, bundled so the apply
@@ -351,8 +362,23 @@ pub struct RealMachine {
 }
 
 impl RealMachine {
-    /// Bundle the real subsystems; `.deb` files are cached in `deb_cache`.
-    pub fn new(systemd: systemd::DbusSystemd, deb_cache: &std::path::Path) -> RealMachine {
+    /// Connect to systemd over D-Bus and bundle the real subsystems; `.deb` files are cached
+    /// in `deb_cache`. The daemon's composition root (`daemon/run`) is its one caller.
+    ///
+    /// # Errors
+    /// systemd cannot be reached (the system bus, its manager, the job subscription).
+    pub async fn connect(deb_cache: &std::path::Path) -> Result<RealMachine, HostError> {
+        let systemd = systemd::DbusSystemd::connect().await?;
+        Ok(RealMachine::with(systemd, deb_cache))
+    }
+
+    /// Another machine on the same systemd connection, with caches of its own (the deployer's
+    /// beside the driver's).
+    pub fn another(&self) -> RealMachine {
+        RealMachine::with(self.systemd.clone(), self.packages.cache())
+    }
+
+    fn with(systemd: systemd::DbusSystemd, deb_cache: &std::path::Path) -> RealMachine {
         RealMachine {
             systemd,
             health: health::RealHealth::default(),

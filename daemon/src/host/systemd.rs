@@ -24,11 +24,10 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// systemd's runtime unit directory, root's alone: an older strackt wrote its validation units
 /// there as files (they are transient units now, with no file).
-const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
+pub const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 
-/// The names of the unit files in systemd's runtime directory that start with `prefix` (none
-/// when the directory cannot be read: then there is nothing to clean up).
-pub fn runtime_unit_files(prefix: &str) -> Vec<String> {
+/// [`Systemd::runtime_unit_files`] on the real machine.
+fn runtime_unit_files(prefix: &str) -> Vec<String> {
     let names = Dir::open(Path::new(RUNTIME_UNIT_DIR)).and_then(|d| d.entries());
     names
         .unwrap_or_default()
@@ -38,12 +37,8 @@ pub fn runtime_unit_files(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Remove the runtime unit file `unit` (a name [`runtime_unit_files`] gave); nothing there is
-/// fine. A link is removed itself, never followed.
-///
-/// # Errors
-/// I/O failures, with the path.
-pub fn remove_runtime_unit_file(unit: &str) -> Result<(), HostError> {
+/// [`Systemd::remove_runtime_unit_file`] on the real machine.
+fn remove_runtime_unit_file(unit: &str) -> Result<(), HostError> {
     let path = Path::new(RUNTIME_UNIT_DIR).join(unit);
     Dir::open(Path::new(RUNTIME_UNIT_DIR))
         .and_then(|d| d.remove_file(unit))
@@ -472,5 +467,13 @@ impl Systemd for DbusSystemd {
             Ok(listed.into_iter().map(|u| u.0).collect())
         })
         .await
+    }
+
+    fn runtime_unit_files(&self, prefix: &str) -> Vec<String> {
+        runtime_unit_files(prefix)
+    }
+
+    fn remove_runtime_unit_file(&self, unit: &str) -> Result<(), HostError> {
+        remove_runtime_unit_file(unit)
     }
 }

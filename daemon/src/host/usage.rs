@@ -1,6 +1,7 @@
 //! Who uses what on the host: the processes of a unit and the files they hold, the children of
 //! a process (from `/proc`), which files a package ships, which package ships a file, and what the installed packages
-//! depend on (from dpkg's database). Read-only; deciding what to restart or keep from these
+//! depend on (from dpkg's database); and strackt's own process: its mappings (`own_smaps`) and
+//! what its stderr is (`own_stderr_identity`). Read-only; deciding what to restart or keep from these
 //! facts is `plan::users` and `plan::keep`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -248,9 +249,48 @@ fn parse_dependencies(out: &str) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// This process's own mappings with their page counts (`/proc/self/smaps`), for handing back
+/// what the idle daemon does not need resident (`daemon/memory`, which parses it).
+///
+/// # Errors
+/// `/proc` cannot be read.
+pub fn own_smaps() -> std::io::Result<String> {
+    std::fs::read_to_string("/proc/self/smaps")
+}
+
+/// Device and inode of what this process's stderr is open on (to compare with systemd's
+/// `JOURNAL_STREAM`), from the descriptor itself: no path is looked up.
+///
+/// # Errors
+/// The descriptor cannot be duplicated or stat'ed (stderr closed).
+pub fn own_stderr_identity() -> std::io::Result<(u64, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let stderr = std::fs::File::from(std::io::stderr().as_fd().try_clone_to_owned()?);
+    let meta = stderr.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_reads_its_own_mappings_and_stderr() {
+        let smaps = own_smaps().expect("smaps");
+        assert!(smaps.contains("Private_Clean:"), "{smaps}");
+        let exe = std::env::current_exe().expect("exe");
+        assert!(smaps.contains(exe.to_str().expect("utf-8")), "{smaps}");
+        // What `/proc/self/fd/2` leads to, taken from the descriptor.
+        let by_path = std::fs::metadata("/proc/self/fd/2").expect("fd 2");
+        assert_eq!(
+            own_stderr_identity().expect("stderr"),
+            (
+                std::os::unix::fs::MetadataExt::dev(&by_path),
+                std::os::unix::fs::MetadataExt::ino(&by_path)
+            )
+        );
+    }
 
     #[test]
     fn maps_keep_replaced_files_under_their_path() {

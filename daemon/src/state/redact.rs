@@ -53,8 +53,10 @@ impl Redactor {
     fn refresh(&self) {
         let mut paths: Vec<PathBuf> = self.files.clone();
         if let Some(dir) = &self.dir {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                paths.extend(entries.flatten().take(MAX_SECRET_FILES).map(|e| e.path()));
+            // Listed through `host::tree` too: the directory is reached as its files are (a
+            // link followed only where root alone could have put it).
+            if let Ok(names) = crate::host::tree::Dir::open(dir).and_then(|d| d.entries()) {
+                paths.extend(names.iter().take(MAX_SECRET_FILES).map(|n| dir.join(n)));
             }
         }
         let mut known = self.known.borrow_mut();
@@ -226,5 +228,29 @@ mod tests {
         // A secret removed from disk stays masked for the daemon's lifetime.
         std::fs::remove_file(dir.path().join("app_key")).expect("rm");
         assert_eq!(r.apply("key-sesame-1"), MASK);
+    }
+
+    #[test]
+    fn the_secrets_directory_is_reached_through_a_link_only_where_root_alone_could_put_it() {
+        use std::os::unix::fs::{chown, symlink, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real-secrets");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::fs::write(real.join("db"), "s3cret-value\n").expect("write");
+        // An admin's `/etc/strackt/secrets -> /srv/secrets`: root's directory holds the link.
+        let root_only = dir.path().join("etc");
+        std::fs::create_dir(&root_only).expect("mkdir");
+        std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        symlink(&real, root_only.join("secrets")).expect("link");
+        let r = Redactor::from_sources(&root_only.join("secrets"), &[]);
+        assert_eq!(r.apply("pw=s3cret-value"), "pw=***");
+        // A link another user could have planted is not followed: nothing is read through it.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        symlink(&real, theirs.join("secrets")).expect("link");
+        chown(&theirs, Some(4242), Some(4242)).expect("chown");
+        let r = Redactor::from_sources(&theirs.join("secrets"), &[]);
+        assert_eq!(r.apply("pw=s3cret-value"), "pw=s3cret-value");
     }
 }

@@ -1,21 +1,34 @@
-//! The fake host's service manager: units loaded from the unit files under `UNIT_DIR` at
-//! daemon-reload (or from the vendor units a package would ship), instances of a loaded
-//! template, jobs that start, stop and restart them with a new MainPID each time (and reload
-//! them with new children of it), and the journal of every job run. Only the model; arranging
-//! and inspecting it is `FakeHost`'s.
+//! The fake host's service manager: units loaded from the unit files under `UNIT_DIR` (and
+//! systemd's runtime directory, where an older strackt left files) at daemon-reload (or from
+//! the vendor units a package would ship), instances of a loaded template, jobs that start,
+//! stop and restart them with a new MainPID each time (and reload them with new children of
+//! it), and the journal of every job run. Only the model; arranging and inspecting it is
+//! `FakeHost`'s.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{FakeHost, FakeState};
-use crate::host::systemd::{Properties, Value, UNIT_DIR};
+use crate::host::systemd::{Properties, Value, RUNTIME_UNIT_DIR, UNIT_DIR};
 use crate::host::{HostError, JobKind, Systemd, UnitState};
 
 impl FakeState {
+    /// `unit`'s file: under `UNIT_DIR`, else in the runtime directory (as systemd, where
+    /// `/etc` comes first).
     fn unit_file(&self, unit: &str) -> Option<String> {
-        self.files
-            .get(&Path::new(UNIT_DIR).join(unit))
+        [UNIT_DIR, RUNTIME_UNIT_DIR]
+            .iter()
+            .find_map(|dir| self.files.get(&Path::new(dir).join(unit)))
             .map(|f| String::from_utf8_lossy(&f.0).into_owned())
+    }
+
+    /// The names of the files directly in `dir`.
+    fn unit_files_in(&self, dir: &str) -> BTreeSet<String> {
+        self.files
+            .keys()
+            .filter(|p| p.parent() == Some(Path::new(dir)))
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+            .collect()
     }
 
     /// What systemd loads `unit` from: its own unit, or for an instance `a@i.service` its
@@ -84,12 +97,8 @@ impl Systemd for FakeHost {
         let mut s = self.state();
         s.journal.push("daemon-reload".into());
         let names: BTreeSet<String> = s.units.keys().cloned().collect();
-        let on_disk: BTreeSet<String> = s
-            .files
-            .keys()
-            .filter(|p| p.parent() == Some(Path::new(UNIT_DIR)))
-            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
-            .collect();
+        let mut on_disk = s.unit_files_in(UNIT_DIR);
+        on_disk.extend(s.unit_files_in(RUNTIME_UNIT_DIR));
         for name in names.union(&on_disk) {
             let text = s.unit_file(name);
             s.units.entry(name.clone()).or_default().loaded = text;
@@ -193,6 +202,20 @@ impl Systemd for FakeHost {
             .filter(|(name, _)| s.knows(name) && glob(pattern, name))
             .map(|(name, _)| name.clone())
             .collect())
+    }
+    fn runtime_unit_files(&self, prefix: &str) -> Vec<String> {
+        let s = self.state();
+        s.unit_files_in(RUNTIME_UNIT_DIR)
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
+    fn remove_runtime_unit_file(&self, unit: &str) -> Result<(), HostError> {
+        let mut s = self.state();
+        s.journal.push(format!("remove {RUNTIME_UNIT_DIR}/{unit}"));
+        s.files.remove(&Path::new(RUNTIME_UNIT_DIR).join(unit));
+        Ok(())
     }
 }
 

@@ -27,6 +27,11 @@ impl Apt {
             cache: cache.to_path_buf(),
         }
     }
+
+    /// Where `.deb` files are cached.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
 }
 
 /// How an apt tool runs.
