@@ -18,6 +18,7 @@ pub mod health;
 pub mod packages;
 pub mod private;
 pub mod processes;
+pub mod repository;
 pub mod store;
 pub mod sysctl;
 pub mod systemd;

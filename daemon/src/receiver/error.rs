@@ -86,16 +86,14 @@ pub enum ReceiverError {
     /// A staging directory exists but is not root's.
     #[error("{} is not a directory owned by root: remove it", .0.display())]
     NotRootsDirectory(PathBuf),
-    /// Owner or mode of a staging directory could not be set.
-    #[error("{op} {}: {source}", path.display())]
+    /// Owner or mode of a staging directory could not be set ("chown DIR: …", "chmod DIR: …").
+    #[error("{source}")]
     Ownership {
-        /// "chown".
-        op: &'static str,
         /// The directory.
         path: PathBuf,
-        /// Why.
+        /// Why, with the path.
         #[source]
-        source: nix::Error,
+        source: std::io::Error,
     },
     /// A file could not be read, created, written or changed (what and where, as shown).
     #[error(transparent)]

@@ -36,6 +36,7 @@ use crate::backup::restic::Repo;
 use crate::daemon::Paths;
 use crate::definition::{parse_reserve, parse_size, KeepPolicy, ReceiverSpec, SECRETS_DIR};
 use crate::deploy::preflight::read_secret;
+use crate::host::definition::DefinitionFile;
 use crate::host::io_err;
 use crate::host::processes::Processes;
 use crate::vault::Vault;
@@ -84,7 +85,7 @@ impl Sources {
 /// configured without the team key — all before anything is served.
 pub fn run(paths: &Paths) -> anyhow::Result<i32> {
     let sources = Sources::for_user(paths);
-    if sources.staged && !sources.definition.is_file() {
+    if sources.staged && !stage::is_staged() {
         eprintln!(
             "{} has nothing staged: start the receiver with `systemctl start strackt-receiver` (its unit stages the secrets it may read), or run `strackt receiver` as root",
             STAGE_DIR
@@ -123,8 +124,9 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
             limits,
             stored_tx.clone(),
         ));
-        std::fs::create_dir_all(&spec.storage)
-            .and_then(|()| writable(Path::new(&spec.storage)))
+        store
+            .repository()
+            .prepare()
             .with_context(|| {
                 format!(
                     "storage {} (the receiver's user must be able to write it: keep the default /var/lib/strackt-receiver, or add ReadWritePaths= with `systemctl edit strackt-receiver` and chown it to strackt-receiver)",
@@ -137,7 +139,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
         let tls = Arc::new(RwLock::new(tls));
         let listener = tls::TlsListener::new(tcp, tls.clone())?;
         for client in passwords.keys() {
-            let swept = rest::sweep(&store.repo(client));
+            let swept = store.sweep(client);
             if swept > 0 {
                 tracing::info!("removed {swept} cut-off upload(s) of {client}");
             }
@@ -145,7 +147,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<i32> {
         }
         // Repositories that got snapshots before a restart get their retention pass too.
         for client in policy.keeps.keys() {
-            if store.repo(client).join("config").exists() {
+            if store.has_config(client).await {
                 // `stored_rx` is alive right here (the retention task gets it below).
                 let _ = stored_tx.send(client.clone());
             }
@@ -209,12 +211,28 @@ struct Settings {
 
 /// The `receiver:` section of the definition in `file`.
 fn receiver_spec(file: &Path) -> Result<ReceiverSpec, ReceiverError> {
-    let text = std::fs::read_to_string(file).map_err(io_err("reading", file))?;
+    let text = DefinitionFile::new(file)
+        .read_text()
+        .map_err(io_err("reading", file))?;
     let def = crate::definition::parse(&text, file)?;
     def.definition()
         .receiver
         .clone()
         .ok_or_else(|| ReceiverError::NoSection(file.to_path_buf()))
+}
+
+/// The content of the regular file `path`, opened through [`crate::host::tree::open_file`]: a
+/// link is followed only where root alone could have put it.
+///
+/// # Errors
+/// A refused link, I/O failures; nothing, or no regular file, there reads as a missing file
+/// always did ("No such file or directory (os error 2)").
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = crate::host::tree::open_file(path)?
+        .ok_or_else(|| std::io::Error::from(rustix::io::Errno::NOENT))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Quotas and reserve of `spec` (checked by the definition's validation already).
@@ -232,15 +250,6 @@ fn limits(spec: &ReceiverSpec) -> Result<rest::Limits, ReceiverError> {
         None => return Err(ReceiverError::Reserve(spec.reserve.clone())),
     };
     Ok(rest::Limits { quotas, reserve })
-}
-
-/// Whether the current user can create files in `dir`.
-fn writable(dir: &Path) -> std::io::Result<()> {
-    nix::unistd::access(
-        dir,
-        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    )
-    .map_err(std::io::Error::from)
 }
 
 impl Settings {
@@ -461,15 +470,20 @@ impl<P: Processes + Clone> Retention<P> {
         let _held = pruning.lock().await;
         let dir = self.store.repo(client);
         let repo = Repo::local(&dir, &self.vault, &self.cache, self.processes.clone());
+        let stored_dir = Path::new(client).join("snapshots");
         let listed = repo
             .snapshots(&["strackt".to_string()], None)
             .await
             .map_err(ReceiverError::Restic)?;
         let mut snapshots = Vec::with_capacity(listed.len());
         for s in listed {
-            let file = dir.join("snapshots").join(&s.id);
             // Gone meanwhile, or not ours to judge: left alone.
-            let Ok(modified) = std::fs::metadata(&file).and_then(|m| m.modified()) else {
+            let Ok(modified) = self
+                .store
+                .repository()
+                .modified(&stored_dir.join(&s.id))
+                .await
+            else {
                 continue;
             };
             let mut paths = s.paths.clone();

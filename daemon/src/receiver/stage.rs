@@ -9,15 +9,15 @@
 //! All or nothing: everything is read and checked before anything is written, so a missing
 //! secret leaves the running receiver's copies as they were.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::Path;
 
 use crate::daemon::Paths;
 use crate::definition::SECRETS_DIR;
 use crate::deploy::preflight::read_secret;
 use crate::host::definition::DefinitionFile;
-use crate::host::files::atomic_write;
 use crate::host::io_err;
+use crate::host::tree::{is_refused, Dir, Kind, Owner};
 use crate::vault::Vault;
 
 use super::ReceiverError;
@@ -40,9 +40,8 @@ pub const KEY: &str = "tls.key";
 /// # Errors
 /// None of its own: every failure is printed for the journal and is exit code 1.
 pub fn stage(paths: &Paths) -> anyhow::Result<i32> {
-    let dir = Path::new(STAGE_DIR);
-    let reloading = dir.join(DEFINITION).is_file();
-    match stage_into(paths, dir) {
+    let reloading = is_staged();
+    match stage_into(paths, Path::new(STAGE_DIR)) {
         Ok(n) => {
             println!("staged the definition and {n} file(s) for {USER} in {STAGE_DIR}");
             Ok(0)
@@ -56,6 +55,25 @@ pub fn stage(paths: &Paths) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// Whether a definition is staged in [`STAGE_DIR`] (a regular file there, not a link).
+pub(super) fn is_staged() -> bool {
+    Dir::open(Path::new(STAGE_DIR))
+        .and_then(|d| d.kind(DEFINITION))
+        .is_ok_and(|k| k == Some(Kind::File))
+}
+
+/// What staging writes, all read and checked before anything is written.
+#[derive(Debug)]
+struct Staged {
+    definition: Vec<u8>,
+    /// The clients' secrets by name, each `NAME:PASSWORD` and a newline.
+    secrets: Vec<(String, Vec<u8>)>,
+    certificate: Vec<u8>,
+    key: Vec<u8>,
+    /// `None`: the vault has no key (a staged one is removed).
+    team_key: Option<Vec<u8>>,
 }
 
 fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
@@ -84,95 +102,252 @@ fn stage_into(paths: &Paths, dir: &Path) -> Result<usize, ReceiverError> {
     let definition = text.into_bytes();
     super::passwords(&spec, Path::new(SECRETS_DIR))?;
     super::limits(&spec)?;
-    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(dir.join(DEFINITION), definition)];
     let mut secrets = Vec::new();
     for client in spec.clients.values() {
         let name = &client.credentials.secret;
         let value = read_secret(Path::new(SECRETS_DIR), name)
             .map_err(|e| ReceiverError::Secret(e.to_string()))?;
-        secrets.push(name.clone());
-        files.push((
-            dir.join(SECRETS).join(name),
-            format!("{value}\n").into_bytes(),
-        ));
+        secrets.push((name.clone(), format!("{value}\n").into_bytes()));
     }
-    for (field, from, to) in [
-        ("TLS certificate", &spec.tls.certificate, CERTIFICATE),
-        ("TLS key", &spec.tls.key, KEY),
-    ] {
-        let bytes = std::fs::read(from).map_err(io_err(field, Path::new(from)))?;
-        files.push((dir.join(to), bytes));
-    }
-    super::tls::server_config(Path::new(&spec.tls.certificate), Path::new(&spec.tls.key))?;
+    // Through host/tree: a link on the way is followed only where root alone could have put it.
+    let (certificate, key) = (Path::new(&spec.tls.certificate), Path::new(&spec.tls.key));
+    let certificate_pem =
+        super::read_file(certificate).map_err(io_err("TLS certificate", certificate))?;
+    let key_pem = super::read_file(key).map_err(io_err("TLS key", key))?;
+    // The bytes staged are the bytes checked.
+    super::tls::server_config_from_pem(certificate, &certificate_pem, key, &key_pem)?;
     let vault = Vault::new(&paths.root);
-    let staged_key = Vault::new(dir).key_path();
-    if vault.has_key() {
-        let key = std::fs::read(vault.key_path())
-            .map_err(io_err("reading the team key", &vault.key_path()))?;
-        files.push((staged_key.clone(), key));
-    }
+    let team_key = if vault.has_key() {
+        let from = vault.key_path();
+        Some(super::read_file(&from).map_err(io_err("reading the team key", &from))?)
+    } else {
+        None
+    };
+    let staged = Staged {
+        definition,
+        secrets,
+        certificate: certificate_pem,
+        key: key_pem,
+        team_key,
+    };
     // Then write.
-    let vault_dir = staged_key
-        .parent()
-        .map_or_else(|| dir.join("vault"), Path::to_path_buf);
-    for d in [dir.to_path_buf(), dir.join(SECRETS), vault_dir] {
-        own_dir(&d, gid)?;
+    write(dir, gid, &staged)
+}
+
+/// Write `staged` into `dir` (root's, group `gid`, 0750; files 0440), through descriptors:
+/// `dir` and its subdirectories are opened without following a link, made when missing, and
+/// refused when they are anything but root's directories. A key the vault no longer has, and
+/// the secrets of clients that left, are removed: they must not stay readable by the
+/// receiver's user, and failing to remove them fails the staging. Returns how many files
+/// besides the definition were staged.
+fn write(dir: &Path, gid: u32, staged: &Staged) -> Result<usize, ReceiverError> {
+    let owner = Owner { uid: 0, gid };
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(ReceiverError::NotRootsDirectory(dir.to_path_buf()));
+    };
+    let parent = Dir::open(parent).map_err(|source| ReceiverError::Stat {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    // Where the receiver's `Vault::new(STAGE_DIR)` looks for the key: `vault/backup.key`.
+    let staged_key = Vault::new(dir).key_path();
+    let (Some(vault_name), Some(key_name)) = (
+        staged_key
+            .strip_prefix(dir)
+            .ok()
+            .and_then(Path::parent)
+            .map(Path::as_os_str),
+        staged_key.file_name(),
+    ) else {
+        return Err(ReceiverError::NotRootsDirectory(staged_key.clone()));
+    };
+    let top = own_dir(&parent, name, owner)?;
+    let secrets_dir = own_dir(&top, OsStr::new(SECRETS), owner)?;
+    let vault_dir = own_dir(&top, vault_name, owner)?;
+    let mut files: Vec<(&Dir, &str, &[u8])> = vec![
+        (&top, DEFINITION, &staged.definition),
+        (&top, CERTIFICATE, &staged.certificate),
+        (&top, KEY, &staged.key),
+    ];
+    for (name, value) in &staged.secrets {
+        files.push((&secrets_dir, name, value));
     }
-    for (path, bytes) in &files {
-        atomic_write(path, bytes, 0o440, 0, gid)?;
+    let key_name = key_name.to_string_lossy();
+    if let Some(key) = &staged.team_key {
+        files.push((&vault_dir, &key_name, key));
     }
-    // A key the vault no longer has, and the secrets of clients that left, must not stay
-    // readable by the receiver's user: failing to remove them fails the staging.
-    if !vault.has_key() {
-        remove_staged(&staged_key)?;
+    for (d, name, bytes) in &files {
+        d.write_file(name, bytes, 0o440, owner)
+            .map_err(io_err("write", &d.path().join(name)))?;
     }
-    if let Ok(entries) = std::fs::read_dir(dir.join(SECRETS)) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !secrets.contains(&name) {
-                remove_staged(&e.path())?;
-            }
+    if staged.team_key.is_none() {
+        remove_staged(&vault_dir, OsStr::new(&*key_name))?;
+    }
+    let entries = secrets_dir
+        .entries()
+        .map_err(io_err("reading", secrets_dir.path()))?;
+    for e in entries {
+        if !staged.secrets.iter().any(|(name, _)| OsStr::new(name) == e) {
+            remove_staged(&secrets_dir, &e)?;
         }
     }
     Ok(files.len() - 1)
 }
 
-/// Remove the staged `file`, if it is there.
-fn remove_staged(file: &Path) -> Result<(), ReceiverError> {
-    match std::fs::remove_file(file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(io_err("removing", file)(e).into())
-        }
-        _ => Ok(()),
-    }
+/// Remove the staged file `name` of `dir`, if it is there.
+fn remove_staged(dir: &Dir, name: &OsStr) -> Result<(), ReceiverError> {
+    dir.remove_file(name)
+        .map(|_| ())
+        .map_err(|e| io_err("removing", &dir.path().join(name))(e).into())
 }
 
-/// `dir` exists as a real directory owned by root, group `gid`, mode 0750.
-fn own_dir(dir: &Path, gid: u32) -> Result<(), ReceiverError> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() && m.uid() == 0 => {}
-        Ok(_) => return Err(ReceiverError::NotRootsDirectory(dir.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dir).map_err(io_err("creating", dir))?;
+/// `name` in `parent` as a real directory owned by root, group `owner.gid`, mode 0750: made
+/// when missing; refused when it is a link or anything but root's directory. Owner and mode
+/// are set on its descriptor, so what was checked is what is changed.
+fn own_dir(parent: &Dir, name: &OsStr, owner: Owner) -> Result<Dir, ReceiverError> {
+    let path = parent.path().join(name);
+    let stat = |source| ReceiverError::Stat {
+        path: path.clone(),
+        source,
+    };
+    let dir = match parent.kind(name).map_err(stat)? {
+        Some(Kind::Dir) => {
+            let dir = parent.open_dir(name).map_err(|e| {
+                // Swapped for a link since it was looked at.
+                if is_refused(&e) {
+                    ReceiverError::NotRootsDirectory(path.clone())
+                } else {
+                    stat(e)
+                }
+            })?;
+            if dir.owner_and_mode().map_err(stat)?.0.uid != 0 {
+                return Err(ReceiverError::NotRootsDirectory(path));
+            }
+            dir
         }
-        Err(source) => {
-            return Err(ReceiverError::Stat {
-                path: dir.to_path_buf(),
-                source,
-            })
+        None => parent
+            .create_dir(name, 0o750, owner)
+            .map_err(io_err("creating", &path))?,
+        Some(_) => return Err(ReceiverError::NotRootsDirectory(path)),
+    };
+    dir.set_owner_and_mode(owner, 0o750)
+        .map_err(|source| ReceiverError::Ownership { path, source })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{chown, symlink, MetadataExt, PermissionsExt};
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const GID: u32 = 4243;
+
+    fn staged(secrets: &[&str], team_key: bool) -> Staged {
+        Staged {
+            definition: b"version: 1\n".to_vec(),
+            secrets: secrets
+                .iter()
+                .map(|s| (s.to_string(), format!("{s}:pw\n").into_bytes()))
+                .collect(),
+            certificate: b"CERT".to_vec(),
+            key: b"KEY".to_vec(),
+            team_key: team_key.then(|| b"TEAM".to_vec()),
         }
     }
-    nix::unistd::chown(
-        dir,
-        Some(nix::unistd::Uid::from_raw(0)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    )
-    .map_err(|source| ReceiverError::Ownership {
-        op: "chown",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-        .map_err(io_err("chmod", dir))?;
-    Ok(())
+
+    fn ls(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// (uid, gid, mode) of `p` itself.
+    fn owner_mode(p: &Path) -> (u32, u32, u32) {
+        let m = std::fs::symlink_metadata(p).expect("stat");
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    }
+
+    fn scene() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stage = tmp.path().join("stage");
+        (tmp, stage)
+    }
+
+    // Runs as root (chown to another group), as the unit tests do.
+    #[test]
+    fn everything_is_staged_root_s_for_the_receiver_s_group_and_what_left_is_removed() {
+        let (_tmp, stage) = scene();
+        let n = write(&stage, GID, &staged(&["web1-pw", "web2-pw"], true)).expect("staged");
+        assert_eq!(n, 5);
+        assert_eq!(
+            ls(&stage),
+            ["definition.yaml", "secrets", "tls.crt", "tls.key", "vault"]
+        );
+        for d in [stage.clone(), stage.join("secrets"), stage.join("vault")] {
+            assert_eq!(owner_mode(&d), (0, GID, 0o750), "{}", d.display());
+        }
+        for f in [
+            "definition.yaml",
+            "tls.crt",
+            "tls.key",
+            "secrets/web1-pw",
+            "vault/backup.key",
+        ] {
+            assert_eq!(owner_mode(&stage.join(f)), (0, GID, 0o440), "{f}");
+        }
+        assert_eq!(
+            std::fs::read(stage.join("secrets/web2-pw")).expect("read"),
+            b"web2-pw:pw\n"
+        );
+        // A directory root's but with another group and mode gets the receiver's, and a
+        // client that left and a key the vault no longer has are gone.
+        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        chown(stage.join("secrets"), None, Some(0)).expect("chgrp");
+        let n = write(&stage, GID, &staged(&["web1-pw"], false)).expect("staged");
+        assert_eq!(n, 3);
+        assert_eq!(owner_mode(&stage), (0, GID, 0o750));
+        assert_eq!(owner_mode(&stage.join("secrets")), (0, GID, 0o750));
+        assert_eq!(ls(&stage.join("secrets")), ["web1-pw"]);
+        assert_eq!(ls(&stage.join("vault")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stage_directory_another_user_owns_or_a_link_is_refused_and_nothing_is_written() {
+        let (tmp, stage) = scene();
+        // Another user's directory.
+        std::fs::create_dir(&stage).expect("mkdir");
+        chown(&stage, Some(4242), Some(4242)).expect("chown");
+        let e = write(&stage, GID, &staged(&["web1-pw"], true)).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not a directory owned by root: remove it",
+                stage.display()
+            )
+        );
+        assert_eq!(ls(&stage), Vec::<String>::new());
+        assert_eq!(owner_mode(&stage), (4242, 4242, 0o755));
+        std::fs::remove_dir(&stage).expect("rmdir");
+        // A link to a directory of root's.
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).expect("mkdir");
+        symlink(&victim, &stage).expect("symlink");
+        let e = write(&stage, GID, &staged(&["web1-pw"], true)).expect_err("refused");
+        assert!(matches!(e, ReceiverError::NotRootsDirectory(_)), "{e}");
+        assert_eq!(ls(&victim), Vec::<String>::new());
+        assert_eq!(owner_mode(&victim), (0, 0, 0o755));
+        std::fs::remove_file(&stage).expect("rm");
+        // A link where a subdirectory belongs: not followed either.
+        std::fs::create_dir(&stage).expect("mkdir");
+        symlink(&victim, stage.join("secrets")).expect("symlink");
+        let e = write(&stage, GID, &staged(&["web1-pw"], true)).expect_err("refused");
+        assert!(matches!(e, ReceiverError::NotRootsDirectory(_)), "{e}");
+        assert_eq!(ls(&victim), Vec::<String>::new());
+        assert_eq!(owner_mode(&victim), (0, 0, 0o755));
+    }
 }

@@ -450,3 +450,31 @@ fn links_in_root_only_directories_are_followed() {
     // `..` inside a followed target resolves physically.
     assert!(Dir::open(Path::new("/proc/self/../self/fdinfo")).is_ok());
 }
+
+#[test]
+fn an_open_directory_gets_owner_and_mode_on_its_descriptor_not_through_a_swapped_path() {
+    let s = scene();
+    let dir = s.base.join("stage");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let opened = Dir::open(&dir).expect("open");
+    // The path now names a link to the victim: the directory opened is changed, not the victim.
+    std::fs::rename(&dir, s.base.join("moved")).expect("move");
+    symlink(&s.victim, &dir).expect("symlink");
+    let victim_before = std::fs::metadata(&s.victim)
+        .expect("stat")
+        .permissions()
+        .mode();
+    let owner = Owner {
+        uid: me().uid,
+        gid: 4242,
+    };
+    opened.set_owner_and_mode(owner, 0o750).expect("set");
+    assert_eq!(opened.owner_and_mode().expect("stat"), (owner, 0o750));
+    let moved = Dir::open(&s.base.join("moved")).expect("open");
+    assert_eq!(moved.owner_and_mode().expect("stat"), (owner, 0o750));
+    let victim = std::fs::metadata(&s.victim).expect("stat");
+    assert_eq!(victim.permissions().mode(), victim_before);
+    assert_ne!(victim.gid(), 4242);
+    untouched(&s);
+}

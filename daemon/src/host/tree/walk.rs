@@ -199,6 +199,19 @@ impl Dir {
         ))
     }
 
+    /// Give this very directory `owner` and `mode`, on its descriptor (`fchown`, then `fchmod`:
+    /// chown clears set-id bits). Only for a directory the caller has checked is its own (root's
+    /// staging directory): this module never chowns a directory another user owns.
+    ///
+    /// # Errors
+    /// I/O failures ("chown …", "chmod …").
+    pub fn set_owner_and_mode(&self, owner: Owner, mode: u32) -> io::Result<()> {
+        let (uid, gid) = owner.ids();
+        rustix::fs::fchown(&self.fd, uid, gid).map_err(|e| at("chown", &self.path, e))?;
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))
+            .map_err(|e| at("chmod", &self.path, e))
+    }
+
     /// fsync the directory, so renames inside it survive a power cut.
     ///
     /// # Errors

@@ -4,6 +4,8 @@
 //! Owns request routing, authentication, the append-only rules and the on-disk layout (the
 //! same as restic's local backend, so `restic -r STORAGE/CLIENT` works on this server). It must
 //! not delete anything but lock files: forgetting and pruning are retention's job (mod.rs).
+//! The file work itself — reading, listing, storing, removing — is
+//! [`crate::host::repository`]'s, given names this module has checked.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -23,7 +25,7 @@ mod store;
 pub use read::byte_range;
 use read::{list, read};
 use save::save;
-pub use store::{failure_delay, sweep, Limits, Reserve, Store, Usage};
+pub use store::{failure_delay, Limits, Reserve, Store, Usage};
 
 /// The kinds of files in a restic repository, besides `config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,25 +232,23 @@ pub async fn handle(
             return (code, format!("{why}\n")).into_response();
         }
     };
-    let path = store.path_of(&client, &target);
+    let rel = store.path_of(&client, &target);
     let reply = match action {
-        Action::Create => create_repo(&path).await,
-        Action::Read => read(&path, &parts.method, &parts.headers).await,
-        Action::List => list(&path, &target, &parts.headers).await,
-        Action::Save => save(&store, &client, &target, &path, &parts.headers, body).await,
-        Action::Unlock => unlock(&store, &client, &path).await,
+        Action::Create => create_repo(&store, &client).await,
+        Action::Read => read(&store, &rel, &parts.method, &parts.headers).await,
+        Action::List => list(&store, &rel, &target, &parts.headers).await,
+        Action::Save => save(&store, &client, &target, &rel, &parts.headers, body).await,
+        Action::Unlock => unlock(&store, &client, &rel).await,
     };
     reply.unwrap_or_else(|(code, msg)| (code, format!("{msg}\n")).into_response())
 }
 
-async fn unlock(store: &Store, client: &str, path: &Path) -> Reply {
-    let size = tokio::fs::metadata(path)
+async fn unlock(store: &Store, client: &str, rel: &Path) -> Reply {
+    let size = store
+        .repository
+        .remove(rel)
         .await
-        .map_err(|e| io_error(path, &e))?
-        .len();
-    tokio::fs::remove_file(path)
-        .await
-        .map_err(|e| io_error(path, &e))?;
+        .map_err(|e| io_error(&store.repository.path(rel), &e))?;
     let usage = store.usage(client);
     // The update always gives `Some`, so `fetch_update` never fails.
     let _ = usage
@@ -259,15 +259,12 @@ async fn unlock(store: &Store, client: &str, path: &Path) -> Reply {
     Ok(StatusCode::OK.into_response())
 }
 
-async fn create_repo(repo: &Path) -> Reply {
-    let mut dirs = vec![repo.to_path_buf()];
-    dirs.extend(["keys", "locks", "snapshots", "index", "data"].map(|d| repo.join(d)));
-    dirs.extend((0..=255u8).map(|b| repo.join("data").join(format!("{b:02x}"))));
-    for d in dirs {
-        tokio::fs::create_dir_all(&d)
-            .await
-            .map_err(|e| io_error(&d, &e))?;
-    }
+async fn create_repo(store: &Store, client: &str) -> Reply {
+    store
+        .repository
+        .create_dirs(&store::layout(client))
+        .await
+        .map_err(|f| io_error(&f.path, &f.error))?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
 use super::*;
 
@@ -21,11 +21,13 @@ pub fn byte_range(spec: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end).then(|| (start, end - start + 1))
 }
 
-pub(super) async fn read(path: &Path, method: &Method, headers: &HeaderMap) -> Reply {
-    let mut file = tokio::fs::File::open(path)
+pub(super) async fn read(store: &Store, rel: &Path, method: &Method, headers: &HeaderMap) -> Reply {
+    let path = &store.repository.path(rel);
+    let (mut file, size) = store
+        .repository
+        .open_read(rel)
         .await
         .map_err(|e| io_error(path, &e))?;
-    let size = file.metadata().await.map_err(|e| io_error(path, &e))?.len();
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(spec) => Some(byte_range(spec, size).ok_or((
@@ -61,8 +63,8 @@ pub(super) const READ_CHUNK: usize = 64 << 10;
 
 /// The bytes of `file` as a stream of chunks; a read error ends the body early (the client
 /// sees a short response, which restic retries).
-pub(super) fn stream_file(
-    file: tokio::io::Take<tokio::fs::File>,
+pub(super) fn stream_file<R: AsyncRead + Unpin + Send + 'static>(
+    file: R,
     path: PathBuf,
 ) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
     futures_util::stream::unfold(Some(file), move |file| {
@@ -85,40 +87,12 @@ pub(super) fn stream_file(
     })
 }
 
-pub(super) async fn list(dir: &Path, target: &Target, headers: &HeaderMap) -> Reply {
-    let dirs = if *target == Target::List(Kind::Data) {
-        let mut subs = Vec::new();
-        let mut rd = tokio::fs::read_dir(dir)
-            .await
-            .map_err(|e| io_error(dir, &e))?;
-        while let Some(e) = rd.next_entry().await.map_err(|e| io_error(dir, &e))? {
-            subs.push(e.path());
-        }
-        subs
-    } else {
-        vec![dir.to_path_buf()]
-    };
-    let mut files: Vec<(String, u64)> = Vec::new();
-    for d in dirs {
-        let mut rd = tokio::fs::read_dir(&d)
-            .await
-            .map_err(|e| io_error(&d, &e))?;
-        while let Some(e) = rd.next_entry().await.map_err(|e| io_error(&d, &e))? {
-            let name = e.file_name().to_string_lossy().into_owned();
-            // Uploads in progress are dot-files.
-            if name.starts_with('.') {
-                continue;
-            }
-            let meta = e
-                .metadata()
-                .await
-                .map_err(|err| io_error(&e.path(), &err))?;
-            if meta.is_file() {
-                files.push((name, meta.len()));
-            }
-        }
-    }
-    files.sort();
+pub(super) async fn list(store: &Store, rel: &Path, target: &Target, headers: &HeaderMap) -> Reply {
+    let files = store
+        .repository
+        .list(rel, *target == Target::List(Kind::Data))
+        .await
+        .map_err(|f| io_error(&f.path, &f.error))?;
     let v2 = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -1,17 +1,16 @@
 //! Writing: new files only, within the client's quota and the disk reserve.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::backup::restic::bytes;
+use crate::host::repository::{Repository, Upload};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
-
-use crate::backup::restic::bytes;
 
 use super::*;
 
@@ -24,19 +23,19 @@ const SPACE_CHECK_EVERY: u64 = 8 << 20;
 
 /// What an upload may still take: the client's quota and the storage's reserve, checked up
 /// front with the declared length and again while the bytes arrive.
-struct Budget {
+struct Budget<'a> {
     usage: Arc<Usage>,
     client: String,
     /// Most bytes the repository may hold, with this upload.
     limit: Option<u64>,
-    /// The storage directory and its reserve, unless this upload is exempt (locks).
-    space: Option<(PathBuf, Reserve)>,
+    /// The storage and its reserve, unless this upload is exempt (locks).
+    space: Option<(&'a Repository, Reserve)>,
     /// Bytes of this upload counted in `usage.incoming`.
     taken: u64,
     unchecked: u64,
 }
 
-impl Budget {
+impl Budget<'_> {
     /// Count `n` more bytes of the upload.
     fn take(&mut self, n: u64) -> Result<(), Saved> {
         self.usage.incoming.fetch_add(n, Ordering::Relaxed);
@@ -65,16 +64,14 @@ impl Budget {
 
     /// Whether `more` bytes still fit above the reserve.
     fn check_space(&self, more: u64) -> Result<(), Saved> {
-        let Some((dir, reserve)) = &self.space else {
+        let Some((repository, reserve)) = &self.space else {
             return Ok(());
         };
-        let Ok(fs) = nix::sys::statvfs::statvfs(dir.as_path()) else {
+        let Ok((free, total)) = repository.space() else {
             // Not knowing is no reason to refuse; a full disk still fails the write itself.
             return Ok(());
         };
-        let block = fs.fragment_size();
-        let free = fs.blocks_available().saturating_mul(block);
-        let keep = reserve.of(fs.blocks().saturating_mul(block));
+        let keep = reserve.of(total);
         if free < keep.saturating_add(more) {
             return Err(Saved::NoSpace(format!(
                 "the receiver's storage is full: {} free, {} kept free (receiver.reserve)",
@@ -93,7 +90,7 @@ impl Budget {
     }
 }
 
-impl Drop for Budget {
+impl Drop for Budget<'_> {
     fn drop(&mut self) {
         // An upload that failed gives its bytes back.
         self.usage.incoming.fetch_sub(self.taken, Ordering::Relaxed);
@@ -104,10 +101,11 @@ pub(super) async fn save(
     store: &Store,
     client: &str,
     target: &Target,
-    path: &Path,
+    rel: &Path,
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    let path = &store.repository.path(rel);
     let refused = || {
         tracing::warn!(
             "refused overwriting {} for {client} (append-only)",
@@ -118,7 +116,7 @@ pub(super) async fn save(
             "append-only: this file exists and is never overwritten".to_string(),
         )
     };
-    if tokio::fs::try_exists(path).await.unwrap_or(false) {
+    if store.repository.exists(rel).await {
         return Err(refused());
     }
     let is_lock = matches!(target, Target::Object(Kind::Locks, _));
@@ -134,7 +132,7 @@ pub(super) async fn save(
                 q
             }
         }),
-        space: (!is_lock).then(|| (store.root.clone(), limits.reserve)),
+        space: (!is_lock).then_some((&store.repository, limits.reserve)),
         taken: 0,
         unchecked: 0,
     };
@@ -161,30 +159,24 @@ pub(super) async fn save(
             drop(p.lock().await);
         }
     }
-    let dir = path.parent().ok_or((
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "no directory".to_string(),
-    ))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{name}.{}.{}",
-        std::process::id(),
-        store.temp.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write_new(
-        &temp,
-        path,
-        body,
-        matches!(target, Target::Object(..)),
-        &mut budget,
-    )
-    .await;
-    // Renamed into place on success; a cut-off upload's leftover (a dot file) is removed by
-    // `store::sweep` at the next start, and the answer does not depend on it.
-    let _ = tokio::fs::remove_file(&temp).await;
+    let result = match store.repository.upload(rel).await {
+        Ok(mut upload) => {
+            let verify = matches!(target, Target::Object(..));
+            match write_new(&mut upload, path, body, verify, &mut budget).await {
+                // Renamed into place, or `AlreadyExists`: nothing is ever replaced, even by a
+                // race.
+                Ok(()) => upload.store().await.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Saved::Exists,
+                    _ => Saved::Io(e),
+                }),
+                Err(e) => {
+                    upload.discard().await;
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => Err(Saved::Io(e)),
+    };
     match result {
         Ok(()) => budget.commit(),
         Err(Saved::Exists) => return Err(refused()),
@@ -236,43 +228,28 @@ impl From<std::io::Error> for Saved {
     }
 }
 
-/// Stream `body` into `temp` within `budget`, check its hash (when `verify`), make it durable
-/// and link it to `path` — a link fails if `path` exists, so nothing is ever replaced, even by
-/// a race.
+/// Stream `body` into `upload` within `budget`, and check its hash against the name in
+/// `path` (when `verify`).
 async fn write_new(
-    temp: &Path,
+    upload: &mut Upload,
     path: &Path,
     body: Body,
     verify: bool,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) -> Result<(), Saved> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .await?;
     let mut hash = Sha256::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(Saved::Body)?;
         budget.take(chunk.len() as u64)?;
         hash.update(&chunk);
-        file.write_all(&chunk).await?;
+        upload.write(&chunk).await?;
     }
     if verify
         && path.file_name().map(|n| n.to_string_lossy().into_owned())
             != Some(hex::encode(hash.finalize()))
     {
         return Err(Saved::Mismatch);
-    }
-    file.sync_all().await?;
-    drop(file);
-    match tokio::fs::hard_link(temp, path).await {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Saved::Exists),
-        r => r?,
-    }
-    if let Some(dir) = path.parent() {
-        tokio::fs::File::open(dir).await?.sync_all().await?;
     }
     Ok(())
 }

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::host::repository::Repository;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -17,12 +19,12 @@ use super::*;
 /// The receiver's shared state.
 #[derive(Debug)]
 pub struct Store {
-    pub(super) root: PathBuf,
+    /// The storage directory's file work.
+    pub(super) repository: Repository,
     /// Who may send; replaced as a whole when the definition is reloaded.
     clients: RwLock<Clients>,
     /// Clients that just stored a snapshot (retention is due).
     pub(super) stored: mpsc::UnboundedSender<String>,
-    pub(super) temp: AtomicU64,
     /// Bytes in each client's repository (and on their way in).
     pub(super) usage: std::sync::Mutex<BTreeMap<String, Arc<Usage>>>,
     /// Failed logins by peer address, to slow guessing down.
@@ -120,10 +122,9 @@ impl Store {
         stored: mpsc::UnboundedSender<String>,
     ) -> Store {
         let store = Store {
-            root,
+            repository: Repository::new(root),
             clients: RwLock::default(),
             stored,
-            temp: AtomicU64::new(0),
             usage: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
         };
@@ -144,7 +145,7 @@ impl Store {
     /// Count the bytes in `client`'s repository again (at start, and after retention pruned
     /// it); returns them. Blocking: walks the repository.
     pub fn measure(&self, client: &str) -> u64 {
-        let stored = size_of_tree(&self.repo(client));
+        let stored = self.repository.size(Path::new(client));
         self.usage(client).stored.store(stored, Ordering::Relaxed);
         stored
     }
@@ -197,7 +198,28 @@ impl Store {
 
     /// The repository directory of `client`.
     pub fn repo(&self, client: &str) -> PathBuf {
-        self.root.join(client)
+        self.repository.path(Path::new(client))
+    }
+
+    /// The storage directory's file work.
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// Whether `client`'s repository has been initialized (has its `config`).
+    pub async fn has_config(&self, client: &str) -> bool {
+        self.repository
+            .exists(&self.path_of(client, &Target::Config))
+            .await
+    }
+
+    /// Remove what uploads cut off by a crash or restart left behind (dot-files, never listed)
+    /// in `client`'s repository; returns how many. Blocking.
+    pub fn sweep(&self, client: &str) -> usize {
+        let mut dirs = layout(client);
+        // The repository itself and `data/` hold no uploads.
+        dirs.retain(|d| d.as_path() != Path::new(client) && !d.ends_with("data"));
+        self.repository.sweep(&dirs)
     }
 
     pub(super) fn client_of(&self, headers: &HeaderMap) -> Option<String> {
@@ -234,8 +256,9 @@ impl Store {
         (f.count, f.gate.clone(), failure_delay(f.count))
     }
 
+    /// Where `target` of `client` is, relative to the storage directory.
     pub(super) fn path_of(&self, client: &str, target: &Target) -> PathBuf {
-        let repo = self.repo(client);
+        let repo = PathBuf::from(client);
         match target {
             Target::Repo => repo,
             Target::Config => repo.join("config"),
@@ -246,47 +269,12 @@ impl Store {
     }
 }
 
-/// Remove what uploads cut off by a crash or restart left behind (dot-files, never listed) in
-/// the repository `repo`; returns how many.
-pub fn sweep(repo: &Path) -> usize {
-    let mut dirs: Vec<PathBuf> = ["keys", "locks", "snapshots", "index"]
-        .iter()
-        .map(|d| repo.join(d))
-        .collect();
+/// The directories of `client`'s repository, relative to the storage directory: the
+/// repository itself, one per kind, and `data/00` … `data/ff` (restic's local layout).
+pub(super) fn layout(client: &str) -> Vec<PathBuf> {
+    let repo = PathBuf::from(client);
+    let mut dirs = vec![repo.clone()];
+    dirs.extend(["keys", "locks", "snapshots", "index", "data"].map(|d| repo.join(d)));
     dirs.extend((0..=255u8).map(|b| repo.join("data").join(format!("{b:02x}"))));
-    let mut removed = 0;
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with('.')
-                && std::fs::remove_file(e.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-    }
-    removed
-}
-
-/// The bytes of the files under `dir` (not following links); 0 when it does not exist.
-fn size_of_tree(dir: &Path) -> u64 {
-    let mut total = 0u64;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(e.path()),
-                Ok(t) if t.is_file() => {
-                    total = total.saturating_add(e.metadata().map_or(0, |m| m.len()));
-                }
-                _ => {}
-            }
-        }
-    }
-    total
+    dirs
 }

@@ -117,17 +117,29 @@ fn a_reload_replaces_the_clients_and_keeps_the_locks_of_those_that_stay() {
 #[test]
 fn cut_off_uploads_are_swept_and_nothing_else() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = dir.path();
+    let repo = &dir.path().join("web1");
     std::fs::create_dir_all(repo.join("data/ab")).expect("mkdir");
     std::fs::create_dir_all(repo.join("snapshots")).expect("mkdir");
     std::fs::write(repo.join(format!("data/ab/{ID}")), b"pack").expect("write");
     std::fs::write(repo.join(format!("data/ab/.{ID}.7.0")), b"pa").expect("write");
     std::fs::write(repo.join(format!("snapshots/.{ID}.7.1")), b"s").expect("write");
     std::fs::write(repo.join("config"), b"c").expect("write");
-    assert_eq!(sweep(repo), 2);
+    std::fs::write(repo.join(".config.7.2"), b"c").expect("write");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let store = Store::new(
+        dir.path().to_path_buf(),
+        &BTreeMap::new(),
+        Limits::default(),
+        tx,
+    );
+    assert_eq!(store.sweep("web1"), 2);
     assert!(repo.join(format!("data/ab/{ID}")).exists());
     assert!(repo.join("config").exists());
-    assert_eq!(sweep(repo), 0);
+    assert!(
+        repo.join(".config.7.2").exists(),
+        "not in a directory of uploads"
+    );
+    assert_eq!(store.sweep("web1"), 0);
 }
 
 #[test]
@@ -170,13 +182,14 @@ async fn uploads_within_the_quota_are_counted_and_beyond_it_refused() {
         limits,
         tx,
     );
-    create_repo(&store.repo("web1")).await.expect("repo");
+    create_repo(&store, "web1").await.expect("repo");
     let upload = |content: &'static [u8]| {
         let name = hex::encode(Sha256::digest(content));
         let target = Target::Object(Kind::Data, name);
         let path = store.path_of("web1", &target);
         (target, path, Body::from(content))
     };
+    let exists = |rel: &std::path::Path| store.repository().path(rel).exists();
     let (target, path, body) = upload(&[1u8; 60]);
     let reply = save(&store, "web1", &target, &path, &HeaderMap::new(), body).await;
     assert!(reply.is_ok(), "{:?}", reply.err());
@@ -188,7 +201,7 @@ async fn uploads_within_the_quota_are_counted_and_beyond_it_refused() {
         reply.err().map(|e| e.0),
         Some(StatusCode::PAYLOAD_TOO_LARGE)
     );
-    assert!(!path.exists());
+    assert!(!exists(&path));
     assert_eq!(store.usage("web1").total(), 60);
     // A declared length that does not fit: refused up front.
     let (target, path, body) = upload(&[3u8; 50]);
@@ -220,7 +233,7 @@ async fn uploads_within_the_quota_are_counted_and_beyond_it_refused() {
         reply.err().map(|e| e.0),
         Some(StatusCode::INSUFFICIENT_STORAGE)
     );
-    assert!(!path.exists());
+    assert!(!exists(&path));
 }
 
 #[tokio::test]
