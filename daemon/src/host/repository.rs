@@ -24,7 +24,9 @@
 //!   `..`, `/` at its start or `.` is refused anyway, never joined.
 //! - Run as root over another user's tree: it serves the receiver's own tree as the receiver's
 //!   own user, so it uses plain paths (a link there could only have been made by that user).
-//!   Root's file work in other users' trees goes through [`super::tree`].
+//!   [`Repository::prepare`] refuses a storage directory that is not root's when run as root
+//!   (`strackt receiver` by hand). Root's file work in other users' trees goes through
+//!   [`super::tree`].
 //!
 //! Errors are the kernel's `io::Error`s; where a listing or a preparation can fail at more than
 //! one path, [`Failure`] says which, so the REST answers ("… not found") read as they always
@@ -89,9 +91,21 @@ impl Repository {
     /// process can create files in it. Blocking.
     ///
     /// # Errors
-    /// It cannot be created, or this user cannot write it.
+    /// It cannot be created, or this user cannot write it; run as root, it is another user's
+    /// (whose links root would then follow: the unit runs the receiver as its own user).
     pub fn prepare(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
         std::fs::create_dir_all(&self.root)?;
+        let owner = std::fs::symlink_metadata(&self.root)?.uid();
+        if nix::unistd::geteuid().is_root() && owner != 0 {
+            return Err(io::Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to uid {owner}: run as root, the receiver serves only a storage tree of root's (run it as its own user: systemctl start strackt-receiver)",
+                    self.root.display()
+                ),
+            ));
+        }
         nix::unistd::access(
             &self.root,
             nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
@@ -380,6 +394,22 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn as_root_only_a_storage_tree_of_roots_is_served() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let storage = tmp.path().join("storage");
+        Repository::new(&storage).prepare().expect("made, root's");
+        nix::unistd::chown(&storage, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+        let e = Repository::new(&storage)
+            .prepare()
+            .expect_err("another user's");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("belongs to uid 65534"), "{e}");
     }
 
     #[tokio::test]
