@@ -384,17 +384,9 @@ impl Drop for Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::tree::ls;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-    fn ls(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
 
     #[test]
     fn as_root_only_a_storage_tree_of_roots_is_served() {

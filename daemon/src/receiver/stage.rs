@@ -237,6 +237,7 @@ fn own_dir(parent: &Dir, name: &OsStr, owner: Owner) -> Result<Dir, ReceiverErro
 
 #[cfg(test)]
 mod tests {
+    use crate::host::tree::ls;
     use std::os::unix::fs::{chown, symlink, MetadataExt, PermissionsExt};
     use std::path::PathBuf;
 
@@ -255,15 +256,6 @@ mod tests {
             key: b"KEY".to_vec(),
             team_key: team_key.then(|| b"TEAM".to_vec()),
         }
-    }
-
-    fn ls(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// (uid, gid, mode) of `p` itself.

@@ -555,5 +555,16 @@ pub fn file_owner_and_mode(file: &File) -> io::Result<(Owner, u32)> {
     ))
 }
 
+/// The names in `dir`, sorted (for tests' assertions).
+#[cfg(test)]
+pub(crate) fn ls(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests;

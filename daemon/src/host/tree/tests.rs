@@ -6,15 +6,6 @@ fn me() -> Owner {
     Owner::process()
 }
 
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// A tree with a victim directory beside the one an attacker controls.
 struct Scene {
     _tmp: tempfile::TempDir,
