@@ -294,6 +294,17 @@ async fn a_second_run_of_an_app_is_refused_as_already_running() {
     assert!(!e.is_transient());
 }
 
+/// The words and the cause of a step's failure (the test fails on any other error).
+fn step_failure(e: &BackupError) -> (&String, &BackupError) {
+    match e {
+        BackupError::Step {
+            text,
+            cause: Some(cause),
+        } => (text, cause),
+        _ => panic!("not a step's failure: {e:?}"),
+    }
+}
+
 /// One run of the app's backup, taken as a scheduled run is, which fails: its error and its
 /// operation's record.
 async fn a_failed_run(b: &Backups<FakeHost>) -> (BackupError, Progress) {
@@ -326,15 +337,9 @@ async fn an_unreachable_destination_fails_the_run_as_a_transient_step() {
         ),
     );
     let (e, p) = a_failed_run(&b).await;
-    let BackupError::Step {
-        text,
-        cause: Some(cause),
-    } = &e
-    else {
-        panic!("not a step's failure: {e:?}");
-    };
+    let (text, cause) = step_failure(&e);
     assert!(
-        matches!(**cause, BackupError::Unreachable { .. }),
+        matches!(cause, BackupError::Unreachable { .. }),
         "{cause:?}"
     );
     assert!(
@@ -365,14 +370,8 @@ async fn a_failed_dump_surfaces_as_the_database_steps_dump_failure() {
         ),
     );
     let (e, _) = a_failed_run(&b).await;
-    let BackupError::Step {
-        text,
-        cause: Some(cause),
-    } = &e
-    else {
-        panic!("not a step's failure: {e:?}");
-    };
-    assert!(matches!(**cause, BackupError::Dump { .. }), "{cause:?}");
+    let (text, cause) = step_failure(&e);
+    assert!(matches!(cause, BackupError::Dump { .. }), "{cause:?}");
     assert!(
         text.starts_with("database failed: the dump failed"),
         "{text}"
@@ -404,15 +403,9 @@ async fn a_restore_of_an_unknown_run_is_refused_as_no_run() {
         )
         .await
         .expect_err("no such run");
-    let BackupError::Step {
-        text,
-        cause: Some(cause),
-    } = &e
-    else {
-        panic!("not a step's failure: {e:?}");
-    };
+    let (text, cause) = step_failure(&e);
     assert!(
-        matches!(&**cause, BackupError::NoRun { run, app, .. } if run == "web1-20261201T030000Z" && app == "shop"),
+        matches!(cause, BackupError::NoRun { run, app, .. } if run == "web1-20261201T030000Z" && app == "shop"),
         "{cause:?}"
     );
     assert_eq!(
