@@ -91,13 +91,12 @@ impl View {
             if view.paths.iter().any(|p| path.starts_with(p)) {
                 continue;
             }
-            view.pin_one(path, &mut covers, &mut made, &mut pins)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => {
-                        io::Error::new(io::ErrorKind::NotFound, Missing(path.clone()))
-                    }
-                    _ => e,
-                })?;
+            View::pin_one(path, &mut covers, &mut made, &mut pins).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => {
+                    io::Error::new(io::ErrorKind::NotFound, Missing(path.clone()))
+                }
+                _ => e,
+            })?;
             view.paths.push(path.clone());
         }
         // The covers first: the pinned paths are attached on places inside them.
@@ -112,8 +111,9 @@ impl View {
         &self.paths
     }
 
+    /// Pin `path`: its cover (made when it is the first under that top), the way down in it,
+    /// and its own mount in `pins`; nothing when the way there is root's alone.
     fn pin_one(
-        &mut self,
         path: &Path,
         covers: &mut Vec<Cover>,
         made: &mut BTreeSet<PathBuf>,
