@@ -96,7 +96,8 @@ impl Repository {
     pub fn prepare(&self) -> io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         std::fs::create_dir_all(&self.root)?;
-        let owner = std::fs::symlink_metadata(&self.root)?.uid();
+        // The directory served, wherever a link of root's at `storage` leads.
+        let owner = std::fs::metadata(&self.root)?.uid();
         if nix::unistd::geteuid().is_root() && owner != 0 {
             return Err(io::Error::new(
                 ErrorKind::PermissionDenied,
