@@ -87,7 +87,12 @@ pub async fn restore(
         .await
         .map_err(|e| (e.to_string(), String::new()))?;
     let restore_err = piped.source.stderr.clone();
-    let text = format!("{restore_err}{}", piped.sink.tail);
+    // pg_restore's last line may lack its newline (it was killed mid-line): psql's own lines
+    // still start lines of their own.
+    let text = match restore_err.is_empty() || restore_err.ends_with('\n') {
+        true => format!("{restore_err}{}", piped.sink.tail),
+        false => format!("{restore_err}\n{}", piped.sink.tail),
+    };
     if piped.sink.end == End::Cut {
         return Err((
             format!("pg_restore failed: {}", last_line(&restore_err)),

@@ -128,15 +128,16 @@ pub fn resolve_database(
 /// `LINE 1:` and `HINT:` lines, and which of them ends the output varies.
 pub fn last_line(text: &str) -> &str {
     let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines()
-        .find(|l| {
-            l.starts_with("fatal:")
-                || l.starts_with("ERROR:")
-                || l.starts_with("psql: error:")
-                || (l.starts_with("psql:") && l.contains(": ERROR:"))
-        })
-        .or_else(|| lines().next_back())
-        .unwrap_or("no output")
+    let error = lines().find_map(|l| {
+        if l.starts_with("fatal:") || l.starts_with("psql: error:") {
+            return Some(l);
+        }
+        let at = l.find("ERROR:")?;
+        // psql reading a script says where (`psql:<stdin>:12: ERROR:`); anything else before
+        // it is another program's unfinished line, glued on.
+        Some(if l.starts_with("psql:") { l } else { &l[at..] })
+    });
+    error.or_else(|| lines().next_back()).unwrap_or("no output")
 }
 
 /// Check everything app `name` needs on this server.
@@ -410,6 +411,11 @@ mod tests {
         assert_eq!(
             last_line("Cloning...\nfatal: repository not found\nmore\n"),
             "fatal: repository not found"
+        );
+        // Another program's last line, left without its newline, glued before the error.
+        assert_eq!(
+            last_line("pg_restore: warning: cutERROR:  cannot execute DROP SCHEMA\nCONTEXT:  x\n"),
+            "ERROR:  cannot execute DROP SCHEMA"
         );
         assert_eq!(last_line("one\ntwo\n\n"), "two");
         assert_eq!(last_line(""), "no output");
